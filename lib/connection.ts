@@ -1,0 +1,349 @@
+// Connection: one end of a Pipe, a MessagePort with Python's Connection semantics.
+//
+// Receiving takes messages off the port synchronously (`receiveMessageOnPort`) whenever one is there, and
+// listens for 'message' only while a recv()/poll() waits, so an idle connection keeps nothing alive and
+// messages not yet received stay in the port (and travel with it if the end is sent to another thread).
+//
+// Invariants:
+//   #inbox holds messages already taken off the port (by poll), oldest first; they are received before
+//     anything still in the port.
+//   #waiters is non-empty only while the port has our 'message' listener; a message goes to the oldest
+//     waiter, and a new recv() queues behind the waiters so concurrent receives keep the order.
+//   'close' from the port means the peer is gone *and* every message it sent was dispatched (Node emits it
+//     only once the port's queue is empty), so #peerGone with an empty #inbox is EOF.
+//   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe } from './errors.ts';
+import {
+  commit, envelope, kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, revive, unwrap,
+  WIRE_TAG, type Handle, type WireHandle,
+} from './handles.ts';
+import { checkNonNegativeInteger, checkOptionsObject, checkTimeout, checkTransferList, checkWaitOptions, type WaitOptions } from './options.ts';
+import { wait, type Waiter } from './wait.ts';
+
+/** Options of `send`. */
+export interface SendOptions {
+  /** ArrayBuffers and MessagePorts to move instead of copy; they become unusable in the sender. */
+  transfer?: TransferListItem[];
+}
+
+const NONE: unique symbol = Symbol('none');
+
+interface PollWaiter extends Waiter<boolean> {}
+
+/**
+ * One end of a `Pipe()`: `send` copies a value to the other end, `recv` resolves with the next one.
+ * Create pairs with `Pipe()`; hand an end to a worker through `Process` args or another connection.
+ *
+ * @example
+ * const [a, b] = Pipe<number>();
+ * a.send(42);
+ * await b.recv(); // 42
+ */
+export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
+  #port: MessagePort | null;
+  readonly #readable: boolean;
+  readonly #writable: boolean;
+  #inbox: unknown[];
+  #waiters: Waiter<unknown>[] = [];
+  #pollers: PollWaiter[] = [];
+  #listening = false;
+  #peerGone: boolean;
+  #closed = false;
+  #movedTo: string | undefined;
+  #innerHandles: Handle[] = [];
+
+  /** @internal Use `Pipe()`. */
+  constructor(port: MessagePort | null, readable: boolean, writable: boolean, inbox: unknown[] = [], peerGone = false) {
+    this.#port = port;
+    this.#readable = readable;
+    this.#writable = writable;
+    this.#inbox = inbox;
+    this.#peerGone = peerGone || port === null;
+    port?.on('close', this.#onClose);
+  }
+
+  /** True after `close()`, or once this end was sent to another thread. */
+  get closed(): boolean {
+    return this.#closed || this.#movedTo !== undefined;
+  }
+  get readable(): boolean {
+    return this.#readable;
+  }
+  get writable(): boolean {
+    return this.#writable;
+  }
+
+  /**
+   * Sends a copy of `obj`, made now: later changes to `obj` do not change what arrives. A value that cannot
+   * be copied throws the platform's `DataCloneError` and nothing is sent.
+   */
+  send(obj: T, options?: SendOptions): void {
+    const transfer = checkTransferList(checkOptionsObject(options).transfer);
+    const port = this.#checkOpen();
+    this.#checkWritable();
+    if (mayHoldHandles(obj)) {
+      const m = marshal(obj, transfer === undefined ? [] : [...transfer]);
+      port.postMessage(m.handles.length > 0 ? envelope(m.value) : obj, m.transfer);
+      commit(m.handles, 'another thread through a Connection');
+    } else {
+      port.postMessage(obj, transfer);
+    }
+  }
+
+  /** Resolves with the next message; rejects with `EOFError` once the other end is gone and all is received. */
+  recv(options?: WaitOptions): Promise<T> {
+    let timeout: number, signal: AbortSignal | undefined;
+    try {
+      ({ timeout, signal } = checkWaitOptions(options));
+      this.#checkOpen();
+      this.#checkReadable();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#waiters.length === 0) {
+      const message = this.#take();
+      if (message !== NONE) return Promise.resolve(message as T);
+      if (this.#peerGone) return Promise.reject(new EOFError());
+    }
+    return wait<unknown>((waiter) => {
+      this.#waiters.push(waiter);
+      this.#listen();
+      return () => this.#forget(this.#waiters, waiter);
+    }, timeout, signal, () => new TimeoutError(`recv() timed out after ${timeout} ms`)) as Promise<T>;
+  }
+
+  /** Resolves true when a `recv()` would settle without waiting (a message is there, or EOF). */
+  poll(timeout: number = 0): Promise<boolean> {
+    let ms: number;
+    try {
+      ms = checkTimeout(timeout, 'timeout');
+      this.#checkOpen();
+      this.#checkReadable();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.#inbox.length > 0 || this.#peerGone) return Promise.resolve(true);
+    if (this.#waiters.length === 0) {
+      const message = this.#take();
+      if (message !== NONE) {
+        this.#inbox.unshift(message);
+        return Promise.resolve(true);
+      }
+    }
+    if (ms === 0) return Promise.resolve(false);
+    return wait<boolean>((waiter) => {
+      this.#pollers.push(waiter);
+      this.#listen();
+      return () => this.#forget(this.#pollers, waiter);
+    }, ms, undefined, () => new PollTimeout()).catch((error) => {
+      if (error instanceof PollTimeout) return false;
+      throw error;
+    });
+  }
+
+  /** Sends `buf[offset .. offset+size]` (bytes) as one message; Python's `send_bytes`. */
+  sendBytes(buf: ArrayBufferView | ArrayBuffer, offset = 0, size?: number): void {
+    const bytes = toBytes(buf, 'buf');
+    checkNonNegativeInteger(offset, 'offset');
+    if (offset > bytes.byteLength) throw new RangeError(`offset ${offset} is beyond the buffer's ${bytes.byteLength} bytes`);
+    const length = size === undefined ? bytes.byteLength - offset : checkNonNegativeInteger(size, 'size');
+    if (offset + length > bytes.byteLength) {
+      throw new RangeError(`offset + size (${offset} + ${length}) is beyond the buffer's ${bytes.byteLength} bytes`);
+    }
+    const port = this.#checkOpen();
+    this.#checkWritable();
+    const copy = bytes.slice(offset, offset + length);
+    port.postMessage(copy, [copy.buffer]);
+  }
+
+  /** Resolves with the next message as bytes; one longer than `maxLength` rejects with `BufferTooShort`. */
+  async recvBytes(maxLength?: number): Promise<Uint8Array> {
+    if (maxLength !== undefined) checkNonNegativeInteger(maxLength, 'maxLength');
+    const bytes = await this.#recvBytes();
+    if (maxLength !== undefined && bytes.byteLength > maxLength) throw new BufferTooShort(bytes, maxLength);
+    return bytes;
+  }
+
+  /** Copies the next bytes message into `buf` at `offset` and resolves with its length. */
+  async recvBytesInto(buf: ArrayBufferView | ArrayBuffer, offset = 0): Promise<number> {
+    const target = toBytes(buf, 'buf');
+    checkNonNegativeInteger(offset, 'offset');
+    if (offset > target.byteLength) throw new RangeError(`offset ${offset} is beyond the buffer's ${target.byteLength} bytes`);
+    const bytes = await this.#recvBytes();
+    if (bytes.byteLength > target.byteLength - offset) throw new BufferTooShort(bytes, target.byteLength - offset);
+    target.set(bytes, offset);
+    return bytes.byteLength;
+  }
+
+  /** Closes this end; the other end sees EOF once it has received everything sent before. Idempotent. */
+  close(): void {
+    if (this.#closed || this.#movedTo !== undefined) return;
+    this.#closed = true;
+    const port = this.#port!;
+    this.#port = null;
+    port.off('close', this.#onClose);
+    this.#unlisten(port);
+    port.close();
+    this.#rejectAll(new ClosedError('connection is closed'));
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      try {
+        yield await this.recv();
+      } catch (error) {
+        if (error instanceof EOFError) return;
+        throw error;
+      }
+    }
+  }
+
+  [kMarshal](transfer: TransferListItem[]): WireHandle {
+    this.#checkOpen();
+    if (this.#waiters.length > 0 || this.#pollers.length > 0) {
+      throw new ProcessError('cannot send a connection while a recv() or poll() is waiting on it', 'ERR_CONNECTION_BUSY');
+    }
+    const inner = this.#inbox.length > 0 ? marshal(this.#inbox, transfer) : undefined;
+    this.#innerHandles = inner?.handles ?? [];
+    const port = this.#peerGone ? null : this.#port;
+    if (port !== null) transfer.push(port);
+    return {
+      [WIRE_TAG]: 'Connection', port, readable: this.#readable, writable: this.#writable,
+      inbox: inner?.value ?? [], peerGone: this.#peerGone,
+    };
+  }
+
+  [kCommit](destination: string): void {
+    commit(this.#innerHandles, destination);
+    this.#innerHandles = [];
+    this.#movedTo = destination;
+    const port = this.#port;
+    this.#port = null;
+    if (port !== null) {
+      port.off('close', this.#onClose);
+      if (this.#peerGone) port.close();
+    }
+    this.#inbox = [];
+  }
+
+  // Takes the next message without waiting, or NONE.
+  #take(): unknown {
+    if (this.#inbox.length > 0) return this.#inbox.shift();
+    if (this.#peerGone || this.#port === null) return NONE;
+    const entry = receiveMessageOnPort(this.#port);
+    return entry === undefined ? NONE : unwrap(entry.message);
+  }
+
+  async #recvBytes(): Promise<Uint8Array> {
+    const message = await this.recv();
+    if (message instanceof ArrayBuffer) return new Uint8Array(message);
+    if (ArrayBuffer.isView(message)) return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
+    this.#inbox.unshift(message);
+    throw new ProcessError(`the next message is not bytes but ${describe(message)}; receive it with recv()`, 'ERR_NOT_BYTES');
+  }
+
+  #onMessage = (data: unknown): void => {
+    const message = unwrap(data);
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      waiter.resolve(message);
+    } else {
+      this.#inbox.push(message);
+      for (const poller of this.#pollers.splice(0)) poller.resolve(true);
+    }
+    if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
+  };
+
+  #onClose = (): void => {
+    if (this.#closed || this.#movedTo !== undefined) return;
+    // Node emits 'close' only once the port's queue is empty, so nothing is left to drain; and
+    // receiveMessageOnPort() inside a 'close' handler crashes Node 20 (segfault), so it must not be tried.
+    this.#peerGone = true;
+    this.#unlisten(this.#port);
+    for (const poller of this.#pollers.splice(0)) poller.resolve(true);
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(new EOFError());
+  };
+
+  #listen(): void {
+    if (this.#listening || this.#port === null) return;
+    this.#listening = true;
+    this.#port.on('message', this.#onMessage);
+  }
+
+  #unlisten(port: MessagePort | null): void {
+    if (!this.#listening || port === null) return;
+    this.#listening = false;
+    port.off('message', this.#onMessage);
+  }
+
+  #forget<W>(list: W[], waiter: W): void {
+    const i = list.indexOf(waiter);
+    if (i !== -1) list.splice(i, 1);
+    if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
+  }
+
+  #rejectAll(error: Error): void {
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    for (const poller of this.#pollers.splice(0)) poller.reject(error);
+  }
+
+  #checkOpen(): MessagePort {
+    if (this.#movedTo !== undefined) throw new ClosedError(`connection was sent to ${this.#movedTo} and cannot be used here`);
+    if (this.#closed) throw new ClosedError('connection is closed');
+    return this.#port ?? deadPort;
+  }
+
+  #checkReadable(): void {
+    if (!this.#readable) throw new ProcessError('connection is write-only', 'ERR_CONNECTION_WRITE_ONLY');
+  }
+
+  #checkWritable(): void {
+    if (!this.#writable) throw new ProcessError('connection is read-only', 'ERR_CONNECTION_READ_ONLY');
+  }
+}
+
+class PollTimeout extends Error {}
+
+// A connection whose peer was already gone when it arrived has no port; sends to it vanish, as sends to a
+// port whose peer exited do.
+const deadPort = (() => {
+  const { port1, port2 } = new MessageChannel();
+  port2.close();
+  port1.unref();
+  return port1;
+})();
+
+function toBytes(buf: unknown, name: string): Uint8Array {
+  if (buf instanceof ArrayBuffer) return new Uint8Array(buf);
+  if (ArrayBuffer.isView(buf)) return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  throw new TypeError(`${name} must be an ArrayBuffer or an ArrayBufferView, got ${describe(buf)}`);
+}
+
+/**
+ * A pair of connected ends. With `duplex = false` the first end only receives and the second only sends.
+ *
+ * @example
+ * const [reader, writer] = Pipe<string>(false);
+ * writer.send('hi');
+ * await reader.recv(); // 'hi'
+ */
+export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Connection<T>] {
+  if (typeof duplex !== 'boolean') throw new TypeError(`duplex must be a boolean, got ${describe(duplex)}`);
+  const { port1, port2 } = new MessageChannel();
+  return duplex
+    ? [new Connection<T>(port1, true, true), new Connection<T>(port2, true, true)]
+    : [new Connection<T>(port1, true, false), new Connection<T>(port2, false, true)];
+}
+
+registerHandle('Connection', (wire) => new Connection(
+  wire.port as MessagePort | null,
+  wire.readable as boolean,
+  wire.writable as boolean,
+  revive(wire.inbox) as unknown[],
+  wire.peerGone as boolean,
+));

@@ -1,0 +1,79 @@
+// Who this thread is: the Process it runs for (name, pid, daemon) and its parent. Kept on globalThis under
+// a registered symbol so that every copy of this library loaded in a thread (say, lib/*.ts and a built
+// dist/ both imported by a task module) sees the same answer and the same exit hooks.
+import { isMainThread, threadId } from 'node:worker_threads';
+
+/** What `currentProcess()` and `parentProcess()` describe. */
+export interface ProcessInfo {
+  readonly name: string;
+  /** The thread's `threadId` (0 for the main thread). */
+  readonly pid: number;
+  readonly daemon: boolean;
+}
+
+/** @internal What a worker is told about itself when it starts. */
+export interface ThreadContext {
+  self: ProcessInfo;
+  parent: ProcessInfo | null;
+  /** Python's `_identity`: the child counters on the path from the main thread; names `Process-1:2`. */
+  identity: number[];
+}
+
+interface Registry {
+  context: ThreadContext;
+  childCounter: number;
+  exitHooks: Set<() => Promise<void> | void>;
+}
+
+const kRegistry = Symbol.for('mpthreads.thread');
+type GlobalWithRegistry = typeof globalThis & { [kRegistry]?: Registry };
+
+function registry(): Registry {
+  const g = globalThis as GlobalWithRegistry;
+  return (g[kRegistry] ??= {
+    context: { self: { name: 'MainProcess', pid: threadId, daemon: false }, parent: null, identity: [] },
+    childCounter: 0,
+    exitHooks: new Set(),
+  });
+}
+
+/** @internal Called once by the worker bootstrap, before the task module is imported. */
+export function setThreadContext(context: ThreadContext): void {
+  registry().context = context;
+}
+
+/** @internal */
+export function threadContext(): ThreadContext {
+  return registry().context;
+}
+
+/** @internal The identity of the next child this thread starts. */
+export function nextChildIdentity(): number[] {
+  const r = registry();
+  return [...r.context.identity, ++r.childCounter];
+}
+
+/** @internal Work a worker must finish before it exits normally (queues flushing their buffers). */
+export function addExitHook(hook: () => Promise<void> | void): () => void {
+  const hooks = registry().exitHooks;
+  hooks.add(hook);
+  return () => hooks.delete(hook);
+}
+
+/** @internal Runs every exit hook; a failing hook does not stop the others. */
+export async function runExitHooks(): Promise<void> {
+  await Promise.allSettled([...registry().exitHooks].map(async (hook) => hook()));
+}
+
+/** The process (thread) this code runs in: `{ name: 'MainProcess', pid: 0 }` on the main thread. */
+export function currentProcess(): ProcessInfo {
+  return registry().context.self;
+}
+
+/** The process that started this one, or `null` on the main thread. */
+export function parentProcess(): ProcessInfo | null {
+  return registry().context.parent;
+}
+
+/** True on the main thread: guard a module's main code with it (Python's `if __name__ == '__main__'`). */
+export { isMainThread };

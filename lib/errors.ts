@@ -1,0 +1,105 @@
+// The error tree. Every error the library raises on purpose is a ProcessError with a permanent `code`;
+// messages may change, codes never do. "Nothing yet" (Empty, TimeoutError) is kept apart from
+// "never again" (EOFError, ClosedError), as crossbeam keeps Empty apart from Disconnected.
+
+/** Root of every error mpthreads raises on purpose (Python's `multiprocessing.ProcessError`). */
+export class ProcessError extends Error {
+  readonly code: string;
+  constructor(message: string, code = 'ERR_PROCESS', options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** `getNowait()`, or `get()` whose timeout passed, found no item (Python's `queue.Empty`). */
+export class Empty extends ProcessError {
+  constructor(message = 'queue is empty') {
+    super(message, 'ERR_QUEUE_EMPTY');
+  }
+}
+
+/** `putNowait()`, or `put()` whose timeout passed, found the queue full (Python's `queue.Full`). */
+export class Full extends ProcessError {
+  constructor(message = 'queue is full') {
+    super(message, 'ERR_QUEUE_FULL');
+  }
+}
+
+/** The other end of a connection is gone and everything it sent has been received. */
+export class EOFError extends ProcessError {
+  constructor(message = 'the other end of the connection is closed and every message has been received') {
+    super(message, 'ERR_EOF');
+  }
+}
+
+/** The handle was closed, or moved to another thread, and cannot be used here any more. */
+export class ClosedError extends ProcessError {
+  constructor(message = 'handle is closed') {
+    super(message, 'ERR_CLOSED');
+  }
+}
+
+/** A bytes message did not fit; `data` holds the whole message. */
+export class BufferTooShort extends ProcessError {
+  readonly data: Uint8Array;
+  constructor(data: Uint8Array, room: number) {
+    super(`message of ${data.byteLength} bytes does not fit in ${room} bytes`, 'ERR_BUFFER_TOO_SHORT');
+    this.data = data;
+  }
+}
+
+/** A wait with a `timeout` option ran out of time. */
+export class TimeoutError extends ProcessError {
+  constructor(message = 'timed out') {
+    super(message, 'ERR_TIMEOUT');
+  }
+}
+
+// Errors are rebuilt across threads by name; this maps the names a worker may report back to classes.
+const byName: Record<string, new (message: string) => Error> = {
+  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError,
+  ProcessError, Empty, Full, EOFError, ClosedError, TimeoutError,
+};
+
+/** The shape an error takes on the wire: everything needed to rebuild it with its class name and stack. */
+export interface SerializedError {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: unknown;
+}
+
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof Error) {
+    const out: SerializedError = { name: error.name, message: error.message };
+    if (error.stack !== undefined) out.stack = error.stack;
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' || typeof code === 'number') out.code = code;
+    return out;
+  }
+  return { name: 'Error', message: `non-error thrown: ${describe(error)}` };
+}
+
+/** Rebuilds an error from the wire; a class unknown here keeps its name on a plain Error. */
+export function deserializeError(wire: SerializedError): Error {
+  const Ctor = Object.hasOwn(byName, wire.name) ? byName[wire.name]! : Error;
+  const error = new Ctor(wire.message);
+  if (error.name !== wire.name) {
+    Object.defineProperty(error, 'name', { value: wire.name, configurable: true, writable: true });
+  }
+  if (wire.code !== undefined) Object.defineProperty(error, 'code', { value: wire.code, enumerable: true, configurable: true, writable: true });
+  if (wire.stack !== undefined) error.stack = wire.stack;
+  return error;
+}
+
+/** A short description of a value for error messages: `-1 (number)`, `"x" (string)`, `[object Object] (object)`. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
+  if (typeof value === 'symbol' || typeof value === 'function') return `${String(value).slice(0, 60)} (${typeof value})`;
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `${Object.prototype.toString.call(value)} (object)`;
+  return `${String(value)} (${typeof value})`;
+}

@@ -1,0 +1,266 @@
+// Process: Python's multiprocessing.Process on a worker thread.
+//
+// Invariants:
+//   #worker is set exactly when start() succeeded; #exitCode is null until its 'exit' event, then final.
+//   #signal is set by terminate()/kill() before the worker is told to stop, so the exit code says how it
+//     ended (-15/-9) rather than Node's generic 1.
+//   Handles in args are told they moved (commit) only after the Worker constructor accepted the args.
+//   A running Process is in this thread's `running` set; it leaves on 'exit'.
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { currentProcess, nextChildIdentity } from './context.ts';
+import { ProcessError, deserializeError, describe } from './errors.ts';
+import { commit, marshal } from './handles.ts';
+import { checkOptionsObject, checkTimeout } from './options.ts';
+import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.ts';
+
+/** Options of `new Process()`. */
+export interface ProcessOptions {
+  /** The function to run, exported by `module`, or the name of that export. */
+  target: ((...args: any[]) => unknown) | string;
+  /** The ES module that exports `target`: pass `import.meta.url` (a `file:` URL or a path). */
+  module: string | URL;
+  /** Arguments for `target`, copied; Connections and queues anywhere inside arrive as working handles. */
+  args?: unknown[];
+  /** @default `Process-N` */
+  name?: string;
+  /** A daemon process does not keep the program alive. @default false */
+  daemon?: boolean;
+  /** Heap limits for the worker (see Node's `Worker` `resourceLimits`). */
+  resourceLimits?: ResourceLimits;
+}
+
+const here = import.meta.url;
+const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
+const runtimeUrl = new URL(here.endsWith('.ts') ? './worker-main.ts' : './worker-main.js', here).href;
+const typescriptModule = /\.[cm]?tsx?$/;
+
+const running = new Set<Process>();
+
+/**
+ * Runs `target(...args)` in a new worker thread.
+ *
+ * @example
+ * export function greet(name: string) { console.log(`hello ${name}`); }
+ * if (isMainThread) {
+ *   const p = new Process({ target: greet, module: import.meta.url, args: ['world'] });
+ *   p.start();
+ *   await p.join();
+ * }
+ */
+export class Process {
+  readonly #target: string;
+  readonly #module: URL;
+  readonly #args: unknown[];
+  readonly #resourceLimits: ResourceLimits | undefined;
+  readonly #identity: number[];
+  #name: string;
+  #daemon: boolean;
+  #worker: Worker | undefined;
+  #pid: number | undefined;
+  #exitCode: number | null = null;
+  #error: Error | undefined;
+  #signal: number | undefined;
+  #closed = false;
+  #exited: Promise<void> | undefined;
+
+  constructor(options: ProcessOptions) {
+    const o = checkOptionsObject(options);
+    if (o.target === undefined) throw new TypeError('options.target is required: a function exported by options.module, or its name');
+    this.#target = targetName(o.target);
+    if (o.module === undefined) throw new TypeError('options.module is required: pass import.meta.url of the module that exports the target');
+    this.#module = moduleUrl(o.module);
+    if (o.args !== undefined && !Array.isArray(o.args)) throw new TypeError(`options.args must be an array, got ${describe(o.args)}`);
+    this.#args = (o.args as unknown[] | undefined) ?? [];
+    if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`options.name must be a string, got ${describe(o.name)}`);
+    if (o.daemon !== undefined && typeof o.daemon !== 'boolean') throw new TypeError(`options.daemon must be a boolean, got ${describe(o.daemon)}`);
+    if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
+      throw new TypeError(`options.resourceLimits must be an object, got ${describe(o.resourceLimits)}`);
+    }
+    this.#resourceLimits = o.resourceLimits as ResourceLimits | undefined;
+    this.#identity = nextChildIdentity();
+    this.#name = (o.name as string | undefined) ?? `Process-${this.#identity.join(':')}`;
+    this.#daemon = (o.daemon as boolean | undefined) ?? false;
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+  set name(value: string) {
+    if (typeof value !== 'string') throw new TypeError(`name must be a string, got ${describe(value)}`);
+    this.#name = value;
+  }
+
+  /** A daemon process does not keep the program alive; set it before `start()`. */
+  get daemon(): boolean {
+    return this.#daemon;
+  }
+  set daemon(value: boolean) {
+    if (typeof value !== 'boolean') throw new TypeError(`daemon must be a boolean, got ${describe(value)}`);
+    if (this.#worker !== undefined) throw new ProcessError('cannot change daemon of a process that has started', 'ERR_PROCESS_STARTED');
+    this.#daemon = value;
+  }
+
+  /** The worker's `threadId`: `undefined` before `start()`, kept after exit. */
+  get pid(): number | undefined {
+    return this.#pid;
+  }
+
+  /** `null` while running; 0 returned, 1 threw, n after `process.exit(n)`, -15 terminated, -9 killed. */
+  get exitCode(): number | null {
+    return this.#exitCode;
+  }
+
+  /** What the target threw, rebuilt here with its class name, message and stack. */
+  get error(): Error | undefined {
+    return this.#error;
+  }
+
+  /** Starts the worker. Throws if called twice, or if args cannot be copied (nothing is moved then). */
+  start(): void {
+    this.#checkNotClosed();
+    if (this.#worker !== undefined) throw new ProcessError('cannot start a process twice', 'ERR_PROCESS_STARTED');
+    const modulePath = fileURLToPath(this.#module);
+    if (!existsSync(modulePath)) {
+      throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, 'ERR_MODULE_LOAD');
+    }
+    const m = marshal(this.#args);
+    const self = currentProcess();
+    const boot: BootData = {
+      runtime: runtimeUrl,
+      tsx: runtimeUrl.endsWith('.ts') || typescriptModule.test(modulePath),
+      module: this.#module.href,
+      target: this.#target,
+      args: m.value as unknown[],
+      context: {
+        self: { name: this.#name, pid: -1, daemon: this.#daemon },
+        parent: { name: self.name, pid: self.pid, daemon: self.daemon },
+        identity: this.#identity,
+      },
+    };
+    // The pid is the worker's threadId, only known once it exists: the worker patches it into its context.
+    const worker = new Worker(bootstrapUrl, {
+      workerData: { [PROTOCOL_TAG]: boot },
+      transferList: m.transfer,
+      resourceLimits: this.#resourceLimits,
+      name: this.#name,
+    });
+    commit(m.handles, `process "${this.#name}"`);
+    this.#worker = worker;
+    this.#pid = worker.threadId;
+    running.add(this);
+    if (this.#daemon) worker.unref();
+    worker.on('message', (message: unknown) => {
+      if (isWorkerMessage(message) && message[PROTOCOL_TAG] === Kind.Error) this.#onError(deserializeError(message.error));
+    });
+    worker.on('error', (error) => this.#onError(error));
+    this.#exited = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        this.#exitCode = this.#signal ?? code;
+        running.delete(this);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Resolves when the worker has exited, or when `timeout` ms have passed (check `isAlive()` then).
+   * While it waits, even a daemon process keeps the program alive.
+   */
+  join(timeout?: number): Promise<void> {
+    let ms: number;
+    try {
+      ms = checkTimeout(timeout, 'timeout');
+      this.#checkNotClosed();
+      if (this.#worker === undefined) throw new ProcessError('can only join a started process', 'ERR_PROCESS_NOT_STARTED');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const worker = this.#worker;
+    const exited = this.#exited!;
+    if (this.#exitCode !== null) return exited;
+    if (this.#daemon) worker.ref();
+    const done = () => { if (this.#daemon && this.#exitCode === null) worker.unref(); };
+    if (ms === Infinity) return exited.finally(done);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.min(ms, 0x7fffffff)); });
+    return Promise.race([exited, timedOut]).finally(() => { clearTimeout(timer); done(); });
+  }
+
+  /** True from `start()` until the worker has exited. */
+  isAlive(): boolean {
+    return this.#worker !== undefined && this.#exitCode === null;
+  }
+
+  /** Stops the worker, even one spinning in a loop that never yields; exit code -15. */
+  terminate(): void {
+    this.#stop(-15);
+  }
+
+  /** Stops the worker at once; exit code -9. (Node has one way to stop a thread; only the code differs.) */
+  kill(): void {
+    this.#stop(-9);
+  }
+
+  /** Releases the Process object; throws while the worker is still running. */
+  close(): void {
+    if (this.isAlive()) throw new ProcessError('cannot close a process while it is still running; join() or terminate() it first', 'ERR_PROCESS_RUNNING');
+    this.#closed = true;
+  }
+
+  #stop(signal: number): void {
+    this.#checkNotClosed();
+    if (this.#worker === undefined || this.#exitCode !== null) return;
+    this.#signal ??= signal;
+    void this.#worker.terminate();
+  }
+
+  #onError(error: Error): void {
+    if (this.#error !== undefined) return;
+    this.#error = error;
+    process.stderr.write(`Process ${this.#name} (pid ${this.#pid}):\n${error.stack ?? `${error.name}: ${error.message}`}\n`);
+  }
+
+  #checkNotClosed(): void {
+    if (this.#closed) throw new ProcessError('process object is closed', 'ERR_PROCESS_CLOSED');
+  }
+
+  /** @internal */
+  get [Symbol.toStringTag](): string {
+    return `Process ${this.#name}`;
+  }
+}
+
+/** The started children of this thread that have not exited yet. */
+export function activeChildren(): Process[] {
+  return [...running];
+}
+
+function targetName(target: unknown): string {
+  if (typeof target === 'string') {
+    if (target === '') throw new TypeError('options.target must be a non-empty export name');
+    return target;
+  }
+  if (typeof target === 'function') {
+    if (target.name === '') throw new TypeError('options.target is an anonymous function: export a named function from options.module');
+    return target.name;
+  }
+  throw new TypeError(`options.target must be a function or an export name, got ${describe(target)}`);
+}
+
+function moduleUrl(module: unknown): URL {
+  if (module instanceof URL) return checkFileUrl(module);
+  if (typeof module !== 'string' || module === '') {
+    throw new TypeError(`options.module must be a file: URL or a path, got ${describe(module)}`);
+  }
+  if (module.startsWith('file:')) return checkFileUrl(new URL(module));
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(module)) return checkFileUrl(new URL(module));
+  return pathToFileURL(isAbsolute(module) ? module : resolve(module));
+}
+
+function checkFileUrl(url: URL): URL {
+  if (url.protocol !== 'file:') throw new TypeError(`options.module must be a file: URL or a path, got ${JSON.stringify(url.href)}`);
+  return url;
+}

@@ -1,0 +1,40 @@
+// Everything that travels between a Process and its worker besides user data, in one place.
+// The worker is started with a BootData in workerData; it talks back on its parentPort with
+// WorkerMessages, tagged so that a user's own parentPort messages are never mistaken for ours.
+import type { SerializedError } from './errors.ts';
+import type { ThreadContext } from './context.ts';
+
+/** The key of workerData that carries BootData, and the tag of our messages on parentPort. */
+export const PROTOCOL_TAG = 'mpthreads';
+
+export const Kind = {
+  // worker -> parent
+  Error: 'error',
+} as const;
+
+/** Read by workers/bootstrap.mjs: plain data, no handles. */
+export interface BootData {
+  /** URL of the worker runtime to import (lib/worker-main.ts under tsx, dist/lib/worker-main.js built). */
+  runtime: string;
+  /** Register tsx in the worker before importing anything TypeScript. */
+  tsx: boolean;
+  /** URL of the task module. */
+  module: string;
+  /** Name of the export to call. */
+  target: string;
+  /** Marshalled args (see handles.ts). */
+  args: unknown[];
+  context: ThreadContext;
+}
+
+/** The target threw (or the module could not be loaded); the worker then exits with code 1. */
+export interface ErrorMessage {
+  [PROTOCOL_TAG]: typeof Kind.Error;
+  error: SerializedError;
+}
+
+export type WorkerMessage = ErrorMessage;
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return typeof value === 'object' && value !== null && PROTOCOL_TAG in value;
+}

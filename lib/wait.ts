@@ -1,0 +1,45 @@
+// One way to wait: a promise settled by the first of (the event, the timeout, the abort), with every
+// listener and timer removed when it settles, so a finished wait never keeps the program alive.
+
+/** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
+const kMaxTimer = 0x7fffffff;
+
+export interface Waiter<T> {
+  resolve(value: T): void;
+  reject(error: unknown): void;
+  /** True once the waiter settled one way or another. */
+  readonly settled: boolean;
+}
+
+/**
+ * Starts a wait. `arm` registers the waiter where the event will find it and returns how to unregister it;
+ * it runs synchronously, before the timeout and abort listeners are armed.
+ */
+export function wait<T>(
+  arm: (waiter: Waiter<T>) => () => void,
+  timeout: number,
+  signal: AbortSignal | undefined,
+  onTimeout: () => Error,
+): Promise<T> {
+  if (signal?.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let disarm: (() => void) | undefined;
+    const onAbort = () => waiter.reject(signal!.reason);
+    const finish = () => {
+      waiter.settled = true;
+      if (timer !== undefined) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      disarm?.();
+    };
+    const waiter = {
+      settled: false,
+      resolve(value: T) { if (!waiter.settled) { finish(); resolve(value); } },
+      reject(error: unknown) { if (!waiter.settled) { finish(); reject(error); } },
+    };
+    disarm = arm(waiter);
+    if (waiter.settled) { disarm(); return; }
+    if (timeout !== Infinity && timeout <= kMaxTimer) timer = setTimeout(() => waiter.reject(onTimeout()), timeout);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,43 @@
+// The worker side of a Process, imported by workers/bootstrap.mjs: set up who we are, revive the handles
+// in args, import the task module, call the target, flush what queues still hold, and exit with Python's
+// exit codes (0 returned, 1 threw, n for process.exit(n)).
+import { parentPort, threadId } from 'node:worker_threads';
+import './index.ts'; // registers every handle kind, so args can be revived
+import { runExitHooks, setThreadContext } from './context.ts';
+import { ProcessError, serializeError } from './errors.ts';
+import { revive } from './handles.ts';
+import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
+
+function report(error: unknown): void {
+  const message: ErrorMessage = { [PROTOCOL_TAG]: Kind.Error, error: serializeError(error) };
+  parentPort!.postMessage(message);
+}
+
+async function fail(error: unknown): Promise<never> {
+  report(error);
+  await runExitHooks();
+  process.exit(1);
+}
+
+export async function main(boot: BootData): Promise<void> {
+  setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
+  const args = revive(boot.args) as unknown[];
+  let target: unknown;
+  try {
+    const module = await import(boot.module) as Record<string, unknown>;
+    target = module[boot.target];
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    return fail(new ProcessError(`cannot load module ${boot.module} for target "${boot.target}": ${reason}`, 'ERR_MODULE_LOAD', { cause: error }));
+  }
+  if (typeof target !== 'function') {
+    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}`, 'ERR_TARGET_NOT_FOUND'));
+  }
+  try {
+    await (target as (...a: unknown[]) => unknown)(...args);
+  } catch (error) {
+    return fail(error);
+  }
+  await runExitHooks();
+  process.exit();
+}

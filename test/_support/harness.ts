@@ -1,0 +1,73 @@
+// Shared test plumbing: every async test gets a deadline (a hang fails instead of freezing CI), and every
+// Process a test starts is terminated afterwards, so one failing test cannot leave workers behind.
+import { suite as uvuSuite, type Test } from 'uvu';
+import type { Process } from '../../lib/index.ts';
+
+/** Default deadline per test; generous because 2 busy cores start tsx workers slowly (~0.5-1 s each). */
+export const DEFAULT_TIMEOUT = 30_000;
+
+/** Rejects if `promise` has not settled within `ms` (the timer never keeps the program alive). */
+export function deadline<T>(promise: Promise<T>, ms: number, what = 'operation'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+const started = new Set<Process>();
+
+/** Registers processes so that `cleanup()` terminates any left running. Returns its argument. */
+export function track<P extends Process>(p: P): P {
+  started.add(p);
+  return p;
+}
+
+/** Terminates and joins every tracked process still alive. */
+export async function cleanup(): Promise<void> {
+  const alive = [...started].filter((p) => p.isAlive());
+  started.clear();
+  for (const p of alive) p.terminate();
+  await Promise.all(alive.map((p) => deadline(p.join(), 10_000, `terminating ${p.name}`)));
+}
+
+/**
+ * A uvu suite whose tests each run under a deadline and clean up their processes.
+ * Use like uvu's: `const t = suite('Pipe'); t('sends', async () => {...}); t.run();`
+ */
+export function suite(name: string, timeout = DEFAULT_TIMEOUT): Test & ((name: string, fn: () => unknown, ms?: number) => void) {
+  const s = uvuSuite(name);
+  s.after.each(cleanup);
+  const wrapped = ((title: string, fn: () => unknown, ms = timeout) => {
+    s(title, () => deadline(Promise.resolve().then(fn), ms, `test "${title}"`));
+  }) as Test & ((name: string, fn: () => unknown, ms?: number) => void);
+  Object.setPrototypeOf(wrapped, s);
+  wrapped.run = s.run.bind(s);
+  wrapped.before = s.before;
+  wrapped.after = s.after;
+  wrapped.only = ((title: string, fn: () => unknown, ms = timeout) => s.only(title, () => deadline(Promise.resolve().then(fn), ms, `test "${title}"`))) as Test['only'];
+  wrapped.skip = s.skip;
+  return wrapped;
+}
+
+/** Asserts that `promise` rejects with an instance of `Ctor`; returns the error for further checks. */
+export async function rejects<E extends Error>(promise: Promise<unknown>, Ctor: abstract new (...a: any[]) => E, what = 'promise'): Promise<E> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof Ctor) return error;
+    throw new Error(`${what} rejected with ${(error as Error)?.name}: ${(error as Error)?.message}, expected ${Ctor.name}`);
+  }
+  throw new Error(`${what} resolved, expected a rejection with ${Ctor.name}`);
+}
+
+/** Asserts that `fn` throws an instance of `Ctor` synchronously; returns the error. */
+export function throws<E extends Error>(fn: () => unknown, Ctor: abstract new (...a: any[]) => E, what = 'call'): E {
+  try {
+    fn();
+  } catch (error) {
+    if (error instanceof Ctor) return error;
+    throw new Error(`${what} threw ${(error as Error)?.name}: ${(error as Error)?.message}, expected ${Ctor.name}`);
+  }
+  throw new Error(`${what} did not throw, expected ${Ctor.name}`);
+}

@@ -1,0 +1,36 @@
+// The worker entry point: plain JavaScript, because Node 20 cannot start a worker from a .ts file even
+// under tsx. It registers tsx when the runtime or the task module is TypeScript (in this thread, so one
+// module graph serves both), then hands over to the runtime; it holds no library logic.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+/** @type {import('../lib/protocol.ts').BootData} */
+const boot = workerData.mpthreads;
+
+/** tsx is looked up next to this file first, then next to the task module. */
+async function registerTsx() {
+  let api;
+  try {
+    api = await import('tsx/esm/api');
+  } catch {
+    const path = createRequire(boot.module).resolve('tsx/esm/api');
+    api = await import(pathToFileURL(path).href);
+  }
+  api.register();
+}
+
+try {
+  if (boot.tsx) await registerTsx();
+  const runtime = await import(boot.runtime);
+  await runtime.main(boot);
+} catch (error) {
+  // Only reached when the runtime itself cannot load; the runtime reports everything after that.
+  const e = /** @type {Error} */ (error);
+  parentPort?.postMessage({ mpthreads: 'error', error: {
+    name: 'ProcessError',
+    message: `cannot start target "${boot.target}" of ${boot.module}: ${boot.tsx ? 'TypeScript needs tsx installed; ' : ''}${e?.message}`,
+    stack: e?.stack,
+  } });
+  process.exit(1);
+}
