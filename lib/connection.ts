@@ -12,6 +12,7 @@
 //   'close' from the port means the peer is gone *and* every message it sent was dispatched (Node emits it
 //     only once the port's queue is empty), so #peerGone with an empty #inbox is EOF.
 //   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
+import { randomUUID } from 'node:crypto';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe } from './errors.ts';
 import {
@@ -52,9 +53,13 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #closed = false;
   #movedTo: string | undefined;
   #innerHandles: Handle[] = [];
+  // Shared by the two ends of one Pipe (and kept when an end travels), so that send() can refuse to post an
+  // end through its own other end: Node would drop that message and lose the channel without an error.
+  readonly #channel: string | undefined;
 
   /** @internal Use `Pipe()`. */
-  constructor(port: MessagePort | null, readable: boolean, writable: boolean, inbox: unknown[] = [], peerGone = false) {
+  constructor(port: MessagePort | null, readable: boolean, writable: boolean, inbox: unknown[] = [], peerGone = false, channel?: string) {
+    this.#channel = channel;
     this.#port = port;
     this.#readable = readable;
     this.#writable = writable;
@@ -84,6 +89,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#checkWritable();
     if (mayHoldHandles(obj)) {
       const m = marshal(obj, transfer === undefined ? [] : [...transfer]);
+      for (const handle of m.handles) {
+        if (handle instanceof Connection && handle !== this && this.#channel !== undefined && handle.#channel === this.#channel) {
+          throw new ProcessError('cannot send a connection through its own other end: the message and the channel would be lost', 'ERR_CONNECTION_LOOP');
+        }
+      }
       port.postMessage(m.handles.length > 0 ? envelope(m.value) : obj, m.transfer);
       commit(m.handles, 'another thread through a Connection');
     } else {
@@ -214,7 +224,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (port !== null) transfer.push(port);
     return {
       [WIRE_TAG]: 'Connection', port, readable: this.#readable, writable: this.#writable,
-      inbox: inner?.value ?? [], peerGone: this.#peerGone,
+      inbox: inner?.value ?? [], peerGone: this.#peerGone, channel: this.#channel,
     };
   }
 
@@ -335,9 +345,10 @@ function toBytes(buf: unknown, name: string): Uint8Array {
 export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Connection<T>] {
   if (typeof duplex !== 'boolean') throw new TypeError(`duplex must be a boolean, got ${describe(duplex)}`);
   const { port1, port2 } = new MessageChannel();
+  const channel = randomUUID();
   return duplex
-    ? [new Connection<T>(port1, true, true), new Connection<T>(port2, true, true)]
-    : [new Connection<T>(port1, true, false), new Connection<T>(port2, false, true)];
+    ? [new Connection<T>(port1, true, true, [], false, channel), new Connection<T>(port2, true, true, [], false, channel)]
+    : [new Connection<T>(port1, true, false, [], false, channel), new Connection<T>(port2, false, true, [], false, channel)];
 }
 
 registerHandle('Connection', (wire) => new Connection(
@@ -346,4 +357,5 @@ registerHandle('Connection', (wire) => new Connection(
   wire.writable as boolean,
   revive(wire.inbox) as unknown[],
   wire.peerGone as boolean,
+  wire.channel as string | undefined,
 ));

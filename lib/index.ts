@@ -4,3 +4,6 @@ export { Connection, Pipe, type SendOptions } from './connection.ts';
 export { currentProcess, parentProcess, isMainThread, type ProcessInfo } from './context.ts';
 export { ProcessError, Empty, Full, EOFError, ClosedError, BufferTooShort, TimeoutError } from './errors.ts';
 export type { WaitOptions } from './options.ts';
+export { Queue, type QueueOptions, type PutOptions } from './queue.ts';
+export { JoinableQueue } from './joinable-queue.ts';
+export { SimpleQueue } from './simple-queue.ts';

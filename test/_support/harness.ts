@@ -39,13 +39,13 @@ export function suite(name: string, timeout = DEFAULT_TIMEOUT): Test & ((name: s
   const s = uvuSuite(name);
   s.after.each(cleanup);
   const wrapped = ((title: string, fn: () => unknown, ms = timeout) => {
-    s(title, () => deadline(Promise.resolve().then(fn), ms, `test "${title}"`));
+    s(title, async () => { await deadline(Promise.resolve().then(fn), ms as number, `test "${title}"`); });
   }) as Test & ((name: string, fn: () => unknown, ms?: number) => void);
   Object.setPrototypeOf(wrapped, s);
   wrapped.run = s.run.bind(s);
   wrapped.before = s.before;
   wrapped.after = s.after;
-  wrapped.only = ((title: string, fn: () => unknown, ms = timeout) => s.only(title, () => deadline(Promise.resolve().then(fn), ms, `test "${title}"`))) as Test['only'];
+  wrapped.only = ((title: string, fn: () => unknown, ms = timeout) => s.only(title, async () => { await deadline(Promise.resolve().then(fn), ms as number, `test "${title}"`); })) as Test['only'];
   wrapped.skip = s.skip;
   return wrapped;
 }

@@ -1,0 +1,47 @@
+// Each thread that creates queues starts one hub worker, lazily, the first time it creates a queue. The hub
+// is unref'd: it never keeps the program alive by itself (holders that wait keep their own ports ref'd).
+// A queue lives as long as the thread that created it: when that thread exits, its hub goes with it.
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { currentProcess } from './context.ts';
+import { kHolderFields, Op, type CreateMessage } from './queue-protocol.ts';
+import { PROTOCOL_TAG, type BootData } from './protocol.ts';
+
+const here = import.meta.url;
+const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
+const hubUrl = new URL(here.endsWith('.ts') ? './hub.ts' : './hub.js', here).href;
+
+let hub: Worker | undefined;
+let lastId = 0;
+
+function startHub(): Worker {
+  const self = currentProcess();
+  const boot: BootData = {
+    runtime: hubUrl,
+    tsx: hubUrl.endsWith('.ts'),
+    module: hubUrl,
+    target: 'main',
+    args: [],
+    context: {
+      self: { name: `${self.name}/queue-hub`, pid: -1, daemon: true },
+      parent: self,
+      identity: [],
+    },
+  };
+  const worker = new Worker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: boot }, name: 'mpthreads queue hub' });
+  worker.unref();
+  worker.on('error', (error) => {
+    process.stderr.write(`mpthreads: the queue hub failed; queues of this thread stop delivering:\n${error.stack}\n`);
+  });
+  worker.on('exit', () => { if (hub === worker) hub = undefined; });
+  return worker;
+}
+
+/** Registers a new queue with this thread's hub; returns the first holder's port and counters. */
+export function createQueueInHub(shared: SharedArrayBuffer, maxsize: number): { port: MessagePort; counters: SharedArrayBuffer } {
+  hub ??= startHub();
+  const { port1, port2 } = new MessageChannel();
+  const counters = new SharedArrayBuffer(kHolderFields * Int32Array.BYTES_PER_ELEMENT);
+  const message: CreateMessage = { op: Op.Create, id: ++lastId, shared, maxsize, port: port2, counters };
+  hub.postMessage(message, [port2]);
+  return { port: port1, counters };
+}

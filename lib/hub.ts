@@ -1,0 +1,213 @@
+// The hub: a worker thread that keeps the items of the queues its creating thread made, so that delivery
+// between other threads goes on while the creating thread is busy. It never decodes a batch on the hot path:
+// producers' batches are leased whole to a consumer that asks, and decoded only to split one among several
+// waiting consumers or to take back what a departed consumer had not taken.
+//
+// Invariants (per queue):
+//   Items leave `entries` only in order, from the front; given-back and reclaimed items go back to the front,
+//     so the next consumer gets the oldest items first.
+//   A holder is in `wanting` iff its `want` > 0; wants are served in arrival order.
+//   Every item leased to a holder has a sequence number (per holder, increasing). Items below
+//     max(counters[kTakenSeq], givenBackTo) are settled: taken by a get or given back. The rest of `leases` is
+//     what the hub must put back if the holder goes away.
+//   `received` counts the items a holder's port delivered; counters[kPutCount] - received is what a departed
+//     holder put but never sent, and is subtracted from the queue's size (and unfinished count).
+import { parentPort, type MessagePort } from 'node:worker_threads';
+import { decodeBatch } from './wire.ts';
+import {
+  kPutCount, kReply, kSize, kStarving, kTakenSeq, kUnfinished, Op,
+  type Batch, type CreateMessage, type HolderMessage, type HubMessage,
+} from './queue-protocol.ts';
+
+interface Lease { seq: number; batch: Batch }
+
+class HubQueue {
+  readonly counters: Int32Array;
+  readonly entries: Batch[] = [];
+  readonly wanting: Holder[] = [];
+  readonly holders = new Set<Holder>();
+  constructor(shared: SharedArrayBuffer) {
+    this.counters = new Int32Array(shared);
+  }
+
+  serve(): void {
+    while (this.wanting.length > 0 && this.entries.length > 0) {
+      const holder = this.wanting[0]!;
+      const entry = this.entries[0]!;
+      // One consumer waiting gets whole batches (throughput); several share a batch item by item (fairness).
+      if (entry.n <= holder.want || this.wanting.length === 1) {
+        this.entries.shift();
+        holder.lease(entry);
+      } else {
+        const values = valuesOf(entry);
+        const part = values.splice(0, holder.want);
+        this.entries[0] = { n: values.length, values };
+        holder.lease({ n: part.length, values: part });
+      }
+      if (holder.want <= 0) this.wanting.shift();
+    }
+    this.updateStarving();
+  }
+
+  /** A consumer waits while others sit on leased items: ask them to give those back. */
+  updateStarving(): void {
+    if (this.wanting.length === 0 || this.entries.length > 0) {
+      if (this.counters[kStarving] !== 0) Atomics.store(this.counters, kStarving, 0);
+      return;
+    }
+    let anyHolding = false;
+    for (const holder of this.holders) {
+      if (holder.want === 0 && holder.unsettled() > 0) {
+        anyHolding = true;
+        holder.recall();
+      }
+    }
+    if (anyHolding) Atomics.store(this.counters, kStarving, 1);
+  }
+}
+
+class Holder {
+  readonly port: MessagePort;
+  readonly counters: Int32Array;
+  readonly queue: HubQueue;
+  received = 0;
+  want = 0;
+  nextSeq = 0;
+  givenBackTo = 0;
+  leases: Lease[] = [];
+  recalled = false;
+
+  constructor(queue: HubQueue, port: MessagePort, counters: SharedArrayBuffer) {
+    this.queue = queue;
+    this.port = port;
+    this.counters = new Int32Array(counters);
+    queue.holders.add(this);
+    port.on('message', (message: HolderMessage) => this.onMessage(message));
+    port.on('close', () => this.depart());
+  }
+
+  settledSeq(): number {
+    return Math.max(Atomics.load(this.counters, kTakenSeq), this.givenBackTo);
+  }
+
+  unsettled(): number {
+    return this.nextSeq - this.settledSeq();
+  }
+
+  lease(batch: Batch): void {
+    const seq = this.nextSeq;
+    this.nextSeq += batch.n;
+    this.want = Math.max(0, this.want - batch.n);
+    this.prune();
+    this.leases.push({ seq, batch });
+    const message: HubMessage = { op: Op.Items, seq, batch };
+    // Bytes are copied, not transferred: the hub keeps them until the holder has taken every item.
+    this.port.postMessage(message, (batch.transfer ?? []) as never[]);
+  }
+
+  recall(): void {
+    if (this.recalled) return;
+    this.recalled = true;
+    const message: HubMessage = { op: Op.Recall };
+    this.port.postMessage(message);
+  }
+
+  prune(): void {
+    const settled = this.settledSeq();
+    let i = 0;
+    while (i < this.leases.length && this.leases[i]!.seq + this.leases[i]!.batch.n <= settled) i++;
+    if (i > 0) this.leases.splice(0, i);
+  }
+
+  onMessage(message: HolderMessage): void {
+    const queue = this.queue;
+    switch (message.op) {
+      case Op.Put:
+        this.received += message.batch.n;
+        queue.entries.push(message.batch);
+        queue.serve();
+        return;
+      case Op.Want:
+        this.recalled = false;
+        if (this.want === 0 && message.n > 0) queue.wanting.push(this);
+        else if (message.n === 0) remove(queue.wanting, this);
+        this.want = message.n;
+        queue.serve();
+        if (message.now === true) {
+          // getNowait() blocks its thread until this answer: whatever could be leased has been; drop the rest.
+          if (this.want > 0) { this.want = 0; remove(queue.wanting, this); }
+          Atomics.add(this.counters, kReply, 1);
+          Atomics.notify(this.counters, kReply);
+        }
+        return;
+      case Op.GiveBack:
+        this.givenBackTo = message.from + message.batch.n;
+        this.prune();
+        if (message.batch.n > 0) queue.entries.unshift(message.batch);
+        queue.serve();
+        return;
+      case Op.Attach:
+        new Holder(queue, message.port as unknown as MessagePort, message.counters);
+        return;
+      case Op.Close:
+        this.port.close();
+        return;
+      default: {
+        const unknown: never = message;
+        throw new Error(`hub: unknown message ${JSON.stringify(unknown)}`);
+      }
+    }
+  }
+
+  /** The holder's port closed (close(), exit, terminate): settle what it left behind. */
+  depart(): void {
+    const queue = this.queue;
+    if (!queue.holders.delete(this)) return;
+    remove(queue.wanting, this);
+    const lost = Atomics.load(this.counters, kPutCount) - this.received;
+    if (lost > 0) {
+      Atomics.sub(queue.counters, kSize, lost);
+      Atomics.sub(queue.counters, kUnfinished, lost);
+      Atomics.notify(queue.counters, kSize);
+      Atomics.notify(queue.counters, kUnfinished);
+    }
+    const settled = this.settledSeq();
+    const back: Batch[] = [];
+    for (const { seq, batch } of this.leases) {
+      if (seq + batch.n <= settled) continue;
+      if (batch.transfer !== undefined && batch.transfer.length > 0) continue; // its ports went with it
+      const skip = Math.max(0, settled - seq);
+      if (skip === 0) back.push(batch);
+      else {
+        const values = valuesOf(batch).slice(skip);
+        back.push({ n: values.length, values });
+      }
+    }
+    this.leases = [];
+    queue.entries.unshift(...back);
+    if (queue.holders.size === 0) queues.delete(queue);
+    else queue.serve();
+  }
+}
+
+const queues = new Set<HubQueue>();
+
+function valuesOf(batch: Batch): unknown[] {
+  if (batch.values !== undefined) return batch.values;
+  return decodeBatch(batch.bytes!, batch.side ?? null);
+}
+
+function remove<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i !== -1) list.splice(i, 1);
+}
+
+/** Entry point, called by workers/bootstrap.mjs in the hub worker. */
+export function main(): void {
+  parentPort!.on('message', (message: CreateMessage) => {
+    if (message.op !== Op.Create) throw new Error(`hub: unknown message ${JSON.stringify(message)}`);
+    const queue = new HubQueue(message.shared);
+    queues.add(queue);
+    new Holder(queue, message.port as unknown as MessagePort, message.counters);
+  });
+}

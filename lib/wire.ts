@@ -1,0 +1,383 @@
+// Batch encoding for queues: items are captured at put() time by writing them in V8's own serialization
+// format (the one structured clone and v8.serialize use) into one growing buffer, so a batch of N items is
+// the bytes of one V8 array and the consumer decodes it in one pass.
+//
+// Why not a v8.Serializer per batch: it shares its object-identity map across items, so an object put twice
+// in one batch arrives as the *same, stale* object; and a failed writeValue leaves bytes it cannot remove.
+// Why not structuredClone() or v8.serialize() per item: 3-10x slower (measured in bench/ and the queue issue).
+//
+// This encoder writes plain data itself: primitives (not bigint), plain objects and dense arrays, keeping
+// aliasing and cycles *within* an item and sharing nothing across items. Anything else (Date, Map, typed
+// arrays, class instances, bigint, ...) is serialized on its own by a v8.Serializer and carried beside the
+// batch ("side"); that path throws the platform's DataCloneError for what cannot be cloned. A failed item is
+// rolled back: the batch is never left half-written.
+//
+// Invariants:
+//   #u8[0..#pos) is a V8 header, the tag of a dense array with a 5-byte length (patched by finish()), then
+//     #n complete items; object ids in back-references count from 1 (id 0 is the batch array itself).
+//   #seen holds only the objects of the item being written; it is cleared after every put().
+import v8 from 'node:v8';
+import { types } from 'node:util';
+
+const HEADER = v8.serialize(undefined).subarray(0, 2); // 0xff, format version
+if (HEADER[0] !== 0xff) throw new Error('mpthreads: unexpected V8 serialization header');
+
+const Tag = {
+  Int32: 0x49, Double: 0x4e, OneByteString: 0x22, TwoByteString: 0x63, True: 0x54, False: 0x46, Null: 0x30,
+  Undefined: 0x5f, BeginObject: 0x6f, EndObject: 0x7b, BeginDenseArray: 0x41, EndDenseArray: 0x24,
+  ObjectReference: 0x5e, Padding: 0x00,
+} as const;
+
+/** v8.Serializer throws a plain Error; structured clone throws a DOMException named DataCloneError. */
+class CloneSerializer extends v8.Serializer {
+  _getDataCloneError(message: string): Error {
+    return new DOMException(message, 'DataCloneError');
+  }
+}
+
+const f64 = new Float64Array(1);
+const f64u8 = new Uint8Array(f64.buffer);
+const ObjectProto = Object.prototype;
+const ArrayProto = Array.prototype;
+const { isProxy, isArgumentsObject, isModuleNamespaceObject } = types;
+
+/** The result of sealing a batch: transfer `transfer`, send the rest. */
+export interface EncodedBatch {
+  n: number;
+  bytes: ArrayBuffer;
+  /** Pairs of (item index, ArrayBuffer of a v8-serialized item) for items the encoder does not write itself. */
+  side: (number | ArrayBuffer)[] | null;
+  transfer: ArrayBuffer[];
+}
+
+export class BatchEncoder {
+  #u8: Uint8Array;
+  #pos = 0;
+  #n = 0;
+  #nextId = 1;
+  #seenBase = 1;
+  #seen: object[] = [];
+  #seenMap: Map<object, number> | null = null;
+  #side: (number | ArrayBuffer)[] | null = null;
+  #sideBytes = 0;
+
+  constructor(capacity = 1 << 16) {
+    this.#u8 = new Uint8Array(capacity);
+    this.#reset();
+  }
+
+  get count(): number {
+    return this.#n;
+  }
+
+  get byteLength(): number {
+    return this.#pos + this.#sideBytes;
+  }
+
+  /** Captures `value` as the next item; throws (DataCloneError, or what a getter threw) and adds nothing. */
+  put(value: unknown): void {
+    const pos = this.#pos;
+    const id = this.#nextId;
+    this.#seenBase = id;
+    let written: boolean;
+    try {
+      written = this.#value(value);
+    } catch (error) {
+      this.#pos = pos;
+      this.#nextId = id;
+      // Very deep values overflow this recursive writer before V8's; let V8 try them.
+      if (!(error instanceof RangeError)) throw error;
+      written = false;
+    } finally {
+      this.#seen.length = 0;
+      this.#seenMap = null;
+    }
+    if (!written) {
+      this.#pos = pos;
+      this.#nextId = id;
+      const serializer = new CloneSerializer();
+      serializer.writeHeader();
+      serializer.writeValue(value);
+      const buffer = serializer.releaseBuffer();
+      (this.#side ??= []).push(this.#n, buffer.buffer.byteLength === buffer.byteLength ? buffer.buffer : buffer.slice().buffer);
+      this.#sideBytes += buffer.byteLength;
+      this.#ensure(1);
+      this.#u8[this.#pos++] = Tag.Undefined; // placeholder, replaced by the side item when decoding
+    }
+    this.#n++;
+  }
+
+  /** Seals the batch and starts a new one. */
+  finish(): EncodedBatch {
+    const u8 = this.#u8;
+    let n = this.#n;
+    for (let i = 3; i < 7; i++) { u8[i] = (n & 0x7f) | 0x80; n >>>= 7; }
+    u8[7] = n;
+    this.#ensure(11);
+    this.#u8[this.#pos++] = Tag.EndDenseArray;
+    this.#varint(0);
+    this.#varint(this.#n);
+    const bytes = this.#u8.slice(0, this.#pos).buffer;
+    const side = this.#side;
+    const transfer = [bytes];
+    if (side !== null) for (let i = 1; i < side.length; i += 2) transfer.push(side[i] as ArrayBuffer);
+    const result = { n: this.#n, bytes, side, transfer };
+    this.#reset();
+    return result;
+  }
+
+  #reset(): void {
+    const u8 = this.#u8;
+    u8[0] = HEADER[0]!;
+    u8[1] = HEADER[1]!;
+    u8[2] = Tag.BeginDenseArray; // length: a 5-byte varint at 3..7, patched by finish()
+    this.#pos = 8;
+    this.#n = 0;
+    this.#nextId = 1;
+    this.#side = null;
+    this.#sideBytes = 0;
+  }
+
+  #ensure(k: number): void {
+    if (this.#pos + k <= this.#u8.length) return;
+    let capacity = this.#u8.length * 2;
+    while (capacity < this.#pos + k) capacity *= 2;
+    const grown = new Uint8Array(capacity);
+    grown.set(this.#u8.subarray(0, this.#pos));
+    this.#u8 = grown;
+  }
+
+  #varint(v: number): void {
+    this.#ensure(5);
+    const u8 = this.#u8;
+    let p = this.#pos;
+    while (v >= 0x80) { u8[p++] = (v & 0x7f) | 0x80; v >>>= 7; }
+    u8[p++] = v;
+    this.#pos = p;
+  }
+
+  #string(s: string): void {
+    const length = s.length;
+    this.#ensure(6 + 2 * length);
+    const u8 = this.#u8;
+    const start = this.#pos;
+    u8[start] = Tag.OneByteString;
+    this.#pos = start + 1;
+    this.#varint(length);
+    let p = this.#pos;
+    let i = 0;
+    for (; i < length; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0xff) break;
+      u8[p + i] = c;
+    }
+    if (i === length) { this.#pos = p + length; return; }
+    u8[start] = Tag.TwoByteString; // not Latin-1: rewrite as UTF-16LE
+    this.#pos = start + 1;
+    this.#varint(2 * length);
+    p = this.#pos;
+    for (i = 0; i < length; i++) { const c = s.charCodeAt(i); u8[p++] = c & 0xff; u8[p++] = c >>> 8; }
+    this.#pos = p;
+  }
+
+  #number(x: number): void {
+    if ((x | 0) === x && !(x === 0 && 1 / x < 0)) {
+      this.#ensure(6);
+      this.#u8[this.#pos++] = Tag.Int32;
+      this.#varint(((x << 1) ^ (x >> 31)) >>> 0); // zigzag
+    } else {
+      this.#ensure(9);
+      const u8 = this.#u8;
+      let p = this.#pos;
+      u8[p++] = Tag.Double;
+      f64[0] = x;
+      for (let i = 0; i < 8; i++) u8[p++] = f64u8[i]!;
+      this.#pos = p;
+    }
+  }
+
+  #lookup(x: object): number {
+    if (this.#seenMap !== null) return this.#seenMap.get(x) ?? -1;
+    const seen = this.#seen;
+    for (let i = 0; i < seen.length; i++) if (seen[i] === x) return this.#seenBase + i;
+    return -1;
+  }
+
+  #remember(x: object): void {
+    const id = this.#nextId++;
+    if (this.#seenMap !== null) { this.#seenMap.set(x, id); return; }
+    const seen = this.#seen;
+    seen.push(x);
+    if (seen.length > 16) {
+      const map = (this.#seenMap = new Map());
+      for (let i = 0; i < seen.length; i++) map.set(seen[i]!, this.#seenBase + i);
+    }
+  }
+
+  /** Writes `x`; false when it needs the v8.Serializer path (the caller rolls back). */
+  #value(x: unknown): boolean {
+    switch (typeof x) {
+      case 'number': this.#number(x); return true;
+      case 'string': this.#string(x); return true;
+      case 'boolean': this.#ensure(1); this.#u8[this.#pos++] = x ? Tag.True : Tag.False; return true;
+      case 'undefined': this.#ensure(1); this.#u8[this.#pos++] = Tag.Undefined; return true;
+      case 'object': {
+        if (x === null) { this.#ensure(1); this.#u8[this.#pos++] = Tag.Null; return true; }
+        const seen = this.#lookup(x);
+        if (seen >= 0) { this.#ensure(1); this.#u8[this.#pos++] = Tag.ObjectReference; this.#varint(seen); return true; }
+        const proto = Object.getPrototypeOf(x);
+        if (proto === ObjectProto || proto === null) {
+          // Proxies, arguments objects and module namespaces look plain but V8 rejects or treats them apart.
+          if (isProxy(x) || (proto === ObjectProto ? isArgumentsObject(x) : isModuleNamespaceObject(x))) return false;
+          this.#remember(x);
+          this.#ensure(1);
+          this.#u8[this.#pos++] = Tag.BeginObject;
+          const keys = Object.keys(x);
+          for (let i = 0; i < keys.length; i++) {
+            const key = keys[i]!;
+            this.#string(key);
+            if (!this.#value((x as Record<string, unknown>)[key])) return false;
+          }
+          this.#ensure(1);
+          this.#u8[this.#pos++] = Tag.EndObject;
+          this.#varint(keys.length);
+          return true;
+        }
+        if (proto === ArrayProto && Array.isArray(x)) {
+          if (isProxy(x)) return false;
+          const length = x.length;
+          // Only dense arrays with no extra properties; holes and extras take the V8 path.
+          if (length > 0) {
+            const keys = Object.keys(x);
+            if (keys.length !== length || keys[length - 1] !== String(length - 1)) return false;
+          }
+          this.#remember(x);
+          this.#ensure(1);
+          this.#u8[this.#pos++] = Tag.BeginDenseArray;
+          this.#varint(length);
+          for (let i = 0; i < length; i++) {
+            const e = x[i];
+            if (e === undefined && !(i in x)) return false;
+            if (!this.#value(e)) return false;
+          }
+          this.#ensure(1);
+          this.#u8[this.#pos++] = Tag.EndDenseArray;
+          this.#varint(0);
+          this.#varint(length);
+          return true;
+        }
+        return false;
+      }
+      default:
+        return false; // bigint, symbol, function: V8 writes or rejects them
+    }
+  }
+}
+
+/** Decodes a sealed batch back into its items (structured-clone equivalent copies). */
+export function decodeBatch(bytes: ArrayBuffer, side: (number | ArrayBuffer)[] | null): unknown[] {
+  let items: unknown[];
+  try {
+    items = decodeFast(bytes);
+  } catch {
+    const d = new v8.Deserializer(Buffer.from(bytes));
+    d.readHeader();
+    items = d.readValue() as unknown[];
+  }
+  if (side !== null) {
+    for (let i = 0; i < side.length; i += 2) {
+      const d = new v8.Deserializer(Buffer.from(side[i + 1] as ArrayBuffer));
+      d.readHeader();
+      items[side[i] as number] = d.readValue();
+    }
+  }
+  return items;
+}
+
+// A decoder for exactly the tags BatchEncoder writes: about 2x faster than v8.Deserializer on small objects.
+// Module-level state, so the JIT warms up once.
+const latin1 = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i));
+const utf16 = new TextDecoder('utf-16le');
+const df64 = new Float64Array(1);
+const df64u8 = new Uint8Array(df64.buffer);
+let D8: Uint8Array = new Uint8Array(0);
+let DBUF: Buffer = Buffer.alloc(0);
+let DP = 0;
+let DIDS: object[] = [];
+
+function dVarint(): number {
+  const u8 = D8;
+  let v = 0, shift = 0, b: number;
+  do { b = u8[DP++]!; v += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
+  return v;
+}
+
+function dLatin1(length: number): string {
+  const u8 = D8;
+  if (length === 1) return latin1[u8[DP++]!]!;
+  if (length <= 16) {
+    let s = '';
+    for (let i = 0; i < length; i++) s += latin1[u8[DP + i]!]!;
+    DP += length;
+    return s;
+  }
+  const s = DBUF.toString('latin1', DP, DP + length);
+  DP += length;
+  return s;
+}
+
+function dRead(): unknown {
+  const u8 = D8;
+  const tag = u8[DP++];
+  switch (tag) {
+    case Tag.Int32: { const z = dVarint(); return (z >>> 1) ^ -(z & 1); }
+    case Tag.OneByteString: return dLatin1(dVarint());
+    case Tag.TwoByteString: { const n = dVarint(); const s = utf16.decode(u8.subarray(DP, DP + n)); DP += n; return s; }
+    case Tag.Double: { for (let i = 0; i < 8; i++) df64u8[i] = u8[DP + i]!; DP += 8; return df64[0]; }
+    case Tag.True: return true;
+    case Tag.False: return false;
+    case Tag.Null: return null;
+    case Tag.Undefined: return undefined;
+    case Tag.BeginObject: {
+      const o: Record<string, unknown> = {};
+      DIDS.push(o);
+      while (u8[DP] !== Tag.EndObject) {
+        let key: string;
+        if (u8[DP] === Tag.OneByteString) { DP++; key = dLatin1(dVarint()); } else key = String(dRead());
+        const v = dRead();
+        if (key === '__proto__') Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
+        else o[key] = v;
+      }
+      DP++;
+      dVarint();
+      return o;
+    }
+    case Tag.BeginDenseArray: {
+      const length = dVarint();
+      const a: unknown[] = [];
+      DIDS.push(a);
+      for (let i = 0; i < length; i++) a.push(dRead());
+      DP++;
+      dVarint();
+      dVarint();
+      return a;
+    }
+    case Tag.ObjectReference: return DIDS[dVarint()];
+    case Tag.Padding: return dRead();
+    default: throw new Error(`mpthreads wire: unexpected tag 0x${tag?.toString(16)} at ${DP - 1}`);
+  }
+}
+
+function decodeFast(bytes: ArrayBuffer): unknown[] {
+  D8 = new Uint8Array(bytes);
+  DBUF = Buffer.from(bytes);
+  DP = 2;
+  DIDS = [];
+  try {
+    return dRead() as unknown[];
+  } finally {
+    D8 = new Uint8Array(0);
+    DBUF = Buffer.alloc(0);
+    DIDS = [];
+  }
+}
