@@ -15,6 +15,7 @@ import { ProcessError, deserializeError, describe } from './errors.ts';
 import { commit, marshal } from './handles.ts';
 import { checkOptionsObject, checkTimeout } from './options.ts';
 import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.ts';
+import { claimSpare, prepareSpare } from './spare-worker.ts';
 
 /** Options of `new Process()`. */
 export interface ProcessOptions {
@@ -141,7 +142,8 @@ export class Process {
       },
     };
     // The pid is the worker's threadId, only known once it exists: the worker patches it into its context.
-    const worker = new Worker(bootstrapUrl, {
+    const useSpare = boot.tsx && this.#resourceLimits === undefined;
+    const worker = (useSpare ? claimSpare(boot, m.transfer) : undefined) ?? new Worker(bootstrapUrl, {
       workerData: { [PROTOCOL_TAG]: boot },
       transferList: m.transfer,
       resourceLimits: this.#resourceLimits,
@@ -151,7 +153,7 @@ export class Process {
     this.#worker = worker;
     this.#pid = worker.threadId;
     running.add(this);
-    if (this.#daemon) worker.unref();
+    if (useSpare) prepareSpare(bootstrapUrl, runtimeUrl);
     worker.on('message', (message: unknown) => {
       if (isWorkerMessage(message) && message[PROTOCOL_TAG] === Kind.Error) this.#onError(deserializeError(message.error));
     });
@@ -163,6 +165,10 @@ export class Process {
         resolve();
       });
     });
+    // Only after the 'message' listener: adding one refs the worker's port again, so a daemon unref'd
+    // before it would keep the program alive after all.
+    if (this.#daemon) worker.unref();
+    else worker.ref();
   }
 
   /**

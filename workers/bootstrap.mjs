@@ -5,8 +5,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-/** @type {import('../lib/protocol.ts').BootData} */
-const boot = workerData.mpthreads;
+// A standby (spare) worker gets only { standby, runtime, tsx } now and its BootData later, by message.
+/** @type {import('../lib/protocol.ts').BootData & { standby?: boolean }} */
+let boot = workerData.mpthreads;
 
 /** tsx is looked up next to this file first, then next to the task module. */
 async function registerTsx() {
@@ -14,15 +15,21 @@ async function registerTsx() {
   try {
     api = await import('tsx/esm/api');
   } catch {
-    const path = createRequire(boot.module).resolve('tsx/esm/api');
+    const path = createRequire(boot.module ?? boot.runtime).resolve('tsx/esm/api');
     api = await import(pathToFileURL(path).href);
   }
   api.register();
 }
 
+/** @returns {Promise<import('../lib/protocol.ts').BootData>} */
+function bootMessage() {
+  return new Promise((resolve) => parentPort?.once('message', (message) => resolve(message.mpthreads)));
+}
+
 try {
   if (boot.tsx) await registerTsx();
   const runtime = await import(boot.runtime);
+  if (boot.standby) boot = await bootMessage();
   await runtime.main(boot);
 } catch (error) {
   // Only reached when the runtime itself cannot load; the runtime reports everything after that.

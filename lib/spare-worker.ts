@@ -1,0 +1,48 @@
+// A spare worker for TypeScript processes. Under tsx every worker must register tsx before it can import
+// anything, which costs ~0.4-0.7 s here (Node 20 starts a loader thread per worker). So after starting a
+// TypeScript process we start one spare in the background: it registers tsx, imports the runtime, and waits
+// for its BootData. The next TypeScript Process.start() takes it and starts at the speed of a plain Worker
+// (Python's forkserver does the same for fork costs). JavaScript processes start cold: they are cheap already.
+//
+// Invariants:
+//   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.
+//   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
+import { Worker, type TransferListItem } from 'node:worker_threads';
+import { PROTOCOL_TAG, type BootData } from './protocol.ts';
+
+let spare: { worker: Worker; runtime: string } | undefined;
+let scheduled = false;
+
+function startSpare(bootstrapUrl: URL, runtime: string): void {
+  const standby = { standby: true, runtime, tsx: true };
+  const worker = new Worker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: standby }, name: 'mpthreads spare' });
+  worker.unref();
+  const entry = { worker, runtime };
+  worker.once('exit', () => { if (spare === entry) spare = undefined; });
+  worker.on('error', () => { if (spare === entry) spare = undefined; });
+  spare = entry;
+}
+
+/** Makes sure a spare will be ready for the next TypeScript process. */
+export function prepareSpare(bootstrapUrl: URL, runtime: string): void {
+  if (spare !== undefined || scheduled) return;
+  scheduled = true;
+  setImmediate(() => {
+    scheduled = false;
+    if (spare === undefined) startSpare(bootstrapUrl, runtime);
+  });
+}
+
+/**
+ * Hands `boot` to the spare and returns it, or returns undefined when there is none for this runtime.
+ * Throws what postMessage throws (DataCloneError) and keeps the spare then.
+ */
+export function claimSpare(boot: BootData, transfer: TransferListItem[]): Worker | undefined {
+  const entry = spare;
+  if (entry === undefined || entry.runtime !== boot.runtime) return undefined;
+  entry.worker.postMessage({ [PROTOCOL_TAG]: boot }, transfer);
+  spare = undefined;
+  entry.worker.removeAllListeners('error');
+  entry.worker.removeAllListeners('exit');
+  return entry.worker;
+}
