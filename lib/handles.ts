@@ -128,17 +128,32 @@ export function commit(handles: Handle[], destination: string): void {
   for (const handle of handles) handle[kCommit](destination);
 }
 
+/** The kinds of the wire records inside a value that `marshal` produced (a connection's inbox included). */
+export function handleKinds(value: unknown, kinds = new Set<string>(), seen = new Set<object>()): Set<string> {
+  if (typeof value !== 'object' || value === null || seen.has(value)) return kinds;
+  seen.add(value);
+  const tag = (value as Record<string, unknown>)[WIRE_TAG];
+  if (typeof tag === 'string') kinds.add(tag);
+  if (Array.isArray(value)) for (const child of value) handleKinds(child, kinds, seen);
+  else if (isPlainObject(value)) for (const key of Object.keys(value)) handleKinds((value as Record<string, unknown>)[key], kinds, seen);
+  return kinds;
+}
+
 /** Rebuilds the handles inside a value that `marshal` produced. */
-export function revive(value: unknown, seen = new Set<object>()): unknown {
+export function revive(value: unknown, seen = new Map<object, unknown>()): unknown {
   if (typeof value !== 'object' || value === null) return value;
+  // A handle that appears twice in one value was marshalled to one record (structured clone keeps that
+  // identity): it must come back as one handle, not two objects sharing a port.
+  if (seen.has(value)) return seen.get(value);
   const tag = (value as Record<string, unknown>)[WIRE_TAG];
   if (typeof tag === 'string') {
     const reviver = revivers.get(tag);
     if (reviver === undefined) throw new Error(`mpthreads: no reviver registered for handle kind ${tag}`);
-    return reviver(value as WireHandle);
+    const handle = reviver(value as WireHandle);
+    seen.set(value, handle);
+    return handle;
   }
-  if (seen.has(value)) return value;
-  seen.add(value);
+  seen.set(value, value);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) value[i] = revive(value[i], seen);
   } else if (isPlainObject(value)) {
