@@ -34,8 +34,18 @@ class HubQueue {
     while (this.wanting.length > 0 && this.entries.length > 0) {
       const holder = this.wanting[0]!;
       const entry = this.entries[0]!;
-      // One consumer waiting gets whole batches (throughput); several share a batch item by item (fairness).
-      if (entry.n <= holder.want || this.wanting.length === 1) {
+      // One consumer waiting gets whole batches, several at once up to a budget, so that it does not have to
+      // ask again per batch (throughput); several consumers share a batch item by item (fairness).
+      if (this.wanting.length === 1) {
+        let items = Math.max(holder.want, kLeaseItems);
+        let bytes = kLeaseBytes;
+        do {
+          const next = this.entries.shift()!;
+          items -= next.n;
+          bytes -= weight(next);
+          holder.lease(next);
+        } while (this.entries.length > 0 && items > 0 && bytes > 0);
+      } else if (entry.n <= holder.want) {
         this.entries.shift();
         holder.lease(entry);
       } else {
@@ -191,6 +201,16 @@ class Holder {
 }
 
 const queues = new Set<HubQueue>();
+
+/** What one lease to a lone consumer may carry: enough to cover a round trip at full speed. */
+const kLeaseItems = 2048;
+const kLeaseBytes = 4 << 20;
+
+function weight(batch: Batch): number {
+  let bytes = batch.bytes?.byteLength ?? 0;
+  if (batch.side) for (let i = 1; i < batch.side.length; i += 2) bytes += (batch.side[i] as ArrayBuffer).byteLength;
+  return bytes;
+}
 
 function valuesOf(batch: Batch): unknown[] {
   if (batch.values !== undefined) return batch.values;
