@@ -66,6 +66,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#inbox = inbox;
     this.#peerGone = peerGone || port === null;
     port?.on('close', this.#onClose);
+    port?.on('messageerror', this.#onMessageError);
   }
 
   /** True after `close()`, or once this end was sent to another thread. */
@@ -112,7 +113,13 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       return Promise.reject(error);
     }
     if (this.#waiters.length === 0) {
-      const message = this.#take();
+      let message: unknown;
+      try {
+        message = this.#take();
+      } catch (error) {
+        return Promise.reject(error); // the message could not be deserialized here
+      }
+      if (message instanceof Undeliverable) return Promise.reject(message.error);
       if (message !== NONE) return Promise.resolve(message as T);
       if (this.#peerGone) return Promise.reject(new EOFError());
     }
@@ -193,6 +200,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const port = this.#port!;
     this.#port = null;
     port.off('close', this.#onClose);
+    port.off('messageerror', this.#onMessageError);
     this.#unlisten(port);
     port.close();
     this.#rejectAll(new ClosedError('connection is closed'));
@@ -236,6 +244,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#port = null;
     if (port !== null) {
       port.off('close', this.#onClose);
+      port.off('messageerror', this.#onMessageError);
       if (this.#peerGone) port.close();
     }
     this.#inbox = [];
@@ -264,6 +273,19 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       waiter.resolve(message);
     } else {
       this.#inbox.push(message);
+      for (const poller of this.#pollers.splice(0)) poller.resolve(true);
+    }
+    if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
+  };
+
+  // A message this thread could not deserialize (say, nested deeper than this thread's stack allows) takes
+  // its place in the order as an error: the recv() that would have got it rejects, nothing hangs.
+  #onMessageError = (error: unknown): void => {
+    const waiter = this.#waiters.shift();
+    if (waiter !== undefined) {
+      waiter.reject(error);
+    } else {
+      this.#inbox.push(new Undeliverable(error));
       for (const poller of this.#pollers.splice(0)) poller.resolve(true);
     }
     if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
@@ -318,6 +340,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 }
 
 class PollTimeout extends Error {}
+
+/** Stands in the inbox for a message that arrived but could not be deserialized in this thread. */
+class Undeliverable {
+  constructor(readonly error: unknown) {}
+}
 
 // A connection whose peer was already gone when it arrived has no port; sends to it vanish, as sends to a
 // port whose peer exited do.
