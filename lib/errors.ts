@@ -74,7 +74,11 @@ export interface SerializedError {
 
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) {
-    const out: SerializedError = { name: error.name, message: error.message };
+    // `class MyError extends Error {}` keeps name 'Error'; report the class, as Python's traceback does.
+    const ctor = (error as { constructor?: { name?: unknown } }).constructor;
+    const className = typeof ctor?.name === 'string' && ctor.name !== '' ? ctor.name : error.name;
+    const name = error.name === 'Error' && ctor !== Error ? className : error.name;
+    const out: SerializedError = { name, message: error.message };
     if (error.stack !== undefined) out.stack = error.stack;
     const code = (error as { code?: unknown }).code;
     if (typeof code === 'string' || typeof code === 'number') out.code = code;
