@@ -1,0 +1,446 @@
+// Process: CPython's _TestProcess (Lib/test/_test_multiprocessing.py) ported to worker threads, plus the
+// contract's error reporting, misuse errors, and "a program whose workers finished exits by itself".
+//
+// Synchronisation is by handshake only (a worker says "sleeping"/"spinning" through a pipe before the test
+// acts). The only time limits are generous deadlines that turn a hang into a failure.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import * as assert from 'uvu/assert';
+import {
+  EOFError, Pipe, Process, ProcessError, activeChildren, currentProcess, isMainThread, parentProcess,
+} from '../lib/index.ts';
+import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+import { recursion, reportSelf } from './fixtures/process-tasks.ts';
+
+const tasks = new URL('./fixtures/process-tasks.ts', import.meta.url);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+type Extra = { name?: string; daemon?: boolean; module?: string | URL; resourceLimits?: { maxOldGenerationSizeMb: number } };
+
+function make(target: string | ((...args: any[]) => unknown), args: unknown[] = [], extra: Extra = {}): Process {
+  return track(new Process({ target, module: tasks, args, ...extra }));
+}
+
+function start(target: string, args: unknown[] = [], extra: Extra = {}): Process {
+  const p = make(target, args, extra);
+  p.start();
+  return p;
+}
+
+/** Runs `fn` with everything written to this thread's stderr captured (and not shown); returns both. */
+async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  const original = process.stderr.write;
+  let stderr = '';
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    callback?.();
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { result: await fn(), stderr };
+  } finally {
+    process.stderr.write = original;
+  }
+}
+
+/**
+ * Runs a command in its own process group; resolves with its exit code and output. Past `ms` it kills the
+ * whole group (npx starts tsx, which starts node: killing only npx would leave the program running and its
+ * output pipes open) and rejects.
+ */
+function run(command: string, args: string[], ms: number): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
+  // No colours (uvu sets FORCE_COLOR) and no inherited loader options: the program runs as a user would run it.
+  const env = { ...process.env };
+  delete env.FORCE_COLOR;
+  delete env.NODE_OPTIONS;
+  const child = spawn(command, args, { cwd: root, env: { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  const exited = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+  return deadline(exited, ms, `${command} ${args.join(' ')}`).catch((error: Error) => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    child.stdout.destroy();
+    child.stderr.destroy();
+    throw new Error(`${error.message}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+const cpython = suite('Process: CPython _TestProcess');
+
+cpython('test_process: args, name, pid, daemon, isAlive, activeChildren, exitCode 0', async () => {
+  const [r, w] = Pipe<any>(false);
+  const args = [w, 1, 2, { hello: 23, bye: 2.54 }];
+  const p = make(reportSelf, args, { name: 'SomeProcess' }); // the target as the exported function itself
+  p.daemon = true;
+
+  assert.is(p.isAlive(), false);
+  assert.is(p.daemon, true);
+  assert.is(p.name, 'SomeProcess');
+  assert.ok(Array.isArray(activeChildren()));
+  assert.not.ok(activeChildren().includes(p));
+  assert.is(p.exitCode, null);
+  assert.is(p.pid, undefined);
+
+  p.start();
+
+  assert.is(p.exitCode, null);
+  assert.is(p.isAlive(), true);
+  assert.ok(activeChildren().includes(p));
+  assert.type(p.pid, 'number');
+  assert.ok(p.pid! > 0);
+  throws(() => { p.daemon = false; }, ProcessError, 'changing daemon after start');
+
+  const report = await r.recv();
+  assert.equal(report.args, [1, 2, { hello: 23, bye: 2.54 }]);
+  assert.equal(report.current, { name: 'SomeProcess', pid: p.pid, daemon: true });
+  assert.equal(report.parent, { name: 'MainProcess', pid: 0, daemon: false });
+  assert.is(report.isMainThread, false);
+  assert.is(report.activeChildren, 0, 'the child has no children of its own');
+
+  await p.join();
+
+  assert.is(p.exitCode, 0);
+  assert.is(p.isAlive(), false);
+  assert.not.ok(activeChildren().includes(p));
+  assert.ok(p.pid! > 0, 'pid is kept after exit');
+  assert.equal(currentProcess(), { name: 'MainProcess', pid: 0, daemon: false });
+  assert.is(parentProcess(), null);
+  assert.is(isMainThread, true);
+});
+
+cpython('default names are Process-N, counting up; options are validated at construction', () => {
+  const p1 = new Process({ target: 'reportSelf', module: tasks });
+  const p2 = new Process({ target: 'reportSelf', module: tasks });
+  const n1 = Number(/^Process-(\d+)$/.exec(p1.name)?.[1]);
+  const n2 = Number(/^Process-(\d+)$/.exec(p2.name)?.[1]);
+  assert.ok(n1 > 0, p1.name);
+  assert.is(n2, n1 + 1, `${p1.name} then ${p2.name}`);
+  assert.is(p1.daemon, false);
+  assert.is(new Process({ target: 'reportSelf', module: tasks, daemon: true }).daemon, true);
+
+  const bad: [string, unknown][] = [
+    ['no options', undefined],
+    ['no target', { module: tasks }],
+    ['a numeric target', { target: 42, module: tasks }],
+    ['an anonymous target', { target: [() => {}][0], module: tasks }], // (a property would name it "target")
+    ['an empty target', { target: '', module: tasks }],
+    ['no module', { target: 'reportSelf' }],
+    ['an http module', { target: 'reportSelf', module: 'https://example.com/tasks.js' }],
+    ['args not an array', { target: 'reportSelf', module: tasks, args: 'abc' }],
+    ['a numeric name', { target: 'reportSelf', module: tasks, name: 5 }],
+    ['a string daemon', { target: 'reportSelf', module: tasks, daemon: 'yes' }],
+  ];
+  for (const [what, options] of bad) {
+    throws(() => new Process(options as never), TypeError, what);
+  }
+  throws(() => { p1.daemon = 'yes' as unknown as boolean; }, TypeError, 'daemon = "yes"');
+  throws(() => { p1.name = 5 as unknown as string; }, TypeError, 'name = 5');
+});
+
+/** CPython's _kill_process: start, check join(0)/join(t) leave it alive, handshake, stop, join. */
+async function stopAfterHandshake(target: 'announceThenSleep' | 'announceThenSpin', how: 'terminate' | 'kill'): Promise<number | null> {
+  const [r, w] = Pipe<string>(false);
+  const p = start(target, [w], { daemon: true });
+  assert.is(p.isAlive(), true);
+  assert.ok(activeChildren().includes(p));
+  assert.is(p.exitCode, null);
+  assert.is(await r.recv(), target === 'announceThenSleep' ? 'sleeping' : 'spinning');
+  assert.is(await p.join(0), undefined);
+  assert.is(p.isAlive(), true, `${target}: still alive after join(0)`);
+  await p.join(50);
+  assert.is(p.isAlive(), true, `${target}: still alive after join(50)`);
+  p[how]();
+  await deadline(p.join(), 10_000, `join() after ${how}()`);
+  assert.is(p.isAlive(), false);
+  assert.not.ok(activeChildren().includes(p));
+  assert.is(p.error, undefined, 'being stopped is not an error');
+  await rejects(r.recv(), EOFError, `recv() from a worker stopped by ${how}()`);
+  await p.join(); // joining again is fine
+  p[how](); // and stopping an exited process changes nothing
+  return p.exitCode;
+}
+
+cpython('test_terminate: exitCode -15, for a sleeping worker and one spinning in for(;;){}', async () => {
+  const [sleeping, spinning] = await Promise.all([
+    stopAfterHandshake('announceThenSleep', 'terminate'),
+    stopAfterHandshake('announceThenSpin', 'terminate'),
+  ]);
+  assert.is(sleeping, -15);
+  assert.is(spinning, -15);
+});
+
+cpython('test_kill: exitCode -9, for a sleeping worker and one spinning in for(;;){}', async () => {
+  const [sleeping, spinning] = await Promise.all([
+    stopAfterHandshake('announceThenSleep', 'kill'),
+    stopAfterHandshake('announceThenSpin', 'kill'),
+  ]);
+  assert.is(sleeping, -9);
+  assert.is(spinning, -9);
+});
+
+cpython('test_sys_exit: process.exit(n) in the worker gives exitCode n', async () => {
+  const cases: [number | undefined, number][] = [[undefined, 0], [0, 0], [3, 3], [8, 8]];
+  // (one of them names its module by a plain path rather than a URL)
+  const ps = cases.map(([code], i) => start('exitWith', code === undefined ? [] : [code], i === 2 ? { module: fileURLToPath(tasks) } : {}));
+  await Promise.all(ps.map((p) => p.join()));
+  assert.equal(ps.map((p) => p.exitCode), cases.map(([, expected]) => expected));
+  assert.ok(ps.every((p) => p.error === undefined), 'process.exit is not an error');
+});
+
+cpython('a target that throws or rejects: exitCode 1, error rebuilt with class name, message and stack, printed to stderr', async () => {
+  const { result: [typeError, custom, rejected, uncaught], stderr } = await captureStderr(async () => {
+    const ps = [
+      start('throwTypeError', ['bad value'], { name: 'thrower' }),
+      start('throwCustom', ['custom trouble'], { name: 'custom-thrower' }),
+      start('rejectLater', ['async trouble'], { name: 'rejecter' }),
+      start('throwFromCallback', ['uncaught trouble'], { name: 'uncaught' }),
+    ];
+    await Promise.all(ps.map((p) => p.join()));
+    return ps;
+  });
+
+  assert.is(typeError!.exitCode, 1);
+  assert.instance(typeError!.error, TypeError);
+  assert.is(typeError!.error!.name, 'TypeError');
+  assert.is(typeError!.error!.message, 'bad value');
+  assert.match(typeError!.error!.stack ?? '', /bad value/);
+  assert.match(typeError!.error!.stack ?? '', /throwTypeError/, 'the stack is the worker\'s');
+  assert.match(typeError!.error!.stack ?? '', /process-tasks/);
+
+  assert.is(custom!.exitCode, 1);
+  assert.instance(custom!.error, Error);
+  assert.is(custom!.error!.name, 'TaskFailure');
+  assert.is(custom!.error!.message, 'custom trouble');
+  assert.is((custom!.error as Error & { code?: unknown }).code, 'E_TASK_FAILURE');
+  assert.match(custom!.error!.stack ?? '', /throwCustom/);
+
+  assert.is(rejected!.exitCode, 1);
+  assert.instance(rejected!.error, RangeError);
+  assert.is(rejected!.error!.message, 'async trouble');
+
+  // thrown from a callback, outside the target's own promise chain
+  assert.is(uncaught!.exitCode, 1);
+  assert.instance(uncaught!.error, Error);
+  assert.is(uncaught!.error!.name, 'SyntaxError');
+  assert.match(uncaught!.error!.message, /uncaught trouble/);
+
+  for (const name of ['thrower', 'custom-thrower', 'rejecter', 'uncaught']) assert.ok(stderr.includes(name), `stderr names ${name}:\n${stderr}`);
+  for (const message of ['bad value', 'custom trouble', 'async trouble', 'uncaught trouble']) assert.ok(stderr.includes(message), `stderr shows ${message}`);
+});
+
+cpython('test_recursion: a child starts children of its own; each reports through a pipe', async () => {
+  const [rconn, wconn] = Pipe<any>(false);
+  await recursion(wconn, []); // the main thread plays the root, as in CPython
+  const result: any[] = [];
+  while (await rconn.poll()) result.push(await rconn.recv());
+
+  assert.equal(result.map((m) => m.id ?? m), [[], [0], [0, 0], [0, 1], [1], [1, 0], [1, 1]]);
+  const byId = new Map(result.map((m) => [JSON.stringify(m.id), m]));
+  assert.is(byId.get('[]').name, 'MainProcess');
+  for (const id of [[0], [1]]) {
+    const child = byId.get(JSON.stringify(id));
+    assert.is(child.parent, 'MainProcess');
+    assert.match(child.name, /^Process-\d+$/);
+    for (const i of [0, 1]) {
+      const grandchild = byId.get(JSON.stringify([...id, i]));
+      assert.is(grandchild.parent, child.name, 'a grandchild names its own parent');
+      assert.is(grandchild.name, `${child.name}:${i + 1}`, 'names follow the identity path, as in Python');
+    }
+  }
+}, 60_000);
+
+cpython('test_close: close() throws while running; afterwards the object refuses use; start() twice throws', async () => {
+  const [control, childControl] = Pipe<string>();
+  const p = start('waitForMessage', [childControl]);
+  assert.is(p.isAlive(), true);
+
+  const running = throws(() => p.close(), ProcessError, 'close() of a running process');
+  assert.match(running.message, /running/);
+  const twice = throws(() => p.start(), ProcessError, 'start() twice');
+  assert.match(twice.message, /twice/);
+  assert.is(p.isAlive(), true, 'the failed calls did not stop it');
+
+  for (const bad of [-1, NaN]) {
+    const e = await rejects(p.join(bad), RangeError, `join(${bad})`);
+    assert.match(e.message, /timeout/);
+    assert.ok(e.message.includes(String(bad)), e.message);
+  }
+  await rejects(p.join('1' as unknown as number), TypeError, "join('1')");
+  await rejects(p.join(null as unknown as number), TypeError, 'join(null)');
+
+  control.send('go');
+  await p.join();
+  assert.is(p.isAlive(), false);
+  assert.is(p.exitCode, 0);
+  p.close();
+  await rejects(p.join(), ProcessError, 'join() after close()');
+  throws(() => p.terminate(), ProcessError, 'terminate() after close()');
+  throws(() => p.start(), ProcessError, 'start() after close()');
+  p.close(); // closing twice is fine
+});
+
+cpython('the process ends when its target returns, even with a recv() still waiting', async () => {
+  const [r, w] = Pipe<string>();
+  const p = start('returnWithRecvPending', [w]);
+  assert.is(await r.recv(), 'returning');
+  await deadline(p.join(), 20_000, 'join() of a target that returned');
+  assert.is(p.exitCode, 0);
+  await rejects(r.recv(), EOFError, 'recv() after the worker ended');
+});
+
+cpython('join() before start() is a ProcessError', async () => {
+  const p = make('reportSelf');
+  const e = await rejects(p.join(), ProcessError, 'join() before start()');
+  assert.match(e.message, /start/);
+  assert.is(p.isAlive(), false);
+});
+
+cpython.run();
+
+// ---------------------------------------------------------------------------------------------------------
+const failures = suite('Process: failures to start are typed errors, never a hang');
+
+failures('a target the module does not export: exitCode 1, error names the target and the module', async () => {
+  const { result: p, stderr } = await captureStderr(async () => {
+    const p = start('noSuchTask', [], { name: 'missing-target' });
+    await p.join();
+    return p;
+  });
+  assert.is(p.exitCode, 1);
+  assert.instance(p.error, ProcessError);
+  assert.match(p.error!.message, /noSuchTask/);
+  assert.ok(p.error!.message.includes('process-tasks.ts'), p.error!.message);
+  assert.ok(stderr.includes('missing-target'), stderr);
+});
+
+failures('a module that does not exist: start() throws naming both, and nothing starts', () => {
+  const [, w] = Pipe<string>();
+  const p = track(new Process({ target: 'anything', module: new URL('./fixtures/no-such-module.ts', import.meta.url), args: [w] }));
+  const e = throws(() => p.start(), ProcessError, 'start() of a missing module');
+  assert.match(e.message, /anything/);
+  assert.match(e.message, /no-such-module\.ts/);
+  assert.is(p.isAlive(), false);
+  assert.is(p.pid, undefined);
+  assert.is(w.closed, false, 'the Connection in args was not moved');
+});
+
+failures('a module that throws while loading: exitCode 1, error names the target, the module and the cause', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-broken-'));
+  try {
+    const module = join(dir, 'broken.mjs');
+    await writeFile(module, "throw new Error('broken at import');\nexport function task() {}\n");
+    const { result: p } = await captureStderr(async () => {
+      const p = track(new Process({ target: 'task', module }));
+      p.start();
+      await p.join();
+      return p;
+    });
+    assert.is(p.exitCode, 1);
+    assert.instance(p.error, Error);
+    assert.match(p.error!.message, /task/);
+    assert.match(p.error!.message, /broken\.mjs/);
+    assert.match(p.error!.message, /broken at import/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+failures('args that cannot be copied: start() throws DataCloneError and moves nothing', async () => {
+  const [r, w] = Pipe<unknown>();
+  const p = make('reportSelf', [w, () => 'not cloneable']);
+  const e = throws(() => p.start(), DOMException, 'start() with a function in args');
+  assert.is(e.name, 'DataCloneError');
+  assert.is(p.isAlive(), false);
+  assert.is(w.closed, false, 'the Connection in args stays here');
+  w.send('still usable');
+  assert.is(await r.recv(), 'still usable');
+});
+
+failures('a worker that runs out of heap (resourceLimits) is reported, and its pipe ends at EOF', async () => {
+  const [r, w] = Pipe<string>(false);
+  const { result: p, stderr } = await captureStderr(async () => {
+    const p = start('exhaustHeap', [w], { name: 'heap-hog', resourceLimits: { maxOldGenerationSizeMb: 32 } });
+    assert.is(await r.recv(), 'allocating');
+    await deadline(p.join(), 30_000, 'join() of the worker out of heap');
+    return p;
+  });
+  assert.ok(p.exitCode !== null && p.exitCode !== 0, `exitCode ${p.exitCode}`);
+  assert.instance(p.error, Error);
+  assert.match(p.error!.message, /memory/);
+  assert.ok(stderr.includes('heap-hog'), stderr);
+  await rejects(r.recv(), EOFError, 'recv() from the worker that died');
+});
+
+failures.run();
+
+// ---------------------------------------------------------------------------------------------------------
+const lifetime = suite('Process: program lifetime');
+
+lifetime('a program that starts workers and never closes its pipes exits by itself', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-exit-'));
+  try {
+    const program = join(dir, 'never-closes.mts');
+    const lib = pathToFileURL(join(root, 'lib', 'index.ts')).href;
+    await writeFile(program, `
+import { Process, Pipe, isMainThread, type Connection } from ${JSON.stringify(lib)};
+
+export async function worker(conn: Connection<string>, spare: Connection<string>) {
+  conn.send('hello');
+  conn.send(\`got \${await conn.recv()}\`);
+  // returns without closing conn or spare
+}
+
+export async function daemonWorker(conn: Connection<string>) {
+  conn.send('daemon up');
+  await conn.recv(); // waits forever: a daemon must not keep the program alive
+}
+
+if (isMainThread) {
+  const [a, b] = Pipe<string>();
+  const [unused, spare] = Pipe<string>();
+  const [idle, idlePeer] = Pipe<string>();
+  const [d, daemonEnd] = Pipe<string>();
+  const p = new Process({ target: worker, module: import.meta.url, args: [b, spare] });
+  const daemon = new Process({ target: daemonWorker, module: import.meta.url, args: [daemonEnd], daemon: true });
+  p.start();
+  daemon.start();
+  console.log(await a.recv()); // a recv() that waits: it listens, then must stop keeping the program alive
+  a.send('go');
+  console.log(await a.recv());
+  console.log(await d.recv());
+  console.log(await idle.poll(20)); // a poll() that times out
+  console.log(await idle.recv({ timeout: 20 }).catch((e: Error) => e.name)); // a recv() that times out
+  const controller = new AbortController();
+  const aborted = idle.recv({ signal: controller.signal }).catch(() => 'aborted');
+  controller.abort();
+  console.log(await aborted);
+  await p.join();
+  console.log('exitCode', p.exitCode, 'daemon alive', daemon.isAlive(), unused.closed, idlePeer.closed);
+}
+`);
+    const { code, signal, stdout, stderr } = await run('npx', ['tsx', program], 45_000);
+    assert.is(signal, null, stderr);
+    assert.is(code, 0, stderr);
+    assert.equal(stdout.trim().split('\n'), [
+      'hello', 'got go', 'daemon up', 'false', 'TimeoutError', 'aborted', 'exitCode 0 daemon alive true false false',
+    ]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}, 60_000);
+
+lifetime.run();
