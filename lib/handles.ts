@@ -155,7 +155,7 @@ export function revive(value: unknown, seen = new Map<object, unknown>()): unkno
   }
   seen.set(value, value);
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = revive(value[i], seen);
+    for (let i = 0; i < value.length; i++) if (i in value) value[i] = revive(value[i], seen); // keep holes
   } else if (isPlainObject(value)) {
     const record = value as Record<string, unknown>;
     for (const key of Object.keys(record)) record[key] = revive(record[key], seen);

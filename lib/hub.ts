@@ -23,7 +23,9 @@ interface Lease { seq: number; batch: Batch }
 
 class HubQueue {
   readonly counters: Int32Array;
+  /** Sorted by (order, pos): the order in which the items were put, whatever went out and came back. */
   readonly entries: Batch[] = [];
+  arrivals = 0;
   readonly wanting: Holder[] = [];
   readonly holders = new Set<Holder>();
   constructor(shared: SharedArrayBuffer) {
@@ -31,6 +33,7 @@ class HubQueue {
   }
 
   serve(): void {
+    if (this.wanting.length > 0 && this.recallLeftovers()) return;
     while (this.wanting.length > 0 && this.entries.length > 0) {
       const holder = this.wanting[0]!;
       const entry = this.entries[0]!;
@@ -51,28 +54,49 @@ class HubQueue {
       } else {
         const values = valuesOf(entry);
         const part = values.splice(0, holder.want);
-        this.entries[0] = { n: values.length, values };
-        holder.lease({ n: part.length, values: part });
+        const pos = entry.pos ?? 0;
+        this.entries[0] = { n: values.length, values, order: entry.order, pos: pos + part.length };
+        holder.lease({ n: part.length, values: part, order: entry.order, pos });
       }
       if (holder.want <= 0) this.wanting.shift();
     }
     this.updateStarving();
   }
 
-  /** A consumer waits while others sit on leased items: ask them to give those back. */
+  /** Puts items that came back (given back, or left by a departed holder) where they were in put order. */
+  insert(batch: Batch): void {
+    const key = (b: Batch) => (b.order ?? 0) * 2 ** 21 + (b.pos ?? 0);
+    const k = key(batch);
+    let i = 0;
+    while (i < this.entries.length && key(this.entries[i]!) <= k) i++;
+    this.entries.splice(i, 0, batch);
+  }
+
+  /**
+   * A consumer waits while others sit on leased items they are not asking for. Those items are older than
+   * anything in `entries`, so they are recalled and served first: serving the waiting consumer newer items
+   * now would let it see a producer's items out of order once the older ones come back. Returns true while
+   * such items are out (the waiting consumer waits for them).
+   */
+  recallLeftovers(): boolean {
+    let holding = false;
+    for (const holder of this.holders) {
+      // A waiting holder is the one that will take what it holds: never recall it.
+      if (holder.want === 0 && holder.unsettled() > 0) {
+        holding = true;
+        holder.recall();
+      }
+    }
+    Atomics.store(this.counters, kStarving, holding ? 1 : 0);
+    return holding;
+  }
+
   updateStarving(): void {
     if (this.wanting.length === 0 || this.entries.length > 0) {
       if (this.counters[kStarving] !== 0) Atomics.store(this.counters, kStarving, 0);
       return;
     }
-    let anyHolding = false;
-    for (const holder of this.holders) {
-      if (holder.want === 0 && holder.unsettled() > 0) {
-        anyHolding = true;
-        holder.recall();
-      }
-    }
-    if (anyHolding) Atomics.store(this.counters, kStarving, 1);
+    this.recallLeftovers();
   }
 }
 
@@ -134,6 +158,8 @@ class Holder {
     switch (message.op) {
       case Op.Put:
         this.received += message.batch.n;
+        message.batch.order = ++queue.arrivals;
+        message.batch.pos = 0;
         queue.entries.push(message.batch);
         queue.serve();
         return;
@@ -151,9 +177,10 @@ class Holder {
         }
         return;
       case Op.GiveBack:
+        this.recalled = false;
+        if (message.batch.n > 0) for (const chunk of this.chunks(message.from, message.batch)) queue.insert(chunk);
         this.givenBackTo = message.from + message.batch.n;
         this.prune();
-        if (message.batch.n > 0) queue.entries.unshift(message.batch);
         queue.serve();
         return;
       case Op.Attach:
@@ -167,6 +194,24 @@ class Holder {
         throw new Error(`hub: unknown message ${JSON.stringify(unknown)}`);
       }
     }
+  }
+
+  /** Cuts items given back from seq `from` along the leases they came in, so each goes back to its place. */
+  chunks(from: number, batch: Batch): Batch[] {
+    const values = batch.values ?? [];
+    const covering = this.leases.filter(({ seq, batch: b }) => seq + b.n > from && seq < from + values.length);
+    if (covering.length === 0) return [batch];
+    const first = covering[0]!;
+    if (batch.transfer !== undefined && batch.transfer.length > 0) {
+      // Ports cannot be split between messages: keep the items together, at the place of the oldest.
+      return [{ ...batch, order: first.batch.order, pos: (first.batch.pos ?? 0) + Math.max(0, from - first.seq) }];
+    }
+    return covering.map(({ seq, batch: b }) => {
+      const start = Math.max(seq, from);
+      const end = Math.min(seq + b.n, from + values.length);
+      const part = values.slice(start - from, end - from);
+      return { n: part.length, values: part, order: b.order, pos: (b.pos ?? 0) + (start - seq) };
+    });
   }
 
   /** The holder's port closed (close(), exit, terminate): settle what it left behind. */
@@ -190,11 +235,11 @@ class Holder {
       if (skip === 0) back.push(batch);
       else {
         const values = valuesOf(batch).slice(skip);
-        back.push({ n: values.length, values });
+        back.push({ n: values.length, values, order: batch.order, pos: (batch.pos ?? 0) + skip });
       }
     }
     this.leases = [];
-    queue.entries.unshift(...back);
+    for (const batch of back) queue.insert(batch);
     if (queue.holders.size === 0) queues.delete(queue);
     else queue.serve();
   }

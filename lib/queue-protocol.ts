@@ -34,6 +34,9 @@ export interface Batch {
   /** Already-structured values (marshalled: may contain handle records) and what to transfer with them. */
   values?: unknown[];
   transfer?: unknown[];
+  /** Hub bookkeeping: arrival rank of the batch the items came from, and their offset in it. */
+  order?: number;
+  pos?: number;
 }
 
 export const Op = {

@@ -4,23 +4,29 @@
 // Put: the item is encoded into the holder's current batch at once (captured: later mutation does not
 // change it; an uncloneable value throws here and nothing is counted), the size is counted in shared memory,
 // and the feeder posts the batch to the hub when the thread yields (setImmediate), when it is big, or on
-// flush(). Get: items leased by the hub sit in #inbox; a get takes the oldest, and records it in shared
+// flush(). An item that moves things (transfer), holds Queue/Connection handles or holds host objects the
+// encoder declines (MessagePort, Blob, ...) is posted on its own as structured values, in order; only items
+// that carry handle records are revive()d on arrival. Get: items leased by the hub sit in #inbox; a get takes the oldest, and records it in shared
 // memory (kTakenSeq) so that if this thread dies the hub knows exactly which leased items were not taken.
 //
 // Invariants:
 //   kSize counts items put (reserved, for a bounded queue) and not yet taken: put adds before resolving,
 //     get subtracts when it takes; so 0 <= kSize <= maxsize for a bounded queue.
-//   kPutCount (this holder) counts the items this holder counted in kSize; the hub subtracts those it never
-//     received if this holder goes away.
+//   kPutCount (this holder) counts the items this holder counted in kSize, from the moment the slot is taken
+//     (before the item is captured); the hub subtracts those it never received if this holder goes away.
 //   #inbox[i] has lease sequence number #inboxSeq + i; kTakenSeq == #inboxSeq.
 //   #getWaiters is served oldest first; a get() finding #inbox non-empty takes at once only when nobody
-//     waits before it. Blocked puts (bounded queue full) are served in call order, one at a time.
+//     waits before it. Blocked puts (bounded queue full) are served in call order, one at a time; each one
+//     leaves the line on its own timeout or signal (wherever it stands in it) or on close(), and a slot is
+//     reserved only for the put at the head, in the same synchronous step that resolves it.
+//   Items this holder put before handing the queue to another thread reach the hub before that thread can
+//     put anything (the handover flushes first).
 //   The port has our 'message' listener for the holder's lifetime, but is ref'd only while a get, a blocked
 //     put or a join waits, so an idle queue never keeps the program alive.
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { addExitHook } from './context.ts';
 import { ClosedError, Empty, Full, ProcessError, describe } from './errors.ts';
-import { kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, revive, WIRE_TAG, type Handle, type WireHandle } from './handles.ts';
+import { isHandle, kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, revive, WIRE_TAG, type Handle, type WireHandle } from './handles.ts';
 import { createQueueInHub } from './hub-client.ts';
 import { checkNonNegativeInteger, checkOptionsObject, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from './options.ts';
 import {
@@ -48,6 +54,21 @@ const kBatchItems = 1024;
 const kBatchBytes = 1 << 20;
 /** How long getNowait() may block its thread for the hub's answer. */
 const kNowaitReplyMs = 5_000;
+/** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
+const kMaxTimer = 0x7fffffff;
+
+/** A put waiting for a slot in a full bounded queue. */
+interface BlockedPut {
+  item: unknown;
+  transfer: TransferListItem[] | undefined;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  /** Aborted when the put leaves the line without a slot: wakes the drain loop if it waits for this one. */
+  gone: AbortController;
+}
 
 /** @internal How a holder is rebuilt in another thread. */
 export interface QueueWire {
@@ -82,7 +103,8 @@ export class Queue<T = unknown> implements Handle {
   /** Sequence number the next leased item will carry (= #inboxSeq + #inbox.length once all arrived). */
   #wanted = 0;
   #getWaiters: Waiter<unknown>[] = [];
-  #blockedPuts: { item: unknown; resolve: () => void; reject: (e: unknown) => void; timeout: number; signal: AbortSignal | undefined }[] = [];
+  #blockedPuts: BlockedPut[] = [];
+  #draining = false;
   #waitingOthers = 0;
   #closed = false;
   #joinCancelled = false;
@@ -137,10 +159,21 @@ export class Queue<T = unknown> implements Handle {
       }
       if (timeout === 0) throw new Full();
       // Wait for a slot with a snapshot taken now, so the value is still the one of this call.
-      const snapshot = transfer === undefined && !mayHoldHandles(item) ? structuredClone(item) : item;
+      const snapshot = transfer === undefined && !holdsHandles(item) ? structuredClone(item) : item;
       return new Promise<void>((resolve, reject) => {
-        this.#blockedPuts.push({ item: snapshot, resolve, reject, timeout, signal });
-        if (this.#blockedPuts.length === 1) void this.#drainBlockedPuts(transfer);
+        const blocked: BlockedPut = {
+          item: snapshot, transfer, resolve, reject, timer: undefined, signal, onAbort: undefined, gone: new AbortController(),
+        };
+        if (timeout !== Infinity && timeout <= kMaxTimer) {
+          blocked.timer = setTimeout(() => this.#leaveLine(blocked, new Full(`queue is full: put() timed out after ${timeout} ms`)), timeout);
+        }
+        if (signal !== undefined) {
+          const aborting = signal;
+          blocked.onAbort = () => this.#leaveLine(blocked, aborting.reason);
+          aborting.addEventListener('abort', blocked.onAbort, { once: true });
+        }
+        this.#blockedPuts.push(blocked);
+        if (!this.#draining) void this.#drainBlockedPuts();
       });
     } catch (error) {
       return Promise.reject(error);
@@ -238,7 +271,10 @@ export class Queue<T = unknown> implements Handle {
     this.#removeExitHook();
     const error = new ClosedError('queue is closed');
     for (const waiter of this.#getWaiters.splice(0)) waiter.reject(error);
-    for (const blocked of this.#blockedPuts.splice(0)) blocked.reject(error);
+    for (const blocked of this.#blockedPuts.splice(0)) {
+      this.#settleBlocked(blocked);
+      blocked.reject(error);
+    }
     this.#port.off('message', this.#onMessage);
     this.#port.close();
   }
@@ -256,6 +292,7 @@ export class Queue<T = unknown> implements Handle {
 
   [kMarshal](transfer: TransferListItem[]): WireHandle {
     this.#checkOpen();
+    this.#flush(); // what we put before the handover comes before what the receiver puts
     const { port1, port2 } = new MessageChannel();
     const counters = new SharedArrayBuffer(kHolderFields * Int32Array.BYTES_PER_ELEMENT);
     this.#post({ op: Op.Attach, port: port1, counters }, [port1]);
@@ -293,19 +330,30 @@ export class Queue<T = unknown> implements Handle {
 
   // --- put side -------------------------------------------------------------------------------------
 
+  /**
+   * Takes a slot. The item is counted as put (kPutCount, kUnfinished) in the same step, before it is
+   * captured: a holder terminated from here on (say, inside a getter of the item) is settled by the hub,
+   * which subtracts kPutCount - received; counting only after the capture would leak the slot for good.
+   */
   #tryReserve(): boolean {
     if (this.#maxsize === 0) {
       Atomics.add(this.#shared, kSize, 1);
-      return true;
+    } else {
+      for (;;) {
+        const size = Atomics.load(this.#shared, kSize);
+        if (size >= this.#maxsize) return false;
+        if (Atomics.compareExchange(this.#shared, kSize, size, size + 1) === size) break;
+      }
     }
-    for (;;) {
-      const size = Atomics.load(this.#shared, kSize);
-      if (size >= this.#maxsize) return false;
-      if (Atomics.compareExchange(this.#shared, kSize, size, size + 1) === size) return true;
-    }
+    Atomics.add(this.#counters, kPutCount, 1);
+    Atomics.add(this.#shared, kUnfinished, 1);
+    return true;
   }
 
+  /** Gives back a slot whose item could not be captured or sent. */
   #unreserve(): void {
+    Atomics.sub(this.#counters, kPutCount, 1);
+    if (Atomics.sub(this.#shared, kUnfinished, 1) === 1) Atomics.notify(this.#shared, kUnfinished);
     Atomics.sub(this.#shared, kSize, 1);
     if (this.#maxsize > 0) Atomics.notify(this.#shared, kSize);
   }
@@ -313,14 +361,12 @@ export class Queue<T = unknown> implements Handle {
   /** Adds an item whose slot is reserved: encode it into the batch, or post it alone if it moves things. */
   #add(item: unknown, transfer: TransferListItem[] | undefined): void {
     try {
-      if (transfer !== undefined || mayHoldHandles(item)) this.#postValues(item, transfer);
-      else this.#encoder.put(item);
+      // Items that move things, hold handles, or hold host objects the encoder declines travel on their own.
+      if (transfer !== undefined || holdsHandles(item) || !this.#encoder.put(item)) this.#postValues(item, transfer);
     } catch (error) {
       this.#unreserve();
       throw error;
     }
-    Atomics.add(this.#counters, kPutCount, 1);
-    Atomics.add(this.#shared, kUnfinished, 1);
     if (this.#encoder.count >= kBatchItems || this.#encoder.byteLength >= kBatchBytes) this.#flush();
     else if (this.#encoder.count > 0) this.#flushScheduled ??= setImmediate(this.#onFlushTimer);
   }
@@ -335,39 +381,50 @@ export class Queue<T = unknown> implements Handle {
     for (const handle of m.handles) handle[kCommit]('a queue');
   }
 
-  async #drainBlockedPuts(transfer: TransferListItem[] | undefined): Promise<void> {
+  /** Serves the blocked puts in call order: the head gets the next free slot. */
+  async #drainBlockedPuts(): Promise<void> {
+    this.#draining = true;
     this.#updateRef();
-    while (this.#blockedPuts.length > 0) {
-      const head = this.#blockedPuts[0]!;
-      let reserved = false;
-      let failure: unknown;
-      const started = performance.now();
-      try {
-        while (!reserved) {
-          const left = head.timeout - (performance.now() - started);
-          if (left <= 0) break;
-          const free = await waitForCell(this.#shared, kSize, (size) => size < this.#maxsize, left, head.signal);
-          if (!free || this.#closed) break;
-          reserved = this.#tryReserve();
+    try {
+      while (this.#blockedPuts.length > 0) {
+        const head = this.#blockedPuts[0]!;
+        if (this.#tryReserve()) {
+          this.#blockedPuts.shift();
+          this.#settleBlocked(head);
+          try {
+            this.#add(head.item, head.transfer);
+            head.resolve();
+          } catch (error) {
+            head.reject(error);
+          }
+          continue;
         }
-      } catch (error) {
-        failure = error;
-      }
-      if (this.#blockedPuts[0] !== head) continue; // rejected by close()
-      this.#blockedPuts.shift();
-      if (failure !== undefined) head.reject(failure);
-      else if (!reserved) head.reject(new Full(`queue is full: put() timed out after ${head.timeout} ms`));
-      else {
         try {
-          this.#add(head.item, transfer);
-          head.resolve();
-        } catch (error) {
-          head.reject(error);
+          await waitForCell(this.#shared, kSize, (size) => size < this.#maxsize, Infinity, head.gone.signal);
+        } catch {
+          // The head left the line (timeout, abort, close): serve the next one.
         }
       }
-      transfer = undefined;
+    } finally {
+      this.#draining = false;
+      this.#updateRef();
     }
+  }
+
+  /** A blocked put gives up (its timeout or signal) wherever it stands in the line. */
+  #leaveLine(blocked: BlockedPut, error: unknown): void {
+    const i = this.#blockedPuts.indexOf(blocked);
+    if (i === -1) return;
+    this.#blockedPuts.splice(i, 1);
+    this.#settleBlocked(blocked);
+    blocked.reject(error);
     this.#updateRef();
+  }
+
+  #settleBlocked(blocked: BlockedPut): void {
+    if (blocked.timer !== undefined) clearTimeout(blocked.timer);
+    if (blocked.onAbort !== undefined) blocked.signal!.removeEventListener('abort', blocked.onAbort);
+    blocked.gone.abort();
   }
 
   #onFlushTimer = (): void => {
@@ -409,7 +466,8 @@ export class Queue<T = unknown> implements Handle {
         this.#receive(message.seq, message.batch);
         return;
       case Op.Recall:
-        if (this.#getWaiters.length === 0 && this.#inbox.length > 0) this.#giveBack();
+        // Answer even with nothing left: the hub learns how far we got and stops waiting for us.
+        if (this.#getWaiters.length === 0) this.#giveBack();
         return;
       default: {
         const unknown: never = message;
@@ -419,7 +477,7 @@ export class Queue<T = unknown> implements Handle {
   };
 
   #receive(seq: number, batch: Batch): void {
-    const values = batch.values !== undefined ? batch.values.map((v) => revive(v)) : decodeBatch(batch.bytes!, batch.side ?? null);
+    const values = batch.values !== undefined ? batch.values.map(reviveIfNeeded) : decodeBatch(batch.bytes!, batch.side ?? null);
     if (this.#inbox.length === 0) this.#inboxSeq = seq;
     for (const value of values) this.#inbox.push(value);
     while (this.#getWaiters.length > 0 && this.#inbox.length > 0) this.#getWaiters.shift()!.resolve(this.#take());
@@ -464,6 +522,44 @@ export class Queue<T = unknown> implements Handle {
   #checkOpen(): void {
     if (this.#closed) throw new ClosedError('queue is closed');
   }
+}
+
+/**
+ * True if `found` holds for `value` or for anything inside it, walking arrays and plain objects as marshal() and
+ * revive() do (cycle-safe, no recursion, so deep values are fine).
+ */
+function holdsAny(value: unknown, found: (v: object) => boolean): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const seen = new Set<object>();
+  const stack: object[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (found(v)) return true;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    const proto = Object.getPrototypeOf(v);
+    if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) continue;
+    for (const key of Object.keys(v)) {
+      const child = (v as Record<string, unknown>)[key];
+      if (typeof child === 'object' && child !== null) stack.push(child);
+    }
+  }
+  return false;
+}
+
+/**
+ * True if `item` really holds a Queue or Connection handle. mayHoldHandles() answers "maybe" for cyclic and deep
+ * values; those, when they hold none, still go into the batch encoding (which keeps sparse arrays sparse).
+ */
+function holdsHandles(item: unknown): boolean {
+  return mayHoldHandles(item) && holdsAny(item, isHandle);
+}
+
+const isWireRecord = (v: object): boolean => typeof (v as Record<string, unknown>)[WIRE_TAG] === 'string';
+
+/** revive() rewrites every array index, turning holes into undefined: only items with handle records need it. */
+function reviveIfNeeded(value: unknown): unknown {
+  return holdsAny(value, isWireRecord) ? revive(value) : value;
 }
 
 export function reviveQueue<Q extends Queue<any>>(Class: { [kFromWire](wire: QueueWire): Q }, wire: WireHandle): Q {

@@ -9,8 +9,10 @@
 // This encoder writes plain data itself: primitives (not bigint), plain objects and dense arrays, keeping
 // aliasing and cycles *within* an item and sharing nothing across items. Anything else (Date, Map, typed
 // arrays, class instances, bigint, ...) is serialized on its own by a v8.Serializer and carried beside the
-// batch ("side"); that path throws the platform's DataCloneError for what cannot be cloned. A failed item is
-// rolled back: the batch is never left half-written.
+// batch ("side"); that path throws the platform's DataCloneError for what cannot be cloned. Host objects
+// (MessagePort, Blob, ...) are beyond both: put() declines them and the queue posts such an item on its own,
+// so the platform copies it or throws its own error. A failed item is rolled back: the batch is never left
+// half-written.
 //
 // Invariants:
 //   #u8[0..#pos) is a V8 header, the tag of a dense array with a 5-byte length (patched by finish()), then
@@ -28,10 +30,17 @@ const Tag = {
   ObjectReference: 0x5e, Padding: 0x00,
 } as const;
 
+/** Thrown out of writeValue when V8 meets a host object (see BatchEncoder.put). */
+const kHostObject: unique symbol = Symbol('host object');
+
 /** v8.Serializer throws a plain Error; structured clone throws a DOMException named DataCloneError. */
 class CloneSerializer extends v8.Serializer {
   _getDataCloneError(message: string): Error {
     return new DOMException(message, 'DataCloneError');
+  }
+  /** Host objects (MessagePort, Blob, BlockList, ...): only Node's own messaging can copy them, or refuse. */
+  _writeHostObject(): never {
+    throw kHostObject;
   }
 }
 
@@ -74,8 +83,12 @@ export class BatchEncoder {
     return this.#pos + this.#sideBytes;
   }
 
-  /** Captures `value` as the next item; throws (DataCloneError, or what a getter threw) and adds nothing. */
-  put(value: unknown): void {
+  /**
+   * Captures `value` as the next item; throws (DataCloneError, or what a getter threw) and adds nothing.
+   * Returns false, adding nothing, when `value` holds a host object (MessagePort, Blob, ...): only the
+   * platform's structured clone (postMessage) can copy those, so the caller sends that item through it.
+   */
+  put(value: unknown): boolean {
     const pos = this.#pos;
     const id = this.#nextId;
     this.#seenBase = id;
@@ -97,7 +110,12 @@ export class BatchEncoder {
       this.#nextId = id;
       const serializer = new CloneSerializer();
       serializer.writeHeader();
-      serializer.writeValue(value);
+      try {
+        serializer.writeValue(value);
+      } catch (error) {
+        if (error === kHostObject) return false;
+        throw error;
+      }
       const buffer = serializer.releaseBuffer();
       (this.#side ??= []).push(this.#n, buffer.buffer.byteLength === buffer.byteLength ? buffer.buffer : buffer.slice().buffer);
       this.#sideBytes += buffer.byteLength;
@@ -105,6 +123,7 @@ export class BatchEncoder {
       this.#u8[this.#pos++] = Tag.Undefined; // placeholder, replaced by the side item when decoding
     }
     this.#n++;
+    return true;
   }
 
   /** Seals the batch and starts a new one. */
@@ -246,11 +265,9 @@ export class BatchEncoder {
         if (proto === ArrayProto && Array.isArray(x)) {
           if (isProxy(x)) return false;
           const length = x.length;
-          // Only dense arrays with no extra properties; holes and extras take the V8 path.
-          if (length > 0) {
-            const keys = Object.keys(x);
-            if (keys.length !== length || keys[length - 1] !== String(length - 1)) return false;
-          }
+          // Only dense arrays with no extra properties (even when empty); holes and extras take the V8 path.
+          const keys = Object.keys(x);
+          if (keys.length !== length || (length > 0 && keys[length - 1] !== String(length - 1))) return false;
           this.#remember(x);
           this.#ensure(1);
           this.#u8[this.#pos++] = Tag.BeginDenseArray;
@@ -295,9 +312,9 @@ export function decodeBatch(bytes: ArrayBuffer, side: (number | ArrayBuffer)[] |
 }
 
 // A decoder for exactly the tags BatchEncoder writes: about 2x faster than v8.Deserializer on small objects.
-// Module-level state, so the JIT warms up once.
+// Module-level state, so the JIT warms up once. Two-byte strings are decoded by Buffer, not TextDecoder, which
+// would replace lone surrogates with U+FFFD (structured clone keeps them).
 const latin1 = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i));
-const utf16 = new TextDecoder('utf-16le');
 const df64 = new Float64Array(1);
 const df64u8 = new Uint8Array(df64.buffer);
 let D8: Uint8Array = new Uint8Array(0);
@@ -332,7 +349,7 @@ function dRead(): unknown {
   switch (tag) {
     case Tag.Int32: { const z = dVarint(); return (z >>> 1) ^ -(z & 1); }
     case Tag.OneByteString: return dLatin1(dVarint());
-    case Tag.TwoByteString: { const n = dVarint(); const s = utf16.decode(u8.subarray(DP, DP + n)); DP += n; return s; }
+    case Tag.TwoByteString: { const n = dVarint(); const s = DBUF.toString('utf16le', DP, DP + n); DP += n; return s; }
     case Tag.Double: { for (let i = 0; i < 8; i++) df64u8[i] = u8[DP + i]!; DP += 8; return df64[0]; }
     case Tag.True: return true;
     case Tag.False: return false;

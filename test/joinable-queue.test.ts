@@ -1,0 +1,139 @@
+// JoinableQueue: CPython's test_task_done (Lib/test/_test_multiprocessing.py, _TestQueue) with four worker
+// processes, then the contract: taskDone() too many times is a typed error, join() with nothing unfinished
+// resolves at once, join() in one thread sees taskDone() in another, and a producer that dies with items it
+// never handed over does not leave join() waiting for them.
+//
+// Synchronisation is by handshake only (pipe or queue messages); no assertion depends on how long anything takes.
+import * as assert from 'uvu/assert';
+import { ClosedError, JoinableQueue, Pipe, Process, ProcessError, Queue } from '../lib/index.ts';
+import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+
+const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
+
+function start(target: string, args: unknown[]): Process {
+  const p = track(new Process({ target, module: tasks, args }));
+  p.start();
+  return p;
+}
+
+async function joinedOk(...ps: Process[]): Promise<void> {
+  for (const p of ps) {
+    await p.join();
+    assert.is(p.exitCode, 0, `${p.name} exit code (error: ${p.error?.stack})`);
+  }
+}
+
+/** True if `promise` has settled once the event loop has turned (timers, I/O and immediates run). */
+async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  promise.then(() => { settled = true; }, () => { settled = true; });
+  await new Promise((resolve) => setImmediate(resolve));
+  return settled;
+}
+
+const opened = new Set<Queue<any>>();
+function open<Q extends Queue<any>>(q: Q): Q {
+  opened.add(q);
+  return q;
+}
+
+const t = suite('JoinableQueue');
+t.after.each(() => {
+  for (const q of opened) q.close();
+  opened.clear();
+});
+
+t('test_task_done: four workers mark every item done and join() resolves', async () => {
+  const queue = open(new JoinableQueue<number | null>());
+  const done = open(new Queue<number>());
+  const workers = Array.from({ length: 4 }, () => start('taskDoneWorker', [queue, done]));
+  for (let i = 0; i < 10; i++) await queue.put(i);
+
+  await queue.join();
+  // Each worker puts the item on `done` before taskDone(): join() cannot resolve before all ten are there.
+  assert.is(done.qsize(), 10, 'items recorded when join() resolved');
+  assert.is(queue.qsize(), 0);
+
+  for (let i = 0; i < 4; i++) await queue.put(null);
+  await joinedOk(...workers);
+  const seen: number[] = [];
+  for (let i = 0; i < 10; i++) seen.push(await done.get());
+  assert.equal(seen.sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+});
+
+t('taskDone() too many times throws ProcessError ERR_TASK_DONE_TOO_MANY', async () => {
+  const q = open(new JoinableQueue<string>());
+  const fresh = throws(() => q.taskDone(), ProcessError, 'taskDone() on a fresh queue');
+  assert.is(fresh.code, 'ERR_TASK_DONE_TOO_MANY');
+  assert.is(fresh.message, 'taskDone() called too many times');
+
+  await q.put('a');
+  assert.is(await q.get(), 'a');
+  q.taskDone();
+  const again = throws(() => q.taskDone(), ProcessError, 'a second taskDone() for one item');
+  assert.is(again.code, 'ERR_TASK_DONE_TOO_MANY');
+  assert.is(again.message, 'taskDone() called too many times');
+
+  // The failed calls did not drive the count below zero: one new item is one unfinished task.
+  await q.put('b');
+  const join = q.join();
+  assert.is(await settledSoon(join), false, 'join() with one unfinished task');
+  assert.is(await q.get(), 'b');
+  q.taskDone();
+  await deadline(join, 10_000, 'join() after the last taskDone()');
+});
+
+t('join() on a queue with nothing unfinished resolves at once', async () => {
+  const q = open(new JoinableQueue<number>());
+  assert.is(await settledSoon(q.join()), true, 'join() on a new queue');
+  q.putNowait(1);
+  assert.is(q.getNowait(), 1);
+  assert.is(await settledSoon(q.join()), false, 'join() while the item is not marked done');
+  q.taskDone();
+  assert.is(await settledSoon(q.join()), true, 'join() once every item is done');
+});
+
+t('join() in a worker resolves when the parent marks the last item done', async () => {
+  const q = open(new JoinableQueue<string>());
+  await q.put('a');
+  await q.put('b');
+  const [conn, childConn] = Pipe<string>();
+  const p = start('joinInWorker', [q, childConn]);
+  assert.is(await conn.recv(), 'joining');
+  assert.is(await q.get(), 'a');
+  q.taskDone();
+  assert.is(await conn.poll(200), false, 'the worker\'s join() resolved with one task unfinished');
+  assert.is(await q.get(), 'b');
+  q.taskDone();
+  assert.is(await conn.recv(), 'joined');
+  await joinedOk(p);
+});
+
+t('a producer that dies with items it never handed over does not leave join() waiting for them', async () => {
+  const q = open(new JoinableQueue<number>());
+  const [conn, childConn] = Pipe<string>();
+  // 20 items flushed, then 3 more that stay in the spinning worker's buffer until it is terminated.
+  const p = start('flushThenSpin', [q, childConn, 20, 3]);
+  assert.is(await conn.recv(), 'flushed');
+  p.terminate();
+  await p.join();
+  for (let i = 0; i < 20; i++) {
+    assert.is(await q.get(), i);
+    q.taskDone();
+  }
+  await deadline(q.join(), 10_000, 'join() after every delivered item is done');
+  assert.is(q.qsize(), 0);
+});
+
+t('put/get after close() throw ClosedError; close() is idempotent', async () => {
+  const q = open(new JoinableQueue<string>({ maxsize: 2 }));
+  await q.put('x');
+  q.close();
+  q.close();
+  assert.match((await rejects(q.put('y'), ClosedError)).message, 'is closed');
+  assert.match((await rejects(q.get(), ClosedError)).message, 'is closed');
+  throws(() => q.putNowait('y'), ClosedError);
+  throws(() => q.getNowait(), ClosedError);
+});
+
+t.run();

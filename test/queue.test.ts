@@ -1,0 +1,720 @@
+// Queue: CPython's _TestQueue (Lib/test/_test_multiprocessing.py) ported to worker threads, then what the
+// contract adds: exactly-once delivery across many producers and consumers, FIFO per producer at every
+// maxsize, flush() as a durability point, producers killed mid-put keeping no slot, delivery while the main
+// thread is busy, capture at put, bounded producers, typed errors for misuse, close() waking every waiter,
+// timeouts and signals of waiting puts, transfer and host objects, dead consumers not wedging the queue,
+// programs exiting with queues left open, and queue handles travelling every way a handle can.
+//
+// Synchronisation is by handshake (a pipe or queue message, or a shared flag the test waits on). Durations
+// are only checked against generous upper bounds: a 2-core busy machine is slow, never early.
+import { spawn } from 'node:child_process';
+import { BlockList } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import * as assert from 'uvu/assert';
+import {
+  ClosedError, Empty, Full, JoinableQueue, Pipe, Process, ProcessError, Queue, SimpleQueue,
+} from '../lib/index.ts';
+import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+
+const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+function start(target: string, args: unknown[]): Process {
+  const p = track(new Process({ target, module: tasks, args }));
+  p.start();
+  return p;
+}
+
+async function joinedOk(...ps: Process[]): Promise<void> {
+  for (const p of ps) {
+    await p.join();
+    assert.is(p.exitCode, 0, `${p.name} exit code (error: ${p.error?.stack})`);
+  }
+}
+
+/** Milliseconds `promise` takes to settle, and how it settled. */
+async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
+  const t0 = performance.now();
+  try {
+    const value = await promise;
+    return { ms: performance.now() - t0, value };
+  } catch (error) {
+    return { ms: performance.now() - t0, error };
+  }
+}
+
+/** Asserts `promise` rejects with Empty/Full (a ProcessError with its code) within a generous bound. */
+async function rejectsWithin(promise: Promise<unknown>, Ctor: typeof Empty | typeof Full, maxMs: number, what: string): Promise<void> {
+  const { ms, error } = await timed(promise);
+  assert.ok(error instanceof Ctor, `${what}: expected ${Ctor.name}, got ${error === undefined ? 'a resolution' : String(error)}`);
+  assert.ok(error instanceof ProcessError);
+  assert.is((error as ProcessError).code, Ctor === Empty ? 'ERR_QUEUE_EMPTY' : 'ERR_QUEUE_FULL');
+  assert.ok(ms < maxMs, `${what} took ${ms.toFixed(0)} ms (bound ${maxMs} ms)`);
+}
+
+/** Waits for a condition that another thread makes true, checking after every turn of the event loop. */
+async function eventually(condition: () => boolean, ms: number, what: string): Promise<void> {
+  const t0 = performance.now();
+  while (!condition()) {
+    if (performance.now() - t0 > ms) throw new Error(`${what}: not true after ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Marks a promise the test awaits later as handled, so that a failing test cannot crash the run. */
+function later<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => {});
+  return promise;
+}
+
+// Every queue a test makes is closed after it, so a failing test leaves no get or put waiting (a waiting call
+// keeps the program alive, and uvu would never exit).
+const opened = new Set<Queue<any>>();
+function closeQueues(): void {
+  for (const q of opened) q.close();
+  opened.clear();
+}
+function open<Q extends Queue<any>>(q: Q): Q {
+  opened.add(q);
+  return q;
+}
+
+function isDataCloneError(error: unknown): boolean {
+  return error instanceof DOMException && error.name === 'DataCloneError';
+}
+
+// ---------------------------------------------------------------------------------------------------------
+const cpython = suite('Queue: CPython _TestQueue');
+cpython.after.each(closeQueues);
+
+cpython('test_put: every blocking and timeout form, Full when full, empty/full around a consumer', async () => {
+  const MAXSIZE = 6;
+  const queue = open(new Queue<number>({ maxsize: MAXSIZE }));
+  const [conn, childConn] = Pipe<unknown>();
+  const proc = start('getAfterSignal', [queue, childConn, MAXSIZE]);
+
+  assert.is(queue.empty(), true);
+  assert.is(queue.full(), false);
+  assert.is(queue.maxsize, MAXSIZE);
+
+  await queue.put(1); // block=True (the default)
+  await queue.put(2, {}); // block=True
+  await queue.put(3, { timeout: Infinity }); // block=True, timeout=None
+  await queue.put(4, { timeout: 0 }); // block=False
+  await queue.put(5, { timeout: 0, signal: new AbortController().signal }); // block=False, timeout=None
+  queue.putNowait(6);
+
+  assert.is(queue.empty(), false);
+  assert.is(queue.full(), true);
+  assert.is(queue.qsize(), MAXSIZE);
+
+  await rejectsWithin(queue.put(7, { timeout: 0 }), Full, 1_000, 'put(7, block=False)');
+  const nowait = throws(() => queue.putNowait(7), Full, 'putNowait(7)');
+  assert.is(nowait.code, 'ERR_QUEUE_FULL');
+  await rejectsWithin(queue.put(7, { timeout: 100 }), Full, 5_000, 'put(7, timeout=100 ms)');
+  await rejectsWithin(queue.put(7, { timeout: 0 }), Full, 1_000, 'put(7, block=False) again');
+  await rejectsWithin(queue.put(7, { timeout: 150 }), Full, 5_000, 'put(7, timeout=150 ms)');
+  assert.is(queue.qsize(), MAXSIZE, 'failed puts add nothing');
+
+  conn.send('child_can_start');
+  assert.equal(await conn.recv(), [1, 2, 3, 4, 5, 6], 'parent_can_continue: the child got every item in order');
+
+  assert.is(queue.empty(), true);
+  assert.is(queue.full(), false);
+  await joinedOk(proc);
+  queue.close();
+});
+
+cpython('test_get: every blocking and timeout form, Empty when empty', async () => {
+  const queue = open(new Queue<number>());
+  const [conn, childConn] = Pipe<unknown>();
+  const proc = start('putAfterSignal', [queue, childConn, [2, 3, 4, 5]]);
+
+  assert.is(queue.empty(), true);
+  conn.send('child_can_start');
+  assert.is(await conn.recv(), 'done'); // parent_can_continue
+  assert.is(queue.empty(), false);
+  assert.is(queue.qsize(), 4);
+
+  assert.is(await queue.get({ timeout: Infinity }), 2); // block=True, timeout=None
+  assert.is(await queue.get(), 3); // block=True
+  assert.is(await queue.get({ timeout: 1_000 }), 4); // timeout=1 s
+  assert.is(queue.getNowait(), 5);
+  assert.is(queue.empty(), true);
+
+  await rejectsWithin(queue.get({ timeout: 0 }), Empty, 1_000, 'get(block=False)');
+  await rejectsWithin(queue.get({ timeout: 0, signal: new AbortController().signal }), Empty, 1_000, 'get(block=False, timeout=None)');
+  const nowait = throws(() => queue.getNowait(), Empty, 'getNowait()');
+  assert.is(nowait.code, 'ERR_QUEUE_EMPTY');
+  await rejectsWithin(queue.get({ timeout: 100 }), Empty, 5_000, 'get(timeout=100 ms)');
+  await rejectsWithin(queue.get({ timeout: 0 }), Empty, 1_000, 'get(block=False) again');
+  await rejectsWithin(queue.get({ timeout: 150 }), Empty, 5_000, 'get(timeout=150 ms)');
+
+  await joinedOk(proc);
+  queue.close();
+});
+
+cpython('test_fork: items put by the parent and by a child that exits come out in order', async () => {
+  const queue = open(new Queue<number>());
+  for (let i = 0; i < 10; i++) await queue.put(i);
+  // The child puts 10..19 and returns without flushing: its exit hands the buffered items over.
+  const p = start('putRange', [queue, 10, 20]);
+  for (let i = 0; i < 20; i++) assert.is(await queue.get(), i);
+  await rejects(queue.get({ timeout: 0 }), Empty, 'get(block=False) after the 20 items');
+  await joinedOk(p);
+  queue.close();
+});
+
+cpython('test_qsize', async () => {
+  const q = open(new Queue<number>());
+  assert.is(q.qsize(), 0);
+  await q.put(1);
+  assert.is(q.qsize(), 1);
+  await q.put(5);
+  assert.is(q.qsize(), 2);
+  await q.get();
+  assert.is(q.qsize(), 1);
+  await q.get();
+  assert.is(q.qsize(), 0);
+  q.close();
+});
+
+cpython('test_timeout: get(timeout) rejects with Empty', async () => {
+  const q = open(new Queue<number>());
+  await rejectsWithin(q.get({ timeout: 200 }), Empty, 5_000, 'get(timeout=200 ms)');
+  q.close();
+});
+
+cpython('test_closed_queue_put_get_exceptions: ClosedError after close()', async () => {
+  for (const q of [open(new Queue<string>()), open(new JoinableQueue<string>()), open(new SimpleQueue<string>())]) {
+    const kind = q.constructor.name;
+    q.close();
+    assert.is(q.empty(), true, `${kind}: empty() still answers after close (test_closed_queue_empty_exceptions)`);
+    const put = await rejects(q.put('foo'), ClosedError, `${kind}.put after close`);
+    assert.match(put.message, /is closed/);
+    assert.is(put.code, 'ERR_CLOSED');
+    assert.match((await rejects(q.get(), ClosedError, `${kind}.get after close`)).message, /is closed/);
+    throws(() => q.putNowait('foo'), ClosedError, `${kind}.putNowait after close`);
+    throws(() => q.getNowait(), ClosedError, `${kind}.getNowait after close`);
+    q.close(); // closing twice is fine
+    await q.joinThread();
+  }
+});
+
+cpython('test_queue_feeder_donot_stop_onexc: an uncloneable item fails at put and the queue keeps working', async () => {
+  const notSerializable = () => 'not serializable';
+  const q = open(new Queue<unknown>());
+  const e1 = await rejects(q.put(notSerializable), DOMException, 'put(function)');
+  assert.ok(isDataCloneError(e1), `put(function) rejected with ${e1.name}`);
+  assert.is(q.qsize(), 0);
+  await q.put(true);
+  assert.is(await q.get({ timeout: 10_000 }), true);
+  q.close();
+
+  // bpo-33078: the size is right after the failure, for a bounded queue too.
+  const b = open(new Queue<unknown>({ maxsize: 1 }));
+  assert.ok(isDataCloneError(await rejects(b.put({ f: notSerializable }), DOMException, 'put({ f: function })')));
+  assert.ok(isDataCloneError(throws(() => b.putNowait(Symbol('no')), DOMException, 'putNowait(symbol)')));
+  assert.is(b.qsize(), 0, 'the failed puts reserved no slot');
+  await b.put(true);
+  assert.is(b.qsize(), 1);
+  // Waiting for a slot cannot hide the failure: an uncloneable item fails at the call, not when a slot frees.
+  const blocked = await timed(b.put([1, notSerializable], { timeout: 60_000 }));
+  assert.ok(isDataCloneError(blocked.error), `blocked put of an uncloneable value: ${String(blocked.error)}`);
+  assert.ok(blocked.ms < 5_000);
+  assert.is(await b.get({ timeout: 10_000 }), true);
+  assert.is(b.empty(), true);
+  await b.put('still works');
+  assert.is(await b.get(), 'still works');
+  b.close();
+});
+
+cpython.run();
+
+// ---------------------------------------------------------------------------------------------------------
+const contract = suite('Queue: the contract');
+contract.after.each(closeQueues);
+
+contract('MPMC: 4 producers x 4 consumers, each item delivered exactly once', async () => {
+  const P = 4, C = 4, N = 2_000;
+  type Item = { p: number; i: number };
+  const q = open(new Queue<Item | null>());
+  const results = new Queue<{ consumer: number; got: Item[] }>();
+  const counter = new Int32Array(new SharedArrayBuffer(4));
+  const consumers = range(C).map((c) => start('consumeAll', [q, counter, results, c]));
+  const producers = range(P).map((p) => start('produce', [q, p, N]));
+  await joinedOk(...producers);
+
+  // Every item counted by some consumer; only then the sentinels, so none can overtake an item.
+  for (let seen = Atomics.load(counter, 0); seen < P * N; seen = Atomics.load(counter, 0)) {
+    const w = Atomics.waitAsync(counter, 0, seen, 1_000);
+    if (w.async) await w.value;
+  }
+  for (let c = 0; c < C; c++) await q.put(null);
+
+  const all: Item[] = [];
+  const perConsumer: number[] = [];
+  for (let c = 0; c < C; c++) {
+    const { got } = await results.get();
+    perConsumer.push(got.length);
+    all.push(...got);
+  }
+  await joinedOk(...consumers);
+
+  assert.is(all.length, P * N, `items delivered in all (per consumer: ${perConsumer.join(', ')})`);
+  const keys = new Set(all.map(({ p, i }) => `${p}:${i}`));
+  assert.is(keys.size, P * N, 'no item delivered twice');
+  for (let p = 0; p < P; p++) for (let i = 0; i < N; i++) assert.ok(keys.has(`${p}:${i}`), `item ${p}:${i} delivered`);
+  assert.is(q.qsize(), 0);
+  q.close();
+  results.close();
+});
+
+contract('FIFO per producer at maxsize 0, 1, 2, 16, 1000; qsize() stays within 0..maxsize', async () => {
+  const PRODUCERS = 3, N = 400;
+  const controls = range(PRODUCERS).map(() => Pipe<unknown>());
+  const producers = controls.map(([, child]) => start('fifoProducer', [child]));
+  for (const maxsize of [0, 1, 2, 16, 1000]) {
+    const q = open(new Queue<[number, number]>({ maxsize }));
+    // The same workers serve every round: the queue reaches them through their control connection.
+    controls.forEach(([control], id) => control.send({ q, id, n: N }));
+    const next = range(PRODUCERS).map(() => 0);
+    for (let k = 0; k < PRODUCERS * N; k++) {
+      const [id, i] = await q.get();
+      assert.is(i, next[id], `maxsize ${maxsize}: producer ${id}'s items out of order (got ${i}, expected ${next[id]})`);
+      next[id]++;
+      const size = q.qsize();
+      assert.ok(size >= 0 && (maxsize === 0 || size <= maxsize), `maxsize ${maxsize}: qsize() is ${size}`);
+    }
+    for (const [control] of controls) {
+      const report = (await control.recv()) as { id: number; maxSeen?: number; minSeen?: number; error?: string };
+      assert.is(report.error, undefined, report.error);
+      if (maxsize > 0) assert.ok(report.maxSeen! <= maxsize, `maxsize ${maxsize}: producer ${report.id} saw qsize() ${report.maxSeen}`);
+      assert.ok(report.minSeen! >= 0, `maxsize ${maxsize}: producer ${report.id} saw qsize() ${report.minSeen}`);
+    }
+    assert.equal(next, range(PRODUCERS).map(() => N), `maxsize ${maxsize}: every item of every producer`);
+    assert.is(q.qsize(), 0, `maxsize ${maxsize}: qsize() after every item was taken`);
+    await rejects(q.get({ timeout: 0 }), Empty, `maxsize ${maxsize}: get after every item`);
+    q.close();
+  }
+  for (const [control] of controls) control.send(null);
+  await joinedOk(...producers);
+});
+
+contract('a producer terminated right after flush() resolved loses no flushed item', async () => {
+  const q = open(new Queue<number>());
+  const [conn, childConn] = Pipe<string>();
+  const p = start('flushThenSpin', [q, childConn, 1_000, 5]);
+  assert.is(await conn.recv(), 'flushed');
+  p.terminate();
+  await p.join();
+  assert.is(p.exitCode, -15);
+  for (let i = 0; i < 1_000; i++) assert.is(await q.get({ timeout: 10_000 }), i, `flushed item ${i}`);
+  // The 5 items put after the flush never left the spinning thread: they are gone, and the size forgets them
+  // once the hub has seen the producer go.
+  await eventually(() => q.qsize() === 0, 10_000, 'qsize() back to 0');
+  await rejects(q.get({ timeout: 100 }), Empty, 'get after the flushed items');
+  q.close();
+});
+
+contract('a producer terminated in the middle of put() does not keep its slot (maxsize 1 stays usable)', async () => {
+  const q = open(new JoinableQueue<unknown>({ maxsize: 1 }));
+  const [conn, childConn] = Pipe<string>();
+  const p = start('killedInsidePut', [q, childConn]);
+  assert.is(await conn.recv(), 'inside put');
+  p.terminate();
+  await p.join();
+  assert.is(p.exitCode, -15);
+  // The hub settles what the dead holder counted but never sent once it sees the holder go.
+  await eventually(() => q.qsize() === 0, 10_000, 'qsize() back to 0 after the kill');
+  await q.join(); // and nothing is left unfinished
+  await q.put('after', { timeout: 10_000 });
+  assert.is(q.qsize(), 1);
+  assert.is(await q.get({ timeout: 10_000 }), 'after');
+  q.taskDone();
+  throws(() => q.taskDone(), ProcessError, 'the unfinished count was not left too high or too low');
+  assert.is(q.qsize(), 0);
+});
+
+contract('two workers keep exchanging items while the main thread busy-waits', async () => {
+  const N = 1_000;
+  const q = open(new Queue<number>());
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const [consumerConn, consumerChild] = Pipe<unknown>();
+  const [producerConn, producerChild] = Pipe<unknown>();
+  const consumer = start('consumeThenFlag', [q, consumerChild, flag, N]);
+  const producer = start('produceOnSignal', [q, producerChild, N]);
+  assert.is(await consumerConn.recv(), 'ready');
+  assert.is(await producerConn.recv(), 'ready');
+
+  producerConn.send('go');
+  // From here on this thread never yields until the consumer's flag is set (or a generous deadline passes).
+  const t0 = performance.now();
+  let spins = 0;
+  while (Atomics.load(flag, 0) === 0 && performance.now() - t0 < 20_000) spins++;
+  const ms = performance.now() - t0;
+  assert.is(Atomics.load(flag, 0), 1, `the consumer got all ${N} items in order while we spun (${ms.toFixed(0)} ms, ${spins} spins)`);
+  await joinedOk(producer, consumer);
+  q.close();
+});
+
+contract('the value is captured when put is called', async () => {
+  const q = new Queue<{ list: number[]; nested: { s: string } }>();
+  const item = { list: [1], nested: { s: 'a' } };
+  await q.put(item);
+  item.list.push(2);
+  item.nested.s = 'b';
+  q.putNowait(item);
+  item.list.push(3);
+  const first = await q.get();
+  assert.equal(first, { list: [1], nested: { s: 'a' } });
+  assert.ok(first !== item, 'a copy arrives, not the object');
+  assert.equal(await q.get(), { list: [1, 2], nested: { s: 'b' } });
+  q.close();
+
+  // A put that waits for a slot still sends the value as it was at the call.
+  const b = open(new Queue<{ v: number } | string>({ maxsize: 1 }));
+  b.putNowait('first');
+  const obj = { v: 1 };
+  const pending = later(b.put(obj));
+  obj.v = 2;
+  assert.is(await b.get(), 'first');
+  await pending;
+  obj.v = 3;
+  assert.equal(await b.get(), { v: 1 });
+  b.close();
+});
+
+contract('a producer on a bounded queue waits for a slow consumer: qsize() never passes maxsize', async () => {
+  const MAXSIZE = 16, N = 200;
+  const q = open(new Queue<number>({ maxsize: MAXSIZE }));
+  const [conn, childConn] = Pipe<unknown>();
+  const p = start('boundedProducer', [q, childConn, N]);
+  assert.equal(await conn.recv(), { filled: MAXSIZE });
+  assert.is(q.qsize(), MAXSIZE);
+  assert.is(q.full(), true);
+  // The next put has to wait: it cannot report back while nothing is taken.
+  assert.is(await conn.poll(300), false, 'a put into a full queue resolved');
+  assert.is(q.qsize(), MAXSIZE);
+
+  for (let i = 0; i < N; i++) {
+    assert.is(await q.get(), i);
+    const size = q.qsize();
+    assert.ok(size >= 0 && size <= MAXSIZE, `qsize() is ${size}`);
+    await new Promise((resolve) => setImmediate(resolve)); // a slow consumer
+  }
+  assert.is(await conn.recv(), 'unblocked');
+  const report = (await conn.recv()) as { waited: number; maxSeen: number };
+  assert.ok(report.waited >= 1, `puts that found the queue full: ${report.waited}`);
+  assert.ok(report.maxSeen <= MAXSIZE, `the producer saw qsize() ${report.maxSeen}`);
+  await joinedOk(p);
+  q.close();
+});
+
+contract('one handle alone: qsize() is exact and getNowait() returns what it just put', async () => {
+  const q = open(new Queue<string>());
+  q.putNowait('a');
+  assert.is(q.qsize(), 1);
+  assert.is(q.getNowait(), 'a');
+  assert.is(q.qsize(), 0);
+  await q.put('b');
+  await q.put('c');
+  await q.put('d');
+  assert.is(q.qsize(), 3);
+  assert.is(q.getNowait(), 'b');
+  assert.is(q.qsize(), 2);
+  assert.is(await q.get(), 'c');
+  assert.is(q.getNowait(), 'd');
+  assert.is(q.qsize(), 0);
+  throws(() => q.getNowait(), Empty);
+  q.close();
+
+  const b = open(new Queue<number>({ maxsize: 2 }));
+  b.putNowait(1);
+  b.putNowait(2);
+  assert.is(b.full(), true);
+  throws(() => b.putNowait(3), Full);
+  assert.is(b.getNowait(), 1);
+  assert.is(b.full(), false);
+  b.putNowait(3);
+  assert.is(b.getNowait(), 2);
+  assert.is(b.getNowait(), 3);
+  assert.is(b.qsize(), 0);
+  b.close();
+});
+
+contract('bad arguments are TypeError/RangeError naming the option and the value', async () => {
+  const q = open(new Queue<number>({ maxsize: 4 }));
+  for (const bad of [-1, -0.5, NaN, -Infinity]) {
+    const e1 = await rejects(q.put(1, { timeout: bad }), RangeError, `put timeout ${bad}`);
+    assert.match(e1.message, 'options.timeout');
+    assert.match(e1.message, String(bad));
+    const e2 = await rejects(q.get({ timeout: bad }), RangeError, `get timeout ${bad}`);
+    assert.match(e2.message, 'options.timeout');
+    assert.match(e2.message, String(bad));
+  }
+  for (const bad of ['10', null, {}, true, 10n]) {
+    await rejects(q.put(1, { timeout: bad as never }), TypeError, `put timeout ${String(bad)}`);
+    await rejects(q.get({ timeout: bad as never }), TypeError, `get timeout ${String(bad)}`);
+  }
+  const typeErr = await rejects(q.put(1, { timeout: '10' as never }), TypeError);
+  assert.match(typeErr.message, 'options.timeout');
+  assert.match(typeErr.message, '"10"');
+  for (const options of [5, 'x', null]) {
+    await rejects(q.put(1, options as never), TypeError, `put options ${String(options)}`);
+    await rejects(q.get(options as never), TypeError, `get options ${String(options)}`);
+  }
+  await rejects(q.put(1, { signal: {} as never }), TypeError, 'put signal {}');
+  await rejects(q.get({ signal: 'abort' as never }), TypeError, 'get signal "abort"');
+  await rejects(q.put(1, { transfer: 'x' as never }), TypeError, 'put transfer "x"');
+  assert.ok(isDataCloneError(throws(() => q.putNowait((() => 1) as never), DOMException, 'putNowait(function)')));
+  assert.is(q.qsize(), 0, 'no bad call added anything');
+
+  for (const bad of [-1, 1.5, NaN, Infinity, 2 ** 53]) {
+    const e = throws(() => new Queue({ maxsize: bad }), RangeError, `maxsize ${bad}`);
+    assert.match(e.message, 'options.maxsize');
+    assert.match(e.message, String(bad));
+  }
+  for (const bad of ['x', '6', null, true]) {
+    const e = throws(() => new Queue({ maxsize: bad as never }), TypeError, `maxsize ${String(bad)}`);
+    assert.match(e.message, 'options.maxsize');
+  }
+  throws(() => new Queue(6 as never), TypeError, 'new Queue(6): options must be an object');
+  throws(() => new JoinableQueue({ maxsize: -1 }), RangeError, 'JoinableQueue maxsize -1');
+
+  await q.put(7);
+  assert.is(await q.get(), 7, 'the queue still works');
+  q.close();
+});
+
+contract('close() wakes every blocked get and put with ClosedError at once', async () => {
+  const empty = open(new Queue<number>());
+  const full = open(new Queue<number>({ maxsize: 1 }));
+  full.putNowait(0);
+  const keep = new AbortController();
+  const gets = [empty.get(), empty.get({ timeout: 600_000 }), empty.get({ signal: keep.signal })];
+  const puts = [full.put(1), full.put(2, { timeout: 600_000 }), full.put(3, { signal: keep.signal })];
+  const t0 = performance.now();
+  empty.close();
+  full.close();
+  const errors = await deadline(Promise.all([...gets, ...puts].map((p, i) => rejects(p, ClosedError, `blocked call ${i}`))), 5_000, 'waking the blocked calls');
+  const ms = performance.now() - t0;
+  assert.ok(ms < 5_000, `woken after ${ms.toFixed(0)} ms`);
+  for (const e of errors) assert.match(e.message, 'queue is closed');
+  assert.is(full.qsize(), 1, 'the item put before close is still counted');
+});
+
+contract('a blocked put leaves the line on its own timeout or signal, wherever it stands', async () => {
+  const q = open(new Queue<number>({ maxsize: 1 }));
+  q.putNowait(0);
+  const first = later(q.put(1)); // waits for as long as it takes
+  // Behind it, a put with a timeout and one with a signal: each gives up on its own, not when `first` is served.
+  await rejectsWithin(q.put(2, { timeout: 50 }), Full, 5_000, 'put(2, timeout 50 ms) queued behind a waiting put');
+  const ac = new AbortController();
+  const third = later(q.put(3, { signal: ac.signal }));
+  const reason = new Error('stop waiting');
+  ac.abort(reason);
+  const { ms, error } = await timed(third);
+  assert.is(error, reason, 'rejects with the abort reason');
+  assert.ok(ms < 5_000);
+  const alreadyAborted = await timed(q.put(9, { signal: AbortSignal.abort(reason) }));
+  assert.is(alreadyAborted.error, reason);
+
+  // Those that gave up took no slot; the waiting ones are served in call order.
+  const fourth = later(q.put(4));
+  const fifth = later(q.put(5));
+  assert.is(q.qsize(), 1);
+  for (const expected of [0, 1, 4, 5]) assert.is(await q.get(), expected);
+  await Promise.all([first, fourth, fifth]);
+  assert.is(q.qsize(), 0);
+  q.close();
+});
+
+contract('get() and put() honour an AbortSignal', async () => {
+  const q = open(new Queue<number>());
+  const ac = new AbortController();
+  const pending = later(q.get({ signal: ac.signal }));
+  ac.abort(new Error('enough'));
+  assert.is((await rejects(pending, Error)).message, 'enough');
+  await rejects(q.get({ signal: AbortSignal.abort(new RangeError('early')) }), RangeError, 'get with an aborted signal');
+  // The aborted get took nothing: the next item goes to the next get.
+  await q.put(1);
+  assert.is(await q.get(), 1);
+  q.close();
+});
+
+contract('put with transfer moves buffers, also for puts that waited for a slot', async () => {
+  const q = open(new Queue<ArrayBuffer | number>({ maxsize: 1 }));
+  const a = new Uint8Array([1, 2, 3]).buffer;
+  await q.put(a, { transfer: [a] });
+  assert.is(a.byteLength, 0, 'moved out of this thread');
+  assert.equal([...new Uint8Array((await q.get()) as ArrayBuffer)], [1, 2, 3]);
+
+  q.putNowait(0);
+  const b = new Uint8Array([4]).buffer;
+  const c = new Uint8Array([5, 6]).buffer;
+  const pb = later(q.put(b, { transfer: [b] }));
+  const pc = later(q.put(c, { transfer: [c] }));
+  assert.is(await q.get(), 0);
+  await pb;
+  assert.is(b.byteLength, 0, 'the first waiting put moved its buffer');
+  assert.equal([...new Uint8Array((await q.get()) as ArrayBuffer)], [4]);
+  await pc;
+  assert.is(c.byteLength, 0, 'the second waiting put moved its buffer');
+  assert.equal([...new Uint8Array((await q.get()) as ArrayBuffer)], [5, 6]);
+  q.close();
+});
+
+contract('items holding host objects are copied as postMessage copies them, or fail at put with its error', async () => {
+  const q = open(new Queue<unknown>());
+  const { port1, port2 } = new MessageChannel();
+  let platform: unknown;
+  try {
+    structuredClone({ port: port1 });
+  } catch (error) {
+    platform = error;
+  }
+  // A MessagePort not in the transfer list: the platform refuses it; so does put, at the call, adding nothing.
+  const refused = await timed(q.put({ port: port1 }));
+  assert.ok(refused.error instanceof Error || refused.error instanceof DOMException, `put({ port }) without transfer: ${String(refused.error)}`);
+  assert.is((refused.error as Error).name, (platform as Error).name);
+  assert.is((refused.error as Error).message, (platform as Error).message);
+  assert.ok(isDataCloneError(throws(() => q.putNowait({ f: () => 1, port: port1 }), DOMException, 'putNowait({ function, port })')));
+  assert.is(q.qsize(), 0);
+  // Host objects the platform can copy arrive, in order with the items around them.
+  const blocks = new BlockList();
+  blocks.addAddress('10.0.0.1');
+  await q.put('before');
+  await q.put({ blocks, blob: new Blob(['blob text']) });
+  await q.put({ port: port1 }, { transfer: [port1] });
+  await q.put('after');
+  assert.is(await q.get(), 'before');
+  const copied = (await q.get()) as { blocks: BlockList; blob: Blob };
+  assert.ok(copied.blocks instanceof BlockList && copied.blocks.check('10.0.0.1') && !copied.blocks.check('10.0.0.2'));
+  assert.is(await copied.blob.text(), 'blob text');
+  const moved = (await q.get()) as { port: MessagePort };
+  moved.port.postMessage('through the moved port');
+  assert.is(receiveMessageOnPort(port2)?.message, 'through the moved port');
+  assert.is(await q.get(), 'after');
+  moved.port.close();
+});
+
+contract('sparse arrays keep their holes, and cyclic items are captured at put, on every path an item takes', async () => {
+  const q = open(new Queue<any>());
+  const a: unknown[] = [];
+  a[1] = 1;
+  const cyclic = { value: a };
+  a[2] = cyclic; // a sparse array inside a cycle
+  let deep: unknown = [, 'bottom'];
+  for (let i = 0; i < 20; i++) deep = { deep }; // deeper than the quick handle scan looks
+  const withHost = { blob: new Blob(['b']), holes: [, 2] }; // travels as values: the encoder declines the Blob
+  const buf = new ArrayBuffer(1);
+  const withTransfer = { buf, holes: [, 3] };
+  const withHandle = { inner: open(new Queue<string>()), holes: [, 4] };
+  await q.put(cyclic);
+  a[0] = 'changed after put';
+  await q.put(deep);
+  await q.put(withHost);
+  await q.put(withTransfer, { transfer: [buf] });
+  await q.put(withHandle);
+
+  const c = await q.get();
+  assert.equal(Object.keys(c.value), ['1', '2'], 'cyclic item: holes kept, later change not seen');
+  assert.is(c.value[2], c, 'the cycle is kept');
+  let d = await q.get();
+  for (let i = 0; i < 20; i++) d = d.deep;
+  assert.equal(Object.keys(d), ['1'], 'deep item: holes kept');
+  assert.equal(Object.keys((await q.get()).holes), ['1'], 'item with a host object: holes kept');
+  assert.equal(Object.keys((await q.get()).holes), ['1'], 'item put with transfer: holes kept');
+  const h = await q.get();
+  assert.ok(h.inner instanceof Queue, 'the handle inside is revived');
+
+  // A put that waits for a slot snapshots a cyclic item at the call too.
+  const b = open(new Queue<any>({ maxsize: 1 }));
+  b.putNowait('first');
+  const loop: Record<string, unknown> = { n: 1 };
+  loop.self = loop;
+  const pending = later(b.put(loop));
+  loop.n = 2;
+  assert.is(await b.get(), 'first');
+  await pending;
+  const got = await b.get();
+  assert.is(got.n, 1, 'a waiting put of a cyclic item sends it as it was at the call');
+  assert.is(got.self, got);
+});
+
+contract('a consumer terminated while blocked in get(), or holding leased items, does not wedge the queue', async () => {
+  const leased = open(new Queue<number>());
+  const empty = open(new Queue<string>());
+  for (let i = 0; i < 5; i++) leased.putNowait(i); // one batch: the lone consumer is leased all of it
+  const [conn, childConn] = Pipe<unknown>();
+  const p = start('holdLeaseThenBlock', [leased, empty, childConn]);
+  assert.is(await conn.recv(), 0);
+  assert.is(await conn.recv(), 'blocked');
+  p.terminate();
+  await p.join();
+  assert.is(p.exitCode, -15);
+
+  await empty.put('after');
+  assert.is(await deadline(empty.get(), 10_000, 'get after the blocked consumer died'), 'after');
+  for (let i = 1; i < 5; i++) assert.is(await deadline(leased.get(), 10_000, `leased item ${i}`), i);
+  assert.is(leased.qsize(), 0);
+  await rejects(leased.get({ timeout: 0 }), Empty);
+  leased.close();
+  empty.close();
+});
+
+contract('a program that never closes its queues exits by itself', async () => {
+  const child = spawn('npx', ['tsx', fileURLToPath(tasks)], {
+    cwd: root,
+    env: { ...process.env, MPTHREADS_QUEUE_PROGRAM: 'never-close' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true, // its own process group: npx, tsx and node can be killed together if it hangs
+  });
+  let stdout = '', stderr = '';
+  child.stdout.on('data', (d) => { stdout += d; });
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    const code = await deadline(exited, 25_000, 'the program');
+    assert.is(code, 0, `exit code (stderr: ${stderr})`);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+  }
+  assert.equal(JSON.parse(stdout.trim()), { echoed: 'hello', exitCode: 0, empty: 'Empty', timedOut: 'Full', blocked: 'ClosedError' }, stdout);
+}, 40_000);
+
+contract('queues travel nested in args, through a Connection and through another queue', async () => {
+  const viaArgs = open(new Queue<string>());
+  const viaConn = open(new SimpleQueue<string>());
+  const outer = open(new Queue<{ inner: JoinableQueue<string> }>());
+  const inner = open(new JoinableQueue<string>());
+  const [control, childControl] = Pipe<unknown>();
+  const p = start('queueRelay', [childControl, { deep: { list: [viaArgs] } }, outer]);
+
+  assert.is(await viaArgs.get(), 'nested args: true');
+  control.send({ q: viaConn });
+  assert.is(await viaConn.get(), 'via connection: true');
+  await outer.put({ inner });
+  assert.is(await inner.get(), 'via queue: true');
+  inner.taskDone(); // lets the worker's inner.join() resolve
+
+  const { mine } = (await control.recv()) as { mine: Queue<string> };
+  assert.ok(mine instanceof Queue, 'a queue made in a worker arrives as a Queue');
+  await mine.put('hi');
+  assert.is(await control.recv(), "worker's own queue got: hi");
+
+  // Queues are shared, not moved: the sender's handles still work.
+  await viaConn.put('still mine');
+  assert.is(await viaConn.get(), 'still mine');
+  await viaArgs.put('still mine too');
+  assert.is(viaArgs.getNowait(), 'still mine too');
+
+  control.send('bye');
+  await joinedOk(p);
+});
+
+contract.run();

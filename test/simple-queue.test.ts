@@ -1,0 +1,69 @@
+// SimpleQueue: CPython's TestSimpleQueue (Lib/test/_test_multiprocessing.py: test_empty, test_close) ported to
+// worker threads, plus the small contract: unbounded, FIFO, a working handle in another thread, ClosedError
+// after close().
+//
+// Synchronisation is by handshake only (pipe messages); no assertion depends on how long anything takes.
+import * as assert from 'uvu/assert';
+import { ClosedError, Pipe, Process, Queue, SimpleQueue } from '../lib/index.ts';
+import { rejects, suite, throws, track } from './_support/harness.ts';
+
+const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
+
+function start(target: string, args: unknown[]): Process {
+  const p = track(new Process({ target, module: tasks, args }));
+  p.start();
+  return p;
+}
+
+const opened = new Set<Queue<any>>();
+function open<Q extends Queue<any>>(q: Q): Q {
+  opened.add(q);
+  return q;
+}
+
+const t = suite('SimpleQueue');
+t.after.each(() => {
+  for (const q of opened) q.close();
+  opened.clear();
+});
+
+t('test_empty: empty() in the parent and in a child, around the child\'s puts', async () => {
+  const queue = open(new SimpleQueue<boolean>());
+  const [conn, childConn] = Pipe<unknown>();
+  const proc = start('simpleEmpty', [queue, childConn]);
+
+  assert.is(queue.empty(), true);
+  conn.send('child_can_start');
+  // The child put empty() twice: true before its first put, false after it.
+  assert.equal(await conn.recv(), { done: true, isSimple: true }, 'parent_can_continue (the handle arrived as a SimpleQueue)');
+  assert.is(queue.empty(), false);
+  assert.is(await queue.get(), true);
+  assert.is(await queue.get(), false);
+  assert.is(queue.empty(), true);
+
+  await proc.join();
+  assert.is(proc.exitCode, 0, String(proc.error));
+});
+
+t('test_close: closing twice is fine; put/get after close throw ClosedError', async () => {
+  const queue = open(new SimpleQueue<number>());
+  queue.close();
+  queue.close();
+  assert.match((await rejects(queue.put(1), ClosedError, 'put after close')).message, 'is closed');
+  assert.match((await rejects(queue.get(), ClosedError, 'get after close')).message, 'is closed');
+  throws(() => queue.getNowait(), ClosedError);
+  assert.is(queue.empty(), true);
+});
+
+t('unbounded and FIFO; a Queue like the others', async () => {
+  const queue = open(new SimpleQueue<number>());
+  assert.ok(queue instanceof Queue);
+  assert.is(queue.maxsize, 0);
+  for (let i = 0; i < 5_000; i++) await queue.put(i); // never waits, never Full
+  assert.is(queue.full(), false);
+  assert.is(queue.empty(), false);
+  for (let i = 0; i < 5_000; i++) assert.is(await queue.get(), i);
+  assert.is(queue.empty(), true);
+});
+
+t.run();
