@@ -1,0 +1,173 @@
+// The results of a run: rows (this run's cases and Python's), the ratio columns computed from them, the
+// table printed on stdout, and the JSON and SVG files under bench/results/.
+//
+// Every ratio is a speed ratio between two rows of this run: > 1 means the row is faster than the one it is
+// compared with. Throughput rows compare items/s (round trips/s, tasks/s); start rows compare 1 / p50.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { PAYLOADS } from './tasks/payloads.mjs';
+import { renderChart } from './chart.ts';
+import { stampLine, type MachineStamp } from './machine.ts';
+import { MPTHREADS_IMPLS, type Topology } from './cases/types.ts';
+
+export interface Ratios {
+  /** queue or simplequeue row ÷ the pipe row (python-queue ÷ python-pipe for Python). */
+  queuePipe?: number;
+  /** mpthreads row ÷ the raw row (start: process-js vs raw, process-ts vs raw-tsx). */
+  vsRaw?: number;
+  /** mpthreads row ÷ the raw-batched row. */
+  vsRawBatched?: number;
+  /** pipe ÷ python-pipe; queue, simplequeue ÷ python-queue. */
+  vsPython?: number;
+  /** fan-out row ÷ the piscina row. */
+  vsPiscina?: number;
+}
+
+export interface Row {
+  name: string;
+  impl: string;
+  topology: Topology;
+  payload: string;
+  source: 'node' | 'python';
+  itemsPerS: number | null;
+  mbPerS: number | null;
+  p50us: number | null;
+  p99us: number | null;
+  n: number | null;
+  reps: number | null;
+  perRep?: number[];
+  seconds?: number;
+  /** 1-minute load average when the case ended (other work on the machine makes a row noisy). */
+  loadAvg?: number;
+  note?: string;
+  /** The case failed: what went wrong. No figures are reported for it. */
+  error?: string;
+  /** The case was not run in this configuration, and why. */
+  skipped?: string;
+  ratios: Ratios;
+}
+
+export interface Report {
+  stamp: MachineStamp;
+  mode: 'full' | 'quick';
+  filter: string | null;
+  totalSeconds: number;
+  /** 1-minute load average when the run ended. */
+  loadAvgAtEnd: number;
+  notes: string[];
+  rows: Row[];
+}
+
+const TOPOLOGY_ORDER: Topology[] = ['spsc', 'mpmc', 'roundtrip', 'fanout', 'start'];
+export const IMPL_ORDER = [
+  'raw', 'raw-batched', 'pipe', 'queue', 'simplequeue', 'joinablequeue', 'python-pipe', 'python-queue',
+  'piscina', 'tinypool', 'workerpool', 'raw-tsx', 'process-js', 'process-ts',
+];
+const PAYLOAD_ORDER: string[] = [...PAYLOADS, '-'];
+
+function rank(list: readonly string[], value: string): number {
+  const i = list.indexOf(value);
+  return i === -1 ? list.length : i;
+}
+
+export function sortRows(rows: Row[]): Row[] {
+  return rows.sort((a, b) =>
+    rank(TOPOLOGY_ORDER, a.topology) - rank(TOPOLOGY_ORDER, b.topology)
+    || rank(PAYLOAD_ORDER, a.payload) - rank(PAYLOAD_ORDER, b.payload)
+    || rank(IMPL_ORDER, a.impl) - rank(IMPL_ORDER, b.impl));
+}
+
+/** Fills every row's ratio columns from the other rows of the same run. */
+export function computeRatios(rows: Row[]): void {
+  const find = (impl: string, topology: string, payload: string) =>
+    rows.find((r) => r.impl === impl && r.topology === topology && r.payload === payload && r.error === undefined && r.skipped === undefined);
+  const speed = (r: Row | undefined): number | undefined => {
+    if (r === undefined) return undefined;
+    if (r.topology === 'start') return r.p50us ? 1 / r.p50us : undefined;
+    return r.itemsPerS ?? undefined;
+  };
+  const ratio = (row: Row, other: Row | undefined) => {
+    const a = speed(row), b = speed(other);
+    return a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
+  };
+  for (const row of rows) {
+    if (row.error !== undefined || row.skipped !== undefined) continue;
+    const { impl, topology, payload } = row;
+    const r: Ratios = {};
+    if (impl === 'queue' || impl === 'simplequeue') r.queuePipe = ratio(row, find('pipe', topology, payload));
+    if (impl === 'python-queue') r.queuePipe = ratio(row, find('python-pipe', topology, payload));
+    if ((MPTHREADS_IMPLS as readonly string[]).includes(impl)) {
+      const rawImpl = impl === 'process-ts' ? 'raw-tsx' : 'raw';
+      r.vsRaw = ratio(row, find(rawImpl, topology, payload));
+      r.vsRawBatched = ratio(row, find('raw-batched', topology, payload));
+    }
+    if (impl === 'pipe') r.vsPython = ratio(row, find('python-pipe', topology, payload));
+    if (impl === 'queue' || impl === 'simplequeue') r.vsPython = ratio(row, find('python-queue', topology, payload));
+    if (topology === 'fanout' && impl !== 'piscina') r.vsPiscina = ratio(row, find('piscina', topology, payload));
+    for (const key of Object.keys(r) as (keyof Ratios)[]) if (r[key] === undefined) delete r[key];
+    row.ratios = r;
+  }
+}
+
+// --- table -------------------------------------------------------------------------------------------------
+
+const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const one = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+
+function fmtRatio(x: number | undefined): string {
+  if (x === undefined) return '';
+  return x >= 10 ? `${x.toFixed(0)}×` : x >= 0.1 ? `${x.toFixed(2)}×` : `${x.toFixed(3)}×`;
+}
+
+function fmt(x: number | null, format: Intl.NumberFormat): string {
+  return x === null || !Number.isFinite(x) ? '' : format.format(x);
+}
+
+const COLUMNS = ['case', 'items/s', 'MB/s', 'p50 µs', 'p99 µs', 'queue/pipe', 'vs raw', 'vs raw-b', 'vs Python', 'vs piscina', 'note'];
+const RIGHT = new Set(['items/s', 'MB/s', 'p50 µs', 'p99 µs', 'queue/pipe', 'vs raw', 'vs raw-b', 'vs Python', 'vs piscina']);
+
+function cells(row: Row): string[] {
+  if (row.error !== undefined) return [row.name, 'FAILED', '', '', '', '', '', '', '', '', row.error.split('\n')[0]!.slice(0, 160)];
+  if (row.skipped !== undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', row.skipped];
+  const r = row.ratios;
+  return [
+    row.name, fmt(row.itemsPerS, int), fmt(row.mbPerS, one),
+    fmt(row.p50us, row.topology === 'start' ? int : one), fmt(row.p99us, row.topology === 'start' ? int : one),
+    fmtRatio(r.queuePipe), fmtRatio(r.vsRaw), fmtRatio(r.vsRawBatched), fmtRatio(r.vsPython), fmtRatio(r.vsPiscina),
+    row.note ?? '',
+  ];
+}
+
+export function renderTable(report: Report): string {
+  const body = report.rows.map(cells);
+  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...body.map((b) => b[i]!.length)));
+  const line = (values: string[]) => values.map((v, i) => (RIGHT.has(COLUMNS[i]!) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  const out: string[] = [];
+  out.push(`mpthreads benchmarks (${report.mode}${report.filter !== null ? `, filter "${report.filter}"` : ''}) — ${stampLine(report.stamp)}`);
+  out.push(`1-min load average ${report.stamp.loadAvgAtStart} at start, ${report.loadAvgAtEnd} at end (${report.stamp.cores} cores); total ${report.totalSeconds.toFixed(1)} s`);
+  out.push('');
+  out.push(line(COLUMNS));
+  out.push(widths.map((w) => '-'.repeat(w)).join('  '));
+  let topology: string | undefined;
+  report.rows.forEach((row, i) => {
+    if (topology !== undefined && row.topology !== topology) out.push('');
+    topology = row.topology;
+    out.push(line(body[i]!));
+  });
+  out.push('');
+  out.push('Ratios are speed ratios between rows of this run (> 1: the row is faster); start rows compare 1 / p50.');
+  for (const note of report.notes) out.push(`Note: ${note}`);
+  return out.join('\n');
+}
+
+// --- files -------------------------------------------------------------------------------------------------
+
+export function writeJson(path: string, report: Report): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+}
+
+export function writeSvg(path: string, report: Report): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, renderChart(report));
+}
