@@ -2,7 +2,7 @@
 //
 //   tsx bench/index.ts [filter] [--quick] [--python] [--no-python] [--json PATH]
 //
-//   filter       run only the cases whose name contains it (also passed to bench/python_mp.py)
+//   filter       run only the cases whose name contains it, or any of 'a|b' (also passed to bench/python_mp.py)
 //   --quick      smaller N, 1 small warm-up + 2 reps, no tinypool/workerpool, Python only with --python
 //   --python     run the Python baseline in --quick mode too
 //   --no-python  never run it
@@ -137,7 +137,10 @@ async function main(): Promise<number> {
   const mode = options.quick ? 'quick' : 'full';
 
   let cases = [...spscCases(), ...mpmcCases(), ...roundtripCases(), ...fanoutCases(), ...startCases()];
-  if (options.filter !== undefined) cases = cases.filter((c) => c.name.includes(options.filter!));
+  if (options.filter !== undefined) {
+    const alternatives = options.filter.split('|'); // 'spsc/int|spsc/object': either
+    cases = cases.filter((c) => alternatives.some((a) => c.name.includes(a)));
+  }
   if (options.quick) {
     const dropped = cases.filter((c) => c.fullOnly);
     if (dropped.length > 0) notes.push(`--quick skips ${dropped.map((c) => c.name).join(', ')}: run the full suite (or \`npm run bench -- fanout\`) for them`);
