@@ -4,8 +4,11 @@
 // waiting consumers or to take back what a departed consumer had not taken.
 //
 // Invariants (per queue):
-//   Items leave `entries` only in order, from the front; given-back and reclaimed items go back to the front,
-//     so the next consumer gets the oldest items first.
+//   `entries` is sorted by (order, pos): the rank of the Put batch the items came in, and their offset in it.
+//     Items leave only from the front; given-back and reclaimed items are inserted back at their rank, so the
+//     next consumer gets the oldest items first, in put order.
+//   Only an idle holder (not waiting) is recalled, and only when a consumer waits and `entries` is empty: a
+//     consumer busy taking its lease keeps it, so each consumer sees a producer's items in order.
 //   A holder is in `wanting` iff its `want` > 0; wants are served in arrival order.
 //   Every item leased to a holder has a sequence number (per holder, increasing). Items below
 //     max(counters[kTakenSeq], givenBackTo) are settled: taken by a get or given back. The rest of `leases` is
@@ -15,7 +18,7 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { decodeBatch } from './wire.ts';
 import {
-  kPutCount, kReply, kSize, kStarving, kTakenSeq, kUnfinished, Op,
+  kPutCount, kReply, kSize, kTakenSeq, kUnfinished, Op,
   type Batch, type CreateMessage, type HolderMessage, type HubMessage,
 } from './queue-protocol.ts';
 
@@ -33,14 +36,14 @@ class HubQueue {
   }
 
   serve(): void {
-    if (this.wanting.length > 0 && this.recallLeftovers()) return;
     while (this.wanting.length > 0 && this.entries.length > 0) {
       const holder = this.wanting[0]!;
       const entry = this.entries[0]!;
       // One consumer waiting gets whole batches, several at once up to a budget, so that it does not have to
       // ask again per batch (throughput); several consumers share a batch item by item (fairness).
       if (this.wanting.length === 1) {
-        let items = Math.max(holder.want, kLeaseItems);
+        // With other consumers around, one batch at a time, so that a busy stream alternates between them.
+        let items = Math.max(holder.want, this.consumers() > 1 ? 1 : kLeaseItems);
         let bytes = kLeaseBytes;
         do {
           const next = this.entries.shift()!;
@@ -60,7 +63,14 @@ class HubQueue {
       }
       if (holder.want <= 0) this.wanting.shift();
     }
-    this.updateStarving();
+    this.rescueWaiting();
+  }
+
+  /** How many holders have taken items so far (consumers, as opposed to producers only). */
+  consumers(): number {
+    let n = 0;
+    for (const holder of this.holders) if (holder.nextSeq > 0) n++;
+    return n;
   }
 
   /** Puts items that came back (given back, or left by a departed holder) where they were in put order. */
@@ -73,30 +83,20 @@ class HubQueue {
   }
 
   /**
-   * A consumer waits while others sit on leased items they are not asking for. Those items are older than
-   * anything in `entries`, so they are recalled and served first: serving the waiting consumer newer items
-   * now would let it see a producer's items out of order once the older ones come back. Returns true while
-   * such items are out (the waiting consumer waits for them).
+   * A consumer waits, nothing is left to give it, and others sit on leased items they are not asking for:
+   * ask them to give those back, or the waiting consumer could wait forever on an idle holder. A holder
+   * answers only when idle (no get waiting), so a consumer that is busy taking its items keeps them; this
+   * keeps each consumer's view of a producer in order except after such a rescue.
    */
-  recallLeftovers(): boolean {
-    let holding = false;
+  recallLeftovers(): void {
     for (const holder of this.holders) {
       // A waiting holder is the one that will take what it holds: never recall it.
-      if (holder.want === 0 && holder.unsettled() > 0) {
-        holding = true;
-        holder.recall();
-      }
+      if (holder.want === 0 && holder.unsettled() > 0) holder.recall();
     }
-    Atomics.store(this.counters, kStarving, holding ? 1 : 0);
-    return holding;
   }
 
-  updateStarving(): void {
-    if (this.wanting.length === 0 || this.entries.length > 0) {
-      if (this.counters[kStarving] !== 0) Atomics.store(this.counters, kStarving, 0);
-      return;
-    }
-    this.recallLeftovers();
+  rescueWaiting(): void {
+    if (this.wanting.length > 0 && this.entries.length === 0) this.recallLeftovers();
   }
 }
 

@@ -12,9 +12,7 @@
 export const kSize = 0;
 /** JoinableQueue: items put and not yet marked done by taskDone(). */
 export const kUnfinished = 1;
-/** Set to 1 by the hub while a want is waiting and some holder keeps leased items it has not taken. */
-export const kStarving = 2;
-export const kQueueFields = 3;
+export const kQueueFields = 2;
 
 // Per-holder counters (one Int32Array per handle, shared between the holder and the hub).
 /** Items this holder has put (counted at put time, before they leave the thread). */

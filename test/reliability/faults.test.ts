@@ -14,8 +14,10 @@ const seed = Number(process.env.MPTHREADS_SEED ?? 0x1eaf);
 
 const kills = suite('reliability: killed producers and consumers', 120_000);
 
-// KNOWN BUG (issue 5 open): about 1 round in 20, a kill at an unlucky instant leaves qsize() at 1 for good;
-// skipped in CI until the slot accounting is made atomic with the capture. `npm run stress` still runs it.
+// BUG: about 1 round in 20-50, a kill at an unlucky instant leaves qsize() at 1 for good; skipped in CI until the
+// slot accounting is made atomic with the capture. `npm run stress` still runs it (seen there with --seed
+// 145527295, round 4). The remaining window: lib/queue.ts #tryReserve does `Atomics.add(kSize)` and then
+// `Atomics.add(kPutCount)`; a producer terminated between the two is never settled by the hub's depart().
 kills.skip('20 producers terminated at random moments: no acknowledged item lost, none duplicated, FIFO, queue not stuck', async () => {
   const r = await producerKills(clock, { trials: 20, seed, register: track });
   figure('producer kills (20 trials)', r.ms, 'ms', `${r.acknowledged} acknowledged, ${r.delivered} delivered, ${r.notDelivered} unacknowledged not delivered`);
@@ -24,6 +26,10 @@ kills.skip('20 producers terminated at random moments: no acknowledged item lost
   assert.ok(r.acknowledged > 0, 'no trial acknowledged anything: the test tested nothing');
 });
 
+// BUG (rare, ~1 trial in 200, so ~1 CI run in 10): a consumer killed between `Atomics.store(kTakenSeq)` and
+// `Atomics.sub(kSize)` in lib/queue.ts #take() leaves qsize() one too high for good (the hub counts the item as
+// taken, nobody subtracts it); this test then reports "the queue is stuck: qsize() 1". Seen with
+// `npm run stress -- --seed 145527295` (trial 37, seed 1241203148).
 kills('20 consumers terminated in get() or right after an item: the others get the rest, at most the taken item is lost', async () => {
   const r = await consumerKills(clock, { trials: 20, seed: seed + 1, register: track });
   figure('consumer kills (20 trials)', r.ms, 'ms', `modes ${JSON.stringify(r.modes)}, ${r.takenUnreported} taken-but-unreported items, ${r.reclaimedLate} reclaimed items delivered late`);

@@ -50,7 +50,9 @@ t('4x4 MPMC: 100,000 items, each delivered exactly once', async () => {
 // the first is recalled and gives back what it has not taken, which goes back in front of the queue after the
 // second consumer was already served later items. Repro (one producer, the main thread; two consumer workers
 // that each check `v > last`): see the report, or this test.
-// KNOWN BUG (issue 5 open): skipped in CI until the hub stops over-leasing to several consumers.
+// KNOWN BUG (issue 5 open): fixed for the common case (the hub no longer recalls busy consumers and puts items
+// that come back in put order), but about 1 run in 10 still ends with one leased batch drained out of order
+// after both consumers stopped. Skipped in CI until that is found; `npm run stress` runs it.
 t.skip('BUG: each of two consumers gets one producer\'s items in put order (50,000 items)', async () => {
   const r = await mpmc(agents, clock, { n: 50_000, producers: 1, consumers: 2 });
   figure('per-consumer order, 1 producer -> 2 consumers, N=50000', r.report.reordered.length, 'reorders', `shares ${percent(r.shares)}`);
@@ -75,8 +77,7 @@ t('close() wakes every blocked get and put of that handle with ClosedError, and 
   assert.ok(r.othersServed, `the agent's own blocked gets got ${JSON.stringify(r.othersResult)}`);
 });
 
-// KNOWN BUG (issue 5 open): a lone busy consumer keeps the whole stream; skipped in CI with the order test.
-t.skip('fairness: two consumers on a busy queue each get at least 20% of 20,000 items', async () => {
+t('fairness: two consumers on a busy queue each get at least 20% of 20,000 items', async () => {
   const r = await mpmc(agents, clock, { n: 20_000, producers: 2, consumers: 2, work: 2000 });
   figure('fairness, 2 consumers, N=20000', percent(r.shares), undefined, `${r.perSecond.toFixed(0)} items/s`);
   assert.ok(r.report.lost.length === 0 && r.report.duplicated.length === 0, describeReport(r.report));

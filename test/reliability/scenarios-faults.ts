@@ -62,10 +62,12 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
       return { i, p, cells, acks, threshold: Math.floor(r() * 1500), extraTurns: Math.floor(r() * 6), lastAck: 0, terminated: false };
     });
     let killed = false;
+    let giveUp = false;
     const consuming = (async () => {
       // Consume until every producer is dead and the queue's count has settled to 0.
       for (;;) {
         if (killed && q.qsize() === 0) return true;
+        if (giveUp) return false;
         try {
           const item = await q.get({ timeout: 50 });
           mine.get(item.p, item.s, clock.tick(), intact(item));
@@ -88,6 +90,8 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
     }));
     killed = true;
     const settled = await deadline(consuming, 20_000, `round ${round} (seed ${roundSeed}): the queue size settling to 0`).catch((e: Error) => e.message);
+    giveUp = true;
+    await consuming; // it stops within one get timeout; the usability check below must not race with it
     if (settled !== true) {
       const detail = producers.map((pr) => `producer ${pr.i}: ${Atomics.load(new Int32Array(pr.cells), 0)} puts begun, ${pr.lastAck} acknowledged, delivered ${mine.n === 0 ? 0 : [...mine.events()].filter((e) => e.producer === pr.i).length}`).join('; ');
       result.failures.push(`${String(settled)}: qsize() stays ${q.qsize()} (${detail})`);
