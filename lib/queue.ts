@@ -79,6 +79,7 @@ export interface QueueWire {
 }
 
 const kFromWire: unique symbol = Symbol('Queue.fromWire');
+const resolved = Promise.resolve();
 
 /**
  * A FIFO queue shared by any number of threads: pass it in `Process` args (or through a Connection or
@@ -145,6 +146,15 @@ export class Queue<T = unknown> implements Handle {
    * if the item cannot be copied.
    */
   put(item: T, options?: PutOptions): Promise<void> {
+    // The hot path of a plain `await q.put(x)` loop: no options to check, a slot free, nobody ahead.
+    if (options === undefined && !this.#closed && this.#blockedPuts.length === 0 && this.#tryReserve()) {
+      try {
+        this.#add(item, undefined);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return resolved;
+    }
     let timeout: number, signal: AbortSignal | undefined, transfer: TransferListItem[] | undefined;
     try {
       const o = checkOptionsObject(options);
@@ -189,6 +199,9 @@ export class Queue<T = unknown> implements Handle {
 
   /** Resolves with the oldest item; rejects with `Empty` if `timeout` passes first. */
   get(options?: WaitOptions): Promise<T> {
+    if (options === undefined && !this.#closed && this.#getWaiters.length === 0 && this.#inbox.length > 0) {
+      return Promise.resolve(this.#take() as T);
+    }
     let timeout: number, signal: AbortSignal | undefined;
     try {
       const o = checkOptionsObject(options);
