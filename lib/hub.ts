@@ -18,7 +18,7 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { decodeBatch } from './wire.ts';
 import {
-  kPutCount, kReply, kSize, kTakenSeq, kUnfinished, Op,
+  kPutCount, kReply, kSize, kStarving, kTakenSeq, kUnfinished, Op,
   type Batch, type CreateMessage, type HolderMessage, type HubMessage,
 } from './queue-protocol.ts';
 
@@ -36,6 +36,7 @@ class HubQueue {
   }
 
   serve(): void {
+    if (this.wanting.length > 0 && this.recallLeftovers()) return;
     while (this.wanting.length > 0 && this.entries.length > 0) {
       const holder = this.wanting[0]!;
       const entry = this.entries[0]!;
@@ -83,20 +84,28 @@ class HubQueue {
   }
 
   /**
-   * A consumer waits, nothing is left to give it, and others sit on leased items they are not asking for:
-   * ask them to give those back, or the waiting consumer could wait forever on an idle holder. A holder
-   * answers only when idle (no get waiting), so a consumer that is busy taking its items keeps them; this
-   * keeps each consumer's view of a producer in order except after such a rescue.
+   * Items other holders leased and have not taken are older than anything in `entries`: while a consumer
+   * waits, they are recalled and served first, so every consumer sees each producer's items in put order and a
+   * consumer that stopped (say, at a sentinel) does not keep items others are waiting for. A holder gives them
+   * back at its next get() (it reads kStarving) or when its event loop sees the Recall. Its own in-flight
+   * items do not hold a waiting consumer back. Returns true while the waiting consumers must wait for that.
    */
-  recallLeftovers(): void {
+  recallLeftovers(): boolean {
+    let holding = false;
     for (const holder of this.holders) {
-      // A waiting holder is the one that will take what it holds: never recall it.
-      if (holder.want === 0 && holder.unsettled() > 0) holder.recall();
+      if (this.wanting.length === 1 && this.wanting[0] === holder) continue;
+      if (holder.unsettled() > holder.want) {
+        holding = true;
+        holder.recall();
+      }
     }
+    if ((Atomics.load(this.counters, kStarving) === 1) !== holding) Atomics.store(this.counters, kStarving, holding ? 1 : 0);
+    return holding;
   }
 
   rescueWaiting(): void {
-    if (this.wanting.length > 0 && this.entries.length === 0) this.recallLeftovers();
+    if (this.wanting.length > 0) this.recallLeftovers();
+    else if (Atomics.load(this.counters, kStarving) === 1) Atomics.store(this.counters, kStarving, 0);
   }
 }
 

@@ -12,7 +12,9 @@
 export const kSize = 0;
 /** JoinableQueue: items put and not yet marked done by taskDone(). */
 export const kUnfinished = 1;
-export const kQueueFields = 2;
+/** 1 while the hub keeps a waiting consumer waiting for items other holders leased and have not taken. */
+export const kStarving = 2;
+export const kQueueFields = 3;
 
 // Per-holder counters (one Int32Array per handle, shared between the holder and the hub).
 /** Items this holder has put (counted at put time, before they leave the thread). */

@@ -30,7 +30,7 @@ import { isHandle, kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, r
 import { createQueueInHub } from './hub-client.ts';
 import { checkNonNegativeInteger, checkOptionsObject, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from './options.ts';
 import {
-  kHolderFields, kPutCount, kQueueFields, kReply, kSize, kTakenSeq, kUnfinished, Op,
+  kHolderFields, kPutCount, kQueueFields, kReply, kSize, kStarving, kTakenSeq, kUnfinished, Op,
   type Batch, type HolderMessage, type HubMessage,
 } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
@@ -468,6 +468,8 @@ export class Queue<T = unknown> implements Handle {
     Atomics.store(this.#counters, kTakenSeq, this.#inboxSeq);
     Atomics.sub(this.#shared, kSize, 1);
     if (this.#maxsize > 0) Atomics.notify(this.#shared, kSize);
+    // Another consumer waits for what we leased and are not asking for: give it back now.
+    if (this.#inbox.length > 0 && this.#getWaiters.length === 0 && Atomics.load(this.#shared, kStarving) === 1) this.#giveBack();
     return raw;
   }
 

@@ -4,7 +4,8 @@
 import { parentPort, threadId } from 'node:worker_threads';
 import { runExitHooks, setThreadContext } from './context.ts';
 import { ProcessError, serializeError } from './errors.ts';
-import { handleKinds, revive } from './handles.ts';
+import { revive } from './handles.ts';
+import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
 
 function report(error: unknown): void {
@@ -18,21 +19,8 @@ async function fail(error: unknown): Promise<never> {
   process.exit(1);
 }
 
-/**
- * Loads the modules that revive the handle kinds found in args, and only those: a worker starts faster when
- * it does not load the queue machinery it will not use (the task module may still import all of it).
- */
-async function loadHandleModules(args: unknown): Promise<void> {
-  const kinds = handleKinds(args);
-  if (kinds.has('Connection')) await import('./connection.ts');
-  if (kinds.has('Queue')) await import('./queue.ts');
-  if (kinds.has('JoinableQueue')) await import('./joinable-queue.ts');
-  if (kinds.has('SimpleQueue')) await import('./simple-queue.ts');
-}
-
 export async function main(boot: BootData): Promise<void> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
-  await loadHandleModules(boot.args);
   const args = revive(boot.args) as unknown[];
   let target: unknown;
   try {

@@ -43,17 +43,9 @@ t('4x4 MPMC: 100,000 items, each delivered exactly once', async () => {
   assert.is(r.report.gets, r.n);
 });
 
-// BUG: with two or more consumers, a consumer gets a producer's items out of put order (e.g. 70284 after 99328,
-// tens of thousands of times in 100,000 items): a queue is FIFO, and the contract says no message is reordered
-// per sender (Python's Queue serialises gets, so each consumer sees a sender's items in order). Likely cause:
-// the hub leases a lone waiting consumer many batches at once (5f2ef62); when a second consumer starts waiting,
-// the first is recalled and gives back what it has not taken, which goes back in front of the queue after the
-// second consumer was already served later items. Repro (one producer, the main thread; two consumer workers
-// that each check `v > last`): see the report, or this test.
-// KNOWN BUG (issue 5 open): fixed for the common case (the hub no longer recalls busy consumers and puts items
-// that come back in put order), but about 1 run in 10 still ends with one leased batch drained out of order
-// after both consumers stopped. Skipped in CI until that is found; `npm run stress` runs it.
-t.skip('BUG: each of two consumers gets one producer\'s items in put order (50,000 items)', async () => {
+// Found by this suite: the hub used to recall busy consumers and put what came back at the front, so a consumer
+// saw a producer's older items after newer ones. Now items that come back go to their place in put order.
+t('each of two consumers gets one producer\'s items in put order (50,000 items)', async () => {
   const r = await mpmc(agents, clock, { n: 50_000, producers: 1, consumers: 2 });
   figure('per-consumer order, 1 producer -> 2 consumers, N=50000', r.report.reordered.length, 'reorders', `shares ${percent(r.shares)}`);
   assert.ok(r.report.lost.length === 0 && r.report.duplicated.length === 0, describeReport(r.report));

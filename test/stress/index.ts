@@ -31,7 +31,7 @@ const sizes = quick
   ? {
     fifo: [[0, 200_000], [1, 20_000], [2, 20_000], [16, 100_000], [1000, 200_000]] as [number, number][],
     mpmc: 200_000, wakeRounds: 2_000, kills: 20, crashes: 1, runs: 300, bigMiB: [64], soak: 200_000,
-    churn: { pipes: 2_000, queues: 2_000, processes: 30 }, fairness: 40_000,
+    churn: { pipes: 2_000, queues: 2_000, processes: 20 }, fairness: 40_000,
   }
   : {
     fifo: [[0, 1_000_000], [1, 1_000_000], [2, 1_000_000], [16, 1_000_000], [1000, 1_000_000]] as [number, number][],
@@ -118,7 +118,7 @@ await step(`fairness, 2 consumers, ${sizes.fairness} items`, minutes(5), async (
 await step(`${sizes.kills} producers terminated at random moments`, minutes(quick ? 2 : 30), async () => {
   const r = await producerKills(clock, { trials: sizes.kills, seed, register: track });
   figure(`producer kills (${r.trials} trials)`, r.ms, 'ms', `${r.acknowledged} acknowledged, ${r.delivered} delivered`);
-  check(r.failures.length === 0 && r.exitCodes.every((c) => c === -15), r.failures.join('\n'));
+  check(r.failures.length === 0 && r.exitCodes.every((c) => c === -15), `${r.failures.join('\n')}\nexit codes: ${r.exitCodes.join(', ')}`);
 });
 
 await step(`${sizes.kills} consumers terminated in get() or after an item`, minutes(quick ? 2 : 30), async () => {
