@@ -69,19 +69,28 @@ export interface MpmcResult {
   drained: number;
 }
 
-/** `n` items from `producers` agents to `consumers` agents through one unbounded Queue. */
-export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: number; producers?: number; consumers?: number; work?: number; maxsize?: number }): Promise<MpmcResult> {
+/** `n` items from `producers` agents to `consumers` agents through one Queue (unbounded unless `maxsize`). */
+export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: number; producers?: number; consumers?: number; work?: number; maxsize?: number; preload?: boolean }): Promise<MpmcResult> {
   const producers = options.producers ?? 4;
   const consumers = options.consumers ?? 4;
   if (agents.length < producers + consumers) throw new Error(`mpmc needs ${producers + consumers} agents, got ${agents.length}`);
   const per = Math.ceil(options.n / producers);
   const n = per * producers;
   const q = new Queue<Item | Stop>({ maxsize: options.maxsize ?? 0 });
+  // The hub starts lazily (~1 s under tsx): without this, producers' batches queue up in their ports while it
+  // starts, and the STOPs from this thread can reach the consumers before any item (FIFO is per producer), so
+  // the shares say nothing. Warm it with a round trip first.
+  await q.put(STOP);
+  await q.get();
   const consumerAgents = agents.slice(producers, producers + consumers);
   const started = performance.now();
-  const consumed = consumerAgents.map((a) => a.call({ op: 'consume', q, who: a.index, untilStop: true, ...(options.work === undefined ? {} : { work: options.work }) }));
+  const consume = () => consumerAgents.map((a) => a.call({ op: 'consume', q, who: a.index, untilStop: true, ...(options.work === undefined ? {} : { work: options.work }) }));
+  // preload: every item is in the queue before the consumers start (they then arrive one after the other while
+  // the first already holds a large lease), the shape that broke per-consumer order.
+  let consumed = options.preload === true ? [] : consume();
   const produced = agents.slice(0, producers).map((a, i) => a.call({ op: 'produce', q, producer: i, n: per, who: a.index }));
   const putLogs = await Promise.all(produced);
+  if (options.preload === true) consumed = consume();
   // Every producer has flushed: one STOP per consumer. A STOP may overtake items still in another producer's
   // port; whatever the consumers leave is drained below and still counts.
   for (let i = 0; i < consumers; i++) await q.put(STOP);
