@@ -1,45 +1,17 @@
 // The built package: `tsc -p tsconfig.build.json` writes dist/, and a plain JavaScript program that imports
 // the package by its name `mpthreads` (through node_modules, as a user would install it) runs under plain
 // `node`, with no tsx anywhere: a Process started from a .mjs task module sends a message through a Pipe.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
-import { deadline, suite } from './_support/harness.ts';
+import { suite } from './_support/harness.ts';
+import { run } from './_support/run-program.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-interface Ran { code: number | null; signal: string | null; stdout: string; stderr: string }
-
-/** Runs a command in its own process group; past `ms` kills the whole group and rejects. */
-function run(command: string, args: string[], options: { cwd: string; ms: number }): Promise<Ran> {
-  // No colours (uvu sets FORCE_COLOR) and no inherited loader options (no tsx for the program).
-  const env = { ...process.env };
-  delete env.FORCE_COLOR;
-  delete env.NODE_OPTIONS;
-  const child = spawn(command, args, { cwd: options.cwd, env: { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const exited = new Promise<Ran>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return deadline(exited, options.ms, `${command} ${args.join(' ')}`).catch((error: Error) => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    child.stdout.destroy();
-    child.stderr.destroy();
-    throw new Error(`${error.message}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`);
-  });
-}
 
 const program = `
 import { Process, Pipe, isMainThread, currentProcess, ProcessError } from 'mpthreads';

@@ -3,7 +3,6 @@
 //
 // Synchronisation is by handshake only (a worker says "sleeping"/"spinning" through a pipe before the test
 // acts). The only time limits are generous deadlines that turn a hang into a failure.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +12,7 @@ import {
   EOFError, Pipe, Process, ProcessError, activeChildren, currentProcess, isMainThread, parentProcess,
 } from '../lib/index.ts';
 import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+import { run } from './_support/run-program.ts';
 import { recursion, reportSelf } from './fixtures/process-tasks.ts';
 
 const tasks = new URL('./fixtures/process-tasks.ts', import.meta.url);
@@ -47,36 +47,6 @@ async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stde
   }
 }
 
-/**
- * Runs a command in its own process group; resolves with its exit code and output. Past `ms` it kills the
- * whole group (npx starts tsx, which starts node: killing only npx would leave the program running and its
- * output pipes open) and rejects.
- */
-function run(command: string, args: string[], ms: number): Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }> {
-  // No colours (uvu sets FORCE_COLOR) and no inherited loader options: the program runs as a user would run it.
-  const env = { ...process.env };
-  delete env.FORCE_COLOR;
-  delete env.NODE_OPTIONS;
-  const child = spawn(command, args, { cwd: root, env: { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const exited = new Promise<{ code: number | null; signal: string | null; stdout: string; stderr: string }>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-  return deadline(exited, ms, `${command} ${args.join(' ')}`).catch((error: Error) => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-    child.stdout.destroy();
-    child.stderr.destroy();
-    throw new Error(`${error.message}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`);
-  });
-}
 
 // ---------------------------------------------------------------------------------------------------------
 const cpython = suite('Process: CPython _TestProcess');
@@ -432,7 +402,7 @@ if (isMainThread) {
   console.log('exitCode', p.exitCode, 'daemon alive', daemon.isAlive(), unused.closed, idlePeer.closed);
 }
 `);
-    const { code, signal, stdout, stderr } = await run('npx', ['tsx', program], 45_000);
+    const { code, signal, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 45_000 });
     assert.is(signal, null, stderr);
     assert.is(code, 0, stderr);
     assert.equal(stdout.trim().split('\n'), [
