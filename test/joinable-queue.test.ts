@@ -5,23 +5,12 @@
 //
 // Synchronisation is by handshake only (pipe or queue messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
-import { ClosedError, JoinableQueue, Pipe, Process, ProcessError, Queue } from '../lib/index.ts';
-import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+import { ClosedError, JoinableQueue, Pipe, ProcessError, Queue } from '../lib/index.ts';
+import { deadline, rejects, suite, throws } from './_support/harness.ts';
+import { joinedOk, start } from './_support/queue-workers.ts';
 
-const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
 
-function start(target: string, args: unknown[]): Process {
-  const p = track(new Process({ target, module: tasks, args }));
-  p.start();
-  return p;
-}
 
-async function joinedOk(...ps: Process[]): Promise<void> {
-  for (const p of ps) {
-    await p.join();
-    assert.is(p.exitCode, 0, `${p.name} exit code (error: ${p.error?.stack})`);
-  }
-}
 
 /** True if `promise` has settled once the event loop has turned (timers, I/O and immediates run). */
 async function settledSoon(promise: Promise<unknown>): Promise<boolean> {

@@ -16,22 +16,12 @@ import {
   ClosedError, Empty, Full, JoinableQueue, Pipe, Process, ProcessError, Queue, SimpleQueue,
 } from '../lib/index.ts';
 import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+import { joinedOk, start } from './_support/queue-workers.ts';
 
 const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-function start(target: string, args: unknown[]): Process {
-  const p = track(new Process({ target, module: tasks, args }));
-  p.start();
-  return p;
-}
 
-async function joinedOk(...ps: Process[]): Promise<void> {
-  for (const p of ps) {
-    await p.join();
-    assert.is(p.exitCode, 0, `${p.name} exit code (error: ${p.error?.stack})`);
-  }
-}
 
 /** Milliseconds `promise` takes to settle, and how it settled. */
 async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {

@@ -4,16 +4,11 @@
 //
 // Synchronisation is by handshake only (pipe messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
-import { ClosedError, Pipe, Process, Queue, SimpleQueue } from '../lib/index.ts';
-import { rejects, suite, throws, track } from './_support/harness.ts';
+import { ClosedError, Pipe, Queue, SimpleQueue } from '../lib/index.ts';
+import { rejects, suite, throws } from './_support/harness.ts';
+import { start } from './_support/queue-workers.ts';
 
-const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
 
-function start(target: string, args: unknown[]): Process {
-  const p = track(new Process({ target, module: tasks, args }));
-  p.start();
-  return p;
-}
 
 const opened = new Set<Queue<any>>();
 function open<Q extends Queue<any>>(q: Q): Q {
