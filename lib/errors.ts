@@ -17,28 +17,28 @@ export class ProcessError extends Error {
 /** `getNowait()`, or `get()` whose timeout passed, found no item (Python's `queue.Empty`). */
 export class Empty extends ProcessError {
   constructor(message = 'queue is empty') {
-    super(message, 'ERR_QUEUE_EMPTY');
+    super(message, 'Empty');
   }
 }
 
 /** `putNowait()`, or `put()` whose timeout passed, found the queue full (Python's `queue.Full`). */
 export class Full extends ProcessError {
   constructor(message = 'queue is full') {
-    super(message, 'ERR_QUEUE_FULL');
+    super(message, 'Full');
   }
 }
 
 /** The other end of a connection is gone and everything it sent has been received. */
 export class EOFError extends ProcessError {
   constructor(message = 'the other end of the connection is closed and every message has been received') {
-    super(message, 'ERR_EOF');
+    super(message, 'EOFError');
   }
 }
 
 /** The handle was closed, or moved to another thread, and cannot be used here any more. */
 export class ClosedError extends ProcessError {
   constructor(message = 'handle is closed') {
-    super(message, 'ERR_CLOSED');
+    super(message, 'ClosedError');
   }
 }
 
@@ -46,7 +46,7 @@ export class ClosedError extends ProcessError {
 export class BufferTooShort extends ProcessError {
   readonly data: Uint8Array;
   constructor(data: Uint8Array, room: number) {
-    super(`message of ${data.byteLength} bytes does not fit in ${room} bytes`, 'ERR_BUFFER_TOO_SHORT');
+    super(`message of ${data.byteLength} bytes does not fit in ${room} bytes`, 'BufferTooShort');
     this.data = data;
   }
 }
@@ -54,7 +54,7 @@ export class BufferTooShort extends ProcessError {
 /** A wait with a `timeout` option ran out of time. */
 export class TimeoutError extends ProcessError {
   constructor(message = 'timed out') {
-    super(message, 'ERR_TIMEOUT');
+    super(message, 'TimeoutError');
   }
 }
 
