@@ -11,7 +11,6 @@ const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
 const hubUrl = new URL(here.endsWith('.ts') ? './hub.ts' : './hub.js', here).href;
 
 let hub: Worker | undefined;
-let lastId = 0;
 
 function startHub(): Worker {
   const self = currentProcess();
@@ -37,11 +36,11 @@ function startHub(): Worker {
 }
 
 /** Registers a new queue with this thread's hub; returns the first holder's port and counters. */
-export function createQueueInHub(shared: SharedArrayBuffer, maxsize: number): { port: MessagePort; counters: SharedArrayBuffer } {
+export function createQueueInHub(shared: SharedArrayBuffer, joinable: boolean): { port: MessagePort; counters: SharedArrayBuffer } {
   hub ??= startHub();
   const { port1, port2 } = new MessageChannel();
   const counters = new SharedArrayBuffer(kHolderFields * Int32Array.BYTES_PER_ELEMENT);
-  const message: CreateMessage = { op: Op.Create, id: ++lastId, shared, maxsize, port: port2, counters };
+  const message: CreateMessage = { op: Op.Create, shared, joinable, port: port2, counters };
   hub.postMessage(message, [port2]);
   return { port: port1, counters };
 }

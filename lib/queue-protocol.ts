@@ -3,73 +3,76 @@
 //
 // A queue lives in a hub: one worker thread per creating thread that keeps the items nobody has taken yet.
 // Each holder (a Queue object in some thread) has its own MessageChannel to the hub, because a port has one
-// owner. Producers post batches; consumers post how many items they want and the hub leases them whole
-// batches; a holder's per-handle counters in shared memory let the hub take back what a dead holder had
-// put-but-not-sent (to fix the size) or leased-but-not-taken (to give to others).
+// owner. The hub gives every item it receives the next *index* (0, 1, 2, ... in arrival order) and pushes
+// the batches to the holders that asked to see that range (their window). A get takes an item by claiming the
+// next index with one compare-and-swap on kClaimed: each index goes to exactly one get, and every get sees
+// indexes in increasing order, so each producer's items come out in put order, whoever takes them.
+//
+// Indexes and counts live in Int32 cells and wrap around: compare them by `(a - b) | 0`, never directly.
 
 // Queue-wide counters (Int32Array over a SharedArrayBuffer, one per queue).
-/** Items put (slot reserved) and not yet returned by a get, anywhere. Bounded puts reserve by CAS on it. */
-export const kSize = 0;
+/** Items counted by put (a slot reserved, for a bounded queue). The queue's size is kReserved - kClaimed. */
+export const kReserved = 0;
+/** The next index to claim: how many items gets have taken. Notified after each claim on a bounded queue. */
+export const kClaimed = 1;
 /** JoinableQueue: items put and not yet marked done by taskDone(). */
-export const kUnfinished = 1;
-/** 1 while the hub keeps a waiting consumer waiting for items other holders leased and have not taken. */
-export const kStarving = 2;
+export const kUnfinished = 2;
 export const kQueueFields = 3;
 
 // Per-holder counters (one Int32Array per handle, shared between the holder and the hub).
-/** Items this holder has put (counted at put time, before they leave the thread). */
+/** Items this holder counted in kReserved (at put time, before they leave the thread). */
 export const kPutCount = 0;
-/** Sequence number of the next leased item this holder will take: everything below is taken or given back. */
-export const kTakenSeq = 1;
-/** Bumped (and notified) by the hub after it answered a synchronous want (getNowait). */
-export const kReply = 2;
-export const kHolderFields = 3;
+/**
+ * 1: this holder is about to claim the item at kFetchIndex, one the hub only sends on Fetch (the hub keeps it);
+ * 2: it claimed it and waits for the hub to send it (if the holder dies now, the hub queues it again); 0: neither.
+ */
+export const kFetching = 1;
+export const kFetchIndex = 2;
+/** Bumped (and notified) by the hub after it answered a synchronous request (getNowait). */
+export const kReply = 3;
+export const kHolderFields = 4;
 
-/** A batch of items as it travels: V8-serialized bytes (`encoded`) or, for items that carry transferables, values. */
+/** A batch of items as it travels: V8-serialized bytes, or (one item that moves or holds handles) values. */
 export interface Batch {
   n: number;
   /** V8 wire bytes of an array of `n` items (see wire.ts), plus side-encoded items. */
   bytes?: ArrayBuffer;
   side?: (number | ArrayBuffer)[] | null;
-  /** Already-structured values (marshalled: may contain handle records) and what to transfer with them. */
+  /** One structured item (marshalled: may contain handle records) and what to transfer with it. */
   values?: unknown[];
   transfer?: unknown[];
-  /** Hub bookkeeping: arrival rank of the batch the items came from, and their offset in it. */
-  order?: number;
-  pos?: number;
 }
 
 export const Op = {
   // holder -> hub
-  Put: 'put', // items, in order
-  Want: 'want', // this holder now waits for `n` more items in total
-  GiveBack: 'giveBack', // leased items returned unconsumed, seq [from, from + n)
-  Attach: 'attach', // a new holder of queue `id` (its port travels in the message)
+  Put: 'put', // a batch of items, in put order
+  Want: 'want', // push me the items with indexes in [from, until), or `width` past the claims if that is further
+  Fetch: 'fetch', // I claimed `index` (one that moves things, so it is not pushed): send it to me alone
+  Release: 'release', // I returned the item I fetched: you may drop it
+  Attach: 'attach', // a new holder of this queue (its port travels in the message)
   Close: 'close', // this holder will send nothing more; its port closes next
   // hub -> holder
-  Items: 'items', // a lease of items starting at `seq`
-  Recall: 'recall', // someone else is starving: give back leased items you have not taken
+  Items: 'items', // items with indexes [base, base + n); `deferred`: only a placeholder, Fetch it when claimed
   // creating thread -> hub worker
   Create: 'create', // a new queue with its shared counters and its first holder
 } as const;
 
 export interface PutMessage { op: typeof Op.Put; batch: Batch }
-/** `n` is the holder's total need now (not an increment). `now`: answer at once, even with nothing. */
-export interface WantMessage { op: typeof Op.Want; n: number; now?: boolean }
-export interface GiveBackMessage { op: typeof Op.GiveBack; from: number; batch: Batch }
+/** `now`: a synchronous caller (getNowait) waits for kReply, bumped once everything asked for is posted. */
+export interface WantMessage { op: typeof Op.Want; from: number; until: number; width: number; now?: boolean }
+export interface FetchMessage { op: typeof Op.Fetch; index: number; now?: boolean }
+export interface ReleaseMessage { op: typeof Op.Release }
 export interface AttachMessage { op: typeof Op.Attach; port: MessagePortLike; counters: SharedArrayBuffer }
 export interface CloseMessage { op: typeof Op.Close }
-export type HolderMessage = PutMessage | WantMessage | GiveBackMessage | AttachMessage | CloseMessage;
+export type HolderMessage = PutMessage | WantMessage | FetchMessage | ReleaseMessage | AttachMessage | CloseMessage;
 
-export interface ItemsMessage { op: typeof Op.Items; seq: number; batch: Batch }
-export interface RecallMessage { op: typeof Op.Recall }
-export type HubMessage = ItemsMessage | RecallMessage;
+export interface ItemsMessage { op: typeof Op.Items; base: number; batch: Batch; deferred?: boolean }
+export type HubMessage = ItemsMessage;
 
 export interface CreateMessage {
   op: typeof Op.Create;
-  id: number;
   shared: SharedArrayBuffer;
-  maxsize: number;
+  joinable: boolean;
   port: MessagePortLike;
   counters: SharedArrayBuffer;
 }

@@ -2,23 +2,30 @@
 // Queue object (a holder) with a port to the hub (hub.ts) that keeps the items between threads.
 //
 // Put: the item is encoded into the holder's current batch at once (captured: later mutation does not
-// change it; an uncloneable value throws here and nothing is counted), the size is counted in shared memory,
-// and the feeder posts the batch to the hub when the thread yields (setImmediate), when it is big, or on
-// flush(). An item that moves things (transfer), holds Queue/Connection handles or holds host objects the
-// encoder declines (MessagePort, Blob, ...) is posted on its own as structured values, in order; only items
-// that carry handle records are revive()d on arrival. Get: items leased by the hub sit in #inbox; a get takes the oldest, and records it in shared
-// memory (kTakenSeq) so that if this thread dies the hub knows exactly which leased items were not taken.
+// change it; an uncloneable value throws here and nothing is counted), counted in shared memory, and the
+// feeder posts the batch to the hub when the thread yields (setImmediate), when it is big, or on flush(). An
+// item that moves things (transfer), holds Queue/Connection handles or holds host objects the encoder declines
+// (MessagePort, Blob, ...) is posted on its own as structured values, in order.
+// Get: the hub numbers items in arrival order and pushes the batches that fall in this holder's window to it
+// (#segments). A get claims the next index, kClaimed, by compare-and-swap, but only when this holder already has
+// that item: so the claim and the taking are one step, and a thread that stops calling get (or dies between
+// gets) holds nothing anyone else needs. Items that move things are pushed as placeholders; the claimer
+// fetches the real one (pinning it in the hub first, so it can be queued again if this thread dies waiting).
 //
 // Invariants:
-//   kSize counts items put (reserved, for a bounded queue) and not yet taken: put adds before resolving,
-//     get subtracts when it takes; so 0 <= kSize <= maxsize for a bounded queue.
-//   kPutCount (this holder) counts the items this holder counted in kSize, from the moment the slot is taken
-//     (before the item is captured); the hub subtracts those it never received if this holder goes away.
-//   #inbox[i] has lease sequence number #inboxSeq + i; kTakenSeq == #inboxSeq.
-//   #getWaiters is served oldest first; a get() finding #inbox non-empty takes at once only when nobody
-//     waits before it. Blocked puts (bounded queue full) are served in call order, one at a time; each one
-//     leaves the line on its own timeout or signal (wherever it stands in it) or on close(), and a slot is
-//     reserved only for the put at the head, in the same synchronous step that resolves it.
+//   size = kReserved - kClaimed: put adds to kReserved before it resolves (for a bounded queue by CAS, never
+//     past maxsize), a get's claim adds to kClaimed. kPutCount (this holder) counts this holder's share of
+//     kReserved, from the moment the slot is taken (before the item is captured), so the hub can subtract what
+//     a dead holder never sent.
+//   #segments are in index order, each one a batch the hub pushed; a segment leaves once kClaimed passed its end.
+//     Only an index this holder has in #segments is ever claimed here.
+//   The window (#windowTo) is extended by at least half its size before the claims reach its end, and after a
+//     claim finds nothing: so a waiting get is always inside it and wakes when the next item is pushed.
+//   #getWaiters are served oldest first; one of them at most (#fetchWaiter) has claimed an item it is fetching:
+//     it is committed (no timeout or abort settles it) and the others wait behind it.
+//   Blocked puts (bounded queue full) are served in call order, one at a time; each one leaves the line on its
+//     own timeout or signal (wherever it stands in it) or on close(), and a slot is reserved only for the put at
+//     the head, in the same synchronous step that resolves it.
 //   Items this holder put before handing the queue to another thread reach the hub before that thread can
 //     put anything (the handover flushes first).
 //   The port has our 'message' listener for the holder's lifetime, but is ref'd only while a get, a blocked
@@ -30,7 +37,7 @@ import { isHandle, kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, r
 import { createQueueInHub } from './hub-client.ts';
 import { checkNonNegativeInteger, checkOptionsObject, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from './options.ts';
 import {
-  kHolderFields, kPutCount, kQueueFields, kReply, kSize, kStarving, kTakenSeq, kUnfinished, Op,
+  kClaimed, kFetchIndex, kFetching, kHolderFields, kPutCount, kQueueFields, kReply, kReserved, kUnfinished, Op,
   type Batch, type HolderMessage, type HubMessage,
 } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
@@ -52,6 +59,11 @@ export interface PutOptions extends WaitOptions {
 /** Items per batch, and bytes per batch, past which put() hands the batch over at once. */
 const kBatchItems = 1024;
 const kBatchBytes = 1 << 20;
+/** The window: how many items past the claims a holder asks the hub to push, at most and at first. */
+const kWindowItems = 4096;
+const kFirstWindow = 64;
+/** ... and about how many bytes (the window shrinks for big items). */
+const kWindowBytes = 4 << 20;
 /** How long getNowait() may block its thread for the hub's answer. */
 const kNowaitReplyMs = 5_000;
 /** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
@@ -78,8 +90,22 @@ export interface QueueWire {
   maxsize: number;
 }
 
+/** Items the hub pushed: indexes [base, base + n) (base modulo 2^32), decoded at the first claim among them. */
+interface Segment {
+  base: number;
+  n: number;
+  batch: Batch;
+  items: unknown[] | undefined;
+  /** A placeholder for an item that moves things: whoever claims it fetches it from the hub. */
+  deferred: boolean;
+}
+
 const kFromWire: unique symbol = Symbol('Queue.fromWire');
 const resolved = Promise.resolve();
+/** #claim() found no item here for the next index. */
+const kMiss: unique symbol = Symbol('miss');
+/** #claim() claimed a deferred item: it is on its way (#fetchIndex). */
+const kFetched: unique symbol = Symbol('fetched');
 
 /**
  * A FIFO queue shared by any number of threads: pass it in `Process` args (or through a Connection or
@@ -97,13 +123,22 @@ export class Queue<T = unknown> implements Handle {
   readonly #countersBuffer: SharedArrayBuffer;
   readonly #counters: Int32Array;
   readonly #port: MessagePort;
+  readonly #joinable: boolean;
   #encoder = new BatchEncoder();
   #flushScheduled: NodeJS.Immediate | undefined;
-  #inbox: unknown[] = [];
-  #inboxSeq = 0;
-  /** Sequence number the next leased item will carry (= #inboxSeq + #inbox.length once all arrived). */
-  #wanted = 0;
+  #segments: Segment[] = [];
+  /** One past the last index pushed to us (valid once #heard). */
+  #heardTo = 0;
+  #heard = false;
+  /** The hub pushes us indexes below this; how far ahead of the claims we ask for (grows to kWindowItems). */
+  #windowTo = 0;
+  #window = kFirstWindow;
   #getWaiters: Waiter<unknown>[] = [];
+  #fetchWaiter: Waiter<unknown> | undefined;
+  #fetchIndex = 0;
+  /** Items this holder claimed for a getNowait() that gave up waiting for them: the next gets take them first. */
+  #kept: unknown[] = [];
+  #asked = false;
   #blockedPuts: BlockedPut[] = [];
   #draining = false;
   #waitingOthers = 0;
@@ -124,12 +159,13 @@ export class Queue<T = unknown> implements Handle {
       const o = checkOptionsObject(options);
       this.#maxsize = o.maxsize === undefined ? 0 : checkNonNegativeInteger(o.maxsize, 'options.maxsize');
       this.#sharedBuffer = new SharedArrayBuffer(kQueueFields * Int32Array.BYTES_PER_ELEMENT);
-      const { port, counters } = createQueueInHub(this.#sharedBuffer, this.#maxsize);
+      const { port, counters } = createQueueInHub(this.#sharedBuffer, this.#kind() === 'JoinableQueue');
       this.#port = port;
       this.#countersBuffer = counters;
     }
     this.#shared = new Int32Array(this.#sharedBuffer);
     this.#counters = new Int32Array(this.#countersBuffer);
+    this.#joinable = this.#kind() === 'JoinableQueue';
     this.#port.on('message', this.#onMessage);
     this.#port.unref();
     this.#removeExitHook = addExitHook(() => { if (!this.#joinCancelled && !this.#closed) this.#flush(); });
@@ -199,8 +235,9 @@ export class Queue<T = unknown> implements Handle {
 
   /** Resolves with the oldest item; rejects with `Empty` if `timeout` passes first. */
   get(options?: WaitOptions): Promise<T> {
-    if (options === undefined && !this.#closed && this.#getWaiters.length === 0 && this.#inbox.length > 0) {
-      return Promise.resolve(this.#take() as T);
+    if (options === undefined && !this.#closed && this.#getWaiters.length === 0 && this.#fetchWaiter === undefined) {
+      const item = this.#claim(false);
+      if (item !== kMiss) return Promise.resolve(item as T);
     }
     let timeout: number, signal: AbortSignal | undefined;
     try {
@@ -211,7 +248,6 @@ export class Queue<T = unknown> implements Handle {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.#getWaiters.length === 0 && this.#inbox.length > 0) return Promise.resolve(this.#take() as T);
     if (timeout === 0 && this.#getWaiters.length === 0) {
       try {
         return Promise.resolve(this.getNowait());
@@ -222,11 +258,11 @@ export class Queue<T = unknown> implements Handle {
     this.#flush(); // our own items must reach the hub to come back to us
     return wait<unknown>((waiter) => {
       this.#getWaiters.push(waiter);
-      this.#updateWant();
+      this.#serve();
       return () => {
         const i = this.#getWaiters.indexOf(waiter);
         if (i !== -1) this.#getWaiters.splice(i, 1);
-        this.#updateWant();
+        this.#updateRef();
       };
     }, timeout, signal, () => new Empty(`queue is empty: get() timed out after ${timeout} ms`)) as Promise<T>;
   }
@@ -237,19 +273,43 @@ export class Queue<T = unknown> implements Handle {
    */
   getNowait(): T {
     this.#checkOpen();
-    if (this.#getWaiters.length === 0 && this.#inbox.length > 0) return this.#take() as T;
-    if (this.#getWaiters.length > 0) throw new Empty();
-    const size = Atomics.load(this.#shared, kSize);
-    if (size === 0) throw new Empty();
-    this.#flush();
-    this.#askNow();
-    if (this.#inbox.length > 0) return this.#take() as T;
-    throw new Empty();
+    if (this.#getWaiters.length > 0 || this.#fetchWaiter !== undefined) throw new Empty(); // others are ahead
+    let item = this.#claim(true);
+    if (item === kMiss) {
+      this.#drain();
+      item = this.#claim(true);
+    }
+    if (item === kMiss && this.#size() > 0) {
+      // Maybe in the hub, or still in our own buffer: hand ours over, then ask for the window and wait for it.
+      this.#flush();
+      this.#askNow({ op: Op.Want, from: this.#from(), until: (Atomics.load(this.#shared, kClaimed) + this.#window) | 0, width: this.#window, now: true });
+      item = this.#claim(true);
+    }
+    if (item === kFetched) {
+      const waiter = { value: undefined as unknown, error: undefined as unknown, done: false };
+      this.#fetchWaiter = {
+        settled: false, committed: true,
+        resolve: (value) => { waiter.value = value; waiter.done = true; },
+        reject: (error) => { waiter.error = error; waiter.done = true; },
+      };
+      this.#askNow({ op: Op.Fetch, index: this.#fetchIndex, now: true });
+      if (!waiter.done) {
+        // The hub did not answer in time. The claim stands: the item, when it comes, goes to the next get.
+        this.#fetchWaiter.resolve = (value) => { this.#kept.push(value); };
+        this.#fetchWaiter.reject = () => {};
+        throw new Empty(`queue: the hub did not answer within ${kNowaitReplyMs} ms`);
+      }
+      if (waiter.error !== undefined) throw waiter.error;
+      return waiter.value as T;
+    }
+    if (item === kMiss) throw new Empty();
+    return item as T;
   }
 
   /** Approximate number of items in the queue (exact when one handle is the only one in use). */
   qsize(): number {
-    return Math.max(0, Atomics.load(this.#shared, kSize));
+    const size = this.#size();
+    return size < 0 ? 0 : this.#maxsize > 0 && size > this.#maxsize ? this.#maxsize : size;
   }
 
   empty(): boolean {
@@ -284,6 +344,9 @@ export class Queue<T = unknown> implements Handle {
     this.#removeExitHook();
     const error = new ClosedError('queue is closed');
     for (const waiter of this.#getWaiters.splice(0)) waiter.reject(error);
+    // An item being fetched goes back into the queue: the hub sees our claim when the port closes.
+    this.#fetchWaiter?.reject(error);
+    this.#fetchWaiter = undefined;
     for (const blocked of this.#blockedPuts.splice(0)) {
       this.#settleBlocked(blocked);
       blocked.reject(error);
@@ -349,26 +412,32 @@ export class Queue<T = unknown> implements Handle {
    * which subtracts kPutCount - received; counting only after the capture would leak the slot for good.
    */
   #tryReserve(): boolean {
+    const shared = this.#shared;
     if (this.#maxsize === 0) {
-      Atomics.add(this.#shared, kSize, 1);
+      Atomics.add(shared, kReserved, 1);
     } else {
       for (;;) {
-        const size = Atomics.load(this.#shared, kSize);
-        if (size >= this.#maxsize) return false;
-        if (Atomics.compareExchange(this.#shared, kSize, size, size + 1) === size) break;
+        // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
+        const reserved = Atomics.load(shared, kReserved);
+        if (((reserved - Atomics.load(shared, kClaimed)) | 0) >= this.#maxsize) return false;
+        if (Atomics.compareExchange(shared, kReserved, reserved, (reserved + 1) | 0) === reserved) break;
       }
     }
     Atomics.add(this.#counters, kPutCount, 1);
-    Atomics.add(this.#shared, kUnfinished, 1);
+    if (this.#joinable) Atomics.add(shared, kUnfinished, 1);
     return true;
   }
 
   /** Gives back a slot whose item could not be captured or sent. */
   #unreserve(): void {
     Atomics.sub(this.#counters, kPutCount, 1);
-    if (Atomics.sub(this.#shared, kUnfinished, 1) === 1) Atomics.notify(this.#shared, kUnfinished);
-    Atomics.sub(this.#shared, kSize, 1);
-    if (this.#maxsize > 0) Atomics.notify(this.#shared, kSize);
+    if (this.#joinable && Atomics.sub(this.#shared, kUnfinished, 1) === 1) Atomics.notify(this.#shared, kUnfinished);
+    Atomics.sub(this.#shared, kReserved, 1);
+    if (this.#maxsize > 0) Atomics.notify(this.#shared, kClaimed);
+  }
+
+  #size(): number {
+    return (Atomics.load(this.#shared, kReserved) - Atomics.load(this.#shared, kClaimed)) | 0;
   }
 
   /** Adds an item whose slot is reserved: encode it into the batch, or post it alone if it moves things. */
@@ -413,7 +482,7 @@ export class Queue<T = unknown> implements Handle {
           continue;
         }
         try {
-          await waitForCell(this.#shared, kSize, (size) => size < this.#maxsize, Infinity, head.gone.signal);
+          await waitForCell(this.#shared, kClaimed, () => this.#size() < this.#maxsize, Infinity, head.gone.signal);
         } catch {
           // The head left the line (timeout, abort, close): serve the next one.
         }
@@ -462,73 +531,142 @@ export class Queue<T = unknown> implements Handle {
 
   // --- get side -------------------------------------------------------------------------------------
 
-  #take(): unknown {
-    const raw = this.#inbox.shift();
-    this.#inboxSeq++;
-    Atomics.store(this.#counters, kTakenSeq, this.#inboxSeq);
-    Atomics.sub(this.#shared, kSize, 1);
-    if (this.#maxsize > 0) Atomics.notify(this.#shared, kSize);
-    // Another consumer waits for what we leased and are not asking for: give it back now.
-    if (this.#inbox.length > 0 && this.#getWaiters.length === 0 && Atomics.load(this.#shared, kStarving) === 1) this.#giveBack();
-    return raw;
-  }
-
-  #onMessage = (message: HubMessage): void => {
-    switch (message.op) {
-      case Op.Items:
-        this.#receive(message.seq, message.batch);
-        return;
-      case Op.Recall:
-        // Answer even with nothing left: the hub learns how far we got and stops waiting for us.
-        if (this.#getWaiters.length === 0) this.#giveBack();
-        return;
-      default: {
-        const unknown: never = message;
-        throw new ProcessError(`queue: unknown message from the hub ${describe(unknown)}`);
+  /**
+   * Takes the item at the next index if this holder has it: returns it, or kMiss, or (a deferred item,
+   * `fetch` allowed) claims it and returns kFetched, the caller then fetching #fetchIndex from the hub.
+   */
+  #claim(fetch: boolean): unknown {
+    const shared = this.#shared;
+    const segments = this.#segments;
+    if (this.#kept.length > 0) return this.#kept.shift();
+    for (;;) {
+      const next = Atomics.load(shared, kClaimed);
+      let segment = segments[0];
+      while (segment !== undefined && ((next - segment.base) | 0) >= segment.n) {
+        segments.shift();
+        segment = segments[0];
       }
+      if (segment === undefined || ((next - segment.base) | 0) < 0) return kMiss;
+      if (segment.deferred) {
+        if (!fetch) return kMiss;
+        // Pin it before claiming: the hub must not drop it between our claim and our Fetch.
+        Atomics.store(this.#counters, kFetchIndex, next);
+        Atomics.store(this.#counters, kFetching, 1);
+        if (Atomics.compareExchange(shared, kClaimed, next, (next + 1) | 0) !== next) {
+          Atomics.store(this.#counters, kFetching, 0);
+          continue;
+        }
+        Atomics.store(this.#counters, kFetching, 2);
+        this.#fetchIndex = next;
+        this.#claimed(next);
+        return kFetched;
+      }
+      if (Atomics.compareExchange(shared, kClaimed, next, (next + 1) | 0) !== next) continue;
+      const items = segment.items ??= decodeBatch(segment.batch.bytes!, segment.batch.side ?? null);
+      const i = (next - segment.base) | 0;
+      const item = items[i];
+      items[i] = undefined;
+      this.#claimed(next);
+      return item;
     }
-  };
-
-  #receive(seq: number, batch: Batch): void {
-    const values = batch.values !== undefined ? batch.values.map(reviveIfNeeded) : decodeBatch(batch.bytes!, batch.side ?? null);
-    if (this.#inbox.length === 0) this.#inboxSeq = seq;
-    for (const value of values) this.#inbox.push(value);
-    while (this.#getWaiters.length > 0 && this.#inbox.length > 0) this.#getWaiters.shift()!.resolve(this.#take());
-    this.#updateWant();
   }
 
-  /** Tells the hub how many items this holder waits for now (it leases at least that many, maybe more). */
-  #updateWant(): void {
-    const need = Math.max(0, this.#getWaiters.length - this.#inbox.length);
-    if (need !== this.#wanted) {
-      this.#wanted = need;
-      if (!this.#closed) this.#post({ op: Op.Want, n: need });
+  /** After claiming `index`: wake blocked puts, and keep the window ahead of the claims. */
+  #claimed(index: number): void {
+    if (this.#maxsize > 0) Atomics.notify(this.#shared, kClaimed);
+    if (((this.#windowTo - index) | 0) < this.#window >> 1) this.#want(index);
+  }
+
+  /** Asks the hub to push the items up to `index` + window. */
+  #want(index: number): void {
+    this.#asked = true;
+    this.#windowTo = (index + this.#window) | 0;
+    if (!this.#closed) this.#post({ op: Op.Want, from: this.#from(), until: this.#windowTo, width: this.#window });
+  }
+
+  /** Where the hub should start pushing: after what we heard, or at the claims if we are behind them. */
+  #from(): number {
+    const next = Atomics.load(this.#shared, kClaimed);
+    return this.#heard && ((this.#heardTo - next) | 0) > 0 ? this.#heardTo : next;
+  }
+
+  /** Serves waiting gets from what this holder has; with nothing here, makes sure the window covers the next index. */
+  #serve(): void {
+    let drained = false;
+    while (this.#getWaiters.length > 0 && this.#fetchWaiter === undefined) {
+      const item = this.#claim(true);
+      if (item === kFetched) {
+        const waiter = this.#getWaiters.shift()!;
+        waiter.committed = true;
+        this.#fetchWaiter = waiter;
+        this.#post({ op: Op.Fetch, index: this.#fetchIndex });
+      } else if (item !== kMiss) {
+        this.#getWaiters.shift()!.resolve(item);
+      } else if (!drained) {
+        // Items may be queued on the port while this thread was busy: take them now, not a turn later.
+        drained = true;
+        this.#drain();
+      } else {
+        const next = Atomics.load(this.#shared, kClaimed);
+        if (!this.#asked || ((this.#windowTo - next) | 0) <= 0) this.#want(next);
+        break;
+      }
     }
     this.#updateRef();
   }
 
-  /** getNowait(): ask the hub for one item and block this thread until it answers (bounded). */
-  #askNow(): void {
-    const before = Atomics.load(this.#counters, kReply);
-    this.#post({ op: Op.Want, n: 1, now: true });
-    this.#wanted = 0;
-    if (Atomics.wait(this.#counters, kReply, before, kNowaitReplyMs) === 'timed-out') return;
+  #onMessage = (message: HubMessage): void => {
+    this.#receive(message);
+    this.#serve();
+  };
+
+  #drain(): void {
     for (let entry = receiveMessageOnPort(this.#port); entry !== undefined; entry = receiveMessageOnPort(this.#port)) {
-      this.#onMessage(entry.message as HubMessage);
+      this.#receive(entry.message as HubMessage);
     }
   }
 
-  #giveBack(): void {
-    const values = this.#inbox.splice(0);
-    const from = this.#inboxSeq;
-    this.#inboxSeq += values.length;
-    const m = marshal(values);
-    this.#post({ op: Op.GiveBack, from, batch: { n: values.length, values: m.value as unknown[], transfer: m.transfer } }, m.transfer);
+  #receive(message: HubMessage): void {
+    if (message.op !== Op.Items) throw new ProcessError(`queue: unknown message from the hub ${describe(message)}`);
+    const { base, batch } = message;
+    if (batch.values !== undefined || batch.n === 0) return this.#fetchArrived(base, batch);
+    // A push: the hub sends each index once, but a Want may restart it where an earlier push already reached.
+    if (this.#heard && ((base + batch.n - this.#heardTo) | 0) <= 0) return;
+    this.#heard = true;
+    this.#heardTo = (base + batch.n) | 0;
+    this.#segments.push({ base, n: batch.n, batch, items: undefined, deferred: message.deferred === true });
+    if (message.deferred !== true) {
+      const perItem = (batch.bytes!.byteLength + sideBytes(batch)) / batch.n;
+      this.#window = Math.max(4, Math.min(kWindowItems, Math.floor(kWindowBytes / perItem)));
+    }
+  }
+
+  /** The item we claimed and fetched (or word that the hub lost it: a bug, reported rather than waited on). */
+  #fetchArrived(base: number, batch: Batch): void {
+    const waiter = this.#fetchWaiter;
+    if (waiter === undefined || base !== this.#fetchIndex) {
+      throw new ProcessError(`queue: the hub sent item ${base}, which this holder did not fetch`);
+    }
+    this.#fetchWaiter = undefined;
+    Atomics.store(this.#counters, kFetching, 0);
+    if (!this.#closed) this.#post({ op: Op.Release });
+    if (batch.n === 0) waiter.reject(new ProcessError(`queue: the hub lost item ${base} (a bug in mpthreads)`));
+    else waiter.resolve(reviveIfNeeded(batch.values![0]));
+  }
+
+  /** Posts a request and blocks this thread until the hub answers it (bounded), then takes what it sent. */
+  #askNow(message: HolderMessage): void {
+    const before = Atomics.load(this.#counters, kReply);
+    this.#post(message);
+    if (message.op === Op.Want) { this.#asked = true; this.#windowTo = message.until; }
+    if (Atomics.wait(this.#counters, kReply, before, kNowaitReplyMs) === 'timed-out') return;
+    this.#drain();
   }
 
   #updateRef(): void {
     if (this.#closed) return;
-    if (this.#getWaiters.length > 0 || this.#blockedPuts.length > 0 || this.#waitingOthers > 0) this.#port.ref();
+    const waiting = this.#getWaiters.length > 0 || this.#fetchWaiter !== undefined;
+    if (waiting || this.#blockedPuts.length > 0 || this.#waitingOthers > 0) this.#port.ref();
     else this.#port.unref();
   }
 
@@ -566,6 +704,12 @@ function holdsAny(value: unknown, found: (v: object) => boolean): boolean {
  */
 function holdsHandles(item: unknown): boolean {
   return mayHoldHandles(item) && holdsAny(item, isHandle);
+}
+
+function sideBytes(batch: Batch): number {
+  let bytes = 0;
+  if (batch.side) for (let i = 1; i < batch.side.length; i += 2) bytes += (batch.side[i] as ArrayBuffer).byteLength;
+  return bytes;
 }
 
 const isWireRecord = (v: object): boolean => typeof (v as Record<string, unknown>)[WIRE_TAG] === 'string';

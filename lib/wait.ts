@@ -9,6 +9,8 @@ export interface Waiter<T> {
   reject(error: unknown): void;
   /** True once the waiter settled one way or another. */
   readonly settled: boolean;
+  /** Set by the event's side once the outcome is decided but not yet delivered: the timeout and the signal no longer settle it. */
+  committed: boolean;
 }
 
 /**
@@ -25,7 +27,7 @@ export function wait<T>(
   return new Promise<T>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let disarm: (() => void) | undefined;
-    const onAbort = () => waiter.reject(signal!.reason);
+    const onAbort = () => { if (!waiter.committed) waiter.reject(signal!.reason); };
     const finish = () => {
       waiter.settled = true;
       if (timer !== undefined) clearTimeout(timer);
@@ -34,12 +36,13 @@ export function wait<T>(
     };
     const waiter = {
       settled: false,
+      committed: false,
       resolve(value: T) { if (!waiter.settled) { finish(); resolve(value); } },
       reject(error: unknown) { if (!waiter.settled) { finish(); reject(error); } },
     };
     disarm = arm(waiter);
     if (waiter.settled) { disarm(); return; }
-    if (timeout !== Infinity && timeout <= kMaxTimer) timer = setTimeout(() => waiter.reject(onTimeout()), timeout);
+    if (timeout !== Infinity && timeout <= kMaxTimer) timer = setTimeout(() => { if (!waiter.committed) waiter.reject(onTimeout()); }, timeout);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -43,22 +43,17 @@ t('4x4 MPMC: 100,000 items, each delivered exactly once', async () => {
   assert.is(r.report.gets, r.n);
 });
 
-// Found by this suite: the hub used to recall busy consumers and put what came back at the front, so a consumer
-// saw a producer's older items after newer ones. Now items that come back go to their place in put order.
-// Skipped in CI (issue 5 open), run by `npm run stress`. BUG: still fails now and then at 675a328 (1 of 2 runs: "reordered 7: consumer 2 got 0:2 after 0:1024, 0:4 after
-// 0:1025, ..."): the same bug as the next test, which makes it happen every time.
-t.skip('each of two consumers gets one producer\'s items in put order (50,000 items)', async () => {
+// Found by this suite: with leases and recalls, a consumer saw a producer's older items after newer ones
+// (hundreds of times in 50,000 when every item was queued before the consumers started). Gets now claim
+// indexes in put order from one shared counter, so no interleaving can reorder them.
+t('each of two consumers gets one producer\'s items in put order (50,000 items)', async () => {
   const r = await mpmc(agents, clock, { n: 50_000, producers: 1, consumers: 2 });
   figure('per-consumer order, 1 producer -> 2 consumers, N=50000', r.report.reordered.length, 'reorders', `shares ${percent(r.shares)}`);
   assert.ok(r.report.lost.length === 0 && r.report.duplicated.length === 0, describeReport(r.report));
   assert.is(r.report.reordered.length, 0, describeReport(r.report));
 });
 
-// Skipped in CI (issue 5 open), run by `npm run stress`. BUG: the same with every item queued before the consumers start (the first consumer holds a large lease when
-// the second arrives) still reorders at 675a328: e.g. "consumer 2 got 0:5122 after 0:9216", hundreds to
-// thousands of times in 100,000 items. Repro without agents: the main thread puts 0..99,999 into a Queue while
-// two consumer workers start; each checks that every value is larger than the last (see the report).
-t.skip('BUG: per-consumer order holds when the items are queued before the consumers start (50,000 items)', async () => {
+t('per-consumer order holds when the items are queued before the consumers start (50,000 items)', async () => {
   const r = await mpmc(agents, clock, { n: 50_000, producers: 1, consumers: 2, preload: true });
   figure('per-consumer order, preloaded, 1 producer -> 2 consumers, N=50000', r.report.reordered.length, 'reorders', `shares ${percent(r.shares)}`);
   assert.ok(r.report.lost.length === 0 && r.report.duplicated.length === 0, describeReport(r.report));
