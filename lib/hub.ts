@@ -9,8 +9,8 @@
 //     An item leaves the log only once it is claimed (index < kClaimed) and no holder pins it (kFetching != 0).
 //   A holder has been sent every item with an index in [its first Want, sentTo) that was not claimed when the
 //     hub got there, and nothing at or past `until`; `until` covers at least what the holder asked for and
-//     slides to `width` past kClaimed. Items that move things (values) are pushed as placeholders and sent
-//     whole only on Fetch.
+//     slides to `width` past kClaimed. Items that move things (values) and single items of 8 MiB or more are
+//     pushed as placeholders and sent only on Fetch, moved: such an entry is `gone` once fetched.
 //   `received` counts the items a holder's port delivered; counters[kPutCount] - received is what a departed
 //     holder counted but never sent, and is taken off the queue's size (and unfinished count).
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
@@ -105,9 +105,9 @@ class Holder {
     for (let i = queue.position(this.sentTo); i < queue.log.length; i++) {
       const { base, batch } = queue.log[i]!;
       if (base >= end) break;
-      const message: HubMessage = batch.values === undefined
-        ? { op: Op.Items, base: base | 0, batch }
-        : { op: Op.Items, base: base | 0, batch: { n: batch.n }, deferred: true };
+      const message: HubMessage = isDeferred(batch)
+        ? { op: Op.Items, base: base | 0, batch: { n: batch.n }, deferred: true }
+        : { op: Op.Items, base: base | 0, batch };
       // Bytes are copied, not transferred: other holders may be sent the same batch, and the hub keeps it
       // until the items are claimed.
       this.port.postMessage(message);
@@ -158,14 +158,15 @@ class Holder {
     const entry = this.queue.find(index);
     if (entry === undefined || entry.gone === true) {
       // A broken invariant: say so to the holder instead of leaving its get() waiting.
-      const message: HubMessage = { op: Op.Items, base: index | 0, batch: { n: 0 } };
+      const message: HubMessage = { op: Op.Items, base: index | 0, batch: { n: 0 }, fetched: true };
       this.port.postMessage(message);
       return;
     }
     const { batch } = entry;
-    const transfer = (batch.transfer ?? []) as never[];
+    // Ports can only move; a very large item moves too, so that the hub does not keep a copy of it.
+    const transfer = (batch.values !== undefined ? batch.transfer ?? [] : isDeferred(batch) ? buffersOf(batch) : []) as never[];
     if (transfer.length > 0) entry.gone = true;
-    const message: HubMessage = { op: Op.Items, base: entry.base | 0, batch };
+    const message: HubMessage = { op: Op.Items, base: entry.base | 0, batch, fetched: true };
     this.port.postMessage(message, transfer);
   }
 
@@ -204,6 +205,25 @@ class Holder {
 }
 
 const queues = new Set<HubQueue>();
+
+/** A single item at least this large is sent only to the holder that claims it, moved rather than copied. */
+const kMoveBytes = 8 << 20;
+
+/** Sent only on Fetch: items that move things, and very large single items. */
+function isDeferred(batch: Batch): boolean {
+  if (batch.values !== undefined) return true;
+  if (batch.n !== 1) return false;
+  let bytes = batch.bytes!.byteLength;
+  if (bytes >= kMoveBytes) return true;
+  for (const buffer of buffersOf(batch)) bytes += buffer.byteLength;
+  return bytes >= kMoveBytes;
+}
+
+function buffersOf(batch: Batch): ArrayBuffer[] {
+  const buffers = [batch.bytes!];
+  if (batch.side) for (let i = 1; i < batch.side.length; i += 2) buffers.push(batch.side[i] as ArrayBuffer);
+  return buffers;
+}
 
 /** Entry point, called by workers/bootstrap.mjs in the hub worker. */
 export function main(): void {

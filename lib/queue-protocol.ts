@@ -66,7 +66,8 @@ export interface AttachMessage { op: typeof Op.Attach; port: MessagePortLike; co
 export interface CloseMessage { op: typeof Op.Close }
 export type HolderMessage = PutMessage | WantMessage | FetchMessage | ReleaseMessage | AttachMessage | CloseMessage;
 
-export interface ItemsMessage { op: typeof Op.Items; base: number; batch: Batch; deferred?: boolean }
+/** `fetched`: the answer to a Fetch (n 0: the hub does not have it, a bug). */
+export interface ItemsMessage { op: typeof Op.Items; base: number; batch: Batch; deferred?: boolean; fetched?: boolean }
 export type HubMessage = ItemsMessage;
 
 export interface CreateMessage {

@@ -629,7 +629,7 @@ export class Queue<T = unknown> implements Handle {
   #receive(message: HubMessage): void {
     if (message.op !== Op.Items) throw new ProcessError(`queue: unknown message from the hub ${describe(message)}`);
     const { base, batch } = message;
-    if (batch.values !== undefined || batch.n === 0) return this.#fetchArrived(base, batch);
+    if (message.fetched === true) return this.#fetchArrived(base, batch);
     // A push: the hub sends each index once, but a Want may restart it where an earlier push already reached.
     if (this.#heard && ((base + batch.n - this.#heardTo) | 0) <= 0) return;
     this.#heard = true;
@@ -651,7 +651,7 @@ export class Queue<T = unknown> implements Handle {
     Atomics.store(this.#counters, kFetching, 0);
     if (!this.#closed) this.#post({ op: Op.Release });
     if (batch.n === 0) waiter.reject(new ProcessError(`queue: the hub lost item ${base} (a bug in mpthreads)`));
-    else waiter.resolve(reviveIfNeeded(batch.values![0]));
+    else waiter.resolve(batch.values !== undefined ? reviveIfNeeded(batch.values[0]) : decodeBatch(batch.bytes!, batch.side ?? null)[0]);
   }
 
   /** Posts a request and blocks this thread until the hub answers it (bounded), then takes what it sent. */
