@@ -38,6 +38,10 @@ export interface Batch {
   /** V8 wire bytes of an array of `n` items (see wire.ts), plus side-encoded items. */
   bytes?: ArrayBuffer;
   side?: (number | ArrayBuffer)[] | null;
+  /** false: no item refers to one of its objects twice (the decoder may skip tracking identities). */
+  refs?: boolean;
+  /** true: every item is a number, boolean, null or undefined (decoded by V8's own deserializer). */
+  scalars?: boolean;
   /** One structured item (marshalled: may contain handle records) and what to transfer with it. */
   values?: unknown[];
   transfer?: unknown[];

@@ -521,7 +521,7 @@ export class Queue<T = unknown> implements Handle {
     }
     if (this.#encoder.count === 0) return;
     const encoded = this.#encoder.finish();
-    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side };
+    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side, refs: encoded.refs, scalars: encoded.scalars };
     this.#post({ op: Op.Put, batch }, encoded.transfer);
   }
 
@@ -562,7 +562,7 @@ export class Queue<T = unknown> implements Handle {
         return kFetched;
       }
       if (Atomics.compareExchange(shared, kClaimed, next, (next + 1) | 0) !== next) continue;
-      const items = segment.items ??= decodeBatch(segment.batch.bytes!, segment.batch.side ?? null);
+      const items = segment.items ??= decodeBatch(segment.batch.bytes!, segment.batch.side ?? null, segment.batch.refs !== false, segment.batch.scalars === true);
       const i = (next - segment.base) | 0;
       const item = items[i];
       items[i] = undefined;
@@ -651,7 +651,7 @@ export class Queue<T = unknown> implements Handle {
     Atomics.store(this.#counters, kFetching, 0);
     if (!this.#closed) this.#post({ op: Op.Release });
     if (batch.n === 0) waiter.reject(new ProcessError(`queue: the hub lost item ${base} (a bug in mpthreads)`));
-    else waiter.resolve(batch.values !== undefined ? reviveIfNeeded(batch.values[0]) : decodeBatch(batch.bytes!, batch.side ?? null)[0]);
+    else waiter.resolve(batch.values !== undefined ? reviveIfNeeded(batch.values[0]) : decodeBatch(batch.bytes!, batch.side ?? null, batch.refs !== false, batch.scalars === true)[0]);
   }
 
   /** Posts a request and blocks this thread until the hub answers it (bounded), then takes what it sent. */

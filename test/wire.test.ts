@@ -12,14 +12,18 @@ import { BatchEncoder, decodeBatch } from '../lib/wire.ts';
 import { suite, throws } from './_support/harness.ts';
 
 /** Encodes `items` as one batch and decodes it. */
-function roundTrip(items: unknown[]): unknown[] {
+function roundTrip(items: unknown[], compareHinted = true): unknown[] {
   const encoder = new BatchEncoder();
   for (const item of items) encoder.put(item);
   assert.is(encoder.count, items.length);
   const batch = encoder.finish();
   assert.is(batch.n, items.length);
   assert.is(encoder.count, 0, 'finish() starts a new batch');
-  return decodeBatch(batch.bytes, batch.side);
+  // The queue decodes with the batch's hints (no back-references: shape-built objects; only scalars: V8's
+  // deserializer); both ways must give the same items as decoding with none.
+  const hinted = decodeBatch(batch.bytes, batch.side, batch.refs, batch.scalars);
+  if (compareHinted) same(hinted, decodeBatch(batch.bytes, batch.side), 'hinted decode');
+  return hinted;
 }
 
 /**
@@ -326,13 +330,41 @@ t('the batch bytes are V8 serialization format; a batch grows past its first buf
   assert.equal(decodeBatch(next.bytes, next.side), ['again']);
 });
 
+t('batch hints: scalars only for numbers, booleans, null and undefined; refs only with aliasing', () => {
+  const hints = (items: unknown[]) => {
+    const encoder = new BatchEncoder();
+    for (const item of items) encoder.put(item);
+    const { refs, scalars } = encoder.finish();
+    return { refs, scalars };
+  };
+  assert.equal(hints([1, -0, NaN, 2.5, true, null, undefined]), { refs: false, scalars: true });
+  assert.equal(hints([1, 'a']), { refs: false, scalars: false });
+  assert.equal(hints([1, 2n]), { refs: false, scalars: false }); // bigint goes beside the batch
+  assert.equal(hints([{ a: 1 }, [1]]), { refs: false, scalars: false });
+  const shared = { x: 1 };
+  assert.equal(hints([{ a: shared, b: shared }]), { refs: true, scalars: false });
+  // Objects built from a learned shape: same keys in the same order, a plain prototype, even for odd keys.
+  for (let i = 0; i < 3; i++) {
+    const items = [{ 2: 'a', 1: 'b', x: 1 }, JSON.parse('{"__proto__": 5, "a": 1}'), { '': 1, 'a"b': 2, "c'd\n": 3 }, { a: { b: {} } }];
+    same(roundTrip(items), structuredClone(items));
+  }
+});
+
 t('very deep values round-trip (the encoder hands them to V8)', () => {
   let deep: unknown = 'bottom';
   for (let i = 0; i < 3_000; i++) deep = [deep];
-  const [decoded] = roundTrip([deep]);
+  const [decoded] = roundTrip([deep], false); // same() would overflow the stack
   let depth = 0;
   for (let v = decoded; Array.isArray(v); v = v[0]) depth++;
   assert.is(depth, 3_000);
+  // Deep objects too, decoded the way the queue does (with the batch's hints).
+  let nested: unknown = 'bottom';
+  for (let i = 0; i < 3_000; i++) nested = { a: nested };
+  let [o] = roundTrip([nested], false) as [unknown];
+  let levels = 0;
+  for (; typeof o === 'object' && o !== null; o = (o as { a: unknown }).a) levels++;
+  assert.is(levels, 3_000);
+  assert.is(o, 'bottom');
 });
 
 t.run();
