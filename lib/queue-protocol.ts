@@ -42,6 +42,8 @@ export interface Batch {
   refs?: boolean;
   /** true: every item is a number, boolean, null or undefined (decoded by V8's own deserializer). */
   scalars?: boolean;
+  /** Where each item starts in `bytes`, so that a consumer decodes only the items it takes. */
+  offsets?: Uint32Array;
   /** One structured item (marshalled: may contain handle records) and what to transfer with it. */
   values?: unknown[];
   transfer?: unknown[];

@@ -42,7 +42,7 @@ import {
 } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
 import { wait, type Waiter } from './wait.ts';
-import { BatchEncoder, decodeBatch } from './wire.ts';
+import { BatchEncoder, BatchReader } from './wire.ts';
 
 /** Options of `new Queue()`. */
 export interface QueueOptions {
@@ -95,7 +95,7 @@ interface Segment {
   base: number;
   n: number;
   batch: Batch;
-  items: unknown[] | undefined;
+  reader: BatchReader | undefined;
   /** A placeholder for an item that moves things: whoever claims it fetches it from the hub. */
   deferred: boolean;
 }
@@ -521,7 +521,7 @@ export class Queue<T = unknown> implements Handle {
     }
     if (this.#encoder.count === 0) return;
     const encoded = this.#encoder.finish();
-    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side, refs: encoded.refs, scalars: encoded.scalars };
+    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side, refs: encoded.refs, scalars: encoded.scalars, offsets: encoded.offsets };
     this.#post({ op: Op.Put, batch }, encoded.transfer);
   }
 
@@ -562,10 +562,7 @@ export class Queue<T = unknown> implements Handle {
         return kFetched;
       }
       if (Atomics.compareExchange(shared, kClaimed, next, (next + 1) | 0) !== next) continue;
-      const items = segment.items ??= decodeBatch(segment.batch.bytes!, segment.batch.side ?? null, segment.batch.refs !== false, segment.batch.scalars === true);
-      const i = (next - segment.base) | 0;
-      const item = items[i];
-      items[i] = undefined;
+      const item = (segment.reader ??= new BatchReader(segment.batch)).item((next - segment.base) | 0);
       this.#claimed(next);
       return item;
     }
@@ -634,7 +631,7 @@ export class Queue<T = unknown> implements Handle {
     if (this.#heard && ((base + batch.n - this.#heardTo) | 0) <= 0) return;
     this.#heard = true;
     this.#heardTo = (base + batch.n) | 0;
-    this.#segments.push({ base, n: batch.n, batch, items: undefined, deferred: message.deferred === true });
+    this.#segments.push({ base, n: batch.n, batch, reader: undefined, deferred: message.deferred === true });
     if (message.deferred !== true) {
       const perItem = (batch.bytes!.byteLength + sideBytes(batch)) / batch.n;
       this.#window = Math.max(4, Math.min(kWindowItems, Math.floor(kWindowBytes / perItem)));
@@ -651,7 +648,7 @@ export class Queue<T = unknown> implements Handle {
     Atomics.store(this.#counters, kFetching, 0);
     if (!this.#closed) this.#post({ op: Op.Release });
     if (batch.n === 0) waiter.reject(new ProcessError(`queue: the hub lost item ${base} (a bug in mpthreads)`));
-    else waiter.resolve(batch.values !== undefined ? reviveIfNeeded(batch.values[0]) : decodeBatch(batch.bytes!, batch.side ?? null, batch.refs !== false, batch.scalars === true)[0]);
+    else waiter.resolve(batch.values !== undefined ? reviveIfNeeded(batch.values[0]) : new BatchReader(batch).item(0));
   }
 
   /** Posts a request and blocks this thread until the hub answers it (bounded), then takes what it sent. */

@@ -61,6 +61,8 @@ export interface EncodedBatch {
   refs: boolean;
   /** True when every item is a number, boolean, null or undefined. */
   scalars: boolean;
+  /** Where each item starts in `bytes`. */
+  offsets: Uint32Array;
 }
 
 export class BatchEncoder {
@@ -75,6 +77,8 @@ export class BatchEncoder {
   #sideBytes = 0;
   /** The batch holds a back-reference (an object seen twice within an item): decode it with identities. */
   #refs = false;
+  /** Where each item of the batch starts in #u8 (so one item can be decoded alone). */
+  #offsets: number[] = [];
   /** Only numbers, booleans, null and undefined so far: V8's own deserializer reads those ~4x faster than ours. */
   #scalars = true;
 
@@ -130,6 +134,7 @@ export class BatchEncoder {
       this.#ensure(1);
       this.#u8[this.#pos++] = Tag.Undefined; // placeholder, replaced by the side item when decoding
     }
+    this.#offsets.push(pos);
     this.#n++;
     return true;
   }
@@ -148,7 +153,9 @@ export class BatchEncoder {
     const side = this.#side;
     const transfer = [bytes];
     if (side !== null) for (let i = 1; i < side.length; i += 2) transfer.push(side[i] as ArrayBuffer);
-    const result = { n: this.#n, bytes, side, transfer, refs: this.#refs, scalars: this.#scalars && side === null };
+    const offsets = Uint32Array.from(this.#offsets);
+    transfer.push(offsets.buffer);
+    const result = { n: this.#n, bytes, side, transfer, refs: this.#refs, scalars: this.#scalars && side === null, offsets };
     this.#reset();
     return result;
   }
@@ -165,6 +172,7 @@ export class BatchEncoder {
     this.#sideBytes = 0;
     this.#refs = false;
     this.#scalars = true;
+    this.#offsets = [];
   }
 
   #ensure(k: number): void {
@@ -308,6 +316,60 @@ export class BatchEncoder {
   }
 }
 
+/** What BatchReader needs of a batch (lib/queue-protocol.ts's Batch fits). */
+export interface EncodedItems {
+  n: number;
+  bytes?: ArrayBuffer;
+  side?: (number | ArrayBuffer)[] | null;
+  refs?: boolean;
+  scalars?: boolean;
+  offsets?: Uint32Array;
+}
+
+/**
+ * Decodes the items of a batch one at a time, on demand: a consumer that shares a stream with others decodes
+ * only the items it takes. Batches that need identities (refs), or are all scalars (V8 reads those faster in
+ * one go), or came without offsets are decoded whole at the first access.
+ */
+export class BatchReader {
+  readonly #batch: EncodedItems;
+  #all: unknown[] | undefined;
+  #u8: Uint8Array | undefined;
+  #buffer: Buffer | undefined;
+  #sideAt: Map<number, ArrayBuffer> | undefined;
+
+  constructor(batch: EncodedItems) {
+    this.#batch = batch;
+  }
+
+  item(i: number): unknown {
+    const batch = this.#batch;
+    if (this.#all !== undefined) return this.#all[i];
+    if (batch.refs !== false || batch.scalars === true || batch.offsets === undefined) {
+      this.#all = decodeBatch(batch.bytes!, batch.side ?? null, batch.refs !== false, batch.scalars === true);
+      return this.#all[i];
+    }
+    if (batch.side) {
+      this.#sideAt ??= new Map(Array.from({ length: batch.side.length / 2 }, (_, k) => [batch.side![2 * k] as number, batch.side![2 * k + 1] as ArrayBuffer]));
+      const side = this.#sideAt.get(i);
+      if (side !== undefined) {
+        const d = new v8.Deserializer(Buffer.from(side));
+        d.readHeader();
+        return d.readValue();
+      }
+    }
+    this.#u8 ??= new Uint8Array(batch.bytes!);
+    this.#buffer ??= Buffer.from(batch.bytes!);
+    try {
+      return decodeAt(this.#u8, this.#buffer, batch.offsets[i]!);
+    } catch {
+      // Too deep for the shape path, or something only V8 reads: decode the batch the sure way.
+      this.#all = decodeBatch(batch.bytes!, batch.side ?? null);
+      return this.#all[i];
+    }
+  }
+}
+
 /** Decodes a sealed batch back into its items (structured-clone equivalent copies). */
 export function decodeBatch(bytes: ArrayBuffer, side: (number | ArrayBuffer)[] | null, refs = true, scalars = false): unknown[] {
   if (scalars) return v8.deserialize(Buffer.from(bytes)) as unknown[];
@@ -406,6 +468,26 @@ function dRead(): unknown {
     default: throw new Error(`mpthreads wire: unexpected tag 0x${tag?.toString(16)} at ${DP - 1}`);
   }
 }
+
+/** One item without back-references, starting at `offset`. */
+function decodeAt(u8: Uint8Array, buffer: Buffer, offset: number): unknown {
+  D8 = u8;
+  DBUF = buffer;
+  DP = offset;
+  DREFS = false;
+  try {
+    return dRead();
+  } finally {
+    D8 = EMPTY_U8;
+    DBUF = EMPTY_BUFFER;
+    SV.fill(undefined, 0, SVUSED);
+    SVUSED = 0;
+    ST = 0;
+  }
+}
+
+const EMPTY_U8 = new Uint8Array(0);
+const EMPTY_BUFFER = Buffer.alloc(0);
 
 function decodeFast(bytes: ArrayBuffer, refs: boolean): unknown[] {
   D8 = new Uint8Array(bytes);

@@ -8,7 +8,7 @@ import { BlockList } from 'node:net';
 import v8 from 'node:v8';
 import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
-import { BatchEncoder, decodeBatch } from '../lib/wire.ts';
+import { BatchEncoder, BatchReader, decodeBatch } from '../lib/wire.ts';
 import { suite, throws } from './_support/harness.ts';
 
 /** Encodes `items` as one batch and decodes it. */
@@ -22,7 +22,13 @@ function roundTrip(items: unknown[], compareHinted = true): unknown[] {
   // The queue decodes with the batch's hints (no back-references: shape-built objects; only scalars: V8's
   // deserializer); both ways must give the same items as decoding with none.
   const hinted = decodeBatch(batch.bytes, batch.side, batch.refs, batch.scalars);
-  if (compareHinted) same(hinted, decodeBatch(batch.bytes, batch.side), 'hinted decode');
+  if (compareHinted) {
+    same(hinted, decodeBatch(batch.bytes, batch.side), 'hinted decode');
+    // A consumer's reader decodes the items one by one, in any order.
+    const reader = new BatchReader(batch);
+    const one = Array.from({ length: batch.n }, (_, i) => batch.n - 1 - i).map((i) => [i, reader.item(i)] as const);
+    for (const [i, item] of one) same(item, hinted[i], `item ${i} read alone`);
+  }
   return hinted;
 }
 
