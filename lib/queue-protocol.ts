@@ -10,6 +10,8 @@
 //
 // Indexes and counts live in Int32 cells and wrap around: compare them by `(a - b) | 0`, never directly.
 
+import type { EncodedItems } from './wire.ts';
+
 // Queue-wide counters (Int32Array over a SharedArrayBuffer, one per queue).
 /** Items counted by put (a slot reserved, for a bounded queue). The queue's size is kReserved - kClaimed. */
 export const kReserved = 0;
@@ -32,18 +34,11 @@ export const kFetchIndex = 2;
 export const kReply = 3;
 export const kHolderFields = 4;
 
-/** A batch of items as it travels: V8-serialized bytes, or (one item that moves or holds handles) values. */
-export interface Batch {
-  n: number;
-  /** V8 wire bytes of an array of `n` items (see wire.ts), plus side-encoded items. */
-  bytes?: ArrayBuffer;
-  side?: (number | ArrayBuffer)[] | null;
-  /** false: no item refers to one of its objects twice (the decoder may skip tracking identities). */
-  refs?: boolean;
-  /** true: every item is a number, boolean, null or undefined (decoded by V8's own deserializer). */
-  scalars?: boolean;
-  /** Where each item starts in `bytes`, so that a consumer decodes only the items it takes. */
-  offsets?: Uint32Array;
+/**
+ * A batch of items as it travels: V8-serialized bytes with decoding hints (wire.ts's EncodedItems), or (one
+ * item that moves or holds handles) values.
+ */
+export interface Batch extends EncodedItems {
   /** One structured item (marshalled: may contain handle records) and what to transfer with it. */
   values?: unknown[];
   transfer?: unknown[];

@@ -316,13 +316,17 @@ export class BatchEncoder {
   }
 }
 
-/** What BatchReader needs of a batch (lib/queue-protocol.ts's Batch fits). */
+/** A batch as it travels between threads (lib/queue-protocol.ts's Batch adds items that travel as values). */
 export interface EncodedItems {
   n: number;
+  /** V8 wire bytes of an array of `n` items, plus the items serialized beside them (index, bytes, ...). */
   bytes?: ArrayBuffer;
   side?: (number | ArrayBuffer)[] | null;
+  /** false: no item refers to one of its objects twice (the decoder may skip tracking identities). */
   refs?: boolean;
+  /** true: every item is a number, boolean, null or undefined (decoded by V8's own deserializer). */
   scalars?: boolean;
+  /** Where each item starts in `bytes`, so that a consumer decodes only the items it takes. */
   offsets?: Uint32Array;
 }
 
