@@ -402,8 +402,8 @@ export function decodeBatch(bytes: ArrayBuffer, side: (number | ArrayBuffer)[] |
 // Module-level state, so the JIT warms up once. Two-byte strings are decoded by Buffer, not TextDecoder, which
 // would replace lone surrogates with U+FFFD (structured clone keeps them).
 const latin1 = Array.from({ length: 256 }, (_, i) => String.fromCharCode(i));
-const df64 = new Float64Array(1);
-const df64u8 = new Uint8Array(df64.buffer);
+const kShortSlots = 1024;
+const shortStrings: (string | undefined)[] = new Array(kShortSlots).fill(undefined);
 let D8: Uint8Array = new Uint8Array(0);
 let DBUF: Buffer = Buffer.alloc(0);
 let DP = 0;
@@ -411,6 +411,8 @@ let DIDS: object[] = [];
 
 function dVarint(): number {
   const u8 = D8;
+  const first = u8[DP]!;
+  if (first < 0x80) { DP++; return first; }
   let v = 0, shift = 0, b: number;
   do { b = u8[DP++]!; v += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
   return v;
@@ -420,8 +422,19 @@ function dLatin1(length: number): string {
   const u8 = D8;
   if (length === 1) return latin1[u8[DP++]!]!;
   if (length <= 16) {
-    let s = '';
-    for (let i = 0; i < length; i++) s += latin1[u8[DP + i]!]!;
+    // Short strings repeat (keys, enum-like values): reuse the one decoded last time in this slot if it has the
+    // same bytes, instead of building a new string.
+    const p = DP;
+    const slot = (length * 31 + u8[p]! * 7 + u8[p + length - 1]! * 131) & (kShortSlots - 1);
+    let s = shortStrings[slot];
+    if (s !== undefined && s.length === length) {
+      let i = 0;
+      while (i < length && s.charCodeAt(i) === u8[p + i]) i++;
+      if (i === length) { DP += length; return s; }
+    }
+    s = '';
+    for (let i = 0; i < length; i++) s += latin1[u8[p + i]!]!;
+    shortStrings[slot] = s;
     DP += length;
     return s;
   }
@@ -437,7 +450,7 @@ function dRead(): unknown {
     case Tag.Int32: { const z = dVarint(); return (z >>> 1) ^ -(z & 1); }
     case Tag.OneByteString: return dLatin1(dVarint());
     case Tag.TwoByteString: { const n = dVarint(); const s = DBUF.toString('utf16le', DP, DP + n); DP += n; return s; }
-    case Tag.Double: { for (let i = 0; i < 8; i++) df64u8[i] = u8[DP + i]!; DP += 8; return df64[0]; }
+    case Tag.Double: { const x = DBUF.readDoubleLE(DP); DP += 8; return x; }
     case Tag.True: return true;
     case Tag.False: return false;
     case Tag.Null: return null;
