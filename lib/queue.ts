@@ -42,7 +42,7 @@ import {
 } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
 import { wait, type Waiter } from './wait.ts';
-import { BatchEncoder, BatchReader } from './wire.ts';
+import { BatchEncoder, BatchReader, holdsAny } from './wire.ts';
 
 /** Options of `new Queue()`. */
 export interface QueueOptions {
@@ -124,7 +124,7 @@ export class Queue<T = unknown> implements Handle {
   readonly #counters: Int32Array;
   readonly #port: MessagePort;
   readonly #joinable: boolean;
-  #encoder = new BatchEncoder();
+  #encoder = new BatchEncoder({ declines: isHandle });
   #flushScheduled: NodeJS.Immediate | undefined;
   #segments: Segment[] = [];
   /** One past the last index pushed to us (valid once #heard). */
@@ -444,7 +444,7 @@ export class Queue<T = unknown> implements Handle {
   #add(item: unknown, transfer: TransferListItem[] | undefined): void {
     try {
       // Items that move things, hold handles, or hold host objects the encoder declines travel on their own.
-      if (transfer !== undefined || holdsHandles(item) || !this.#encoder.put(item)) this.#postValues(item, transfer);
+      if (transfer !== undefined || !this.#encoder.put(item)) this.#postValues(item, transfer);
     } catch (error) {
       this.#unreserve();
       throw error;
@@ -670,29 +670,6 @@ export class Queue<T = unknown> implements Handle {
   #checkOpen(): void {
     if (this.#closed) throw new ClosedError('queue is closed');
   }
-}
-
-/**
- * True if `found` holds for `value` or for anything inside it, walking arrays and plain objects as marshal() and
- * revive() do (cycle-safe, no recursion, so deep values are fine).
- */
-function holdsAny(value: unknown, found: (v: object) => boolean): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  const seen = new Set<object>();
-  const stack: object[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop()!;
-    if (found(v)) return true;
-    if (seen.has(v)) continue;
-    seen.add(v);
-    const proto = Object.getPrototypeOf(v);
-    if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) continue;
-    for (const key of Object.keys(v)) {
-      const child = (v as Record<string, unknown>)[key];
-      if (typeof child === 'object' && child !== null) stack.push(child);
-    }
-  }
-  return false;
 }
 
 /**

@@ -30,6 +30,32 @@ const Tag = {
   ObjectReference: 0x5e, Padding: 0x00,
 } as const;
 
+/** Thrown out of #value when it meets an object the encoder's `declines` picks. */
+const kDeclined: unique symbol = Symbol('declined');
+
+/**
+ * True if `found` holds for `value` or for anything inside it, walking arrays and plain objects (cycle-safe,
+ * no recursion, so deep values are fine).
+ */
+export function holdsAny(value: unknown, found: (v: object) => boolean): boolean {
+  if (typeof value !== 'object' || value === null) return false;
+  const seen = new Set<object>();
+  const stack: object[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (found(v)) return true;
+    if (seen.has(v)) continue;
+    seen.add(v);
+    const proto = Object.getPrototypeOf(v);
+    if (!Array.isArray(v) && proto !== Object.prototype && proto !== null) continue;
+    for (const key of Object.keys(v)) {
+      const child = (v as Record<string, unknown>)[key];
+      if (typeof child === 'object' && child !== null) stack.push(child);
+    }
+  }
+  return false;
+}
+
 /** Thrown out of writeValue when V8 meets a host object (see BatchEncoder.put). */
 const kHostObject: unique symbol = Symbol('host object');
 
@@ -82,8 +108,15 @@ export class BatchEncoder {
   /** Only numbers, booleans, null and undefined so far: V8's own deserializer reads those ~4x faster than ours. */
   #scalars = true;
 
-  constructor(capacity = 1 << 16) {
-    this.#u8 = new Uint8Array(capacity);
+  readonly #declines: ((value: object) => boolean) | undefined;
+
+  /**
+   * `declines`: objects (other than plain objects and arrays) that put() must not encode, found while it walks
+   * the item anyway: the queue passes its handle test, so an item holding a Queue or Connection is sent apart.
+   */
+  constructor(options: { capacity?: number; declines?: (value: object) => boolean } = {}) {
+    this.#u8 = new Uint8Array(options.capacity ?? 1 << 16);
+    this.#declines = options.declines;
     this.#reset();
   }
 
@@ -98,7 +131,8 @@ export class BatchEncoder {
   /**
    * Captures `value` as the next item; throws (DataCloneError, or what a getter threw) and adds nothing.
    * Returns false, adding nothing, when `value` holds a host object (MessagePort, Blob, ...): only the
-   * platform's structured clone (postMessage) can copy those, so the caller sends that item through it.
+   * platform's structured clone (postMessage) can copy those, so the caller sends that item through it; and
+   * when it holds an object `declines` picks, in an array or plain object.
    */
   put(value: unknown): boolean {
     const pos = this.#pos;
@@ -110,8 +144,11 @@ export class BatchEncoder {
     } catch (error) {
       this.#pos = pos;
       this.#nextId = id;
-      // Very deep values overflow this recursive writer before V8's; let V8 try them.
+      if (error === kDeclined) return false;
+      // Very deep values overflow this recursive writer before V8's; let V8 try them, unless they hold a
+      // declined object deeper than it went.
       if (!(error instanceof RangeError)) throw error;
+      if (this.#declines !== undefined && holdsAny(value, this.#declines)) return false;
       written = false;
     } finally {
       this.#seen.length = 0;
@@ -308,6 +345,7 @@ export class BatchEncoder {
           this.#varint(length);
           return true;
         }
+        if (this.#declines?.(x) === true) throw kDeclined;
         return false;
       }
       default:

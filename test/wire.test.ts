@@ -305,6 +305,23 @@ t('host objects (MessagePort, Blob, BlockList) are declined: put() returns false
   port1.close();
 });
 
+t('objects the encoder is told to decline (queue handles) make put() return false, found at any depth', () => {
+  class Handle {}
+  const encoder = new BatchEncoder({ declines: (v) => v instanceof Handle });
+  assert.ok(encoder.put({ first: [1] }));
+  assert.is(encoder.put(new Handle()), false);
+  assert.is(encoder.put({ a: [1, { h: new Handle() }] }), false);
+  let deep: unknown = { h: new Handle() };
+  for (let i = 0; i < 20_000; i++) deep = [deep]; // deeper than the encoder's own recursion goes
+  assert.is(encoder.put(deep), false);
+  assert.ok(encoder.put(new Map([['not walked', new Handle()]])), 'only arrays and plain objects are searched');
+  assert.is(encoder.count, 2);
+  const batch = encoder.finish();
+  const decoded = decodeBatch(batch.bytes, batch.side);
+  assert.equal(decoded[0], { first: [1] });
+  assert.ok(decoded[1] instanceof Map);
+});
+
 t('a getter that throws: put() throws that error and leaves the batch intact', () => {
   const boom = new Error('getter failed');
   const encoder = new BatchEncoder();
@@ -323,7 +340,7 @@ t('a getter that throws: put() throws that error and leaves the batch intact', (
 
 t('the batch bytes are V8 serialization format; a batch grows past its first buffer', () => {
   const items = Array.from({ length: 3_000 }, (_, i) => ({ i, s: `item ${i} €`, list: [i, -i, i / 3] }));
-  const encoder = new BatchEncoder(64); // tiny on purpose: it must grow many times
+  const encoder = new BatchEncoder({ capacity: 64 }); // tiny on purpose: it must grow many times
   for (const item of items) encoder.put(item);
   const batch = encoder.finish();
   assert.is(batch.side, null, 'plain data needs no side items');
