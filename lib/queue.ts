@@ -268,8 +268,8 @@ export class Queue<T = unknown> implements Handle {
   }
 
   /**
-   * Returns an item available now or throws `Empty`. It sees items already leased to this holder, this
-   * holder's own unsent items when nobody else holds any, and what the hub has (asking it synchronously).
+   * Returns an item available now or throws `Empty`. It sees what the hub already pushed to this holder, and
+   * otherwise hands this holder's unsent items over and asks the hub synchronously (a few ms at most).
    */
   getNowait(): T {
     this.#checkOpen();
@@ -334,8 +334,8 @@ export class Queue<T = unknown> implements Handle {
   }
 
   /**
-   * This holder will put no more. Items already put are still delivered; items leased to it and not taken
-   * go back to the queue for other holders; waiting calls reject with `ClosedError`. Idempotent.
+   * This holder will put no more. Items already put are still delivered; an item it was fetching goes back
+   * to the queue for other holders; waiting calls reject with `ClosedError`. Idempotent.
    */
   close(): void {
     if (this.#closed) return;
