@@ -26,11 +26,11 @@ const CHURN_BYTES_PER_PROCESS = 64 * 1024;
 
 const t = suite('reliability: resources', 180_000);
 
-t('soak: 100,000 x 1 KiB through a queue: all in order, heap flat, no handle left, the program ends by itself', async () => {
-  const { result: r, exitMs } = await runScenario<SoakResult>('soak', { n: 100_000, pad: 1024 }, 170_000);
-  figure('soak 100000 x 1 KiB', r.perSecond, 'items/s', `heap ${r.heapFirstMiB.toFixed(1)} -> ${r.heapLastMiB.toFixed(1)} MiB (slope ${r.heapSlope.toFixed(1)} B/item), RSS ${r.rssFirstMiB.toFixed(0)} -> ${r.rssLastMiB.toFixed(0)} MiB, exit ${exitMs.toFixed(0)} ms after`);
+t('soak: 1,000,000 x 1 KiB through a queue: all in order, heap flat, no handle left, the program ends by itself', async () => {
+  const { result: r, exitMs } = await runScenario<SoakResult>('soak', { n: 1_000_000, pad: 1024 }, 170_000);
+  figure('soak 1000000 x 1 KiB', r.perSecond, 'items/s', `heap ${r.heapFirstMiB.toFixed(1)} -> ${r.heapLastMiB.toFixed(1)} MiB (slope ${r.heapSlope.toFixed(1)} B/item), RSS ${r.rssFirstMiB.toFixed(0)} -> ${r.rssLastMiB.toFixed(0)} MiB, exit ${exitMs.toFixed(0)} ms after`);
   assert.ok(r.gcExposed);
-  assert.is(r.received, 100_000);
+  assert.is(r.received, 1_000_000);
   assert.is(r.outOfOrder, 0);
   assert.is(r.corrupt, 0);
   assert.ok(r.heapSlope < SOAK_BYTES_PER_ITEM, `heap grows ${r.heapSlope.toFixed(1)} bytes per item`);

@@ -30,12 +30,12 @@ if (option('--figures') !== undefined) process.env.MPTHREADS_FIGURES = option('-
 const sizes = quick
   ? {
     fifo: [[0, 200_000], [1, 20_000], [2, 20_000], [16, 100_000], [1000, 200_000]] as [number, number][],
-    mpmc: 200_000, wakeRounds: 2_000, kills: 20, crashes: 1, runs: 300, bigMiB: [64], soak: 200_000,
+    mpmc: 200_000, wakeRounds: 2_000, kills: 20, crashes: 1, runs: 300, bigMiB: [64], soak: 2_000_000,
     churn: { pipes: 2_000, queues: 2_000, processes: 20 }, fairness: 40_000,
   }
   : {
     fifo: [[0, 1_000_000], [1, 1_000_000], [2, 1_000_000], [16, 1_000_000], [1000, 1_000_000]] as [number, number][],
-    mpmc: 1_000_000, wakeRounds: 10_000, kills: 200, crashes: 20, runs: 2_000, bigMiB: [64, 256], soak: 1_000_000,
+    mpmc: 1_000_000, wakeRounds: 10_000, kills: 200, crashes: 20, runs: 2_000, bigMiB: [64, 256], soak: 10_000_000,
     churn: { pipes: 10_000, queues: 10_000, processes: 1_000 }, fairness: 200_000,
   };
 
