@@ -2,7 +2,7 @@
 // raw Worker vs mpthreads Process with a JavaScript task module. Prints one JSON document on stdout.
 //   node bench/start-js.mjs [--reps N]
 // @ts-ignore -- dist/ exists only after `npm run build`.
-import { Pipe, Process } from '../dist/lib/index.js';
+import { Pipe, Process } from '../dist/lib/mpthreads.js';
 import { measureStarts, repsArg } from './tasks/start-measure.mjs';
 
 const result = await measureStarts({

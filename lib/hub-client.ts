@@ -5,20 +5,18 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { currentProcess } from './context.ts';
 import { kHolderFields, Op, type CreateMessage } from './queue-protocol.ts';
 import { PROTOCOL_TAG, type BootData } from './protocol.ts';
-
-const here = import.meta.url;
-const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
-const hubUrl = new URL(here.endsWith('.ts') ? './hub.ts' : './hub.js', here).href;
+import { bootstrapUrl, hubRuntime } from './runtime.ts';
 
 let hub: Worker | undefined;
 
 function startHub(): Worker {
   const self = currentProcess();
   const boot: BootData = {
-    runtime: hubUrl,
-    tsx: hubUrl.endsWith('.ts'),
-    module: hubUrl,
-    target: 'main',
+    runtime: hubRuntime.url,
+    entry: hubRuntime.entry,
+    tsx: hubRuntime.url.endsWith('.ts'),
+    module: hubRuntime.url,
+    target: hubRuntime.entry,
     args: [],
     context: {
       self: { name: `${self.name}/queue-hub`, pid: -1, daemon: true },

@@ -16,6 +16,7 @@ import { commit, marshal } from './handles.ts';
 import { checkOptionsObject, checkTimeout } from './options.ts';
 import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';
+import { bootstrapUrl, processRuntime } from './runtime.ts';
 
 /** Options of `new Process()`. */
 export interface ProcessOptions {
@@ -33,9 +34,6 @@ export interface ProcessOptions {
   resourceLimits?: ResourceLimits;
 }
 
-const here = import.meta.url;
-const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
-const runtimeUrl = new URL(here.endsWith('.ts') ? './worker-main.ts' : './worker-main.js', here).href;
 const typescriptModule = /\.[cm]?tsx?$/;
 
 const running = new Set<Process>();
@@ -130,8 +128,9 @@ export class Process {
     const m = marshal(this.#args);
     const self = currentProcess();
     const boot: BootData = {
-      runtime: runtimeUrl,
-      tsx: runtimeUrl.endsWith('.ts') || typescriptModule.test(modulePath),
+      runtime: processRuntime.url,
+      entry: processRuntime.entry,
+      tsx: processRuntime.url.endsWith('.ts') || typescriptModule.test(modulePath),
       module: this.#module.href,
       target: this.#target,
       args: m.value as unknown[],
@@ -153,7 +152,7 @@ export class Process {
     this.#worker = worker;
     this.#pid = worker.threadId;
     running.add(this);
-    if (useSpare) prepareSpare(bootstrapUrl, runtimeUrl);
+    if (useSpare) prepareSpare(bootstrapUrl, processRuntime.url);
     worker.on('message', (message: unknown) => {
       if (isWorkerMessage(message) && message[PROTOCOL_TAG] === Kind.Error) this.#onError(deserializeError(message.error));
     });

@@ -1,6 +1,8 @@
-// The built package: `tsc -p tsconfig.build.json` writes dist/, and a plain JavaScript program that imports
-// the package by its name `mpthreads` (through node_modules, as a user would install it) runs under plain
-// `node`, with no tsx anywhere: a Process started from a .mjs task module sends a message through a Pipe.
+// The built package: `npm run build` writes dist/ (tsc's files and types, and the single-file build
+// dist/lib/mpthreads.js that the package exports), and a plain JavaScript program that imports the package by
+// its name `mpthreads` (through node_modules, as a user would install it) runs under plain `node`, with no tsx
+// anywhere: a Process started from a .mjs task module sends a message through a Pipe and items through a Queue
+// (whose hub worker starts from the same file).
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,17 +16,20 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 
 const program = `
-import { Process, Pipe, isMainThread, currentProcess, ProcessError } from 'mpthreads';
+import { Process, Pipe, Queue, isMainThread, currentProcess, ProcessError } from 'mpthreads';
 
-export function producer(conn, n) {
+export async function producer(conn, n, q) {
   conn.send({ value: n * 2, from: currentProcess().name, tsx: process.execArgv.join(' ').includes('tsx') });
+  for (let i = 0; i < 3; i++) await q.put({ i, isQueue: q instanceof Queue });
 }
 
 if (isMainThread) {
   const [reader, writer] = Pipe(false);
-  const p = new Process({ target: producer, module: import.meta.url, args: [writer, 21], name: 'js-producer' });
+  const q = new Queue();
+  const p = new Process({ target: producer, module: import.meta.url, args: [writer, 21, q], name: 'js-producer' });
   p.start();
   const message = await reader.recv();
+  const items = [await q.get(), await q.get(), await q.get()];
   await p.join();
 
   const missing = new Process({ target: 'noSuchExport', module: import.meta.url });
@@ -34,6 +39,7 @@ if (isMainThread) {
 
   console.log(JSON.stringify({
     message,
+    items,
     exitCode: p.exitCode,
     missing: { exitCode: missing.exitCode, isProcessError: missing.error instanceof ProcessError, message: missing.error?.message },
   }));
@@ -42,10 +48,10 @@ if (isMainThread) {
 
 const t = suite('dist: the built package under plain node');
 
-t('tsc builds dist/, and a plain .mjs program importing "mpthreads" runs a Process and a Pipe', async () => {
-  const build = await run('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, ms: 150_000 });
-  assert.is(build.code, 0, `tsc failed:\n${build.stdout}\n${build.stderr}`);
-  for (const file of ['dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/worker-main.js', 'dist/workers/bootstrap.mjs']) {
+t('npm run build writes dist/, and a plain .mjs program importing "mpthreads" runs a Process, a Pipe and a Queue', async () => {
+  const build = await run('npm', ['run', 'build'], { cwd: root, ms: 150_000 });
+  assert.is(build.code, 0, `the build failed:\n${build.stdout}\n${build.stderr}`);
+  for (const file of ['dist/lib/mpthreads.js', 'dist/lib/index.js', 'dist/lib/index.d.ts', 'dist/lib/worker-main.js', 'dist/workers/bootstrap.mjs']) {
     assert.ok(existsSync(join(root, file)), `${file} was built`);
   }
   const types = await readFile(join(root, 'dist/lib/index.d.ts'), 'utf8');
@@ -65,10 +71,13 @@ t('tsc builds dist/, and a plain .mjs program importing "mpthreads" runs a Proce
     assert.is(result.code, 0, result.stderr);
     const out = JSON.parse(result.stdout.trim()) as {
       message: { value: number; from: string; tsx: boolean };
+      items: { i: number; isQueue: boolean }[];
       exitCode: number;
       missing: { exitCode: number; isProcessError: boolean; message: string };
     };
     assert.equal(out.message, { value: 42, from: 'js-producer', tsx: false });
+    // The worker's Queue is the class its module imported as 'mpthreads': one module, not two copies.
+    assert.equal(out.items, [{ i: 0, isQueue: true }, { i: 1, isQueue: true }, { i: 2, isQueue: true }]);
     assert.is(out.exitCode, 0);
     assert.is(out.missing.exitCode, 1);
     assert.is(out.missing.isProcessError, true);

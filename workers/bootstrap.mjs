@@ -30,7 +30,7 @@ try {
   if (boot.tsx) await registerTsx();
   const runtime = await import(boot.runtime);
   if (boot.standby) boot = await bootMessage();
-  await runtime.main(boot);
+  await runtime[boot.entry](boot);
 } catch (error) {
   // Only reached when the runtime itself cannot load; the runtime reports everything after that.
   const e = /** @type {Error} */ (error);

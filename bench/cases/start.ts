@@ -7,14 +7,12 @@
 // empty. The cold first start of each kind is in the note.
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { percentile } from '../tasks/payloads.mjs';
 import { sizeOf, type BenchCase, type CaseContext, type Measurement } from './types.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const require = createRequire(import.meta.url);
 
 /** A case that cannot run in this configuration: reported as skipped, with the reason. */
 export class SkipCase extends Error {
@@ -53,8 +51,8 @@ async function startRow(ctx: CaseContext, impl: string, child: 'js' | 'ts'): Pro
 async function runJsChild(ctx: CaseContext, reps: number): Promise<ChildRow[]> {
   if (distIsStale()) {
     if (ctx.quick) throw new SkipCase('dist/ is missing or older than lib/: run `npm run build` to include it in --quick');
-    ctx.progress('building dist/ (npx tsc -p tsconfig.build.json)');
-    await run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json']);
+    ctx.progress('building dist/ (npm run build)');
+    await run('npm', ['run', 'build']);
     if (distIsStale()) throw new Error('dist/ is still older than lib/ after the build');
   }
   ctx.progress(`node bench/start-js.mjs --reps ${reps}`);
@@ -80,9 +78,9 @@ function run(file: string, args: string[]): Promise<string> {
   });
 }
 
-/** True when dist/lib/index.js is missing or older than any file in lib/ or workers/. */
+/** True when dist/lib/mpthreads.js is missing or older than any file in lib/ or workers/. */
 function distIsStale(): boolean {
-  const built = join(root, 'dist', 'lib', 'index.js');
+  const built = join(root, 'dist', 'lib', 'mpthreads.js');
   if (!existsSync(built)) return true;
   const builtAt = statSync(built).mtimeMs;
   for (const dir of ['lib', 'workers']) {

@@ -1,7 +1,7 @@
 // The start case's JavaScript task module, run by bench/start-js.mjs under plain node: it imports the
 // built package (as a user's JavaScript would) and sends one message as soon as its target runs.
 // @ts-ignore -- dist/ exists only after `npm run build`; the bench builds it before using this file.
-import { currentProcess } from '../../dist/lib/index.js';
+import { currentProcess } from '../../dist/lib/mpthreads.js';
 
 /** @param {import('../../lib/index.ts').Connection<string>} conn */
 export function startTask(conn) {
