@@ -15,7 +15,7 @@
 //     holder counted but never sent, and is taken off the queue's size (and unfinished count).
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
 import { parentPort, type MessagePort } from 'node:worker_threads';
-import { decodeBatch } from './wire.ts';
+import { batchByteLength, decodeBatch } from './wire.ts';
 import {
   kClaimed, kFetchIndex, kFetching, kPutCount, kReply, kReserved, kUnfinished, Op,
   type Batch, type CreateMessage, type HolderMessage, type HubMessage,
@@ -211,12 +211,7 @@ const kMoveBytes = 8 << 20;
 
 /** Sent only on Fetch: items that move things, and very large single items. */
 function isDeferred(batch: Batch): boolean {
-  if (batch.values !== undefined) return true;
-  if (batch.n !== 1) return false;
-  let bytes = batch.bytes!.byteLength;
-  if (bytes >= kMoveBytes) return true;
-  for (const buffer of buffersOf(batch)) bytes += buffer.byteLength;
-  return bytes >= kMoveBytes;
+  return batch.values !== undefined || (batch.n === 1 && batchByteLength(batch) >= kMoveBytes);
 }
 
 function buffersOf(batch: Batch): ArrayBuffer[] {

@@ -42,7 +42,7 @@ import {
 } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
 import { wait, type Waiter } from './wait.ts';
-import { BatchEncoder, BatchReader, holdsAny } from './wire.ts';
+import { batchByteLength, BatchEncoder, BatchReader, holdsAny } from './wire.ts';
 
 /** Options of `new Queue()`. */
 export interface QueueOptions {
@@ -633,7 +633,7 @@ export class Queue<T = unknown> implements Handle {
     this.#heardTo = (base + batch.n) | 0;
     this.#segments.push({ base, n: batch.n, batch, reader: undefined, deferred: message.deferred === true });
     if (message.deferred !== true) {
-      const perItem = (batch.bytes!.byteLength + sideBytes(batch)) / batch.n;
+      const perItem = batchByteLength(batch) / batch.n;
       this.#window = Math.max(4, Math.min(kWindowItems, Math.floor(kWindowBytes / perItem)));
     }
   }
@@ -678,12 +678,6 @@ export class Queue<T = unknown> implements Handle {
  */
 function holdsHandles(item: unknown): boolean {
   return mayHoldHandles(item) && holdsAny(item, isHandle);
-}
-
-function sideBytes(batch: Batch): number {
-  let bytes = 0;
-  if (batch.side) for (let i = 1; i < batch.side.length; i += 2) bytes += (batch.side[i] as ArrayBuffer).byteLength;
-  return bytes;
 }
 
 const isWireRecord = (v: object): boolean => typeof (v as Record<string, unknown>)[WIRE_TAG] === 'string';

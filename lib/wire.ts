@@ -394,11 +394,7 @@ export class BatchReader {
     if (batch.side) {
       this.#sideAt ??= new Map(Array.from({ length: batch.side.length / 2 }, (_, k) => [batch.side![2 * k] as number, batch.side![2 * k + 1] as ArrayBuffer]));
       const side = this.#sideAt.get(i);
-      if (side !== undefined) {
-        const d = new v8.Deserializer(Buffer.from(side));
-        d.readHeader();
-        return d.readValue();
-      }
+      if (side !== undefined) return readV8(side);
     }
     this.#u8 ??= new Uint8Array(batch.bytes!);
     this.#buffer ??= Buffer.from(batch.bytes!);
@@ -412,6 +408,20 @@ export class BatchReader {
   }
 }
 
+/** The bytes a batch carries: its encoding and the items serialized beside it. */
+export function batchByteLength(batch: EncodedItems): number {
+  let bytes = batch.bytes?.byteLength ?? 0;
+  if (batch.side) for (let i = 1; i < batch.side.length; i += 2) bytes += (batch.side[i] as ArrayBuffer).byteLength;
+  return bytes;
+}
+
+/** One value V8-serialized with its header (an item beside the batch, or a whole batch). */
+function readV8(buffer: ArrayBuffer): unknown {
+  const d = new v8.Deserializer(Buffer.from(buffer));
+  d.readHeader();
+  return d.readValue();
+}
+
 /** Decodes a sealed batch back into its items (structured-clone equivalent copies). */
 export function decodeBatch(bytes: ArrayBuffer, side: (number | ArrayBuffer)[] | null, refs = true, scalars = false): unknown[] {
   if (scalars) return v8.deserialize(Buffer.from(bytes)) as unknown[];
@@ -422,16 +432,10 @@ export function decodeBatch(bytes: ArrayBuffer, side: (number | ArrayBuffer)[] |
     // The shape path takes two frames per level: a very deep item that overflowed it fits the plain one, which
     // goes deeper than V8's own deserializer does.
     if (!refs && error instanceof RangeError) return decodeBatch(bytes, side, true, false);
-    const d = new v8.Deserializer(Buffer.from(bytes));
-    d.readHeader();
-    items = d.readValue() as unknown[];
+    items = readV8(bytes) as unknown[];
   }
   if (side !== null) {
-    for (let i = 0; i < side.length; i += 2) {
-      const d = new v8.Deserializer(Buffer.from(side[i + 1] as ArrayBuffer));
-      d.readHeader();
-      items[side[i] as number] = d.readValue();
-    }
+    for (let i = 0; i < side.length; i += 2) items[side[i] as number] = readV8(side[i + 1] as ArrayBuffer);
   }
   return items;
 }
