@@ -12,12 +12,16 @@
 //     slides to `width` past kClaimed. Items that move things (values) and single items of 8 MiB or more are
 //     pushed as placeholders and sent only on Fetch, moved: such an entry is `gone` once fetched.
 //   `received` counts the items a holder's port delivered; counters[kPutCount] - received is what a departed
-//     holder counted but never sent, and is taken off the queue's size (and unfinished count).
+//     holder counted but never sent, and is taken off the queue's size (kReserved; for a JoinableQueue that is
+//     also its unfinished count).
+//   kReserved = (sum of every holder's kPutCount, departed ones included) - `adjusted`, except while a holder
+//     is between its two counting steps (kCounting); one that died there leaves the queue `unsettled` until
+//     settle() has seen a moment with no holder counting and put the difference right.
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { batchByteLength, decodeBatch } from './wire.ts';
 import {
-  kClaimed, kFetchIndex, kFetching, kPutCount, kReply, kReserved, kUnfinished, Op,
+  kAttaching, kClaimed, kCounting, kDone, kFetchIndex, kFetching, kJoinWake, kPutCount, kReply, kReserved, Op,
   type Batch, type CreateMessage, type HolderMessage, type HubMessage,
 } from './queue-protocol.ts';
 
@@ -34,10 +38,65 @@ class HubQueue {
   readonly log: Entry[] = [];
   available = 0;
   readonly holders = new Set<Holder>();
+  /** Taken off kReserved by the hub (items dead holders never sent) minus added (items queued again). */
+  adjusted = 0;
+  /** The kPutCount of every departed holder, summed (modulo 2^32). */
+  departedPuts = 0;
+  /** A holder died between its two counting steps: kReserved may be one off. */
+  unsettled = false;
+  settleTimer: NodeJS.Timeout | undefined;
+  settleDelay = 1;
 
   constructor(shared: SharedArrayBuffer, joinable: boolean) {
     this.counters = new Int32Array(shared);
     this.joinable = joinable;
+  }
+
+  /** Takes `n` items off the queue's count (negative: adds them), and wakes whoever waits on a lower count. */
+  uncount(n: number): void {
+    const counters = this.counters;
+    Atomics.sub(counters, kReserved, n);
+    this.adjusted = (this.adjusted + n) | 0;
+    if (n > 0) {
+      Atomics.notify(counters, kClaimed); // puts blocked on a full queue re-check the size
+      if (this.joinable) { // join() re-checks the unfinished count
+        Atomics.add(counters, kJoinWake, 1);
+        Atomics.notify(counters, kJoinWake);
+      }
+    }
+  }
+
+  /**
+   * Puts kReserved right after a holder died between its two counting steps, by comparing it with every
+   * holder's kPutCount. That needs a moment when no live holder is counting (or attaching a holder the hub
+   * cannot see yet): the kPutCounts are read before and after kReserved and must not have moved. Otherwise it
+   * tries again a little later; meanwhile the size is at most one too high per such death.
+   */
+  settle(): void {
+    this.settleTimer = undefined;
+    if (!this.unsettled || this.holders.size === 0) return;
+    const counters = this.counters;
+    const puts: number[] = [];
+    let sum = this.departedPuts;
+    for (const holder of this.holders) {
+      const n = Atomics.load(holder.counters, kPutCount);
+      puts.push(n);
+      sum += n;
+    }
+    const reserved = Atomics.load(counters, kReserved);
+    let i = 0;
+    for (const holder of this.holders) {
+      const c = holder.counters;
+      if (Atomics.load(c, kCounting) !== 0 || Atomics.load(c, kAttaching) !== 0 || Atomics.load(c, kPutCount) !== puts[i++]) {
+        this.settleDelay = Math.min(this.settleDelay * 2, 100);
+        this.settleTimer = setTimeout(() => this.settle(), this.settleDelay);
+        return;
+      }
+    }
+    const uncounted = (reserved + this.adjusted - sum) | 0;
+    if (uncounted !== 0) this.uncount(uncounted);
+    this.unsettled = false;
+    this.settleDelay = 1;
   }
 
   /** The absolute index of `cell`, an index held modulo 2^32 within 2^31 of `available`. */
@@ -143,6 +202,7 @@ class Holder {
         return;
       case Op.Attach:
         new Holder(queue, message.port as unknown as MessagePort, message.counters);
+        Atomics.sub(this.counters, kAttaching, 1);
         return;
       case Op.Close:
         this.port.close();
@@ -181,12 +241,11 @@ class Holder {
     const queue = this.queue;
     if (!queue.holders.delete(this)) return;
     const counters = queue.counters;
-    const lost = Atomics.load(this.counters, kPutCount) - this.received;
-    if (lost > 0) {
-      Atomics.sub(counters, kReserved, lost);
-      Atomics.notify(counters, kClaimed); // puts blocked on a full queue re-check the size
-      if (queue.joinable && Atomics.sub(counters, kUnfinished, lost) === lost) Atomics.notify(counters, kUnfinished);
-    }
+    const puts = Atomics.load(this.counters, kPutCount);
+    queue.departedPuts = (queue.departedPuts + puts) | 0;
+    const lost = (puts - this.received) | 0;
+    if (lost > 0) queue.uncount(lost);
+    if (Atomics.load(this.counters, kCounting) !== 0) queue.unsettled = true;
     // It claimed an item and died before its get returned it: queue that item again, at the end.
     if (Atomics.load(this.counters, kFetching) === 2) {
       const index = queue.abs(Atomics.load(this.counters, kFetchIndex));
@@ -195,12 +254,19 @@ class Holder {
         const batch: Batch = entry.batch.values !== undefined
           ? entry.batch
           : { n: 1, values: [decodeBatch(entry.batch.bytes!, entry.batch.side ?? null)[index - entry.base]] };
-        Atomics.add(counters, kReserved, 1);
+        queue.uncount(-1);
+        // Its task was counted when it was first put: one taskDone() settles it, whoever gets it now.
+        if (queue.joinable) Atomics.add(counters, kDone, 1);
         queue.sequence(batch);
       }
     }
-    if (queue.holders.size === 0) queues.delete(queue);
-    else queue.trim();
+    if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
+    if (queue.holders.size === 0) {
+      queues.delete(queue);
+      clearTimeout(queue.settleTimer);
+    } else {
+      queue.trim();
+    }
   }
 }
 

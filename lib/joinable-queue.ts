@@ -1,11 +1,12 @@
 // JoinableQueue: a Queue whose consumers mark items done, so a producer can wait for all work to finish.
-// The unfinished count lives in the queue's shared counters (kUnfinished): put() adds one in the producer's
-// thread, taskDone() subtracts one in any thread, join() waits in any thread for it to reach 0. The hub
-// subtracts items a dead producer counted but never sent.
+// The unfinished count is the queue's shared kReserved (items put, ever) minus kDone (taskDone() calls, ever):
+// put() counts its task in the same atomic step that counts its item, taskDone() adds to kDone in any thread,
+// join() waits in any thread for the two to meet. The hub takes items a dead producer counted but never sent
+// off kReserved, and so off the unfinished count too.
 import { ProcessError } from './errors.ts';
 import { registerHandle } from './handles.ts';
 import { Queue, reviveQueue } from './queue.ts';
-import { kUnfinished } from './queue-protocol.ts';
+import { kDone, kJoinWake, kReserved } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
 
 /**
@@ -27,10 +28,14 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
     this.checkOpen();
     const counters = this.sharedCounters;
     for (;;) {
-      const unfinished = Atomics.load(counters, kUnfinished);
+      const done = Atomics.load(counters, kDone);
+      const unfinished = (Atomics.load(counters, kReserved) - done) | 0;
       if (unfinished <= 0) throw new ProcessError('taskDone() called too many times', 'ERR_TASK_DONE_TOO_MANY');
-      if (Atomics.compareExchange(counters, kUnfinished, unfinished, unfinished - 1) === unfinished) {
-        if (unfinished === 1) Atomics.notify(counters, kUnfinished);
+      if (Atomics.compareExchange(counters, kDone, done, (done + 1) | 0) === done) {
+        if (unfinished === 1) {
+          Atomics.add(counters, kJoinWake, 1);
+          Atomics.notify(counters, kJoinWake);
+        }
         return;
       }
     }
@@ -41,7 +46,10 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
     this.checkOpen();
     this.holdOpen(1);
     try {
-      await waitForCell(this.sharedCounters, kUnfinished, (unfinished) => unfinished <= 0, Infinity, undefined);
+      // The unfinished count spans two cells, so wait on kJoinWake, read before the count is checked.
+      const counters = this.sharedCounters;
+      const finished = () => ((Atomics.load(counters, kReserved) - Atomics.load(counters, kDone)) | 0) <= 0;
+      await waitForCell(counters, kJoinWake, finished, Infinity, undefined);
     } finally {
       this.holdOpen(-1);
     }

@@ -15,26 +15,45 @@ import type { EncodedItems } from './wire.ts';
 // Queue-wide counters (Int32Array over a SharedArrayBuffer, one per queue). Producers write kReserved on every
 // put and consumers kClaimed on every get: each sits on its own 64-byte cache line, so that the two sides do not
 // pull one line back and forth between cores.
-/** Items counted by put (a slot reserved, for a bounded queue). The queue's size is kReserved - kClaimed. */
+/**
+ * Items counted by put (a slot reserved, for a bounded queue), ever: it only falls when the hub takes off what
+ * a dead holder counted and never sent. The queue's size is kReserved - kClaimed.
+ */
 export const kReserved = 0;
 /** The next index to claim: how many items gets have taken. Notified after each claim on a bounded queue. */
 export const kClaimed = 16;
-/** JoinableQueue: items put and not yet marked done by taskDone(). */
-export const kUnfinished = 32;
-export const kQueueFields = 33;
+/**
+ * JoinableQueue: taskDone() calls so far. Unfinished tasks are kReserved - kDone, so a put counts its task in
+ * the same atomic step that counts its item.
+ */
+export const kDone = 32;
+/**
+ * JoinableQueue: bumped and notified whenever the unfinished count may have reached 0 (the last taskDone(),
+ * the hub taking lost items off). join() waits on this cell: it changes whichever of the two did it.
+ */
+export const kJoinWake = 33;
+export const kQueueFields = 34;
 
 // Per-holder counters (one Int32Array per handle, shared between the holder and the hub).
 /** Items this holder counted in kReserved (at put time, before they leave the thread). */
 export const kPutCount = 0;
 /**
+ * 1 while this holder changes kReserved and kPutCount, two cells no single atomic step can change together. A
+ * thread can be terminated between the two (seen in about 1 kill in 500), so a holder that dies with this set
+ * may have counted one item in one cell only; the hub then works out the difference (HubQueue.settle).
+ */
+export const kCounting = 1;
+/**
  * 1: this holder is about to claim the item at kFetchIndex, one the hub only sends on Fetch (the hub keeps it);
  * 2: it claimed it and waits for the hub to send it (if the holder dies now, the hub queues it again); 0: neither.
  */
-export const kFetching = 1;
-export const kFetchIndex = 2;
+export const kFetching = 2;
+export const kFetchIndex = 3;
 /** Bumped (and notified) by the hub after it answered a synchronous request (getNowait). */
-export const kReply = 3;
-export const kHolderFields = 4;
+export const kReply = 4;
+/** Attach messages this holder posted that the hub has not handled yet: holders the hub does not know of. */
+export const kAttaching = 5;
+export const kHolderFields = 6;
 
 /**
  * A batch of items as it travels: V8-serialized bytes with decoding hints (wire.ts's EncodedItems), or (one

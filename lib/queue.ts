@@ -16,7 +16,7 @@
 //   size = kReserved - kClaimed: put adds to kReserved before it resolves (for a bounded queue by CAS, never
 //     past maxsize), a get's claim adds to kClaimed. kPutCount (this holder) counts this holder's share of
 //     kReserved, from the moment the slot is taken (before the item is captured), so the hub can subtract what
-//     a dead holder never sent.
+//     a dead holder never sent. kCounting is 1 exactly while the two differ by this holder's doing.
 //   #segments are in index order, each one a batch the hub pushed; a segment leaves once kClaimed passed its end.
 //     Only an index this holder has in #segments is ever claimed here.
 //   The window (#windowTo) is extended by at least half its size before the claims reach its end, and after a
@@ -37,7 +37,7 @@ import { isHandle, kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, r
 import { createQueueInHub } from './hub-client.ts';
 import { checkNonNegativeInteger, checkOptionsObject, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from './options.ts';
 import {
-  kClaimed, kFetchIndex, kFetching, kHolderFields, kPutCount, kQueueFields, kReply, kReserved, kUnfinished, Op,
+  kAttaching, kClaimed, kCounting, kFetchIndex, kJoinWake, kFetching, kHolderFields, kPutCount, kQueueFields, kReply, kReserved, Op,
   type Batch, type HolderMessage, type HubMessage,
 } from './queue-protocol.ts';
 import { waitForCell } from './shared-wait.ts';
@@ -371,7 +371,15 @@ export class Queue<T = unknown> implements Handle {
     this.#flush(); // what we put before the handover comes before what the receiver puts
     const { port1, port2 } = new MessageChannel();
     const counters = new SharedArrayBuffer(kHolderFields * Int32Array.BYTES_PER_ELEMENT);
-    this.#post({ op: Op.Attach, port: port1, counters }, [port1]);
+    // Until the hub has handled this Attach, the new holder's puts count in kReserved and in counters the hub
+    // cannot see yet: it must not settle (HubQueue.settle) meanwhile.
+    Atomics.add(this.#counters, kAttaching, 1);
+    try {
+      this.#post({ op: Op.Attach, port: port1, counters }, [port1]);
+    } catch (error) {
+      Atomics.sub(this.#counters, kAttaching, 1);
+      throw error;
+    }
     transfer.push(port2);
     return { [WIRE_TAG]: this.#kind(), port: port2, shared: this.#sharedBuffer, counters, maxsize: this.#maxsize };
   }
@@ -407,33 +415,45 @@ export class Queue<T = unknown> implements Handle {
   // --- put side -------------------------------------------------------------------------------------
 
   /**
-   * Takes a slot. The item is counted as put (kPutCount, kUnfinished) in the same step, before it is
-   * captured: a holder terminated from here on (say, inside a getter of the item) is settled by the hub,
-   * which subtracts kPutCount - received; counting only after the capture would leak the slot for good.
+   * Takes a slot. The item is counted as put (kPutCount; for a JoinableQueue that is also its unfinished task)
+   * in the same step, before it is captured: a holder terminated from here on (say, inside a getter of the item)
+   * is settled by the hub, which subtracts kPutCount - received; counting only after the capture would leak the
+   * slot for good. kCounting brackets the two cells, for a termination that falls between them.
    */
   #tryReserve(): boolean {
     const shared = this.#shared;
+    const counters = this.#counters;
+    Atomics.store(counters, kCounting, 1);
     if (this.#maxsize === 0) {
       Atomics.add(shared, kReserved, 1);
     } else {
       for (;;) {
         // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
         const reserved = Atomics.load(shared, kReserved);
-        if (((reserved - Atomics.load(shared, kClaimed)) | 0) >= this.#maxsize) return false;
+        if (((reserved - Atomics.load(shared, kClaimed)) | 0) >= this.#maxsize) {
+          Atomics.store(counters, kCounting, 0);
+          return false;
+        }
         if (Atomics.compareExchange(shared, kReserved, reserved, (reserved + 1) | 0) === reserved) break;
       }
     }
-    Atomics.add(this.#counters, kPutCount, 1);
-    if (this.#joinable) Atomics.add(shared, kUnfinished, 1);
+    Atomics.add(counters, kPutCount, 1);
+    Atomics.store(counters, kCounting, 0);
     return true;
   }
 
   /** Gives back a slot whose item could not be captured or sent. */
   #unreserve(): void {
+    const shared = this.#shared;
+    Atomics.store(this.#counters, kCounting, 1);
     Atomics.sub(this.#counters, kPutCount, 1);
-    if (this.#joinable && Atomics.sub(this.#shared, kUnfinished, 1) === 1) Atomics.notify(this.#shared, kUnfinished);
-    Atomics.sub(this.#shared, kReserved, 1);
-    if (this.#maxsize > 0) Atomics.notify(this.#shared, kClaimed);
+    Atomics.sub(shared, kReserved, 1);
+    Atomics.store(this.#counters, kCounting, 0);
+    if (this.#joinable) {
+      Atomics.add(shared, kJoinWake, 1);
+      Atomics.notify(shared, kJoinWake);
+    }
+    if (this.#maxsize > 0) Atomics.notify(shared, kClaimed);
   }
 
   #size(): number {
