@@ -253,7 +253,7 @@ class Holder {
       if (entry !== undefined && entry.gone !== true) {
         const batch: Batch = entry.batch.values !== undefined
           ? entry.batch
-          : { n: 1, values: [decodeBatch(entry.batch.bytes!, entry.batch.side ?? null)[index - entry.base]] };
+          : { n: 1, values: [decodeBatch(entry.batch)[index - entry.base]] };
         queue.uncount(-1);
         // Its task was counted when it was first put: one taskDone() settles it, whoever gets it now.
         if (queue.joinable) Atomics.add(counters, kDone, 1);

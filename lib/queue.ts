@@ -541,7 +541,7 @@ export class Queue<T = unknown> implements Handle {
     }
     if (this.#encoder.count === 0) return;
     const encoded = this.#encoder.finish();
-    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side, refs: encoded.refs, scalars: encoded.scalars, offsets: encoded.offsets };
+    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side, refs: encoded.refs, scalars: encoded.scalars, offsets: encoded.offsets, shapes: encoded.shapes };
     this.#post({ op: Op.Put, batch }, encoded.transfer);
   }
 

@@ -21,9 +21,9 @@ function roundTrip(items: unknown[], compareHinted = true): unknown[] {
   assert.is(encoder.count, 0, 'finish() starts a new batch');
   // The queue decodes with the batch's hints (no back-references: shape-built objects; only scalars: V8's
   // deserializer); both ways must give the same items as decoding with none.
-  const hinted = decodeBatch(batch.bytes, batch.side, batch.refs, batch.scalars);
+  const hinted = decodeBatch(batch);
   if (compareHinted) {
-    same(hinted, decodeBatch(batch.bytes, batch.side), 'hinted decode');
+    same(hinted, decodeBatch(batch, false), 'hinted decode');
     // A consumer's reader decodes the items one by one, in any order.
     const reader = new BatchReader(batch);
     const one = Array.from({ length: batch.n }, (_, i) => batch.n - 1 - i).map((i) => [i, reader.item(i)] as const);
@@ -201,7 +201,7 @@ t('an item is captured at put(): later changes to it do not show', () => {
   item.map.set('k', 2);
   encoder.put(item);
   const batch = encoder.finish();
-  const [before, after] = decodeBatch(batch.bytes, batch.side) as (typeof item)[];
+  const [before, after] = decodeBatch(batch, false) as (typeof item)[];
   assert.equal(before!.list, [1]);
   assert.is(before!.map.get('k'), 1);
   assert.equal(after!.list, [1, 2]);
@@ -284,7 +284,7 @@ t('values structuredClone refuses throw DataCloneError and leave the batch intac
     good.push(after);
   }
   const batch = encoder.finish();
-  const decoded = decodeBatch(batch.bytes, batch.side);
+  const decoded = decodeBatch(batch, false);
   assert.is(decoded.length, good.length);
   good.forEach((item, i) => same(decoded[i], structuredClone(item), `item ${i}`));
 });
@@ -301,7 +301,7 @@ t('host objects (MessagePort, Blob, BlockList) are declined: put() returns false
   assert.is(throws(() => encoder.put({ f: () => 1, port: port1 }), DOMException).name, 'DataCloneError');
   assert.is(encoder.put({ last: 'x' }), true);
   const batch = encoder.finish();
-  assert.equal(decodeBatch(batch.bytes, batch.side), [{ first: [1] }, { last: 'x' }]);
+  assert.equal(decodeBatch(batch, false), [{ first: [1] }, { last: 'x' }]);
   port1.close();
 });
 
@@ -317,7 +317,7 @@ t('objects the encoder is told to decline (queue handles) make put() return fals
   assert.ok(encoder.put(new Map([['not walked', new Handle()]])), 'only arrays and plain objects are searched');
   assert.is(encoder.count, 2);
   const batch = encoder.finish();
-  const decoded = decodeBatch(batch.bytes, batch.side);
+  const decoded = decodeBatch(batch, false);
   assert.equal(decoded[0], { first: [1] });
   assert.ok(decoded[1] instanceof Map);
 });
@@ -335,22 +335,47 @@ t('a getter that throws: put() throws that error and leaves the batch intact', (
   }
   encoder.put({ last: [3] });
   const batch = encoder.finish();
-  assert.equal(decodeBatch(batch.bytes, batch.side), [{ first: 1 }, { last: [3] }]);
+  assert.equal(decodeBatch(batch, false), [{ first: 1 }, { last: [3] }]);
 });
 
-t('the batch bytes are V8 serialization format; a batch grows past its first buffer', () => {
-  const items = Array.from({ length: 3_000 }, (_, i) => ({ i, s: `item ${i} €`, list: [i, -i, i / 3] }));
+t('the batch bytes are V8 serialization format, objects aside; a batch grows past its first buffer', () => {
+  const items = Array.from({ length: 3_000 }, (_, i) => [i, `item ${i} €`, [i, -i, i / 3], true, null]);
   const encoder = new BatchEncoder({ capacity: 64 }); // tiny on purpose: it must grow many times
   for (const item of items) encoder.put(item);
   const batch = encoder.finish();
   assert.is(batch.side, null, 'plain data needs no side items');
+  assert.is(batch.shapes, undefined, 'no objects, no shapes');
   assert.ok(batch.transfer.includes(batch.bytes));
   same(v8.deserialize(Buffer.from(batch.bytes)), structuredClone(items), 'v8.deserialize of the batch');
-  same(decodeBatch(batch.bytes, batch.side), structuredClone(items), 'decodeBatch');
+  same(decodeBatch(batch, false), structuredClone(items), 'decodeBatch');
   // The encoder is reusable after finish().
   encoder.put('again');
   const next = encoder.finish();
-  assert.equal(decodeBatch(next.bytes, next.side), ['again']);
+  assert.equal(decodeBatch(next, false), ['again']);
+});
+
+t('objects of one shape carry their keys once per batch, and every batch names the shapes it uses', () => {
+  const encoder = new BatchEncoder();
+  const items = Array.from({ length: 100 }, (_, i) => ({ id: i, name: `n${i}`, tags: [{ id: -i, name: 'inner' }] }));
+  const other = { b: 1, a: 2 }; // same keys, other order: another shape
+  for (const item of items) encoder.put(item);
+  encoder.put(other);
+  const first = encoder.finish();
+  assert.equal(first.shapes, [['id', 'name', 'tags'], ['id', 'name'], ['b', 'a']]);
+  assert.ok(first.bytes.byteLength < 100 * 40, `${first.bytes.byteLength} bytes: the keys were written per object`);
+  same(decodeBatch(first), structuredClone([...items, other]));
+  same(decodeBatch(first, false), structuredClone([...items, other]));
+  // A later batch numbers its shapes afresh: a consumer may see it without the first.
+  encoder.put({ b: 3, a: 4 });
+  const second = encoder.finish();
+  assert.equal(second.shapes, [['b', 'a']]);
+  same(new BatchReader(second).item(0), { b: 3, a: 4 });
+  // Keys an object literal would not keep as written (a __proto__ key, integer-like keys) still round-trip.
+  const odd = [
+    JSON.parse('{"__proto__": 1, "x": 2}'), { 2: 'b', 1: 'a', z: 0 }, Object.assign(Object.create(null), { k: 1 }),
+    { 'a\u0000b': 1 }, { a: 2, b: 3 }, { '"}; throw 1; //': 4 }, // keys that could be confused when joined, or quoted badly
+  ];
+  same(roundTrip(odd), structuredClone(odd));
 });
 
 t('batch hints: scalars only for numbers, booleans, null and undefined; refs only with aliasing', () => {
