@@ -179,7 +179,7 @@ export class BatchEncoder {
       if (this.#declines !== undefined && holdsAny(value, this.#declines)) return false;
       written = false;
     } finally {
-      this.#seen.length = 0;
+      if (this.#seen.length > 0) this.#seen.length = 0;
       this.#seenMap = null;
     }
     if (!written) {
@@ -392,6 +392,7 @@ export class BatchEncoder {
             this.#ensure(1);
             this.#u8[this.#pos++] = Tag.ShapedObject;
             this.#varint(shape.number);
+            // One frame per level, as in the rest of #value: very deep items must not overflow here first.
             for (let i = 0; i < keys.length; i++) {
               if (!this.#value((x as Record<string, unknown>)[keys[i]!])) return false;
             }
@@ -548,9 +549,20 @@ let DIDS: object[] = [];
 
 function dVarint(): number {
   const u8 = D8;
-  const first = u8[DP]!;
-  if (first < 0x80) { DP++; return first; }
-  let v = 0, shift = 0, b: number;
+  let b = u8[DP++]!;
+  if (b < 0x80) return b;
+  // Up to four bytes in int32 arithmetic (28 bits: always positive); beyond, in doubles.
+  let v = b & 0x7f;
+  b = u8[DP++]!;
+  v |= (b & 0x7f) << 7;
+  if (b < 0x80) return v;
+  b = u8[DP++]!;
+  v |= (b & 0x7f) << 14;
+  if (b < 0x80) return v;
+  b = u8[DP++]!;
+  v |= (b & 0x7f) << 21;
+  if (b < 0x80) return v;
+  let shift = 28;
   do { b = u8[DP++]!; v += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
   return v;
 }
@@ -655,7 +667,8 @@ function decodeAt(u8: Uint8Array, buffer: Buffer, offset: number, shapes: Shape[
     D8 = EMPTY_U8;
     DBUF = EMPTY_BUFFER;
     DSHAPES = NO_SHAPES;
-    SV.fill(undefined, 0, SVUSED);
+    // Drop the stack's references to this item's values (a builtin fill costs more, at this size).
+    for (let i = 0; i < SVUSED; i++) SV[i] = undefined;
     SVUSED = 0;
     ST = 0;
   }
