@@ -658,12 +658,12 @@ contract('sparse arrays keep their holes, and cyclic items are captured at put, 
   assert.is(got.self, got);
 });
 
-contract('a consumer terminated while blocked in get(), or holding leased items, does not wedge the queue', async () => {
-  const leased = open(new Queue<number>());
+contract('a consumer terminated while blocked in get(), or with items pushed to its window, does not wedge the queue', async () => {
+  const pushed = open(new Queue<number>());
   const empty = open(new Queue<string>());
-  for (let i = 0; i < 5; i++) leased.putNowait(i); // one batch: the lone consumer is leased all of it
+  for (let i = 0; i < 5; i++) pushed.putNowait(i); // one batch: the hub pushes all of it to the lone consumer
   const [conn, childConn] = Pipe<unknown>();
-  const p = start('holdLeaseThenBlock', [leased, empty, childConn]);
+  const p = start('holdPushedThenBlock', [pushed, empty, childConn]);
   assert.is(await conn.recv(), 0);
   assert.is(await conn.recv(), 'blocked');
   p.terminate();
@@ -672,10 +672,10 @@ contract('a consumer terminated while blocked in get(), or holding leased items,
 
   await empty.put('after');
   assert.is(await deadline(empty.get(), 10_000, 'get after the blocked consumer died'), 'after');
-  for (let i = 1; i < 5; i++) assert.is(await deadline(leased.get(), 10_000, `leased item ${i}`), i);
-  assert.is(leased.qsize(), 0);
-  await rejects(leased.get({ timeout: 0 }), Empty);
-  leased.close();
+  for (let i = 1; i < 5; i++) assert.is(await deadline(pushed.get(), 10_000, `pushed item ${i}`), i);
+  assert.is(pushed.qsize(), 0);
+  await rejects(pushed.get({ timeout: 0 }), Empty);
+  pushed.close();
   empty.close();
 });
 
