@@ -443,7 +443,7 @@ export class BatchEncoder {
 /** A batch as it travels between threads (lib/queue-protocol.ts's Batch adds items that travel as values). */
 export interface EncodedItems {
   n: number;
-  /** V8 wire bytes of an array of `n` items, plus the items serialized beside them (index, bytes, ...). */
+  /** The items encoded as one array, in V8 wire format plus our shaped objects, and the items serialized beside them (index, bytes, ...). */
   bytes?: ArrayBuffer;
   side?: (number | ArrayBuffer)[] | null;
   /** false: no item refers to one of its objects twice (the decoder may skip tracking identities). */
