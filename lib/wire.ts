@@ -443,8 +443,9 @@ export class BatchEncoder {
 /** A batch as it travels between threads (lib/queue-protocol.ts's Batch adds items that travel as values). */
 export interface EncodedItems {
   n: number;
-  /** The items encoded as one array, in V8 wire format plus our shaped objects, and the items serialized beside them (index, bytes, ...). */
+  /** The items as one array, in V8's wire format plus our shaped objects. */
   bytes?: ArrayBuffer;
+  /** Items serialized beside the batch by V8: pairs of (item index, bytes). */
   side?: (number | ArrayBuffer)[] | null;
   /** false: no item refers to one of its objects twice (the decoder may skip tracking identities). */
   refs?: boolean;
