@@ -16,8 +16,9 @@ import type { EncodedItems } from './wire.ts';
 // put and consumers kClaimed on every get: each sits on its own 64-byte cache line, so that the two sides do not
 // pull one line back and forth between cores.
 /**
- * Items counted by put (a slot reserved, for a bounded queue), ever: it only falls when the hub takes off what
- * a dead holder counted and never sent. The queue's size is kReserved - kClaimed.
+ * Items counted by put (a slot reserved, for a bounded queue), ever. It falls only when a put gives its slot
+ * back (its value could not be captured) and when the hub takes off what a dead holder counted and never
+ * sent. The queue's size is kReserved - kClaimed.
  */
 export const kReserved = 0;
 /** The next index to claim: how many items gets have taken. Notified after each claim on a bounded queue. */
