@@ -719,8 +719,17 @@ const shapesByKeys = new Map<string, Shape>();
 /** A function that builds an object with `keys` from values[start...] (an object literal: one hidden class). */
 function objectMaker(keys: string[]): Shape['make'] {
   const body = keys.map((k, i) => `${JSON.stringify(k)}: v[s + ${i}]`).join(', ');
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the keys are JSON-quoted literals
-  return new Function('v', 's', `return { ${body} };`) as Shape['make'];
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the keys are JSON-quoted literals
+    return new Function('v', 's', `return { ${body} };`) as Shape['make'];
+  } catch {
+    // Code generation is off (node --disallow-code-generation-from-strings): build the object key by key.
+    return (v, s) => {
+      const o: Record<string, unknown> = {};
+      for (let i = 0; i < keys.length; i++) o[keys[i]!] = v[s + i];
+      return o;
+    };
+  }
 }
 
 function shapesOf(batch: EncodedItems): Shape[] {

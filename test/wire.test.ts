@@ -4,8 +4,10 @@
 // item, nothing shared across items), and every value structuredClone() refuses must throw the same
 // DataCloneError at put() while leaving the batch as it was. Host objects (MessagePort, Blob, ...) are
 // declined (put() returns false) so that the queue hands them to the platform's own structured clone.
+import { spawnSync } from 'node:child_process';
 import { BlockList } from 'node:net';
 import v8 from 'node:v8';
+import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import { BatchEncoder, BatchReader, decodeBatch } from '../lib/wire.ts';
@@ -396,6 +398,19 @@ t('batch hints: scalars only for numbers, booleans, null and undefined; refs onl
     const items = [{ 2: 'a', 1: 'b', x: 1 }, JSON.parse('{"__proto__": 5, "a": 1}'), { '': 1, 'a"b': 2, "c'd\n": 3 }, { a: { b: {} } }];
     same(roundTrip(items), structuredClone(items));
   }
+});
+
+t('shaped objects decode where code generation is off (node --disallow-code-generation-from-strings)', () => {
+  const wire = fileURLToPath(new URL('../lib/wire.ts', import.meta.url));
+  const program = `
+    import { BatchEncoder, BatchReader, decodeBatch } from ${JSON.stringify(wire)};
+    const encoder = new BatchEncoder();
+    for (let i = 0; i < 3; i++) encoder.put({ a: i, b: { c: 'x' } });
+    const batch = encoder.finish();
+    console.log(JSON.stringify([decodeBatch(batch), new BatchReader(batch).item(2)]));`;
+  const child = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', '--import', 'tsx', '--input-type=module', '-e', program], { encoding: 'utf8', timeout: 60_000 });
+  assert.is(child.status, 0, child.stderr);
+  assert.equal(JSON.parse(child.stdout), [[{ a: 0, b: { c: 'x' } }, { a: 1, b: { c: 'x' } }, { a: 2, b: { c: 'x' } }], { a: 2, b: { c: 'x' } }]);
 });
 
 t('very deep values round-trip (the encoder hands them to V8)', () => {
