@@ -49,6 +49,13 @@ interface KnownShape {
   number: number;
 }
 
+/** Same keys in the same order (property keys are internalized: comparing them is comparing pointers). */
+function sameKeys(a: string[], b: string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Thrown out of #value when it meets an object the encoder's `declines` picks. */
 const kDeclined: unique symbol = Symbol('declined');
 
@@ -95,21 +102,14 @@ const ObjectProto = Object.prototype;
 const ArrayProto = Array.prototype;
 const { isProxy, isArgumentsObject, isModuleNamespaceObject } = types;
 
-/** The result of sealing a batch: transfer `transfer`, send the rest. */
-export interface EncodedBatch {
-  n: number;
+/** The result of sealing a batch: transfer `transfer`, send the rest (fields as in EncodedItems). */
+export interface EncodedBatch extends EncodedItems {
   bytes: ArrayBuffer;
-  /** Pairs of (item index, ArrayBuffer of a v8-serialized item) for items the encoder does not write itself. */
   side: (number | ArrayBuffer)[] | null;
   transfer: ArrayBuffer[];
-  /** False when no item refers to one of its objects twice: then decodeBatch() may skip tracking identities. */
   refs: boolean;
-  /** True when every item is a number, boolean, null or undefined. */
   scalars: boolean;
-  /** Where each item starts in `bytes`. */
   offsets: Uint32Array;
-  /** The keys of each shape the batch's shaped objects use, by shape number. */
-  shapes: string[][] | undefined;
 }
 
 export class BatchEncoder {
@@ -249,25 +249,14 @@ export class BatchEncoder {
 
   /** The shape of an object with `keys` (1 to kShapeMaxKeys of them), numbered in this batch; or undefined. */
   #shapeOf(keys: string[]): KnownShape | undefined {
-    const n = keys.length;
     const first = keys[0]!;
-    let shape: KnownShape | undefined;
     // Most items are the shape of the one before: try that first, without the map.
     const last = this.#lastShape;
-    if (last !== undefined && last.keys.length === n) {
-      const k = last.keys;
-      let i = 0;
-      while (i < n && k[i] === keys[i]) i++;
-      if (i === n) shape = last;
-    }
+    let shape = last !== undefined && sameKeys(last.keys, keys) ? last : undefined;
     const candidates = shape === undefined ? this.#known.get(first) : undefined;
     if (candidates !== undefined) {
       for (let c = 0; c < candidates.length && shape === undefined; c++) {
-        const k = candidates[c]!.keys;
-        if (k.length !== n) continue;
-        let i = 1;
-        while (i < n && k[i] === keys[i]) i++;
-        if (i === n) shape = candidates[c];
+        if (sameKeys(candidates[c]!.keys, keys)) shape = candidates[c];
       }
     }
     if (shape === undefined) {
@@ -492,7 +481,7 @@ export class BatchReader {
     try {
       return decodeAt(this.#u8, this.#buffer, batch.offsets[i]!, this.#shapes);
     } catch {
-      // Too deep for the shape path: decode the batch the sure way.
+      // Too deep for this thread's stack, say: decode the batch the sure way (V8 may go deeper).
       this.#all = decodeBatch(batch, false);
       return this.#all[i];
     }
@@ -524,9 +513,8 @@ export function decodeBatch(batch: EncodedItems, hints = true): unknown[] {
   try {
     items = decodeFast(batch.bytes!, refs, shapesOf(batch));
   } catch (error) {
-    // The shape path takes two frames per level: a very deep item that overflowed it fits the plain one, which
-    // goes deeper than V8's own deserializer does. Only a batch without shaped objects is V8's format alone.
-    if (!refs && error instanceof RangeError) return decodeBatch(batch, false);
+    // Something only V8 reads (or an item too deep for this thread's stack): V8's deserializer may manage,
+    // but only a batch without shaped objects is V8's format alone.
     if (batch.shapes !== undefined) throw error;
     items = readV8(batch.bytes!) as unknown[];
   }
@@ -606,9 +594,9 @@ function dRead(): unknown {
     case Tag.Null: return null;
     case Tag.Undefined: return undefined;
     case Tag.BeginObject: {
-      if (!DREFS) return dObjectByShape();
+      // Objects the encoder does not shape: empty, over kShapeMaxKeys keys, a __proto__ key, or past its limit.
       const o: Record<string, unknown> = {};
-      DIDS.push(o);
+      if (DREFS) DIDS.push(o);
       while (u8[DP] !== Tag.EndObject) {
         let key: string;
         if (u8[DP] === Tag.OneByteString) { DP++; key = dLatin1(dVarint()); } else key = String(dRead());
@@ -657,60 +645,58 @@ function dRead(): unknown {
 
 /** One item without back-references, starting at `offset`. */
 function decodeAt(u8: Uint8Array, buffer: Buffer, offset: number, shapes: Shape[]): unknown {
-  D8 = u8;
-  DBUF = buffer;
-  DP = offset;
-  DREFS = false;
-  DSHAPES = shapes;
+  startDecoding(u8, buffer, offset, false, shapes);
   try {
     return dRead();
   } finally {
-    D8 = EMPTY_U8;
-    DBUF = EMPTY_BUFFER;
-    DSHAPES = NO_SHAPES;
-    // Drop the stack's references to this item's values (a builtin fill costs more, at this size).
-    for (let i = 0; i < SVUSED; i++) SV[i] = undefined;
-    SVUSED = 0;
-    ST = 0;
+    endDecoding();
   }
+}
+
+function decodeFast(bytes: ArrayBuffer, refs: boolean, shapes: Shape[]): unknown[] {
+  startDecoding(new Uint8Array(bytes), Buffer.from(bytes), 2, refs, shapes);
+  try {
+    return dRead() as unknown[];
+  } finally {
+    endDecoding();
+  }
+}
+
+function startDecoding(u8: Uint8Array, buffer: Buffer, offset: number, refs: boolean, shapes: Shape[]): void {
+  D8 = u8;
+  DBUF = buffer;
+  DP = offset;
+  DIDS = refs ? [] : NO_IDS;
+  DREFS = refs;
+  DSHAPES = shapes;
+}
+
+/** Lets go of the batch and of every value decoded, so that nothing outlives the call here. */
+function endDecoding(): void {
+  D8 = EMPTY_U8;
+  DBUF = EMPTY_BUFFER;
+  DIDS = NO_IDS;
+  DSHAPES = NO_SHAPES;
+  // A loop, not SV.fill(): a builtin call costs more at the usual size (one object's values).
+  for (let i = 0; i < SVUSED; i++) SV[i] = undefined;
+  SVUSED = 0;
+  ST = 0;
 }
 
 const EMPTY_U8 = new Uint8Array(0);
 const EMPTY_BUFFER = Buffer.alloc(0);
+/** Object ids are kept only when a batch has back-references (DREFS): otherwise nothing is pushed here. */
+const NO_IDS: object[] = [];
 
-function decodeFast(bytes: ArrayBuffer, refs: boolean, shapes: Shape[]): unknown[] {
-  D8 = new Uint8Array(bytes);
-  DBUF = Buffer.from(bytes);
-  DP = 2;
-  DIDS = [];
-  DREFS = refs;
-  DSHAPES = shapes;
-  try {
-    return dRead() as unknown[];
-  } finally {
-    D8 = new Uint8Array(0);
-    DBUF = Buffer.alloc(0);
-    DIDS = [];
-    DSHAPES = NO_SHAPES;
-    SV.fill(undefined, 0, SVUSED);
-    SVUSED = 0;
-    ST = 0;
-  }
-}
-
-// Objects without back-references are built by a function made for their keys (an object literal: one
-// shape, no keyed stores), learned the first time a key sequence is seen. The keys and values of objects
-// being read sit on two stacks (SK, SV) until their object is complete.
+// A shaped object's values sit on a stack (SV, from ST up) until the last is read, then its shape's function
+// builds it in one step (an object literal: one hidden class, no keyed stores).
 let DREFS = true;
-const SK: string[] = [];
 const SV: unknown[] = [];
 let ST = 0;
 let SVUSED = 0;
 interface Shape { keys: string[]; make: (values: unknown[], start: number) => object }
-const kShapeSlots = 256;
-const shapes: (Shape | undefined)[] = new Array(kShapeSlots).fill(undefined);
 
-// The shapes batches name (Tag.ShapedObject), with their object-literal functions, by their keys joined.
+// The shapes batches name (Tag.ShapedObject), with their object-literal functions, by their keys (JSON).
 const NO_SHAPES: Shape[] = [];
 let DSHAPES: Shape[] = NO_SHAPES;
 const kShapesKept = 4096;
@@ -744,47 +730,4 @@ function shapesOf(batch: EncodedItems): Shape[] {
     }
     return shape;
   });
-}
-
-function dObjectByShape(): object {
-  const u8 = D8;
-  const start = ST;
-  let hash = 0;
-  while (u8[DP] !== Tag.EndObject) {
-    let key: string;
-    if (u8[DP] === Tag.OneByteString) { DP++; key = dLatin1(dVarint()); } else key = String(dRead());
-    hash = (hash * 31 + key.length * 7 + (key.charCodeAt(0) | 0)) | 0;
-    const at = ST++;
-    SK[at] = key;
-    SV[at] = dRead();
-  }
-  DP++;
-  dVarint();
-  const n = ST - start;
-  if (ST > SVUSED) SVUSED = ST;
-  ST = start;
-  const slot = hash & (kShapeSlots - 1);
-  const shape = shapes[slot];
-  if (shape !== undefined && shape.keys.length === n) {
-    const keys = shape.keys;
-    let same = true;
-    for (let i = 0; i < n; i++) if (keys[i] !== SK[start + i]) { same = false; break; }
-    if (same) return shape.make(SV, start);
-  }
-  const o: Record<string, unknown> = {};
-  let plain = n <= kShapeMaxKeys;
-  for (let i = 0; i < n; i++) {
-    const key = SK[start + i]!;
-    const v = SV[start + i];
-    if (key === '__proto__') {
-      plain = false; // an object literal would set the prototype
-      Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
-    } else o[key] = v;
-  }
-  // A slot keeps the first shape that lands in it: two shapes taking turns must not recompile each time.
-  if (plain && shape === undefined) {
-    const keys = SK.slice(start, start + n);
-    shapes[slot] = { keys, make: objectMaker(keys) };
-  }
-  return o;
 }
