@@ -540,9 +540,9 @@ export class Queue<T = unknown> implements Handle {
       this.#flushScheduled = undefined;
     }
     if (this.#encoder.count === 0) return;
-    const encoded = this.#encoder.finish();
-    const batch: Batch = { n: encoded.n, bytes: encoded.bytes, side: encoded.side, refs: encoded.refs, scalars: encoded.scalars, offsets: encoded.offsets, shapes: encoded.shapes };
-    this.#post({ op: Op.Put, batch }, encoded.transfer);
+    // Every field but the transfer list travels: a field added to the encoding cannot be left behind here.
+    const { transfer, ...batch } = this.#encoder.finish();
+    this.#post({ op: Op.Put, batch: batch satisfies Batch }, transfer);
   }
 
   #post(message: HolderMessage, transfer?: readonly unknown[]): void {
