@@ -16,11 +16,12 @@ import { randomUUID } from 'node:crypto';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe } from './errors.ts';
 import {
-  commit, envelope, kCommit, kMarshal, marshal, mayHoldHandles, registerHandle, revive, unwrap,
-  WIRE_TAG, type Handle, type WireHandle,
+  abort, capture, commit, kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Captured, type Handle, type WireHandle,
 } from './handles.ts';
-import { checkNonNegativeInteger, checkOptionsObject, checkTimeout, checkTransferList, checkWaitOptions, type WaitOptions } from './options.ts';
+import { checkNonNegativeInteger, checkOptions, checkTimeout, checkTransferList, checkWaitOptions, type WaitOptions } from './options.ts';
 import { wait, type Waiter } from './wait.ts';
+import { decodeItem } from './wire/decode.ts';
+import type { Batch } from './wire/format.ts';
 
 /** Options of `send`. */
 export interface SendOptions {
@@ -52,13 +53,15 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #peerGone: boolean;
   #closed = false;
   #movedTo: string | undefined;
-  #innerHandles: Handle[] = [];
+  /** The inbox as it was captured for the wire by kMarshal, until the post carrying it commits or aborts. */
+  #inboxOut: Captured | undefined;
   // Shared by the two ends of one Pipe (and kept when an end travels), so that send() can refuse to post an
   // end through its own other end: Node would drop that message and lose the channel without an error.
   readonly #channel: string | undefined;
 
   /** @internal Use `Pipe()`. */
   constructor(port: MessagePort | null, readable: boolean, writable: boolean, inbox: unknown[] = [], peerGone = false, channel?: string) {
+    // `inbox` holds messages (and Undeliverable errors) taken off the port before the end moved here.
     this.#channel = channel;
     this.#port = port;
     this.#readable = readable;
@@ -85,21 +88,27 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
    * be copied throws the platform's `DataCloneError` and nothing is sent.
    */
   send(obj: T, options?: SendOptions): void {
-    const transfer = checkTransferList(checkOptionsObject(options).transfer);
+    const transfer = checkTransferList(checkOptions(options, 'options', ['transfer']).transfer);
     const port = this.#checkOpen();
     this.#checkWritable();
-    if (mayHoldHandles(obj)) {
-      const m = marshal(obj, transfer === undefined ? [] : [...transfer]);
-      for (const handle of m.handles) {
+    // A primitive has no properties, handles or depth: the platform's copy is the capture.
+    if (transfer === undefined && (typeof obj !== 'object' || obj === null) && typeof obj !== 'function' && typeof obj !== 'symbol') {
+      port.postMessage(obj);
+      return;
+    }
+    const captured = capture(obj, transfer);
+    try {
+      for (const handle of captured.handles) {
         if (handle instanceof Connection && handle !== this && this.#channel !== undefined && handle.#channel === this.#channel) {
           throw new ProcessError('cannot send a connection through its own other end: the message and the channel would be lost', 'ERR_CONNECTION_LOOP');
         }
       }
-      port.postMessage(m.handles.length > 0 ? envelope(m.value) : obj, m.transfer);
-      commit(m.handles, 'another thread through a Connection');
-    } else {
-      port.postMessage(obj, transfer);
+      port.postMessage({ [ENVELOPE]: captured.batch }, captured.transfer as TransferListItem[]);
+    } catch (error) {
+      abort(captured);
+      throw error;
     }
+    commit(captured, 'another thread through a Connection');
   }
 
   /** Resolves with the next message; rejects with `EOFError` once the other end is gone and all is received. */
@@ -113,12 +122,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       return Promise.reject(error);
     }
     if (this.#waiters.length === 0) {
-      let message: unknown;
-      try {
-        message = this.#take();
-      } catch (error) {
-        return Promise.reject(error); // the message could not be deserialized here
-      }
+      const message = this.#take();
       if (message instanceof Undeliverable) return Promise.reject(message.error);
       if (message !== NONE) return Promise.resolve(message as T);
       if (this.#peerGone) return Promise.reject(new EOFError());
@@ -221,24 +225,30 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
   }
 
-  [kMarshal](transfer: TransferListItem[]): WireHandle {
+  [kMarshal](transfer: unknown[]): WireHandle {
     this.#checkOpen();
     if (this.#waiters.length > 0 || this.#pollers.length > 0) {
       throw new ProcessError('cannot send a connection while a recv() or poll() is waiting on it', 'ERR_CONNECTION_BUSY');
     }
-    const inner = this.#inbox.length > 0 ? marshal(this.#inbox, transfer) : undefined;
-    this.#innerHandles = inner?.handles ?? [];
+    // Messages already taken off the port travel with the end, captured as any value is.
+    let inbox: Batch | null = null;
+    if (this.#inbox.length > 0) {
+      const entries = this.#inbox.map((m) => (m instanceof Undeliverable ? [1, m.error] : [0, m]));
+      this.#inboxOut = capture(entries);
+      transfer.push(...this.#inboxOut.transfer);
+      inbox = this.#inboxOut.batch;
+    }
     const port = this.#peerGone ? null : this.#port;
     if (port !== null) transfer.push(port);
     return {
       [WIRE_TAG]: 'Connection', port, readable: this.#readable, writable: this.#writable,
-      inbox: inner?.value ?? [], peerGone: this.#peerGone, channel: this.#channel,
+      inbox, peerGone: this.#peerGone, channel: this.#channel,
     };
   }
 
   [kCommit](destination: string): void {
-    commit(this.#innerHandles, destination);
-    this.#innerHandles = [];
+    if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination);
+    this.#inboxOut = undefined;
     this.#movedTo = destination;
     const port = this.#port;
     this.#port = null;
@@ -250,12 +260,22 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#inbox = [];
   }
 
+  [kAbort](): void {
+    if (this.#inboxOut !== undefined) abort(this.#inboxOut);
+    this.#inboxOut = undefined;
+  }
+
   // Takes the next message without waiting, or NONE.
   #take(): unknown {
     if (this.#inbox.length > 0) return this.#inbox.shift();
     if (this.#peerGone || this.#port === null) return NONE;
     const entry = receiveMessageOnPort(this.#port);
-    return entry === undefined ? NONE : unwrap(entry.message);
+    if (entry === undefined) return NONE;
+    try {
+      return unwrap(entry.message);
+    } catch (error) {
+      return new Undeliverable(error);
+    }
   }
 
   async #recvBytes(): Promise<Uint8Array> {
@@ -266,8 +286,16 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     throw new ProcessError(`the next message is not bytes but ${describe(message)}; receive it with recv()`, 'ERR_NOT_BYTES');
   }
 
+  // Nothing thrown here may escape (it would crash the thread): a message that cannot be rebuilt rejects the
+  // recv() it was for, as a message the port could not deserialize does (#onMessageError).
   #onMessage = (data: unknown): void => {
-    const message = unwrap(data);
+    let message: unknown;
+    try {
+      message = unwrap(data);
+    } catch (error) {
+      this.#onMessageError(error);
+      return;
+    }
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
       waiter.resolve(message);
@@ -341,6 +369,17 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 
 class PollTimeout extends Error {}
 
+/** The key of a message that carries a captured value (wire/format.ts's Batch of one item). */
+const ENVELOPE = 'mpthreads.message';
+
+/** The value a message carries: a captured one is decoded; sendBytes() and primitives travel as they are. */
+function unwrap(message: unknown): unknown {
+  if (typeof message === 'object' && message !== null && Object.hasOwn(message, ENVELOPE)) {
+    return decodeItem((message as Record<string, Batch>)[ENVELOPE]!, 0);
+  }
+  return message;
+}
+
 /** Stands in the inbox for a message that arrived but could not be deserialized in this thread. */
 class Undeliverable {
   constructor(readonly error: unknown) {}
@@ -378,11 +417,14 @@ export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Conne
     : [new Connection<T>(port1, true, false, [], false, channel), new Connection<T>(port2, false, true, [], false, channel)];
 }
 
-registerHandle('Connection', (wire) => new Connection(
-  wire.port as MessagePort | null,
-  wire.readable as boolean,
-  wire.writable as boolean,
-  revive(wire.inbox) as unknown[],
-  wire.peerGone as boolean,
-  wire.channel as string | undefined,
-));
+registerHandle('Connection', (wire) => {
+  const entries = wire.inbox === null ? [] : decodeItem(wire.inbox as Batch, 0) as [0 | 1, unknown][];
+  return new Connection(
+    wire.port as MessagePort | null,
+    wire.readable as boolean,
+    wire.writable as boolean,
+    entries.map(([kind, value]) => (kind === 1 ? new Undeliverable(value) : value)),
+    wire.peerGone as boolean,
+    wire.channel as string | undefined,
+  );
+});

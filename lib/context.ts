@@ -23,7 +23,12 @@ interface Registry {
   context: ThreadContext;
   childCounter: number;
   exitHooks: Set<() => Promise<void> | void>;
+  /** What flushOnExit() registered, weakly held; `listening` once the 'exit' listener is installed. */
+  flushers: Set<WeakRef<Flusher>>;
+  listening: boolean;
 }
+
+interface Flusher { flushOnExit(): void }
 
 const kRegistry = Symbol.for('mpthreads.thread');
 type GlobalWithRegistry = typeof globalThis & { [kRegistry]?: Registry };
@@ -34,6 +39,8 @@ function registry(): Registry {
     context: { self: { name: 'MainProcess', pid: threadId, daemon: false }, parent: null, identity: [] },
     childCounter: 0,
     exitHooks: new Set(),
+    flushers: new Set(),
+    listening: false,
   });
 }
 
@@ -58,6 +65,31 @@ export function addExitHook(hook: () => Promise<void> | void): () => void {
   const hooks = registry().exitHooks;
   hooks.add(hook);
   return () => hooks.delete(hook);
+}
+
+/**
+ * @internal Hands over what `target` buffers when this worker exits, however it exits but terminate():
+ * returning, throwing, `process.exit(n)`, an uncaught exception. Node emits 'exit' in a worker for each of
+ * those, and what is posted from its listener is delivered (Python flushes its queues at sys.exit() too).
+ * Held weakly: a queue no one can reach any more has nothing buffered to lose. Returns how to unregister.
+ */
+export function flushOnExit(target: Flusher): () => void {
+  const r = registry();
+  const ref = new WeakRef(target);
+  r.flushers.add(ref);
+  if (!r.listening && !isMainThread) {
+    r.listening = true;
+    process.on('exit', () => {
+      for (const flusher of r.flushers) {
+        try {
+          flusher.deref()?.flushOnExit();
+        } catch {
+          // A port already closed: nothing to hand over.
+        }
+      }
+    });
+  }
+  return () => r.flushers.delete(ref);
 }
 
 /** @internal Runs every exit hook; a failing hook does not stop the others. */

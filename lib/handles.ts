@@ -1,30 +1,33 @@
-// Handles (Connection, Queue, ...) travel inside ordinary values: `Process` args and messages. Structured
-// clone would turn a handle into an empty plain object, so before posting, `marshal` replaces each handle
-// found in arrays and plain objects with a wire record (ports go in the transfer list) and, after the post
-// succeeded, `commit` tells each handle it was sent. `revive` turns wire records back into handles.
+// Handles (Connection, Queue, ...) travel inside ordinary values: `Process` args, messages, queue items. The
+// encoder (wire/encode.ts) meets them in its one walk of the value and writes a reference to a carry slot;
+// once the value is captured, each handle describes itself for the wire (a record whose ports move with the
+// message), and after the post succeeded it is told so (commit). The decoder revives records into handles.
 //
 // Invariants:
-//   A handle is told it moved (`commit`) only after the post carrying it succeeded, so a failed post
-//   (DataCloneError) leaves every handle usable where it was.
-//   Values without handles are posted as they are: no copy, no envelope.
-
-import type { TransferListItem } from 'node:worker_threads';
+//   A handle is marshalled only after the whole value was captured, so a value that fails to capture
+//   (DataCloneError) leaves every handle untouched.
+//   A handle is told it moved (`commit`) only after the post carrying it succeeded; a failed post `abort`s
+//   it, and leaves it usable where it was.
+import { setHandleReviver } from './wire/decode.ts';
+import { Encoder, type LoneItem } from './wire/encode.ts';
+import type { Batch } from './wire/format.ts';
 
 /** Implemented by every class whose instances can travel between threads. */
 export interface Handle {
   /** Describes the handle for the wire; `transfer` collects the ports to move. */
-  [kMarshal](transfer: TransferListItem[]): WireHandle;
+  [kMarshal](transfer: unknown[]): WireHandle;
   /** The post carrying the record succeeded; `destination` describes where it went. */
   [kCommit](destination: string): void;
+  /** The post carrying the record failed: undo what kMarshal did. */
+  [kAbort](): void;
 }
 
-export const kMarshal: unique symbol = Symbol('mpthreads.marshal');
-export const kCommit: unique symbol = Symbol('mpthreads.commit');
+export const kMarshal: unique symbol = Symbol.for('mpthreads.marshal');
+export const kCommit: unique symbol = Symbol.for('mpthreads.commit');
+export const kAbort: unique symbol = Symbol.for('mpthreads.abort');
 
-/** The key that marks a wire record; a string, since structured clone drops symbol keys. */
-export const WIRE_TAG = '\u0000mpthreads.handle';
-/** The key that marks a message whose value holds wire records and must be revived. */
-export const ENVELOPE_TAG = '\u0000mpthreads.envelope';
+/** The key that marks a wire record. */
+export const WIRE_TAG = 'mpthreads.handle';
 
 export interface WireHandle {
   [WIRE_TAG]: string;
@@ -32,7 +35,9 @@ export interface WireHandle {
 }
 
 type Reviver = (wire: WireHandle) => unknown;
-const revivers = new Map<string, Reviver>();
+// Per thread on globalThis: every copy of the library in a thread revives every kind.
+const kRevivers = Symbol.for('mpthreads.revivers');
+const revivers: Map<string, Reviver> = ((globalThis as Record<symbol, unknown>)[kRevivers] ??= new Map()) as Map<string, Reviver>;
 
 /** Each handle class registers how to rebuild itself from its wire record. */
 export function registerHandle(kind: string, reviver: Reviver): void {
@@ -43,135 +48,71 @@ export function isHandle(value: unknown): value is Handle {
   return typeof value === 'object' && value !== null && kMarshal in value;
 }
 
-function isPlainObject(value: object): boolean {
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+function reviveRecord(record: unknown): unknown {
+  const kind = (record as WireHandle | undefined)?.[WIRE_TAG];
+  const reviver = typeof kind === 'string' ? revivers.get(kind) : undefined;
+  if (reviver === undefined) throw new Error(`mpthreads: no reviver registered for handle kind ${String(kind)} (a bug in mpthreads)`);
+  return reviver(record as WireHandle);
 }
+setHandleReviver(reviveRecord);
 
-const kScanDepth = 16;
-
-/**
- * The hot-path check before `marshal`: true when `value` may hold a handle. It allocates nothing; a
- * structure deeper than it looks (or cyclic) answers true and gets the full walk.
- */
-export function mayHoldHandles(value: unknown, depth = 0): boolean {
-  if (typeof value !== 'object' || value === null) return false;
-  if (kMarshal in value) return true;
-  if (depth === kScanDepth) return true;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const child = value[i];
-      if (typeof child === 'object' && child !== null && mayHoldHandles(child, depth + 1)) return true;
-    }
-    return false;
-  }
-  if (!isPlainObject(value)) return false;
-  for (const key in value) {
-    const child = (value as Record<string, unknown>)[key];
-    if (typeof child === 'object' && child !== null && mayHoldHandles(child, depth + 1)) return true;
-  }
-  return false;
-}
-
-export interface Marshalled {
-  value: unknown;
-  transfer: TransferListItem[];
+/** A value captured for one message: post `batch` with `transfer`, then commit() (or abort() if the post fails). */
+export interface Captured {
+  batch: Batch;
+  transfer: unknown[];
   handles: Handle[];
 }
 
+/** Tells every handle of a captured value that the post carrying it succeeded. */
+export function commit(captured: Captured, destination: string): void {
+  for (const handle of captured.handles) handle[kCommit](destination);
+}
+
+/** The post of a captured value failed: every handle in it stays where it was. */
+export function abort(captured: Captured): void {
+  for (const handle of captured.handles) handle[kAbort]();
+}
+
+const loneEncoder = new Encoder({ isHandle, shapes: false });
+let encoding = false;
+
 /**
- * Replaces the handles inside `value` (at the top level, or nested in arrays and plain objects) with wire
- * records. Containers that hold no handle are kept as they are; those that do are shallow-copied.
+ * Captures `value` as an item of its own, with its keys written out (so it can join any batch later): one
+ * walk, each property read once. Handles inside are found, not yet marshalled. Throws DataCloneError (and
+ * touches nothing) if the value cannot be copied.
  */
-export function marshal(value: unknown, transfer: TransferListItem[] = []): Marshalled {
-  const handles: Handle[] = [];
-  const records = new Map<Handle, WireHandle>();
-  const seen = new Map<object, unknown>();
-  const visit = (v: unknown): unknown => {
-    if (typeof v !== 'object' || v === null) return v;
-    if (isHandle(v)) {
-      let record = records.get(v);
-      if (record === undefined) {
-        record = v[kMarshal](transfer);
-        records.set(v, record);
-        handles.push(v);
-      }
-      return record;
+export function captureItem(value: unknown, transfer?: readonly unknown[]): LoneItem {
+  // Re-entrance (a registered class's serialize() sends something) gets an encoder of its own.
+  const encoder = encoding ? new Encoder({ isHandle, shapes: false }) : loneEncoder;
+  encoding = true;
+  try {
+    encoder.put(value, { transfer });
+    return encoder.takeLast(transfer);
+  } finally {
+    if (encoder === loneEncoder) encoding = false;
+  }
+}
+
+/**
+ * Captures `value` for a message of its own (a send, a Process's args): as captureItem(), then the handles
+ * inside are marshalled into the carry, their ports added to the transfer list.
+ */
+export function capture(value: unknown, transfer?: readonly unknown[]): Captured {
+  const lone = captureItem(value, transfer);
+  return marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+}
+
+/** Fills the carry slots of `handles` with their wire records (ports join `transfer`). */
+export function marshalHandles(batch: Batch, transfer: unknown[], handles: Handle[], slots: number[]): Captured {
+  const done: Handle[] = [];
+  try {
+    for (let i = 0; i < handles.length; i++) {
+      batch.carry![0]![slots[i]!] = handles[i]![kMarshal](transfer);
+      done.push(handles[i]!);
     }
-    const isArray = Array.isArray(v);
-    if (!isArray && !isPlainObject(v)) return v;
-    if (seen.has(v)) return seen.get(v);
-    seen.set(v, v);
-    let copy: Record<string | number, unknown> | unknown[] | undefined;
-    const keys = isArray ? undefined : Object.keys(v);
-    const n = isArray ? (v as unknown[]).length : keys!.length;
-    for (let i = 0; i < n; i++) {
-      const key = isArray ? i : keys![i]!;
-      const child = (v as Record<string | number, unknown>)[key];
-      if (typeof child !== 'object' || child === null) continue;
-      const replaced = visit(child);
-      if (replaced !== child) {
-        if (copy === undefined) {
-          copy = isArray ? (v as unknown[]).slice() : { ...(v as Record<string, unknown>) };
-          seen.set(v, copy);
-        }
-        (copy as Record<string | number, unknown>)[key] = replaced;
-      }
-    }
-    return copy ?? v;
-  };
-  return { value: visit(value), transfer, handles };
-}
-
-/** Tells every marshalled handle that the post carrying it succeeded. */
-export function commit(handles: Handle[], destination: string): void {
-  for (const handle of handles) handle[kCommit](destination);
-}
-
-/** The kinds of the wire records inside a value that `marshal` produced (a connection's inbox included). */
-export function handleKinds(value: unknown, kinds = new Set<string>(), seen = new Set<object>()): Set<string> {
-  if (typeof value !== 'object' || value === null || seen.has(value)) return kinds;
-  seen.add(value);
-  const tag = (value as Record<string, unknown>)[WIRE_TAG];
-  if (typeof tag === 'string') kinds.add(tag);
-  if (Array.isArray(value)) for (const child of value) handleKinds(child, kinds, seen);
-  else if (isPlainObject(value)) for (const key of Object.keys(value)) handleKinds((value as Record<string, unknown>)[key], kinds, seen);
-  return kinds;
-}
-
-/** Rebuilds the handles inside a value that `marshal` produced. */
-export function revive(value: unknown, seen = new Map<object, unknown>()): unknown {
-  if (typeof value !== 'object' || value === null) return value;
-  // A handle that appears twice in one value was marshalled to one record (structured clone keeps that
-  // identity): it must come back as one handle, not two objects sharing a port.
-  if (seen.has(value)) return seen.get(value);
-  const tag = (value as Record<string, unknown>)[WIRE_TAG];
-  if (typeof tag === 'string') {
-    const reviver = revivers.get(tag);
-    if (reviver === undefined) throw new Error(`mpthreads: no reviver registered for handle kind ${tag}`);
-    const handle = reviver(value as WireHandle);
-    seen.set(value, handle);
-    return handle;
+  } catch (error) {
+    for (const handle of done) handle[kAbort]();
+    throw error;
   }
-  seen.set(value, value);
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) if (i in value) value[i] = revive(value[i], seen); // keep holes
-  } else if (isPlainObject(value)) {
-    const record = value as Record<string, unknown>;
-    for (const key of Object.keys(record)) record[key] = revive(record[key], seen);
-  }
-  return value;
-}
-
-/** Wraps a marshalled value for a message stream, so the receiver knows to revive it. */
-export function envelope(value: unknown): Record<string, unknown> {
-  return { [ENVELOPE_TAG]: 1, value };
-}
-
-/** Returns the value a message carries, reviving handles when it came in an envelope. */
-export function unwrap(message: unknown): unknown {
-  if (typeof message === 'object' && message !== null && (message as Record<string, unknown>)[ENVELOPE_TAG] === 1) {
-    return revive((message as { value: unknown }).value);
-  }
-  return message;
+  return { batch, transfer, handles };
 }

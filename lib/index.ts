@@ -5,5 +5,6 @@ export { currentProcess, parentProcess, isMainThread, type ProcessInfo } from '.
 export { ProcessError, Empty, Full, EOFError, ClosedError, BufferTooShort, TimeoutError } from './errors.ts';
 export type { WaitOptions } from './options.ts';
 export { Queue, type QueueOptions, type PutOptions } from './queue.ts';
+export { registerClass, type ClassOptions } from './wire/classes.ts';
 export { JoinableQueue } from './joinable-queue.ts';
 export { SimpleQueue } from './simple-queue.ts';

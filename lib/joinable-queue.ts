@@ -1,17 +1,25 @@
 // JoinableQueue: a Queue whose consumers mark items done, so a producer can wait for all work to finish.
-// The unfinished count is the queue's shared kReserved (items put, ever) minus kDone (taskDone() calls, ever):
-// put() counts its task in the same atomic step that counts its item, taskDone() adds to kDone in any thread,
-// join() waits in any thread for the two to meet. The hub takes items a dead producer counted but never sent
-// off kReserved, and so off the unfinished count too.
-import { ProcessError } from './errors.ts';
-import { registerHandle } from './handles.ts';
-import { Queue, reviveQueue } from './queue.ts';
-import { kDone, kJoinWake, kReserved } from './queue-protocol.ts';
+// The unfinished count is the queue's kReserved (items put, ever) minus kDone (tasks done, ever): put counts
+// its task in the same atomic step that counts its item, taskDone() counts one done in any thread, join()
+// waits in any thread for the two to meet (queue/cells.ts). Every get leases its item to its holder until a
+// taskDone() of that holder acknowledges it: a consumer that dies with leases has them delivered again to
+// others by the hub, so join() neither hangs nor loses an item (at-least-once).
+import { ClosedError, ProcessError, TimeoutError } from './errors.ts';
+import type { WaitOptions } from './options.ts';
+import { checkWaitOptions } from './options.ts';
+import { kJoinWake, taskDone, unfinished } from './queue/cells.ts';
+import { holderOf, openHolder, Queue, registerQueueKind, type QueueOptions } from './queue.ts';
+import type { Holder } from './queue/holder.ts';
 import { waitForCell } from './shared-wait.ts';
 
 /**
  * A Queue that counts unfinished tasks: every `put` adds one, every `taskDone()` removes one, and `join()`
  * resolves when the count is back to 0, whichever threads did the puts and the taskDone calls.
+ *
+ * Which item a `taskDone()` accounts for: the oldest item this handle got and has not marked done yet (its
+ * oldest lease). A consumer that exits or is terminated with such items has them delivered again to another
+ * consumer. Called on a handle that has no such item (a producer marking work done on a consumer's behalf, as
+ * Python allows), it marks one unfinished task done without releasing anything.
  *
  * @example
  * const q = new JoinableQueue<string>();
@@ -21,39 +29,59 @@ import { waitForCell } from './shared-wait.ts';
  * await q.join(); // resolves: nothing unfinished
  */
 export class JoinableQueue<T = unknown> extends Queue<T> {
-  static wireKind = 'JoinableQueue';
+  /** Rejects the join() calls waiting on this handle when it closes. */
+  #joins = new Set<(error: unknown) => void>();
 
-  /** Marks one item as done; throws `ProcessError` (ERR_TASK_DONE_TOO_MANY) if none is unfinished. */
+  constructor(options?: QueueOptions);
+  /** @internal */
+  constructor(options: QueueOptions | undefined, holder: Holder);
+  constructor(options?: QueueOptions, holder?: Holder) {
+    super(undefined, holder ?? openHolder('JoinableQueue', options));
+  }
+
+  /**
+   * Marks one task done: this handle's oldest item got and not yet marked done. Throws `ProcessError`
+   * (ERR_TASK_DONE_TOO_MANY) if no task is unfinished.
+   */
   taskDone(): void {
-    this.checkOpen();
-    const counters = this.sharedCounters;
-    for (;;) {
-      const done = Atomics.load(counters, kDone);
-      const unfinished = (Atomics.load(counters, kReserved) - done) | 0;
-      if (unfinished <= 0) throw new ProcessError('taskDone() called too many times', 'ERR_TASK_DONE_TOO_MANY');
-      if (Atomics.compareExchange(counters, kDone, done, (done + 1) | 0) === done) {
-        if (unfinished === 1) {
-          Atomics.add(counters, kJoinWake, 1);
-          Atomics.notify(counters, kJoinWake);
-        }
-        return;
-      }
+    const h = holderOf(this);
+    h.checkOpen();
+    if (!taskDone(h.queueCells, h.holderCells)) throw new ProcessError('taskDone() called too many times', 'ERR_TASK_DONE_TOO_MANY');
+  }
+
+  /**
+   * Resolves when every item put, by any holder, has been marked done by any holder. Rejects with
+   * `TimeoutError` when `timeout` passes first, with the signal's reason on abort, and with `ClosedError` if
+   * this handle is closed meanwhile. While it waits it keeps the program alive.
+   */
+  async join(options?: WaitOptions): Promise<void> {
+    const { timeout, signal } = checkWaitOptions(options);
+    const h = holderOf(this);
+    h.checkOpen();
+    const cells = h.queueCells;
+    if (unfinished(cells) <= 0) return;
+    const closed = new AbortController();
+    const onClose = (error: unknown) => closed.abort(error);
+    this.#joins.add(onClose);
+    const both = signal === undefined ? closed.signal : AbortSignal.any([signal, closed.signal]);
+    h.joiners++;
+    h.updateRef();
+    try {
+      // The unfinished count spans two cells, so wait on kJoinWake, bumped whenever it may have reached 0.
+      const finished = await waitForCell(cells, kJoinWake, () => unfinished(cells) <= 0, timeout, both);
+      if (!finished) throw new TimeoutError(`join() timed out after ${timeout} ms with ${unfinished(cells)} tasks unfinished`);
+    } finally {
+      this.#joins.delete(onClose);
+      h.joiners--;
+      h.updateRef();
     }
   }
 
-  /** Resolves when every item put, by any holder, has been marked done by any holder. */
-  async join(): Promise<void> {
-    this.checkOpen();
-    this.holdOpen(1);
-    try {
-      // The unfinished count spans two cells, so wait on kJoinWake, read before the count is checked.
-      const counters = this.sharedCounters;
-      const finished = () => ((Atomics.load(counters, kReserved) - Atomics.load(counters, kDone)) | 0) <= 0;
-      await waitForCell(counters, kJoinWake, finished, Infinity, undefined);
-    } finally {
-      this.holdOpen(-1);
-    }
+  override close(): void {
+    const error = new ClosedError('queue is closed');
+    for (const reject of this.#joins) reject(error);
+    super.close();
   }
 }
 
-registerHandle('JoinableQueue', (wire) => reviveQueue(JoinableQueue, wire));
+registerQueueKind('JoinableQueue', (holder) => new JoinableQueue(undefined, holder));

@@ -5,4 +5,4 @@ export * from './index.ts';
 /** @internal Called by workers/bootstrap.mjs in a Process's worker. */
 export { main as __processMain } from './worker-main.ts';
 /** @internal Called by workers/bootstrap.mjs in the queue hub's worker. */
-export { main as __hubMain } from './hub.ts';
+export { main as __hubMain } from './queue/hub.ts';

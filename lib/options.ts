@@ -29,16 +29,29 @@ export function checkSignal(value: unknown, name = 'options.signal'): AbortSigna
   return value;
 }
 
-export function checkOptionsObject(value: unknown, name = 'options'): Record<string, unknown> {
+/**
+ * Checks an options object: undefined (no options) or an object whose every own key is one of `known`. An
+ * option this call does not take is a TypeError naming it: a misspelt or meaningless option must not be
+ * silently ignored (`new SimpleQueue({ maxsize: 3 })` is not a bounded queue).
+ */
+export function checkOptions(value: unknown, name: string, known: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object') throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      const takes = known.length === 0 ? 'takes no options' : `takes ${known.map((k) => `"${k}"`).join(', ')}`;
+      throw new TypeError(`${name}: unknown option "${key}" (${takes})`);
+    }
+  }
   return value as Record<string, unknown>;
 }
 
+const waitKeys = ['timeout', 'signal'] as const;
+
 /** Checks `{ timeout, signal }` and returns them normalised. */
-export function checkWaitOptions(value: unknown): { timeout: number; signal: AbortSignal | undefined } {
-  const options = checkOptionsObject(value);
-  return { timeout: checkTimeout(options.timeout), signal: checkSignal(options.signal) };
+export function checkWaitOptions(value: unknown, name = 'options'): { timeout: number; signal: AbortSignal | undefined } {
+  const options = checkOptions(value, name, waitKeys);
+  return { timeout: checkTimeout(options.timeout, `${name}.timeout`), signal: checkSignal(options.signal, `${name}.signal`) };
 }
 
 export function checkNonNegativeInteger(value: unknown, name: string): number {

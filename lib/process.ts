@@ -9,11 +9,12 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { Worker, type ResourceLimits, type TransferListItem } from 'node:worker_threads';
 import { currentProcess, nextChildIdentity } from './context.ts';
 import { ProcessError, deserializeError, describe } from './errors.ts';
-import { commit, marshal } from './handles.ts';
-import { checkOptionsObject, checkTimeout } from './options.ts';
+import { abort, capture, commit } from './handles.ts';
+import { checkOptions, checkTimeout } from './options.ts';
+import { childHubPort } from './queue/hub-client.ts';
 import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';
 import { bootstrapUrl, processRuntime } from './runtime.ts';
@@ -66,7 +67,7 @@ export class Process {
   #exited: Promise<void> | undefined;
 
   constructor(options: ProcessOptions) {
-    const o = checkOptionsObject(options);
+    const o = checkOptions(options, 'options', ['target', 'module', 'args', 'name', 'daemon', 'resourceLimits']);
     if (o.target === undefined) throw new TypeError('options.target is required: a function exported by options.module, or its name');
     this.#target = targetName(o.target);
     if (o.module === undefined) throw new TypeError('options.module is required: pass import.meta.url of the module that exports the target');
@@ -125,7 +126,7 @@ export class Process {
     if (!existsSync(modulePath)) {
       throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, 'ERR_MODULE_LOAD');
     }
-    const m = marshal(this.#args);
+    const args = capture(this.#args);
     const self = currentProcess();
     const boot: BootData = {
       runtime: processRuntime.url,
@@ -133,7 +134,7 @@ export class Process {
       tsx: processRuntime.url.endsWith('.ts') || typescriptModule.test(modulePath),
       module: this.#module.href,
       target: this.#target,
-      args: m.value as unknown[],
+      args: args.batch,
       context: {
         self: { name: this.#name, pid: -1, daemon: this.#daemon },
         parent: { name: self.name, pid: self.pid, daemon: self.daemon },
@@ -142,13 +143,23 @@ export class Process {
     };
     // The pid is the worker's threadId, only known once it exists: the worker patches it into its context.
     const useSpare = boot.tsx && this.#resourceLimits === undefined;
-    const worker = (useSpare ? claimSpare(boot, m.transfer) : undefined) ?? new Worker(bootstrapUrl, {
-      workerData: { [PROTOCOL_TAG]: boot },
-      transferList: m.transfer,
-      resourceLimits: this.#resourceLimits,
-      name: this.#name,
-    });
-    commit(m.handles, `process "${this.#name}"`);
+    let worker: Worker;
+    const hub = childHubPort();
+    boot.hub = hub;
+    const transfer = [...args.transfer, hub] as TransferListItem[];
+    try {
+      worker = (useSpare ? claimSpare(boot, transfer) : undefined) ?? new Worker(bootstrapUrl, {
+        workerData: { [PROTOCOL_TAG]: boot },
+        transferList: transfer,
+        resourceLimits: this.#resourceLimits,
+        name: this.#name,
+      });
+    } catch (error) {
+      abort(args);
+      hub.close();
+      throw error;
+    }
+    commit(args, `process "${this.#name}"`);
     this.#worker = worker;
     this.#pid = worker.threadId;
     running.add(this);

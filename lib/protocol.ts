@@ -1,8 +1,10 @@
 // Everything that travels between a Process and its worker besides user data, in one place.
 // The worker is started with a BootData in workerData; it talks back on its parentPort with
 // WorkerMessages, tagged so that a user's own parentPort messages are never mistaken for ours.
+import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.ts';
 import type { ThreadContext } from './context.ts';
+import type { Batch } from './wire/format.ts';
 
 /** The key of workerData that carries BootData, and the tag of our messages on parentPort. */
 export const PROTOCOL_TAG = 'mpthreads';
@@ -24,8 +26,10 @@ export interface BootData {
   module: string;
   /** Name of the export to call. */
   target: string;
-  /** Marshalled args (see handles.ts). */
-  args: unknown[];
+  /** The args, captured as one value (handles.ts: capture); decoded once the task module is loaded. */
+  args: Batch | null;
+  /** This thread's port to the queue hub (queue/hub-client.ts); for the hub itself, the main thread's. */
+  hub?: MessagePort;
   context: ThreadContext;
 }
 

@@ -20,4 +20,4 @@ export const processRuntime: Runtime = bundled
   : { url: new URL(`./worker-main${extension}`, here).href, entry: 'main' };
 export const hubRuntime: Runtime = bundled
   ? { url: here, entry: '__hubMain' }
-  : { url: new URL(`./hub${extension}`, here).href, entry: 'main' };
+  : { url: new URL(`./queue/hub${extension}`, here).href, entry: 'main' };

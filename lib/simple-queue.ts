@@ -1,8 +1,11 @@
-// SimpleQueue: Python's multiprocessing.SimpleQueue, the small API (put, get, empty, close) on the same
-// machinery as Queue, unbounded. A handle rebuilt in another thread goes through the same constructor, which
-// must hand the wire record on to Queue (else the other thread would get a new, unrelated queue).
-import { registerHandle } from './handles.ts';
-import { Queue, reviveQueue } from './queue.ts';
+// SimpleQueue: Python's multiprocessing.SimpleQueue, exactly its methods (put, get, empty, close), on the same
+// machinery as Queue, unbounded. Not a subclass of Queue, as in Python: it has no size, no nowait forms, no
+// flush. (One addition: get() takes a timeout and a signal.) A handle travels and is shared between threads
+// as a Queue's does.
+import { kAbort, kCommit, kMarshal, type Handle, type WireHandle } from './handles.ts';
+import { openHolder, Queue, registerQueueKind } from './queue.ts';
+import type { WaitOptions } from './options.ts';
+import type { Holder } from './queue/holder.ts';
 
 /**
  * An unbounded queue with Python's SimpleQueue API: `put`, `get`, `empty`, `close`.
@@ -12,16 +15,50 @@ import { Queue, reviveQueue } from './queue.ts';
  * await q.put(1);
  * await q.get(); // 1
  */
-export class SimpleQueue<T = unknown> extends Queue<T> {
-  static wireKind = 'SimpleQueue';
+export class SimpleQueue<T = unknown> implements Handle {
+  readonly #q: Queue<T>;
 
   constructor();
-  /** @internal Rebuilt from the wire (see Queue). */
-  constructor(...wire: ConstructorParameters<typeof Queue>);
-  constructor(...wire: unknown[]) {
-    if (wire.length === 3) super(...(wire as ConstructorParameters<typeof Queue>));
-    else super({ maxsize: 0 });
+  /** @internal */
+  constructor(options: undefined, holder: Holder);
+  constructor(options?: unknown, holder?: Holder) {
+    this.#q = new Queue<T>(undefined, holder ?? openHolder('SimpleQueue', options));
+  }
+
+  /** Adds `item`, copied now; resolves once it is in this holder's buffer. */
+  put(item: T): Promise<void> {
+    return this.#q.put(item);
+  }
+
+  /**
+   * Resolves with the oldest item. Python's takes no arguments; this one also takes `{ timeout, signal }`
+   * (`Empty` on timeout), because a wait that cannot be bounded is a hang.
+   */
+  get(options?: WaitOptions): Promise<T> {
+    return this.#q.get(options);
+  }
+
+  /** True if the queue is empty (approximately, across threads). */
+  empty(): boolean {
+    return this.#q.empty();
+  }
+
+  /** This handle will be used no more: items it put are still delivered; waiting gets reject with ClosedError. */
+  close(): void {
+    this.#q.close();
+  }
+
+  [kMarshal](transfer: unknown[]): WireHandle {
+    return this.#q[kMarshal](transfer);
+  }
+
+  [kCommit](): void {
+    this.#q[kCommit]();
+  }
+
+  [kAbort](): void {
+    this.#q[kAbort]();
   }
 }
 
-registerHandle('SimpleQueue', (wire) => reviveQueue(SimpleQueue, wire));
+registerQueueKind('SimpleQueue', (holder) => new SimpleQueue(undefined, holder));

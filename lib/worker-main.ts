@@ -4,8 +4,9 @@
 import { parentPort, threadId } from 'node:worker_threads';
 import { runExitHooks, setThreadContext } from './context.ts';
 import { ProcessError, serializeError } from './errors.ts';
-import { revive } from './handles.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
+import { setHubPort } from './queue/hub-client.ts';
+import { decodeItem } from './wire/decode.ts';
 import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
 
 function report(error: unknown): void {
@@ -21,7 +22,7 @@ async function fail(error: unknown): Promise<never> {
 
 export async function main(boot: BootData): Promise<void> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
-  const args = revive(boot.args) as unknown[];
+  if (boot.hub !== undefined) setHubPort(boot.hub);
   let target: unknown;
   try {
     const module = await import(boot.module) as Record<string, unknown>;
@@ -32,6 +33,13 @@ export async function main(boot: BootData): Promise<void> {
   }
   if (typeof target !== 'function') {
     return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}`, 'ERR_TARGET_NOT_FOUND'));
+  }
+  let args: unknown[];
+  try {
+    // Decoded once the task module is loaded: classes it registers (registerClass) arrive as instances.
+    args = boot.args === null ? [] : decodeItem(boot.args, 0) as unknown[];
+  } catch (error) {
+    return fail(error);
   }
   try {
     await (target as (...a: unknown[]) => unknown)(...args);

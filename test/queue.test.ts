@@ -62,12 +62,12 @@ function later<T>(promise: Promise<T>): Promise<T> {
 
 // Every queue a test makes is closed after it, so a failing test leaves no get or put waiting (a waiting call
 // keeps the program alive, and uvu would never exit).
-const opened = new Set<Queue<any>>();
+const opened = new Set<{ close(): void }>();
 function closeQueues(): void {
   for (const q of opened) q.close();
   opened.clear();
 }
-function open<Q extends Queue<any>>(q: Q): Q {
+function open<Q extends { close(): void }>(q: Q): Q {
   opened.add(q);
   return q;
 }
@@ -187,10 +187,12 @@ cpython('test_closed_queue_put_get_exceptions: ClosedError after close()', async
     assert.match(put.message, /is closed/);
     assert.is(put.code, 'ClosedError');
     assert.match((await rejects(q.get(), ClosedError, `${kind}.get after close`)).message, /is closed/);
-    throws(() => q.putNowait('foo'), ClosedError, `${kind}.putNowait after close`);
-    throws(() => q.getNowait(), ClosedError, `${kind}.getNowait after close`);
+    if (q instanceof Queue) {
+      throws(() => q.putNowait('foo'), ClosedError, `${kind}.putNowait after close`);
+      throws(() => q.getNowait(), ClosedError, `${kind}.getNowait after close`);
+      await q.joinThread();
+    }
     q.close(); // closing twice is fine
-    await q.joinThread();
   }
 });
 

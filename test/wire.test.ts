@@ -1,31 +1,39 @@
-// The queue wire format (lib/wire.ts): BatchEncoder captures items into one V8-format buffer and decodeBatch
-// reads them back. The reference is the platform: every item must come back as structuredClone() would make
-// it (same types, prototypes, values, -0 and NaN, strings to the code unit, aliasing and cycles within an
-// item, nothing shared across items), and every value structuredClone() refuses must throw the same
-// DataCloneError at put() while leaving the batch as it was. Host objects (MessagePort, Blob, ...) are
-// declined (put() returns false) so that the queue hands them to the platform's own structured clone.
+// The wire format (lib/wire/): the Encoder captures items into one buffer and decodeBatch / BatchReader read
+// them back. The reference is the platform: every item must come back as structuredClone() would make it
+// (same types, prototypes, values, -0 and NaN, strings to the code unit, aliasing and cycles within an item,
+// nothing shared across items), every value structuredClone() refuses must throw the same DataCloneError at
+// put() while leaving the batch as it was, and each property is read once, as structured clone reads it.
+// Host objects (MessagePort, Blob, ...) are carried beside the bytes for the platform to clone.
 import { spawnSync } from 'node:child_process';
 import { BlockList } from 'node:net';
 import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
-import { BatchEncoder, BatchReader, decodeBatch } from '../lib/wire.ts';
+import { registerClass } from '../lib/index.ts';
+import { Carrying, kMaxDepth, type Batch } from '../lib/wire/format.ts';
+import { BatchReader, decodeBatch, decodeItem } from '../lib/wire/decode.ts';
+import { Encoder } from '../lib/wire/encode.ts';
 import { suite, throws } from './_support/harness.ts';
+
+/** The batch's hints off: decode keeping object ids, and scalars with our decoder, the sure way. */
+function unhinted(batch: Batch): Batch {
+  return { ...batch, refs: true, scalars: false };
+}
 
 /** Encodes `items` as one batch and decodes it. */
 function roundTrip(items: unknown[], compareHinted = true): unknown[] {
-  const encoder = new BatchEncoder();
+  const encoder = new Encoder();
   for (const item of items) encoder.put(item);
   assert.is(encoder.count, items.length);
-  const batch = encoder.finish();
+  const { batch } = encoder.finish();
   assert.is(batch.n, items.length);
   assert.is(encoder.count, 0, 'finish() starts a new batch');
   // The queue decodes with the batch's hints (no back-references: shape-built objects; only scalars: V8's
   // deserializer); both ways must give the same items as decoding with none.
   const hinted = decodeBatch(batch);
   if (compareHinted) {
-    same(hinted, decodeBatch(batch, false), 'hinted decode');
+    same(hinted, decodeBatch(unhinted(batch)), 'hinted decode');
     // A consumer's reader decodes the items one by one, in any order.
     const reader = new BatchReader(batch);
     const one = Array.from({ length: batch.n }, (_, i) => batch.n - 1 - i).map((i) => [i, reader.item(i)] as const);
@@ -124,7 +132,7 @@ function assertRoundTrips(items: unknown[], what: string): void {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-const t = suite('wire: BatchEncoder / decodeBatch');
+const t = suite('wire: Encoder / decodeBatch');
 
 t('primitives, -0, NaN and numbers at every boundary', () => {
   assertRoundTrips([
@@ -196,14 +204,14 @@ t('aliasing and cycles within an item; nothing shared across items', () => {
 });
 
 t('an item is captured at put(): later changes to it do not show', () => {
-  const encoder = new BatchEncoder();
+  const encoder = new Encoder();
   const item = { list: [1], map: new Map([['k', 1]]) };
   encoder.put(item);
   item.list.push(2);
   item.map.set('k', 2);
   encoder.put(item);
-  const batch = encoder.finish();
-  const [before, after] = decodeBatch(batch, false) as (typeof item)[];
+  const { batch } = encoder.finish();
+  const [before, after] = decodeBatch(unhinted(batch)) as (typeof item)[];
   assert.equal(before!.list, [1]);
   assert.is(before!.map.get('k'), 1);
   assert.equal(after!.list, [1, 2]);
@@ -219,18 +227,26 @@ t('Date, RegExp, Map, Set, boxed primitives, bigint, Error, class instances, get
   const key = { k: 1 };
   const withGetter = { plain: 1, get computed() { return 'from a getter'; } };
   const errorWithCause = new RangeError('out of range', { cause: { code: 7 } });
+  const selfCause = new Error('cycle');
+  selfCause.cause = { back: selfCause };
   assertRoundTrips([
-    new Date(0), new Date(1_700_000_000_000), new Date(NaN), /a+b/gi, /x/,
+    new Date(0), new Date(1_700_000_000_000), new Date(NaN), /a+b/gi, /x/, /s/dgimsuy, new RegExp('[\\p{L}]', 'v'),
     new Map<unknown, unknown>([[1, 'one'], ['two', 2], [key, { value: key }]]),
     new Set<unknown>([1, 'one', key, [key]]),
     { map: new Map([[key, key]]), set: new Set([key]), key },
-    new Number(3), new String('boxed'), new Boolean(false), Object(10n),
-    10n, -(2n ** 70n), 0n, { big: 2n ** 64n },
-    new Error('plain'), new TypeError('typed'), errorWithCause, { error: new Error('nested') },
+    new Number(3), new String('boxed'), new Boolean(false), new Boolean(true), Object(10n), Object(-(2n ** 80n)),
+    10n, -(2n ** 70n), 0n, -1n, 255n, 256n, 2n ** 64n - 1n, { big: 2n ** 64n },
+    new Error('plain'), new TypeError('typed'), new EvalError('e'), new URIError('u'), new SyntaxError('s'),
+    new ReferenceError('r'), errorWithCause, { error: new Error('nested') }, new Error(),
     new Point(), withGetter, [withGetter, withGetter],
   ], 'objects of every kind');
   const [getter] = roundTrip([withGetter]) as Record<string, unknown>[];
   assert.equal(getter, { plain: 1, computed: 'from a getter' }, 'getters are read at put and arrive as data');
+  // An error whose cause refers back to it: structuredClone here cannot rebuild it ("Unable to deserialize
+  // cloned data"); the wire keeps the cycle.
+  const [cyclic] = roundTrip([selfCause]) as Error[];
+  assert.is(cyclic!.message, 'cycle');
+  assert.ok((cyclic!.cause as { back: Error }).back === cyclic);
 });
 
 t('typed arrays, DataView, ArrayBuffer and Buffer', () => {
@@ -242,14 +258,16 @@ t('typed arrays, DataView, ArrayBuffer and Buffer', () => {
     new Float32Array([1.5, NaN]), new Float64Array([-0, Infinity, NaN]), new BigInt64Array([-(2n ** 63n)]),
     new BigUint64Array([2n ** 64n - 1n]), new Uint8ClampedArray([255]), new DataView(backing, 8, 8),
     backing, sub, { view: sub, again: sub, buffer: backing }, Buffer.from('bytes'), new Uint8Array(0),
+    [new Uint8Array(backing), new Uint16Array(backing, 2, 3)], // two views of one buffer stay on one buffer
   ], 'binary');
 });
 
 t('values structuredClone refuses throw DataCloneError and leave the batch intact', () => {
   function args(..._: unknown[]) {
-    // eslint-disable-next-line prefer-rest-params
     return arguments;
   }
+  const revoked = Proxy.revocable({}, {});
+  revoked.revoke();
   const uncloneable: [string, unknown][] = [
     ['a function', () => 1],
     ['a symbol', Symbol('s')],
@@ -257,12 +275,20 @@ t('values structuredClone refuses throw DataCloneError and leave the batch intac
     ['an array holding a function', [1, () => 2]],
     ['a nested symbol', { deep: { s: Symbol.iterator } }],
     ['a WeakMap', new WeakMap()],
+    ['a WeakSet', new WeakSet()],
+    ['a WeakRef', new WeakRef({})],
     ['a Promise', Promise.resolve(1)],
     ['a Proxy', new Proxy({}, {})],
+    ['a revoked Proxy', revoked.proxy],
+    ['a revoked Proxy inside', { p: revoked.proxy }],
     ['an arguments object', args(1, 2)],
+    ['a symbol object', Object(Symbol('boxed'))],
+    ['a Map iterator', new Map().keys()],
     ['a function after aliased objects', (() => { const o = { n: 1 }; return [o, o, { f: () => o }]; })()],
+    ['a function inside a class instance', new (class Holder { f = () => 1; })()],
+    ['a function inside a Map', new Map([['k', { f() {} }]])],
   ];
-  const encoder = new BatchEncoder();
+  const encoder = new Encoder();
   const good: unknown[] = [];
   const shared = { s: 'shared' };
   for (const [what, value] of uncloneable) {
@@ -285,48 +311,112 @@ t('values structuredClone refuses throw DataCloneError and leave the batch intac
     encoder.put(after);
     good.push(after);
   }
-  const batch = encoder.finish();
-  const decoded = decodeBatch(batch, false);
+  const { batch } = encoder.finish();
+  const decoded = decodeBatch(unhinted(batch));
   assert.is(decoded.length, good.length);
   good.forEach((item, i) => same(decoded[i], structuredClone(item), `item ${i}`));
 });
 
-t('host objects (MessagePort, Blob, BlockList) are declined: put() returns false and adds nothing', () => {
-  const { port1 } = new MessageChannel();
-  const encoder = new BatchEncoder();
-  assert.is(encoder.put({ first: [1] }), true);
-  for (const [what, value] of [['a MessagePort', { port: port1 }], ['a Blob', [new Blob(['x'])]], ['a BlockList', new BlockList()]] as const) {
-    assert.is(encoder.put(value), false, `put(${what})`);
-    assert.is(encoder.count, 1, `put(${what}) added nothing`);
+t('each property is read once, as structured clone reads it (getters, deletions, truncations, additions)', () => {
+  // A counting getter next to values of every kind the encoder writes: one read each.
+  for (const other of [new Date(0), 1n, new Map([[1, 2]]), new Uint8Array(2), new Error('x'), /r/, [1, , 3]]) {
+    let reads = 0;
+    const item = { get counted() { reads++; return reads; }, other };
+    const [decoded] = roundTrip([item], false) as { counted: number }[];
+    assert.is(reads, 1, `getter reads beside ${Object.prototype.toString.call(other)}`);
+    assert.is(decoded!.counted, 1);
   }
+  // A getter that throws on its second read: put() reads it once, so it succeeds.
+  let calls = 0;
+  const once = { get v() { if (++calls > 1) throw new Error('read twice'); return 'ok'; }, d: new Date(1) };
+  assert.equal((roundTrip([once], false)[0] as { v: string }).v, 'ok');
+  // A getter that deletes a later key: the key is left out, as structuredClone leaves it out.
+  const deleting = () => ({ get a() { delete (this as { b?: number }).b; return 1; }, b: 2, c: 3 });
+  same(roundTrip([deleting()], false)[0], structuredClone(deleting()), 'a deleted key');
+  assert.equal(Object.keys(roundTrip([deleting()], false)[0] as object), ['a', 'c']);
+  // ... also for an object of a shape the encoder knows already.
+  const encoder = new Encoder();
+  encoder.put({ a: 0, b: 0, c: 0 });
+  encoder.put(deleting());
+  const [, known] = decodeBatch(encoder.finish().batch) as object[];
+  assert.equal(Object.keys(known!), ['a', 'c']);
+  // An array whose first element's getter truncates it: the length stays, the rest become holes.
+  const truncating = () => {
+    const a = [1, 2, 3];
+    Object.defineProperty(a, 0, { get() { a.length = 1; return 1; }, enumerable: true, configurable: true });
+    return a;
+  };
+  const [truncated] = roundTrip([truncating()], false) as unknown[][];
+  assert.is(truncated!.length, structuredClone(truncating()).length);
+  assert.is(truncated!.length, 3);
+  assert.equal(Object.keys(truncated!), ['0']);
+  // Keys a getter adds are not picked up (structured clone takes the key list first).
+  const adding = { get a() { (this as Record<string, number>).z = 1; return 1; }, b: 2 };
+  assert.equal(Object.keys(roundTrip([adding], false)[0] as object), ['a', 'b']);
+});
+
+t('walks cost what the value holds: a sparse array of length 2^32-1', () => {
+  const sparse: unknown[] = [];
+  sparse[2 ** 32 - 2] = 'last';
+  sparse[7] = { seven: 7 };
+  const nested = { list: sparse, more: [sparse] };
+  const t0 = performance.now();
+  const [a, b] = roundTrip([sparse, nested], false) as [unknown[], { list: unknown[]; more: unknown[][] }];
+  const ms = performance.now() - t0;
+  assert.is(a.length, 2 ** 32 - 1);
+  assert.is(a[2 ** 32 - 2], 'last');
+  assert.equal(a[7], { seven: 7 });
+  assert.equal(Object.keys(a), ['7', '4294967294']);
+  assert.ok(b.list === b.more[0], 'aliasing kept');
+  // structuredClone takes ~0 ms; a walk index by index takes minutes. A generous bound that only a walk over
+  // the length could break.
+  assert.ok(ms < 2_000, `took ${ms.toFixed(0)} ms`);
+});
+
+t('host objects (MessagePort, Blob, BlockList) and SharedArrayBuffers are carried beside the bytes', () => {
+  const { port1 } = new MessageChannel();
+  const encoder = new Encoder();
+  assert.is(encoder.put({ first: [1] }), Carrying.Nothing);
+  const blob = new Blob(['x']);
+  const list = new BlockList();
+  assert.is(encoder.put([blob, blob]), Carrying.Cloned, 'a Blob');
+  assert.is(encoder.put(list), Carrying.Cloned, 'a BlockList');
+  assert.is(encoder.put({ port: port1 }), Carrying.Cloned, 'a port (not in a transfer list: the platform refuses it when posted)');
+  const sab = new SharedArrayBuffer(8);
+  assert.is(encoder.put({ sab, view: new Int32Array(sab, 4, 1) }), Carrying.Shared, 'a SharedArrayBuffer');
+  assert.is(encoder.put({ port: port1 }, { transfer: [port1] }), Carrying.Moved, 'a port in the transfer list');
+  const moved = new ArrayBuffer(4);
+  assert.is(encoder.put({ u8: new Uint8Array(moved) }, { transfer: [moved] }), Carrying.Moved, 'a buffer in the transfer list');
+  assert.is(encoder.put(1, { transfer: [new ArrayBuffer(1)] }), Carrying.Moved, 'a transfer list moves even what the item does not hold');
   // A value the platform refuses anyway still throws DataCloneError, host object or not.
   assert.is(throws(() => encoder.put({ f: () => 1, port: port1 }), DOMException).name, 'DataCloneError');
-  assert.is(encoder.put({ last: 'x' }), true);
-  const batch = encoder.finish();
-  assert.equal(decodeBatch(batch, false), [{ first: [1] }, { last: 'x' }]);
+  const { batch } = encoder.finish();
+  const [first, blobs, , , shared, , bytes] = decodeBatch(batch) as [unknown, Blob[], unknown, unknown, { sab: SharedArrayBuffer; view: Int32Array }, unknown, { u8: Uint8Array }];
+  assert.equal(first, { first: [1] });
+  assert.ok(blobs[0] === blob && blobs[1] === blob, 'one carried object, one slot (identity kept)');
+  assert.ok(shared.sab === sab && shared.view.buffer === sab, 'a view of a carried buffer is a view of it');
+  assert.ok(bytes.u8.buffer === moved);
   port1.close();
 });
 
-t('objects the encoder is told to decline (queue handles) make put() return false, found at any depth', () => {
+t('objects the encoder is told are handles are carried in slots, found at any depth', () => {
   class Handle {}
-  const encoder = new BatchEncoder({ declines: (v) => v instanceof Handle });
-  assert.ok(encoder.put({ first: [1] }));
-  assert.is(encoder.put(new Handle()), false);
-  assert.is(encoder.put({ a: [1, { h: new Handle() }] }), false);
-  let deep: unknown = { h: new Handle() };
-  for (let i = 0; i < 20_000; i++) deep = [deep]; // deeper than the encoder's own recursion goes
-  assert.is(encoder.put(deep), false);
-  assert.ok(encoder.put(new Map([['not walked', new Handle()]])), 'only arrays and plain objects are searched');
-  assert.is(encoder.count, 2);
-  const batch = encoder.finish();
-  const decoded = decodeBatch(batch, false);
-  assert.equal(decoded[0], { first: [1] });
-  assert.ok(decoded[1] instanceof Map);
+  const encoder = new Encoder({ isHandle: (v) => v instanceof Handle });
+  assert.is(encoder.put({ first: [1] }), Carrying.Nothing);
+  const h = new Handle();
+  assert.is(encoder.put({ a: [1, { h }], again: h }), Carrying.Moved);
+  const lone = encoder.takeLast(undefined);
+  assert.is(lone.handles.length, 1, 'one handle, however often it appears');
+  assert.ok(lone.handles[0] === h);
+  assert.is(encoder.put(new Map([['also inside a Map', new Handle()]])), Carrying.Moved);
+  encoder.takeLast(undefined);
+  assert.is(encoder.count, 1, 'taken items leave the batch');
+  assert.equal(decodeBatch(encoder.finish().batch), [{ first: [1] }]);
 });
 
 t('a getter that throws: put() throws that error and leaves the batch intact', () => {
   const boom = new Error('getter failed');
-  const encoder = new BatchEncoder();
+  const encoder = new Encoder();
   encoder.put({ first: 1 });
   const bad = { ok: [1, 2], get broken(): never { throw boom; } };
   try {
@@ -336,40 +426,40 @@ t('a getter that throws: put() throws that error and leaves the batch intact', (
     assert.is(error, boom);
   }
   encoder.put({ last: [3] });
-  const batch = encoder.finish();
-  assert.equal(decodeBatch(batch, false), [{ first: 1 }, { last: [3] }]);
+  const { batch } = encoder.finish();
+  assert.equal(decodeBatch(unhinted(batch)), [{ first: 1 }, { last: [3] }]);
 });
 
-t('the batch bytes are V8 serialization format, objects aside; a batch grows past its first buffer', () => {
+t('a batch of scalars is V8 serialization format; a batch grows past its first buffer', () => {
+  const scalars = Array.from({ length: 3_000 }, (_, i) => (i % 3 === 0 ? i : i % 3 === 1 ? i / 7 : i % 2 === 0));
+  const encoder = new Encoder({ capacity: 64 }); // tiny on purpose: it must grow many times
+  for (const item of scalars) encoder.put(item);
+  const { batch, transfer } = encoder.finish();
+  assert.ok(batch.scalars);
+  assert.ok(transfer.includes(batch.bytes));
+  same(v8.deserialize(Buffer.from(batch.bytes)), structuredClone(scalars), 'v8.deserialize of the batch');
   const items = Array.from({ length: 3_000 }, (_, i) => [i, `item ${i} €`, [i, -i, i / 3], true, null]);
-  const encoder = new BatchEncoder({ capacity: 64 }); // tiny on purpose: it must grow many times
   for (const item of items) encoder.put(item);
-  const batch = encoder.finish();
-  assert.is(batch.side, null, 'plain data needs no side items');
-  assert.is(batch.shapes, undefined, 'no objects, no shapes');
-  assert.ok(batch.transfer.includes(batch.bytes));
-  same(v8.deserialize(Buffer.from(batch.bytes)), structuredClone(items), 'v8.deserialize of the batch');
-  same(decodeBatch(batch, false), structuredClone(items), 'decodeBatch');
+  same(decodeBatch(encoder.finish().batch), structuredClone(items), 'decodeBatch');
   // The encoder is reusable after finish().
   encoder.put('again');
-  const next = encoder.finish();
-  assert.equal(decodeBatch(next, false), ['again']);
+  assert.equal(decodeBatch(encoder.finish().batch), ['again']);
 });
 
 t('objects of one shape carry their keys once per batch, and every batch names the shapes it uses', () => {
-  const encoder = new BatchEncoder();
+  const encoder = new Encoder();
   const items = Array.from({ length: 100 }, (_, i) => ({ id: i, name: `n${i}`, tags: [{ id: -i, name: 'inner' }] }));
   const other = { b: 1, a: 2 }; // same keys, other order: another shape
   for (const item of items) encoder.put(item);
   encoder.put(other);
-  const first = encoder.finish();
+  const { batch: first } = encoder.finish();
   assert.equal(first.shapes, [['id', 'name', 'tags'], ['id', 'name'], ['b', 'a']]);
   assert.ok(first.bytes.byteLength < 100 * 40, `${first.bytes.byteLength} bytes: the keys were written per object`);
   same(decodeBatch(first), structuredClone([...items, other]));
-  same(decodeBatch(first, false), structuredClone([...items, other]));
+  same(decodeBatch(unhinted(first)), structuredClone([...items, other]));
   // A later batch numbers its shapes afresh: a consumer may see it without the first.
   encoder.put({ b: 3, a: 4 });
-  const second = encoder.finish();
+  const { batch: second } = encoder.finish();
   assert.equal(second.shapes, [['b', 'a']]);
   same(new BatchReader(second).item(0), { b: 3, a: 4 });
   // Keys an object literal would not keep as written (a __proto__ key, integer-like keys) still round-trip.
@@ -380,16 +470,29 @@ t('objects of one shape carry their keys once per batch, and every batch names t
   same(roundTrip(odd), structuredClone(odd));
 });
 
+t('an item taken out to travel alone, or appended from one captured alone, decodes the same', () => {
+  const alone = new Encoder({ shapes: false });
+  const value = { a: [1, { b: 'two' }], d: new Date(3), m: new Map([[1, 2]]) };
+  alone.put(value);
+  const lone = alone.takeLast(undefined);
+  same(decodeItem(lone.batch, 0), structuredClone(value), 'alone');
+  const batch = new Encoder();
+  batch.put({ before: 1 });
+  batch.append(lone.batch);
+  batch.put({ after: 2 });
+  same(decodeBatch(batch.finish().batch), structuredClone([{ before: 1 }, value, { after: 2 }]), 'appended');
+});
+
 t('batch hints: scalars only for numbers, booleans, null and undefined; refs only with aliasing', () => {
   const hints = (items: unknown[]) => {
-    const encoder = new BatchEncoder();
+    const encoder = new Encoder();
     for (const item of items) encoder.put(item);
-    const { refs, scalars } = encoder.finish();
+    const { refs, scalars } = encoder.finish().batch;
     return { refs, scalars };
   };
   assert.equal(hints([1, -0, NaN, 2.5, true, null, undefined]), { refs: false, scalars: true });
   assert.equal(hints([1, 'a']), { refs: false, scalars: false });
-  assert.equal(hints([1, 2n]), { refs: false, scalars: false }); // bigint goes beside the batch
+  assert.equal(hints([1, 2n]), { refs: false, scalars: false });
   assert.equal(hints([{ a: 1 }, [1]]), { refs: false, scalars: false });
   const shared = { x: 1 };
   assert.equal(hints([{ a: shared, b: shared }]), { refs: true, scalars: false });
@@ -401,33 +504,65 @@ t('batch hints: scalars only for numbers, booleans, null and undefined; refs onl
 });
 
 t('shaped objects decode where code generation is off (node --disallow-code-generation-from-strings)', () => {
-  const wire = fileURLToPath(new URL('../lib/wire.ts', import.meta.url));
+  const encode = fileURLToPath(new URL('../lib/wire/encode.ts', import.meta.url));
+  const decode = fileURLToPath(new URL('../lib/wire/decode.ts', import.meta.url));
   const program = `
-    import { BatchEncoder, BatchReader, decodeBatch } from ${JSON.stringify(wire)};
-    const encoder = new BatchEncoder();
+    import { Encoder } from ${JSON.stringify(encode)};
+    import { BatchReader, decodeBatch } from ${JSON.stringify(decode)};
+    const encoder = new Encoder();
     for (let i = 0; i < 3; i++) encoder.put({ a: i, b: { c: 'x' } });
-    const batch = encoder.finish();
+    const { batch } = encoder.finish();
     console.log(JSON.stringify([decodeBatch(batch), new BatchReader(batch).item(2)]));`;
   const child = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', '--import', 'tsx', '--input-type=module', '-e', program], { encoding: 'utf8', timeout: 60_000 });
   assert.is(child.status, 0, child.stderr);
   assert.equal(JSON.parse(child.stdout), [[{ a: 0, b: { c: 'x' } }, { a: 1, b: { c: 'x' } }, { a: 2, b: { c: 'x' } }], { a: 2, b: { c: 'x' } }]);
 });
 
-t('very deep values round-trip (the encoder hands them to V8)', () => {
-  let deep: unknown = 'bottom';
-  for (let i = 0; i < 3_000; i++) deep = [deep];
-  const [decoded] = roundTrip([deep], false); // same() would overflow the stack
-  let depth = 0;
-  for (let v = decoded; Array.isArray(v); v = v[0]) depth++;
-  assert.is(depth, 3_000);
-  // Deep objects too, decoded the way the queue does (with the batch's hints).
-  let nested: unknown = 'bottom';
-  for (let i = 0; i < 3_000; i++) nested = { a: nested };
-  let [o] = roundTrip([nested], false) as [unknown];
-  let levels = 0;
-  for (; typeof o === 'object' && o !== null; o = (o as { a: unknown }).a) levels++;
-  assert.is(levels, 3_000);
-  assert.is(o, 'bottom');
+t(`values up to ${kMaxDepth} levels deep round-trip; deeper ones are refused with DataCloneError in every thread`, () => {
+  const nest = (levels: number, make: (v: unknown) => unknown) => {
+    let v: unknown = 'bottom';
+    for (let i = 0; i < levels; i++) v = make(v);
+    return v;
+  };
+  for (const [what, make] of [['arrays', (v: unknown) => [v]], ['objects', (v: unknown) => ({ a: v })], ['maps', (v: unknown) => new Map([[1, v]])]] as const) {
+    const [decoded] = roundTrip([nest(kMaxDepth, make)], false); // same() would overflow the stack
+    let depth = 0;
+    let v = decoded;
+    for (; typeof v === 'object' && v !== null; depth++) v = Array.isArray(v) ? v[0] : v instanceof Map ? v.get(1) : (v as { a: unknown }).a;
+    assert.is(depth, kMaxDepth, what);
+    assert.is(v, 'bottom');
+    const encoder = new Encoder();
+    encoder.put('kept');
+    for (const levels of [kMaxDepth + 1, 5_000, 50_000]) {
+      const error = throws(() => encoder.put(nest(levels, make)), DOMException, `${levels} levels of ${what}`);
+      assert.is(error.name, 'DataCloneError');
+    }
+    assert.equal(decodeBatch(encoder.finish().batch), ['kept']);
+  }
+});
+
+t('registered classes arrive as instances; unregistered ones as plain objects, as structured clone makes them', () => {
+  class Vec {
+    constructor(public x: number, public y: number) {}
+    norm() { return Math.hypot(this.x, this.y); }
+  }
+  class Secret {
+    #value: string;
+    constructor(value: string) { this.#value = value; }
+    reveal() { return this.#value; }
+  }
+  class Unregistered { z = 1; }
+  registerClass(Vec);
+  registerClass(Secret, { name: 'wire.test/Secret', serialize: (s) => s.reveal(), deserialize: (v) => new Secret(v as string) });
+  const v = new Vec(3, 4);
+  const [a, b, c, d] = roundTrip([v, { both: [v, v] }, new Secret('hidden'), new Unregistered()], false) as [Vec, { both: Vec[] }, Secret, object];
+  assert.ok(a instanceof Vec && a.norm() === 5, 'an instance with its methods');
+  assert.ok(b.both[0] instanceof Vec && b.both[0] === b.both[1], 'identity kept');
+  assert.ok(c instanceof Secret && c.reveal() === 'hidden', 'serialize/deserialize carry private state');
+  assert.is(Object.getPrototypeOf(d), Object.prototype);
+  assert.equal(d, { z: 1 });
+  assert.throws(() => registerClass(class Vec {}), /already registered/);
+  assert.throws(() => registerClass(Vec, { bogus: 1 } as never), /unknown option "bogus"/);
 });
 
 t.run();

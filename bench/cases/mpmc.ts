@@ -60,7 +60,7 @@ async function rawMpmc(ctx: CaseContext, payload: Payload, batch: number): Promi
   return throughput(size, seconds);
 }
 
-async function queueMpmc(ctx: CaseContext, payload: Payload, create: () => Queue<unknown>): Promise<Measurement> {
+async function queueMpmc(ctx: CaseContext, payload: Payload, create: () => Queue<unknown> | SimpleQueue<unknown>): Promise<Measurement> {
   const size = sizeOf('mpmc', payload, ctx.quick);
   const eps = (await team('mpthreads')).members;
   const q = create();

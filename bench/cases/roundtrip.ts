@@ -58,7 +58,7 @@ async function pipeRoundtrip(ctx: CaseContext): Promise<Measurement> {
   return m;
 }
 
-async function queueRoundtrip(ctx: CaseContext, create: () => Queue<number>): Promise<Measurement> {
+async function queueRoundtrip(ctx: CaseContext, create: () => Queue<number> | SimpleQueue<number>): Promise<Measurement> {
   const [pinger, ponger] = (await team('mpthreads')).members as [Endpoint, Endpoint];
   const out = create();
   const back = create();

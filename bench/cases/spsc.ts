@@ -60,7 +60,7 @@ async function pipeSpsc(ctx: CaseContext, payload: Payload): Promise<Measurement
   return throughput(size, seconds);
 }
 
-async function queueSpsc(ctx: CaseContext, payload: Payload, create: () => Queue<unknown>): Promise<Measurement> {
+async function queueSpsc(ctx: CaseContext, payload: Payload, create: () => Queue<unknown> | SimpleQueue<unknown>): Promise<Measurement> {
   const size = sizeOf('spsc', payload, ctx.quick);
   const [producer, consumer] = (await team('mpthreads')).members as [Endpoint, Endpoint];
   const q = create();

@@ -15,7 +15,10 @@
 //   pipe-pinger      n timed round trips of an int over conn, then STOP; pipe-ponger echoes until STOP
 //   queue-pinger     the same over two queues (out, back); queue-ponger echoes from out to back
 //   fanout           tasks.get() -> results.put(x + 1) -> tasks.taskDone(), until a null task
-import type { Connection, JoinableQueue, Queue } from '../../lib/index.ts';
+import type { Connection, JoinableQueue, Queue, SimpleQueue } from '../../lib/index.ts';
+
+/** The queues the cases compare (a SimpleQueue has put and get, no options: the cases pass none to it). */
+type AnyQueue<T> = Queue<T> | SimpleQueue<T>;
 // Loaded for its side effect: queue handles reach this worker inside control messages, not in its args, and
 // the worker runtime registers only the handle kinds found in args (a library limitation; see bench/README.md).
 import '../../lib/index.ts';
@@ -27,12 +30,12 @@ type Item = unknown;
 export type Role =
   | { kind: 'pipe-producer'; conn: Connection<Item>; payload: Payload }
   | { kind: 'pipe-consumer'; conn: Connection<Item>; payload: Payload }
-  | { kind: 'queue-producer'; queue: Queue<Item>; payload: Payload }
-  | { kind: 'queue-consumer'; queue: Queue<Item>; payload: Payload; counter?: SharedArrayBuffer; consumers?: number }
+  | { kind: 'queue-producer'; queue: AnyQueue<Item>; payload: Payload }
+  | { kind: 'queue-consumer'; queue: AnyQueue<Item>; payload: Payload; counter?: SharedArrayBuffer; consumers?: number }
   | { kind: 'pipe-pinger'; conn: Connection<number> }
   | { kind: 'pipe-ponger'; conn: Connection<number> }
-  | { kind: 'queue-pinger'; out: Queue<number>; back: Queue<number> }
-  | { kind: 'queue-ponger'; out: Queue<number>; back: Queue<number> }
+  | { kind: 'queue-pinger'; out: AnyQueue<number>; back: AnyQueue<number> }
+  | { kind: 'queue-ponger'; out: AnyQueue<number>; back: AnyQueue<number> }
   | { kind: 'fanout'; tasks: JoinableQueue<number | null>; results: Queue<number> };
 
 type Done = { count: number; checksum: number; stats?: { elapsedMs: number; p50us: number; p99us: number } };
@@ -114,7 +117,7 @@ async function run(r: Role, n: number, start: number, ctl: Connection<Command | 
       if (isTransfer(r.payload)) {
         for (let i = start; i < start + n; i++) {
           const v = make(i) as Uint8Array;
-          await q.put(v, { transfer: [v.buffer as ArrayBuffer] });
+          await (q as Queue<Item>).put(v, { transfer: [v.buffer as ArrayBuffer] });
         }
       } else {
         for (let i = start; i < start + n; i++) await q.put(make(i));

@@ -1,0 +1,265 @@
+// The shared-memory half of the queue protocol: the cells every holder of a queue and the hub read and write
+// with Atomics, and every operation on them. Each operation says its ordering rule here, once; callers do not
+// touch the cells any other way. (The message half is protocol.ts; the design, and the test that guards each
+// cell, are there too.)
+//
+// Two arrays of Int32 cells:
+//   queue cells  — one per queue, shared by every holder of it and by the hub;
+//   holder cells — one per handle (a Queue object in some thread), shared by that holder and the hub only.
+// A joinable queue's holder also has a lease ring (its own Int32Array), written by the holder, read by the hub.
+//
+// Counts and indexes wrap around at 2^32: compare them with diff(), never directly. A thread can be stopped
+// (terminate()) between any two atomic steps, so every pair of steps below is ordered so that a stop between
+// them either loses nothing or leaves a trace (kCounting, kFetching, kLeasing) the hub can repair from.
+
+// ---- queue cells --------------------------------------------------------------------------------------
+/**
+ * Items counted by put (a slot reserved, for a bounded queue), ever. It falls only when a put gives its slot
+ * back and when the hub takes off what a dead holder counted and never sent; it rises when the hub queues an
+ * item again. The queue's size is kReserved - kClaimed. On its own 64-byte cache line: producers write it.
+ */
+export const kReserved = 0;
+/** The next index to claim: how many items gets have taken, ever. Consumers write it (its own cache line). */
+export const kClaimed = 16;
+/** JoinableQueue: tasks done, ever (taskDone() calls, and the hub's adjustments). Unfinished = kReserved - kDone. */
+export const kDone = 32;
+/** JoinableQueue: bumped and notified whenever the unfinished count may have reached 0. join() waits on it. */
+export const kJoinWake = 33;
+export const kQueueCells = 34;
+
+// ---- holder cells -------------------------------------------------------------------------------------
+/** Items this holder counted in kReserved (at put time, before they leave the thread). */
+export const kPutCount = 0;
+/** 1 while this holder changes kReserved and kPutCount (two cells no single step changes together). */
+export const kCounting = 1;
+/** What this holder does about a deferred item (one the hub sends only on Fetch): see FetchState. */
+export const kFetching = 2;
+/** The index kFetching is about. */
+export const kFetchIndex = 3;
+/** Bumped (and notified) by the hub after it answered a synchronous request (getNowait). */
+export const kReply = 4;
+/** Attach messages this holder posted that the hub has not handled yet: holders the hub does not know of. */
+export const kAttaching = 5;
+/** JoinableQueue: the lease ring's oldest unacknowledged entry and one past its newest (counts, wrapping). */
+export const kLeaseHead = 6;
+export const kLeaseTail = 7;
+/** JoinableQueue: 1 from writing a tentative lease at kLeaseTail to the end of the claim it is for. */
+export const kLeasing = 8;
+export const kHolderCells = 9;
+
+export const FetchState = {
+  /** Not fetching. */
+  Idle: 0,
+  /** About to claim kFetchIndex: the hub keeps the item (the claim may or may not happen). */
+  Pinned: 1,
+  /** Claimed kFetchIndex and waiting for the hub to send it: if this holder dies now, the hub queues it again. */
+  Claimed: 2,
+} as const;
+
+/** Lease ring entries to start with; the holder grows the ring (and tells the hub) when it fills. */
+export const kFirstLeaseCapacity = 64;
+
+export function newQueueCells(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(kQueueCells * Int32Array.BYTES_PER_ELEMENT));
+}
+
+export function newHolderCells(): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(kHolderCells * Int32Array.BYTES_PER_ELEMENT));
+}
+
+export function newLeaseRing(capacity = kFirstLeaseCapacity): Int32Array {
+  return new Int32Array(new SharedArrayBuffer(capacity * Int32Array.BYTES_PER_ELEMENT));
+}
+
+/** a - b for counts and indexes that wrap at 2^32 (correct while they are within 2^31 of each other). */
+export function diff(a: number, b: number): number {
+  return (a - b) | 0;
+}
+
+/** Items in the queue: counted by puts, not yet claimed. Both cells only grow (but for the hub's corrections). */
+export function size(q: Int32Array): number {
+  return diff(Atomics.load(q, kReserved), Atomics.load(q, kClaimed));
+}
+
+/** JoinableQueue: items put whose taskDone() has not been called. */
+export function unfinished(q: Int32Array): number {
+  return diff(Atomics.load(q, kReserved), Atomics.load(q, kDone));
+}
+
+/**
+ * Takes a slot for one item and counts it as this holder's (kPutCount; for a JoinableQueue the same step
+ * counts its task). Counted before the item is captured: a holder stopped from here on (say, inside a getter
+ * of the item) is settled by the hub, which takes off kPutCount - (items it received). kCounting brackets the
+ * two cells; a holder that dies with it set leaves the hub to compare kReserved with every kPutCount.
+ * Returns false (nothing counted) when a bounded queue is full.
+ */
+export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean {
+  Atomics.store(h, kCounting, 1);
+  if (maxsize === 0) {
+    Atomics.add(q, kReserved, 1);
+  } else {
+    for (;;) {
+      // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
+      const reserved = Atomics.load(q, kReserved);
+      if (diff(reserved, Atomics.load(q, kClaimed)) >= maxsize) {
+        Atomics.store(h, kCounting, 0);
+        return false;
+      }
+      if (Atomics.compareExchange(q, kReserved, reserved, (reserved + 1) | 0) === reserved) break;
+    }
+  }
+  Atomics.add(h, kPutCount, 1);
+  Atomics.store(h, kCounting, 0);
+  return true;
+}
+
+/** Gives back a slot whose item could not be captured or sent (bracketed as reserve() is). */
+export function unreserve(q: Int32Array, h: Int32Array, joinable: boolean, maxsize: number): void {
+  Atomics.store(h, kCounting, 1);
+  Atomics.sub(h, kPutCount, 1);
+  Atomics.sub(q, kReserved, 1);
+  Atomics.store(h, kCounting, 0);
+  if (joinable) wakeJoiners(q);
+  if (maxsize > 0) Atomics.notify(q, kClaimed);
+}
+
+/** Tells join() to look again: after any change that may bring the unfinished count to 0. */
+export function wakeJoiners(q: Int32Array): void {
+  Atomics.add(q, kJoinWake, 1);
+  Atomics.notify(q, kJoinWake);
+}
+
+/** Claims index `next` (the value read from kClaimed): true if this caller got it. Wakes blocked puts. */
+export function claim(q: Int32Array, next: number, maxsize: number): boolean {
+  if (Atomics.compareExchange(q, kClaimed, next, (next + 1) | 0) !== next) return false;
+  if (maxsize > 0) Atomics.notify(q, kClaimed);
+  return true;
+}
+
+/**
+ * Claims a deferred item: pinned first, so that the hub keeps it between the claim and the Fetch, then claimed.
+ * A holder that dies Pinned leaves nothing to repair (the hub only kept the item longer); one that dies Claimed
+ * has the hub queue the item again.
+ */
+export function claimPinned(q: Int32Array, h: Int32Array, next: number, maxsize: number): boolean {
+  Atomics.store(h, kFetchIndex, next);
+  Atomics.store(h, kFetching, FetchState.Pinned);
+  if (!claim(q, next, maxsize)) {
+    Atomics.store(h, kFetching, FetchState.Idle);
+    return false;
+  }
+  Atomics.store(h, kFetching, FetchState.Claimed);
+  return true;
+}
+
+/** The deferred item arrived: nothing left for the hub to repair. */
+export function unpin(h: Int32Array): void {
+  Atomics.store(h, kFetching, FetchState.Idle);
+}
+
+/**
+ * JoinableQueue: claims `next` and records it as leased by this holder, in a way the hub can read if the holder
+ * dies: the index is written tentatively at the ring's tail and kLeasing set before the claim, and the tail
+ * moves after it. A holder that dies with kLeasing set may or may not have claimed the index; the hub then
+ * counts it as leased if it was claimed at all (so an item is delivered again, at worst, never lost).
+ * `claimOne` is claim() or claimPinned(). The caller grows the ring first when it is full (leaseRoom()).
+ */
+export function claimLeased(h: Int32Array, ring: Int32Array, next: number, claimOne: () => boolean): boolean {
+  const tail = Atomics.load(h, kLeaseTail);
+  Atomics.store(ring, tail & (ring.length - 1), next);
+  Atomics.store(h, kLeasing, 1);
+  const claimed = claimOne();
+  if (claimed) Atomics.store(h, kLeaseTail, (tail + 1) | 0);
+  Atomics.store(h, kLeasing, 0);
+  return claimed;
+}
+
+/** JoinableQueue: true when the ring has room for one more lease. */
+export function leaseRoom(h: Int32Array, ring: Int32Array): boolean {
+  return diff(Atomics.load(h, kLeaseTail), Atomics.load(h, kLeaseHead)) < ring.length;
+}
+
+/** JoinableQueue: a ring twice the size holding the same leases, at the same positions modulo its length. */
+export function growLeaseRing(h: Int32Array, ring: Int32Array): Int32Array {
+  const grown = newLeaseRing(ring.length * 2);
+  const head = Atomics.load(h, kLeaseHead);
+  const tail = Atomics.load(h, kLeaseTail);
+  for (let i = head; i !== tail; i = (i + 1) | 0) Atomics.store(grown, i & (grown.length - 1), Atomics.load(ring, i & (ring.length - 1)));
+  return grown;
+}
+
+/** JoinableQueue: this holder's unacknowledged leases, oldest first (read by the hub; see claimLeased). */
+export function leasesOf(h: Int32Array, ring: Int32Array): number[] {
+  const leasing = Atomics.load(h, kLeasing) !== 0;
+  const head = Atomics.load(h, kLeaseHead);
+  const tail = Atomics.load(h, kLeaseTail);
+  const out: number[] = [];
+  for (let i = head; i !== tail; i = (i + 1) | 0) out.push(Atomics.load(ring, i & (ring.length - 1)));
+  if (leasing) out.push(Atomics.load(ring, tail & (ring.length - 1)));
+  return out;
+}
+
+/**
+ * JoinableQueue: marks one task done. It acknowledges this holder's oldest lease if it has one; either way it
+ * counts one task done in kDone, refusing to pass the number of tasks put (returns false: nothing unfinished).
+ * kDone moves before the lease does: a holder that dies between the two leaves a lease the hub delivers again
+ * (a duplicate, which at-least-once allows), never a task nobody can finish.
+ */
+export function taskDone(q: Int32Array, h: Int32Array): boolean {
+  for (;;) {
+    const done = Atomics.load(q, kDone);
+    const left = diff(Atomics.load(q, kReserved), done);
+    if (left <= 0) return false;
+    if (Atomics.compareExchange(q, kDone, done, (done + 1) | 0) === done) {
+      if (left === 1) wakeJoiners(q);
+      break;
+    }
+  }
+  const head = Atomics.load(h, kLeaseHead);
+  if (head !== Atomics.load(h, kLeaseTail)) Atomics.store(h, kLeaseHead, (head + 1) | 0);
+  return true;
+}
+
+// ---- the hub's corrections -----------------------------------------------------------------------------
+
+/**
+ * Hub: takes `n` items off the queue's count, that holders counted and will never send (a dead producer's
+ * buffer); for a JoinableQueue that takes their tasks off too. Wakes puts waiting for a slot, and join().
+ */
+export function uncount(q: Int32Array, n: number, joinable: boolean): void {
+  Atomics.sub(q, kReserved, n);
+  Atomics.notify(q, kClaimed);
+  if (joinable) wakeJoiners(q);
+}
+
+/**
+ * Hub: an item claimed by a holder that died before it was done with it is queued again as a new item; this
+ * counts it. Its task is the old one (JoinableQueue): kReserved counts the new item first, then kDone the old
+ * task, so the unfinished count never dips on the way (a join() could see it reach 0). The old task is counted
+ * done only while more than `requeued` tasks are unfinished (the items queued again so far in this repair,
+ * this one included, each need one): a taskDone() by another holder may have finished the old task already,
+ * and then the new item carries a task of its own. So after queuing k items again, unfinished = max(before, k).
+ */
+export function recount(q: Int32Array, joinable: boolean, requeued: number): void {
+  Atomics.add(q, kReserved, 1);
+  if (joinable) finishOne(q, requeued);
+}
+
+/**
+ * Hub: a dead holder's leased item that cannot be delivered again (it moved ports or buffers to the dead
+ * thread): its task is counted done, so that join() does not wait for it forever (but for the `requeued`
+ * tasks the same repair queued again).
+ */
+export function abandon(q: Int32Array, requeued: number): void {
+  finishOne(q, requeued);
+  wakeJoiners(q);
+}
+
+/** Counts one task done if more than `keep` are unfinished (atomically with that check). */
+function finishOne(q: Int32Array, keep: number): void {
+  for (;;) {
+    const done = Atomics.load(q, kDone);
+    if (diff(Atomics.load(q, kReserved), done) <= keep) return;
+    if (Atomics.compareExchange(q, kDone, done, (done + 1) | 0) === done) return;
+  }
+}

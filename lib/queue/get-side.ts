@@ -1,0 +1,347 @@
+// The get side of a queue holder: the items the hub pushed to this holder (segments), the window that says
+// which the hub should push, claims, fetching deferred items, and getNowait's synchronous requests.
+//
+// The hub numbers items in arrival order and pushes the batches that fall in this holder's window. A get claims
+// the next index, kClaimed, by compare-and-swap (cells.ts), but only when this holder already has that item: so
+// the claim and the taking are one step, and a thread that stops calling get (or dies between gets) holds
+// nothing anyone else needs. A deferred item is pushed as a placeholder; the claimer fetches the real one. In
+// a JoinableQueue every claim is also a lease (cells.ts: claimLeased), which taskDone() acknowledges.
+//
+// Invariants:
+//   #segments are in index order, each one a batch (or placeholder) the hub pushed; a segment leaves once
+//     kClaimed passed its end. Only an index this holder has in #segments is ever claimed here.
+//   The window (#windowTo) is extended by at least half its size before the claims reach its end, and after a
+//     claim finds nothing: so a waiting get is always inside it and wakes when the next item is pushed.
+//   #waiters are served oldest first; one of them at most (#fetching) has claimed an item it is fetching: it is
+//     committed (no timeout or abort settles it) and the others wait behind it.
+//   #kept holds items this holder claimed for a getNowait() that stopped waiting for them: the next gets take
+//     them first, before claiming anything new (so this holder's gets still see increasing indexes).
+import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { Empty, ProcessError, describe } from '../errors.ts';
+import { checkWaitOptions, type WaitOptions } from '../options.ts';
+import { wait, type Waiter } from '../wait.ts';
+import { batchByteLength } from '../wire/batch.ts';
+import { BatchReader } from '../wire/decode.ts';
+import type { Batch } from '../wire/format.ts';
+import {
+  claim, claimLeased, claimPinned, diff, growLeaseRing, kClaimed, kReply, leaseRoom, size, unpin,
+} from './cells.ts';
+import { Op, type HolderMessage, type HubMessage, type WantMessage } from './protocol.ts';
+
+/** The window: how many items past the claims a holder asks the hub to push, at most and at first. */
+const kWindowItems = 4096;
+const kFirstWindow = 64;
+/** ... and about how many bytes (the window shrinks for big items). */
+const kWindowBytes = 4 << 20;
+/** How long getNowait() may block its thread for the hub's answer. */
+const kNowaitReplyMs = 5_000;
+
+/** What the get side needs of its queue holder. */
+export interface GetHolder {
+  readonly queueCells: Int32Array;
+  readonly holderCells: Int32Array;
+  readonly maxsize: number;
+  readonly port: MessagePort;
+  /** JoinableQueue: this holder's lease ring (replaced when it grows); null for other queues. */
+  ring: Int32Array | null;
+  post(message: HolderMessage, transfer?: readonly unknown[]): void;
+  /** Hands this holder's own buffered items over (they must reach the hub to come back to anyone). */
+  flushPuts(): void;
+  updateRef(): void;
+  checkOpen(): void;
+}
+
+/** Items the hub pushed: indexes [base, base + n) (base modulo 2^32), decoded at the first claim among them. */
+interface Segment {
+  base: number;
+  n: number;
+  batch: Batch | null;
+  reader: BatchReader | undefined;
+  /** A placeholder for a deferred item: whoever claims it fetches it from the hub. */
+  deferred: boolean;
+}
+
+/** What a claim found. */
+type Claim =
+  | { kind: 'item'; value: unknown }
+  | { kind: 'miss' } // this holder does not have the next index (yet)
+  | { kind: 'fetching'; index: number }; // claimed a deferred item: it comes on Fetch
+
+const kMiss: Claim = { kind: 'miss' };
+
+export class GetSide {
+  readonly #holder: GetHolder;
+  #segments: Segment[] = [];
+  /** One past the last index pushed to us (valid once #heard). */
+  #heardTo = 0;
+  #heard = false;
+  /** The hub pushes us indexes below this; how far ahead of the claims we ask for (grows to kWindowItems). */
+  #windowTo = 0;
+  #window = kFirstWindow;
+  /** A Want was ever posted (before that, the window covers nothing). */
+  #asked = false;
+  #waiters: Waiter<unknown>[] = [];
+  #fetching: Waiter<unknown> | undefined;
+  #fetchIndex = 0;
+  #kept: unknown[] = [];
+
+  constructor(holder: GetHolder) {
+    this.#holder = holder;
+  }
+
+  /** Gets wait: the holder's port must keep the program alive. */
+  get waiting(): boolean {
+    return this.#waiters.length > 0 || this.#fetching !== undefined;
+  }
+
+  get(options: WaitOptions | undefined): Promise<unknown> {
+    if (options === undefined && this.#waiters.length === 0 && this.#fetching === undefined) {
+      try {
+        this.#holder.checkOpen();
+        const found = this.#claim(false);
+        if (found.kind === 'item') return Promise.resolve(found.value);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    let timeout: number, signal: AbortSignal | undefined;
+    try {
+      ({ timeout, signal } = checkWaitOptions(options));
+      this.#holder.checkOpen();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (timeout === 0 && this.#waiters.length === 0) {
+      try {
+        return Promise.resolve(this.getNowait());
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    this.#holder.flushPuts();
+    return wait<unknown>((waiter) => {
+      this.#waiters.push(waiter);
+      this.serve();
+      return () => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i !== -1) this.#waiters.splice(i, 1);
+        this.#holder.updateRef();
+      };
+    }, timeout, signal, () => new Empty(`queue is empty: get() timed out after ${timeout} ms`));
+  }
+
+  /**
+   * An item available now, or Empty. It sees what the hub already pushed to this holder, and otherwise hands
+   * this holder's unsent items over and asks the hub synchronously (a few ms at most).
+   */
+  getNowait(): unknown {
+    this.#holder.checkOpen();
+    if (this.#waiters.length > 0 || this.#fetching !== undefined) throw new Empty(); // others are ahead
+    let found = this.#claim(true);
+    if (found.kind === 'miss') {
+      this.#drain();
+      found = this.#claim(true);
+    }
+    if (found.kind === 'miss' && size(this.#holder.queueCells) > 0) {
+      // Maybe in the hub, or still in our own buffer: hand ours over, then ask for the window and wait for it.
+      this.#holder.flushPuts();
+      const next = Atomics.load(this.#holder.queueCells, kClaimed);
+      this.#askNow({ op: Op.Want, from: this.#from(), until: (next + this.#window) | 0, width: this.#window, now: true });
+      found = this.#claim(true);
+    }
+    if (found.kind === 'item') return found.value;
+    if (found.kind === 'miss') throw new Empty();
+    // A deferred item, claimed: fetch it and wait (bounded) for the hub to send it.
+    const outcome: { done: boolean; value?: unknown; error?: unknown } = { done: false };
+    this.#fetching = syncWaiter(outcome);
+    this.#askNow({ op: Op.Fetch, index: found.index, now: true });
+    if (!outcome.done) {
+      // The hub did not answer in time. The claim stands: the item, when it comes, goes to the next get.
+      this.#fetching = syncWaiter(undefined, this.#kept);
+      throw new Empty(`queue: the hub did not answer within ${kNowaitReplyMs} ms`);
+    }
+    if (outcome.error !== undefined) throw outcome.error;
+    return outcome.value;
+  }
+
+  /** Takes items off the port and serves waiting gets from what this holder has. */
+  onMessage = (message: HubMessage): void => {
+    try {
+      this.#receive(message);
+    } catch (error) {
+      // Nothing thrown here may escape (it would crash the thread): the oldest waiting get hears of it.
+      const waiter = this.#fetching ?? this.#waiters.shift();
+      if (waiter === this.#fetching) this.#fetching = undefined;
+      if (waiter !== undefined) waiter.reject(error);
+      else process.emitWarning(`mpthreads: a queue message could not be handled: ${String(error)}`);
+    }
+    this.serve();
+  };
+
+  /** Serves waiting gets from what this holder has; with nothing here, makes sure the window covers the next index. */
+  serve(): void {
+    let drained = false;
+    while (this.#waiters.length > 0 && this.#fetching === undefined) {
+      let found: Claim;
+      try {
+        found = this.#claim(true);
+      } catch (error) {
+        // The item could not be rebuilt here (it was claimed): its get rejects, the others go on.
+        this.#waiters.shift()!.reject(error);
+        continue;
+      }
+      if (found.kind === 'fetching') {
+        const waiter = this.#waiters.shift()!;
+        waiter.committed = true;
+        this.#fetching = waiter;
+        this.#holder.post({ op: Op.Fetch, index: found.index });
+      } else if (found.kind === 'item') {
+        this.#waiters.shift()!.resolve(found.value);
+      } else if (!drained) {
+        // Items may be queued on the port while this thread was busy: take them now, not a turn later.
+        drained = true;
+        this.#drain();
+      } else {
+        const next = Atomics.load(this.#holder.queueCells, kClaimed);
+        if (!this.#asked || diff(this.#windowTo, next) <= 0) this.#want(next);
+        break;
+      }
+    }
+    this.#holder.updateRef();
+  }
+
+  /** The holder closed: waiting gets reject with `error`. An item being fetched goes back to the queue (the hub sees the claim when the port closes). */
+  close(error: unknown): void {
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    this.#fetching?.reject(error);
+    this.#fetching = undefined;
+  }
+
+  /**
+   * Takes the item at the next index if this holder has it. `fetch` false: a deferred item counts as a miss (the
+   * caller cannot wait for it); true: it is claimed, and the caller fetches it.
+   */
+  #claim(fetch: boolean): Claim {
+    if (this.#kept.length > 0) return { kind: 'item', value: this.#kept.shift() };
+    const holder = this.#holder;
+    const q = holder.queueCells;
+    const segments = this.#segments;
+    for (;;) {
+      const next = Atomics.load(q, kClaimed);
+      let segment = segments[0];
+      while (segment !== undefined && diff(next, segment.base) >= segment.n) {
+        segments.shift();
+        segment = segments[0];
+      }
+      if (segment === undefined || diff(next, segment.base) < 0) return kMiss;
+      if (segment.deferred) {
+        if (!fetch) return kMiss;
+        if (!this.#take(next, () => claimPinned(q, holder.holderCells, next, holder.maxsize))) continue;
+        this.#fetchIndex = next;
+        this.#claimed(next);
+        return { kind: 'fetching', index: next };
+      }
+      if (!this.#take(next, () => claim(q, next, holder.maxsize))) continue;
+      this.#claimed(next);
+      // Decoded after the claim: an item this thread cannot rebuild fails the get that took it, not the queue.
+      return { kind: 'item', value: (segment.reader ??= new BatchReader(segment.batch!)).item(diff(next, segment.base)) };
+    }
+  }
+
+  /** Claims `next` with `claimOne`; in a JoinableQueue, as a lease. */
+  #take(next: number, claimOne: () => boolean): boolean {
+    const holder = this.#holder;
+    let ring = holder.ring;
+    if (ring === null) return claimOne();
+    if (!leaseRoom(holder.holderCells, ring)) {
+      ring = holder.ring = growLeaseRing(holder.holderCells, ring);
+      holder.post({ op: Op.Leases, ring });
+    }
+    return claimLeased(holder.holderCells, ring, next, claimOne);
+  }
+
+  /** After claiming `index`: keep the window ahead of the claims. */
+  #claimed(index: number): void {
+    if (diff(this.#windowTo, index) < this.#window >> 1) this.#want(index);
+  }
+
+  /** Asks the hub to push the items up to `index` + window. */
+  #want(index: number): void {
+    this.#asked = true;
+    this.#windowTo = (index + this.#window) | 0;
+    this.#holder.post({ op: Op.Want, from: this.#from(), until: this.#windowTo, width: this.#window });
+  }
+
+  /** Where the hub should start pushing: after what we heard, or at the claims if we are behind them. */
+  #from(): number {
+    const next = Atomics.load(this.#holder.queueCells, kClaimed);
+    return this.#heard && diff(this.#heardTo, next) > 0 ? this.#heardTo : next;
+  }
+
+  #drain(): void {
+    const port = this.#holder.port;
+    for (let entry = receiveMessageOnPort(port); entry !== undefined; entry = receiveMessageOnPort(port)) {
+      this.#receive(entry.message as HubMessage);
+    }
+  }
+
+  #receive(message: HubMessage): void {
+    if (message.op !== Op.Items) throw new ProcessError(`queue: unknown message from the hub ${describe(message)} (a bug in mpthreads)`, 'ERR_INTERNAL');
+    const { base, batch, n } = message;
+    if (message.fetched === true) return this.#fetchArrived(base, batch);
+    // A push: the hub sends each index once, but a Want may restart it where an earlier push already reached.
+    if (this.#heard && diff((base + n) | 0, this.#heardTo) <= 0) return;
+    this.#heard = true;
+    this.#heardTo = (base + n) | 0;
+    this.#segments.push({ base, n, batch, reader: undefined, deferred: message.deferred === true });
+    if (batch !== null) {
+      const perItem = batchByteLength(batch) / n;
+      this.#window = Math.max(4, Math.min(kWindowItems, Math.floor(kWindowBytes / perItem)));
+    }
+  }
+
+  /** The item we claimed and fetched (or word that the hub lost it: a bug, reported rather than waited on). */
+  #fetchArrived(base: number, batch: Batch | null): void {
+    const waiter = this.#fetching;
+    if (waiter === undefined || base !== this.#fetchIndex) {
+      throw new ProcessError(`queue: the hub sent item ${base}, which this holder did not fetch (a bug in mpthreads)`, 'ERR_INTERNAL');
+    }
+    this.#fetching = undefined;
+    unpin(this.#holder.holderCells);
+    this.#holder.post({ op: Op.Release });
+    if (batch === null) waiter.reject(new ProcessError(`queue: the hub lost item ${base} (a bug in mpthreads)`, 'ERR_INTERNAL'));
+    else {
+      let value: unknown;
+      try {
+        value = new BatchReader(batch).item(0);
+      } catch (error) {
+        waiter.reject(error);
+        return;
+      }
+      waiter.resolve(value);
+    }
+  }
+
+  /** Posts a request and blocks this thread until the hub answers it (bounded), then takes what it sent. */
+  #askNow(message: WantMessage | HolderMessage): void {
+    const cells = this.#holder.holderCells;
+    const before = Atomics.load(cells, kReply);
+    this.#holder.post(message);
+    if (message.op === Op.Want) { this.#asked = true; this.#windowTo = message.until; }
+    if (Atomics.wait(cells, kReply, before, kNowaitReplyMs) === 'timed-out') return;
+    this.#drain();
+  }
+}
+
+/**
+ * A stand-in waiter for getNowait()'s fetch, settled synchronously by #drain(): it records the outcome, or
+ * (once getNowait gave up waiting) keeps the item for the next get.
+ */
+function syncWaiter(outcome: { done: boolean; value?: unknown; error?: unknown } | undefined, kept?: unknown[]): Waiter<unknown> {
+  return {
+    settled: false,
+    committed: true,
+    resolve(value) { if (outcome !== undefined) { outcome.done = true; outcome.value = value; } else kept!.push(value); },
+    reject(error) { if (outcome !== undefined) { outcome.done = true; outcome.error = error; } },
+  };
+}

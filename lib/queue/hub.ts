@@ -1,0 +1,357 @@
+// The hub: one worker thread per process that keeps the items of every queue, so that delivery between
+// threads goes on while any of them is busy, and a queue outlives the thread that made it. It numbers items in
+// arrival order and pushes batches, undecoded, to the holders whose window covers them; holders claim indexes
+// among themselves through shared memory. See protocol.ts for the design and cells.ts for the shared cells.
+//
+// Invariants (per queue):
+//   `log` holds, in index order, every item with an index in [first retained, available) that someone may still
+//     need: unclaimed items, items pinned by a fetch, and (JoinableQueue) items leased and not yet acknowledged.
+//     Entries are whole batches as they came, or single items cut out of one (sliceItem) when only leases kept
+//     an old batch alive.
+//   A holder has been sent every item with an index in [its first Want, sentTo) that was not claimed when the
+//     hub got there, and nothing at or past `until`; `until` covers at least what the holder asked for and
+//     slides to `width` past kClaimed. Deferred entries are sent only on Fetch; an entry that moved its things to
+//     a holder is `gone`.
+//   `received` counts the items a holder's port delivered; cells[kPutCount] - received is what a departed
+//     holder counted but never sent, and is taken off the queue's count.
+//   kReserved = (sum of every holder's kPutCount, departed ones included) - `adjusted`, except while a holder is
+//     between its two counting steps; one that died there leaves the queue `unsettled` until settle() (argued in
+//     protocol.ts) has put it right.
+//   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
+import { parentPort, type MessagePort } from 'node:worker_threads';
+import type { BootData } from '../protocol.ts';
+import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
+import type { Batch } from '../wire/format.ts';
+import {
+  abandon, FetchState, kAttaching, kClaimed, kCounting, kFetchIndex, kFetching, kPutCount, kReply, kReserved,
+  leasesOf, recount, uncount,
+} from './cells.ts';
+import {
+  Op, type ClientMessage, type HolderMessage, type HolderWire, type HubMessage,
+} from './protocol.ts';
+
+interface Entry {
+  base: number;
+  batch: Batch;
+  /** Sent only on Fetch: it moves things (`transfer`), or it is one very large item. */
+  deferred: boolean;
+  transfer: unknown[] | undefined;
+  /** Its things moved to the holder that fetched it: it cannot be sent again. */
+  gone?: boolean;
+}
+
+/** A single item at least this large is sent only to the holder that claims it (moved, for a plain queue). */
+const kMoveBytes = 8 << 20;
+/** Entries kept below the claims only because of leases, past which the leased items are cut out of them. */
+const kLeasedEntries = 16;
+
+class HubQueue {
+  readonly cells: Int32Array;
+  readonly joinable: boolean;
+  readonly log: Entry[] = [];
+  available = 0;
+  readonly holders = new Set<Holder>();
+  /** Taken off kReserved by the hub minus added back (items queued again). */
+  adjusted = 0;
+  /** The kPutCount of every departed holder, summed (modulo 2^32). */
+  departedPuts = 0;
+  /** A holder died between its two counting steps: kReserved may be one off. */
+  unsettled = false;
+  settleTimer: NodeJS.Timeout | undefined;
+  settleDelay = 1;
+
+  constructor(cells: Int32Array, joinable: boolean) {
+    this.cells = cells;
+    this.joinable = joinable;
+  }
+
+  /** Takes `n` items a dead holder counted and never sent off the count. */
+  uncount(n: number): void {
+    uncount(this.cells, n, this.joinable);
+    this.adjusted = (this.adjusted + n) | 0;
+  }
+
+  /** Queues an item claimed by a dead holder again, as a new item (the `requeued`-th of this repair). */
+  requeue(batch: Batch, transfer: unknown[] | undefined, requeued: number): void {
+    recount(this.cells, this.joinable, requeued);
+    this.adjusted = (this.adjusted - 1) | 0;
+    this.sequence(batch, transfer);
+  }
+
+  /** See protocol.ts, "settle(), argued". */
+  settle(): void {
+    this.settleTimer = undefined;
+    if (!this.unsettled || this.holders.size === 0) return;
+    const puts: number[] = [];
+    let sum = this.departedPuts;
+    for (const holder of this.holders) {
+      const n = Atomics.load(holder.cells, kPutCount);
+      puts.push(n);
+      sum += n;
+    }
+    const reserved = Atomics.load(this.cells, kReserved);
+    let i = 0;
+    for (const holder of this.holders) {
+      const c = holder.cells;
+      if (Atomics.load(c, kCounting) !== 0 || Atomics.load(c, kAttaching) !== 0 || Atomics.load(c, kPutCount) !== puts[i++]) {
+        this.settleDelay = Math.min(this.settleDelay * 2, 100);
+        this.settleTimer = setTimeout(() => this.settle(), this.settleDelay);
+        return;
+      }
+    }
+    const uncounted = (reserved + this.adjusted - sum) | 0;
+    if (uncounted !== 0) this.uncount(uncounted);
+    this.unsettled = false;
+    this.settleDelay = 1;
+  }
+
+  /** The absolute index of `cell`, an index held modulo 2^32 within 2^31 of `available`. */
+  abs(cell: number): number {
+    return this.available + ((cell - (this.available | 0)) | 0);
+  }
+
+  sequence(batch: Batch, transfer: unknown[] | undefined): void {
+    const deferred = transfer !== undefined || (batch.n === 1 && batchByteLength(batch) >= kMoveBytes);
+    this.log.push({ base: this.available, batch, deferred, transfer });
+    this.available += batch.n;
+    for (const holder of this.holders) holder.push();
+  }
+
+  /** The position in `log` of the first entry that ends after `index`. */
+  position(index: number): number {
+    const log = this.log;
+    let lo = 0, hi = log.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const e = log[mid]!;
+      if (e.base + e.batch.n <= index) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  find(index: number): Entry | undefined {
+    const e = this.log[this.position(index)];
+    return e !== undefined && e.base <= index ? e : undefined;
+  }
+
+  /** Drops what every holder is done with: claimed items nobody is fetching and (JoinableQueue) nobody leases. */
+  trim(): void {
+    let low = this.abs(Atomics.load(this.cells, kClaimed));
+    for (const holder of this.holders) {
+      if (Atomics.load(holder.cells, kFetching) !== FetchState.Idle) low = Math.min(low, this.abs(Atomics.load(holder.cells, kFetchIndex)));
+    }
+    let leased: Set<number> | undefined;
+    let oldestLease = low;
+    if (this.joinable) {
+      leased = new Set();
+      for (const holder of this.holders) {
+        for (const index of holder.leases()) {
+          const i = this.abs(index);
+          if (i < low) { leased.add(i); oldestLease = Math.min(oldestLease, i); }
+        }
+      }
+    }
+    const n = this.position(oldestLease);
+    if (n > 0) this.log.splice(0, n);
+    // Leases alone keep old batches alive: keep just the leased items, so that a consumer that never calls
+    // taskDone() for one item does not keep everything put after it.
+    if (leased !== undefined && leased.size > 0 && this.position(low) > kLeasedEntries) this.cutOut(leased, low);
+  }
+
+  /** Replaces the entries below `low` by the items of `leased` they hold, one entry each. */
+  cutOut(leased: Set<number>, low: number): void {
+    const end = this.position(low);
+    const kept: Entry[] = [];
+    for (let k = 0; k < end; k++) {
+      const e = this.log[k]!;
+      for (let i = 0; i < e.batch.n; i++) {
+        if (!leased.has(e.base + i)) continue;
+        kept.push(e.batch.n === 1 ? e : { base: e.base + i, batch: sliceItem(e.batch, i), deferred: e.deferred, transfer: e.transfer, gone: e.gone });
+      }
+    }
+    this.log.splice(0, end, ...kept);
+  }
+}
+
+class Holder {
+  readonly port: MessagePort;
+  readonly cells: Int32Array;
+  ring: Int32Array | null;
+  readonly queue: HubQueue;
+  received = 0;
+  sentTo = 0;
+  until = 0;
+
+  constructor(queue: HubQueue, wire: HolderWire) {
+    this.queue = queue;
+    this.port = wire.port as unknown as MessagePort;
+    this.cells = wire.cells;
+    this.ring = wire.ring;
+    queue.holders.add(this);
+    this.port.on('message', (message: HolderMessage) => this.onMessage(message));
+    this.port.on('close', () => this.depart());
+  }
+
+  leases(): number[] {
+    return this.ring === null ? [] : leasesOf(this.cells, this.ring);
+  }
+
+  /** Sends what the window asks for and this holder has not been sent. */
+  push(): void {
+    const queue = this.queue;
+    const end = Math.min(this.until, queue.available);
+    if (this.sentTo >= end) return;
+    for (let i = queue.position(this.sentTo); i < queue.log.length; i++) {
+      const { base, batch, deferred } = queue.log[i]!;
+      if (base >= end) break;
+      if (base + batch.n <= this.sentTo) continue; // cut-out entries below the window
+      // Bytes are copied, not transferred: other holders may be sent the same batch, and the hub keeps it
+      // until the items are claimed.
+      const message: HubMessage = deferred
+        ? { op: Op.Items, base: base | 0, batch: null, n: batch.n, deferred: true }
+        : { op: Op.Items, base: base | 0, batch, n: batch.n };
+      this.port.postMessage(message);
+      this.sentTo = base + batch.n;
+    }
+  }
+
+  onMessage(message: HolderMessage): void {
+    const queue = this.queue;
+    switch (message.op) {
+      case Op.Put:
+        this.received += message.batch.n;
+        queue.sequence(message.batch, message.transfer);
+        return;
+      case Op.Want: {
+        // Nothing below kClaimed is worth sending: it is taken. And the window slides past it: others may have
+        // claimed the whole window while this request travelled, and then nothing in it would ever be pushed
+        // to wake the holder.
+        const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));
+        this.sentTo = Math.max(this.sentTo, queue.abs(message.from), claimed);
+        this.until = Math.max(this.until, queue.abs(message.until), claimed + message.width);
+        this.push();
+        if (message.now === true) this.reply();
+        queue.trim();
+        return;
+      }
+      case Op.Fetch:
+        this.fetch(queue.abs(message.index));
+        if (message.now === true) this.reply();
+        return;
+      case Op.Release:
+        queue.trim();
+        return;
+      case Op.Attach:
+        new Holder(queue, message.holder);
+        Atomics.sub(this.cells, kAttaching, 1);
+        return;
+      case Op.Leases:
+        this.ring = message.ring;
+        return;
+      case Op.Close:
+        this.port.close();
+        return;
+      default: {
+        const unknown: never = message;
+        throw new Error(`mpthreads hub: unknown message ${JSON.stringify(unknown)} (a bug in mpthreads)`);
+      }
+    }
+  }
+
+  fetch(index: number): void {
+    const entry = this.queue.find(index);
+    if (entry === undefined || entry.gone === true) {
+      // A broken invariant: say so to the holder instead of leaving its get() waiting.
+      const message: HubMessage = { op: Op.Items, base: index | 0, batch: null, n: 0, fetched: true };
+      this.port.postMessage(message);
+      return;
+    }
+    const batch = entry.batch.n === 1 ? entry.batch : sliceItem(entry.batch, index - entry.base);
+    // Ports can only move; a very large item moves too, so that the hub does not keep a copy of it (but for a
+    // JoinableQueue, which must be able to deliver it again if its consumer dies before taskDone()).
+    const moveBytes = entry.transfer === undefined && !this.queue.joinable;
+    const transfer = entry.transfer ?? (moveBytes ? [batch.bytes, ...carriedBuffers(batch)] : []);
+    if (transfer.length > 0) entry.gone = true;
+    const message: HubMessage = { op: Op.Items, base: index | 0, batch, n: 1, fetched: true };
+    this.port.postMessage(message, transfer as never[]);
+  }
+
+  /** Wakes a holder blocked in getNowait(): everything it asked for is posted. */
+  reply(): void {
+    Atomics.add(this.cells, kReply, 1);
+    Atomics.notify(this.cells, kReply);
+  }
+
+  /** The holder's port closed (close(), exit, terminate, collected): settle what it left behind. */
+  depart(): void {
+    const queue = this.queue;
+    if (!queue.holders.delete(this)) return;
+    const puts = Atomics.load(this.cells, kPutCount);
+    queue.departedPuts = (queue.departedPuts + puts) | 0;
+    const lost = (puts - this.received) | 0;
+    if (lost > 0) queue.uncount(lost);
+    if (Atomics.load(this.cells, kCounting) !== 0) queue.unsettled = true;
+    // What it claimed and was not done with goes back to the queue, at the end: a JoinableQueue's leases (a
+    // lease may be tentative: counted if its index was claimed at all), or a plain queue's item in fetch.
+    const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));
+    let taken: number[] = [];
+    if (this.ring !== null) taken = this.leases().map((i) => queue.abs(i)).filter((i) => i < claimed);
+    else if (Atomics.load(this.cells, kFetching) === FetchState.Claimed) taken = [queue.abs(Atomics.load(this.cells, kFetchIndex))];
+    let requeued = 0;
+    for (const index of taken) {
+      const entry = queue.find(index);
+      if (entry === undefined || entry.gone === true) {
+        if (queue.joinable) abandon(queue.cells, requeued);
+        continue;
+      }
+      const batch = entry.batch.n === 1 ? entry.batch : sliceItem(entry.batch, index - entry.base);
+      queue.requeue(batch, entry.transfer, ++requeued);
+      if (entry.transfer !== undefined) entry.gone = true; // its things moved to the new entry
+    }
+    if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
+    if (queue.holders.size === 0) {
+      queues.delete(queue);
+      clearTimeout(queue.settleTimer);
+    } else {
+      queue.trim();
+    }
+  }
+}
+
+const queues = new Set<HubQueue>();
+
+/** Serves one thread's port to the hub: queues it creates, ports for the threads it starts. */
+function serve(port: MessagePort): void {
+  port.on('message', (message: ClientMessage) => {
+    switch (message.op) {
+      case Op.Create: {
+        const queue = new HubQueue(message.cells, message.joinable);
+        queues.add(queue);
+        new Holder(queue, message.holder);
+        return;
+      }
+      case Op.Adopt:
+        serve(message.port as unknown as MessagePort);
+        return;
+      default: {
+        const unknown: never = message;
+        throw new Error(`mpthreads hub: unknown message ${JSON.stringify(unknown)} (a bug in mpthreads)`);
+      }
+    }
+  });
+  port.on('close', () => port.removeAllListeners());
+}
+
+/** Entry point, called by workers/bootstrap.mjs in the hub's worker, with the main thread's port to it. */
+export function main(boot: BootData): void {
+  serve(boot.hub!);
+  // The hub lives as long as the process: it must not keep it alive, nor stop while the main thread runs.
+  parentPort?.unref();
+}
+
+/** @internal For tests of the repairs: the hub's state of a queue, by its cells. */
+export function hubQueues(): ReadonlySet<HubQueue> {
+  return queues;
+}
+export type { HubQueue };

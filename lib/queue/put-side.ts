@@ -1,0 +1,260 @@
+// The put side of a queue holder: slot reservation, capture, the feeder, and puts waiting for a slot.
+//
+// A put reserves a slot (cells.ts: reserve), then captures the item into the holder's current batch at once
+// (captured: later mutation does not change it; an uncloneable value throws here and the slot is given back).
+// The feeder posts the batch to the hub when the thread yields (setImmediate), when it passes kBatchItems or
+// kBatchBytes, on flush(), when a handle of the queue is handed to another thread, and when the thread exits.
+// An item that moves things (a transfer list, ports, handles) or holds host objects the platform must clone
+// travels alone, posted at the call (after the batch before it, to keep this holder's order), so that the
+// platform's own errors reach the caller.
+//
+// Invariants:
+//   Blocked puts (bounded queue full) are served in call order, one at a time; each leaves the line on its own
+//     timeout or signal (wherever it stands in it) or on close(); a slot is reserved only for the put at the
+//     head, in the same synchronous step that resolves it. Their items were captured at the call.
+//   #encoder holds only items whose slots are reserved; #flushScheduled is set exactly while it holds some and
+//     the feeder has not run.
+import { Full } from '../errors.ts';
+import { abort, captureItem, commit, isHandle, marshalHandles, type Handle } from '../handles.ts';
+import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from '../options.ts';
+import { waitForCell } from '../shared-wait.ts';
+import { Encoder, type LoneItem } from '../wire/encode.ts';
+import { Carrying } from '../wire/format.ts';
+import { kClaimed, reserve, size, unreserve } from './cells.ts';
+import { Op, type HolderMessage } from './protocol.ts';
+
+/** Items per batch, and bytes per batch, past which put() hands the batch over at once. */
+const kBatchItems = 1024;
+const kBatchBytes = 1 << 20;
+/** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
+const kMaxTimer = 0x7fffffff;
+
+/** Options of `put`. */
+export interface PutOptions extends WaitOptions {
+  /** ArrayBuffers and MessagePorts to move with the item instead of copying them. */
+  transfer?: Transferable[];
+}
+type Transferable = ArrayBuffer | { postMessage(value: unknown): void } | object;
+
+const putKeys = ['timeout', 'signal', 'transfer'] as const;
+
+/** What the put side needs of its queue holder. */
+export interface PutHolder {
+  readonly closed: boolean;
+  readonly queueCells: Int32Array;
+  readonly holderCells: Int32Array;
+  readonly maxsize: number;
+  readonly joinable: boolean;
+  post(message: HolderMessage, transfer?: readonly unknown[]): void;
+  /** Something to wait for started or ended: the holder decides whether its port keeps the program alive. */
+  updateRef(): void;
+  checkOpen(): void;
+}
+
+/** A put waiting for a slot in a full bounded queue, its item already captured. */
+interface BlockedPut {
+  item: LoneItem;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+  timer: NodeJS.Timeout | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+  /** Aborted when the put leaves the line without a slot: wakes the drain loop if it waits for this one. */
+  gone: AbortController;
+}
+
+const resolved = Promise.resolve();
+
+export class PutSide {
+  readonly #holder: PutHolder;
+  #encoder: Encoder | undefined;
+  #flushScheduled: NodeJS.Immediate | undefined;
+  #blocked: BlockedPut[] = [];
+  /** #drainBlocked() is running (it waits for slots in a loop). */
+  #draining = false;
+
+  constructor(holder: PutHolder) {
+    this.#holder = holder;
+  }
+
+  /** Puts wait for a slot: the holder's port must keep the program alive. */
+  get waiting(): boolean {
+    return this.#blocked.length > 0 || this.#draining;
+  }
+
+  put(item: unknown, options: PutOptions | undefined): Promise<void> {
+    const holder = this.#holder;
+    // The hot path of a plain `await q.put(x)` loop: no options to check, a slot free, nobody ahead.
+    if (options === undefined && this.#blocked.length === 0 && !holder.closed) {
+      if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
+        try {
+          this.#add(item, undefined);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return resolved;
+      }
+    }
+    let timeout: number, signal: AbortSignal | undefined, transfer: unknown[] | undefined;
+    try {
+      const o = checkOptions(options, 'options', putKeys);
+      timeout = checkTimeout(o.timeout);
+      signal = checkSignal(o.signal);
+      transfer = checkTransferList(o.transfer);
+      holder.checkOpen();
+      if (signal?.aborted) throw signal.reason;
+      if (this.#blocked.length === 0 && reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
+        this.#add(item, transfer);
+        return resolved;
+      }
+      if (timeout === 0) throw new Full();
+      // Captured now, so the value is still the one of this call when a slot frees up.
+      const lone = captureItem(item, transfer);
+      return new Promise<void>((resolve, reject) => {
+        const blocked: BlockedPut = {
+          item: lone, resolve, reject, timer: undefined, signal, onAbort: undefined, gone: new AbortController(),
+        };
+        if (timeout !== Infinity && timeout <= kMaxTimer) {
+          blocked.timer = setTimeout(() => this.#leaveLine(blocked, new Full(`queue is full: put() timed out after ${timeout} ms`)), timeout);
+        }
+        if (signal !== undefined) {
+          const aborting = signal;
+          blocked.onAbort = () => this.#leaveLine(blocked, aborting.reason);
+          aborting.addEventListener('abort', blocked.onAbort, { once: true });
+        }
+        this.#blocked.push(blocked);
+        if (!this.#draining) void this.#drainBlocked();
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  putNowait(item: unknown): void {
+    const holder = this.#holder;
+    holder.checkOpen();
+    if (this.#blocked.length > 0 || !reserve(holder.queueCells, holder.holderCells, holder.maxsize)) throw new Full();
+    this.#add(item, undefined);
+  }
+
+  /** Hands every item this holder put so far to the hub. */
+  flush(): void {
+    if (this.#flushScheduled !== undefined) {
+      clearImmediate(this.#flushScheduled);
+      this.#flushScheduled = undefined;
+    }
+    const encoder = this.#encoder;
+    if (encoder === undefined || encoder.count === 0) return;
+    const { batch, transfer } = encoder.finish();
+    this.#holder.post({ op: Op.Put, batch }, transfer);
+  }
+
+  /** The holder closed: waiting puts reject with `error`; what is buffered is flushed first. */
+  close(error: unknown): void {
+    this.flush();
+    for (const blocked of this.#blocked.splice(0)) {
+      this.#settle(blocked);
+      blocked.reject(error);
+    }
+  }
+
+  /** Adds an item whose slot is reserved: into the batch, or alone if it moves things. */
+  #add(item: unknown, transfer: unknown[] | undefined): void {
+    const holder = this.#holder;
+    const encoder = (this.#encoder ??= new Encoder({ isHandle }));
+    try {
+      const carrying = encoder.put(item, { transfer });
+      if (carrying >= Carrying.Cloned) this.#postAlone(encoder.takeLast(transfer));
+    } catch (error) {
+      unreserve(holder.queueCells, holder.holderCells, holder.joinable, holder.maxsize);
+      throw error;
+    }
+    this.#scheduleFlush();
+  }
+
+  /** Adds an item captured earlier (a put that waited for its slot). */
+  #addCaptured(lone: LoneItem): void {
+    const holder = this.#holder;
+    try {
+      if (lone.carrying >= Carrying.Cloned) this.#postAlone(lone);
+      else (this.#encoder ??= new Encoder({ isHandle })).append(lone.batch);
+    } catch (error) {
+      unreserve(holder.queueCells, holder.holderCells, holder.joinable, holder.maxsize);
+      throw error;
+    }
+    this.#scheduleFlush();
+  }
+
+  #scheduleFlush(): void {
+    const encoder = this.#encoder;
+    if (encoder === undefined || encoder.count === 0) return;
+    if (encoder.count >= kBatchItems || encoder.byteLength >= kBatchBytes) this.flush();
+    else this.#flushScheduled ??= setImmediate(this.#onFlushTimer);
+  }
+
+  #onFlushTimer = (): void => {
+    this.#flushScheduled = undefined;
+    this.flush();
+  };
+
+  /** Posts an item on its own, after what this holder put before it. Throws what the platform throws. */
+  #postAlone(lone: LoneItem): void {
+    const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+    try {
+      this.flush();
+      const moves = lone.carrying === Carrying.Moved ? captured.transfer.slice(1) : undefined; // not the bytes
+      this.#holder.post({ op: Op.Put, batch: lone.batch, transfer: moves }, captured.transfer);
+    } catch (error) {
+      abort(captured);
+      throw error;
+    }
+    commit(captured, 'a queue');
+  }
+
+  /** Serves the blocked puts in call order: the head gets the next free slot. */
+  async #drainBlocked(): Promise<void> {
+    const holder = this.#holder;
+    this.#draining = true;
+    holder.updateRef();
+    try {
+      while (this.#blocked.length > 0) {
+        const head = this.#blocked[0]!;
+        if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
+          this.#blocked.shift();
+          this.#settle(head);
+          try {
+            this.#addCaptured(head.item);
+            head.resolve();
+          } catch (error) {
+            head.reject(error);
+          }
+          continue;
+        }
+        try {
+          await waitForCell(holder.queueCells, kClaimed, () => size(holder.queueCells) < holder.maxsize, Infinity, head.gone.signal);
+        } catch {
+          // The head left the line (timeout, abort, close): serve the next one.
+        }
+      }
+    } finally {
+      this.#draining = false;
+      holder.updateRef();
+    }
+  }
+
+  /** A blocked put gives up (its timeout or signal) wherever it stands in the line. */
+  #leaveLine(blocked: BlockedPut, error: unknown): void {
+    const i = this.#blocked.indexOf(blocked);
+    if (i === -1) return;
+    this.#blocked.splice(i, 1);
+    this.#settle(blocked);
+    blocked.reject(error);
+    this.#holder.updateRef();
+  }
+
+  #settle(blocked: BlockedPut): void {
+    if (blocked.timer !== undefined) clearTimeout(blocked.timer);
+    if (blocked.onAbort !== undefined) blocked.signal!.removeEventListener('abort', blocked.onAbort);
+    blocked.gone.abort();
+  }
+}

@@ -1,0 +1,60 @@
+// Operations on encoded batches that need no decoding: their size, and one item cut out to travel alone.
+import { Tag, type Batch } from './format.ts';
+
+/** The bytes a batch holds: its encoding and the binary data it carries beside it. */
+export function batchByteLength(batch: Batch): number {
+  let bytes = batch.bytes.byteLength;
+  if (batch.carry !== undefined) {
+    for (const carry of batch.carry) {
+      if (carry === undefined) continue;
+      for (const x of carry) if (x instanceof ArrayBuffer || ArrayBuffer.isView(x)) bytes += x.byteLength;
+    }
+  }
+  return bytes;
+}
+
+/** The buffers a batch carries (to move a big item rather than copy it). */
+export function carriedBuffers(batch: Batch): ArrayBuffer[] {
+  const buffers: ArrayBuffer[] = [];
+  if (batch.carry !== undefined) {
+    for (const carry of batch.carry) {
+      if (carry === undefined) continue;
+      for (const x of carry) if (x instanceof ArrayBuffer && !buffers.includes(x)) buffers.push(x);
+    }
+  }
+  return buffers;
+}
+
+function varintLength(v: number): number {
+  let n = 1;
+  while (v >= 0x80) { v = Math.floor(v / 0x80); n++; }
+  return n;
+}
+
+/** The bytes of item `i` of `batch` (a view, not a copy). */
+export function itemBytes(batch: Batch, i: number): Uint8Array {
+  const trailer = 2 + varintLength(batch.n); // EndDenseArray, 0, n
+  const start = batch.offsets[i]!;
+  const end = i + 1 < batch.n ? batch.offsets[i + 1]! : batch.bytes.byteLength - trailer;
+  return new Uint8Array(batch.bytes, start, end - start);
+}
+
+/** The bytes of a batch of one item: `header` (2 bytes), the array of one, `item`. */
+export function wrapItem(header: Uint8Array, item: Uint8Array): ArrayBuffer {
+  const u8 = new Uint8Array(8 + item.length + 3);
+  u8.set(header.subarray(0, 2), 0);
+  u8.set([Tag.BeginDenseArray, 0x81, 0x80, 0x80, 0x80, 0x00], 2); // 1 as a 5-byte varint
+  u8.set(item, 8);
+  u8.set([Tag.EndDenseArray, 0, 1], 8 + item.length);
+  return u8.buffer;
+}
+
+/** Item `i` of `batch` as a batch of its own, bytes copied, with the shapes and carry it may need. */
+export function sliceItem(batch: Batch, i: number): Batch {
+  const bytes = wrapItem(new Uint8Array(batch.bytes, 0, 2), itemBytes(batch, i));
+  const lone: Batch = { n: 1, bytes, offsets: Uint32Array.of(8), refs: batch.refs, scalars: batch.scalars };
+  if (batch.shapes !== undefined) lone.shapes = batch.shapes;
+  const carry = batch.carry?.[i];
+  if (carry !== undefined) lone.carry = [carry];
+  return lone;
+}
