@@ -123,8 +123,21 @@ function fmt(x: number | null, format: Intl.NumberFormat): string {
   return x === null || !Number.isFinite(x) ? '' : format.format(x);
 }
 
-const COLUMNS = ['case', 'items/s', 'MB/s', 'p50 µs', 'p99 µs', 'queue/pipe', 'vs raw', 'vs raw-b', 'vs Python', 'vs piscina', 'note'];
-const RIGHT = new Set(['items/s', 'MB/s', 'p50 µs', 'p99 µs', 'queue/pipe', 'vs raw', 'vs raw-b', 'vs Python', 'vs piscina']);
+// Each column with the line that explains it under the table: a reader who has not read this file (or
+// bench/README.md) should still know what 'vs raw-batched' divides by what.
+const COLUMNS: { header: string; right: boolean; legend: string }[] = [
+  { header: 'case', right: false, legend: '<impl>/<topology>/<payload>; bench/README.md defines each case' },
+  { header: 'items/s', right: true, legend: 'items per second (round trips for roundtrip, tasks for fanout), median of the timed repetitions' },
+  { header: 'MB/s', right: true, legend: 'items/s times the payload size (buffer and string payloads)' },
+  { header: 'p50 µs', right: true, legend: 'median latency: of one round trip, or (start rows) from new Worker/Process to its first message' },
+  { header: 'p99 µs', right: true, legend: '99th-percentile latency, measured as p50' },
+  { header: 'queue/pipe', right: true, legend: "this queue's row ÷ the pipe's (Python's rows: its queue ÷ its pipe)" },
+  { header: 'vs raw', right: true, legend: 'this row ÷ raw: a bare MessagePort, one postMessage per item (start: a bare Worker, under tsx for process-ts)' },
+  { header: 'vs raw-batched', right: true, legend: 'this row ÷ raw-batched: a bare MessagePort posting arrays of 1,000 items' },
+  { header: 'vs Python', right: true, legend: "this row ÷ Python's multiprocessing Pipe (pipe rows) or Queue (queue rows)" },
+  { header: 'vs piscina', right: true, legend: 'this row ÷ the piscina pool running the same tasks' },
+  { header: 'note', right: false, legend: "what the figures leave out, or why the case failed or was skipped" },
+];
 
 function cells(row: Row): string[] {
   if (row.error !== undefined) return [row.name, 'FAILED', '', '', '', '', '', '', '', '', row.error.split('\n')[0]!.slice(0, 160)];
@@ -140,14 +153,17 @@ function cells(row: Row): string[] {
 
 export function renderTable(report: Report): string {
   const body = report.rows.map(cells);
-  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...body.map((b) => b[i]!.length)));
-  const line = (values: string[]) => values.map((v, i) => (RIGHT.has(COLUMNS[i]!) ? v.padStart(widths[i]!) : v.padEnd(widths[i]!))).join('  ').trimEnd();
+  // Columns that are empty in every row (MB/s when no payload is a buffer, vs Python in a run without it) are
+  // left out, and so is their legend line.
+  const shown = COLUMNS.map((_, i) => i).filter((i) => i === 0 || body.some((b) => b[i] !== ''));
+  const widths = COLUMNS.map((c, i) => Math.max(c.header.length, ...body.map((b) => b[i]!.length)));
+  const line = (values: string[]) => shown.map((i) => (COLUMNS[i]!.right ? values[i]!.padStart(widths[i]!) : values[i]!.padEnd(widths[i]!))).join('  ').trimEnd();
   const out: string[] = [];
   out.push(`mpthreads benchmarks (${report.mode}${report.filter !== null ? `, filter "${report.filter}"` : ''}) — ${stampLine(report.stamp)}`);
   out.push(`1-min load average ${report.stamp.loadAvgAtStart} at start, ${report.loadAvgAtEnd} at end (${report.stamp.cores} cores); total ${report.totalSeconds.toFixed(1)} s`);
   out.push('');
-  out.push(line(COLUMNS));
-  out.push(widths.map((w) => '-'.repeat(w)).join('  '));
+  out.push(line(COLUMNS.map((c) => c.header)));
+  out.push(shown.map((i) => '-'.repeat(widths[i]!)).join('  '));
   let topology: string | undefined;
   report.rows.forEach((row, i) => {
     if (topology !== undefined && row.topology !== topology) out.push('');
@@ -155,7 +171,10 @@ export function renderTable(report: Report): string {
     out.push(line(body[i]!));
   });
   out.push('');
-  out.push('Ratios are speed ratios between rows of this run (> 1: the row is faster); start rows compare 1 / p50.');
+  out.push('Columns (a ratio compares two rows of this run with the same topology and payload; > 1: this row is faster;');
+  out.push('start rows compare 1 / p50):');
+  const legendWidth = Math.max(...shown.map((i) => COLUMNS[i]!.header.length));
+  for (const i of shown) out.push(`  ${COLUMNS[i]!.header.padEnd(legendWidth)}  ${COLUMNS[i]!.legend}`);
   for (const note of report.notes) out.push(`Note: ${note}`);
   return out.join('\n');
 }

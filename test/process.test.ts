@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import {
   EOFError, Pipe, Process, ProcessError, activeChildren, currentProcess, isMainThread, parentProcess,
 } from '../lib/index.ts';
-import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+import { captureStderr, deadline, rejects, suite, throws, track } from './_support/harness.ts';
 import { run } from './_support/run-program.ts';
 import { recursion, reportSelf } from './fixtures/process-tasks.ts';
 
@@ -29,24 +29,6 @@ function start(target: string, args: unknown[] = [], extra: Extra = {}): Process
   p.start();
   return p;
 }
-
-/** Runs `fn` with everything written to this thread's stderr captured (and not shown); returns both. */
-async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
-  const original = process.stderr.write;
-  let stderr = '';
-  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
-    callback?.();
-    return true;
-  }) as typeof process.stderr.write;
-  try {
-    return { result: await fn(), stderr };
-  } finally {
-    process.stderr.write = original;
-  }
-}
-
 
 // ---------------------------------------------------------------------------------------------------------
 const cpython = suite('Process: CPython _TestProcess');

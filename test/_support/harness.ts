@@ -71,3 +71,29 @@ export function throws<E extends Error>(fn: () => unknown, Ctor: abstract new (.
   }
   throw new Error(`${what} did not throw, expected ${Ctor.name}`);
 }
+
+/**
+ * Runs `fn` with everything written to this thread's stderr captured instead of shown, and returns both. For
+ * tests that crash a worker on purpose: Process prints the worker's traceback to stderr (the contract, as in
+ * Python), so such a test asserts on the captured text, and a passing run prints no traceback. If `fn`
+ * throws, what was captured is written out after all, to help read the failure.
+ */
+export async function captureStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  const original = process.stderr.write;
+  let stderr = '';
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    const callback = rest.find((r) => typeof r === 'function') as (() => void) | undefined;
+    callback?.();
+    return true;
+  }) as typeof process.stderr.write;
+  try {
+    return { result: await fn(), stderr };
+  } catch (error) {
+    process.stderr.write = original;
+    if (stderr !== '') process.stderr.write(stderr);
+    throw error;
+  } finally {
+    process.stderr.write = original;
+  }
+}
