@@ -8,8 +8,7 @@ import { ClosedError, ProcessError, TimeoutError } from './errors.ts';
 import type { WaitOptions } from './options.ts';
 import { checkWaitOptions } from './options.ts';
 import { kJoinWake, taskDone, unfinished } from './queue/cells.ts';
-import { holderOf, openHolder, Queue, registerQueueKind, type QueueOptions } from './queue.ts';
-import type { Holder } from './queue/holder.ts';
+import { adopt, holderFor, holderOf, Queue, registerQueueKind, type QueueOptions } from './queue.ts';
 import { waitForCell } from './shared-wait.ts';
 
 /**
@@ -32,11 +31,8 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   /** Rejects the join() calls waiting on this handle when it closes. */
   #joins = new Set<(error: unknown) => void>();
 
-  constructor(options?: QueueOptions);
-  /** @internal */
-  constructor(options: QueueOptions | undefined, holder: Holder);
-  constructor(options?: QueueOptions, holder?: Holder) {
-    super(undefined, holder ?? openHolder('JoinableQueue', options));
+  constructor(options?: QueueOptions) {
+    super(holderFor('JoinableQueue', options));
   }
 
   /**
@@ -84,4 +80,4 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   }
 }
 
-registerQueueKind('JoinableQueue', (holder) => new JoinableQueue(undefined, holder));
+registerQueueKind('JoinableQueue', (holder) => adopt(holder, () => new JoinableQueue()));

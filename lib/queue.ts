@@ -49,6 +49,28 @@ export function openHolder(kind: QueueKind, options: unknown, wire?: QueueWire):
 /** The holder behind a Queue, JoinableQueue or SimpleQueue (for the subclasses and for tests). */
 export let holderOf: (queue: Queue<any>) => Holder;
 
+// The public constructors take options only; a facade over a given holder (one that arrived from another
+// thread, or a subclass's) is made by handing the holder over in this slot for the constructor to take.
+let adopting: Holder | undefined;
+/** Makes a facade (`make` calls a queue constructor) over `holder`. */
+export function adopt<Q>(holder: Holder, make: () => Q): Q {
+  adopting = holder;
+  try {
+    return make();
+  } finally {
+    adopting = undefined;
+  }
+}
+
+/**
+ * For the constructor of another kind of queue, just before it makes its Queue: the holder that Queue will
+ * take (the one being adopted, or a new queue of `kind`). Returns the options to pass on: none.
+ */
+export function holderFor(kind: QueueKind, options: unknown): undefined {
+  adopting ??= openHolder(kind, options);
+  return undefined;
+}
+
 /** Marks the records a queue's handles travel as, so that the receiving thread rebuilds the same class. */
 const kinds = new Map<QueueKind, (holder: Holder) => object>();
 /** @internal Each class of queue says how to wrap a holder of its kind that arrived from another thread. */
@@ -75,10 +97,9 @@ export class Queue<T = unknown> implements Handle {
     holderOf = (queue) => queue.#h;
   }
 
-  constructor(options?: QueueOptions);
-  /** @internal */
-  constructor(options: QueueOptions | undefined, holder: Holder);
-  constructor(options?: QueueOptions, holder?: Holder) {
+  constructor(options?: QueueOptions) {
+    const holder = adopting;
+    adopting = undefined;
     this.#h = holder ?? openHolder('Queue', options);
     this.#unregisterExit = flushOnExit(this.#h);
   }
@@ -200,7 +221,7 @@ export class Queue<T = unknown> implements Handle {
   }
 }
 
-registerQueueKind('Queue', (holder) => new Queue(undefined, holder));
+registerQueueKind('Queue', (holder) => adopt(holder, () => new Queue()));
 registerHandle('Queue', (wire) => {
   const record = wire as QueueWire;
   const wrap = kinds.get(record.kind);

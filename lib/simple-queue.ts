@@ -3,9 +3,8 @@
 // flush. (One addition: get() takes a timeout and a signal.) A handle travels and is shared between threads
 // as a Queue's does.
 import { kAbort, kCommit, kMarshal, type Handle, type WireHandle } from './handles.ts';
-import { openHolder, Queue, registerQueueKind } from './queue.ts';
 import type { WaitOptions } from './options.ts';
-import type { Holder } from './queue/holder.ts';
+import { adopt, holderFor, Queue, registerQueueKind } from './queue.ts';
 
 /**
  * An unbounded queue with Python's SimpleQueue API: `put`, `get`, `empty`, `close`.
@@ -18,11 +17,9 @@ import type { Holder } from './queue/holder.ts';
 export class SimpleQueue<T = unknown> implements Handle {
   readonly #q: Queue<T>;
 
-  constructor();
-  /** @internal */
-  constructor(options: undefined, holder: Holder);
-  constructor(options?: unknown, holder?: Holder) {
-    this.#q = new Queue<T>(undefined, holder ?? openHolder('SimpleQueue', options));
+  constructor() {
+    // Python's SimpleQueue takes no options; one passed anyway is a TypeError, not silently ignored.
+    this.#q = new Queue<T>(holderFor('SimpleQueue', arguments[0]));
   }
 
   /** Adds `item`, copied now; resolves once it is in this holder's buffer. */
@@ -61,4 +58,4 @@ export class SimpleQueue<T = unknown> implements Handle {
   }
 }
 
-registerQueueKind('SimpleQueue', (holder) => new SimpleQueue(undefined, holder));
+registerQueueKind('SimpleQueue', (holder) => adopt(holder, () => new SimpleQueue()));

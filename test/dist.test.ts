@@ -53,12 +53,12 @@ t('npm run build writes dist/, and a plain .mjs program importing "mpthreads" ru
   process.stdout.write('\n  building dist/ (npm run build) for this test...\n');
   const build = await run('npm', ['run', 'build'], { cwd: root, ms: 150_000 });
   assert.is(build.code, 0, `the build failed:\n${build.stdout}\n${build.stderr}`);
-  for (const file of ['dist/lib/mpthreads.js', 'dist/lib/index.d.ts', 'dist/workers/bootstrap.mjs']) {
+  for (const file of ['dist/lib/mpthreads.js', 'dist/lib/mpthreads.d.ts', 'dist/workers/bootstrap.mjs']) {
     assert.ok(existsSync(join(root, file)), `${file} was built`);
   }
-  const types = await readFile(join(root, 'dist/lib/index.d.ts'), 'utf8');
+  const types = await readFile(join(root, 'dist/lib/mpthreads.d.ts'), 'utf8');
   for (const name of ['Process', 'Pipe', 'Connection', 'currentProcess', 'ProcessError', 'EOFError']) {
-    assert.ok(types.includes(name), `index.d.ts exports ${name}`);
+    assert.ok(types.includes(name), `mpthreads.d.ts exports ${name}`);
   }
 
   // A user's project: node_modules/mpthreads -> this package, and a program that imports it by name.

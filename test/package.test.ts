@@ -19,7 +19,7 @@ const requireHere = createRequire(import.meta.url);
  * bundle starts workers from, the file `require('mpthreads')` lands on, and npm's usual three. */
 const SHIPPED = [
   'LICENSE', 'README.md', 'package.json',
-  'dist/lib/mpthreads.js', 'dist/lib/mpthreads.js.map', 'dist/workers/bootstrap.mjs', 'lib/esm-only.cjs',
+  'dist/lib/mpthreads.js', 'dist/lib/mpthreads.js.map', 'dist/lib/mpthreads.d.ts', 'dist/workers/bootstrap.mjs', 'lib/esm-only.cjs',
 ];
 
 // A Process doubles what it receives through a Pipe and puts it on a Queue; the main thread checks both, and
@@ -121,7 +121,8 @@ t('the tarball holds the bundle, its declarations, the worker bootstrap, README,
   const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { exports: { '.': { types: string } }; peerDependencies?: Record<string, string> };
   const types = manifest.exports['.'].types.replace(/^\.\//, '');
   const declarations = await declarationClosure(installed, types);
-  assert.equal(tarballFiles, [...SHIPPED, ...declarations].sort(), 'the tarball holds exactly what is used');
+  assert.equal(declarations, ['dist/lib/mpthreads.d.ts'], 'the declarations are one file');
+  assert.equal(tarballFiles, [...SHIPPED].sort(), 'the tarball holds exactly what is used');
   // The declarations import node:worker_threads, so the package says it needs Node's types.
   assert.ok(manifest.peerDependencies?.['@types/node'], 'package.json declares @types/node');
 }, 300_000);
