@@ -17,7 +17,7 @@ import { checkOptions, checkTimeout } from './options.ts';
 import { childHubPort } from './queue/hub-client.ts';
 import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';
-import { bootstrapUrl, processRuntime } from './runtime.ts';
+import { bootstrapUrl, processRuntime, startWorker } from './runtime.ts';
 
 /** Options of `new Process()`. */
 export interface ProcessOptions {
@@ -148,7 +148,7 @@ export class Process {
     boot.hub = hub;
     const transfer = [...args.transfer, hub] as TransferListItem[];
     try {
-      worker = (useSpare ? claimSpare(boot, transfer) : undefined) ?? new Worker(bootstrapUrl, {
+      worker = (useSpare ? claimSpare(boot, transfer) : undefined) ?? startWorker(bootstrapUrl, {
         workerData: { [PROTOCOL_TAG]: boot },
         transferList: transfer,
         resourceLimits: this.#resourceLimits,

@@ -9,13 +9,14 @@
 //   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
 import { Worker, type TransferListItem } from 'node:worker_threads';
 import { PROTOCOL_TAG, type BootData } from './protocol.ts';
+import { startWorker } from './runtime.ts';
 
 let spare: { worker: Worker; runtime: string } | undefined;
 let scheduled = false;
 
 function startSpare(bootstrapUrl: URL, runtime: string): void {
   const standby = { standby: true, runtime, tsx: true };
-  const worker = new Worker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: standby }, name: 'mpthreads spare' });
+  const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: standby }, name: 'mpthreads spare' });
   worker.unref();
   const entry = { worker, runtime };
   worker.once('exit', () => { if (spare === entry) spare = undefined; });

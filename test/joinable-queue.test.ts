@@ -5,7 +5,7 @@
 //
 // Synchronisation is by handshake only (pipe or queue messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
-import { ClosedError, JoinableQueue, Pipe, ProcessError, Queue } from '../lib/index.ts';
+import { ClosedError, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../lib/index.ts';
 import { deadline, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 
@@ -20,8 +20,8 @@ async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
-const opened = new Set<Queue<any>>();
-function open<Q extends Queue<any>>(q: Q): Q {
+const opened = new Set<{ close(): void }>();
+function open<Q extends { close(): void }>(q: Q): Q {
   opened.add(q);
   return q;
 }
@@ -123,6 +123,69 @@ t('put/get after close() throw ClosedError; close() is idempotent', async () => 
   assert.match((await rejects(q.get(), ClosedError)).message, 'is closed');
   throws(() => q.putNowait('y'), ClosedError);
   throws(() => q.getNowait(), ClosedError);
+});
+
+// Found by an outside check: a consumer terminated after get() and before taskDone() made join() hang for
+// good, and so did an item lost with a consumer killed while fetching it. Gets are leases now: the hub
+// delivers a dead consumer's unacknowledged items again (at-least-once), so join() completes.
+t('a consumer terminated between get() and taskDone(): its item goes to another consumer, and join() completes', async () => {
+  for (const item of ['small', new Uint8Array(9 << 20).fill(7)]) { // a plain item, and one the hub sends only on fetch
+    const q = open(new JoinableQueue<unknown>());
+    await q.put(item);
+    await q.put('second');
+    const [conn, childConn] = Pipe<unknown>();
+    const hung = start('getAndHang', [q, childConn]);
+    const got = await conn.recv();
+    hung.terminate();
+    await hung.join();
+    const [conn2, childConn2] = Pipe<unknown>();
+    const consumer = start('consumeAndMarkDone', [q, childConn2]);
+    await deadline(q.join(), 20_000, 'join() after the dead consumer\'s item was done by another');
+    await q.put(null);
+    const delivered = await conn2.recv() as unknown[];
+    await joinedOk(consumer);
+    assert.equal(delivered.sort(), [got, 'second'].sort() as unknown[], 'the dead consumer\'s item was delivered again');
+  }
+});
+
+t('join() takes a timeout and a signal, and close() of the handle rejects it; none of them leaves it waiting', async () => {
+  const q = open(new JoinableQueue<number>());
+  await q.put(1);
+  const timedOut = await rejects(q.join({ timeout: 50 }), TimeoutError, 'join({ timeout })');
+  assert.match(timedOut.message, /1 tasks? unfinished/);
+  const controller = new AbortController();
+  const aborted = q.join({ signal: controller.signal });
+  controller.abort(new Error('stop waiting'));
+  assert.is((await rejects(aborted, Error, 'join({ signal })')).message, 'stop waiting');
+  const closing = q.join();
+  q.close();
+  await rejects(closing, ClosedError, 'join() when its handle closes');
+  const other = open(new JoinableQueue<number>());
+  assert.match((await rejects(other.join({ timeout: -1 }), RangeError, 'join({ timeout: -1 })')).message, /timeout/);
+});
+
+t('taskDone() acknowledges the oldest item this handle got; on a handle that got none it marks an unfinished task done', async () => {
+  const q = open(new JoinableQueue<string>());
+  await q.put('a');
+  await q.put('b');
+  assert.is(await q.get(), 'a');
+  assert.is(await q.get(), 'b');
+  q.taskDone(); // 'a'
+  q.taskDone(); // 'b'
+  await deadline(q.join(), 10_000, 'join()');
+  // A producer marking work done on a consumer's behalf, as Python allows.
+  await q.put('c');
+  const [conn, childConn] = Pipe<unknown>();
+  const p = start('getAndHang', [q, childConn]);
+  assert.is(await conn.recv(), 'c');
+  q.taskDone();
+  await deadline(q.join(), 10_000, 'join() after a taskDone() from another handle');
+  p.terminate();
+  await p.join();
+});
+
+t('an option a JoinableQueue does not take is a TypeError naming it', () => {
+  assert.match(throws(() => new JoinableQueue({ maxSize: 3 } as never), TypeError).message, /unknown option "maxSize"/);
 });
 
 t.run();

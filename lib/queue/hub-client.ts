@@ -7,10 +7,10 @@
 // Invariants:
 //   At most one hub port per thread, set once; the hub worker is unref'd and so is every port to it: the hub
 //   never keeps the program alive (waiting holders keep their own ports ref'd).
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { currentProcess } from '../context.ts';
 import { PROTOCOL_TAG, type BootData } from '../protocol.ts';
-import { bootstrapUrl, hubRuntime } from '../runtime.ts';
+import { bootstrapUrl, hubRuntime, startWorker } from '../runtime.ts';
 import { Op, type AdoptMessage, type CreateMessage, type HolderWire } from './protocol.ts';
 
 // Per thread on globalThis: every copy of the library in a thread shares the one port.
@@ -34,7 +34,7 @@ function startHub(): MessagePort {
       identity: [],
     },
   };
-  const worker = new Worker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: boot }, transferList: [port2], name: 'mpthreads queue hub' });
+  const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: boot }, transferList: [port2], name: 'mpthreads queue hub' });
   worker.unref();
   worker.on('error', (error) => {
     process.stderr.write(`mpthreads: the queue hub failed; queues stop delivering (a bug in mpthreads):\n${error.stack}\n`);
