@@ -16,7 +16,7 @@ export const Kind = {
 export interface BootData {
   /** URL of the worker runtime to import (lib/worker-main.ts under tsx, dist/lib/worker-main.js built). */
   runtime: string;
-  /** The export of `runtime` to call with this BootData. */
+  /** The entry `runtime` registers when it loads (see entries.ts), called with this BootData. */
   entry: string;
   /** Register tsx in the worker before importing anything TypeScript. */
   tsx: boolean;

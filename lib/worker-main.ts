@@ -1,8 +1,9 @@
-// The worker side of a Process, imported by workers/bootstrap.mjs: set up who we are, revive the handles
-// in args, import the task module, call the target, flush what queues still hold, and exit with Python's
-// exit codes (0 returned, 1 threw, n for process.exit(n)).
+// The worker side of a Process, imported by workers/bootstrap.mjs, which calls the entry it registers: set up
+// who we are, revive the handles in args, import the task module, call the target, flush what queues still
+// hold, and exit with Python's exit codes (0 returned, 1 threw, n for process.exit(n)).
 import { parentPort, threadId } from 'node:worker_threads';
 import { runExitHooks, setThreadContext } from './context.ts';
+import { registerEntry } from './entries.ts';
 import { ProcessError, serializeError } from './errors.ts';
 import { revive } from './handles.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
@@ -41,3 +42,5 @@ export async function main(boot: BootData): Promise<void> {
   await runExitHooks();
   process.exit();
 }
+
+registerEntry('process', main);

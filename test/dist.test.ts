@@ -2,7 +2,8 @@
 // dist/lib/mpthreads.js that the package exports), and a plain JavaScript program that imports the package by
 // its name `mpthreads` (through node_modules, as a user would install it) runs under plain `node`, with no tsx
 // anywhere: a Process started from a .mjs task module sends a message through a Pipe and items through a Queue
-// (whose hub worker starts from the same file).
+// (whose hub worker starts from the same file). The package's exports are the public API only: the workers'
+// entry points are registered on globalThis, not exported.
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +17,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 
 const program = `
+import * as mpthreads from 'mpthreads';
 import { Process, Pipe, Queue, isMainThread, currentProcess, ProcessError } from 'mpthreads';
 
 export async function producer(conn, n, q) {
@@ -38,6 +40,7 @@ if (isMainThread) {
   await missing.join();
 
   console.log(JSON.stringify({
+    internals: Object.keys(mpthreads).filter((name) => name.startsWith('_')),
     message,
     items,
     exitCode: p.exitCode,
@@ -70,11 +73,13 @@ t('npm run build writes dist/, and a plain .mjs program importing "mpthreads" ru
     assert.is(result.signal, null, result.stderr);
     assert.is(result.code, 0, result.stderr);
     const out = JSON.parse(result.stdout.trim()) as {
+      internals: string[];
       message: { value: number; from: string; tsx: boolean };
       items: { i: number; isQueue: boolean }[];
       exitCode: number;
       missing: { exitCode: number; isProcessError: boolean; message: string };
     };
+    assert.equal(out.internals, [], 'no internal entry point (__processMain, __hubMain) on the public module');
     assert.equal(out.message, { value: 42, from: 'js-producer', tsx: false });
     // The worker's Queue is the class its module imported as 'mpthreads': one module, not two copies.
     assert.equal(out.items, [{ i: 0, isQueue: true }, { i: 1, isQueue: true }, { i: 2, isQueue: true }]);
