@@ -23,6 +23,8 @@ interface Registry {
   context: ThreadContext;
   childCounter: number;
   exitHooks: Set<() => Promise<void> | void>;
+  /** The task module this worker is importing, until its top level has finished running. */
+  importing: string | undefined;
 }
 
 const kRegistry = Symbol.for('mpthreads.thread');
@@ -34,6 +36,7 @@ function registry(): Registry {
     context: { self: { name: 'MainProcess', pid: threadId, daemon: false }, parent: null, identity: [] },
     childCounter: 0,
     exitHooks: new Set(),
+    importing: undefined,
   });
 }
 
@@ -45,6 +48,19 @@ export function setThreadContext(context: ThreadContext): void {
 /** @internal */
 export function threadContext(): ThreadContext {
   return registry().context;
+}
+
+/**
+ * @internal Set by the worker runtime while it imports its task module (`undefined` once done): the module's
+ * top level runs again in every worker, so a Process started there is the missing `isMainThread` guard.
+ */
+export function setImporting(module: string | undefined): void {
+  registry().importing = module;
+}
+
+/** @internal The task module this worker is still importing, if any. */
+export function importingModule(): string | undefined {
+  return registry().importing;
 }
 
 /** @internal The identity of the next child this thread starts. */

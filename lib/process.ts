@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker, type ResourceLimits } from 'node:worker_threads';
-import { currentProcess, nextChildIdentity } from './context.ts';
+import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
 import { ProcessError, deserializeError, describe } from './errors.ts';
 import { commit, marshal } from './handles.ts';
 import { checkOptionsObject, checkTimeout } from './options.ts';
@@ -117,10 +117,15 @@ export class Process {
     return this.#error;
   }
 
-  /** Starts the worker. Throws if called twice, or if args cannot be copied (nothing is moved then). */
+  /**
+   * Starts the worker. Throws if called twice, if args cannot be copied (nothing is moved then), or if called
+   * from the top level of a task module that a worker is importing (the missing `isMainThread` guard).
+   */
   start(): void {
     this.#checkNotClosed();
     if (this.#worker !== undefined) throw new ProcessError('cannot start a process twice', 'ERR_PROCESS_STARTED');
+    const importing = importingModule();
+    if (importing !== undefined) throw startedWhileImporting(this.#name, importing);
     const modulePath = fileURLToPath(this.#module);
     if (!existsSync(modulePath)) {
       throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, 'ERR_MODULE_LOAD');
@@ -241,6 +246,23 @@ export class Process {
 /** The started children of this thread that have not exited yet. */
 export function activeChildren(): Process[] {
   return [...running];
+}
+
+/**
+ * Python's "An attempt has been made to start a new process before the current process has finished its
+ * bootstrapping phase": without it, each worker would run the unguarded top level again and start workers
+ * of its own, without end.
+ */
+function startedWhileImporting(name: string, module: string): ProcessError {
+  return new ProcessError(
+    `cannot start process "${name}" while this worker is still importing its task module ${module}. `
+      + 'Every worker imports the module that exports its target, so code at the top level of that module runs '
+      + 'again in each worker, and starting processes there would start workers without end. '
+      + 'Put the code that starts processes under `if (isMainThread) { ... }` (import { isMainThread } from '
+      + "'mpthreads'), the analogue of Python's `if __name__ == '__main__':`, or move it into a function that "
+      + 'only the main thread calls.',
+    'ERR_START_WHILE_IMPORTING',
+  );
 }
 
 function targetName(target: unknown): string {

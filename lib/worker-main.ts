@@ -2,7 +2,7 @@
 // who we are, revive the handles in args, import the task module, call the target, flush what queues still
 // hold, and exit with Python's exit codes (0 returned, 1 threw, n for process.exit(n)).
 import { parentPort, threadId } from 'node:worker_threads';
-import { runExitHooks, setThreadContext } from './context.ts';
+import { runExitHooks, setImporting, setThreadContext } from './context.ts';
 import { registerEntry } from './entries.ts';
 import { ProcessError, serializeError } from './errors.ts';
 import { revive } from './handles.ts';
@@ -25,11 +25,14 @@ export async function main(boot: BootData): Promise<void> {
   const args = revive(boot.args) as unknown[];
   let target: unknown;
   try {
+    setImporting(boot.module);
     const module = await import(boot.module) as Record<string, unknown>;
     target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     return fail(new ProcessError(`cannot load module ${boot.module} for target "${boot.target}": ${reason}`, 'ERR_MODULE_LOAD', { cause: error }));
+  } finally {
+    setImporting(undefined);
   }
   if (typeof target !== 'function') {
     return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}`, 'ERR_TARGET_NOT_FOUND'));

@@ -413,4 +413,25 @@ if (isMainThread) {
   }
 }, 60_000);
 
+lifetime('a module that starts processes at its top level without `if (isMainThread)` ends by itself, naming the guard', async () => {
+  // Before start() refused, each worker ran that top level again: 367 threads and 2.6 GB in 10 s, no output.
+  // The fixture caps the cascade at three levels, and `run` kills the whole program at its deadline.
+  const fixture = fileURLToPath(new URL('./fixtures/unguarded-start.ts', import.meta.url));
+  const { code, signal, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture], { cwd: root, ms: 30_000 });
+  assert.is(signal, null, stderr);
+  assert.is(code, 0, stderr);
+  assert.not.match(stderr, /runaway/, 'a worker of a worker ran the top level');
+  const out = JSON.parse(stdout) as { exitCodes: number[]; errors: string[]; threadsStarted: number };
+  assert.equal(out.exitCodes, [1, 1], 'each worker failed to load its module');
+  for (const message of out.errors) {
+    assert.match(message, /cannot start process "Process-\d+:1" while this worker is still importing its task module/);
+    assert.ok(message.includes('if (isMainThread)'), message);
+    assert.match(message, /__name__ == '__main__'/);
+    assert.match(message, /unguarded-start\.ts/);
+  }
+  assert.ok(stderr.includes('if (isMainThread)'), `the error is printed:\n${stderr}`);
+  // Two workers, a spare, and the loader threads tsx starts; the cascade started 44 here.
+  assert.ok(out.threadsStarted <= 12, `${out.threadsStarted} threads started`);
+}, 45_000);
+
 lifetime.run();
