@@ -18,21 +18,33 @@ import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.t
 import { claimSpare, prepareSpare } from './spare-worker.ts';
 import { bootstrapUrl, processRuntime } from './runtime.ts';
 
-/** Options of `new Process()`. */
-export interface ProcessOptions {
+/** A function a Process runs: sync or async, exported by its module; what it returns is ignored. */
+export type ProcessTarget = (...args: any[]) => unknown;
+
+/**
+ * Options of `new Process()`. With a function `target`, `args` must fit its parameters (and be given when it
+ * has required ones); with the export's name as a string, they are not checked.
+ */
+export type ProcessOptions<T extends ProcessTarget | string = ProcessTarget | string> = {
   /** The function to run, exported by `module`, or the name of that export. */
-  target: ((...args: any[]) => unknown) | string;
+  target: T;
   /** The ES module that exports `target`: pass `import.meta.url` (a `file:` URL or a path). */
   module: string | URL;
-  /** Arguments for `target`, copied; Connections and queues anywhere inside arrive as working handles. */
-  args?: unknown[];
   /** @default `Process-N` */
   name?: string;
   /** A daemon process does not keep the program alive. @default false */
   daemon?: boolean;
   /** Heap limits for the worker (see Node's `Worker` `resourceLimits`). */
   resourceLimits?: ResourceLimits;
-}
+} & ArgsOption<T>;
+
+/** `args`, required when the target has required parameters. */
+type ArgsOption<T> = T extends ProcessTarget
+  ? [] extends Parameters<T> ? { args?: Args<Parameters<T>> } : { args: Args<Parameters<T>> }
+  : { args?: Args<unknown[]> };
+
+/** Arguments for `target`, copied; Connections and queues anywhere inside arrive as working handles. */
+type Args<P extends unknown[]> = Readonly<P>;
 
 const typescriptModule = /\.[cm]?tsx?$/;
 
@@ -49,10 +61,10 @@ const running = new Set<Process>();
  *   await p.join();
  * }
  */
-export class Process {
+export class Process<T extends ProcessTarget | string = ProcessTarget | string> {
   readonly #target: string;
   readonly #module: URL;
-  readonly #args: unknown[];
+  readonly #args: readonly unknown[];
   readonly #resourceLimits: ResourceLimits | undefined;
   readonly #identity: number[];
   #name: string;
@@ -65,14 +77,14 @@ export class Process {
   #closed = false;
   #exited: Promise<void> | undefined;
 
-  constructor(options: ProcessOptions) {
+  constructor(options: ProcessOptions<T>) {
     const o = checkOptionsObject(options);
     if (o.target === undefined) throw new TypeError('options.target is required: a function exported by options.module, or its name');
     this.#target = targetName(o.target);
     if (o.module === undefined) throw new TypeError('options.module is required: pass import.meta.url of the module that exports the target');
     this.#module = moduleUrl(o.module);
     if (o.args !== undefined && !Array.isArray(o.args)) throw new TypeError(`options.args must be an array, got ${describe(o.args)}`);
-    this.#args = (o.args as unknown[] | undefined) ?? [];
+    this.#args = (o.args as readonly unknown[] | undefined) ?? [];
     if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`options.name must be a string, got ${describe(o.name)}`);
     if (o.daemon !== undefined && typeof o.daemon !== 'boolean') throw new TypeError(`options.daemon must be a boolean, got ${describe(o.daemon)}`);
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
@@ -271,8 +283,22 @@ function targetName(target: unknown): string {
     return target;
   }
   if (typeof target === 'function') {
-    if (target.name === '') throw new TypeError('options.target is an anonymous function: export a named function from options.module');
-    return target.name;
+    // The worker imports options.module and calls its export named target.name: only that name travels.
+    const name = target.name;
+    if (name === '') {
+      throw new TypeError('options.target is an anonymous function: the worker calls the export of options.module named like the target; '
+        + 'export a named function and pass it, or pass the export\'s name as a string');
+    }
+    if (name.startsWith('bound ')) {
+      throw new TypeError(`options.target is a bound function (${name}): the worker calls the export of options.module named like the target, `
+        + `so neither a bound this nor bound arguments can reach it; pass the exported function itself (target: ${name.slice(6) || '…'}) `
+        + 'and its arguments in options.args');
+    }
+    if (/^class\b/.test(Function.prototype.toString.call(target))) {
+      throw new TypeError(`options.target is a class (${name}): the worker calls its target, and a class cannot be called without new; `
+        + 'export a function that constructs it and pass that');
+    }
+    return name;
   }
   throw new TypeError(`options.target must be a function or an export name, got ${describe(target)}`);
 }

@@ -4,7 +4,7 @@
 import { parentPort, threadId } from 'node:worker_threads';
 import { runExitHooks, setImporting, setThreadContext } from './context.ts';
 import { registerEntry } from './entries.ts';
-import { ProcessError, serializeError } from './errors.ts';
+import { ProcessError, describe, serializeError } from './errors.ts';
 import { revive } from './handles.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
@@ -20,13 +20,44 @@ async function fail(error: unknown): Promise<never> {
   process.exit(1);
 }
 
+/**
+ * Why `name` was not found, and what to pass instead: the export that holds a function of that name (the
+ * target was exported under another name), or what the export is, or which functions the module exports.
+ */
+function why(module: Record<string, unknown>, name: string): string {
+  const functions: [exported: string, fn: Function][] = [];
+  for (const exported of Object.keys(module)) {
+    try {
+      const value = module[exported];
+      if (typeof value === 'function') functions.push([exported, value]);
+    } catch {
+      // a binding still in its temporal dead zone (an import cycle): not a target anyway
+    }
+  }
+  const renamed = functions.filter(([, fn]) => fn.name === name).map(([exported]) => exported);
+  if (renamed.length > 0) {
+    return `: the function ${name} is exported as ${renamed.map((e) => `'${e}'`).join(' and ')}; pass target: '${renamed[0]}', or export it as '${name}'`;
+  }
+  if (name in module) {
+    try {
+      return `: its export "${name}" is ${describe(module[name])}`;
+    } catch {
+      return `: its export "${name}" was not initialized when the module finished loading`;
+    }
+  }
+  if (functions.length === 0) return ': it exports no function';
+  const list = functions.slice(0, 10).map(([exported]) => exported).join(', ');
+  return `; the functions it exports are ${list}${functions.length > 10 ? ', …' : ''}`;
+}
+
 export async function main(boot: BootData): Promise<void> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
   const args = revive(boot.args) as unknown[];
   let target: unknown;
+  let module: Record<string, unknown>;
   try {
     setImporting(boot.module);
-    const module = await import(boot.module) as Record<string, unknown>;
+    module = await import(boot.module) as Record<string, unknown>;
     target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
@@ -35,7 +66,7 @@ export async function main(boot: BootData): Promise<void> {
     setImporting(undefined);
   }
   if (typeof target !== 'function') {
-    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}`, 'ERR_TARGET_NOT_FOUND'));
+    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`, 'ERR_TARGET_NOT_FOUND'));
   }
   try {
     await (target as (...a: unknown[]) => unknown)(...args);

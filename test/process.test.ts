@@ -13,7 +13,7 @@ import {
 } from '../lib/index.ts';
 import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
 import { run } from './_support/run-program.ts';
-import { recursion, reportSelf } from './fixtures/process-tasks.ts';
+import { aliasedTask, recursion, reportSelf } from './fixtures/process-tasks.ts';
 
 const tasks = new URL('./fixtures/process-tasks.ts', import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -295,6 +295,37 @@ failures('a target the module does not export: exitCode 1, error names the targe
   assert.match(p.error!.message, /noSuchTask/);
   assert.ok(p.error!.message.includes('process-tasks.ts'), p.error!.message);
   assert.ok(stderr.includes('missing-target'), stderr);
+});
+
+failures('a target that cannot be found says how to fix it: exported under another name, not a function, missing', async () => {
+  const { result: [renamed, notFunction, missing] } = await captureStderr(async () => {
+    const ps = [make(aliasedTask), make('notAFunction'), make('noSuchTask')];
+    for (const p of ps) p.start();
+    await Promise.all(ps.map((p) => p.join()));
+    return ps;
+  });
+  for (const p of [renamed, notFunction, missing]) {
+    assert.is(p!.exitCode, 1);
+    assert.instance(p!.error, ProcessError);
+    assert.is((p!.error as ProcessError).code, 'ERR_TARGET_NOT_FOUND');
+  }
+  assert.match(renamed!.error!.message, /target "renamedTask" is not a function exported by .*process-tasks\.ts/);
+  assert.match(renamed!.error!.message, /exported as 'aliasedTask'; pass target: 'aliasedTask'/);
+  assert.match(notFunction!.error!.message, /its export "notAFunction" is 42 \(number\)/);
+  assert.match(missing!.error!.message, /the functions it exports are .*reportSelf/);
+});
+
+failures('a bound function, an anonymous one or a class as target: a TypeError at construction that says what to pass', () => {
+  const bound = throws(() => new Process({ target: reportSelf.bind(null), module: tasks, args: [] as never }), TypeError, 'a bound target');
+  assert.match(bound.message, /bound function \(bound reportSelf\)/);
+  assert.match(bound.message, /target: reportSelf/);
+  assert.match(bound.message, /options\.args/);
+  const anonymous = throws(() => new Process({ target: [() => {}][0]!, module: tasks }), TypeError, 'an anonymous target');
+  assert.match(anonymous.message, /anonymous/);
+  assert.match(anonymous.message, /export a named function/);
+  class Job {}
+  const klass = throws(() => new Process({ target: Job as unknown as () => void, module: tasks }), TypeError, 'a class as target');
+  assert.match(klass.message, /class \(Job\)/);
 });
 
 failures('a module that does not exist: start() throws naming both, and nothing starts', () => {
