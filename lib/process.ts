@@ -9,7 +9,8 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { type ResourceLimits, type Worker } from 'node:worker_threads';
+import { compileForWorker, startWorker } from './compile.ts';
 import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
 import { ProcessError, deserializeError, describe } from './errors.ts';
 import { commit, marshal } from './handles.ts';
@@ -144,6 +145,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     }
     const m = marshal(this.#args);
     const self = currentProcess();
+    // A TypeScript task module compiled to JavaScript needs no loader in the worker: it starts as fast as one.
+    const compiled = typescriptModule.test(modulePath) ? compileForWorker(processRuntime.url, modulePath) : undefined;
     const boot: BootData = {
       runtime: processRuntime.url,
       entry: processRuntime.entry,
@@ -156,15 +159,17 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
         parent: { name: self.name, pid: self.pid, daemon: self.daemon },
         identity: this.#identity,
       },
+      ...compiled?.boot,
     };
     // The pid is the worker's threadId, only known once it exists: the worker patches it into its context.
     const useSpare = boot.tsx && this.#resourceLimits === undefined;
-    const worker = (useSpare ? claimSpare(boot, m.transfer) : undefined) ?? new Worker(bootstrapUrl, {
+    const worker = (useSpare ? claimSpare(boot, m.transfer) : undefined) ?? startWorker(bootstrapUrl, {
       workerData: { [PROTOCOL_TAG]: boot },
       transferList: m.transfer,
       resourceLimits: this.#resourceLimits,
       name: this.#name,
-    });
+    }, compiled?.execArgv);
+    compiled?.deliver(worker);
     commit(m.handles, `process "${this.#name}"`);
     this.#worker = worker;
     this.#pid = worker.threadId;

@@ -22,6 +22,13 @@ export interface BootData {
   tsx: boolean;
   /** URL of the task module. */
   module: string;
+  /** URL of the task module compiled to JavaScript (see compile.ts), imported instead of `module`. */
+  compiled?: string;
+  /**
+   * The compilation is still running: wait for a message with the rest (`runtime` and `compiled`, or
+   * `tsx: true` when it failed) before importing anything.
+   */
+  pending?: boolean;
   /** Name of the export to call. */
   target: string;
   /** Marshalled args (see handles.ts). */

@@ -57,7 +57,7 @@ export async function main(boot: BootData): Promise<void> {
   let module: Record<string, unknown>;
   try {
     setImporting(boot.module);
-    module = await import(boot.module) as Record<string, unknown>;
+    module = await import(boot.compiled ?? boot.module) as Record<string, unknown>;
     target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
