@@ -116,14 +116,16 @@ export function execArgvWithoutTsx(execArgv: readonly string[] = process.execArg
   const kept: string[] = [];
   for (let i = 0; i < execArgv.length; i++) {
     const flag = execArgv[i]!;
-    const [name, inline] = flag.startsWith('--') && flag.includes('=') ? [flag.slice(0, flag.indexOf('=')), flag.slice(flag.indexOf('=') + 1)] : [flag, undefined];
-    if (!['--import', '--require', '-r', '--loader', '--experimental-loader'].includes(name!)) {
+    const equals = flag.startsWith('--') ? flag.indexOf('=') : -1;
+    const name = equals === -1 ? flag : flag.slice(0, equals);
+    if (!preloadFlags.has(name)) {
       kept.push(flag);
-      continue;
+    } else if (equals !== -1) {
+      if (!isTsx(flag.slice(equals + 1))) kept.push(flag);
+    } else {
+      const value = execArgv[++i] ?? '';
+      if (!isTsx(value)) kept.push(flag, value);
     }
-    const value = inline ?? execArgv[i + 1] ?? '';
-    if (inline === undefined) i++;
-    if (!isTsx(value)) kept.push(...(inline === undefined ? [flag, value] : [flag]));
   }
   return kept.length === execArgv.length ? undefined : kept;
 }
@@ -146,6 +148,9 @@ export function startWorker(url: URL, options: WorkerOptions, execArgv: string[]
   }
   return new Worker(url, options);
 }
+
+/** The flags that take a module to load before the program (tsx's among them). */
+const preloadFlags = new Set(['--import', '--require', '-r', '--loader', '--experimental-loader']);
 
 function isTsx(specifier: string): boolean {
   return specifier === 'tsx' || specifier.startsWith('tsx/') || /[\\/]node_modules[\\/]tsx[\\/]/.test(specifier);
@@ -193,7 +198,8 @@ function findCompiler(module: string): Compiler | undefined {
     try {
       const path = find();
       const version = (JSON.parse(readFileSync(join(dirname(path), '..', 'package.json'), 'utf8')) as { version: string }).version;
-      compilerFound = { path, tag: `esbuild ${version}, node ${process.versions.node}, mpthreads compile 1` };
+      const tag = `esbuild ${version}, node ${process.versions.node}, conditions [${conditions().join(',')}], mpthreads compile 1`;
+      compilerFound = { path, tag };
       break;
     } catch {
       // not there: try the next place
@@ -335,22 +341,29 @@ let running = 0;
 
 async function compileAll(entries: string[], dir: string, compiler: Compiler): Promise<void> {
   running++;
+  let loaded: Esbuild | undefined;
   try {
-    const loaded = await (esbuild ??= import(pathToFileURL(compiler.path).href).then((m: { default?: Esbuild } & Esbuild) => m.default ?? m));
+    esbuild ??= import(pathToFileURL(compiler.path).href).then((m: { default?: Esbuild } & Esbuild) => m.default ?? m);
+    loaded = await esbuild;
+    const service = loaded;
     const visited = new Set<string>();
     const ensure = async (source: string): Promise<void> => {
       if (visited.has(source)) return;
       visited.add(source);
-      const manifest = currentManifest(dir, source, compiler.tag) ?? await compileOnce(loaded, source, dir, compiler.tag);
+      const manifest = currentManifest(dir, source, compiler.tag) ?? await compileOnce(service, source, dir, compiler.tag);
       await Promise.all(manifest.deps.map(ensure));
     };
     await Promise.all(entries.map(ensure));
   } finally {
-    // esbuild's service is a process of its own: let it go until the next file to compile.
-    if (--running === 0 && esbuild !== undefined) {
-      const done = esbuild;
+    // esbuild's service is a process of its own: stop it until the next file to compile (the next build
+    // starts it again). Synchronously, so that no build started meanwhile can be cut off.
+    if (--running === 0) {
       esbuild = undefined;
-      void done.then((e) => e.stop?.()).catch(() => {});
+      try {
+        Promise.resolve(loaded?.stop?.()).catch(() => {});
+      } catch {
+        // already stopped
+      }
     }
   }
 }
@@ -368,7 +381,7 @@ function compileOnce(esbuild: Esbuild, source: string, dir: string, compiler: st
   return manifest;
 }
 
-/** esbuild's resolver marks what it is asked on behalf of this plugin, so the plugin lets it through. */
+/** Marks what the plugin below asks esbuild's resolver, so that the plugin lets those requests through. */
 const kInner = Symbol('mpthreads.resolve');
 
 async function compileFile(esbuild: Esbuild, source: string, dir: string, compiler: string): Promise<Manifest> {
