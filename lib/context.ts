@@ -26,6 +26,8 @@ interface Registry {
   /** What flushOnExit() registered, weakly held; `listening` once the 'exit' listener is installed. */
   flushers: Set<WeakRef<Flusher>>;
   listening: boolean;
+  /** The task module this worker is importing, until its top level has finished running. */
+  importing: string | undefined;
 }
 
 interface Flusher { flushOnExit(): void }
@@ -41,6 +43,7 @@ function registry(): Registry {
     exitHooks: new Set(),
     flushers: new Set(),
     listening: false,
+    importing: undefined,
   });
 }
 
@@ -52,6 +55,19 @@ export function setThreadContext(context: ThreadContext): void {
 /** @internal */
 export function threadContext(): ThreadContext {
   return registry().context;
+}
+
+/**
+ * @internal Set by the worker runtime while it imports its task module (`undefined` once done): the module's
+ * top level runs again in every worker, so a Process started there is the missing `isMainThread` guard.
+ */
+export function setImporting(module: string | undefined): void {
+  registry().importing = module;
+}
+
+/** @internal The task module this worker is still importing, if any. */
+export function importingModule(): string | undefined {
+  return registry().importing;
 }
 
 /** @internal The identity of the next child this thread starts. */

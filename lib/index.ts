@@ -1,5 +1,5 @@
 // The public surface of mpthreads: re-exports only.
-export { Process, activeChildren, type ProcessOptions } from './process.ts';
+export { Process, activeChildren, type ProcessOptions, type ProcessTarget } from './process.ts';
 export { Connection, Pipe, type SendOptions } from './connection.ts';
 export { currentProcess, parentProcess, isMainThread, type ProcessInfo } from './context.ts';
 export { ProcessError, Empty, Full, EOFError, ClosedError, BufferTooShort, TimeoutError } from './errors.ts';

@@ -9,8 +9,9 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker, type ResourceLimits, type TransferListItem } from 'node:worker_threads';
-import { currentProcess, nextChildIdentity } from './context.ts';
+import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
+import { compileForWorker } from './compile.ts';
+import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
 import { ProcessError, deserializeError, describe } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
 import { checkOptions, checkTimeout } from './options.ts';
@@ -19,21 +20,33 @@ import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.t
 import { claimSpare, prepareSpare } from './spare-worker.ts';
 import { bootstrapUrl, processRuntime, startWorker } from './runtime.ts';
 
-/** Options of `new Process()`. */
-export interface ProcessOptions {
+/** A function a Process runs: sync or async, exported by its module; what it returns is ignored. */
+export type ProcessTarget = (...args: any[]) => unknown;
+
+/**
+ * Options of `new Process()`. With a function `target`, `args` must fit its parameters (and be given when it
+ * has required ones); with the export's name as a string, they are not checked.
+ */
+export type ProcessOptions<T extends ProcessTarget | string = ProcessTarget | string> = {
   /** The function to run, exported by `module`, or the name of that export. */
-  target: ((...args: any[]) => unknown) | string;
+  target: T;
   /** The ES module that exports `target`: pass `import.meta.url` (a `file:` URL or a path). */
   module: string | URL;
-  /** Arguments for `target`, copied; Connections and queues anywhere inside arrive as working handles. */
-  args?: unknown[];
   /** @default `Process-N` */
   name?: string;
   /** A daemon process does not keep the program alive. @default false */
   daemon?: boolean;
   /** Heap limits for the worker (see Node's `Worker` `resourceLimits`). */
   resourceLimits?: ResourceLimits;
-}
+} & ArgsOption<T>;
+
+/** `args`, required when the target has required parameters. */
+type ArgsOption<T> = T extends ProcessTarget
+  ? [] extends Parameters<T> ? { args?: Args<Parameters<T>> } : { args: Args<Parameters<T>> }
+  : { args?: Args<unknown[]> };
+
+/** Arguments for `target`, copied; Connections and queues anywhere inside arrive as working handles. */
+type Args<P extends unknown[]> = Readonly<P>;
 
 const typescriptModule = /\.[cm]?tsx?$/;
 
@@ -50,10 +63,10 @@ const running = new Set<Process>();
  *   await p.join();
  * }
  */
-export class Process {
+export class Process<T extends ProcessTarget | string = ProcessTarget | string> {
   readonly #target: string;
   readonly #module: URL;
-  readonly #args: unknown[];
+  readonly #args: readonly unknown[];
   readonly #resourceLimits: ResourceLimits | undefined;
   readonly #identity: number[];
   #name: string;
@@ -66,14 +79,14 @@ export class Process {
   #closed = false;
   #exited: Promise<void> | undefined;
 
-  constructor(options: ProcessOptions) {
+  constructor(options: ProcessOptions<T>) {
     const o = checkOptions(options, 'options', ['target', 'module', 'args', 'name', 'daemon', 'resourceLimits']);
     if (o.target === undefined) throw new TypeError('options.target is required: a function exported by options.module, or its name');
     this.#target = targetName(o.target);
     if (o.module === undefined) throw new TypeError('options.module is required: pass import.meta.url of the module that exports the target');
     this.#module = moduleUrl(o.module);
     if (o.args !== undefined && !Array.isArray(o.args)) throw new TypeError(`options.args must be an array, got ${describe(o.args)}`);
-    this.#args = (o.args as unknown[] | undefined) ?? [];
+    this.#args = (o.args as readonly unknown[] | undefined) ?? [];
     if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`options.name must be a string, got ${describe(o.name)}`);
     if (o.daemon !== undefined && typeof o.daemon !== 'boolean') throw new TypeError(`options.daemon must be a boolean, got ${describe(o.daemon)}`);
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
@@ -118,16 +131,23 @@ export class Process {
     return this.#error;
   }
 
-  /** Starts the worker. Throws if called twice, or if args cannot be copied (nothing is moved then). */
+  /**
+   * Starts the worker. Throws if called twice, if args cannot be copied (nothing is moved then), or if called
+   * from the top level of a task module that a worker is importing (the missing `isMainThread` guard).
+   */
   start(): void {
     this.#checkNotClosed();
     if (this.#worker !== undefined) throw new ProcessError('cannot start a process twice', 'ERR_PROCESS_STARTED');
+    const importing = importingModule();
+    if (importing !== undefined) throw startedWhileImporting(this.#name, importing);
     const modulePath = fileURLToPath(this.#module);
     if (!existsSync(modulePath)) {
       throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, 'ERR_MODULE_LOAD');
     }
     const args = capture(this.#args);
     const self = currentProcess();
+    // A TypeScript task module compiled to JavaScript needs no loader in the worker: it starts as fast as one.
+    const compiled = typescriptModule.test(modulePath) ? compileForWorker(processRuntime.url, modulePath) : undefined;
     const boot: BootData = {
       runtime: processRuntime.url,
       entry: processRuntime.entry,
@@ -140,6 +160,7 @@ export class Process {
         parent: { name: self.name, pid: self.pid, daemon: self.daemon },
         identity: this.#identity,
       },
+      ...compiled?.boot,
     };
     // The pid is the worker's threadId, only known once it exists: the worker patches it into its context.
     const useSpare = boot.tsx && this.#resourceLimits === undefined;
@@ -153,12 +174,13 @@ export class Process {
         transferList: transfer,
         resourceLimits: this.#resourceLimits,
         name: this.#name,
-      });
+      }, compiled?.execArgv);
     } catch (error) {
       abort(args);
       hub.close();
       throw error;
     }
+    compiled?.deliver(worker);
     commit(args, `process "${this.#name}"`);
     this.#worker = worker;
     this.#pid = worker.threadId;
@@ -254,14 +276,45 @@ export function activeChildren(): Process[] {
   return [...running];
 }
 
+/**
+ * Python's "An attempt has been made to start a new process before the current process has finished its
+ * bootstrapping phase": without it, each worker would run the unguarded top level again and start workers
+ * of its own, without end.
+ */
+function startedWhileImporting(name: string, module: string): ProcessError {
+  return new ProcessError(
+    `cannot start process "${name}" while this worker is still importing its task module ${module}. `
+      + 'Every worker imports the module that exports its target, so code at the top level of that module runs '
+      + 'again in each worker, and starting processes there would start workers without end. '
+      + 'Put the code that starts processes under `if (isMainThread) { ... }` (import { isMainThread } from '
+      + "'mpthreads'), the analogue of Python's `if __name__ == '__main__':`, or move it into a function that "
+      + 'only the main thread calls.',
+    'ERR_START_WHILE_IMPORTING',
+  );
+}
+
 function targetName(target: unknown): string {
   if (typeof target === 'string') {
     if (target === '') throw new TypeError('options.target must be a non-empty export name');
     return target;
   }
   if (typeof target === 'function') {
-    if (target.name === '') throw new TypeError('options.target is an anonymous function: export a named function from options.module');
-    return target.name;
+    // The worker imports options.module and calls its export named target.name: only that name travels.
+    const name = target.name;
+    if (name === '') {
+      throw new TypeError('options.target is an anonymous function: the worker calls the export of options.module named like the target; '
+        + 'export a named function and pass it, or pass the export\'s name as a string');
+    }
+    if (name.startsWith('bound ')) {
+      throw new TypeError(`options.target is a bound function (${name}): the worker calls the export of options.module named like the target, `
+        + `so neither a bound this nor bound arguments can reach it; pass the exported function itself (target: ${name.slice(6) || '…'}) `
+        + 'and its arguments in options.args');
+    }
+    if (/^class\b/.test(Function.prototype.toString.call(target))) {
+      throw new TypeError(`options.target is a class (${name}): the worker calls its target, and a class cannot be called without new; `
+        + 'export a function that constructs it and pass that');
+    }
+    return name;
   }
   throw new TypeError(`options.target must be a function or an export name, got ${describe(target)}`);
 }

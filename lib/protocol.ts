@@ -18,12 +18,19 @@ export const Kind = {
 export interface BootData {
   /** URL of the worker runtime to import (lib/worker-main.ts under tsx, dist/lib/worker-main.js built). */
   runtime: string;
-  /** The export of `runtime` to call with this BootData. */
+  /** The entry `runtime` registers when it loads (see entries.ts), called with this BootData. */
   entry: string;
   /** Register tsx in the worker before importing anything TypeScript. */
   tsx: boolean;
   /** URL of the task module. */
   module: string;
+  /** URL of the task module compiled to JavaScript (see compile.ts), imported instead of `module`. */
+  compiled?: string;
+  /**
+   * The compilation is still running: wait for a message with the rest (`runtime` and `compiled`, or
+   * `tsx: true` when it failed) before importing anything.
+   */
+  pending?: boolean;
   /** Name of the export to call. */
   target: string;
   /** The args, captured as one value (handles.ts: capture); decoded once the task module is loaded. */

@@ -1,8 +1,11 @@
-// Where a worker finds the library: the bootstrap it starts from, and the module and export it hands over to
-// (the Process runtime, or the queue hub). Built as one file (dist/lib/mpthreads.js: esbuild defines
-// MPTHREADS_BUNDLE) both are that file itself, so a new worker loads one module, not seventeen (~30 ms less);
-// run from lib/ under tsx, they are the files beside this one.
+// Where a worker finds the library: the bootstrap it starts from, the module it imports, and the entry that
+// module registers for it to call (the Process runtime, or the queue hub: see entries.ts). Built as one file
+// (dist/lib/mpthreads.js: esbuild defines MPTHREADS_BUNDLE) both modules are that file itself, so a new
+// worker loads one module, not seventeen (~30 ms less); run from lib/ under tsx, they are the files beside
+// this one. And how a worker is started with the right Node options.
 import { Worker, type WorkerOptions } from 'node:worker_threads';
+import type { EntryName } from './entries.ts';
+
 declare const MPTHREADS_BUNDLE: boolean | undefined;
 
 const here = import.meta.url;
@@ -10,42 +13,47 @@ const bundled = typeof MPTHREADS_BUNDLE !== 'undefined' && MPTHREADS_BUNDLE;
 const extension = here.endsWith('.ts') ? '.ts' : '.js';
 
 export interface Runtime {
-  /** URL of the module a worker imports (workers/bootstrap.mjs calls its `entry` export). */
+  /** URL of the module a worker imports; loading it registers `entry` (see entries.ts). */
   url: string;
-  entry: string;
+  entry: EntryName;
 }
 
 export const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
 export const processRuntime: Runtime = bundled
-  ? { url: here, entry: '__processMain' }
-  : { url: new URL(`./worker-main${extension}`, here).href, entry: 'main' };
+  ? { url: here, entry: 'process' }
+  : { url: new URL(`./worker-main${extension}`, here).href, entry: 'process' };
 export const hubRuntime: Runtime = bundled
-  ? { url: here, entry: '__hubMain' }
-  : { url: new URL(`./queue/hub${extension}`, here).href, entry: 'main' };
+  ? { url: here, entry: 'hub' }
+  : { url: new URL(`./queue/hub-entry${extension}`, here).href, entry: 'hub' };
+
+/** Options that describe the main script itself: a worker started from a file fails to load with them. */
+function describesMainScript(flag: string): 'alone' | 'with-value' | false {
+  if (flag.startsWith('--input-type=') || flag.startsWith('--eval=') || flag.startsWith('--print=')) return 'alone';
+  if (flag === '--input-type' || flag === '-e' || flag === '--eval' || flag === '-p' || flag === '--print') return 'with-value';
+  return false;
+}
 
 /**
- * Starts a worker from `url` with the Node options it would inherit, less those that describe the main
- * script itself (`--input-type`, `-e`/`-p` and their code), with which a worker started from a file fails to
- * load. Node refuses an explicit list holding options that are per process (`--expose-gc`, say) rather than
- * ignoring them as it does when it passes them on itself, so those are left out too.
+ * Starts a worker from `url` with `execArgv` (default: this thread's Node options, as Node passes them on),
+ * less the options that describe the main script itself (`--input-type`, `-e`/`-p` and their code). Node
+ * refuses an explicit list holding options that are per process (`--expose-gc`, `--max-old-space-size`)
+ * rather than ignoring them as it does when it passes them on itself: those it names are left out, and the
+ * worker started again.
  */
-export function startWorker(url: URL, options: WorkerOptions): Worker {
-  const args = process.execArgv;
-  if (!args.some((a) => a.startsWith('--input-type') || a === '-e' || a === '--eval' || a === '-p' || a === '--print')) {
-    return new Worker(url, options); // inherits process.execArgv as Node does
+export function startWorker(url: URL, options: WorkerOptions, execArgv?: readonly string[]): Worker {
+  const from = execArgv ?? process.execArgv;
+  const kept: string[] = [];
+  for (let i = 0; i < from.length; i++) {
+    const described = describesMainScript(from[i]!);
+    if (described === 'with-value') i++;
+    else if (described === false) kept.push(from[i]!);
   }
-  const execArgv: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (a.startsWith('--input-type=') || a.startsWith('--eval=') || a.startsWith('--print=')) continue;
-    if (a === '--input-type' || a === '-e' || a === '--eval' || a === '-p' || a === '--print') { i++; continue; }
-    execArgv.push(a);
-  }
+  if (execArgv === undefined && kept.length === from.length) return new Worker(url, options); // inherits, as Node does
   try {
-    return new Worker(url, { ...options, execArgv });
+    return new Worker(url, { ...options, execArgv: kept });
   } catch (error) {
     if ((error as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
-    const invalid = String((error as Error).message).split(':').pop()!.split(',').map((flag) => flag.trim());
-    return new Worker(url, { ...options, execArgv: execArgv.filter((a) => !invalid.includes(a)) });
+    const refused = String((error as Error).message).split(':').pop()!.split(',').map((flag) => flag.trim());
+    return new Worker(url, { ...options, execArgv: kept.filter((flag) => !refused.includes(flag)) });
   }
 }

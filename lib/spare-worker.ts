@@ -1,8 +1,9 @@
-// A spare worker for TypeScript processes. Under tsx every worker must register tsx before it can import
-// anything, which costs ~0.4-0.7 s here (Node 20 starts a loader thread per worker). So after starting a
-// TypeScript process we start one spare in the background: it registers tsx, imports the runtime, and waits
-// for its BootData. The next TypeScript Process.start() takes it and starts at the speed of a plain Worker
-// (Python's forkserver does the same for fork costs). JavaScript processes start cold: they are cheap already.
+// A spare worker for TypeScript processes that still need tsx in the worker: those compile.ts cannot compile
+// to JavaScript (no esbuild, CommonJS TypeScript, MPTHREADS_COMPILE=0). Such a worker must register tsx
+// before it can import anything, which costs ~0.4-0.7 s here (Node 20 starts a loader thread per worker). So
+// after starting one we start a spare in the background: it registers tsx, imports the runtime, and waits for
+// its BootData. The next such Process.start() takes it and starts at the speed of a plain Worker (Python's
+// forkserver does the same for fork costs). Other processes start cold: they are cheap already.
 //
 // Invariants:
 //   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.

@@ -1,9 +1,10 @@
-// The worker side of a Process, imported by workers/bootstrap.mjs: set up who we are, revive the handles
-// in args, import the task module, call the target, flush what queues still hold, and exit with Python's
-// exit codes (0 returned, 1 threw, n for process.exit(n)).
+// The worker side of a Process, imported by workers/bootstrap.mjs, which calls the entry it registers: set up
+// who we are, revive the handles in args, import the task module, call the target, flush what queues still
+// hold, and exit with Python's exit codes (0 returned, 1 threw, n for process.exit(n)).
 import { parentPort, threadId } from 'node:worker_threads';
-import { runExitHooks, setThreadContext } from './context.ts';
-import { ProcessError, serializeError } from './errors.ts';
+import { runExitHooks, setImporting, setThreadContext } from './context.ts';
+import { registerEntry } from './entries.ts';
+import { ProcessError, describe, serializeError } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import { setHubPort } from './queue/hub-client.ts';
 import { decodeItem } from './wire/decode.ts';
@@ -20,19 +21,53 @@ async function fail(error: unknown): Promise<never> {
   process.exit(1);
 }
 
+/**
+ * Why `name` was not found, and what to pass instead: the export that holds a function of that name (the
+ * target was exported under another name), or what the export is, or which functions the module exports.
+ */
+function why(module: Record<string, unknown>, name: string): string {
+  const functions: [exported: string, fn: Function][] = [];
+  for (const exported of Object.keys(module)) {
+    try {
+      const value = module[exported];
+      if (typeof value === 'function') functions.push([exported, value]);
+    } catch {
+      // a binding still in its temporal dead zone (an import cycle): not a target anyway
+    }
+  }
+  const renamed = functions.filter(([, fn]) => fn.name === name).map(([exported]) => exported);
+  if (renamed.length > 0) {
+    return `: the function ${name} is exported as ${renamed.map((e) => `'${e}'`).join(' and ')}; pass target: '${renamed[0]}', or export it as '${name}'`;
+  }
+  if (name in module) {
+    try {
+      return `: its export "${name}" is ${describe(module[name])}`;
+    } catch {
+      return `: its export "${name}" was not initialized when the module finished loading`;
+    }
+  }
+  if (functions.length === 0) return ': it exports no function';
+  const list = functions.slice(0, 10).map(([exported]) => exported).join(', ');
+  return `; the functions it exports are ${list}${functions.length > 10 ? ', …' : ''}`;
+}
+
 export async function main(boot: BootData): Promise<void> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
   if (boot.hub !== undefined) setHubPort(boot.hub);
   let target: unknown;
+  let module: Record<string, unknown>;
   try {
-    const module = await import(boot.module) as Record<string, unknown>;
+    setImporting(boot.module);
+    module = await import(boot.compiled ?? boot.module) as Record<string, unknown>;
     target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     return fail(new ProcessError(`cannot load module ${boot.module} for target "${boot.target}": ${reason}`, 'ERR_MODULE_LOAD', { cause: error }));
+  } finally {
+    setImporting(undefined);
   }
   if (typeof target !== 'function') {
-    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}`, 'ERR_TARGET_NOT_FOUND'));
+    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`, 'ERR_TARGET_NOT_FOUND'));
   }
   let args: unknown[];
   try {
@@ -49,3 +84,5 @@ export async function main(boot: BootData): Promise<void> {
   await runExitHooks();
   process.exit();
 }
+
+registerEntry('process', main);

@@ -13,7 +13,7 @@ import {
 } from '../lib/index.ts';
 import { captureStderr, deadline, rejects, suite, throws, track } from './_support/harness.ts';
 import { run } from './_support/run-program.ts';
-import { recursion, reportSelf } from './fixtures/process-tasks.ts';
+import { aliasedTask, recursion, reportSelf } from './fixtures/process-tasks.ts';
 
 const tasks = new URL('./fixtures/process-tasks.ts', import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -279,6 +279,37 @@ failures('a target the module does not export: exitCode 1, error names the targe
   assert.ok(stderr.includes('missing-target'), stderr);
 });
 
+failures('a target that cannot be found says how to fix it: exported under another name, not a function, missing', async () => {
+  const { result: [renamed, notFunction, missing] } = await captureStderr(async () => {
+    const ps = [make(aliasedTask), make('notAFunction'), make('noSuchTask')];
+    for (const p of ps) p.start();
+    await Promise.all(ps.map((p) => p.join()));
+    return ps;
+  });
+  for (const p of [renamed, notFunction, missing]) {
+    assert.is(p!.exitCode, 1);
+    assert.instance(p!.error, ProcessError);
+    assert.is((p!.error as ProcessError).code, 'ERR_TARGET_NOT_FOUND');
+  }
+  assert.match(renamed!.error!.message, /target "renamedTask" is not a function exported by .*process-tasks\.ts/);
+  assert.match(renamed!.error!.message, /exported as 'aliasedTask'; pass target: 'aliasedTask'/);
+  assert.match(notFunction!.error!.message, /its export "notAFunction" is 42 \(number\)/);
+  assert.match(missing!.error!.message, /the functions it exports are .*reportSelf/);
+});
+
+failures('a bound function, an anonymous one or a class as target: a TypeError at construction that says what to pass', () => {
+  const bound = throws(() => new Process({ target: reportSelf.bind(null), module: tasks, args: [] as never }), TypeError, 'a bound target');
+  assert.match(bound.message, /bound function \(bound reportSelf\)/);
+  assert.match(bound.message, /target: reportSelf/);
+  assert.match(bound.message, /options\.args/);
+  const anonymous = throws(() => new Process({ target: [() => {}][0]!, module: tasks }), TypeError, 'an anonymous target');
+  assert.match(anonymous.message, /anonymous/);
+  assert.match(anonymous.message, /export a named function/);
+  class Job {}
+  const klass = throws(() => new Process({ target: Job as unknown as () => void, module: tasks }), TypeError, 'a class as target');
+  assert.match(klass.message, /class \(Job\)/);
+});
+
 failures('a module that does not exist: start() throws naming both, and nothing starts', () => {
   const [, w] = Pipe<string>();
   const p = track(new Process({ target: 'anything', module: new URL('./fixtures/no-such-module.ts', import.meta.url), args: [w] }));
@@ -394,5 +425,26 @@ if (isMainThread) {
     await rm(dir, { recursive: true, force: true });
   }
 }, 60_000);
+
+lifetime('a module that starts processes at its top level without `if (isMainThread)` ends by itself, naming the guard', async () => {
+  // Before start() refused, each worker ran that top level again: 367 threads and 2.6 GB in 10 s, no output.
+  // The fixture caps the cascade at three levels, and `run` kills the whole program at its deadline.
+  const fixture = fileURLToPath(new URL('./fixtures/unguarded-start.ts', import.meta.url));
+  const { code, signal, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture], { cwd: root, ms: 30_000 });
+  assert.is(signal, null, stderr);
+  assert.is(code, 0, stderr);
+  assert.not.match(stderr, /runaway/, 'a worker of a worker ran the top level');
+  const out = JSON.parse(stdout) as { exitCodes: number[]; errors: string[]; threadsStarted: number };
+  assert.equal(out.exitCodes, [1, 1], 'each worker failed to load its module');
+  for (const message of out.errors) {
+    assert.match(message, /cannot start process "Process-\d+:1" while this worker is still importing its task module/);
+    assert.ok(message.includes('if (isMainThread)'), message);
+    assert.match(message, /__name__ == '__main__'/);
+    assert.match(message, /unguarded-start\.ts/);
+  }
+  assert.ok(stderr.includes('if (isMainThread)'), `the error is printed:\n${stderr}`);
+  // Two workers (and a spare and tsx's loader threads, were the module not compiled): 4 here; the cascade, 44.
+  assert.ok(out.threadsStarted <= 12, `${out.threadsStarted} threads started`);
+}, 45_000);
 
 lifetime.run();

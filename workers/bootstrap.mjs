@@ -1,6 +1,7 @@
 // The worker entry point: plain JavaScript, because Node 20 cannot start a worker from a .ts file even
-// under tsx. It registers tsx when the runtime or the task module is TypeScript (in this thread, so one
-// module graph serves both), then hands over to the runtime; it holds no library logic.
+// under tsx. It registers tsx when the runtime or the task module is TypeScript that the parent did not
+// compile to JavaScript (lib/compile.ts), in this thread, so one module graph serves both; then it imports
+// the runtime and calls the entry it registered (lib/entries.ts). It holds no library logic.
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
@@ -26,11 +27,21 @@ function bootMessage() {
   return new Promise((resolve) => parentPort?.once('message', (message) => resolve(message.mpthreads)));
 }
 
+/** The entry points the runtime registered when it loaded (lib/entries.ts). */
+const kEntries = Symbol.for('mpthreads.entries');
+
 try {
+  // A TypeScript task module still being compiled in the parent: its URL, or `tsx: true`, comes by message.
+  if (boot.pending) boot = { ...boot, ...(await bootMessage()) };
   if (boot.tsx) await registerTsx();
-  const runtime = await import(boot.runtime);
+  await import(boot.runtime);
   if (boot.standby) boot = await bootMessage();
-  await runtime[boot.entry](boot);
+  // A compiled task module carries an inline source map: stack traces then name its .ts files and lines.
+  // (Only from here: the runtime's own map would cost every worker ~10 ms to read.)
+  if (boot.compiled) process.setSourceMapsEnabled(true);
+  const entry = /** @type {any} */ (globalThis)[kEntries]?.[boot.entry];
+  if (typeof entry !== 'function') throw new Error(`${boot.runtime} registered no entry "${boot.entry}"`);
+  await entry(boot);
 } catch (error) {
   // Only reached when the runtime itself cannot load; the runtime reports everything after that.
   const e = /** @type {Error} */ (error);

@@ -10,6 +10,7 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { currentProcess } from '../context.ts';
 import { PROTOCOL_TAG, type BootData } from '../protocol.ts';
+import { execArgvWithoutTsx } from '../compile.ts';
 import { bootstrapUrl, hubRuntime, startWorker } from '../runtime.ts';
 import { Op, type AdoptMessage, type CreateMessage, type HolderWire } from './protocol.ts';
 
@@ -34,7 +35,8 @@ function startHub(): MessagePort {
       identity: [],
     },
   };
-  const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: boot }, transferList: [port2], name: 'mpthreads queue hub' });
+  // The hub needs no loader flags: its bootstrap registers tsx itself when the library is TypeScript.
+  const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: boot }, transferList: [port2], name: 'mpthreads queue hub' }, execArgvWithoutTsx());
   worker.unref();
   worker.on('error', (error) => {
     process.stderr.write(`mpthreads: the queue hub failed; queues stop delivering (a bug in mpthreads):\n${error.stack}\n`);

@@ -1,0 +1,57 @@
+// Compile-time checks of the public types, run by `tsc --noEmit` (npm test, npm run typecheck), never
+// executed (uvu runs *.test.ts only). Each `@ts-expect-error` line must be a type error: were the types loose
+// again (args as unknown[]), tsc would fail on the unused directive.
+import { JoinableQueue, Pipe, Process, Queue, type Connection, type ProcessOptions } from '../lib/index.ts';
+
+declare function work(q: Queue<number>, n: number): void;
+declare function reply(conn: Connection<string>, times?: number): Promise<void>;
+declare function spread(label: string, ...rest: number[]): void;
+declare function none(): void;
+
+export function processArgs(): void {
+  const q = new Queue<number>();
+  const [a] = Pipe<string>();
+  const module = import.meta.url;
+
+  // args fit the target's parameters
+  new Process({ target: work, module, args: [q, 1] });
+  new Process({ target: reply, module, args: [a] });
+  new Process({ target: reply, module, args: [a, 3] });
+  new Process({ target: spread, module, args: ['x', 1, 2, 3] });
+  new Process({ target: none, module });
+  new Process({ target: none, module, args: [] });
+  new Process({ target: work, module, args: [q, 1] as const }); // a readonly tuple is fine
+
+  // @ts-expect-error a string where the Queue<number> goes
+  new Process({ target: work, module, args: ['not a queue', 1, 2, 3] });
+  // @ts-expect-error one argument missing
+  new Process({ target: work, module, args: [q] });
+  // @ts-expect-error one argument too many
+  new Process({ target: work, module, args: [q, 1, 2] });
+  // @ts-expect-error a Queue of the wrong item type
+  new Process({ target: work, module, args: [new Queue<string>(), 1] });
+  // @ts-expect-error a JoinableQueue<string> is not a Queue<number>
+  new Process({ target: work, module, args: [new JoinableQueue<string>(), 1] });
+  // @ts-expect-error a Connection where the Queue goes
+  new Process({ target: work, module, args: [a, 1] });
+  // @ts-expect-error no args at all for a target that needs two
+  new Process({ target: work, module });
+  // @ts-expect-error the rest parameters are numbers
+  new Process({ target: spread, module, args: ['x', 'y'] });
+  // @ts-expect-error a target that takes nothing
+  new Process({ target: none, module, args: [1] });
+
+  // A target given by its export's name cannot be checked: any args.
+  new Process({ target: 'work', module, args: ['anything', 1, { at: 'all' }] });
+
+  // Options built apart keep their check when typed with the target.
+  const options: ProcessOptions<typeof work> = { target: work, module, args: [q, 2] };
+  new Process(options);
+  // @ts-expect-error args of the wrong type in a typed options object
+  const wrong: ProcessOptions<typeof work> = { target: work, module, args: [q, '2'] };
+  void wrong;
+
+  // Every Process, whatever its target, is a Process (activeChildren(), arrays of them).
+  const all: Process[] = [new Process({ target: work, module, args: [q, 1] }), new Process({ target: 'x', module })];
+  void all;
+}
