@@ -14,7 +14,7 @@
 //   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
 import { randomUUID } from 'node:crypto';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
-import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe } from './errors.ts';
+import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
   abort, capture, commit, kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Captured, type Handle, type WireHandle,
 } from './handles.ts';
@@ -100,7 +100,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     try {
       for (const handle of captured.handles) {
         if (handle instanceof Connection && handle !== this && this.#channel !== undefined && handle.#channel === this.#channel) {
-          throw new ProcessError('cannot send a connection through its own other end: the message and the channel would be lost', 'ERR_CONNECTION_LOOP');
+          throw new ProcessError('cannot send a connection through its own other end: the message and the channel would be lost', ErrorCode.ConnectionLoop);
         }
       }
       port.postMessage({ [ENVELOPE]: captured.batch }, captured.transfer as TransferListItem[]);
@@ -228,7 +228,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   [kMarshal](transfer: unknown[]): WireHandle {
     this.#checkOpen();
     if (this.#waiters.length > 0 || this.#pollers.length > 0) {
-      throw new ProcessError('cannot send a connection while a recv() or poll() is waiting on it', 'ERR_CONNECTION_BUSY');
+      throw new ProcessError('cannot send a connection while a recv() or poll() is waiting on it', ErrorCode.ConnectionBusy);
     }
     // Messages already taken off the port travel with the end, captured as any value is.
     let inbox: Batch | null = null;
@@ -283,7 +283,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (message instanceof ArrayBuffer) return new Uint8Array(message);
     if (ArrayBuffer.isView(message)) return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
     this.#inbox.unshift(message);
-    throw new ProcessError(`the next message is not bytes but ${describe(message)}; receive it with recv()`, 'ERR_NOT_BYTES');
+    throw new ProcessError(`the next message is not bytes but ${describe(message)}; receive it with recv()`, ErrorCode.NotBytes);
   }
 
   // Nothing thrown here may escape (it would crash the thread): a message that cannot be rebuilt rejects the
@@ -359,11 +359,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   #checkReadable(): void {
-    if (!this.#readable) throw new ProcessError('connection is write-only', 'ERR_CONNECTION_WRITE_ONLY');
+    if (!this.#readable) throw new ProcessError('connection is write-only', ErrorCode.ConnectionWriteOnly);
   }
 
   #checkWritable(): void {
-    if (!this.#writable) throw new ProcessError('connection is read-only', 'ERR_CONNECTION_READ_ONLY');
+    if (!this.#writable) throw new ProcessError('connection is read-only', ErrorCode.ConnectionReadOnly);
   }
 }
 

@@ -2,10 +2,43 @@
 // messages may change, codes never do. "Nothing yet" (Empty, TimeoutError) is kept apart from
 // "never again" (EOFError, ClosedError), as crossbeam keeps Empty apart from Disconnected.
 
+/**
+ * Every `code` a ProcessError can carry: the closed vocabulary, named once. The README's error table lists
+ * them all. Codes never change; messages may.
+ */
+export const ErrorCode = {
+  // "nothing yet" and "never again" (SPEC.md: the six error classes)
+  Empty: 'Empty',
+  Full: 'Full',
+  EOFError: 'EOFError',
+  ClosedError: 'ClosedError',
+  BufferTooShort: 'BufferTooShort',
+  TimeoutError: 'TimeoutError',
+  // misuse of a Process
+  ProcessStarted: 'ERR_PROCESS_STARTED',
+  ProcessNotStarted: 'ERR_PROCESS_NOT_STARTED',
+  ProcessRunning: 'ERR_PROCESS_RUNNING',
+  ProcessClosed: 'ERR_PROCESS_CLOSED',
+  ModuleLoad: 'ERR_MODULE_LOAD',
+  TargetNotFound: 'ERR_TARGET_NOT_FOUND',
+  StartWhileImporting: 'ERR_START_WHILE_IMPORTING',
+  // misuse of a Connection
+  ConnectionReadOnly: 'ERR_CONNECTION_READ_ONLY',
+  ConnectionWriteOnly: 'ERR_CONNECTION_WRITE_ONLY',
+  ConnectionBusy: 'ERR_CONNECTION_BUSY',
+  ConnectionLoop: 'ERR_CONNECTION_LOOP',
+  NotBytes: 'ERR_NOT_BYTES',
+  // misuse of a queue
+  TaskDoneTooMany: 'ERR_TASK_DONE_TOO_MANY',
+  // a ProcessError made without a code
+  Process: 'ERR_PROCESS',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
 /** Root of every error mpthreads raises on purpose (Python's `multiprocessing.ProcessError`). */
 export class ProcessError extends Error {
   readonly code: string;
-  constructor(message: string, code = 'ERR_PROCESS', options?: ErrorOptions) {
+  constructor(message: string, code: ErrorCode = ErrorCode.Process, options?: ErrorOptions) {
     super(message, options);
     this.code = code;
   }
@@ -17,28 +50,28 @@ export class ProcessError extends Error {
 /** `getNowait()`, or `get()` whose timeout passed, found no item (Python's `queue.Empty`). */
 export class Empty extends ProcessError {
   constructor(message = 'queue is empty') {
-    super(message, 'Empty');
+    super(message, ErrorCode.Empty);
   }
 }
 
 /** `putNowait()`, or `put()` whose timeout passed, found the queue full (Python's `queue.Full`). */
 export class Full extends ProcessError {
   constructor(message = 'queue is full') {
-    super(message, 'Full');
+    super(message, ErrorCode.Full);
   }
 }
 
 /** The other end of a connection is gone and everything it sent has been received. */
 export class EOFError extends ProcessError {
   constructor(message = 'the other end of the connection is closed and every message has been received') {
-    super(message, 'EOFError');
+    super(message, ErrorCode.EOFError);
   }
 }
 
 /** The handle was closed, or moved to another thread, and cannot be used here any more. */
 export class ClosedError extends ProcessError {
   constructor(message = 'handle is closed') {
-    super(message, 'ClosedError');
+    super(message, ErrorCode.ClosedError);
   }
 }
 
@@ -46,7 +79,7 @@ export class ClosedError extends ProcessError {
 export class BufferTooShort extends ProcessError {
   readonly data: Uint8Array;
   constructor(data: Uint8Array, room: number) {
-    super(`message of ${data.byteLength} bytes does not fit in ${room} bytes`, 'BufferTooShort');
+    super(`message of ${data.byteLength} bytes does not fit in ${room} bytes`, ErrorCode.BufferTooShort);
     this.data = data;
   }
 }
@@ -54,8 +87,27 @@ export class BufferTooShort extends ProcessError {
 /** A wait with a `timeout` option ran out of time. */
 export class TimeoutError extends ProcessError {
   constructor(message = 'timed out') {
-    super(message, 'TimeoutError');
+    super(message, ErrorCode.TimeoutError);
   }
+}
+
+/**
+ * A broken invariant of mpthreads itself: a bug to report, not a misuse to handle. Not a ProcessError, so that
+ * no `catch (e) { if (e instanceof ProcessError) ... }` in user code mistakes it for one of the above.
+ */
+export class InternalError extends Error {
+  readonly code = 'ERR_INTERNAL';
+  constructor(message: string, options?: ErrorOptions) {
+    super(`bug in mpthreads: ${message} (please report it)`, options);
+  }
+  override get name(): string {
+    return 'InternalError';
+  }
+}
+
+/** Makes the InternalError for a broken invariant: `throw bug('...')`. */
+export function bug(message: string): InternalError {
+  return new InternalError(message);
 }
 
 // Errors are rebuilt across threads by name; this maps the names a worker may report back to classes.

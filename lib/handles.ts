@@ -8,6 +8,7 @@
 //   (DataCloneError) leaves every handle untouched.
 //   A handle is told it moved (`commit`) only after the post carrying it succeeded; a failed post `abort`s
 //   it, and leaves it usable where it was.
+import { bug } from './errors.ts';
 import { setHandleReviver } from './wire/decode.ts';
 import { Encoder, type LoneItem } from './wire/encode.ts';
 import type { Batch } from './wire/format.ts';
@@ -51,7 +52,7 @@ export function isHandle(value: unknown): value is Handle {
 function reviveRecord(record: unknown): unknown {
   const kind = (record as WireHandle | undefined)?.[WIRE_TAG];
   const reviver = typeof kind === 'string' ? revivers.get(kind) : undefined;
-  if (reviver === undefined) throw new Error(`mpthreads: no reviver registered for handle kind ${String(kind)} (a bug in mpthreads)`);
+  if (reviver === undefined) throw bug(`no reviver registered for handle kind ${String(kind)}`);
   return reviver(record as WireHandle);
 }
 setHandleReviver(reviveRecord);

@@ -4,7 +4,7 @@
 // waits in any thread for the two to meet (queue/cells.ts). Every get leases its item to its holder until a
 // taskDone() of that holder acknowledges it: a consumer that dies with leases has them delivered again to
 // others by the hub, so join() neither hangs nor loses an item (at-least-once).
-import { ClosedError, ProcessError, TimeoutError } from './errors.ts';
+import { ClosedError, ProcessError, TimeoutError, ErrorCode } from './errors.ts';
 import type { WaitOptions } from './options.ts';
 import { checkWaitOptions } from './options.ts';
 import { kJoinWake, taskDone, unfinished } from './queue/cells.ts';
@@ -42,7 +42,7 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   taskDone(): void {
     const h = holderOf(this);
     h.checkOpen();
-    if (!taskDone(h.queueCells, h.holderCells)) throw new ProcessError('taskDone() called too many times', 'ERR_TASK_DONE_TOO_MANY');
+    if (!taskDone(h.queueCells, h.holderCells)) throw new ProcessError('taskDone() called too many times', ErrorCode.TaskDoneTooMany);
   }
 
   /**

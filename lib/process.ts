@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
 import { compileForWorker } from './compile.ts';
 import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
-import { ProcessError, deserializeError, describe } from './errors.ts';
+import { ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
 import { checkOptions, checkTimeout } from './options.ts';
 import { childHubPort } from './queue/hub-client.ts';
@@ -112,7 +112,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   }
   set daemon(value: boolean) {
     if (typeof value !== 'boolean') throw new TypeError(`daemon must be a boolean, got ${describe(value)}`);
-    if (this.#worker !== undefined) throw new ProcessError('cannot change daemon of a process that has started', 'ERR_PROCESS_STARTED');
+    if (this.#worker !== undefined) throw new ProcessError('cannot change daemon of a process that has started', ErrorCode.ProcessStarted);
     this.#daemon = value;
   }
 
@@ -137,12 +137,12 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
    */
   start(): void {
     this.#checkNotClosed();
-    if (this.#worker !== undefined) throw new ProcessError('cannot start a process twice', 'ERR_PROCESS_STARTED');
+    if (this.#worker !== undefined) throw new ProcessError('cannot start a process twice', ErrorCode.ProcessStarted);
     const importing = importingModule();
     if (importing !== undefined) throw startedWhileImporting(this.#name, importing);
     const modulePath = fileURLToPath(this.#module);
     if (!existsSync(modulePath)) {
-      throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, 'ERR_MODULE_LOAD');
+      throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, ErrorCode.ModuleLoad);
     }
     const args = capture(this.#args);
     const self = currentProcess();
@@ -212,7 +212,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     try {
       ms = checkTimeout(timeout, 'timeout');
       this.#checkNotClosed();
-      if (this.#worker === undefined) throw new ProcessError('can only join a started process', 'ERR_PROCESS_NOT_STARTED');
+      if (this.#worker === undefined) throw new ProcessError('can only join a started process', ErrorCode.ProcessNotStarted);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -244,7 +244,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
 
   /** Releases the Process object; throws while the worker is still running. */
   close(): void {
-    if (this.isAlive()) throw new ProcessError('cannot close a process while it is still running; join() or terminate() it first', 'ERR_PROCESS_RUNNING');
+    if (this.isAlive()) throw new ProcessError('cannot close a process while it is still running; join() or terminate() it first', ErrorCode.ProcessRunning);
     this.#closed = true;
   }
 
@@ -262,7 +262,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   }
 
   #checkNotClosed(): void {
-    if (this.#closed) throw new ProcessError('process object is closed', 'ERR_PROCESS_CLOSED');
+    if (this.#closed) throw new ProcessError('process object is closed', ErrorCode.ProcessClosed);
   }
 
   /** @internal */
@@ -289,7 +289,7 @@ function startedWhileImporting(name: string, module: string): ProcessError {
       + 'Put the code that starts processes under `if (isMainThread) { ... }` (import { isMainThread } from '
       + "'mpthreads'), the analogue of Python's `if __name__ == '__main__':`, or move it into a function that "
       + 'only the main thread calls.',
-    'ERR_START_WHILE_IMPORTING',
+    ErrorCode.StartWhileImporting,
   );
 }
 

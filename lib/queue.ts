@@ -4,7 +4,7 @@
 // design is in queue/protocol.ts and the shared cells are in queue/cells.ts.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { flushOnExit } from './context.ts';
-import { ClosedError, describe } from './errors.ts';
+import { bug, ClosedError, describe } from './errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Handle, type WireHandle } from './handles.ts';
 import { checkNonNegativeInteger, checkOptions, type WaitOptions } from './options.ts';
 import { kAttaching, newHolderCells, newLeaseRing, newQueueCells, size } from './queue/cells.ts';
@@ -225,6 +225,6 @@ registerQueueKind('Queue', (holder) => adopt(holder, () => new Queue()));
 registerHandle('Queue', (wire) => {
   const record = wire as QueueWire;
   const wrap = kinds.get(record.kind);
-  if (wrap === undefined) throw new TypeError(`mpthreads: cannot rebuild a queue of kind ${describe(record.kind)} (a bug in mpthreads)`);
+  if (wrap === undefined) throw bug(`cannot rebuild a queue of kind ${describe(record.kind)}`);
   return wrap(openHolder(record.kind, undefined, record));
 });

@@ -4,7 +4,7 @@
 import { parentPort, threadId } from 'node:worker_threads';
 import { runExitHooks, setImporting, setThreadContext } from './context.ts';
 import { registerEntry } from './entries.ts';
-import { ProcessError, describe, serializeError } from './errors.ts';
+import { ProcessError, describe, serializeError, ErrorCode } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import { setHubPort } from './queue/hub-client.ts';
 import { decodeItem } from './wire/decode.ts';
@@ -62,12 +62,12 @@ export async function main(boot: BootData): Promise<void> {
     target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    return fail(new ProcessError(`cannot load module ${boot.module} for target "${boot.target}": ${reason}`, 'ERR_MODULE_LOAD', { cause: error }));
+    return fail(new ProcessError(`cannot load module ${boot.module} for target "${boot.target}": ${reason}`, ErrorCode.ModuleLoad, { cause: error }));
   } finally {
     setImporting(undefined);
   }
   if (typeof target !== 'function') {
-    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`, 'ERR_TARGET_NOT_FOUND'));
+    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`, ErrorCode.TargetNotFound));
   }
   let args: unknown[];
   try {

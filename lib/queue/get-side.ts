@@ -17,7 +17,7 @@
 //   #kept holds items this holder claimed for a getNowait() that stopped waiting for them: the next gets take
 //     them first, before claiming anything new (so this holder's gets still see increasing indexes).
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { Empty, ProcessError, describe } from '../errors.ts';
+import { bug, describe, Empty } from '../errors.ts';
 import { checkWaitOptions, type WaitOptions } from '../options.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { batchByteLength } from '../wire/batch.ts';
@@ -286,7 +286,7 @@ export class GetSide {
   }
 
   #receive(message: HubMessage): void {
-    if (message.op !== Op.Items) throw new ProcessError(`queue: unknown message from the hub ${describe(message)} (a bug in mpthreads)`, 'ERR_INTERNAL');
+    if (message.op !== Op.Items) throw bug(`queue: unknown message from the hub ${describe(message)}`);
     const { base, batch, n } = message;
     if (message.fetched === true) return this.#fetchArrived(base, batch);
     // A push: the hub sends each index once, but a Want may restart it where an earlier push already reached.
@@ -304,12 +304,12 @@ export class GetSide {
   #fetchArrived(base: number, batch: Batch | null): void {
     const waiter = this.#fetching;
     if (waiter === undefined || base !== this.#fetchIndex) {
-      throw new ProcessError(`queue: the hub sent item ${base}, which this holder did not fetch (a bug in mpthreads)`, 'ERR_INTERNAL');
+      throw bug(`queue: the hub sent item ${base}, which this holder did not fetch`);
     }
     this.#fetching = undefined;
     unpin(this.#holder.holderCells);
     this.#holder.post({ op: Op.Release });
-    if (batch === null) waiter.reject(new ProcessError(`queue: the hub lost item ${base} (a bug in mpthreads)`, 'ERR_INTERNAL'));
+    if (batch === null) waiter.reject(bug(`queue: the hub lost item ${base}`));
     else {
       let value: unknown;
       try {

@@ -19,6 +19,7 @@
 //     protocol.ts) has put it right.
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
 import { parentPort, type MessagePort } from 'node:worker_threads';
+import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
 import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
 import type { Batch } from '../wire/format.ts';
@@ -254,7 +255,7 @@ class Holder {
         return;
       default: {
         const unknown: never = message;
-        throw new Error(`mpthreads hub: unknown message ${JSON.stringify(unknown)} (a bug in mpthreads)`);
+        throw bug(`hub: unknown message ${JSON.stringify(unknown)}`);
       }
     }
   }
@@ -336,7 +337,7 @@ function serve(port: MessagePort): void {
         return;
       default: {
         const unknown: never = message;
-        throw new Error(`mpthreads hub: unknown message ${JSON.stringify(unknown)} (a bug in mpthreads)`);
+        throw bug(`hub: unknown message ${JSON.stringify(unknown)}`);
       }
     }
   });

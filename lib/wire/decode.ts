@@ -6,6 +6,7 @@
 // Decoder instead of the thread's reused one. Two-byte strings are decoded by Buffer, not TextDecoder, which
 // would replace lone surrogates with U+FFFD (structured clone keeps them).
 import v8 from 'node:v8';
+import { bug } from '../errors.ts';
 import { classNamed } from './classes.ts';
 import { ErrorTag, Tag, viewKinds, type Batch, type Carry } from './format.ts';
 
@@ -25,7 +26,7 @@ const NO_SHAPES: Shape[] = [];
 
 /** How a handle's wire record becomes a handle again (handles.ts sets it; the wire knows no handle kinds). */
 let reviveHandle: (record: unknown) => unknown = () => {
-  throw new Error('mpthreads: a handle arrived before handles.ts was loaded');
+  throw bug('a handle arrived before handles.ts was loaded');
 };
 export function setHandleReviver(reviver: (record: unknown) => unknown): void {
   reviveHandle = reviver;
@@ -126,7 +127,7 @@ class Decoder {
     const tag = this.u8[this.p++];
     if (tag === Tag.OneByteString) return this.latin1(this.varint());
     if (tag === Tag.TwoByteString) { const n = this.varint(); const s = this.buf.toString('utf16le', this.p, this.p + n); this.p += n; return s; }
-    throw new Error(`mpthreads wire: expected a string at ${this.p - 1}`);
+    throw bug(`wire: expected a string at ${this.p - 1}`);
   }
 
   double(): number {
@@ -231,7 +232,7 @@ class Decoder {
         const revived = (this.revived ??= []);
         return k in revived ? revived[k] : (revived[k] = reviveHandle(this.carry[k]));
       }
-      default: throw new Error(`mpthreads wire: unexpected tag 0x${tag?.toString(16)} at ${this.p - 1}`);
+      default: throw bug(`wire: unexpected tag 0x${tag?.toString(16)} at ${this.p - 1}`);
     }
   }
 
@@ -261,7 +262,7 @@ class Decoder {
 
   shaped(): object {
     const shape = this.shapes[this.varint()];
-    if (shape === undefined) throw new Error(`mpthreads wire: unknown shape at ${this.p}`);
+    if (shape === undefined) throw bug(`wire: unknown shape at ${this.p}`);
     const keys = shape.keys;
     const n = keys.length;
     const u8 = this.u8;
@@ -292,7 +293,7 @@ class Decoder {
 
   view(): ArrayBufferView {
     const Kind = viewKinds[this.u8[this.p++]!];
-    if (Kind === undefined) throw new Error(`mpthreads wire: unknown view kind at ${this.p - 1}`);
+    if (Kind === undefined) throw bug(`wire: unknown view kind at ${this.p - 1}`);
     const byteOffset = this.varint();
     const byteLength = this.varint();
     const id = this.reserve();
@@ -329,7 +330,7 @@ class Decoder {
         }
         return error;
       } else if (Object.hasOwn(errorConstructors, tag)) Ctor = errorConstructors[tag]!;
-      else throw new Error(`mpthreads wire: unexpected error tag 0x${tag.toString(16)} at ${this.p - 1}`);
+      else throw bug(`wire: unexpected error tag 0x${tag.toString(16)} at ${this.p - 1}`);
     }
   }
 

@@ -17,6 +17,7 @@
 //     it is written there (KnownShape.batch is that batch's #batchNumber).
 import v8 from 'node:v8';
 import { types } from 'node:util';
+import { bug } from '../errors.ts';
 import { itemBytes, wrapItem } from './batch.ts';
 import { anyClassRegistered, classOfPrototype } from './classes.ts';
 import { Carrying, ErrorTag, kMaxDepth, kShapeMaxKeys, Tag, type Batch, type Carry } from './format.ts';
@@ -258,7 +259,7 @@ export class Encoder {
    * put() returned Nothing or Shared): its bytes are copied in as they are.
    */
   append(lone: Batch): void {
-    if (lone.n !== 1 || lone.shapes !== undefined) throw new Error('mpthreads wire: append() takes one item captured without shapes (a bug in mpthreads)');
+    if (lone.n !== 1 || lone.shapes !== undefined) throw bug('wire: append() takes one item captured without shapes');
     const item = itemBytes(lone, 0);
     this.#ensure(item.length);
     if (this.#n === this.#offsets.length) {
