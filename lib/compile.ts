@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { threadId, type Worker } from 'node:worker_threads';
-import { PROTOCOL_TAG, type BootData } from './protocol.ts';
+import { Kind, PROTOCOL_TAG, type BootData, type CompiledMessage } from './protocol.ts';
 
 /** What a worker imports instead of TypeScript: file: URLs of compiled .mjs files (or of a JavaScript runtime). */
 interface Compiled {
@@ -102,7 +102,8 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
         const rest: Partial<BootData> = result === undefined
           ? { pending: false, tsx: true }
           : { pending: false, runtime: result.runtime, compiled: result.module };
-        worker.postMessage({ [PROTOCOL_TAG]: rest }); // dropped if the worker has exited meanwhile
+        const message: CompiledMessage = { [PROTOCOL_TAG]: Kind.Compiled, fields: rest };
+        worker.postMessage(message); // dropped if the worker has exited meanwhile
       });
     },
   };

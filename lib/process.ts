@@ -12,11 +12,11 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
 import { compileForWorker } from './compile.ts';
 import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
-import { ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
+import { bug, ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
 import { checkOptions, checkTimeout } from './options.ts';
 import { childHubPort } from './queue/hub-client.ts';
-import { isWorkerMessage, Kind, PROTOCOL_TAG, type BootData } from './protocol.ts';
+import { isProtocolMessage, Kind, PROTOCOL_TAG, type BootData, type WorkerMessage } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';
 import { bootstrapUrl, processRuntime, startWorker } from './runtime.ts';
 
@@ -187,7 +187,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     running.add(this);
     if (useSpare) prepareSpare(bootstrapUrl, processRuntime.url);
     worker.on('message', (message: unknown) => {
-      if (isWorkerMessage(message) && message[PROTOCOL_TAG] === Kind.Error) this.#onError(deserializeError(message.error));
+      if (isProtocolMessage(message)) this.#onMessage(message);
     });
     worker.on('error', (error) => this.#onError(error));
     this.#exited = new Promise((resolve) => {
@@ -253,6 +253,19 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     if (this.#worker === undefined || this.#exitCode !== null) return;
     this.#signal ??= signal;
     void this.#worker.terminate();
+  }
+
+  #onMessage(message: WorkerMessage): void {
+    switch (message[PROTOCOL_TAG]) {
+      case Kind.Error:
+        return this.#onError(deserializeError(message.error));
+      default: {
+        // Thrown here it would crash this thread: a worker's message must not do that, even a wrong one.
+        const unknown: never = message[PROTOCOL_TAG];
+        process.emitWarning(bug(`process: unknown message kind ${JSON.stringify(unknown)} from the worker`));
+        return;
+      }
+    }
   }
 
   #onError(error: Error): void {

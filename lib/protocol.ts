@@ -1,18 +1,13 @@
-// Everything that travels between a Process and its worker besides user data, in one place.
-// The worker is started with a BootData in workerData; it talks back on its parentPort with
-// WorkerMessages, tagged so that a user's own parentPort messages are never mistaken for ours.
+// Everything that travels between a Process and its worker besides user data: the BootData a worker starts
+// with, and the messages of workers/messages.mjs (the vocabulary workers/bootstrap.mjs shares), typed.
 import type { MessagePort } from 'node:worker_threads';
 import type { SerializedError } from './errors.ts';
 import type { ThreadContext } from './context.ts';
 import type { Batch } from './wire/format.ts';
 
-/** The key of workerData that carries BootData, and the tag of our messages on parentPort. */
-export const PROTOCOL_TAG = 'mpthreads';
+import { Kind, PROTOCOL_TAG } from '../workers/messages.mjs';
 
-export const Kind = {
-  // worker -> parent
-  Error: 'error',
-} as const;
+export { Kind, PROTOCOL_TAG };
 
 /** Read by workers/bootstrap.mjs: plain data, no handles. */
 export interface BootData {
@@ -40,14 +35,17 @@ export interface BootData {
   context: ThreadContext;
 }
 
-/** The target threw (or the module could not be loaded); the worker then exits with code 1. */
-export interface ErrorMessage {
-  [PROTOCOL_TAG]: typeof Kind.Error;
-  error: SerializedError;
-}
+/** Parent -> a spare worker on standby: its BootData. */
+export interface BootMessage { [PROTOCOL_TAG]: typeof Kind.Boot; boot: BootData }
+/** Parent -> a worker started `pending`: the compiled module's URLs, or `tsx: true` when compiling failed. */
+export interface CompiledMessage { [PROTOCOL_TAG]: typeof Kind.Compiled; fields: Partial<BootData> }
+export type ParentMessage = BootMessage | CompiledMessage;
 
+/** Worker -> parent: the target threw (or the module could not be loaded); the worker then exits with code 1. */
+export interface ErrorMessage { [PROTOCOL_TAG]: typeof Kind.Error; error: SerializedError }
 export type WorkerMessage = ErrorMessage;
 
-export function isWorkerMessage(value: unknown): value is WorkerMessage {
-  return typeof value === 'object' && value !== null && PROTOCOL_TAG in value;
+/** True for our messages on a worker's parentPort (the user's own carry no PROTOCOL_TAG). */
+export function isProtocolMessage(value: unknown): value is WorkerMessage {
+  return typeof value === 'object' && value !== null && Object.hasOwn(value, PROTOCOL_TAG);
 }

@@ -9,7 +9,7 @@
 //   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.
 //   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
 import { Worker, type TransferListItem } from 'node:worker_threads';
-import { PROTOCOL_TAG, type BootData } from './protocol.ts';
+import { Kind, PROTOCOL_TAG, type BootData, type BootMessage } from './protocol.ts';
 import { startWorker } from './runtime.ts';
 
 let spare: { worker: Worker; runtime: string } | undefined;
@@ -42,7 +42,8 @@ export function prepareSpare(bootstrapUrl: URL, runtime: string): void {
 export function claimSpare(boot: BootData, transfer: TransferListItem[]): Worker | undefined {
   const entry = spare;
   if (entry === undefined || entry.runtime !== boot.runtime) return undefined;
-  entry.worker.postMessage({ [PROTOCOL_TAG]: boot }, transfer);
+  const message: BootMessage = { [PROTOCOL_TAG]: Kind.Boot, boot };
+  entry.worker.postMessage(message, transfer);
   spare = undefined;
   entry.worker.removeAllListeners('error');
   entry.worker.removeAllListeners('exit');

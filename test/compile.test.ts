@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import { compileForWorker, execArgvWithoutTsx } from '../lib/compile.ts';
-import { PROTOCOL_TAG, type BootData } from '../lib/protocol.ts';
+import { Kind, PROTOCOL_TAG, type BootData, type CompiledMessage } from '../lib/protocol.ts';
 import { suite } from './_support/harness.ts';
 import { run } from './_support/run-program.ts';
 
@@ -36,10 +36,11 @@ async function compile(module: string): Promise<Outcome> {
   const start = compileForWorker('file:///nowhere/runtime.js', module);
   if (start === undefined) return { state: 'not compiled' };
   if (start.boot.pending !== true) return { state: 'ready', boot: start.boot };
-  const message = await new Promise<Record<string, Partial<BootData>>>((resolve) => {
+  const message = await new Promise<CompiledMessage>((resolve) => {
     start.deliver({ postMessage: resolve } as unknown as Worker);
   });
-  const rest = message[PROTOCOL_TAG]!;
+  assert.is(message[PROTOCOL_TAG], Kind.Compiled);
+  const rest = message.fields;
   return rest.tsx === true ? { state: 'not compiled' } : { state: 'compiled', boot: rest };
 }
 

@@ -19,7 +19,7 @@ const requireHere = createRequire(import.meta.url);
  * bundle starts workers from, the file `require('mpthreads')` lands on, and npm's usual three. */
 const SHIPPED = [
   'LICENSE', 'README.md', 'package.json',
-  'dist/lib/mpthreads.js', 'dist/lib/mpthreads.js.map', 'dist/lib/mpthreads.d.ts', 'dist/workers/bootstrap.mjs', 'lib/esm-only.cjs',
+  'dist/lib/mpthreads.js', 'dist/lib/mpthreads.js.map', 'dist/lib/mpthreads.d.ts', 'dist/workers/bootstrap.mjs', 'dist/workers/messages.mjs', 'lib/esm-only.cjs',
 ];
 
 // A Process doubles what it receives through a Pipe and puts it on a Queue; the main thread checks both, and

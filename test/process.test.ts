@@ -371,6 +371,26 @@ failures('a worker that runs out of heap (resourceLimits) is reported, and its p
 failures.run();
 
 // ---------------------------------------------------------------------------------------------------------
+failures('a worker message of an unknown kind is a warning naming a bug, not a crash; the user\'s own messages are left alone', async () => {
+  const warnings: Error[] = [];
+  const onWarning = (w: Error) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const [conn, child] = Pipe<string>();
+    const p = track(new Process({ target: 'postBogusProtocolMessage', module: tasks, args: [child] }));
+    p.start();
+    assert.is(await conn.recv(), 'posted');
+    await p.join();
+    assert.is(p.exitCode, 0);
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+    const bugs = warnings.filter((w) => w.name === 'InternalError');
+    assert.is(bugs.length, 1, warnings.map(String).join('; '));
+    assert.match(bugs[0]!.message, /bug in mpthreads: process: unknown message kind "no such kind"/);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});
+
 const lifetime = suite('Process: program lifetime');
 
 lifetime('a program that starts workers and never closes its pipes exits by itself', async () => {

@@ -5,10 +5,11 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { Kind, nextMessage, PROTOCOL_TAG } from './messages.mjs';
 
 // A standby (spare) worker gets only { standby, runtime, tsx } now and its BootData later, by message.
 /** @type {import('../lib/protocol.ts').BootData & { standby?: boolean }} */
-let boot = workerData.mpthreads;
+let boot = workerData[PROTOCOL_TAG];
 
 /** tsx is looked up next to this file first, then next to the task module. */
 async function registerTsx() {
@@ -22,20 +23,15 @@ async function registerTsx() {
   api.register();
 }
 
-/** @returns {Promise<import('../lib/protocol.ts').BootData>} */
-function bootMessage() {
-  return new Promise((resolve) => parentPort?.once('message', (message) => resolve(message.mpthreads)));
-}
-
 /** The entry points the runtime registered when it loaded (lib/entries.ts). */
 const kEntries = Symbol.for('mpthreads.entries');
 
 try {
   // A TypeScript task module still being compiled in the parent: its URL, or `tsx: true`, comes by message.
-  if (boot.pending) boot = { ...boot, ...(await bootMessage()) };
+  if (boot.pending) boot = { ...boot, .../** @type {object} */ ((await nextMessage(parentPort, Kind.Compiled)).fields) };
   if (boot.tsx) await registerTsx();
   await import(boot.runtime);
-  if (boot.standby) boot = await bootMessage();
+  if (boot.standby) boot = /** @type {any} */ ((await nextMessage(parentPort, Kind.Boot)).boot);
   // A compiled task module carries an inline source map: stack traces then name its .ts files and lines.
   // (Only from here: the runtime's own map would cost every worker ~10 ms to read.)
   if (boot.compiled) process.setSourceMapsEnabled(true);
@@ -45,7 +41,7 @@ try {
 } catch (error) {
   // Only reached when the runtime itself cannot load; the runtime reports everything after that.
   const e = /** @type {Error} */ (error);
-  parentPort?.postMessage({ mpthreads: 'error', error: {
+  parentPort?.postMessage({ [PROTOCOL_TAG]: Kind.Error, error: {
     name: 'ProcessError',
     message: `cannot start target "${boot.target}" of ${boot.module}: ${boot.tsx ? 'TypeScript needs tsx installed; ' : ''}${e?.message}`,
     stack: e?.stack,
