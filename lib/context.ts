@@ -22,7 +22,6 @@ export interface ThreadContext {
 interface Registry {
   context: ThreadContext;
   childCounter: number;
-  exitHooks: Set<() => Promise<void> | void>;
   /** What flushOnExit() registered, weakly held; `listening` once the 'exit' listener is installed. */
   flushers: Set<WeakRef<Flusher>>;
   listening: boolean;
@@ -40,7 +39,6 @@ function registry(): Registry {
   return (g[kRegistry] ??= {
     context: { self: { name: 'MainProcess', pid: threadId, daemon: false }, parent: null, identity: [] },
     childCounter: 0,
-    exitHooks: new Set(),
     flushers: new Set(),
     listening: false,
     importing: undefined,
@@ -50,11 +48,6 @@ function registry(): Registry {
 /** @internal Called once by the worker bootstrap, before the task module is imported. */
 export function setThreadContext(context: ThreadContext): void {
   registry().context = context;
-}
-
-/** @internal */
-export function threadContext(): ThreadContext {
-  return registry().context;
 }
 
 /**
@@ -74,13 +67,6 @@ export function importingModule(): string | undefined {
 export function nextChildIdentity(): number[] {
   const r = registry();
   return [...r.context.identity, ++r.childCounter];
-}
-
-/** @internal Work a worker must finish before it exits normally (queues flushing their buffers). */
-export function addExitHook(hook: () => Promise<void> | void): () => void {
-  const hooks = registry().exitHooks;
-  hooks.add(hook);
-  return () => hooks.delete(hook);
 }
 
 /**
@@ -106,11 +92,6 @@ export function flushOnExit(target: Flusher): () => void {
     });
   }
   return () => r.flushers.delete(ref);
-}
-
-/** @internal Runs every exit hook; a failing hook does not stop the others. */
-export async function runExitHooks(): Promise<void> {
-  await Promise.allSettled([...registry().exitHooks].map(async (hook) => hook()));
 }
 
 /** The process (thread) this code runs in: `{ name: 'MainProcess', pid: 0 }` on the main thread. */

@@ -1,8 +1,9 @@
 // The worker side of a Process, imported by workers/bootstrap.mjs, which calls the entry it registers: set up
-// who we are, revive the handles in args, import the task module, call the target, flush what queues still
-// hold, and exit with Python's exit codes (0 returned, 1 threw, n for process.exit(n)).
+// who we are, import the task module, decode the args (after the import: classes it registers arrive as
+// instances), call the target, and exit with Python's exit codes (0 returned, 1 threw, n for process.exit(n)).
+// Queues hand over what they buffer in the 'exit' event (context.ts: flushOnExit), however the thread exits.
 import { parentPort, threadId } from 'node:worker_threads';
-import { runExitHooks, setImporting, setThreadContext } from './context.ts';
+import { setImporting, setThreadContext } from './context.ts';
 import { registerEntry } from './entries.ts';
 import { ProcessError, describe, serializeError, ErrorCode } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
@@ -17,7 +18,6 @@ function report(error: unknown): void {
 
 async function fail(error: unknown): Promise<never> {
   report(error);
-  await runExitHooks();
   process.exit(1);
 }
 
@@ -81,7 +81,6 @@ export async function main(boot: BootData): Promise<void> {
   } catch (error) {
     return fail(error);
   }
-  await runExitHooks();
   process.exit();
 }
 

@@ -41,27 +41,30 @@
 //   |             |                                                    | done with (a fetch; a JoinableQueue's      |
 //   |             |                                                    | leases); forgets the queue with no holders |
 //
-// Cells, who writes and reads them, and the test that guards each (test/queue.test.ts unless said otherwise):
+// Cells, who writes and reads them, and the tests that guard each (hub.test = test/queue/hub.test.ts, which
+// drives the hub's repairs directly; the others are test/*.test.ts):
 //
 //   | cell        | written by                 | read by              | guarded by                                    |
 //   |-------------|----------------------------|----------------------|-----------------------------------------------|
-//   | kReserved   | put (reserve), hub         | everyone (size)      | "exactly-once ... maxsize", "a producer killed |
-//   |             | (uncount, recount)         |                      | between its two counting steps"               |
-//   | kClaimed    | get (claim)                | everyone             | "4x4 MPMC", per-consumer order (load.test)    |
-//   | kDone       | taskDone, hub (recount,    | join, taskDone       | joinable-queue.test: "a consumer terminated   |
-//   |             | abandon)                   |                      | before taskDone()"                            |
-//   | kJoinWake   | whoever may end a join     | join                 | joinable-queue.test: "join() in a worker"     |
-//   | kPutCount   | its holder (reserve)       | hub (depart, settle) | "a producer that dies with items it never     |
-//   |             |                            |                      | handed over"                                  |
-//   | kCounting   | its holder (reserve)       | hub (depart, settle) | "a producer killed between its two counting   |
-//   |             |                            |                      | steps"                                        |
-//   | kFetching,  | its holder (claimPinned,   | hub (trim, depart)   | "a consumer killed while fetching"            |
+//   | kReserved   | put (reserve), hub         | everyone (size)      | queue.test "FIFO per producer at maxsize ...";|
+//   |             | (uncount, recount)         |                      | hub.test "uncount", "settle()"                |
+//   | kClaimed    | get (claim)                | everyone             | queue.test "MPMC: 4 producers x 4 consumers"; |
+//   |             |                            |                      | reliability/load.test per-consumer order      |
+//   | kDone       | taskDone, hub (recount,    | join, taskDone       | joinable-queue.test "a consumer terminated    |
+//   |             | abandon)                   |                      | between get() and taskDone()"; hub.test leases|
+//   | kJoinWake   | whoever may end a join     | join                 | joinable-queue.test "join() in a worker ..."  |
+//   | kPutCount   | its holder (reserve)       | hub (depart, settle) | hub.test "uncount"; joinable-queue.test "a    |
+//   |             |                            |                      | producer that dies with items it never ..."   |
+//   | kCounting   | its holder (reserve)       | hub (depart, settle) | queue.test "a producer terminated between its |
+//   |             |                            |                      | two counting steps"; hub.test "settle()"      |
+//   | kFetching,  | its holder (claimPinned,   | hub (trim, depart)   | hub.test "... died while fetching it"         |
 //   | kFetchIndex | unpin)                     |                      |                                               |
-//   | kReply      | hub                        | its holder           | "getNowait ... from the hub"                  |
-//   | kAttaching  | the sender of a handle     | hub (settle)         | hub.test: "settle waits for attaching holders"|
-//   | kLeaseHead, | its holder (claimLeased,   | hub (trim, depart)   | joinable-queue.test: "a consumer terminated   |
-//   | kLeaseTail, | taskDone)                  |                      | before taskDone()"                            |
-//   | kLeasing    |                            |                      |                                               |
+//   | kReply      | hub                        | its holder           | queue.test "one handle alone: ... getNowait()"|
+//   | kAttaching  | the sender of a handle     | hub (settle)         | hub.test "settle() ... once no one counts or  |
+//   |             |                            |                      | attaches"                                     |
+//   | kLeaseHead, | its holder (claimLeased,   | hub (trim, depart)   | hub.test "JoinableQueue: ..." (four cases);   |
+//   | kLeaseTail, | taskDone)                  |                      | joinable-queue.test "taskDone() acknowledges  |
+//   | kLeasing    |                            |                      | the oldest item this handle got"              |
 //
 // settle(), argued. A holder stopped between the two steps of reserve() (kReserved, then kPutCount) leaves
 // kReserved one higher than the counts the hub can see, for good. The hub knows this happened (kCounting was 1
@@ -72,7 +75,8 @@
 // kReserved, then checks that no holder is counting or attaching and that no kPutCount moved; if so, the
 // snapshot was taken at a moment when the identity held (every cell it read was unchanged across the window),
 // and the difference is the dead holder's half-step. Otherwise it tries again later (1, 2, 4 ... 100 ms);
-// meanwhile the size is at most one too high per such death. Tested by hub.test.ts directly.
+// meanwhile the size is at most one too high per such death. Tested by hub.test.ts directly (and shown to
+// fail when settle() does nothing).
 import type { Batch } from '../wire/format.ts';
 
 export const Op = {

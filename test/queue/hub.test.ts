@@ -1,0 +1,243 @@
+// The hub's repairs, driven directly: the hub's code runs in this thread (hub.ts's main() serves a port), and
+// the test plays the holders, writing their shared cells and posting their messages as a holder would, and
+// stopping where a terminated thread can stop. Each repair path of queue/protocol.ts has a case here: what a
+// departing holder counted and never sent (uncount), a death between the two counting steps (settle, and its
+// wait for holders counting or attaching), an item claimed and being fetched (requeued), a JoinableQueue's
+// leases (requeued, with the unfinished count kept, or abandoned when their things moved), and old batches kept
+// alive by leases alone (cut out).
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import * as assert from 'uvu/assert';
+import {
+  claim, claimLeased, claimPinned, FetchState, kAttaching, kClaimed, kCounting, kDone, kFetching, kJoinWake, kPutCount,
+  kReserved, newHolderCells, newLeaseRing, newQueueCells, reserve, size, taskDone, unfinished,
+} from '../../lib/queue/cells.ts';
+import { hubQueues, main } from '../../lib/queue/hub.ts';
+import { Op, type HolderMessage, type HubMessage } from '../../lib/queue/protocol.ts';
+import { decodeItem } from '../../lib/wire/decode.ts';
+import { Encoder } from '../../lib/wire/encode.ts';
+import type { Batch } from '../../lib/wire/format.ts';
+import type { BootData } from '../../lib/protocol.ts';
+import { deadline, suite } from '../_support/harness.ts';
+
+// One hub for the whole file, in this thread.
+const { port1: client, port2: hubSide } = new MessageChannel();
+main({ hub: hubSide } as unknown as BootData);
+client.unref();
+
+/** A holder played by the test: its cells, its lease ring, and its end of the port to the hub. */
+interface FakeHolder {
+  port: MessagePort;
+  cells: Int32Array;
+  ring: Int32Array | null;
+}
+
+function holderWire(joinable: boolean): { mine: FakeHolder; hubs: { port: MessagePort; cells: Int32Array; ring: Int32Array | null } } {
+  const { port1, port2 } = new MessageChannel();
+  const cells = newHolderCells();
+  const ring = joinable ? newLeaseRing() : null;
+  return { mine: { port: port1, cells, ring }, hubs: { port: port2, cells, ring } };
+}
+
+function createQueue(joinable: boolean): { q: Int32Array; first: FakeHolder } {
+  const q = newQueueCells();
+  const { mine, hubs } = holderWire(joinable);
+  client.postMessage({ op: Op.Create, cells: q, joinable, holder: hubs }, [hubs.port]);
+  return { q, first: mine };
+}
+
+function attach(owner: FakeHolder, joinable: boolean): FakeHolder {
+  const { mine, hubs } = holderWire(joinable);
+  Atomics.add(owner.cells, kAttaching, 1);
+  post(owner, { op: Op.Attach, holder: hubs }, [hubs.port]);
+  return mine;
+}
+
+function post(h: FakeHolder, message: HolderMessage, transfer: unknown[] = []): void {
+  h.port.postMessage(message, transfer as never[]);
+}
+
+/** Counts `items` as a put would (cells.ts: reserve) and sends them as one batch. */
+function put(q: Int32Array, h: FakeHolder, items: unknown[], send = true): void {
+  const encoder = new Encoder();
+  for (const item of items) {
+    assert.ok(reserve(q, h.cells, 0));
+    encoder.put(item);
+  }
+  if (send) post(h, { op: Op.Put, batch: encoder.finish().batch });
+}
+
+/** Waits until the hub has handled everything posted so far (it answers a Want with `now` by bumping kReply). */
+async function settled(h: FakeHolder): Promise<HubMessage[]> {
+  const before = Atomics.load(h.cells, 4 /* kReply */);
+  post(h, { op: Op.Want, from: Atomics.load(h.cells, 0) * 0, until: 0, width: 0, now: true });
+  await deadline((async () => { while (Atomics.load(h.cells, 4) === before) await new Promise((r) => setTimeout(r, 1)); })(), 5_000, 'the hub answering');
+  const messages: HubMessage[] = [];
+  for (let m = receiveMessageOnPort(h.port); m !== undefined; m = receiveMessageOnPort(h.port)) messages.push(m.message as HubMessage);
+  return messages;
+}
+
+/** Asks the hub for the items from the claims on and returns them decoded, with their indexes. */
+async function pushed(q: Int32Array, h: FakeHolder): Promise<{ index: number; value: unknown; deferred: boolean }[]> {
+  const from = Atomics.load(q, kClaimed);
+  post(h, { op: Op.Want, from, until: from + 1000, width: 1000 });
+  const out: { index: number; value: unknown; deferred: boolean }[] = [];
+  for (const m of await settled(h)) {
+    if (m.op !== Op.Items || m.fetched === true) continue;
+    for (let i = 0; i < m.n; i++) out.push({ index: m.base + i, value: m.batch === null ? undefined : decodeItem(m.batch as Batch, i), deferred: m.deferred === true });
+  }
+  return out;
+}
+
+/** A holder's port closes, as when its thread exits or is terminated: the hub sees it depart. */
+async function depart(h: FakeHolder, witness: FakeHolder): Promise<void> {
+  h.port.close();
+  // 'close' reaches the hub after everything the holder posted; give it a few turns, then sync on the witness.
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  await settled(witness);
+}
+
+/** The hub's own state of queue `q` (its cells arrived as another Int32Array over the same memory). */
+function queueOf(q: Int32Array) {
+  const probe = 1_000_000_000 + Math.floor(Math.random() * 1_000_000);
+  Atomics.store(q, kJoinWake, probe);
+  for (const hq of hubQueues()) if (Atomics.load(hq.cells, kJoinWake) === probe) return hq;
+  return undefined;
+}
+
+const t = suite('hub: repairs after a holder leaves');
+
+t('what a departed producer counted and never sent is taken off the size (uncount)', async () => {
+  const { q, first } = createQueue(false);
+  const producer = attach(first, false);
+  put(q, producer, ['sent 1', 'sent 2']);
+  put(q, producer, ['never sent'], false); // counted, still in the dead thread's buffer
+  await settled(producer);
+  assert.is(size(q), 3);
+  await depart(producer, first);
+  assert.is(size(q), 2, 'the unsent item is taken off');
+  assert.equal((await pushed(q, first)).map((x) => x.value), ['sent 1', 'sent 2']);
+});
+
+t('a producer that died between its two counting steps: settle() puts kReserved right, once no one counts or attaches', async () => {
+  const { q, first } = createQueue(false);
+  const dying = attach(first, false);
+  put(q, first, ['a']);
+  await settled(first);
+  // The first step of reserve() only: kReserved counted, kPutCount not; kCounting says so.
+  Atomics.store(dying.cells, kCounting, 1);
+  Atomics.add(q, kReserved, 1);
+  // Meanwhile another holder is in the middle of counting, and one handle is in flight: settle must wait.
+  Atomics.store(first.cells, kCounting, 1);
+  Atomics.add(first.cells, kAttaching, 1);
+  await depart(dying, first);
+  assert.is(size(q), 2, 'not settled while another holder counts or attaches');
+  assert.ok(queueOf(q)!.unsettled);
+  Atomics.store(first.cells, kCounting, 0);
+  Atomics.sub(first.cells, kAttaching, 1);
+  await deadline((async () => { while (queueOf(q)!.unsettled) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, 'settle() retrying');
+  assert.is(size(q), 1, 'the half-counted item is taken off');
+});
+
+t('a consumer that claimed a deferred item and died while fetching it: the hub queues it again, at the end', async () => {
+  const { q, first } = createQueue(false);
+  const consumer = attach(first, false);
+  const { port1: moved } = new MessageChannel(); // an item that moves a port is deferred
+  const encoder = new Encoder();
+  assert.ok(reserve(q, first.cells, 0));
+  encoder.put({ port: moved }, { transfer: [moved] });
+  const lone = encoder.takeLast([moved]);
+  post(first, { op: Op.Put, batch: lone.batch, transfer: [moved] }, [moved]);
+  put(q, first, ['after it']);
+  const seen = await pushed(q, consumer);
+  assert.equal(seen.map((x) => x.deferred), [true, false]);
+  assert.ok(claimPinned(q, consumer.cells, 0, 0));
+  assert.is(Atomics.load(consumer.cells, kFetching), FetchState.Claimed);
+  await depart(consumer, first);
+  assert.is(size(q), 2, 'the item counts again');
+  const again = await pushed(q, first);
+  assert.equal(again.map((x) => x.index), [1, 2], 'queued again after the items behind it');
+  assert.ok(again[1]!.deferred);
+});
+
+t('JoinableQueue: a consumer that dies with leases has them queued again; the unfinished count stays; join can end', async () => {
+  const { q, first } = createQueue(true);
+  const consumer = attach(first, true);
+  put(q, first, ['x', 'y', 'z']);
+  await pushed(q, consumer);
+  for (const i of [0, 1, 2]) assert.ok(claimLeased(consumer.cells, consumer.ring!, i, () => claim(q, i, 0)));
+  assert.ok(taskDone(q, consumer.cells)); // 'x' done: its lease acknowledged
+  assert.is(unfinished(q), 2);
+  await depart(consumer, first);
+  assert.is(unfinished(q), 2, 'the same two tasks are unfinished');
+  assert.is(size(q), 2, 'y and z are in the queue again');
+  const again = await pushed(q, first);
+  assert.equal(again.map((x) => x.value), ['y', 'z']);
+  // Done by the survivor: join() would end.
+  for (const x of again) assert.ok(claimLeased(first.cells, first.ring!, x.index, () => claim(q, x.index, 0)));
+  assert.ok(taskDone(q, first.cells));
+  assert.ok(taskDone(q, first.cells));
+  assert.is(unfinished(q), 0);
+});
+
+t('JoinableQueue: leases of items another handle already marked done come back with a task of their own; a lease of an item that moved its port is abandoned', async () => {
+  const { q, first } = createQueue(true);
+  const consumer = attach(first, true);
+  put(q, first, ['a']);
+  const { port1: moved } = new MessageChannel();
+  const encoder = new Encoder();
+  assert.ok(reserve(q, first.cells, 0));
+  encoder.put({ port: moved }, { transfer: [moved] });
+  post(first, { op: Op.Put, batch: encoder.takeLast([moved]).batch, transfer: [moved] }, [moved]);
+  await pushed(q, consumer);
+  assert.ok(claimLeased(consumer.cells, consumer.ring!, 0, () => claim(q, 0, 0)));
+  assert.ok(claimLeased(consumer.cells, consumer.ring!, 1, () => claimPinned(q, consumer.cells, 1, 0)));
+  post(consumer, { op: Op.Fetch, index: 1 });
+  await settled(consumer); // the port moved to the consumer: the hub no longer has it
+  // A producer marks 'a' done on the consumer's behalf (a taskDone() on a handle without leases).
+  assert.ok(taskDone(q, first.cells));
+  assert.is(unfinished(q), 1);
+  await depart(consumer, first);
+  assert.is(size(q), 1, "'a' is queued again; the moved item is not");
+  assert.is(unfinished(q), 1, "'a' again needs a taskDone(); the moved item's task is abandoned (counted done)");
+  assert.equal((await pushed(q, first)).map((x) => x.value), ['a']);
+});
+
+t('JoinableQueue: a consumer that dies holding only an item whose port moved to it: that task is counted done, so join() ends', async () => {
+  const { q, first } = createQueue(true);
+  const consumer = attach(first, true);
+  const { port1: moved } = new MessageChannel();
+  const encoder = new Encoder();
+  assert.ok(reserve(q, first.cells, 0));
+  encoder.put({ port: moved }, { transfer: [moved] });
+  post(first, { op: Op.Put, batch: encoder.takeLast([moved]).batch, transfer: [moved] }, [moved]);
+  await pushed(q, consumer);
+  assert.ok(claimLeased(consumer.cells, consumer.ring!, 0, () => claimPinned(q, consumer.cells, 0, 0)));
+  post(consumer, { op: Op.Fetch, index: 0 });
+  await settled(consumer);
+  assert.is(unfinished(q), 1);
+  await depart(consumer, first);
+  assert.is(unfinished(q), 0, 'the item cannot be delivered again: its task is abandoned');
+  assert.is(size(q), 0);
+});
+
+t('JoinableQueue: batches kept alive only by an old lease are cut down to the leased items', async () => {
+  const { q, first } = createQueue(true);
+  const slow = attach(first, true);
+  for (let b = 0; b < 40; b++) put(q, first, Array.from({ length: 10 }, (_, i) => b * 10 + i));
+  await pushed(q, slow);
+  assert.ok(claimLeased(slow.cells, slow.ring!, 5, () => { Atomics.store(q, kClaimed, 5); return claim(q, 5, 0); }));
+  // Everything else is claimed and acknowledged by the first holder.
+  Atomics.store(q, kClaimed, 400);
+  Atomics.add(q, kDone, 399);
+  post(first, { op: Op.Release });
+  await settled(first);
+  const hq = queueOf(q)!;
+  assert.ok(hq.log.length <= 2, `${hq.log.length} entries kept`);
+  assert.is(hq.log[0]!.batch.n, 1, 'the leased item alone');
+  assert.is(hq.log[0]!.base, 5);
+  await depart(slow, first);
+  assert.equal((await pushed(q, first)).map((x) => x.value), [5], 'the leased item is delivered again');
+  assert.is(Atomics.load(first.cells, kPutCount), 400);
+});
+
+t.run();
