@@ -7,13 +7,13 @@ import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import { Pipe, Queue } from '../../lib/index.ts';
 import { nested } from '../fixtures/reliability-tasks.ts';
-import { Agent, startTask, stopAll } from './agents.ts';
+import { Agent, stopAll, tasks } from './agents.ts';
 import { runScenario } from './child.ts';
 import { figure } from './figures.ts';
 import { TicketClock } from './history.ts';
 import { cloneDiff, deepNesting, hostile, hostileDense, large, preview, withCycles } from './oracle.ts';
 import { pipeRoundTrip, queueRoundTrip, roundTripProperty, startEcho, type BigResult, type Echo } from './scenarios-input.ts';
-import { rejects, suite, track } from '../_support/harness.ts';
+import { openQueues, rejects, startTask, suite } from '../_support/harness.ts';
 import { kMaxDepth } from '../../lib/wire/format.ts';
 
 const seed = process.env.MPTHREADS_SEED === undefined ? undefined : Number(process.env.MPTHREADS_SEED);
@@ -60,6 +60,7 @@ const clock = new TicketClock();
 let agents: Agent[] = [];
 let echo: Echo | undefined;
 const trips = suite('reliability: hostile values across a worker', 120_000);
+const { open } = openQueues(trips);
 trips.before(async () => {
   agents = await Agent.start(1, clock);
   echo = startEcho(agents[0]!);
@@ -104,7 +105,7 @@ trips('BUG: sparse arrays keep their holes in Process args, in Pipe messages car
   const sparse = () => { const a: unknown[] = []; a[1] = 'x'; a.length = 3; return a; };
   const outcomes: Record<string, string[]> = {};
   // Queue: cyclic, deep, and with a transfer list.
-  const q = new Queue<any>();
+  const q = open(new Queue<any>());
   const cyclic: { value: unknown[] } = { value: sparse() };
   cyclic.value[2] = cyclic;
   await q.put(cyclic);
@@ -112,7 +113,6 @@ trips('BUG: sparse arrays keep their holes in Process args, in Pipe messages car
   const buf = new ArrayBuffer(8);
   await q.put({ a: sparse(), buf }, { transfer: [buf] });
   outcomes.queueTransfer = Object.keys((await q.get()).a);
-  q.close();
   // Pipe: a message that carries a handle.
   const [x, y] = Pipe<any>();
   const [, other] = Pipe<any>();
@@ -122,7 +122,7 @@ trips('BUG: sparse arrays keep their holes in Process args, in Pipe messages car
   y.close();
   // Process args.
   const [mine, theirs] = Pipe<string[]>();
-  const p = startTask('reportKeys', [theirs, sparse()], track);
+  const p = startTask(tasks, 'reportKeys', [theirs, sparse()]);
   outcomes.processArgs = await mine.recv();
   await p.join();
   const expected: Record<string, string[]> = { queueCyclic: ['1', '2'], queueTransfer: ['1'], pipeWithHandle: ['1'], processArgs: ['1'] };
@@ -312,8 +312,8 @@ trips(`a value nested deeper than ${kMaxDepth} levels fails at the call with Dat
 // could not rebuild), and the main thread's waiting recv()/get() simply get the next message.
 trips('a value too deep for the main thread, sent by a worker, fails at send()/put() there; the waiting recv()/get() go on', async () => {
   const [mine, theirs] = Pipe<unknown>();
-  const q = new Queue<unknown>();
-  const p = startTask('sendDeep', [theirs, q, 5000], track);
+  const q = open(new Queue<unknown>());
+  const p = startTask(tasks, 'sendDeep', [theirs, q, 5000]);
   assert.is(await mine.recv(), 'ready');
   // Both calls wait before anything is sent.
   const viaPipe = mine.recv({ timeout: 20_000 });
@@ -326,7 +326,6 @@ trips('a value too deep for the main thread, sent by a worker, fails at send()/p
   mine.send('done');
   await p.join();
   assert.is(p.exitCode, 0, String(p.error));
-  q.close();
 });
 
 // Nothing thrown while a message is taken off a port may escape (an uncaught exception would kill the thread):
@@ -334,8 +333,8 @@ trips('a value too deep for the main thread, sent by a worker, fails at send()/p
 // class whose deserialize() throws here is such an item.
 trips('an item that fails to rebuild in the receiver rejects the recv()/get() that took it; the channel goes on', async () => {
   const [mine, theirs] = Pipe<unknown>();
-  const q = new Queue<unknown>();
-  const p = startTask('sendFragile', [theirs, q], track);
+  const q = open(new Queue<unknown>());
+  const p = startTask(tasks, 'sendFragile', [theirs, q]);
   const first = mine.recv({ timeout: 20_000 });
   const firstGet = q.get({ timeout: 20_000 });
   assert.match((await rejects(first, Error, 'recv() of a fragile value')).message, /refuses to be rebuilt here/);
@@ -344,7 +343,6 @@ trips('an item that fails to rebuild in the receiver rejects the recv()/get() th
   assert.equal(await q.get({ timeout: 20_000 }), { after: 'fragile' });
   await p.join();
   assert.is(p.exitCode, 0, String(p.error));
-  q.close();
 });
 
 trips.run();

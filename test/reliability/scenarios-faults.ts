@@ -1,13 +1,12 @@
 // Faults, as functions of their size (trials): test/reliability/faults.test.ts runs ~20 trials each, the stress
 // runner 200. Each trial kills or crashes a fresh worker at a moment chosen by a seeded PRNG (so a failing
-// trial can be replayed from the seed printed with it) and then checks the whole history.
-import { Empty, Pipe, Queue, type Connection, type Process } from '../../lib/index.ts';
+// trial can be replayed from the seed printed with it) and then checks the whole history. Every worker they
+// start is tracked for the harness's cleanup(), which the tests and the stress runner call after each step.
+import { Empty, Pipe, Queue, type Connection } from '../../lib/index.ts';
 import { intact, makeItem, waitAtLeast, type Item } from '../fixtures/reliability-tasks.ts';
-import { deadline } from '../_support/harness.ts';
-import { startTask, prng, yieldTurns, type Agent } from './agents.ts';
+import { deadline, startTask } from '../_support/harness.ts';
+import { prng, tasks, yieldTurns, type Agent } from './agents.ts';
 import { GET, GET_CORRUPT, HistoryLog, PUT, PUT_MAYBE, checkHistory, describeReport, type HistoryReport, type TicketClock } from './history.ts';
-
-type Register = (p: Process) => Process;
 
 /** Gets from `q` until its size is 0 for good: polls with a short get timeout while items are still counted. */
 async function drainWhileCounted(q: Queue<Item>, onItem: (item: Item) => void, ms: number): Promise<boolean> {
@@ -41,9 +40,8 @@ export interface ProducerKillResult {
  * Every acknowledged item must arrive exactly once; the delivered items of each producer must be a gapless
  * prefix of what it put, in order; the queue's size must settle to 0 (not stuck) and the queue stay usable.
  */
-export async function producerKills(clock: TicketClock, options: { trials: number; concurrency?: number; seed: number; register?: Register }): Promise<ProducerKillResult> {
+export async function producerKills(clock: TicketClock, options: { trials: number; concurrency?: number; seed: number }): Promise<ProducerKillResult> {
   const concurrency = options.concurrency ?? 4;
-  const register = options.register ?? ((p) => p);
   const rnd = prng(options.seed);
   const result: ProducerKillResult = { trials: 0, failures: [], exitCodes: [], acknowledged: 0, delivered: 0, notDelivered: 0, ms: 0 };
   const started = performance.now();
@@ -58,7 +56,7 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
     const producers = Array.from({ length: k }, (_, i) => {
       const cells = new SharedArrayBuffer(4 * (1 + capacity));
       const [acks, ackEnd] = Pipe<number>(false);
-      const p = startTask('killableProducer', [q, ackEnd, i, cells, clock.buffer, Math.floor(r() * 2 ** 31)], register, { name: `producer-${round}-${i}` });
+      const p = startTask(tasks, 'killableProducer', [q, ackEnd, i, cells, clock.buffer, Math.floor(r() * 2 ** 31)], { name: `producer-${round}-${i}` });
       return { i, p, cells, acks, threshold: Math.floor(r() * 1500), extraTurns: Math.floor(r() * 6), lastAck: 0, terminated: false };
     });
     let killed = false;
@@ -149,7 +147,7 @@ export interface ConsumerKillResult {
  * leased to the killed consumer may reach the survivor after later ones (the hub takes them back only when it
  * sees the consumer gone).
  */
-export async function consumerKills(clock: TicketClock, options: { trials: number; concurrency?: number; seed: number; register?: Register }): Promise<ConsumerKillResult> {
+export async function consumerKills(clock: TicketClock, options: { trials: number; concurrency?: number; seed: number }): Promise<ConsumerKillResult> {
   const concurrency = options.concurrency ?? 4;
   const rnd = prng(options.seed);
   const result: ConsumerKillResult = { trials: 0, failures: [], takenUnreported: 0, reclaimedLate: 0, modes: {}, ms: 0 };
@@ -157,7 +155,7 @@ export async function consumerKills(clock: TicketClock, options: { trials: numbe
   const seeds = Array.from({ length: options.trials }, () => Math.floor(rnd() * 2 ** 31));
   for (let at = 0; at < seeds.length; at += concurrency) {
     await Promise.all(seeds.slice(at, at + concurrency).map(async (seed, j) => {
-      const failure = await deadline(consumerKillTrial(clock, seed, at + j, result, options.register ?? ((p) => p)), 90_000, `consumer-kill trial ${at + j} (seed ${seed})`)
+      const failure = await deadline(consumerKillTrial(clock, seed, at + j, result), 90_000, `consumer-kill trial ${at + j} (seed ${seed})`)
         .catch((error: Error) => error.message);
       if (failure !== undefined) result.failures.push(failure);
     }));
@@ -167,7 +165,7 @@ export async function consumerKills(clock: TicketClock, options: { trials: numbe
   return result;
 }
 
-async function consumerKillTrial(clock: TicketClock, seed: number, trial: number, result: ConsumerKillResult, register: Register): Promise<string | undefined> {
+async function consumerKillTrial(clock: TicketClock, seed: number, trial: number, result: ConsumerKillResult): Promise<string | undefined> {
   const r = prng(seed);
   const mode = r() < 0.5 ? 'waiting' : 'after-item';
   const maxsize = r() < 0.5 ? 0 : 8;
@@ -182,7 +180,7 @@ async function consumerKillTrial(clock: TicketClock, seed: number, trial: number
   const theirs = new HistoryLog(1);
   const mine = new HistoryLog(2);
   const [reports, reportEnd] = Pipe<any>(false);
-  const c = startTask('killableConsumer', [q, reportEnd, clock.buffer], register, { name: `consumer-${trial}` });
+  const c = startTask(tasks, 'killableConsumer', [q, reportEnd, clock.buffer], { name: `consumer-${trial}` });
   let next = 0;
   const putOne = async () => {
     puts.put(0, next, clock.tick());
@@ -293,12 +291,12 @@ export interface CrashResult {
  * pair over a Pipe, one over two queues). The failure must be reported (exitCode, error), the queue must not
  * stay full, and both pairs must keep exchanging messages.
  */
-export async function crash(mode: 'throw' | 'exit' | 'oom', options: { register?: Register; maxsize?: number; counters: [SharedArrayBuffer, SharedArrayBuffer] }): Promise<CrashResult> {
+export async function crash(mode: 'throw' | 'exit' | 'oom', options: { maxsize?: number; counters: [SharedArrayBuffer, SharedArrayBuffer] }): Promise<CrashResult> {
   const maxsize = options.maxsize ?? 8;
   const q = new Queue<Item>({ maxsize });
   const before = options.counters.map((b) => Atomics.load(new Int32Array(b), 0));
   const started = performance.now();
-  const p = startTask('crashAfterPuts', [q, 7, maxsize, mode], options.register, {
+  const p = startTask(tasks, 'crashAfterPuts', [q, 7, maxsize, mode], {
     name: `crash-${mode}`,
     ...(mode === 'oom' ? { resourceLimits: { maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 4 } } : {}),
   });

@@ -10,7 +10,7 @@
 // listed at the end).
 import fc from 'fast-check';
 import { argv, exit } from 'node:process';
-import { cleanup, deadline, track } from '../_support/harness.ts';
+import { cleanup, deadline } from '../_support/harness.ts';
 import { Agent, stopAll } from '../reliability/agents.ts';
 import { runScenario } from '../reliability/child.ts';
 import { allFigures, figure } from '../reliability/figures.ts';
@@ -122,13 +122,13 @@ await step(`fairness, 2 consumers, ${sizes.fairness} items`, minutes(5), async (
 
 // --- faults ----------------------------------------------------------------------------------------------
 await step(`${sizes.kills} producers terminated at random moments`, minutes(quick ? 2 : 30), async () => {
-  const r = await producerKills(clock, { trials: sizes.kills, seed, register: track });
+  const r = await producerKills(clock, { trials: sizes.kills, seed });
   figure(`producer kills (${r.trials} trials)`, r.ms, 'ms', `${r.acknowledged} acknowledged, ${r.delivered} delivered`);
   check(r.failures.length === 0 && r.exitCodes.every((c) => c === -15), `${r.failures.join('\n')}\nexit codes: ${r.exitCodes.join(', ')}`);
 });
 
 await step(`${sizes.kills} consumers terminated in get() or after an item`, minutes(quick ? 2 : 30), async () => {
-  const r = await consumerKills(clock, { trials: sizes.kills, seed: seed + 1, register: track });
+  const r = await consumerKills(clock, { trials: sizes.kills, seed: seed + 1 });
   figure(`consumer kills (${r.trials} trials)`, r.ms, 'ms', `modes ${JSON.stringify(r.modes)}, ${r.takenUnreported} taken-but-unreported, ${r.reclaimedLate} reclaimed late`);
   check(r.failures.length === 0, r.failures.join('\n'));
 });
@@ -139,7 +139,7 @@ await step(`crashing workers (throw, exit 3, out of heap) x ${sizes.crashes}, ot
   try {
     for (let i = 0; i < sizes.crashes; i++) {
       for (const mode of ['throw', 'exit', 'oom'] as const) {
-        const r = await crash(mode, { register: track, counters: pongs.counters });
+        const r = await crash(mode, { counters: pongs.counters });
         const codeOk = mode === 'throw' ? r.exitCode === 1 : mode === 'exit' ? r.exitCode === 3 : (r.exitCode ?? 0) !== 0 && r.error !== undefined;
         if (!codeOk || !r.usable || !r.deliveredInOrder || r.problem !== undefined || !r.exchangesAfter.every((n) => n >= 100) || (mode === 'throw' && r.delivered !== 8)) {
           problems.push(`${mode} #${i}: ${JSON.stringify(r)}`);
