@@ -27,7 +27,7 @@ oracle('equal for two structuredClones of any hostile value', () => {
 });
 
 oracle('finds each planted difference', () => {
-  const sparse: unknown[] = [1, , 3]; // eslint-disable-line no-sparse-arrays
+  const sparse: unknown[] = [1, , 3];
   const shared = { s: 1 };
   const cyclic: Record<string, unknown> = { a: 1 };
   cyclic.self = cyclic;
@@ -94,17 +94,15 @@ trips('property: hostile values without sparse arrays round-trip through a Queue
   assert.is(batches.failure, undefined, batches.failure);
 });
 
-// BUG: revive() (lib/handles.ts) turns the holes of sparse arrays into undefined elements: it assigns every
-// index (`value[i] = revive(value[i], seen)`), which creates the missing ones. It runs on Process args and on
-// Pipe messages that carry a handle, so those lose holes that structuredClone keeps. (Queue items used to go
-// through it too when cyclic, deeper than 16 levels or put with `transfer`; checked here as well.) Repro:
-//   const a = []; a[1] = 'x'; a.length = 3;
-//   new Process({ target, module, args: [conn, a] })   // in the worker: Object.keys(a) is ['0','1','2']
-//   const [x, y] = Pipe(); const [, other] = Pipe(); x.send({ a, other }); Object.keys((await y.recv()).a) // same
-trips('BUG: sparse arrays keep their holes in Process args, in Pipe messages carrying a handle, and through a Queue', async () => {
+// Found by this suite: a second pass that revived handles in Process args, in Pipe messages carrying a handle,
+// and in some Queue items (cyclic, deep, or put with `transfer`) assigned every index of an array, so the holes
+// of a sparse array arrived as undefined elements. Since 4eb341f every path captures a value in the encoder's one
+// walk (lib/wire/encode.ts), which writes an array with holes as a sparse array, and the decoder rebuilds the
+// handles in place: the holes stay holes, as structuredClone keeps them. These are the paths that lost them.
+trips('sparse arrays keep their holes in Process args, in Pipe messages carrying a handle, and through a Queue', async () => {
   const sparse = () => { const a: unknown[] = []; a[1] = 'x'; a.length = 3; return a; };
   const outcomes: Record<string, string[]> = {};
-  // Queue: cyclic, deep, and with a transfer list.
+  // Queue: a cyclic item, and an item put with a transfer list.
   const q = open(new Queue<any>());
   const cyclic: { value: unknown[] } = { value: sparse() };
   cyclic.value[2] = cyclic;
@@ -227,7 +225,7 @@ trips('Pipe.send of a value that cannot be copied throws the platform error at t
 trips('Queue.put/putNowait of a value that cannot be copied fail at the call (platform error), size unchanged, queue usable', async () => {
   const problems: string[] = [];
   // A MessagePort not in the transfer list used to fail with a plain Error (v8.Serializer's host-object path),
-  // not the platform's error: found by this suite, fixed in lib/wire.ts since.
+  // not the platform's error: found by this suite, fixed in the encoder since.
   for (const [what, make] of uncloneables()) {
     const expected = platformError(make);
     const q = echo!.qIn;
