@@ -16,7 +16,8 @@ const kills = suite('reliability: killed producers and consumers', 120_000);
 const { open } = openQueues(kills);
 
 // This test found that a thread can be terminated between two adjacent atomic steps: first on the get side
-// (a96f101), then between put()'s two counting cells (about 1 kill in 500; test/queue.test.ts pins that window).
+// (fixed in a96f101), then between put()'s two counting cells (fixed in 0f2f415; test/queue.test.ts pins that
+// window). Both were rare, so one passing run proves little: FIGURES.md has the kill counts since.
 kills('20 producers terminated at random moments: no acknowledged item lost, none duplicated, FIFO, queue not stuck', async () => {
   const r = await producerKills(clock, { trials: 20, seed });
   figure('producer kills (20 trials)', r.ms, 'ms', `${r.acknowledged} acknowledged, ${r.delivered} delivered, ${r.notDelivered} unacknowledged not delivered`);
@@ -35,7 +36,8 @@ kills('20 consumers terminated in get() or right after an item: the others get t
 // Found by the random kills above: the queue counted the slot (kReserved + 1) before the holder counted the item as
 // put (kPutCount + 1, after capturing it), so a producer terminated in between left the size one too high for good
 // (the hub's depart() subtracts kPutCount - received): a bounded queue lost a slot; maxsize 1 stayed full for
-// every thread. Fixed in lib/queue.ts since. The getter pins the kill inside put(), while the item is captured.
+// every thread. Fixed since: put() counts the item in both cells before it captures it (lib/queue/cells.ts,
+// reserve), so depart() takes the slot off. The getter pins the kill inside put(), while the item is captured.
 kills('a producer terminated inside put() does not leave the slot taken (maxsize 1 stays usable)', async () => {
   const q = open(new Queue<unknown>({ maxsize: 1 }));
   const [mine, theirs] = Pipe<string>();
