@@ -170,7 +170,6 @@ t('plain objects and arrays, nested; odd keys', () => {
 });
 
 t('sparse arrays, holes, and arrays with extra properties', () => {
-  // eslint-disable-next-line no-sparse-arrays
   const sparse = [1, , 3];
   const trailing = [1, 2];
   trailing.length = 4;

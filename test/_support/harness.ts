@@ -1,7 +1,8 @@
 // Shared test plumbing: every async test gets a deadline (a hang fails instead of freezing CI), and every
 // Process a test starts is terminated afterwards, so one failing test cannot leave workers behind.
+import type { ResourceLimits } from 'node:worker_threads';
 import { suite as uvuSuite, type Test } from 'uvu';
-import type { Process } from '../../lib/index.ts';
+import { Process } from '../../lib/index.ts';
 
 /** Default deadline per test; generous because 2 busy cores start tsx workers slowly (~0.5-1 s each). */
 export const DEFAULT_TIMEOUT = 30_000;
@@ -21,6 +22,58 @@ const started = new Set<Process>();
 export function track<P extends Process>(p: P): P {
   started.add(p);
   return p;
+}
+
+/** Options of `startTask` besides the target and its args. */
+export interface TaskOptions {
+  name?: string;
+  daemon?: boolean;
+  resourceLimits?: ResourceLimits;
+  /**
+   * Track the process for `cleanup()` (the default). Pass false only where the tracking set would distort a
+   * measurement (it holds every Process until the next cleanup, e.g. a churn of 1,000 processes measuring heap
+   * per process) or for processes that must outlive one test (long-lived agents).
+   */
+  track?: boolean;
+}
+
+/**
+ * Starts `target`, exported by the fixture module `module`, in a new Process, tracked so that `cleanup()` (run
+ * after each test of a `suite()`) terminates it if the test leaves it running. Returns the started process.
+ *   const p = startTask(new URL('../fixtures/queue-tasks.ts', import.meta.url), 'fifoProducer', [conn]);
+ */
+export function startTask(module: URL | string, target: string, args: readonly unknown[] = [], options: TaskOptions = {}): Process {
+  const { track: tracked = true, ...rest } = options;
+  const p = new Process({ target, module, args, ...rest });
+  if (tracked) track(p);
+  p.start();
+  return p;
+}
+
+/**
+ * Queues (or anything else with `close()`) that tests open and that must be closed after each test, so that a
+ * failing test leaves no get or put waiting: a waiting call keeps the program alive, and uvu would never
+ * exit. With a suite, `closeAll` runs after each of its tests; otherwise call it yourself.
+ *   const { open } = openQueues(t);
+ *   t('...', async () => { const q = open(new Queue<number>()); ... });
+ */
+export function openQueues(suite?: { after: { each(fn: () => void): void } }): {
+  open<Q extends { close(): void }>(q: Q): Q;
+  closeAll(): void;
+} {
+  const opened = new Set<{ close(): void }>();
+  const queues = {
+    open<Q extends { close(): void }>(q: Q): Q {
+      opened.add(q);
+      return q;
+    },
+    closeAll(): void {
+      for (const q of opened) q.close();
+      opened.clear();
+    },
+  };
+  suite?.after.each(queues.closeAll);
+  return queues;
 }
 
 /** Terminates and joins every tracked process still alive. */

@@ -106,13 +106,6 @@ export async function stopAll(agents: Agent[] | undefined): Promise<void> {
   await Promise.all(agents.map((a) => a.stop()));
 }
 
-/** Starts a fixture task in a new process. */
-export function startTask(target: string, args: unknown[], register: (p: Process) => Process = (p) => p, extra: { name?: string; resourceLimits?: object } = {}): Process {
-  const p = register(new Process({ target, module: tasks, args, ...extra }));
-  p.start();
-  return p;
-}
-
 /** Resolves after `turns` turns of the event loop: spreads a kill over moments, it synchronises nothing. */
 export async function yieldTurns(turns: number): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise<void>((resolve) => setImmediate(resolve));

@@ -1,6 +1,6 @@
 // Contract under load (issue 5, part 2), at CI sizes: no loss, no duplicate, FIFO per producer, for every
 // maxsize; MPMC exactly-once; no lost wake-ups; close() wakes every blocked caller; fair shares.
-// One pool of 8 agents serves the whole file (starting a worker costs ~0.5-1 s here). Stress sizes: test/stress.
+// One pool of 8 agents serves the whole file, rather than workers started for each test. Stress sizes: test/stress.
 import * as assert from 'uvu/assert';
 import { Agent, stopAll } from './agents.ts';
 import { figure } from './figures.ts';

@@ -248,7 +248,6 @@ const anythingOptions = {
   withSparseArray: true,
 };
 const anything = fc.anything(anythingOptions);
-const anythingDense = fc.anything({ ...anythingOptions, withSparseArray: false });
 
 /** Hostile values: fc.anything plus the special cases the issue names. */
 export const hostile: fc.Arbitrary<unknown> = fc.oneof(
@@ -264,19 +263,6 @@ export const hostile: fc.Arbitrary<unknown> = fc.oneof(
   { arbitrary: deepNesting, weight: 1 },
   { arbitrary: miscObjects, weight: 2 },
   { arbitrary: fc.array(fc.oneof(specialNumbers, specialBigInts, strings), { maxLength: 10 }), weight: 1 },
-);
-
-/** The same without sparse arrays (to test the rest while holes are a known bug of the Queue's value path). */
-export const hostileDense: fc.Arbitrary<unknown> = fc.oneof(
-  { arbitrary: anythingDense, weight: 6 },
-  { arbitrary: fc.tuple(anythingDense, fc.nat()).map(([v, seed]) => withCycles(v, seed)), weight: 3 },
-  { arbitrary: specialNumbers, weight: 1 },
-  { arbitrary: specialBigInts, weight: 1 },
-  { arbitrary: strings, weight: 1 },
-  { arbitrary: errors, weight: 1 },
-  { arbitrary: typedArrays, weight: 2 },
-  { arbitrary: deepNesting, weight: 1 },
-  { arbitrary: miscObjects, weight: 2 },
 );
 
 /** Large values, sampled less often (they are slow to generate and to clone). */

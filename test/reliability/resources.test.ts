@@ -8,14 +8,14 @@ import { pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
 import { JoinableQueue, Pipe, Queue, SimpleQueue } from '../../lib/index.ts';
 import { waitAtLeast } from '../fixtures/reliability-tasks.ts';
-import { Agent, startTask, stopAll } from './agents.ts';
+import { Agent, stopAll, tasks } from './agents.ts';
 import { root, run, runScenario } from './child.ts';
 import { figure } from './figures.ts';
 import { TicketClock } from './history.ts';
 import { programs } from './programs.ts';
 import { startPingPongs } from './scenarios-faults.ts';
 import { resources, settleResources, type ChurnResult, type SoakResult } from './scenarios-resources.ts';
-import { suite, track } from '../_support/harness.ts';
+import { startTask, suite } from '../_support/harness.ts';
 
 /** A program that has nothing left to do must be gone within this long (the issue: "a few seconds"). */
 const EXIT_BOUND_MS = 5000;
@@ -77,7 +77,7 @@ t('in this process: pipes, queues and a process, used and closed, leave the acti
   }
   const q = new Queue<number>();
   const [a, b] = Pipe<number>();
-  const p = startTask('touch', [b, q], track);
+  const p = startTask(tasks, 'touch', [b, q]);
   a.send(1);
   assert.is(await q.get(), 2);
   assert.is(await a.recv(), 3);

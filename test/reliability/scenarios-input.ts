@@ -4,8 +4,8 @@
 import fc from 'fast-check';
 import { Pipe, Queue, type Connection } from '../../lib/index.ts';
 import { STOP, checksum, fillPattern } from '../fixtures/reliability-tasks.ts';
-import { deadline } from '../_support/harness.ts';
-import { startTask, type Agent } from './agents.ts';
+import { deadline, startTask } from '../_support/harness.ts';
+import { tasks, type Agent } from './agents.ts';
 import { MiB } from './figures.ts';
 import { cloneDiff, mutate, preview } from './oracle.ts';
 
@@ -147,7 +147,7 @@ export async function bigMessages(options: { sizeMiB: number; cases?: { via: 'pi
   const [conn, theirs] = Pipe<any>();
   const toParent = new Queue<Uint8Array>();
   const fromParent = new Queue<Uint8Array>();
-  const peer = startTask('bigPeer', [theirs, toParent, fromParent], undefined, { name: 'big-peer' });
+  const peer = startTask(tasks, 'bigPeer', [theirs, toParent, fromParent], { name: 'big-peer', track: false }) // joined below;
   const results: BigResult[] = [];
   try {
     conn.send({ gc: true });

@@ -86,7 +86,8 @@ export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: nu
   const started = performance.now();
   const consume = () => consumerAgents.map((a) => a.call({ op: 'consume', q, who: a.index, untilStop: true, ...(options.work === undefined ? {} : { work: options.work }) }));
   // preload: every item is in the queue before the consumers start (they then arrive one after the other while
-  // the first already has a large window of items), the shape that broke per-consumer order under leases.
+  // the first already has a large window of items), the shape that broke per-consumer order under the leases
+  // and recalls a plain Queue had before a96f101.
   let consumed = options.preload === true ? [] : consume();
   const produced = agents.slice(0, producers).map((a, i) => a.call({ op: 'produce', q, producer: i, n: per, who: a.index }));
   const putLogs = await Promise.all(produced);

@@ -1,9 +1,12 @@
 // Resources, as functions of their size: a soak through one queue, and churn (creating and closing many pipes,
 // queues and processes). Both sample the heap after a full GC (run them in a child started with --expose-gc:
-// test/stress/child.ts) and fit a line through the samples; a leak shows as a slope.
+// test/stress/child.ts) and fit a line through the samples; a leak shows as a slope. Their processes are not
+// tracked for the harness's cleanup(): the child program joins them itself, and the tracking set would hold
+// every churned Process, which is what the churn's heap slope measures.
 import { JoinableQueue, Pipe, Queue, SimpleQueue } from '../../lib/index.ts';
 import { intact, type Item } from '../fixtures/reliability-tasks.ts';
-import { startTask } from './agents.ts';
+import { startTask } from '../_support/harness.ts';
+import { tasks } from './agents.ts';
 import { fitLine } from './figures.ts';
 
 const gc = (globalThis as { gc?: () => void }).gc;
@@ -84,7 +87,7 @@ export async function soak(options: { n: number; pad?: number; samples?: number;
   const q = new Queue<Item>({ maxsize: options.maxsize ?? 1000 });
   const [done, theirs] = Pipe<unknown>();
   const started = performance.now();
-  const p = startTask('produceMany', [q, 0, n, pad, theirs], undefined, { name: 'soak-producer' });
+  const p = startTask(tasks, 'produceMany', [q, 0, n, pad, theirs], { name: 'soak-producer', track: false });
   const points: { x: number; heap: number; rss: number }[] = [];
   let received = 0, outOfOrder = 0, corrupt = 0;
   for (let i = 0; i < n; i++) {
@@ -174,7 +177,7 @@ async function oneQueue(i: number, errors: string[]): Promise<void> {
 async function oneProcess(i: number, errors: string[], exitCodes: Record<string, number>): Promise<void> {
   const q = new Queue<number>();
   const [a, b] = Pipe<number>();
-  const p = startTask('touch', [b, q], undefined, { name: `churn-${i}` });
+  const p = startTask(tasks, 'touch', [b, q], { name: `churn-${i}`, track: false });
   a.send(i);
   const x = await q.get({ timeout: 30_000 });
   const y = await a.recv({ timeout: 30_000 });

@@ -10,12 +10,12 @@
 // listed at the end).
 import fc from 'fast-check';
 import { argv, exit } from 'node:process';
-import { cleanup, deadline, track } from '../_support/harness.ts';
+import { cleanup, deadline } from '../_support/harness.ts';
 import { Agent, stopAll } from '../reliability/agents.ts';
 import { runScenario } from '../reliability/child.ts';
 import { allFigures, figure } from '../reliability/figures.ts';
 import { TicketClock, describeReport } from '../reliability/history.ts';
-import { hostile, hostileDense } from '../reliability/oracle.ts';
+import { hostile } from '../reliability/oracle.ts';
 import { fifoLoad, mpmc, percent, wakeups, closeWakes } from '../reliability/scenarios-load.ts';
 import { consumerKills, crash, producerKills, startPingPongs } from '../reliability/scenarios-faults.ts';
 import { pipeRoundTrip, queueRoundTrip, roundTripProperty, startEcho, type BigResult } from '../reliability/scenarios-input.ts';
@@ -93,7 +93,8 @@ await step(`per-consumer FIFO, 1 producer -> 2 consumers, ${sizes.mpmc / 2} item
   check(r.report.ok, describeReport(r.report));
 });
 
-// BUG: with the items queued before the consumers start, consumers get them out of order (test/reliability/load.test.ts).
+// The items are all queued before the consumers start: the case that broke per-consumer order under leases and
+// recalls (fixed in a96f101: gets claim indexes in put order). Its CI size is in test/reliability/load.test.ts.
 await step(`per-consumer FIFO, preloaded, 1 producer -> 2 consumers, ${sizes.mpmc / 2} items`, minutes(quick ? 1 : 10), async () => {
   const r = await mpmc(agents, clock, { n: sizes.mpmc / 2, producers: 1, consumers: 2, preload: true });
   figure(`per-consumer order, preloaded, 1 producer -> 2 consumers, N=${r.n}`, r.report.reordered.length, 'reorders', `shares ${percent(r.shares)}`);
@@ -122,14 +123,14 @@ await step(`fairness, 2 consumers, ${sizes.fairness} items`, minutes(5), async (
 
 // --- faults ----------------------------------------------------------------------------------------------
 await step(`${sizes.kills} producers terminated at random moments`, minutes(quick ? 2 : 30), async () => {
-  const r = await producerKills(clock, { trials: sizes.kills, seed, register: track });
+  const r = await producerKills(clock, { trials: sizes.kills, seed });
   figure(`producer kills (${r.trials} trials)`, r.ms, 'ms', `${r.acknowledged} acknowledged, ${r.delivered} delivered`);
   check(r.failures.length === 0 && r.exitCodes.every((c) => c === -15), `${r.failures.join('\n')}\nexit codes: ${r.exitCodes.join(', ')}`);
 });
 
 await step(`${sizes.kills} consumers terminated in get() or after an item`, minutes(quick ? 2 : 30), async () => {
-  const r = await consumerKills(clock, { trials: sizes.kills, seed: seed + 1, register: track });
-  figure(`consumer kills (${r.trials} trials)`, r.ms, 'ms', `modes ${JSON.stringify(r.modes)}, ${r.takenUnreported} taken-but-unreported, ${r.reclaimedLate} reclaimed late`);
+  const r = await consumerKills(clock, { trials: sizes.kills, seed: seed + 1 });
+  figure(`consumer kills (${r.trials} trials)`, r.ms, 'ms', `modes ${JSON.stringify(r.modes)}, ${r.takenUnreported} taken-but-unreported`);
   check(r.failures.length === 0, r.failures.join('\n'));
 });
 
@@ -139,7 +140,7 @@ await step(`crashing workers (throw, exit 3, out of heap) x ${sizes.crashes}, ot
   try {
     for (let i = 0; i < sizes.crashes; i++) {
       for (const mode of ['throw', 'exit', 'oom'] as const) {
-        const r = await crash(mode, { register: track, counters: pongs.counters });
+        const r = await crash(mode, { counters: pongs.counters });
         const codeOk = mode === 'throw' ? r.exitCode === 1 : mode === 'exit' ? r.exitCode === 3 : (r.exitCode ?? 0) !== 0 && r.error !== undefined;
         if (!codeOk || !r.usable || !r.deliveredInOrder || r.problem !== undefined || !r.exchangesAfter.every((n) => n >= 100) || (mode === 'throw' && r.delivered !== 8)) {
           problems.push(`${mode} #${i}: ${JSON.stringify(r)}`);
@@ -161,7 +162,7 @@ await step(`hostile values: ${sizes.runs} round trips each through a Pipe and a 
     for (const [name, arb, trip] of [
       ['pipe', hostile, (v: unknown) => pipeRoundTrip(echo, v)],
       ['queue', hostile, (v: unknown) => queueRoundTrip(echo, [v])],
-      ['queue batches', fc.array(hostileDense, { minLength: 2, maxLength: 25 }), (vs: unknown) => queueRoundTrip(echo, vs as unknown[])],
+      ['queue batches', fc.array(hostile, { minLength: 2, maxLength: 25 }), (vs: unknown) => queueRoundTrip(echo, vs as unknown[])],
     ] as const) {
       const runs = name === 'queue batches' ? Math.ceil(sizes.runs / 4) : sizes.runs;
       const r = await roundTripProperty(arb as fc.Arbitrary<unknown>, trip, { numRuns: runs, seed });
