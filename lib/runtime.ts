@@ -1,7 +1,7 @@
 // Where a worker finds the library: the bootstrap it starts from, the module it imports, and the entry that
 // module registers for it to call (the Process runtime, or the queue hub: see entries.ts). Built as one file
 // (dist/lib/mpthreads.js: esbuild defines MPTHREADS_BUNDLE) both modules are that file itself, so a new
-// worker loads one module, not seventeen (~30 ms less); run from lib/ under tsx, they are the files beside
+// worker loads one module rather than every file of lib/; run from lib/ under tsx, they are the files beside
 // this one. And how a worker is started with the right Node options.
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import type { EntryName } from './entries.ts';

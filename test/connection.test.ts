@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import {
   BufferTooShort, ClosedError, Connection, EOFError, Pipe, Process, ProcessError, TimeoutError,
 } from '../lib/index.ts';
-import { rejects, suite, throws, track } from './_support/harness.ts';
+import { rejects, startTask, suite, throws, track } from './_support/harness.ts';
 
 const tasks = new URL('./fixtures/connection-tasks.ts', import.meta.url);
 const encoder = new TextEncoder();
@@ -17,11 +17,7 @@ const decoder = new TextDecoder();
 const bytes = (s: string) => encoder.encode(s);
 const text = (b: Uint8Array) => decoder.decode(b);
 
-function start(target: string, args: unknown[], name?: string): Process {
-  const p = track(new Process({ target, module: tasks, args, ...(name === undefined ? {} : { name }) }));
-  p.start();
-  return p;
-}
+const start = (target: string, args: unknown[], name?: string): Process => startTask(tasks, target, args, name === undefined ? {} : { name });
 
 async function joined(p: Process): Promise<number | null> {
   await p.join();

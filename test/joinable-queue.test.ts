@@ -6,7 +6,7 @@
 // Synchronisation is by handshake only (pipe or queue messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
 import { ClosedError, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../lib/index.ts';
-import { deadline, rejects, suite, throws } from './_support/harness.ts';
+import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 
 
@@ -20,17 +20,9 @@ async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
   return settled;
 }
 
-const opened = new Set<{ close(): void }>();
-function open<Q extends { close(): void }>(q: Q): Q {
-  opened.add(q);
-  return q;
-}
 
 const t = suite('JoinableQueue');
-t.after.each(() => {
-  for (const q of opened) q.close();
-  opened.clear();
-});
+const { open } = openQueues(t);
 
 t('test_task_done: four workers mark every item done and join() resolves', async () => {
   const queue = open(new JoinableQueue<number | null>());

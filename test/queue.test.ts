@@ -15,7 +15,7 @@ import * as assert from 'uvu/assert';
 import {
   ClosedError, Empty, Full, JoinableQueue, Pipe, Process, ProcessError, Queue, SimpleQueue,
 } from '../lib/index.ts';
-import { deadline, rejects, suite, throws, track } from './_support/harness.ts';
+import { deadline, openQueues, rejects, suite, throws, track } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 import { run } from './_support/run-program.ts';
 
@@ -61,17 +61,8 @@ function later<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-// Every queue a test makes is closed after it, so a failing test leaves no get or put waiting (a waiting call
-// keeps the program alive, and uvu would never exit).
-const opened = new Set<{ close(): void }>();
-function closeQueues(): void {
-  for (const q of opened) q.close();
-  opened.clear();
-}
-function open<Q extends { close(): void }>(q: Q): Q {
-  opened.add(q);
-  return q;
-}
+// Every queue a test makes is closed after it (the harness's openQueues): a failing test leaves nothing waiting.
+const { open, closeAll: closeQueues } = openQueues();
 
 function isDataCloneError(error: unknown): boolean {
   return error instanceof DOMException && error.name === 'DataCloneError';
@@ -739,6 +730,7 @@ contract('queues travel nested in args, through a Connection and through another
 
 // --- edges found by an outside check (issue 10) ---------------------------------------------------------
 const edges = suite('Queue: a queue outlives its creator; a worker\'s exit hands its items over');
+edges.after.each(closeQueues);
 
 // Found: with a queue made in a worker, once that worker exited, a sibling's get() and a blocked put() hung,
 // flushed items never arrived (get() said Empty while qsize() said 3), new items vanished, and getNowait()

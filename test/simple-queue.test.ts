@@ -5,22 +5,14 @@
 // Synchronisation is by handshake only (pipe messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
 import { ClosedError, Pipe, Queue, SimpleQueue } from '../lib/index.ts';
-import { rejects, suite, throws } from './_support/harness.ts';
+import { openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { start } from './_support/queue-workers.ts';
 
 
 
-const opened = new Set<{ close(): void }>();
-function open<Q extends { close(): void }>(q: Q): Q {
-  opened.add(q);
-  return q;
-}
 
 const t = suite('SimpleQueue');
-t.after.each(() => {
-  for (const q of opened) q.close();
-  opened.clear();
-});
+const { open } = openQueues(t);
 
 t('test_empty: empty() in the parent and in a child, around the child\'s puts', async () => {
   const queue = open(new SimpleQueue<boolean>());

@@ -4,7 +4,7 @@ import type { ResourceLimits } from 'node:worker_threads';
 import { suite as uvuSuite, type Test } from 'uvu';
 import { Process } from '../../lib/index.ts';
 
-/** Default deadline per test; generous because 2 busy cores start tsx workers slowly (~0.5-1 s each). */
+/** Default deadline per test: generous, because a busy 2-core machine can be many times slower than an idle one. */
 export const DEFAULT_TIMEOUT = 30_000;
 
 /** Rejects if `promise` has not settled within `ms` (the timer never keeps the program alive). */

@@ -1,15 +1,13 @@
 // Starting the queue tests' worker bodies (test/fixtures/queue-tasks.ts) and checking they ended well.
 import * as assert from 'uvu/assert';
-import { Process } from '../../lib/index.ts';
-import { track } from './harness.ts';
+import type { Process } from '../../lib/index.ts';
+import { startTask } from './harness.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 
 /** Starts `target` from the queue fixtures, tracked so the harness cleans it up. */
 export function start(target: string, args: unknown[]): Process {
-  const p = track(new Process({ target, module: tasks, args }));
-  p.start();
-  return p;
+  return startTask(tasks, target, args);
 }
 
 /** Joins each process and asserts it returned normally. */

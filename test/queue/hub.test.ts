@@ -31,8 +31,12 @@ interface FakeHolder {
   ring: Int32Array | null;
 }
 
+/** Every port the test opened: closed after the suite, so that the hub's listeners let the process exit. */
+const ports: MessagePort[] = [client];
+
 function holderWire(joinable: boolean): { mine: FakeHolder; hubs: { port: MessagePort; cells: Int32Array; ring: Int32Array | null } } {
   const { port1, port2 } = new MessageChannel();
+  ports.push(port1);
   const cells = newHolderCells();
   const ring = joinable ? newLeaseRing() : null;
   return { mine: { port: port1, cells, ring }, hubs: { port: port2, cells, ring } };
@@ -105,6 +109,9 @@ function queueOf(q: Int32Array) {
 }
 
 const t = suite('hub: repairs after a holder leaves');
+t.after(() => {
+  for (const port of ports) port.close();
+});
 
 t('what a departed producer counted and never sent is taken off the size (uncount)', async () => {
   const { q, first } = createQueue(false);

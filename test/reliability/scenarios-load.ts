@@ -77,7 +77,7 @@ export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: nu
   const per = Math.ceil(options.n / producers);
   const n = per * producers;
   const q = new Queue<Item | Stop>({ maxsize: options.maxsize ?? 0 });
-  // The hub starts lazily (~1 s under tsx): without this, producers' batches queue up in their ports while it
+  // The hub starts lazily (it can take a while on a busy machine): without this, producers' batches queue up in their ports while it
   // starts, and the STOPs from this thread can reach the consumers before any item (FIFO is per producer), so
   // the shares say nothing. Warm it with a round trip first.
   await q.put(STOP);
