@@ -1,15 +1,12 @@
 // JoinableQueue: a Queue whose consumers mark items done, so a producer can wait for all work to finish.
-// The unfinished count is the queue's kReserved (items put, ever) minus kDone (tasks done, ever): put counts
-// its task in the same atomic step that counts its item, taskDone() counts one done in any thread, join()
-// waits in any thread for the two to meet (queue/cells.ts). Every get leases its item to its holder until a
-// taskDone() of that holder acknowledges it: a consumer that dies with leases has them delivered again to
-// others by the hub, so join() neither hangs nor loses an item (at-least-once).
-import { ClosedError, ProcessError, TimeoutError, ErrorCode } from './errors.ts';
-import type { WaitOptions } from './options.ts';
-import { checkWaitOptions } from './options.ts';
-import { kJoinWake, taskDone, unfinished } from './queue/cells.ts';
-import { adopt, holderFor, holderOf, Queue, registerQueueKind, type QueueOptions } from './queue.ts';
-import { waitForCell } from './shared-wait.ts';
+// Locally, the unfinished count is the queue's kReserved (items put, ever) minus kDone (tasks done, ever): put
+// counts its task in the same atomic step that counts its item, taskDone() counts one done in any thread,
+// join() waits in any thread for the two to meet (queue/cells.ts). Every get leases its item to its handle
+// until a taskDone() of that handle acknowledges it: a consumer that dies with leases has them delivered
+// again to others by the hub, so join() neither hangs nor loses an item (at-least-once).
+import { ErrorCode, ProcessError, TimeoutError } from './errors.ts';
+import { checkWaitOptions, type WaitOptions } from './options.ts';
+import { adopt, backendFor, backendOf, Queue, registerQueueKind, type QueueOptions } from './queue.ts';
 
 /**
  * A Queue that counts unfinished tasks: every `put` adds one, every `taskDone()` removes one, and `join()`
@@ -28,11 +25,8 @@ import { waitForCell } from './shared-wait.ts';
  * await q.join(); // resolves: nothing unfinished
  */
 export class JoinableQueue<T = unknown> extends Queue<T> {
-  /** Rejects the join() calls waiting on this handle when it closes. */
-  #joins = new Set<(error: unknown) => void>();
-
   constructor(options?: QueueOptions) {
-    super(holderFor('JoinableQueue', options));
+    super(backendFor('JoinableQueue', options));
   }
 
   /**
@@ -40,9 +34,7 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
    * (ERR_TASK_DONE_TOO_MANY) if no task is unfinished.
    */
   taskDone(): void {
-    const h = holderOf(this);
-    h.checkOpen();
-    if (!taskDone(h.queueCells, h.holderCells)) throw new ProcessError('taskDone() called too many times', ErrorCode.TaskDoneTooMany);
+    if (!backendOf(this).taskDone()) throw new ProcessError('taskDone() called too many times', ErrorCode.TaskDoneTooMany);
   }
 
   /**
@@ -52,32 +44,11 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
    */
   async join(options?: WaitOptions): Promise<void> {
     const { timeout, signal } = checkWaitOptions(options);
-    const h = holderOf(this);
-    h.checkOpen();
-    const cells = h.queueCells;
-    if (unfinished(cells) <= 0) return;
-    const closed = new AbortController();
-    const onClose = (error: unknown) => closed.abort(error);
-    this.#joins.add(onClose);
-    const both = signal === undefined ? closed.signal : AbortSignal.any([signal, closed.signal]);
-    h.joiners++;
-    h.updateRef();
-    try {
-      // The unfinished count spans two cells, so wait on kJoinWake, bumped whenever it may have reached 0.
-      const finished = await waitForCell(cells, kJoinWake, () => unfinished(cells) <= 0, timeout, both);
-      if (!finished) throw new TimeoutError(`join() timed out after ${timeout} ms with ${unfinished(cells)} tasks unfinished`);
-    } finally {
-      this.#joins.delete(onClose);
-      h.joiners--;
-      h.updateRef();
+    const backend = backendOf(this);
+    if (!(await backend.join(timeout, signal))) {
+      throw new TimeoutError(`join() timed out after ${timeout} ms with ${Math.max(backend.unfinished(), 0)} tasks unfinished`);
     }
-  }
-
-  override close(): void {
-    const error = new ClosedError('queue is closed');
-    for (const reject of this.#joins) reject(error);
-    super.close();
   }
 }
 
-registerQueueKind('JoinableQueue', (holder) => adopt(holder, () => new JoinableQueue()));
+registerQueueKind('JoinableQueue', (backend) => adopt(backend, () => new JoinableQueue()));

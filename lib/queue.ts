@@ -1,16 +1,17 @@
 // Queue: Python's multiprocessing.Queue across worker threads. Each thread that holds the queue has its own
-// Queue object with a port to the hub (queue/hub.ts), which keeps the items between threads. This class is a
-// facade: queue/holder.ts holds a holder's state, queue/put-side.ts and queue/get-side.ts do the work, the
-// design is in queue/protocol.ts and the shared cells are in queue/cells.ts.
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+// Queue object, a facade over a QueueBackend (queue/backend.ts): locally a holder (queue/holder.ts) with a port
+// to the process's hub (queue/hub.ts), which keeps the items between threads. The put and get sides are
+// queue/put-side.ts and queue/get-side.ts, the design is in queue/protocol.ts, the shared cells in
+// queue/cells.ts. JoinableQueue and SimpleQueue are facades over the same backend.
+import { MessageChannel } from 'node:worker_threads';
 import { flushOnExit } from './context.ts';
 import { bug, ClosedError, describe } from './errors.ts';
-import { kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Handle, type WireHandle } from './handles.ts';
+import { kAbort, kCommit, kMarshal, registerHandle, type Handle, type WireHandle } from './handles.ts';
 import { checkNonNegativeInteger, checkOptions, type WaitOptions } from './options.ts';
-import { kAttaching, newHolderCells, newLeaseRing, newQueueCells, size } from './queue/cells.ts';
-import { Holder, type QueueKind } from './queue/holder.ts';
+import type { QueueBackend, QueueKind } from './queue/backend.ts';
+import { newHolderCells, newLeaseRing, newQueueCells } from './queue/cells.ts';
+import { Holder, type HolderRecord } from './queue/holder.ts';
 import { createQueue } from './queue/hub-client.ts';
-import { Op } from './queue/protocol.ts';
 import type { PutOptions } from './queue/put-side.ts';
 
 export type { PutOptions };
@@ -21,21 +22,8 @@ export interface QueueOptions {
   maxsize?: number;
 }
 
-/** How a holder travels to another thread. */
-interface QueueWire extends WireHandle {
-  kind: QueueKind;
-  port: MessagePort;
-  queueCells: Int32Array;
-  holderCells: Int32Array;
-  ring: Int32Array | null;
-  maxsize: number;
-}
-
-/** Makes a new queue in the hub, or (`wire`) a new holder of one that came from another thread. */
-export function openHolder(kind: QueueKind, options: unknown, wire?: QueueWire): Holder {
-  if (wire !== undefined) {
-    return new Holder(kind, wire.maxsize, wire.queueCells, wire.holderCells, wire.ring, wire.port);
-  }
+/** Makes a new local queue in the hub, with this thread's first holder of it. */
+function openLocal(kind: QueueKind, options: unknown): QueueBackend {
   const o = checkOptions(options, 'options', kind === 'SimpleQueue' ? [] : ['maxsize']);
   const maxsize = o.maxsize === undefined ? 0 : checkNonNegativeInteger(o.maxsize, 'options.maxsize');
   const queueCells = newQueueCells();
@@ -46,15 +34,15 @@ export function openHolder(kind: QueueKind, options: unknown, wire?: QueueWire):
   return new Holder(kind, maxsize, queueCells, holderCells, ring, port1);
 }
 
-/** The holder behind a Queue, JoinableQueue or SimpleQueue (for the subclasses and for tests). */
-export let holderOf: (queue: Queue<any>) => Holder;
+/** The backend behind a Queue or JoinableQueue (for the subclass, SimpleQueue and tests). */
+export let backendOf: (queue: Queue<any>) => QueueBackend;
 
-// The public constructors take options only; a facade over a given holder (one that arrived from another
-// thread, or a subclass's) is made by handing the holder over in this slot for the constructor to take.
-let adopting: Holder | undefined;
-/** Makes a facade (`make` calls a queue constructor) over `holder`. */
-export function adopt<Q>(holder: Holder, make: () => Q): Q {
-  adopting = holder;
+// The public constructors take options only; a facade over a given backend (one that arrived from another
+// thread, or a subclass's) is made by handing the backend over in this slot for the constructor to take.
+let adopting: QueueBackend | undefined;
+/** Makes a facade (`make` calls a queue constructor) over `backend`. */
+export function adopt<Q>(backend: QueueBackend, make: () => Q): Q {
+  adopting = backend;
   try {
     return make();
   } finally {
@@ -63,18 +51,18 @@ export function adopt<Q>(holder: Holder, make: () => Q): Q {
 }
 
 /**
- * For the constructor of another kind of queue, just before it makes its Queue: the holder that Queue will
- * take (the one being adopted, or a new queue of `kind`). Returns the options to pass on: none.
+ * For the constructor of another kind of queue, just before it makes its Queue: the backend that Queue will
+ * take (the one being adopted, or a new local queue of `kind`). Returns the options to pass on: none.
  */
-export function holderFor(kind: QueueKind, options: unknown): undefined {
-  adopting ??= openHolder(kind, options);
+export function backendFor(kind: QueueKind, options: unknown): undefined {
+  adopting ??= openLocal(kind, options);
   return undefined;
 }
 
-/** Marks the records a queue's handles travel as, so that the receiving thread rebuilds the same class. */
-const kinds = new Map<QueueKind, (holder: Holder) => object>();
-/** @internal Each class of queue says how to wrap a holder of its kind that arrived from another thread. */
-export function registerQueueKind(kind: QueueKind, wrap: (holder: Holder) => object): void {
+/** How each kind of queue wraps a backend of its kind that arrived from another thread. */
+const kinds = new Map<QueueKind, (backend: QueueBackend) => object>();
+/** @internal Each class of queue says how to wrap a backend of its kind (so the receiver rebuilds the same class). */
+export function registerQueueKind(kind: QueueKind, wrap: (backend: QueueBackend) => object): void {
   kinds.set(kind, wrap);
 }
 
@@ -88,25 +76,25 @@ export function registerQueueKind(kind: QueueKind, wrap: (holder: Holder) => obj
  * await q.get(); // 1
  */
 export class Queue<T = unknown> implements Handle {
-  readonly #h: Holder;
-  #unregisterExit: () => void;
-  /** The port a handover made, until the post carrying it commits or aborts. */
-  #handedOver: MessagePort | undefined;
+  readonly #b: QueueBackend;
+  readonly #unregisterExit: () => void;
+  /** A handover in flight, until the post carrying it commits or aborts. */
+  #handOver: { commit(): void; abort(): void } | undefined;
 
   static {
-    holderOf = (queue) => queue.#h;
+    backendOf = (queue) => queue.#b;
   }
 
   constructor(options?: QueueOptions) {
-    const holder = adopting;
+    const backend = adopting;
     adopting = undefined;
-    this.#h = holder ?? openHolder('Queue', options);
-    this.#unregisterExit = flushOnExit(this.#h);
+    this.#b = backend ?? openLocal('Queue', options);
+    this.#unregisterExit = flushOnExit(this.#b as unknown as { flushOnExit(): void });
   }
 
   /** The `maxsize` the queue was created with (0: unbounded). */
   get maxsize(): number {
-    return this.#h.maxsize;
+    return this.#b.maxsize;
   }
 
   /**
@@ -115,17 +103,17 @@ export class Queue<T = unknown> implements Handle {
    * if the item cannot be copied.
    */
   put(item: T, options?: PutOptions): Promise<void> {
-    return this.#h.puts.put(item, options);
+    return this.#b.put(item, options);
   }
 
   /** Adds `item` now or throws `Full`. */
   putNowait(item: T): void {
-    this.#h.puts.putNowait(item);
+    this.#b.putNowait(item);
   }
 
   /** Resolves with the oldest item; rejects with `Empty` if `timeout` passes first. */
   get(options?: WaitOptions): Promise<T> {
-    return this.#h.gets.get(options) as Promise<T>;
+    return this.#b.get(options) as Promise<T>;
   }
 
   /**
@@ -133,13 +121,13 @@ export class Queue<T = unknown> implements Handle {
    * otherwise hands this holder's unsent items over and asks the hub synchronously (a few ms at most).
    */
   getNowait(): T {
-    return this.#h.gets.getNowait() as T;
+    return this.#b.getNowait() as T;
   }
 
   /** Approximate number of items in the queue (exact when one handle is the only one in use). */
   qsize(): number {
-    const n = size(this.#h.queueCells);
-    const maxsize = this.#h.maxsize;
+    const n = this.#b.size();
+    const maxsize = this.#b.maxsize;
     return n < 0 ? 0 : maxsize > 0 && n > maxsize ? maxsize : n;
   }
 
@@ -148,7 +136,7 @@ export class Queue<T = unknown> implements Handle {
   }
 
   full(): boolean {
-    return this.#h.maxsize > 0 && this.qsize() >= this.#h.maxsize;
+    return this.#b.maxsize > 0 && this.qsize() >= this.#b.maxsize;
   }
 
   /**
@@ -157,7 +145,7 @@ export class Queue<T = unknown> implements Handle {
    */
   flush(): Promise<void> {
     try {
-      this.#h.puts.flush();
+      this.#b.flush();
       return Promise.resolve();
     } catch (error) {
       return Promise.reject(error);
@@ -169,62 +157,44 @@ export class Queue<T = unknown> implements Handle {
    * to the queue for other holders; waiting calls (get, put, join) reject with `ClosedError`. Idempotent.
    */
   close(): void {
-    if (this.#h.closed) return;
+    if (this.#b.closed) return;
     this.#unregisterExit();
-    this.#h.close(new ClosedError('queue is closed'));
+    this.#b.close(new ClosedError('queue is closed'));
   }
 
   /** Resolves when this holder's buffered items have been handed over (Python's `join_thread`). */
   joinThread(): Promise<void> {
-    if (!this.#h.closed) this.#h.puts.flush();
+    if (!this.#b.closed) this.#b.flush();
     return Promise.resolve();
   }
 
   /** Lets this thread exit without handing over buffered items (they are lost). */
   cancelJoinThread(): void {
-    this.#h.joinCancelled = true;
+    this.#b.cancelJoinThread();
   }
 
   [kMarshal](transfer: unknown[]): WireHandle {
-    const h = this.#h;
-    h.checkOpen();
-    h.puts.flush(); // what we put before the handover comes before what the receiver puts
-    const { port1, port2 } = new MessageChannel();
-    const holderCells = newHolderCells();
-    const ring = h.joinable ? newLeaseRing() : null;
-    // Until the hub has handled this Attach, the new holder's puts count in kReserved and in cells the hub
-    // cannot see yet: it must not settle meanwhile (see queue/protocol.ts).
-    Atomics.add(h.holderCells, kAttaching, 1);
-    try {
-      h.post({ op: Op.Attach, holder: { port: port1, cells: holderCells, ring } }, [port1]);
-    } catch (error) {
-      Atomics.sub(h.holderCells, kAttaching, 1);
-      throw error;
-    }
-    this.#handedOver = port2;
-    transfer.push(port2);
-    const wire: QueueWire = {
-      [WIRE_TAG]: 'Queue', kind: h.kind, port: port2, queueCells: h.queueCells, holderCells, ring, maxsize: h.maxsize,
-    };
-    return wire;
+    const handOver = this.#b.handOver(transfer);
+    this.#handOver = handOver;
+    return handOver.record;
   }
 
   [kCommit](): void {
     // Queues are shared by design: the sender keeps using its handle.
-    this.#handedOver = undefined;
+    this.#handOver?.commit();
+    this.#handOver = undefined;
   }
 
   [kAbort](): void {
-    // The message carrying the new holder's port was not sent: the hub sees that holder leave at once.
-    this.#handedOver?.close();
-    this.#handedOver = undefined;
+    this.#handOver?.abort();
+    this.#handOver = undefined;
   }
 }
 
-registerQueueKind('Queue', (holder) => adopt(holder, () => new Queue()));
+registerQueueKind('Queue', (backend) => adopt(backend, () => new Queue()));
 registerHandle('Queue', (wire) => {
-  const record = wire as QueueWire;
+  const record = wire as HolderRecord;
   const wrap = kinds.get(record.kind);
   if (wrap === undefined) throw bug(`cannot rebuild a queue of kind ${describe(record.kind)}`);
-  return wrap(openHolder(record.kind, undefined, record));
+  return wrap(new Holder(record.kind, record.maxsize, record.queueCells, record.holderCells, record.ring, record.port));
 });

@@ -4,7 +4,7 @@
 // as a Queue's does.
 import { kAbort, kCommit, kMarshal, type Handle, type WireHandle } from './handles.ts';
 import type { WaitOptions } from './options.ts';
-import { adopt, holderFor, Queue, registerQueueKind } from './queue.ts';
+import { adopt, backendFor, Queue, registerQueueKind } from './queue.ts';
 
 /**
  * An unbounded queue with Python's SimpleQueue API: `put`, `get`, `empty`, `close`.
@@ -19,7 +19,7 @@ export class SimpleQueue<T = unknown> implements Handle {
 
   constructor() {
     // Python's SimpleQueue takes no options; one passed anyway is a TypeError, not silently ignored.
-    this.#q = new Queue<T>(holderFor('SimpleQueue', arguments[0]));
+    this.#q = new Queue<T>(backendFor('SimpleQueue', arguments[0]));
   }
 
   /** Adds `item`, copied now; resolves once it is in this holder's buffer. */
@@ -58,4 +58,4 @@ export class SimpleQueue<T = unknown> implements Handle {
   }
 }
 
-registerQueueKind('SimpleQueue', (holder) => adopt(holder, () => new SimpleQueue()));
+registerQueueKind('SimpleQueue', (backend) => adopt(backend, () => new SimpleQueue()));

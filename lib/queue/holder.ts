@@ -9,21 +9,35 @@
 //   The listener reaches the holder through a WeakRef, and the holder is registered with `dropped`: a holder
 //     no code can reach any more (its facade dropped, no flush pending, nothing waiting) is collected and its
 //     port closed (the hub sees a departure), so a queue dropped without close() costs nothing for good.
-import type { MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { ClosedError } from '../errors.ts';
+import { WIRE_TAG, type WireHandle } from '../handles.ts';
+import type { WaitOptions } from '../options.ts';
+import { waitForCell } from '../shared-wait.ts';
+import type { QueueBackend, QueueKind } from './backend.ts';
+import { kAttaching, kJoinWake, newHolderCells, newLeaseRing, size, taskDone, unfinished } from './cells.ts';
 import { GetSide, type GetHolder } from './get-side.ts';
-import type { HolderMessage, HubMessage } from './protocol.ts';
-import { PutSide, type PutHolder } from './put-side.ts';
+import { Op, type HolderMessage, type HubMessage } from './protocol.ts';
+import { PutSide, type PutHolder, type PutOptions } from './put-side.ts';
 
-/** Which public class a holder is, for another thread to rebuild the same. */
-export type QueueKind = 'Queue' | 'JoinableQueue' | 'SimpleQueue';
+export type { QueueKind };
+
+/** How a holder travels to another thread (its handle's wire record). */
+export interface HolderRecord extends WireHandle {
+  kind: QueueKind;
+  port: MessagePort;
+  queueCells: Int32Array;
+  holderCells: Int32Array;
+  ring: Int32Array | null;
+  maxsize: number;
+}
 
 /** Holders something waits on: kept alive while it does. */
 const waiting = new Set<Holder>();
 /** Closes the port of a facade that was collected without close(). */
 const dropped = new FinalizationRegistry<MessagePort>((port) => port.close());
 
-export class Holder implements PutHolder, GetHolder {
+export class Holder implements QueueBackend, PutHolder, GetHolder {
   readonly kind: QueueKind;
   readonly joinable: boolean;
   readonly maxsize: number;
@@ -37,8 +51,8 @@ export class Holder implements PutHolder, GetHolder {
   closed = false;
   /** cancelJoinThread() was called: this thread's exit does not flush. */
   joinCancelled = false;
-  /** join() calls waiting on this holder. */
-  joiners = 0;
+  /** join() calls waiting on this holder; close() rejects them. */
+  readonly #joins = new Set<AbortController>();
 
   constructor(kind: QueueKind, maxsize: number, queueCells: Int32Array, holderCells: Int32Array, ring: Int32Array | null, port: MessagePort) {
     this.kind = kind;
@@ -55,6 +69,91 @@ export class Holder implements PutHolder, GetHolder {
     port.unref();
     dropped.register(this, port, this);
   }
+
+  // --- QueueBackend -----------------------------------------------------------------------------------
+
+  put(item: unknown, options: PutOptions | undefined): Promise<void> {
+    return this.puts.put(item, options);
+  }
+
+  putNowait(item: unknown): void {
+    this.puts.putNowait(item);
+  }
+
+  get(options: WaitOptions | undefined): Promise<unknown> {
+    return this.gets.get(options);
+  }
+
+  getNowait(): unknown {
+    return this.gets.getNowait();
+  }
+
+  size(): number {
+    return size(this.queueCells);
+  }
+
+  flush(): void {
+    this.puts.flush();
+  }
+
+  unfinished(): number {
+    return unfinished(this.queueCells);
+  }
+
+  taskDone(): boolean {
+    this.checkOpen();
+    return taskDone(this.queueCells, this.holderCells);
+  }
+
+  async join(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
+    this.checkOpen();
+    const cells = this.queueCells;
+    if (unfinished(cells) <= 0) return true;
+    const closing = new AbortController();
+    this.#joins.add(closing);
+    this.updateRef();
+    try {
+      // The unfinished count spans two cells, so wait on kJoinWake, bumped whenever it may have reached 0.
+      const both = signal === undefined ? closing.signal : AbortSignal.any([signal, closing.signal]);
+      return await waitForCell(cells, kJoinWake, () => unfinished(cells) <= 0, timeout, both);
+    } finally {
+      this.#joins.delete(closing);
+      this.updateRef();
+    }
+  }
+
+  cancelJoinThread(): void {
+    this.joinCancelled = true;
+  }
+
+  handOver(transfer: unknown[]): { record: HolderRecord; commit(): void; abort(): void } {
+    this.checkOpen();
+    this.puts.flush(); // what we put before the handover comes before what the receiver puts
+    const { port1, port2 } = new MessageChannel();
+    const holderCells = newHolderCells();
+    const ring = this.joinable ? newLeaseRing() : null;
+    // Until the hub has handled this Attach, the new holder's puts count in kReserved and in cells the hub
+    // cannot see yet: it must not settle meanwhile (see protocol.ts).
+    Atomics.add(this.holderCells, kAttaching, 1);
+    try {
+      this.post({ op: Op.Attach, holder: { port: port1, cells: holderCells, ring } }, [port1]);
+    } catch (error) {
+      Atomics.sub(this.holderCells, kAttaching, 1);
+      throw error;
+    }
+    transfer.push(port2);
+    const record: HolderRecord = {
+      [WIRE_TAG]: 'Queue', kind: this.kind, port: port2, queueCells: this.queueCells, holderCells, ring, maxsize: this.maxsize,
+    };
+    return {
+      record,
+      commit: () => {},
+      // The message carrying the new holder's port was not sent: the hub sees that holder leave at once.
+      abort: () => port2.close(),
+    };
+  }
+
+  // --- for the sides ----------------------------------------------------------------------------------
 
   post(message: HolderMessage, transfer?: readonly unknown[]): void {
     this.port.postMessage(message, transfer as never[] | undefined);
@@ -76,7 +175,7 @@ export class Holder implements PutHolder, GetHolder {
   /** The port keeps the program alive exactly while something waits on this holder. */
   updateRef(): void {
     if (this.closed) return;
-    if (this.gets.waiting || this.puts.waiting || this.joiners > 0) {
+    if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) {
       this.port.ref();
       waiting.add(this);
     } else {
@@ -85,11 +184,13 @@ export class Holder implements PutHolder, GetHolder {
     }
   }
 
-  /** Closes for good: waiting calls reject with `error` (the caller has rejected its own, such as joins). */
+  /** Closes for good: waiting calls (gets, puts, joins) reject with `error`. */
   close(error: unknown): void {
+    if (this.closed) return;
     this.puts.close(error); // flushes first
     this.closed = true;
     this.gets.close(error);
+    for (const join of this.#joins) join.abort(error);
     waiting.delete(this);
     dropped.unregister(this);
     this.port.removeAllListeners('message');
