@@ -5,10 +5,17 @@ import { stampLine } from './machine.ts';
 import { IMPL_ORDER, type Report, type Row } from './report.ts';
 
 const COLORS: Record<string, string> = {
-  raw: '#4b5563', 'raw-batched': '#9ca3af',
-  pipe: '#2563eb', queue: '#dc2626', simplequeue: '#f59e0b', joinablequeue: '#be185d',
-  'python-pipe': '#047857', 'python-queue': '#34d399',
-  piscina: '#7c3aed', tinypool: '#a78bfa', workerpool: '#c4b5fd',
+  raw: '#4b5563',
+  'raw-batched': '#9ca3af',
+  pipe: '#2563eb',
+  queue: '#dc2626',
+  simplequeue: '#f59e0b',
+  joinablequeue: '#be185d',
+  'python-pipe': '#047857',
+  'python-queue': '#34d399',
+  piscina: '#7c3aed',
+  tinypool: '#a78bfa',
+  workerpool: '#c4b5fd',
 };
 
 const W = 1200;
@@ -22,7 +29,12 @@ function esc(s: string): string {
 }
 
 function compact(x: number): string {
-  const units: [number, string][] = [[1e9, 'G'], [1e6, 'M'], [1e3, 'k'], [1, '']];
+  const units: [number, string][] = [
+    [1e9, 'G'],
+    [1e6, 'M'],
+    [1e3, 'k'],
+    [1, ''],
+  ];
   for (const [scale, unit] of units) {
     if (x >= scale || scale === 1) {
       const v = x / scale;
@@ -33,7 +45,10 @@ function compact(x: number): string {
   return String(x);
 }
 
-interface Group { label: string; rows: Row[] }
+interface Group {
+  label: string;
+  rows: Row[];
+}
 
 function panel(title: string, groups: Group[], top: number): string {
   const values = groups.flatMap((g) => g.rows.map((r) => r.itemsPerS!));
@@ -49,11 +64,15 @@ function panel(title: string, groups: Group[], top: number): string {
   for (let d = lo; d <= hi; d++) {
     const yy = y(10 ** d).toFixed(1);
     out.push(`<line x1="${LEFT}" x2="${W - RIGHT}" y1="${yy}" y2="${yy}" stroke="#e5e7eb"/>`);
-    out.push(`<text x="${LEFT - 6}" y="${yy}" dy="4" text-anchor="end" font-size="11" fill="#374151" ${FONT}>${compact(10 ** d)}</text>`);
+    out.push(
+      `<text x="${LEFT - 6}" y="${yy}" dy="4" text-anchor="end" font-size="11" fill="#374151" ${FONT}>${compact(10 ** d)}</text>`,
+    );
   }
   const axisX = 18;
   const axisY = plotTop + plotH / 2;
-  out.push(`<text x="${axisX}" y="${axisY}" transform="rotate(-90 ${axisX} ${axisY})" text-anchor="middle" font-size="12" fill="#374151" ${FONT}>items/s (log scale)</text>`);
+  out.push(
+    `<text x="${axisX}" y="${axisY}" transform="rotate(-90 ${axisX} ${axisY})" text-anchor="middle" font-size="12" fill="#374151" ${FONT}>items/s (log scale)</text>`,
+  );
   out.push(`<line x1="${LEFT}" x2="${W - RIGHT}" y1="${plotTop + plotH}" y2="${plotTop + plotH}" stroke="#6b7280"/>`);
   const groupW = plotW / groups.length;
   groups.forEach((g, gi) => {
@@ -65,12 +84,18 @@ function panel(title: string, groups: Group[], top: number): string {
       const x = start + ri * barW;
       const yy = y(v);
       const h = plotTop + plotH - yy;
-      out.push(`<rect x="${(x + 1).toFixed(1)}" y="${yy.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS[r.impl] ?? '#000'}"><title>${esc(r.name)}: ${Math.round(v).toLocaleString('en-US')} items/s</title></rect>`);
+      out.push(
+        `<rect x="${(x + 1).toFixed(1)}" y="${yy.toFixed(1)}" width="${(barW - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${COLORS[r.impl] ?? '#000'}"><title>${esc(r.name)}: ${Math.round(v).toLocaleString('en-US')} items/s</title></rect>`,
+      );
       const lx = x + barW / 2 + 3;
       const ly = yy - 4;
-      out.push(`<text x="${lx.toFixed(1)}" y="${ly.toFixed(1)}" transform="rotate(-90 ${lx.toFixed(1)} ${ly.toFixed(1)})" font-size="9" fill="#111827" ${FONT}>${compact(v)}</text>`);
+      out.push(
+        `<text x="${lx.toFixed(1)}" y="${ly.toFixed(1)}" transform="rotate(-90 ${lx.toFixed(1)} ${ly.toFixed(1)})" font-size="9" fill="#111827" ${FONT}>${compact(v)}</text>`,
+      );
     });
-    out.push(`<text x="${(x0 + groupW / 2).toFixed(1)}" y="${plotTop + plotH + 18}" text-anchor="middle" font-size="12" fill="#111827" ${FONT}>${esc(g.label)}</text>`);
+    out.push(
+      `<text x="${(x0 + groupW / 2).toFixed(1)}" y="${plotTop + plotH + 18}" text-anchor="middle" font-size="12" fill="#111827" ${FONT}>${esc(g.label)}</text>`,
+    );
   });
   return out.join('\n');
 }
@@ -102,8 +127,12 @@ export function renderChart(report: Report): string {
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`);
   out.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
-  out.push(`<text x="${LEFT}" y="24" font-size="17" font-weight="700" ${FONT}>mpthreads throughput — Pipe vs Queue vs raw MessagePort, Python multiprocessing, worker pools</text>`);
-  out.push(`<text x="${LEFT}" y="42" font-size="11" fill="#374151" ${FONT}>${esc(`${stampLine(report.stamp)} · load avg ${report.stamp.loadAvgAtStart}→${report.loadAvgAtEnd} · ${report.mode} run${report.filter !== null ? `, filter "${report.filter}"` : ''} · medians of ${report.mode === 'quick' ? '2' : '3-5'} timed reps`)}</text>`);
+  out.push(
+    `<text x="${LEFT}" y="24" font-size="17" font-weight="700" ${FONT}>mpthreads throughput — Pipe vs Queue vs raw MessagePort, Python multiprocessing, worker pools</text>`,
+  );
+  out.push(
+    `<text x="${LEFT}" y="42" font-size="11" fill="#374151" ${FONT}>${esc(`${stampLine(report.stamp)} · load avg ${report.stamp.loadAvgAtStart}→${report.loadAvgAtEnd} · ${report.mode} run${report.filter !== null ? `, filter "${report.filter}"` : ''} · medians of ${report.mode === 'quick' ? '2' : '3-5'} timed reps`)}</text>`,
+  );
   let lx = LEFT;
   for (const impl of impls) {
     out.push(`<rect x="${lx}" y="54" width="12" height="12" fill="${COLORS[impl] ?? '#000'}"/>`);
@@ -122,9 +151,15 @@ export function renderChart(report: Report): string {
   if (missing.length > 0) {
     const failed = missing.filter((r) => r.error !== undefined).map((r) => r.name);
     const skipped = missing.filter((r) => r.skipped !== undefined).map((r) => r.name);
-    const text = [failed.length > 0 ? `failed: ${failed.join(', ')}` : '', skipped.length > 0 ? `not run: ${skipped.join(', ')}` : '']
-      .filter((t) => t !== '').join(' · ');
-    out.push(`<text x="${LEFT}" y="${top + 14}" font-size="11" fill="#b91c1c" ${FONT}>${esc(text.length > 190 ? `${text.slice(0, 187)}...` : text)}</text>`);
+    const text = [
+      failed.length > 0 ? `failed: ${failed.join(', ')}` : '',
+      skipped.length > 0 ? `not run: ${skipped.join(', ')}` : '',
+    ]
+      .filter((t) => t !== '')
+      .join(' · ');
+    out.push(
+      `<text x="${LEFT}" y="${top + 14}" font-size="11" fill="#b91c1c" ${FONT}>${esc(text.length > 190 ? `${text.slice(0, 187)}...` : text)}</text>`,
+    );
   }
   out.push('</svg>');
   return `${out.join('\n')}\n`;

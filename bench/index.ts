@@ -85,8 +85,18 @@ const kCaseTimeoutMs = 300_000;
 
 function emptyRow(c: BenchCase): Row {
   return {
-    name: c.name, impl: c.impl, topology: c.topology, payload: c.payload, source: 'node',
-    itemsPerS: null, mbPerS: null, p50us: null, p99us: null, n: null, reps: null, ratios: {},
+    name: c.name,
+    impl: c.impl,
+    topology: c.topology,
+    payload: c.payload,
+    source: 'node',
+    itemsPerS: null,
+    mbPerS: null,
+    p50us: null,
+    p99us: null,
+    n: null,
+    reps: null,
+    ratios: {},
   };
 }
 
@@ -101,7 +111,13 @@ async function runCase(c: BenchCase, ctx: CaseContext): Promise<Row> {
     const m = await Promise.race([c.run(ctx), timeout]);
     const bytes = PAYLOAD_BYTES[c.payload as Payload] ?? null;
     return {
-      ...base, itemsPerS: m.itemsPerS, p50us: m.p50us, p99us: m.p99us, n: m.n, reps: m.reps, perRep: m.perRep,
+      ...base,
+      itemsPerS: m.itemsPerS,
+      p50us: m.p50us,
+      p99us: m.p99us,
+      n: m.n,
+      reps: m.reps,
+      perRep: m.perRep,
       mbPerS: m.itemsPerS !== null && bytes !== null ? (m.itemsPerS * bytes) / 1e6 : null,
       seconds: (performance.now() - t0) / 1000,
       ...(m.note !== undefined ? { note: m.note } : {}),
@@ -125,7 +141,8 @@ function summary(row: Row): string {
   if (row.itemsPerS !== null) parts.push(`${Math.round(row.itemsPerS).toLocaleString('en-US')} items/s`);
   if (row.mbPerS !== null) parts.push(`${row.mbPerS.toFixed(1)} MB/s`);
   if (row.p50us !== null) parts.push(`p50 ${row.p50us.toFixed(1)} µs, p99 ${row.p99us?.toFixed(1)} µs`);
-  if (row.perRep !== undefined && row.topology !== 'start') parts.push(`reps ${row.perRep.map((x) => Math.round(x)).join(' ')}`);
+  if (row.perRep !== undefined && row.topology !== 'start')
+    parts.push(`reps ${row.perRep.map((x) => Math.round(x)).join(' ')}`);
   return `${parts.join(', ')} (${row.seconds?.toFixed(1)} s)`;
 }
 
@@ -143,11 +160,16 @@ async function main(): Promise<number> {
   }
   if (options.quick) {
     const dropped = cases.filter((c) => c.fullOnly);
-    if (dropped.length > 0) notes.push(`--quick skips ${dropped.map((c) => c.name).join(', ')}: run the full suite (or \`npm run bench -- fanout\`) for them`);
+    if (dropped.length > 0)
+      notes.push(
+        `--quick skips ${dropped.map((c) => c.name).join(', ')}: run the full suite (or \`npm run bench -- fanout\`) for them`,
+      );
     cases = cases.filter((c) => !c.fullOnly);
   }
   const runPy = options.python ?? !options.quick;
-  log(`mpthreads bench, ${mode}${options.filter !== undefined ? `, filter "${options.filter}"` : ''}: ${cases.length} cases${runPy ? ' + Python' : ''}`);
+  log(
+    `mpthreads bench, ${mode}${options.filter !== undefined ? `, filter "${options.filter}"` : ''}: ${cases.length} cases${runPy ? ' + Python' : ''}`,
+  );
 
   const rows: Row[] = [];
   let teamsClosed = false;
@@ -163,10 +185,10 @@ async function main(): Promise<number> {
     progress(head);
     const ctx: CaseContext = { quick: options.quick, progress: (detail) => progress(`${head}: ${detail}`) };
     const hungCase = hung.get(c.impl);
-    const row = hungCase !== undefined
-      ? { ...emptyRow(c), skipped: `not run: ${hungCase} hung` }
-      : await runCase(c, ctx);
-    if (row.error !== undefined && /no reply within|not finished within|no result within/.test(row.error)) hung.set(c.impl, c.name);
+    const row =
+      hungCase !== undefined ? { ...emptyRow(c), skipped: `not run: ${hungCase} hung` } : await runCase(c, ctx);
+    if (row.error !== undefined && /no reply within|not finished within|no result within/.test(row.error))
+      hung.set(c.impl, c.name);
     row.loadAvg = Number(os.loadavg()[0]!.toFixed(2));
     rows.push(row);
     log(`${head.padEnd(42)} ${summary(row)}`);
@@ -175,8 +197,11 @@ async function main(): Promise<number> {
   const nodeSeconds = (performance.now() - began) / 1000;
 
   if (runPy) {
-    const py = await runPython({ quick: options.quick, filter: options.filter, progress: (line) => progress(`python: ${line}`) })
-      .catch((error: Error) => ({ failed: error.message }));
+    const py = await runPython({
+      quick: options.quick,
+      filter: options.filter,
+      progress: (line) => progress(`python: ${line}`),
+    }).catch((error: Error) => ({ failed: error.message }));
     if ('failed' in py) {
       notes.push(`the Python baseline failed: ${py.failed.split('\n')[0]}`);
       log(`python: FAILED ${py.failed}`);
@@ -197,7 +222,9 @@ async function main(): Promise<number> {
   sortRows(rows);
   computeRatios(rows);
   const totalSeconds = (performance.now() - began) / 1000;
-  notes.push(`node cases took ${nodeSeconds.toFixed(1)} s${runPy ? `, Python ${(totalSeconds - nodeSeconds).toFixed(1)} s` : ''}`);
+  notes.push(
+    `node cases took ${nodeSeconds.toFixed(1)} s${runPy ? `, Python ${(totalSeconds - nodeSeconds).toFixed(1)} s` : ''}`,
+  );
   const loadAvgAtEnd = Number(os.loadavg()[0]!.toFixed(2));
   const report: Report = { stamp, mode, filter: options.filter ?? null, totalSeconds, loadAvgAtEnd, notes, rows };
 

@@ -33,7 +33,9 @@ function git(args: string[]): string {
 
 function version(pkg: string): string {
   try {
-    const json = JSON.parse(readFileSync(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as { version: string };
+    const json = JSON.parse(readFileSync(new URL(`../node_modules/${pkg}/package.json`, import.meta.url), 'utf8')) as {
+      version: string;
+    };
     return json.version;
   } catch {
     return 'missing';

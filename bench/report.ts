@@ -60,8 +60,20 @@ export interface Report {
 
 const TOPOLOGY_ORDER: Topology[] = ['spsc', 'mpmc', 'roundtrip', 'fanout', 'start'];
 export const IMPL_ORDER = [
-  'raw', 'raw-batched', 'pipe', 'queue', 'simplequeue', 'joinablequeue', 'python-pipe', 'python-queue',
-  'piscina', 'tinypool', 'workerpool', 'raw-tsx', 'process-js', 'process-ts',
+  'raw',
+  'raw-batched',
+  'pipe',
+  'queue',
+  'simplequeue',
+  'joinablequeue',
+  'python-pipe',
+  'python-queue',
+  'piscina',
+  'tinypool',
+  'workerpool',
+  'raw-tsx',
+  'process-js',
+  'process-ts',
 ];
 const PAYLOAD_ORDER: string[] = [...PAYLOADS, '-'];
 
@@ -71,23 +83,33 @@ function rank(list: readonly string[], value: string): number {
 }
 
 export function sortRows(rows: Row[]): Row[] {
-  return rows.sort((a, b) =>
-    rank(TOPOLOGY_ORDER, a.topology) - rank(TOPOLOGY_ORDER, b.topology)
-    || rank(PAYLOAD_ORDER, a.payload) - rank(PAYLOAD_ORDER, b.payload)
-    || rank(IMPL_ORDER, a.impl) - rank(IMPL_ORDER, b.impl));
+  return rows.sort(
+    (a, b) =>
+      rank(TOPOLOGY_ORDER, a.topology) - rank(TOPOLOGY_ORDER, b.topology) ||
+      rank(PAYLOAD_ORDER, a.payload) - rank(PAYLOAD_ORDER, b.payload) ||
+      rank(IMPL_ORDER, a.impl) - rank(IMPL_ORDER, b.impl),
+  );
 }
 
 /** Fills every row's ratio columns from the other rows of the same run. */
 export function computeRatios(rows: Row[]): void {
   const find = (impl: string, topology: string, payload: string) =>
-    rows.find((r) => r.impl === impl && r.topology === topology && r.payload === payload && r.error === undefined && r.skipped === undefined);
+    rows.find(
+      (r) =>
+        r.impl === impl &&
+        r.topology === topology &&
+        r.payload === payload &&
+        r.error === undefined &&
+        r.skipped === undefined,
+    );
   const speed = (r: Row | undefined): number | undefined => {
     if (r === undefined) return undefined;
     if (r.topology === 'start') return r.p50us ? 1 / r.p50us : undefined;
     return r.itemsPerS ?? undefined;
   };
   const ratio = (row: Row, other: Row | undefined) => {
-    const a = speed(row), b = speed(other);
+    const a = speed(row),
+      b = speed(other);
     return a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
   };
   for (const row of rows) {
@@ -127,26 +149,55 @@ function fmt(x: number | null, format: Intl.NumberFormat): string {
 // bench/README.md) should still know what 'vs raw-batched' divides by what.
 const COLUMNS: { header: string; right: boolean; legend: string }[] = [
   { header: 'case', right: false, legend: '<impl>/<topology>/<payload>; bench/README.md defines each case' },
-  { header: 'items/s', right: true, legend: 'items per second (round trips for roundtrip, tasks for fanout), median of the timed repetitions' },
+  {
+    header: 'items/s',
+    right: true,
+    legend: 'items per second (round trips for roundtrip, tasks for fanout), median of the timed repetitions',
+  },
   { header: 'MB/s', right: true, legend: 'items/s times the payload size (buffer and string payloads)' },
-  { header: 'p50 µs', right: true, legend: 'median latency: of one round trip, or (start rows) from new Worker/Process to its first message' },
+  {
+    header: 'p50 µs',
+    right: true,
+    legend: 'median latency: of one round trip, or (start rows) from new Worker/Process to its first message',
+  },
   { header: 'p99 µs', right: true, legend: '99th-percentile latency, measured as p50' },
   { header: 'queue/pipe', right: true, legend: "this queue's row ÷ the pipe's (Python's rows: its queue ÷ its pipe)" },
-  { header: 'vs raw', right: true, legend: 'this row ÷ raw: a bare MessagePort, one postMessage per item (start: a bare Worker, under tsx for process-ts)' },
-  { header: 'vs raw-batched', right: true, legend: 'this row ÷ raw-batched: a bare MessagePort posting arrays of 1,000 items' },
-  { header: 'vs Python', right: true, legend: "this row ÷ Python's multiprocessing Pipe (pipe rows) or Queue (queue rows)" },
+  {
+    header: 'vs raw',
+    right: true,
+    legend:
+      'this row ÷ raw: a bare MessagePort, one postMessage per item (start: a bare Worker, under tsx for process-ts)',
+  },
+  {
+    header: 'vs raw-batched',
+    right: true,
+    legend: 'this row ÷ raw-batched: a bare MessagePort posting arrays of 1,000 items',
+  },
+  {
+    header: 'vs Python',
+    right: true,
+    legend: "this row ÷ Python's multiprocessing Pipe (pipe rows) or Queue (queue rows)",
+  },
   { header: 'vs piscina', right: true, legend: 'this row ÷ the piscina pool running the same tasks' },
-  { header: 'note', right: false, legend: "what the figures leave out, or why the case failed or was skipped" },
+  { header: 'note', right: false, legend: 'what the figures leave out, or why the case failed or was skipped' },
 ];
 
 function cells(row: Row): string[] {
-  if (row.error !== undefined) return [row.name, 'FAILED', '', '', '', '', '', '', '', '', row.error.split('\n')[0]!.slice(0, 160)];
+  if (row.error !== undefined)
+    return [row.name, 'FAILED', '', '', '', '', '', '', '', '', row.error.split('\n')[0]!.slice(0, 160)];
   if (row.skipped !== undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', row.skipped];
   const r = row.ratios;
   return [
-    row.name, fmt(row.itemsPerS, int), fmt(row.mbPerS, one),
-    fmt(row.p50us, row.topology === 'start' ? int : one), fmt(row.p99us, row.topology === 'start' ? int : one),
-    fmtRatio(r.queuePipe), fmtRatio(r.vsRaw), fmtRatio(r.vsRawBatched), fmtRatio(r.vsPython), fmtRatio(r.vsPiscina),
+    row.name,
+    fmt(row.itemsPerS, int),
+    fmt(row.mbPerS, one),
+    fmt(row.p50us, row.topology === 'start' ? int : one),
+    fmt(row.p99us, row.topology === 'start' ? int : one),
+    fmtRatio(r.queuePipe),
+    fmtRatio(r.vsRaw),
+    fmtRatio(r.vsRawBatched),
+    fmtRatio(r.vsPython),
+    fmtRatio(r.vsPiscina),
     row.note ?? '',
   ];
 }
@@ -157,10 +208,18 @@ export function renderTable(report: Report): string {
   // left out, and so is their legend line.
   const shown = COLUMNS.map((_, i) => i).filter((i) => i === 0 || body.some((b) => b[i] !== ''));
   const widths = COLUMNS.map((c, i) => Math.max(c.header.length, ...body.map((b) => b[i]!.length)));
-  const line = (values: string[]) => shown.map((i) => (COLUMNS[i]!.right ? values[i]!.padStart(widths[i]!) : values[i]!.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (values: string[]) =>
+    shown
+      .map((i) => (COLUMNS[i]!.right ? values[i]!.padStart(widths[i]!) : values[i]!.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   const out: string[] = [];
-  out.push(`mpthreads benchmarks (${report.mode}${report.filter !== null ? `, filter "${report.filter}"` : ''}) — ${stampLine(report.stamp)}`);
-  out.push(`1-min load average ${report.stamp.loadAvgAtStart} at start, ${report.loadAvgAtEnd} at end (${report.stamp.cores} cores); total ${report.totalSeconds.toFixed(1)} s`);
+  out.push(
+    `mpthreads benchmarks (${report.mode}${report.filter !== null ? `, filter "${report.filter}"` : ''}) — ${stampLine(report.stamp)}`,
+  );
+  out.push(
+    `1-min load average ${report.stamp.loadAvgAtStart} at start, ${report.loadAvgAtEnd} at end (${report.stamp.cores} cores); total ${report.totalSeconds.toFixed(1)} s`,
+  );
   out.push('');
   out.push(line(COLUMNS.map((c) => c.header)));
   out.push(shown.map((i) => '-'.repeat(widths[i]!)).join('  '));
@@ -171,7 +230,9 @@ export function renderTable(report: Report): string {
     out.push(line(body[i]!));
   });
   out.push('');
-  out.push('Columns (a ratio compares two rows of this run with the same topology and payload; > 1: this row is faster;');
+  out.push(
+    'Columns (a ratio compares two rows of this run with the same topology and payload; > 1: this row is faster;',
+  );
   out.push('start rows compare 1 / p50):');
   const legendWidth = Math.max(...shown.map((i) => COLUMNS[i]!.header.length));
   for (const i of shown) out.push(`  ${COLUMNS[i]!.header.padEnd(legendWidth)}  ${COLUMNS[i]!.legend}`);

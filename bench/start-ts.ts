@@ -6,7 +6,8 @@ import { Pipe, Process } from '../lib/index.ts';
 import { measureStarts, repsArg } from './tasks/start-measure.mjs';
 
 const result = await measureStarts({
-  Process, Pipe,
+  Process,
+  Pipe,
   taskUrl: new URL('./tasks/start-task.ts', import.meta.url),
   reps: repsArg(),
   labels: ['raw-tsx', 'process-ts'],

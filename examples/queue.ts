@@ -13,7 +13,7 @@ if (isMainThread) {
   const tasks = new JoinableQueue<number | null>();
   const results = new Queue<number>();
   const workers = [1, 2].map(() => new Process({ target: worker, module: import.meta.url, args: [tasks, results] }));
-  workers.forEach((w) => w.start());
+  for (const w of workers) w.start();
   for (let i = 0; i < 1000; i++) await tasks.put(i);
   for (const _ of workers) await tasks.put(null);
   await tasks.join();

@@ -99,9 +99,10 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
     execArgv,
     deliver(worker) {
       void done.then((result) => {
-        const rest: Partial<BootData> = result === undefined
-          ? { pending: false, tsx: true }
-          : { pending: false, runtime: result.runtime, compiled: result.module };
+        const rest: Partial<BootData> =
+          result === undefined
+            ? { pending: false, tsx: true }
+            : { pending: false, runtime: result.runtime, compiled: result.module };
         const message: CompiledMessage = { [PROTOCOL_TAG]: Kind.Compiled, fields: rest };
         worker.postMessage(message); // dropped if the worker has exited meanwhile
       });
@@ -173,13 +174,17 @@ let compilerFound: Compiler | null | undefined;
 function findCompiler(module: string): Compiler | undefined {
   if (compilerFound !== undefined) return compilerFound ?? undefined;
   const places = [import.meta.url, pathToFileURL(module).href];
-  const besideTsx = places.map((at) => () => createRequire(createRequire(at).resolve('tsx/package.json')).resolve('esbuild'));
+  const besideTsx = places.map(
+    (at) => () => createRequire(createRequire(at).resolve('tsx/package.json')).resolve('esbuild'),
+  );
   const alone = places.map((at) => () => createRequire(at).resolve('esbuild'));
   compilerFound = null;
   for (const find of [...besideTsx, ...alone]) {
     try {
       const path = find();
-      const version = (JSON.parse(readFileSync(join(dirname(path), '..', 'package.json'), 'utf8')) as { version: string }).version;
+      const version = (
+        JSON.parse(readFileSync(join(dirname(path), '..', 'package.json'), 'utf8')) as { version: string }
+      ).version;
       const tag = `esbuild ${version}, node ${process.versions.node}, conditions [${conditions().join(',')}], mpthreads compile 1`;
       compilerFound = { path, tag };
       break;
@@ -281,7 +286,11 @@ const manifests = new Map<string, { stamp: string; value: Manifest }>();
 
 function readManifest(dir: string, source: string): Manifest | undefined {
   try {
-    return derived(manifests, `${outputPath(dir, source)}.json`, (content) => JSON.parse(content.toString('utf8')) as Manifest);
+    return derived(
+      manifests,
+      `${outputPath(dir, source)}.json`,
+      (content) => JSON.parse(content.toString('utf8')) as Manifest,
+    );
   } catch {
     return undefined;
   }
@@ -306,7 +315,7 @@ function isCurrent(source: string, dir: string, compiler: string, seen: Set<stri
   if (seen.has(source)) return true;
   seen.add(source);
   const manifest = currentManifest(dir, source, compiler);
-  return manifest !== undefined && manifest.deps.every((dep) => isCurrent(dep, dir, compiler, seen));
+  return manifest?.deps.every((dep) => isCurrent(dep, dir, compiler, seen)) === true;
 }
 
 function writeAtomically(file: string, text: string): void {
@@ -332,7 +341,8 @@ async function compileAll(entries: string[], dir: string, compiler: Compiler): P
     const ensure = async (source: string): Promise<void> => {
       if (visited.has(source)) return;
       visited.add(source);
-      const manifest = currentManifest(dir, source, compiler.tag) ?? await compileOnce(service, source, dir, compiler.tag);
+      const manifest =
+        currentManifest(dir, source, compiler.tag) ?? (await compileOnce(service, source, dir, compiler.tag));
       await Promise.all(manifest.deps.map(ensure));
     };
     await Promise.all(entries.map(ensure));
@@ -391,28 +401,36 @@ async function compileFile(esbuild: Esbuild, source: string, dir: string, compil
       'import.meta.filename': JSON.stringify(source),
       'import.meta.dirname': JSON.stringify(dirname(source)),
     },
-    plugins: [{
-      name: 'mpthreads-imports',
-      setup(build: EsbuildPluginBuild) {
-        build.onResolve({ filter: /.*/ }, async (args) => {
-          if (args.kind === 'entry-point' || args.pluginData === kInner) return undefined;
-          // require() and require.resolve() in an ES module: left as written, as Node would run them.
-          if (args.kind !== 'import-statement' && args.kind !== 'dynamic-import') return { path: args.path, external: true };
-          const resolved = await build.resolve(args.path, {
-            kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: kInner, with: args.with,
+    plugins: [
+      {
+        name: 'mpthreads-imports',
+        setup(build: EsbuildPluginBuild) {
+          build.onResolve({ filter: /.*/ }, async (args) => {
+            if (args.kind === 'entry-point' || args.pluginData === kInner) return undefined;
+            // require() and require.resolve() in an ES module: left as written, as Node would run them.
+            if (args.kind !== 'import-statement' && args.kind !== 'dynamic-import')
+              return { path: args.path, external: true };
+            const resolved = await build.resolve(args.path, {
+              kind: args.kind,
+              importer: args.importer,
+              resolveDir: args.resolveDir,
+              pluginData: kInner,
+              with: args.with,
+            });
+            if (resolved.errors.length > 0) return { errors: resolved.errors };
+            if (resolved.external) return { path: args.path, external: true }; // node: built-ins
+            if (typescript.test(resolved.path)) {
+              if (!isEsmTypeScript(resolved.path))
+                return { errors: [{ text: `${resolved.path} is CommonJS TypeScript` }] };
+              deps.add(resolved.path);
+              return { path: outputUrl(dir, resolved.path), external: true };
+            }
+            files.add(resolved.path);
+            return { path: pathToFileURL(resolved.path).href + (resolved.suffix ?? ''), external: true };
           });
-          if (resolved.errors.length > 0) return { errors: resolved.errors };
-          if (resolved.external) return { path: args.path, external: true }; // node: built-ins
-          if (typescript.test(resolved.path)) {
-            if (!isEsmTypeScript(resolved.path)) return { errors: [{ text: `${resolved.path} is CommonJS TypeScript` }] };
-            deps.add(resolved.path);
-            return { path: outputUrl(dir, resolved.path), external: true };
-          }
-          files.add(resolved.path);
-          return { path: pathToFileURL(resolved.path).href + (resolved.suffix ?? ''), external: true };
-        });
+        },
       },
-    }],
+    ],
   });
   const manifest: Manifest = { source, hash, tsconfig, compiler, deps: [...deps], files: [...files] };
   writeAtomically(out, result.outputFiles[0]!.text);
@@ -437,8 +455,16 @@ interface EsbuildPluginBuild {
   onResolve(
     options: { filter: RegExp },
     callback: (args: {
-      path: string; kind: string; importer: string; resolveDir: string; pluginData: unknown; with: Record<string, string>;
+      path: string;
+      kind: string;
+      importer: string;
+      resolveDir: string;
+      pluginData: unknown;
+      with: Record<string, string>;
     }) => Promise<object | undefined>,
   ): void;
-  resolve(path: string, options: object): Promise<{ path: string; external: boolean; suffix?: string; errors: { text: string }[] }>;
+  resolve(
+    path: string,
+    options: object,
+  ): Promise<{ path: string; external: boolean; suffix?: string; errors: { text: string }[] }>;
 }

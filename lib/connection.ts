@@ -16,9 +16,26 @@ import { randomUUID } from 'node:crypto';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
-  abort, capture, commit, kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Captured, type Handle, type WireHandle,
+  abort,
+  capture,
+  commit,
+  kAbort,
+  kCommit,
+  kMarshal,
+  registerHandle,
+  WIRE_TAG,
+  type Captured,
+  type Handle,
+  type WireHandle,
 } from './handles.ts';
-import { checkNonNegativeInteger, checkOptions, checkTimeout, checkTransferList, checkWaitOptions, type WaitOptions } from './options.ts';
+import {
+  checkNonNegativeInteger,
+  checkOptions,
+  checkTimeout,
+  checkTransferList,
+  checkWaitOptions,
+  type WaitOptions,
+} from './options.ts';
 import { wait, type Waiter } from './wait.ts';
 import { decodeItem } from './wire/decode.ts';
 import type { Batch } from './wire/format.ts';
@@ -60,7 +77,14 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   readonly #channel: string | undefined;
 
   /** @internal Use `Pipe()`. */
-  constructor(port: MessagePort | null, readable: boolean, writable: boolean, inbox: unknown[] = [], peerGone = false, channel?: string) {
+  constructor(
+    port: MessagePort | null,
+    readable: boolean,
+    writable: boolean,
+    inbox: unknown[] = [],
+    peerGone = false,
+    channel?: string,
+  ) {
     // `inbox` holds messages (and Undeliverable errors) taken off the port before the end moved here.
     this.#channel = channel;
     this.#port = port;
@@ -92,15 +116,28 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const port = this.#checkOpen();
     this.#checkWritable();
     // A primitive has no properties, handles or depth: the platform's copy is the capture.
-    if (transfer === undefined && (typeof obj !== 'object' || obj === null) && typeof obj !== 'function' && typeof obj !== 'symbol') {
+    if (
+      transfer === undefined &&
+      (typeof obj !== 'object' || obj === null) &&
+      typeof obj !== 'function' &&
+      typeof obj !== 'symbol'
+    ) {
       port.postMessage(obj);
       return;
     }
     const captured = capture(obj, transfer);
     try {
       for (const handle of captured.handles) {
-        if (handle instanceof Connection && handle !== this && this.#channel !== undefined && handle.#channel === this.#channel) {
-          throw new ProcessError('cannot send a connection through its own other end: the message and the channel would be lost', ErrorCode.ConnectionLoop);
+        if (
+          handle instanceof Connection &&
+          handle !== this &&
+          this.#channel !== undefined &&
+          handle.#channel === this.#channel
+        ) {
+          throw new ProcessError(
+            'cannot send a connection through its own other end: the message and the channel would be lost',
+            ErrorCode.ConnectionLoop,
+          );
         }
       }
       port.postMessage({ [ENVELOPE]: captured.batch }, captured.transfer as TransferListItem[]);
@@ -127,11 +164,16 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       if (message !== NONE) return Promise.resolve(message as T);
       if (this.#peerGone) return Promise.reject(new EOFError());
     }
-    return wait<unknown>((waiter) => {
-      this.#waiters.push(waiter);
-      this.#listen();
-      return () => this.#forget(this.#waiters, waiter);
-    }, timeout, signal, () => new TimeoutError(`recv() timed out after ${timeout} ms`)) as Promise<T>;
+    return wait<unknown>(
+      (waiter) => {
+        this.#waiters.push(waiter);
+        this.#listen();
+        return () => this.#forget(this.#waiters, waiter);
+      },
+      timeout,
+      signal,
+      () => new TimeoutError(`recv() timed out after ${timeout} ms`),
+    ) as Promise<T>;
   }
 
   /** Resolves true when a `recv()` would settle without waiting (a message is there, or EOF). */
@@ -153,11 +195,16 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       }
     }
     if (ms === 0) return Promise.resolve(false);
-    return wait<boolean>((waiter) => {
-      this.#pollers.push(waiter);
-      this.#listen();
-      return () => this.#forget(this.#pollers, waiter);
-    }, ms, undefined, () => new PollTimeout()).catch((error) => {
+    return wait<boolean>(
+      (waiter) => {
+        this.#pollers.push(waiter);
+        this.#listen();
+        return () => this.#forget(this.#pollers, waiter);
+      },
+      ms,
+      undefined,
+      () => new PollTimeout(),
+    ).catch((error) => {
       if (error instanceof PollTimeout) return false;
       throw error;
     });
@@ -167,7 +214,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   sendBytes(buf: ArrayBufferView | ArrayBuffer, offset = 0, size?: number): void {
     const bytes = toBytes(buf, 'buf');
     checkNonNegativeInteger(offset, 'offset');
-    if (offset > bytes.byteLength) throw new RangeError(`offset ${offset} is beyond the buffer's ${bytes.byteLength} bytes`);
+    if (offset > bytes.byteLength)
+      throw new RangeError(`offset ${offset} is beyond the buffer's ${bytes.byteLength} bytes`);
     const length = size === undefined ? bytes.byteLength - offset : checkNonNegativeInteger(size, 'size');
     if (offset + length > bytes.byteLength) {
       throw new RangeError(`offset + size (${offset} + ${length}) is beyond the buffer's ${bytes.byteLength} bytes`);
@@ -190,7 +238,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   async recvBytesInto(buf: ArrayBufferView | ArrayBuffer, offset = 0): Promise<number> {
     const target = toBytes(buf, 'buf');
     checkNonNegativeInteger(offset, 'offset');
-    if (offset > target.byteLength) throw new RangeError(`offset ${offset} is beyond the buffer's ${target.byteLength} bytes`);
+    if (offset > target.byteLength)
+      throw new RangeError(`offset ${offset} is beyond the buffer's ${target.byteLength} bytes`);
     const bytes = await this.#recvBytes();
     if (bytes.byteLength > target.byteLength - offset) throw new BufferTooShort(bytes, target.byteLength - offset);
     target.set(bytes, offset);
@@ -228,7 +277,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   [kMarshal](transfer: unknown[]): WireHandle {
     this.#checkOpen();
     if (this.#waiters.length > 0 || this.#pollers.length > 0) {
-      throw new ProcessError('cannot send a connection while a recv() or poll() is waiting on it', ErrorCode.ConnectionBusy);
+      throw new ProcessError(
+        'cannot send a connection while a recv() or poll() is waiting on it',
+        ErrorCode.ConnectionBusy,
+      );
     }
     // Messages already taken off the port travel with the end, captured as any value is.
     let inbox: Batch | null = null;
@@ -241,8 +293,13 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const port = this.#peerGone ? null : this.#port;
     if (port !== null) transfer.push(port);
     return {
-      [WIRE_TAG]: 'Connection', port, readable: this.#readable, writable: this.#writable,
-      inbox, peerGone: this.#peerGone, channel: this.#channel,
+      [WIRE_TAG]: 'Connection',
+      port,
+      readable: this.#readable,
+      writable: this.#writable,
+      inbox,
+      peerGone: this.#peerGone,
+      channel: this.#channel,
     };
   }
 
@@ -283,7 +340,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (message instanceof ArrayBuffer) return new Uint8Array(message);
     if (ArrayBuffer.isView(message)) return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
     this.#inbox.unshift(message);
-    throw new ProcessError(`the next message is not bytes but ${describe(message)}; receive it with recv()`, ErrorCode.NotBytes);
+    throw new ProcessError(
+      `the next message is not bytes but ${describe(message)}; receive it with recv()`,
+      ErrorCode.NotBytes,
+    );
   }
 
   // Nothing thrown here may escape (it would crash the thread): a message that cannot be rebuilt rejects the
@@ -353,7 +413,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   #checkOpen(): MessagePort {
-    if (this.#movedTo !== undefined) throw new ClosedError(`connection was sent to ${this.#movedTo} and cannot be used here`);
+    if (this.#movedTo !== undefined)
+      throw new ClosedError(`connection was sent to ${this.#movedTo} and cannot be used here`);
     if (this.#closed) throw new ClosedError('connection is closed');
     return this.#port ?? deadPort;
   }
@@ -413,12 +474,18 @@ export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Conne
   const { port1, port2 } = new MessageChannel();
   const channel = randomUUID();
   return duplex
-    ? [new Connection<T>(port1, true, true, [], false, channel), new Connection<T>(port2, true, true, [], false, channel)]
-    : [new Connection<T>(port1, true, false, [], false, channel), new Connection<T>(port2, false, true, [], false, channel)];
+    ? [
+        new Connection<T>(port1, true, true, [], false, channel),
+        new Connection<T>(port2, true, true, [], false, channel),
+      ]
+    : [
+        new Connection<T>(port1, true, false, [], false, channel),
+        new Connection<T>(port2, false, true, [], false, channel),
+      ];
 }
 
 registerHandle('Connection', (wire) => {
-  const entries = wire.inbox === null ? [] : decodeItem(wire.inbox as Batch, 0) as [0 | 1, unknown][];
+  const entries = wire.inbox === null ? [] : (decodeItem(wire.inbox as Batch, 0) as [0 | 1, unknown][]);
   return new Connection(
     wire.port as MessagePort | null,
     wire.readable as boolean,

@@ -29,7 +29,9 @@ interface Registry {
   importing: string | undefined;
 }
 
-interface Flusher { flushOnExit(): void }
+interface Flusher {
+  flushOnExit(): void;
+}
 
 const kRegistry = Symbol.for('mpthreads.thread');
 type GlobalWithRegistry = typeof globalThis & { [kRegistry]?: Registry };

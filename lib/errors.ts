@@ -112,8 +112,19 @@ export function bug(message: string): InternalError {
 
 // Errors are rebuilt across threads by name; this maps the names a worker may report back to classes.
 const byName: Record<string, new (message: string) => Error> = {
-  Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError,
-  ProcessError, Empty, Full, EOFError, ClosedError, TimeoutError,
+  Error,
+  TypeError,
+  RangeError,
+  SyntaxError,
+  ReferenceError,
+  EvalError,
+  URIError,
+  ProcessError,
+  Empty,
+  Full,
+  EOFError,
+  ClosedError,
+  TimeoutError,
 };
 
 /** The shape an error takes on the wire: everything needed to rebuild it with its class name and stack. */
@@ -146,7 +157,8 @@ export function deserializeError(wire: SerializedError): Error {
   if (error.name !== wire.name) {
     Object.defineProperty(error, 'name', { value: wire.name, configurable: true, writable: true });
   }
-  if (wire.code !== undefined) Object.defineProperty(error, 'code', { value: wire.code, enumerable: true, configurable: true, writable: true });
+  if (wire.code !== undefined)
+    Object.defineProperty(error, 'code', { value: wire.code, enumerable: true, configurable: true, writable: true });
   if (wire.stack !== undefined) error.stack = wire.stack;
   return error;
 }
@@ -154,7 +166,8 @@ export function deserializeError(wire: SerializedError): Error {
 /** A short description of a value for error messages: `-1 (number)`, `"x" (string)`, `[object Object] (object)`. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return `${JSON.stringify(value)} (string)`;
-  if (typeof value === 'symbol' || typeof value === 'function') return `${String(value).slice(0, 60)} (${typeof value})`;
+  if (typeof value === 'symbol' || typeof value === 'function')
+    return `${String(value).slice(0, 60)} (${typeof value})`;
   if (value === null) return 'null';
   if (typeof value === 'object') return `${Object.prototype.toString.call(value)} (object)`;
   return `${String(value)} (${typeof value})`;

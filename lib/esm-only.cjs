@@ -3,10 +3,13 @@
 // does not say what to do instead.
 'use strict';
 
-throw Object.assign(new Error(
-  "mpthreads is ESM-only: require('mpthreads') cannot load it. Use\n"
-  + "  import { Process, Pipe, Queue } from 'mpthreads';\n"
-  + "in an ES module (a .mjs or .mts file, or \"type\": \"module\" in package.json), or from CommonJS\n"
-  + "  const { Process, Pipe, Queue } = await import('mpthreads');\n"
-  + 'inside an async function.',
-), { code: 'ERR_REQUIRE_ESM' });
+throw Object.assign(
+  new Error(
+    "mpthreads is ESM-only: require('mpthreads') cannot load it. Use\n" +
+      "  import { Process, Pipe, Queue } from 'mpthreads';\n" +
+      'in an ES module (a .mjs or .mts file, or "type": "module" in package.json), or from CommonJS\n' +
+      "  const { Process, Pipe, Queue } = await import('mpthreads');\n" +
+      'inside an async function.',
+  ),
+  { code: 'ERR_REQUIRE_ESM' },
+);

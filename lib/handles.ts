@@ -13,6 +13,10 @@ import { setHandleReviver } from './wire/decode.ts';
 import { Encoder, type LoneItem } from './wire/encode.ts';
 import type { Batch } from './wire/format.ts';
 
+export const kMarshal: unique symbol = Symbol.for('mpthreads.marshal');
+export const kCommit: unique symbol = Symbol.for('mpthreads.commit');
+export const kAbort: unique symbol = Symbol.for('mpthreads.abort');
+
 /** Implemented by every class whose instances can travel between threads. */
 export interface Handle {
   /** Describes the handle for the wire; `transfer` collects the ports to move. */
@@ -22,10 +26,6 @@ export interface Handle {
   /** The post carrying the record failed: undo what kMarshal did. */
   [kAbort](): void;
 }
-
-export const kMarshal: unique symbol = Symbol.for('mpthreads.marshal');
-export const kCommit: unique symbol = Symbol.for('mpthreads.commit');
-export const kAbort: unique symbol = Symbol.for('mpthreads.abort');
 
 /** The key that marks a wire record. */
 export const WIRE_TAG = 'mpthreads.handle';
@@ -38,7 +38,10 @@ export interface WireHandle {
 type Reviver = (wire: WireHandle) => unknown;
 // Per thread on globalThis: every copy of the library in a thread revives every kind.
 const kRevivers = Symbol.for('mpthreads.revivers');
-const revivers: Map<string, Reviver> = ((globalThis as Record<symbol, unknown>)[kRevivers] ??= new Map()) as Map<string, Reviver>;
+const revivers: Map<string, Reviver> = ((globalThis as Record<symbol, unknown>)[kRevivers] ??= new Map()) as Map<
+  string,
+  Reviver
+>;
 
 /** Each handle class registers how to rebuild itself from its wire record. */
 export function registerHandle(kind: string, reviver: Reviver): void {

@@ -2,7 +2,17 @@
 export { Process, activeChildren, type ProcessOptions, type ProcessTarget } from './process.ts';
 export { Connection, Pipe, type SendOptions } from './connection.ts';
 export { currentProcess, parentProcess, isMainThread, type ProcessInfo } from './context.ts';
-export { ProcessError, Empty, Full, EOFError, ClosedError, BufferTooShort, TimeoutError, InternalError, ErrorCode } from './errors.ts';
+export {
+  ProcessError,
+  Empty,
+  Full,
+  EOFError,
+  ClosedError,
+  BufferTooShort,
+  TimeoutError,
+  InternalError,
+  ErrorCode,
+} from './errors.ts';
 export type { WaitOptions } from './options.ts';
 export { Queue, type QueueOptions, type PutOptions } from './queue.ts';
 export { registerClass, type ClassOptions } from './wire/classes.ts';

@@ -34,7 +34,8 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
    * (ERR_TASK_DONE_TOO_MANY) if no task is unfinished.
    */
   taskDone(): void {
-    if (!backendOf(this).taskDone()) throw new ProcessError('taskDone() called too many times', ErrorCode.TaskDoneTooMany);
+    if (!backendOf(this).taskDone())
+      throw new ProcessError('taskDone() called too many times', ErrorCode.TaskDoneTooMany);
   }
 
   /**
@@ -46,7 +47,9 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
     const { timeout, signal } = checkWaitOptions(options);
     const backend = backendOf(this);
     if (!(await backend.join(timeout, signal))) {
-      throw new TimeoutError(`join() timed out after ${timeout} ms with ${Math.max(backend.unfinished(), 0)} tasks unfinished`);
+      throw new TimeoutError(
+        `join() timed out after ${timeout} ms with ${Math.max(backend.unfinished(), 0)} tasks unfinished`,
+      );
     }
   }
 }

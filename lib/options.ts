@@ -36,7 +36,8 @@ export function checkSignal(value: unknown, name = 'options.signal'): AbortSigna
  */
 export function checkOptions(value: unknown, name: string, known: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {};
-  if (value === null || typeof value !== 'object') throw new TypeError(`${name} must be an object, got ${describe(value)}`);
+  if (value === null || typeof value !== 'object')
+    throw new TypeError(`${name} must be an object, got ${describe(value)}`);
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) {
       const takes = known.length === 0 ? 'takes no options' : `takes ${known.map((k) => `"${k}"`).join(', ')}`;
@@ -49,9 +50,15 @@ export function checkOptions(value: unknown, name: string, known: readonly strin
 const waitKeys = ['timeout', 'signal'] as const;
 
 /** Checks `{ timeout, signal }` and returns them normalised. */
-export function checkWaitOptions(value: unknown, name = 'options'): { timeout: number; signal: AbortSignal | undefined } {
+export function checkWaitOptions(
+  value: unknown,
+  name = 'options',
+): { timeout: number; signal: AbortSignal | undefined } {
   const options = checkOptions(value, name, waitKeys);
-  return { timeout: checkTimeout(options.timeout, `${name}.timeout`), signal: checkSignal(options.signal, `${name}.signal`) };
+  return {
+    timeout: checkTimeout(options.timeout, `${name}.timeout`),
+    signal: checkSignal(options.signal, `${name}.signal`),
+  };
 }
 
 export function checkNonNegativeInteger(value: unknown, name: string): number {
@@ -64,6 +71,7 @@ export function checkNonNegativeInteger(value: unknown, name: string): number {
 
 export function checkTransferList(value: unknown, name = 'options.transfer'): TransferListItem[] | undefined {
   if (value === undefined) return undefined;
-  if (!Array.isArray(value)) throw new TypeError(`${name} must be an array of ArrayBuffers or MessagePorts, got ${describe(value)}`);
+  if (!Array.isArray(value))
+    throw new TypeError(`${name} must be an array of ArrayBuffers or MessagePorts, got ${describe(value)}`);
   return value as TransferListItem[];
 }

@@ -42,7 +42,9 @@ export type ProcessOptions<T extends ProcessTarget | string = ProcessTarget | st
 
 /** `args`, required when the target has required parameters. */
 type ArgsOption<T> = T extends ProcessTarget
-  ? [] extends Parameters<T> ? { args?: Args<Parameters<T>> } : { args: Args<Parameters<T>> }
+  ? [] extends Parameters<T>
+    ? { args?: Args<Parameters<T>> }
+    : { args: Args<Parameters<T>> }
   : { args?: Args<unknown[]> };
 
 /** Arguments for `target`, copied; Connections and queues anywhere inside arrive as working handles. */
@@ -81,14 +83,19 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
 
   constructor(options: ProcessOptions<T>) {
     const o = checkOptions(options, 'options', ['target', 'module', 'args', 'name', 'daemon', 'resourceLimits']);
-    if (o.target === undefined) throw new TypeError('options.target is required: a function exported by options.module, or its name');
+    if (o.target === undefined)
+      throw new TypeError('options.target is required: a function exported by options.module, or its name');
     this.#target = targetName(o.target);
-    if (o.module === undefined) throw new TypeError('options.module is required: pass import.meta.url of the module that exports the target');
+    if (o.module === undefined)
+      throw new TypeError('options.module is required: pass import.meta.url of the module that exports the target');
     this.#module = moduleUrl(o.module);
-    if (o.args !== undefined && !Array.isArray(o.args)) throw new TypeError(`options.args must be an array, got ${describe(o.args)}`);
+    if (o.args !== undefined && !Array.isArray(o.args))
+      throw new TypeError(`options.args must be an array, got ${describe(o.args)}`);
     this.#args = (o.args as readonly unknown[] | undefined) ?? [];
-    if (o.name !== undefined && typeof o.name !== 'string') throw new TypeError(`options.name must be a string, got ${describe(o.name)}`);
-    if (o.daemon !== undefined && typeof o.daemon !== 'boolean') throw new TypeError(`options.daemon must be a boolean, got ${describe(o.daemon)}`);
+    if (o.name !== undefined && typeof o.name !== 'string')
+      throw new TypeError(`options.name must be a string, got ${describe(o.name)}`);
+    if (o.daemon !== undefined && typeof o.daemon !== 'boolean')
+      throw new TypeError(`options.daemon must be a boolean, got ${describe(o.daemon)}`);
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
       throw new TypeError(`options.resourceLimits must be an object, got ${describe(o.resourceLimits)}`);
     }
@@ -112,7 +119,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   }
   set daemon(value: boolean) {
     if (typeof value !== 'boolean') throw new TypeError(`daemon must be a boolean, got ${describe(value)}`);
-    if (this.#worker !== undefined) throw new ProcessError('cannot change daemon of a process that has started', ErrorCode.ProcessStarted);
+    if (this.#worker !== undefined)
+      throw new ProcessError('cannot change daemon of a process that has started', ErrorCode.ProcessStarted);
     this.#daemon = value;
   }
 
@@ -142,7 +150,10 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     if (importing !== undefined) throw startedWhileImporting(this.#name, importing);
     const modulePath = fileURLToPath(this.#module);
     if (!existsSync(modulePath)) {
-      throw new ProcessError(`cannot load module ${this.#module.href} for target "${this.#target}": no such file`, ErrorCode.ModuleLoad);
+      throw new ProcessError(
+        `cannot load module ${this.#module.href} for target "${this.#target}": no such file`,
+        ErrorCode.ModuleLoad,
+      );
     }
     const args = capture(this.#args);
     const self = currentProcess();
@@ -169,12 +180,18 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     boot.hub = hub;
     const transfer = [...args.transfer, hub] as TransferListItem[];
     try {
-      worker = (useSpare ? claimSpare(boot, transfer) : undefined) ?? startWorker(bootstrapUrl, {
-        workerData: { [PROTOCOL_TAG]: boot },
-        transferList: transfer,
-        resourceLimits: this.#resourceLimits,
-        name: this.#name,
-      }, compiled?.execArgv);
+      worker =
+        (useSpare ? claimSpare(boot, transfer) : undefined) ??
+        startWorker(
+          bootstrapUrl,
+          {
+            workerData: { [PROTOCOL_TAG]: boot },
+            transferList: transfer,
+            resourceLimits: this.#resourceLimits,
+            name: this.#name,
+          },
+          compiled?.execArgv,
+        );
     } catch (error) {
       abort(args);
       hub.close();
@@ -212,7 +229,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     try {
       ms = checkTimeout(timeout, 'timeout');
       this.#checkNotClosed();
-      if (this.#worker === undefined) throw new ProcessError('can only join a started process', ErrorCode.ProcessNotStarted);
+      if (this.#worker === undefined)
+        throw new ProcessError('can only join a started process', ErrorCode.ProcessNotStarted);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -220,11 +238,18 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     const exited = this.#exited!;
     if (this.#exitCode !== null) return exited;
     if (this.#daemon) worker.ref();
-    const done = () => { if (this.#daemon && this.#exitCode === null) worker.unref(); };
+    const done = () => {
+      if (this.#daemon && this.#exitCode === null) worker.unref();
+    };
     if (ms === Infinity) return exited.finally(done);
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<void>((resolve) => { timer = setTimeout(resolve, Math.min(ms, 0x7fffffff)); });
-    return Promise.race([exited, timedOut]).finally(() => { clearTimeout(timer); done(); });
+    const timedOut = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.min(ms, 0x7fffffff));
+    });
+    return Promise.race([exited, timedOut]).finally(() => {
+      clearTimeout(timer);
+      done();
+    });
   }
 
   /** True from `start()` until the worker has exited. */
@@ -244,7 +269,11 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
 
   /** Releases the Process object; throws while the worker is still running. */
   close(): void {
-    if (this.isAlive()) throw new ProcessError('cannot close a process while it is still running; join() or terminate() it first', ErrorCode.ProcessRunning);
+    if (this.isAlive())
+      throw new ProcessError(
+        'cannot close a process while it is still running; join() or terminate() it first',
+        ErrorCode.ProcessRunning,
+      );
     this.#closed = true;
   }
 
@@ -258,7 +287,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   #onMessage(message: WorkerMessage): void {
     switch (message[PROTOCOL_TAG]) {
       case Kind.Error:
-        return this.#onError(deserializeError(message.error));
+        this.#onError(deserializeError(message.error));
+        return;
       default: {
         // Thrown here it would crash this thread: a worker's message must not do that, even a wrong one.
         const unknown: never = message[PROTOCOL_TAG];
@@ -271,7 +301,9 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   #onError(error: Error): void {
     if (this.#error !== undefined) return;
     this.#error = error;
-    process.stderr.write(`Process ${this.#name} (pid ${this.#pid}):\n${error.stack ?? `${error.name}: ${error.message}`}\n`);
+    process.stderr.write(
+      `Process ${this.#name} (pid ${this.#pid}):\n${error.stack ?? `${error.name}: ${error.message}`}\n`,
+    );
   }
 
   #checkNotClosed(): void {
@@ -296,12 +328,12 @@ export function activeChildren(): Process[] {
  */
 function startedWhileImporting(name: string, module: string): ProcessError {
   return new ProcessError(
-    `cannot start process "${name}" while this worker is still importing its task module ${module}. `
-      + 'Every worker imports the module that exports its target, so code at the top level of that module runs '
-      + 'again in each worker, and starting processes there would start workers without end. '
-      + 'Put the code that starts processes under `if (isMainThread) { ... }` (import { isMainThread } from '
-      + "'mpthreads'), the analogue of Python's `if __name__ == '__main__':`, or move it into a function that "
-      + 'only the main thread calls.',
+    `cannot start process "${name}" while this worker is still importing its task module ${module}. ` +
+      'Every worker imports the module that exports its target, so code at the top level of that module runs ' +
+      'again in each worker, and starting processes there would start workers without end. ' +
+      'Put the code that starts processes under `if (isMainThread) { ... }` (import { isMainThread } from ' +
+      "'mpthreads'), the analogue of Python's `if __name__ == '__main__':`, or move it into a function that " +
+      'only the main thread calls.',
     ErrorCode.StartWhileImporting,
   );
 }
@@ -315,17 +347,23 @@ function targetName(target: unknown): string {
     // The worker imports options.module and calls its export named target.name: only that name travels.
     const name = target.name;
     if (name === '') {
-      throw new TypeError('options.target is an anonymous function: the worker calls the export of options.module named like the target; '
-        + 'export a named function and pass it, or pass the export\'s name as a string');
+      throw new TypeError(
+        'options.target is an anonymous function: the worker calls the export of options.module named like the target; ' +
+          "export a named function and pass it, or pass the export's name as a string",
+      );
     }
     if (name.startsWith('bound ')) {
-      throw new TypeError(`options.target is a bound function (${name}): the worker calls the export of options.module named like the target, `
-        + `so neither a bound this nor bound arguments can reach it; pass the exported function itself (target: ${name.slice(6) || '…'}) `
-        + 'and its arguments in options.args');
+      throw new TypeError(
+        `options.target is a bound function (${name}): the worker calls the export of options.module named like the target, ` +
+          `so neither a bound this nor bound arguments can reach it; pass the exported function itself (target: ${name.slice(6) || '…'}) ` +
+          'and its arguments in options.args',
+      );
     }
     if (/^class\b/.test(Function.prototype.toString.call(target))) {
-      throw new TypeError(`options.target is a class (${name}): the worker calls its target, and a class cannot be called without new; `
-        + 'export a function that constructs it and pass that');
+      throw new TypeError(
+        `options.target is a class (${name}): the worker calls its target, and a class cannot be called without new; ` +
+          'export a function that constructs it and pass that',
+      );
     }
     return name;
   }
@@ -343,6 +381,7 @@ function moduleUrl(module: unknown): URL {
 }
 
 function checkFileUrl(url: URL): URL {
-  if (url.protocol !== 'file:') throw new TypeError(`options.module must be a file: URL or a path, got ${JSON.stringify(url.href)}`);
+  if (url.protocol !== 'file:')
+    throw new TypeError(`options.module must be a file: URL or a path, got ${JSON.stringify(url.href)}`);
   return url;
 }

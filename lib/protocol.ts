@@ -36,13 +36,22 @@ export interface BootData {
 }
 
 /** Parent -> a spare worker on standby: its BootData. */
-export interface BootMessage { [PROTOCOL_TAG]: typeof Kind.Boot; boot: BootData }
+export interface BootMessage {
+  [PROTOCOL_TAG]: typeof Kind.Boot;
+  boot: BootData;
+}
 /** Parent -> a worker started `pending`: the compiled module's URLs, or `tsx: true` when compiling failed. */
-export interface CompiledMessage { [PROTOCOL_TAG]: typeof Kind.Compiled; fields: Partial<BootData> }
+export interface CompiledMessage {
+  [PROTOCOL_TAG]: typeof Kind.Compiled;
+  fields: Partial<BootData>;
+}
 export type ParentMessage = BootMessage | CompiledMessage;
 
 /** Worker -> parent: the target threw (or the module could not be loaded); the worker then exits with code 1. */
-export interface ErrorMessage { [PROTOCOL_TAG]: typeof Kind.Error; error: SerializedError }
+export interface ErrorMessage {
+  [PROTOCOL_TAG]: typeof Kind.Error;
+  error: SerializedError;
+}
 export type WorkerMessage = ErrorMessage;
 
 /** True for our messages on a worker's parentPort (the user's own carry no PROTOCOL_TAG). */

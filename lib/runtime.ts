@@ -29,7 +29,8 @@ export const hubRuntime: Runtime = bundled
 /** Options that describe the main script itself: a worker started from a file fails to load with them. */
 function describesMainScript(flag: string): 'alone' | 'with-value' | false {
   if (flag.startsWith('--input-type=') || flag.startsWith('--eval=') || flag.startsWith('--print=')) return 'alone';
-  if (flag === '--input-type' || flag === '-e' || flag === '--eval' || flag === '-p' || flag === '--print') return 'with-value';
+  if (flag === '--input-type' || flag === '-e' || flag === '--eval' || flag === '-p' || flag === '--print')
+    return 'with-value';
   return false;
 }
 
@@ -53,7 +54,11 @@ export function startWorker(url: URL, options: WorkerOptions, execArgv?: readonl
     return new Worker(url, { ...options, execArgv: kept });
   } catch (error) {
     if ((error as { code?: string }).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error;
-    const refused = String((error as Error).message).split(':').pop()!.split(',').map((flag) => flag.trim());
+    const refused = String((error as Error).message)
+      .split(':')
+      .pop()!
+      .split(',')
+      .map((flag) => flag.trim());
     return new Worker(url, { ...options, execArgv: kept.filter((flag) => !refused.includes(flag)) });
   }
 }

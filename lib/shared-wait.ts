@@ -19,10 +19,13 @@ export async function waitForCell(
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
   const keepAlive = setInterval(() => {}, kForever);
   let onAbort: (() => void) | undefined;
-  const aborted = signal === undefined ? undefined : new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+  const aborted =
+    signal === undefined
+      ? undefined
+      : new Promise<never>((_, reject) => {
+          onAbort = () => reject(signal.reason);
+          signal.addEventListener('abort', onAbort, { once: true });
+        });
   aborted?.catch(() => {});
   try {
     for (;;) {
@@ -30,7 +33,12 @@ export async function waitForCell(
       if (ready(value)) return true;
       const remaining = deadline - performance.now();
       if (remaining <= 0) return false;
-      const result = Atomics.waitAsync(cells, index, value, remaining === Infinity ? undefined : Math.min(remaining, kForever));
+      const result = Atomics.waitAsync(
+        cells,
+        index,
+        value,
+        remaining === Infinity ? undefined : Math.min(remaining, kForever),
+      );
       if (result.async) await (aborted === undefined ? result.value : Promise.race([result.value, aborted]));
     }
   } finally {

@@ -17,9 +17,9 @@ import { adopt, backendFor, Queue, registerQueueKind } from './queue.ts';
 export class SimpleQueue<T = unknown> implements Handle {
   readonly #q: Queue<T>;
 
-  constructor() {
+  constructor(...none: []) {
     // Python's SimpleQueue takes no options; one passed anyway is a TypeError, not silently ignored.
-    this.#q = new Queue<T>(backendFor('SimpleQueue', arguments[0]));
+    this.#q = new Queue<T>(backendFor('SimpleQueue', (none as unknown[])[0]));
   }
 
   /** Adds `item`, copied now; resolves once it is in this holder's buffer. */

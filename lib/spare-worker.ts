@@ -8,7 +8,7 @@
 // Invariants:
 //   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.
 //   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
-import { Worker, type TransferListItem } from 'node:worker_threads';
+import type { Worker, TransferListItem } from 'node:worker_threads';
 import { Kind, PROTOCOL_TAG, type BootData, type BootMessage } from './protocol.ts';
 import { startWorker } from './runtime.ts';
 
@@ -20,8 +20,12 @@ function startSpare(bootstrapUrl: URL, runtime: string): void {
   const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: standby }, name: 'mpthreads spare' });
   worker.unref();
   const entry = { worker, runtime };
-  worker.once('exit', () => { if (spare === entry) spare = undefined; });
-  worker.on('error', () => { if (spare === entry) spare = undefined; });
+  worker.once('exit', () => {
+    if (spare === entry) spare = undefined;
+  });
+  worker.on('error', () => {
+    if (spare === entry) spare = undefined;
+  });
   spare = entry;
 }
 

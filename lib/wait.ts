@@ -27,7 +27,9 @@ export function wait<T>(
   return new Promise<T>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let disarm: (() => void) | undefined;
-    const onAbort = () => { if (!waiter.committed) waiter.reject(signal!.reason); };
+    const onAbort = () => {
+      if (!waiter.committed) waiter.reject(signal!.reason);
+    };
     const finish = () => {
       waiter.settled = true;
       if (timer !== undefined) clearTimeout(timer);
@@ -37,12 +39,28 @@ export function wait<T>(
     const waiter = {
       settled: false,
       committed: false,
-      resolve(value: T) { if (!waiter.settled) { finish(); resolve(value); } },
-      reject(error: unknown) { if (!waiter.settled) { finish(); reject(error); } },
+      resolve(value: T) {
+        if (!waiter.settled) {
+          finish();
+          resolve(value);
+        }
+      },
+      reject(error: unknown) {
+        if (!waiter.settled) {
+          finish();
+          reject(error);
+        }
+      },
     };
     disarm = arm(waiter);
-    if (waiter.settled) { disarm(); return; }
-    if (timeout !== Infinity && timeout <= kMaxTimer) timer = setTimeout(() => { if (!waiter.committed) waiter.reject(onTimeout()); }, timeout);
+    if (waiter.settled) {
+      disarm();
+      return;
+    }
+    if (timeout !== Infinity && timeout <= kMaxTimer)
+      timer = setTimeout(() => {
+        if (!waiter.committed) waiter.reject(onTimeout());
+      }, timeout);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

@@ -26,11 +26,11 @@ async function fail(error: unknown): Promise<never> {
  * target was exported under another name), or what the export is, or which functions the module exports.
  */
 function why(module: Record<string, unknown>, name: string): string {
-  const functions: [exported: string, fn: Function][] = [];
+  const functions: [exported: string, fn: (...args: unknown[]) => unknown][] = [];
   for (const exported of Object.keys(module)) {
     try {
       const value = module[exported];
-      if (typeof value === 'function') functions.push([exported, value]);
+      if (typeof value === 'function') functions.push([exported, value as (...args: unknown[]) => unknown]);
     } catch {
       // a binding still in its temporal dead zone (an import cycle): not a target anyway
     }
@@ -47,7 +47,10 @@ function why(module: Record<string, unknown>, name: string): string {
     }
   }
   if (functions.length === 0) return ': it exports no function';
-  const list = functions.slice(0, 10).map(([exported]) => exported).join(', ');
+  const list = functions
+    .slice(0, 10)
+    .map(([exported]) => exported)
+    .join(', ');
   return `; the functions it exports are ${list}${functions.length > 10 ? ', …' : ''}`;
 }
 
@@ -58,21 +61,32 @@ export async function main(boot: BootData): Promise<void> {
   let module: Record<string, unknown>;
   try {
     setImporting(boot.module);
-    module = await import(boot.compiled ?? boot.module) as Record<string, unknown>;
+    module = (await import(boot.compiled ?? boot.module)) as Record<string, unknown>;
     target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    return fail(new ProcessError(`cannot load module ${boot.module} for target "${boot.target}": ${reason}`, ErrorCode.ModuleLoad, { cause: error }));
+    return fail(
+      new ProcessError(
+        `cannot load module ${boot.module} for target "${boot.target}": ${reason}`,
+        ErrorCode.ModuleLoad,
+        { cause: error },
+      ),
+    );
   } finally {
     setImporting(undefined);
   }
   if (typeof target !== 'function') {
-    return fail(new ProcessError(`target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`, ErrorCode.TargetNotFound));
+    return fail(
+      new ProcessError(
+        `target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`,
+        ErrorCode.TargetNotFound,
+      ),
+    );
   }
   let args: unknown[];
   try {
     // Decoded once the task module is loaded: classes it registers (registerClass) arrive as instances.
-    args = boot.args === null ? [] : decodeItem(boot.args, 0) as unknown[];
+    args = boot.args === null ? [] : (decodeItem(boot.args, 0) as unknown[]);
   } catch (error) {
     return fail(error);
   }

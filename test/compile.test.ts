@@ -16,20 +16,24 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const lib = pathToFileURL(join(root, 'lib', 'index.ts')).href;
 
 /** A project in a fresh directory: `files` by relative path; `package.json` says "type": "module" unless given. */
-async function project(files: Record<string, string>): Promise<{ dir: string; path(name: string): string; write(name: string, text: string): Promise<void>; remove(): Promise<void> }> {
+async function project(files: Record<string, string>): Promise<{
+  dir: string;
+  path(name: string): string;
+  write(name: string, text: string): Promise<void>;
+  remove(): Promise<void>;
+}> {
   const dir = await mkdtemp(join(tmpdir(), 'mpthreads-compile-'));
   const write = async (name: string, text: string) => {
     await mkdir(dirname(join(dir, name)), { recursive: true });
     await writeFile(join(dir, name), text);
   };
   await mkdir(join(dir, 'node_modules'));
-  for (const [name, text] of Object.entries({ 'package.json': '{ "type": "module" }', ...files })) await write(name, text);
+  for (const [name, text] of Object.entries({ 'package.json': '{ "type": "module" }', ...files }))
+    await write(name, text);
   return { dir, path: (name) => join(dir, name), write, remove: () => rm(dir, { recursive: true, force: true }) };
 }
 
-type Outcome =
-  | { state: 'not compiled' }
-  | { state: 'ready' | 'compiled'; boot: Partial<BootData> };
+type Outcome = { state: 'not compiled' } | { state: 'ready' | 'compiled'; boot: Partial<BootData> };
 
 /** compileForWorker for `module` with a JavaScript runtime, waited for: what the worker would be told. */
 async function compile(module: string): Promise<Outcome> {
@@ -46,17 +50,23 @@ async function compile(module: string): Promise<Outcome> {
 
 const t = suite('compile: TypeScript task modules become JavaScript for the worker');
 
-t('a module and the TypeScript it imports become .mjs files, every import resolved; the next start finds them current', async () => {
-  const p = await project({
-    'node_modules/dep/package.json': JSON.stringify({ name: 'dep', exports: { module: './module.js', import: './import.mjs', default: './default.js' } }),
-    'node_modules/dep/module.js': "export const which = 'module';\n",
-    'node_modules/dep/import.mjs': "export const which = 'import';\n",
-    'node_modules/dep/default.js': "export const which = 'default';\n",
-    'types.ts': 'export interface Shape { sides: number }\n',
-    'helper.ts': 'enum Version { V1 = 1 }\nexport function helper(): string { return `v${Version.V1}`; }\n',
-    'lazy.ts': "export const lazy: string = 'lazy';\n",
-    'data.json': '{ "x": 5 }\n',
-    'task.ts': `
+t(
+  'a module and the TypeScript it imports become .mjs files, every import resolved; the next start finds them current',
+  async () => {
+    const p = await project({
+      'node_modules/dep/package.json': JSON.stringify({
+        name: 'dep',
+        exports: { module: './module.js', import: './import.mjs', default: './default.js' },
+      }),
+      'node_modules/dep/module.js': "export const which = 'module';\n",
+      'node_modules/dep/import.mjs': "export const which = 'import';\n",
+      'node_modules/dep/default.js': "export const which = 'default';\n",
+      'types.ts': 'export interface Shape { sides: number }\n',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the source text of a TypeScript file, template literal and all
+      'helper.ts': 'enum Version { V1 = 1 }\nexport function helper(): string { return `v${Version.V1}`; }\n',
+      'lazy.ts': "export const lazy: string = 'lazy';\n",
+      'data.json': '{ "x": 5 }\n',
+      'task.ts': `
 import { join } from 'node:path';
 import { which } from 'dep';
 import type { Shape } from './types.ts';
@@ -69,33 +79,44 @@ export async function report() {
   return { helper: helper(), which, x: data.x, sides: shape.sides, lazy: (await import('./lazy.ts')).lazy, joined: join('a', 'b') };
 }
 `,
-  });
-  try {
-    const first = await compile(p.path('task.ts'));
-    assert.is(first.state, 'compiled');
-    if (first.state === 'not compiled') return;
-    const compiled = first.boot.compiled!;
-    assert.ok(compiled.startsWith(pathToFileURL(p.path('node_modules/.cache/mpthreads/')).href), compiled);
-    assert.is(first.boot.runtime, 'file:///nowhere/runtime.js', 'a JavaScript runtime is left as it is');
+    });
+    try {
+      const first = await compile(p.path('task.ts'));
+      assert.is(first.state, 'compiled');
+      if (first.state === 'not compiled') return;
+      const compiled = first.boot.compiled!;
+      assert.ok(compiled.startsWith(pathToFileURL(p.path('node_modules/.cache/mpthreads/')).href), compiled);
+      assert.is(first.boot.runtime, 'file:///nowhere/runtime.js', 'a JavaScript runtime is left as it is');
 
-    const m = await import(compiled) as { url: string; dir: string; report(): Promise<Record<string, unknown>> };
-    assert.is(m.url, pathToFileURL(p.path('task.ts')).href, 'import.meta.url is the source file\'s');
-    assert.is(m.dir, p.dir);
-    assert.equal(await m.report(), { helper: 'v1', which: 'import', x: 5, sides: 3, lazy: 'lazy', joined: join('a', 'b') });
-    const text = await readFile(fileURLToPath(compiled), 'utf8');
-    assert.ok(text.includes(pathToFileURL(p.path('node_modules/dep/import.mjs')).href), 'a package import is its file: URL (Node\'s "import" condition, not "module")');
-    assert.not.ok(text.includes('types'), 'a type-only import is gone');
-    assert.match(text, /sourceMappingURL=data:/);
+      const m = (await import(compiled)) as { url: string; dir: string; report(): Promise<Record<string, unknown>> };
+      assert.is(m.url, pathToFileURL(p.path('task.ts')).href, "import.meta.url is the source file's");
+      assert.is(m.dir, p.dir);
+      assert.equal(await m.report(), {
+        helper: 'v1',
+        which: 'import',
+        x: 5,
+        sides: 3,
+        lazy: 'lazy',
+        joined: join('a', 'b'),
+      });
+      const text = await readFile(fileURLToPath(compiled), 'utf8');
+      assert.ok(
+        text.includes(pathToFileURL(p.path('node_modules/dep/import.mjs')).href),
+        'a package import is its file: URL (Node\'s "import" condition, not "module")',
+      );
+      assert.not.ok(text.includes('types'), 'a type-only import is gone');
+      assert.match(text, /sourceMappingURL=data:/);
 
-    const second = await compile(p.path('task.ts'));
-    assert.is(second.state, 'ready', 'nothing changed: current without esbuild');
-    if (second.state === 'not compiled') return;
-    assert.is(second.boot.compiled, compiled);
-    assert.is(second.boot.tsx, false);
-  } finally {
-    await p.remove();
-  }
-});
+      const second = await compile(p.path('task.ts'));
+      assert.is(second.state, 'ready', 'nothing changed: current without esbuild');
+      if (second.state === 'not compiled') return;
+      assert.is(second.boot.compiled, compiled);
+      assert.is(second.boot.tsx, false);
+    } finally {
+      await p.remove();
+    }
+  },
+);
 
 t('a file the module imports that changes is compiled again, and only a change makes the start wait', async () => {
   const p = await project({
@@ -109,7 +130,9 @@ t('a file the module imports that changes is compiled again, and only a change m
     await p.write('helper.ts', "export const version: string = 'v2';\n");
     const again = await compile(p.path('task.ts'));
     assert.is(again.state, 'compiled', 'the helper changed: compiled again');
-    const helpers = (await import('node:fs')).readdirSync(p.path('node_modules/.cache/mpthreads')).filter((f) => /^helper-.*\.mjs$/.test(f));
+    const helpers = (await import('node:fs'))
+      .readdirSync(p.path('node_modules/.cache/mpthreads'))
+      .filter((f) => /^helper-.*\.mjs$/.test(f));
     assert.is(helpers.length, 1, 'one output per source file, whatever its content');
     assert.match(await readFile(p.path(`node_modules/.cache/mpthreads/${helpers[0]}`), 'utf8'), /'v2'|"v2"/);
     assert.is((await compile(p.path('task.ts'))).state, 'ready');
@@ -118,44 +141,74 @@ t('a file the module imports that changes is compiled again, and only a change m
   }
 });
 
-t('what esbuild cannot do here goes to tsx in the worker: a syntax error, CommonJS TypeScript, MPTHREADS_COMPILE=0', async () => {
-  const p = await project({
-    'broken.ts': 'export function task( {\n',
-    'task.ts': 'export function task(): void {}\n',
-    'imports-cts.ts': "import './old.cts';\nexport function task(): void {}\n",
-    'old.cts': 'module.exports = {};\n',
-    'cjs/package.json': '{}',
-    'cjs/task.ts': 'export function task(): void {}\n',
-  });
-  try {
-    assert.is((await compile(p.path('broken.ts'))).state, 'not compiled', 'a syntax error: tsx reports it, as before');
-    assert.is(compileForWorker('file:///nowhere/runtime.js', p.path('broken.ts')), undefined, 'and is not tried again while the file is the same');
-    await p.write('broken.ts', 'export function task() {}\n');
-    assert.is((await compile(p.path('broken.ts'))).state, 'compiled', 'once fixed, it compiles');
-
-    assert.is((await compile(p.path('old.cts'))).state, 'not compiled', '.cts');
-    assert.is((await compile(p.path('cjs/task.ts'))).state, 'not compiled', '.ts in a package without "type": "module"');
-    assert.is((await compile(p.path('imports-cts.ts'))).state, 'not compiled', 'a module that imports CommonJS TypeScript');
-
-    process.env.MPTHREADS_COMPILE = '0';
+t(
+  'what esbuild cannot do here goes to tsx in the worker: a syntax error, CommonJS TypeScript, MPTHREADS_COMPILE=0',
+  async () => {
+    const p = await project({
+      'broken.ts': 'export function task( {\n',
+      'task.ts': 'export function task(): void {}\n',
+      'imports-cts.ts': "import './old.cts';\nexport function task(): void {}\n",
+      'old.cts': 'module.exports = {};\n',
+      'cjs/package.json': '{}',
+      'cjs/task.ts': 'export function task(): void {}\n',
+    });
     try {
-      assert.is((await compile(p.path('task.ts'))).state, 'not compiled', 'MPTHREADS_COMPILE=0');
+      assert.is(
+        (await compile(p.path('broken.ts'))).state,
+        'not compiled',
+        'a syntax error: tsx reports it, as before',
+      );
+      assert.is(
+        compileForWorker('file:///nowhere/runtime.js', p.path('broken.ts')),
+        undefined,
+        'and is not tried again while the file is the same',
+      );
+      await p.write('broken.ts', 'export function task() {}\n');
+      assert.is((await compile(p.path('broken.ts'))).state, 'compiled', 'once fixed, it compiles');
+
+      assert.is((await compile(p.path('old.cts'))).state, 'not compiled', '.cts');
+      assert.is(
+        (await compile(p.path('cjs/task.ts'))).state,
+        'not compiled',
+        '.ts in a package without "type": "module"',
+      );
+      assert.is(
+        (await compile(p.path('imports-cts.ts'))).state,
+        'not compiled',
+        'a module that imports CommonJS TypeScript',
+      );
+
+      process.env.MPTHREADS_COMPILE = '0';
+      try {
+        assert.is((await compile(p.path('task.ts'))).state, 'not compiled', 'MPTHREADS_COMPILE=0');
+      } finally {
+        delete process.env.MPTHREADS_COMPILE;
+      }
+      assert.is((await compile(p.path('task.ts'))).state, 'compiled');
     } finally {
-      delete process.env.MPTHREADS_COMPILE;
+      await p.remove();
     }
-    assert.is((await compile(p.path('task.ts'))).state, 'compiled');
-  } finally {
-    await p.remove();
-  }
-});
+  },
+);
 
 t('a worker that needs no loader is started without the flags that load tsx, and with every other flag', () => {
-  const tsxCli = ['--require', '/app/node_modules/tsx/dist/preflight.cjs', '--import', 'file:///app/node_modules/tsx/dist/loader.mjs'];
+  const tsxCli = [
+    '--require',
+    '/app/node_modules/tsx/dist/preflight.cjs',
+    '--import',
+    'file:///app/node_modules/tsx/dist/loader.mjs',
+  ];
   assert.equal(execArgvWithoutTsx(tsxCli), []);
   assert.equal(execArgvWithoutTsx(['--import', 'tsx', '--no-warnings']), ['--no-warnings']);
   assert.equal(execArgvWithoutTsx(['--import=tsx/esm', '--conditions=dev', '--loader', 'tsx']), ['--conditions=dev']);
-  assert.equal(execArgvWithoutTsx(['--enable-source-maps', '-r', 'C:\\app\\node_modules\\tsx\\dist\\preflight.cjs']), ['--enable-source-maps']);
-  assert.is(execArgvWithoutTsx(['--import', './my-hooks.mjs', '--expose-gc']), undefined, 'nothing to take out: inherit as before');
+  assert.equal(execArgvWithoutTsx(['--enable-source-maps', '-r', 'C:\\app\\node_modules\\tsx\\dist\\preflight.cjs']), [
+    '--enable-source-maps',
+  ]);
+  assert.is(
+    execArgvWithoutTsx(['--import', './my-hooks.mjs', '--expose-gc']),
+    undefined,
+    'nothing to take out: inherit as before',
+  );
   assert.is(execArgvWithoutTsx([]), undefined);
 });
 
@@ -190,44 +243,59 @@ if (isMainThread) {
 }
 `;
 
-interface Report { report: { helper: string; url: string; execArgv: string[]; isQueue: boolean }; exitCode: number; stack: string }
+interface Report {
+  report: { helper: string; url: string; execArgv: string[]; isQueue: boolean };
+  exitCode: number;
+  stack: string;
+}
 
-programs('node --import tsx: the worker runs the compiled module without tsx; stack traces name the .ts lines; an edit is picked up', async () => {
-  const p = await project({ 'helper.ts': "export const helper = (): string => 'v1';\n", 'main.ts': mainProgram });
-  try {
-    const runMain = async (...flags: string[]): Promise<Report> => {
-      const result = await run(process.execPath, [...flags, '--import', 'tsx', p.path('main.ts')], { cwd: root, ms: 60_000 });
-      assert.is(result.code, 0, result.stderr);
-      return JSON.parse(result.stdout) as Report;
-    };
-    const first = await runMain();
-    assert.is(first.exitCode, 0);
-    assert.is(first.report.helper, 'v1');
-    assert.is(first.report.url, pathToFileURL(p.path('main.ts')).href);
-    assert.equal(first.report.execArgv, [], 'the worker was started without --import tsx');
-    assert.is(first.report.isQueue, true, 'the library is one module graph in the worker: the runtime\'s Queue is the task module\'s');
-    assert.ok(first.stack.includes(`${p.path('main.ts')}:10:`), `the stack names main.ts line 10:\n${first.stack}`);
-
-    await p.write('helper.ts', "export const helper = (): string => 'v2';\n");
-    assert.is((await runMain()).report.helper, 'v2', 'the edited helper is compiled again');
-
-    // A flag a worker may only inherit (passed explicitly, Node refuses it): it is left out, and still no tsx.
-    const gc = await runMain('--expose-gc');
-    assert.is(gc.exitCode, 0);
-    assert.equal(gc.report.execArgv, []);
-
-    process.env.MPTHREADS_COMPILE = '0';
+programs(
+  'node --import tsx: the worker runs the compiled module without tsx; stack traces name the .ts lines; an edit is picked up',
+  async () => {
+    const p = await project({ 'helper.ts': "export const helper = (): string => 'v1';\n", 'main.ts': mainProgram });
     try {
-      const viaTsx = await runMain();
-      assert.is(viaTsx.report.helper, 'v2');
-      assert.ok(viaTsx.report.execArgv.includes('tsx'), 'MPTHREADS_COMPILE=0: tsx in the worker, as before');
-      assert.ok(viaTsx.stack.includes(`${p.path('main.ts')}:10:`), viaTsx.stack);
+      const runMain = async (...flags: string[]): Promise<Report> => {
+        const result = await run(process.execPath, [...flags, '--import', 'tsx', p.path('main.ts')], {
+          cwd: root,
+          ms: 60_000,
+        });
+        assert.is(result.code, 0, result.stderr);
+        return JSON.parse(result.stdout) as Report;
+      };
+      const first = await runMain();
+      assert.is(first.exitCode, 0);
+      assert.is(first.report.helper, 'v1');
+      assert.is(first.report.url, pathToFileURL(p.path('main.ts')).href);
+      assert.equal(first.report.execArgv, [], 'the worker was started without --import tsx');
+      assert.is(
+        first.report.isQueue,
+        true,
+        "the library is one module graph in the worker: the runtime's Queue is the task module's",
+      );
+      assert.ok(first.stack.includes(`${p.path('main.ts')}:10:`), `the stack names main.ts line 10:\n${first.stack}`);
+
+      await p.write('helper.ts', "export const helper = (): string => 'v2';\n");
+      assert.is((await runMain()).report.helper, 'v2', 'the edited helper is compiled again');
+
+      // A flag a worker may only inherit (passed explicitly, Node refuses it): it is left out, and still no tsx.
+      const gc = await runMain('--expose-gc');
+      assert.is(gc.exitCode, 0);
+      assert.equal(gc.report.execArgv, []);
+
+      process.env.MPTHREADS_COMPILE = '0';
+      try {
+        const viaTsx = await runMain();
+        assert.is(viaTsx.report.helper, 'v2');
+        assert.ok(viaTsx.report.execArgv.includes('tsx'), 'MPTHREADS_COMPILE=0: tsx in the worker, as before');
+        assert.ok(viaTsx.stack.includes(`${p.path('main.ts')}:10:`), viaTsx.stack);
+      } finally {
+        delete process.env.MPTHREADS_COMPILE;
+      }
     } finally {
-      delete process.env.MPTHREADS_COMPILE;
+      await p.remove();
     }
-  } finally {
-    await p.remove();
-  }
-}, 150_000);
+  },
+  150_000,
+);
 
 programs.run();

@@ -6,9 +6,16 @@
 // from it. No assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
 import {
-  BufferTooShort, ClosedError, Connection, EOFError, Pipe, Process, ProcessError, TimeoutError,
+  BufferTooShort,
+  ClosedError,
+  Connection,
+  EOFError,
+  Pipe,
+  type Process,
+  ProcessError,
+  TimeoutError,
 } from '../lib/index.ts';
-import { rejects, startTask, suite, throws, track } from './_support/harness.ts';
+import { rejects, startTask, suite, throws } from './_support/harness.ts';
 
 const tasks = new URL('./fixtures/connection-tasks.ts', import.meta.url);
 const encoder = new TextEncoder();
@@ -17,7 +24,8 @@ const decoder = new TextDecoder();
 const bytes = (s: string) => encoder.encode(s);
 const text = (b: Uint8Array) => decoder.decode(b);
 
-const start = (target: string, args: unknown[], name?: string): Process => startTask(tasks, target, args, name === undefined ? {} : { name });
+const start = (target: string, args: unknown[], name?: string): Process =>
+  startTask(tasks, target, args, name === undefined ? {} : { name });
 
 async function joined(p: Process): Promise<number | null> {
   await p.join();
@@ -62,7 +70,10 @@ cpython('test_connection: objects, bytes, recvBytesInto, BufferTooShort, poll, 1
   assert.ok(tooShort instanceof ProcessError);
   assert.is(tooShort.code, 'BufferTooShort');
   assert.equal(tooShort.data, longmsg);
-  assert.ok(room.every((b) => b === 0x20), 'the buffer is left untouched');
+  assert.ok(
+    room.every((b) => b === 0x20),
+    'the buffer is left untouched',
+  );
 
   // poll: false while nothing is there (immediately and after a wait), true once a message is on its way.
   assert.is(await conn.poll(), false);
@@ -77,7 +88,10 @@ cpython('test_connection: objects, bytes, recvBytesInto, BufferTooShort, poll, 1
   conn.sendBytes(reallyBigMsg);
   const back = await conn.recvBytes();
   assert.is(back.byteLength, reallyBigMsg.byteLength);
-  assert.ok(back.every((b) => b === 0x58), 'the 16 MiB message came back intact');
+  assert.ok(
+    back.every((b) => b === 0x58),
+    'the 16 MiB message came back intact',
+  );
 
   conn.sendBytes(new Uint8Array(0)); // tell the child to quit; it closes its end
   assert.is(conn.readable, true);
@@ -101,7 +115,10 @@ cpython('test_duplex_false: one-way ends, and misuse is a ProcessError saying re
   assert.match((await rejects(writer.recv(), ProcessError, 'writer.recv')).message, /write-only/);
   assert.match((await rejects(writer.poll(), ProcessError, 'writer.poll')).message, /write-only/);
   assert.match((await rejects(writer.recvBytes(), ProcessError, 'writer.recvBytes')).message, /write-only/);
-  assert.match((await rejects(writer.recvBytesInto(new Uint8Array(4)), ProcessError, 'writer.recvBytesInto')).message, /write-only/);
+  assert.match(
+    (await rejects(writer.recvBytesInto(new Uint8Array(4)), ProcessError, 'writer.recvBytesInto')).message,
+    /write-only/,
+  );
 
   // The misuse did not break either end.
   writer.send(3);
@@ -109,39 +126,51 @@ cpython('test_duplex_false: one-way ends, and misuse is a ProcessError saying re
   assert.is(await reader.poll(), false, 'the refused send put nothing on the wire');
 });
 
-cpython('test_sendbytes: offset and size select a slice; bad ones are RangeError/TypeError and send nothing', async () => {
-  const msg = bytes('abcdefghijklmnopqrstuvwxyz');
-  const [a, b] = Pipe();
+cpython(
+  'test_sendbytes: offset and size select a slice; bad ones are RangeError/TypeError and send nothing',
+  async () => {
+    const msg = bytes('abcdefghijklmnopqrstuvwxyz');
+    const [a, b] = Pipe();
 
-  a.sendBytes(msg);
-  assert.is(text(await b.recvBytes()), 'abcdefghijklmnopqrstuvwxyz');
-  a.sendBytes(msg, 5);
-  assert.is(text(await b.recvBytes()), 'fghijklmnopqrstuvwxyz');
-  a.sendBytes(msg, 7, 8);
-  assert.is(text(await b.recvBytes()), 'hijklmno');
-  a.sendBytes(msg, 26);
-  assert.is((await b.recvBytes()).byteLength, 0);
-  a.sendBytes(msg, 26, 0);
-  assert.is((await b.recvBytes()).byteLength, 0);
+    a.sendBytes(msg);
+    assert.is(text(await b.recvBytes()), 'abcdefghijklmnopqrstuvwxyz');
+    a.sendBytes(msg, 5);
+    assert.is(text(await b.recvBytes()), 'fghijklmnopqrstuvwxyz');
+    a.sendBytes(msg, 7, 8);
+    assert.is(text(await b.recvBytes()), 'hijklmno');
+    a.sendBytes(msg, 26);
+    assert.is((await b.recvBytes()).byteLength, 0);
+    a.sendBytes(msg, 26, 0);
+    assert.is((await b.recvBytes()).byteLength, 0);
 
-  // A view into a larger buffer sends only the view's bytes; an ArrayBuffer is accepted as well.
-  a.sendBytes(msg.subarray(3, 6));
-  assert.is(text(await b.recvBytes()), 'def');
-  a.sendBytes(msg.slice(0, 2).buffer);
-  assert.is(text(await b.recvBytes()), 'ab');
+    // A view into a larger buffer sends only the view's bytes; an ArrayBuffer is accepted as well.
+    a.sendBytes(msg.subarray(3, 6));
+    assert.is(text(await b.recvBytes()), 'def');
+    a.sendBytes(msg.slice(0, 2).buffer);
+    assert.is(text(await b.recvBytes()), 'ab');
 
-  for (const [offset, size] of [[27, undefined], [22, 5], [26, 1], [-1, undefined], [4, -1], [1.5, undefined], [0, 2.5], [NaN, undefined]] as const) {
-    const error = throws(() => a.sendBytes(msg, offset, size), RangeError, `sendBytes(msg, ${offset}, ${size})`);
-    assert.ok(error.message.length > 0);
-  }
-  assert.match(throws(() => a.sendBytes(msg, -1), RangeError).message, /offset/);
-  assert.match(throws(() => a.sendBytes(msg, 4, -1), RangeError).message, /size/);
-  throws(() => a.sendBytes(msg, '1' as unknown as number), TypeError, 'string offset');
-  throws(() => a.sendBytes(msg, 0, '1' as unknown as number), TypeError, 'string size');
-  throws(() => a.sendBytes('abc' as unknown as Uint8Array), TypeError, 'a string buffer');
-  throws(() => a.sendBytes(null as unknown as Uint8Array), TypeError, 'a null buffer');
-  assert.is(await b.poll(), false, 'no failed sendBytes put anything on the wire');
-});
+    for (const [offset, size] of [
+      [27, undefined],
+      [22, 5],
+      [26, 1],
+      [-1, undefined],
+      [4, -1],
+      [1.5, undefined],
+      [0, 2.5],
+      [NaN, undefined],
+    ] as const) {
+      const error = throws(() => a.sendBytes(msg, offset, size), RangeError, `sendBytes(msg, ${offset}, ${size})`);
+      assert.ok(error.message.length > 0);
+    }
+    assert.match(throws(() => a.sendBytes(msg, -1), RangeError).message, /offset/);
+    assert.match(throws(() => a.sendBytes(msg, 4, -1), RangeError).message, /size/);
+    throws(() => a.sendBytes(msg, '1' as unknown as number), TypeError, 'string offset');
+    throws(() => a.sendBytes(msg, 0, '1' as unknown as number), TypeError, 'string size');
+    throws(() => a.sendBytes('abc' as unknown as Uint8Array), TypeError, 'a string buffer');
+    throws(() => a.sendBytes(null as unknown as Uint8Array), TypeError, 'a null buffer');
+    assert.is(await b.poll(), false, 'no failed sendBytes put anything on the wire');
+  },
+);
 
 cpython('recvBytes(maxLength) and recvBytesInto(offset): limits, bad arguments, non-bytes messages', async () => {
   const [a, b] = Pipe<unknown>();
@@ -227,30 +256,33 @@ cpython('test_dont_merge: messages are never merged', async () => {
   assert.is(await joined(p), 0);
 });
 
-cpython('test_boundaries: a worker that polls an end pulls whole messages only, and they travel with the end', async () => {
-  const [r, w] = Pipe(false);
-  const [back, childBack] = Pipe<{ ready: boolean; reader: Connection<unknown> }>();
-  const p = start('pollThenHandBack', [r, childBack]);
-  const sent = ['first', '', 'second'];
-  for (const s of sent) w.sendBytes(bytes(s));
-  const { ready, reader } = await back.recv();
-  assert.is(ready, true);
-  assert.ok(reader instanceof Connection);
-  assert.is(reader.readable, true);
-  assert.is(reader.writable, false);
-  w.close();
-  const got: string[] = [];
-  for (;;) {
-    try {
-      got.push(text(await reader.recvBytes()));
-    } catch (error) {
-      assert.instance(error, EOFError);
-      break;
+cpython(
+  'test_boundaries: a worker that polls an end pulls whole messages only, and they travel with the end',
+  async () => {
+    const [r, w] = Pipe(false);
+    const [back, childBack] = Pipe<{ ready: boolean; reader: Connection<unknown> }>();
+    const p = start('pollThenHandBack', [r, childBack]);
+    const sent = ['first', '', 'second'];
+    for (const s of sent) w.sendBytes(bytes(s));
+    const { ready, reader } = await back.recv();
+    assert.is(ready, true);
+    assert.ok(reader instanceof Connection);
+    assert.is(reader.readable, true);
+    assert.is(reader.writable, false);
+    w.close();
+    const got: string[] = [];
+    for (;;) {
+      try {
+        got.push(text(await reader.recvBytes()));
+      } catch (error) {
+        assert.instance(error, EOFError);
+        break;
+      }
     }
-  }
-  assert.equal(got, sent);
-  assert.is(await joined(p), 0);
-});
+    assert.equal(got, sent);
+    assert.is(await joined(p), 0);
+  },
+);
 
 cpython.run();
 
@@ -297,7 +329,7 @@ order('send() copies at the call: later mutation does not change what arrives', 
   obj.nested.n = 2;
   typed.fill(9);
   assert.equal(await b.recv(), { list: [1, 2], nested: { n: 1 } });
-  assert.equal([...(await b.recv() as Uint8Array)], [1, 2, 3]);
+  assert.equal([...((await b.recv()) as Uint8Array)], [1, 2, 3]);
   assert.equal([...(await b.recvBytes())], [1, 2, 3]);
 
   // The same holds when the value carries a Connection (the marshalling path).
@@ -305,7 +337,7 @@ order('send() copies at the call: later mutation does not change what arrives', 
   const carrier = { conn: d, data: [1] };
   a.send(carrier);
   carrier.data.push(2);
-  const arrived = await b.recv() as { conn: Connection<string>; data: number[] };
+  const arrived = (await b.recv()) as { conn: Connection<string>; data: number[] };
   assert.equal(arrived.data, [1]);
   c.send('still connected');
   assert.is(await arrived.conn.recv(), 'still connected');
@@ -350,7 +382,7 @@ order('an end that appears twice in one message arrives as one object', async ()
   const [a, b] = Pipe<unknown>();
   const [c, d] = Pipe<number>();
   a.send([d, { again: d }]);
-  const [x, { again: y }] = await b.recv() as [Connection<number>, { again: Connection<number> }];
+  const [x, { again: y }] = (await b.recv()) as [Connection<number>, { again: Connection<number> }];
   assert.ok(x === y, 'one Connection, not two sharing a port');
   c.send(1);
   assert.is(await y.recv(), 1);
@@ -367,7 +399,7 @@ order('an end sent within a thread keeps its unreceived messages, in order, incl
   assert.is(await d.poll(), true); // pulls 1 off the port
   c.send(3);
   a.send({ end: d });
-  const { end } = await b.recv() as { end: Connection<number> };
+  const { end } = (await b.recv()) as { end: Connection<number> };
   assert.is(d.closed, true);
   assert.is(await end.recv(), 1);
   assert.is(await end.recv(), 2);
@@ -385,7 +417,7 @@ order('an end whose peer already closed travels and still delivers what was sent
   c.close();
   assert.is(await d.poll(20_000), true);
   a.send([d]);
-  const [end] = await b.recv() as [Connection<string>];
+  const [end] = (await b.recv()) as [Connection<string>];
   assert.is(await end.recv(), 'last words');
   await rejects(end.recv(), EOFError, 'recv() at EOF');
   assert.is(await end.poll(), true, 'poll() is true at EOF');
@@ -440,7 +472,10 @@ eof('EOF after process.exit(n) in the worker, also only after every earlier mess
   const p = start('sendRangeThenExit', [b, 50, 7]);
   const got: number[] = [];
   for await (const m of a) got.push(m);
-  assert.equal(got, Array.from({ length: 50 }, (_, i) => i));
+  assert.equal(
+    got,
+    Array.from({ length: 50 }, (_, i) => i),
+  );
   assert.is(await joined(p), 7);
 });
 
@@ -461,7 +496,7 @@ eof('for await ends at EOF, in this thread and in a worker', async () => {
   toChild.send({ y: 1 });
   toChild.sendBytes(new Uint8Array(0));
   toChild.close();
-  const seen = await report.recv() as unknown[];
+  const seen = (await report.recv()) as unknown[];
   assert.is(seen.length, 3);
   assert.equal(seen.slice(0, 2), ['x', { y: 1 }]);
   assert.is((seen[2] as Uint8Array).byteLength, 0);
@@ -514,20 +549,23 @@ eof.run();
 // ---------------------------------------------------------------------------------------------------------
 const misuse = suite('Connection: bad input is a typed error, never a hang');
 
-misuse('a function or symbol makes send() throw DataCloneError; nothing is half-sent and the end stays usable', async () => {
-  const [a, b] = Pipe<unknown>();
-  const [c, d] = Pipe<string>();
-  for (const bad of [() => 1, Symbol('s'), { nested: { fn() {} } }, [1, Symbol('t')], { conn: d, fn: () => 2 }]) {
-    const error = throws(() => a.send(bad), DOMException, `send(${String(typeof bad)})`);
-    assert.is(error.name, 'DataCloneError');
-  }
-  assert.is(await b.poll(), false, 'nothing arrived from the failed sends');
-  assert.is(d.closed, false, 'a Connection inside a value that failed to send was not moved');
-  c.send('d still works');
-  assert.is(await d.recv(), 'd still works');
-  a.send('next');
-  assert.is(await b.recv(), 'next');
-});
+misuse(
+  'a function or symbol makes send() throw DataCloneError; nothing is half-sent and the end stays usable',
+  async () => {
+    const [a, b] = Pipe<unknown>();
+    const [c, d] = Pipe<string>();
+    for (const bad of [() => 1, Symbol('s'), { nested: { fn() {} } }, [1, Symbol('t')], { conn: d, fn: () => 2 }]) {
+      const error = throws(() => a.send(bad), DOMException, `send(${String(typeof bad)})`);
+      assert.is(error.name, 'DataCloneError');
+    }
+    assert.is(await b.poll(), false, 'nothing arrived from the failed sends');
+    assert.is(d.closed, false, 'a Connection inside a value that failed to send was not moved');
+    c.send('d still works');
+    assert.is(await d.recv(), 'd still works');
+    a.send('next');
+    assert.is(await b.recv(), 'next');
+  },
+);
 
 misuse('negative or NaN timeouts are RangeError, non-numbers TypeError, naming the option and the value', async () => {
   const [a, b] = Pipe<number>();
@@ -540,7 +578,11 @@ misuse('negative or NaN timeouts are RangeError, non-numbers TypeError, naming t
     assert.ok(p.message.includes(String(bad)), p.message);
   }
   for (const bad of ['10', null, {}, 10n]) {
-    const e = await rejects(a.recv({ timeout: bad as unknown as number }), TypeError, `recv({ timeout: ${String(bad)} })`);
+    const e = await rejects(
+      a.recv({ timeout: bad as unknown as number }),
+      TypeError,
+      `recv({ timeout: ${String(bad)} })`,
+    );
     assert.match(e.message, /timeout/);
     await rejects(a.poll(bad as unknown as number), TypeError, `poll(${String(bad)})`);
   }

@@ -9,17 +9,20 @@ import { ClosedError, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } f
 import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 
-
-
-
 /** True if `promise` has settled once the event loop has turned (timers, I/O and immediates run). */
 async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
   let settled = false;
-  promise.then(() => { settled = true; }, () => { settled = true; });
+  promise.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
   await new Promise((resolve) => setImmediate(resolve));
   return settled;
 }
-
 
 const t = suite('JoinableQueue');
 const { open } = openQueues(t);
@@ -39,7 +42,10 @@ t('test_task_done: four workers mark every item done and join() resolves', async
   await joinedOk(...workers);
   const seen: number[] = [];
   for (let i = 0; i < 10; i++) seen.push(await done.get());
-  assert.equal(seen.sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.equal(
+    seen.sort((a, b) => a - b),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
 });
 
 t('taskDone() too many times throws ProcessError ERR_TASK_DONE_TOO_MANY', async () => {
@@ -83,7 +89,7 @@ t('join() in a worker resolves when the parent marks the last item done', async 
   assert.is(await conn.recv(), 'joining');
   assert.is(await q.get(), 'a');
   q.taskDone();
-  assert.is(await conn.poll(200), false, 'the worker\'s join() resolved with one task unfinished');
+  assert.is(await conn.poll(200), false, "the worker's join() resolved with one task unfinished");
   assert.is(await q.get(), 'b');
   q.taskDone();
   assert.is(await conn.recv(), 'joined');
@@ -120,61 +126,75 @@ t('put/get after close() throw ClosedError; close() is idempotent', async () => 
 // Found by an outside check: a consumer terminated after get() and before taskDone() made join() hang for
 // good, and so did an item lost with a consumer killed while fetching it. Gets are leases now: the hub
 // delivers a dead consumer's unacknowledged items again (at-least-once), so join() completes.
-t('a consumer terminated between get() and taskDone(): its item goes to another consumer, and join() completes', async () => {
-  for (const item of ['small', new Uint8Array(9 << 20).fill(7)]) { // a plain item, and one the hub sends only on fetch
-    const q = open(new JoinableQueue<unknown>());
-    await q.put(item);
-    await q.put('second');
+t(
+  'a consumer terminated between get() and taskDone(): its item goes to another consumer, and join() completes',
+  async () => {
+    for (const item of ['small', new Uint8Array(9 << 20).fill(7)]) {
+      // a plain item, and one the hub sends only on fetch
+      const q = open(new JoinableQueue<unknown>());
+      await q.put(item);
+      await q.put('second');
+      const [conn, childConn] = Pipe<unknown>();
+      const hung = start('getAndHang', [q, childConn]);
+      const got = await conn.recv();
+      hung.terminate();
+      await hung.join();
+      const [conn2, childConn2] = Pipe<unknown>();
+      const consumer = start('consumeAndMarkDone', [q, childConn2]);
+      await deadline(q.join(), 20_000, "join() after the dead consumer's item was done by another");
+      await q.put(null);
+      const delivered = (await conn2.recv()) as unknown[];
+      await joinedOk(consumer);
+      assert.equal(
+        delivered.sort(),
+        [got, 'second'].sort() as unknown[],
+        "the dead consumer's item was delivered again",
+      );
+    }
+  },
+);
+
+t(
+  'join() takes a timeout and a signal, and close() of the handle rejects it; none of them leaves it waiting',
+  async () => {
+    const q = open(new JoinableQueue<number>());
+    await q.put(1);
+    const timedOut = await rejects(q.join({ timeout: 50 }), TimeoutError, 'join({ timeout })');
+    assert.match(timedOut.message, /1 tasks? unfinished/);
+    const controller = new AbortController();
+    const aborted = q.join({ signal: controller.signal });
+    controller.abort(new Error('stop waiting'));
+    assert.is((await rejects(aborted, Error, 'join({ signal })')).message, 'stop waiting');
+    const closing = q.join();
+    q.close();
+    await rejects(closing, ClosedError, 'join() when its handle closes');
+    const other = open(new JoinableQueue<number>());
+    assert.match((await rejects(other.join({ timeout: -1 }), RangeError, 'join({ timeout: -1 })')).message, /timeout/);
+  },
+);
+
+t(
+  'taskDone() acknowledges the oldest item this handle got; on a handle that got none it marks an unfinished task done',
+  async () => {
+    const q = open(new JoinableQueue<string>());
+    await q.put('a');
+    await q.put('b');
+    assert.is(await q.get(), 'a');
+    assert.is(await q.get(), 'b');
+    q.taskDone(); // 'a'
+    q.taskDone(); // 'b'
+    await deadline(q.join(), 10_000, 'join()');
+    // A producer marking work done on a consumer's behalf, as Python allows.
+    await q.put('c');
     const [conn, childConn] = Pipe<unknown>();
-    const hung = start('getAndHang', [q, childConn]);
-    const got = await conn.recv();
-    hung.terminate();
-    await hung.join();
-    const [conn2, childConn2] = Pipe<unknown>();
-    const consumer = start('consumeAndMarkDone', [q, childConn2]);
-    await deadline(q.join(), 20_000, 'join() after the dead consumer\'s item was done by another');
-    await q.put(null);
-    const delivered = await conn2.recv() as unknown[];
-    await joinedOk(consumer);
-    assert.equal(delivered.sort(), [got, 'second'].sort() as unknown[], 'the dead consumer\'s item was delivered again');
-  }
-});
-
-t('join() takes a timeout and a signal, and close() of the handle rejects it; none of them leaves it waiting', async () => {
-  const q = open(new JoinableQueue<number>());
-  await q.put(1);
-  const timedOut = await rejects(q.join({ timeout: 50 }), TimeoutError, 'join({ timeout })');
-  assert.match(timedOut.message, /1 tasks? unfinished/);
-  const controller = new AbortController();
-  const aborted = q.join({ signal: controller.signal });
-  controller.abort(new Error('stop waiting'));
-  assert.is((await rejects(aborted, Error, 'join({ signal })')).message, 'stop waiting');
-  const closing = q.join();
-  q.close();
-  await rejects(closing, ClosedError, 'join() when its handle closes');
-  const other = open(new JoinableQueue<number>());
-  assert.match((await rejects(other.join({ timeout: -1 }), RangeError, 'join({ timeout: -1 })')).message, /timeout/);
-});
-
-t('taskDone() acknowledges the oldest item this handle got; on a handle that got none it marks an unfinished task done', async () => {
-  const q = open(new JoinableQueue<string>());
-  await q.put('a');
-  await q.put('b');
-  assert.is(await q.get(), 'a');
-  assert.is(await q.get(), 'b');
-  q.taskDone(); // 'a'
-  q.taskDone(); // 'b'
-  await deadline(q.join(), 10_000, 'join()');
-  // A producer marking work done on a consumer's behalf, as Python allows.
-  await q.put('c');
-  const [conn, childConn] = Pipe<unknown>();
-  const p = start('getAndHang', [q, childConn]);
-  assert.is(await conn.recv(), 'c');
-  q.taskDone();
-  await deadline(q.join(), 10_000, 'join() after a taskDone() from another handle');
-  p.terminate();
-  await p.join();
-});
+    const p = start('getAndHang', [q, childConn]);
+    assert.is(await conn.recv(), 'c');
+    q.taskDone();
+    await deadline(q.join(), 10_000, 'join() after a taskDone() from another handle');
+    p.terminate();
+    await p.join();
+  },
+);
 
 t('an option a JoinableQueue does not take is a TypeError naming it', () => {
   assert.match(throws(() => new JoinableQueue({ maxSize: 3 } as never), TypeError).message, /unknown option "maxSize"/);

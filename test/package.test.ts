@@ -18,8 +18,15 @@ const requireHere = createRequire(import.meta.url);
 /** What the tarball holds besides declarations: the bundle (with its source map), the worker bootstrap the
  * bundle starts workers from, the file `require('mpthreads')` lands on, and npm's usual three. */
 const SHIPPED = [
-  'LICENSE', 'README.md', 'package.json',
-  'dist/lib/mpthreads.js', 'dist/lib/mpthreads.js.map', 'dist/lib/mpthreads.d.ts', 'dist/workers/bootstrap.mjs', 'dist/workers/messages.mjs', 'lib/esm-only.cjs',
+  'LICENSE',
+  'README.md',
+  'package.json',
+  'dist/lib/mpthreads.js',
+  'dist/lib/mpthreads.js.map',
+  'dist/lib/mpthreads.d.ts',
+  'dist/workers/bootstrap.mjs',
+  'dist/workers/messages.mjs',
+  'lib/esm-only.cjs',
 ];
 
 // A Process doubles what it receives through a Pipe and puts it on a Queue; the main thread checks both, and
@@ -42,16 +49,23 @@ if (isMainThread) {
   const reply${typed ? ': number' : ''} = await here.recv();
   const item = await q.get();
   await p.join();
-  ${typed ? `// Types are real, not any: a wrong item type does not compile.
+  ${
+    typed
+      ? `// Types are real, not any: a wrong item type does not compile.
   // @ts-expect-error a string is not a { doubled, isQueue } item
-  if (false) await q.put('not an item');` : ''}
+  if (false) await q.put('not an item');`
+      : ''
+  }
   console.log(JSON.stringify({ reply, item, exitCode: p.exitCode }));
 }
 `;
 
 const expected = { reply: 42, item: { doubled: 42, isQueue: true }, exitCode: 0 };
 
-interface Packed { app: string; tarballFiles: string[] }
+interface Packed {
+  app: string;
+  tarballFiles: string[];
+}
 
 const temps: string[] = [];
 let packing: Promise<Packed> | undefined;
@@ -68,12 +82,20 @@ function packed(): Promise<Packed> {
     await symlink(join(root, 'node_modules'), join(copy, 'node_modules'), 'dir');
 
     // Like dist.test.ts, this builds dist/ (in the copy): say so, or the pause looks like a hang.
-    process.stdout.write('\n  npm pack on a copy of the repository (it builds dist/ there), then npm install into a new app...\n');
+    process.stdout.write(
+      '\n  npm pack on a copy of the repository (it builds dist/ there), then npm install into a new app...\n',
+    );
     const out = await mkdtemp(join(tmpdir(), 'mpthreads-pack-out-'));
     temps.push(out);
-    const pack = check(await run('npm', ['pack', '--json', '--pack-destination', out], { cwd: copy, ms: 180_000 }), 'npm pack');
+    const pack = check(
+      await run('npm', ['pack', '--json', '--pack-destination', out], { cwd: copy, ms: 180_000 }),
+      'npm pack',
+    );
     // npm prints the build's own output first; the JSON report is the last thing on stdout.
-    const report = JSON.parse(pack.stdout.slice(pack.stdout.lastIndexOf('\n[') + 1)) as { filename: string; files: { path: string }[] }[];
+    const report = JSON.parse(pack.stdout.slice(pack.stdout.lastIndexOf('\n[') + 1)) as {
+      filename: string;
+      files: { path: string }[];
+    }[];
     const tarballFiles = report[0]!.files.map((f) => f.path).sort();
 
     // The app. npm would also install the peer dependency @types/node from the registry; the test stays offline
@@ -82,8 +104,18 @@ function packed(): Promise<Packed> {
     // linked too, as a user who writes TypeScript task modules installs it.
     const app = await mkdtemp(join(tmpdir(), 'mpthreads-pack-app-'));
     temps.push(app);
-    await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }));
-    check(await run('npm', ['install', join(out, report[0]!.filename), '--offline', '--legacy-peer-deps', '--no-audit', '--no-fund'], { cwd: app, ms: 120_000 }), 'npm install <tarball>');
+    await writeFile(
+      join(app, 'package.json'),
+      JSON.stringify({ name: 'app', version: '1.0.0', private: true, type: 'module' }),
+    );
+    check(
+      await run(
+        'npm',
+        ['install', join(out, report[0]!.filename), '--offline', '--legacy-peer-deps', '--no-audit', '--no-fund'],
+        { cwd: app, ms: 120_000 },
+      ),
+      'npm install <tarball>',
+    );
     await mkdir(join(app, 'node_modules', '@types'), { recursive: true });
     await symlink(join(root, 'node_modules', '@types', 'node'), join(app, 'node_modules', '@types', 'node'), 'dir');
     await symlink(join(root, 'node_modules', 'undici-types'), join(app, 'node_modules', 'undici-types'), 'dir');
@@ -94,7 +126,11 @@ function packed(): Promise<Packed> {
 }
 
 function check(result: Ran, what: string): Ran {
-  assert.is(result.code, 0, `${what} failed (exit ${result.code}, signal ${result.signal}):\n${result.stdout}\n${result.stderr}`);
+  assert.is(
+    result.code,
+    0,
+    `${what} failed (exit ${result.code}, signal ${result.signal}):\n${result.stdout}\n${result.stderr}`,
+  );
   return result;
 }
 
@@ -115,56 +151,95 @@ async function declarationClosure(packageDir: string, entry: string): Promise<st
 
 const t = suite('package: npm pack without a build, installed into a new app', 60_000);
 
-t('the tarball holds the bundle, its declarations, the worker bootstrap, README, LICENSE and nothing else', async () => {
-  const { app, tarballFiles } = await packed();
-  const installed = join(app, 'node_modules', 'mpthreads');
-  const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as { exports: { '.': { types: string } }; peerDependencies?: Record<string, string> };
-  const types = manifest.exports['.'].types.replace(/^\.\//, '');
-  const declarations = await declarationClosure(installed, types);
-  assert.equal(declarations, ['dist/lib/mpthreads.d.ts'], 'the declarations are one file');
-  assert.equal(tarballFiles, [...SHIPPED].sort(), 'the tarball holds exactly what is used');
-  // The declarations import node:worker_threads, so the package says it needs Node's types.
-  assert.ok(manifest.peerDependencies?.['@types/node'], 'package.json declares @types/node');
-}, 300_000);
+t(
+  'the tarball holds the bundle, its declarations, the worker bootstrap, README, LICENSE and nothing else',
+  async () => {
+    const { app, tarballFiles } = await packed();
+    const installed = join(app, 'node_modules', 'mpthreads');
+    const manifest = JSON.parse(await readFile(join(installed, 'package.json'), 'utf8')) as {
+      exports: { '.': { types: string } };
+      peerDependencies?: Record<string, string>;
+    };
+    const types = manifest.exports['.'].types.replace(/^\.\//, '');
+    const declarations = await declarationClosure(installed, types);
+    assert.equal(declarations, ['dist/lib/mpthreads.d.ts'], 'the declarations are one file');
+    assert.equal(tarballFiles, [...SHIPPED].sort(), 'the tarball holds exactly what is used');
+    // The declarations import node:worker_threads, so the package says it needs Node's types.
+    assert.ok(manifest.peerDependencies?.['@types/node'], 'package.json declares @types/node');
+  },
+  300_000,
+);
 
-t('a plain .mjs program importing "mpthreads" runs a Process, a Pipe and a Queue, then exits by itself', async () => {
-  const { app } = await packed();
-  await writeFile(join(app, 'main.mjs'), program(false));
-  const result = check(await run(process.execPath, ['main.mjs'], { cwd: app, ms: 60_000 }), 'node main.mjs');
-  assert.equal(JSON.parse(result.stdout.trim()), expected);
-}, 300_000);
+t(
+  'a plain .mjs program importing "mpthreads" runs a Process, a Pipe and a Queue, then exits by itself',
+  async () => {
+    const { app } = await packed();
+    await writeFile(join(app, 'main.mjs'), program(false));
+    const result = check(await run(process.execPath, ['main.mjs'], { cwd: app, ms: 60_000 }), 'node main.mjs');
+    assert.equal(JSON.parse(result.stdout.trim()), expected);
+  },
+  300_000,
+);
 
-t('a .ts program run with tsx does the same', async () => {
-  const { app } = await packed();
-  await writeFile(join(app, 'main.ts'), program(true));
-  const result = check(await run(process.execPath, [requireHere.resolve('tsx/cli'), 'main.ts'], { cwd: app, ms: 90_000 }), 'tsx main.ts');
-  assert.equal(JSON.parse(result.stdout.trim()), expected);
-}, 300_000);
+t(
+  'a .ts program run with tsx does the same',
+  async () => {
+    const { app } = await packed();
+    await writeFile(join(app, 'main.ts'), program(true));
+    const result = check(
+      await run(process.execPath, [requireHere.resolve('tsx/cli'), 'main.ts'], { cwd: app, ms: 90_000 }),
+      'tsx main.ts',
+    );
+    assert.equal(JSON.parse(result.stdout.trim()), expected);
+  },
+  300_000,
+);
 
-t('a strict TypeScript consumer compiles against the published declarations (skipLibCheck off)', async () => {
-  const { app } = await packed();
-  await writeFile(join(app, 'main.ts'), program(true));
-  await writeFile(join(app, 'tsconfig.json'), JSON.stringify({
-    compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, skipLibCheck: false, noEmit: true },
-    files: ['main.ts'],
-  }));
-  const tsc = join(dirname(requireHere.resolve('typescript/package.json')), 'bin', 'tsc');
-  check(await run(process.execPath, [tsc, '-p', '.'], { cwd: app, ms: 90_000 }), 'tsc -p .');
-}, 300_000);
+t(
+  'a strict TypeScript consumer compiles against the published declarations (skipLibCheck off)',
+  async () => {
+    const { app } = await packed();
+    await writeFile(join(app, 'main.ts'), program(true));
+    await writeFile(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          skipLibCheck: false,
+          noEmit: true,
+        },
+        files: ['main.ts'],
+      }),
+    );
+    const tsc = join(dirname(requireHere.resolve('typescript/package.json')), 'bin', 'tsc');
+    check(await run(process.execPath, [tsc, '-p', '.'], { cwd: app, ms: 90_000 }), 'tsc -p .');
+  },
+  300_000,
+);
 
-t('require("mpthreads") fails with a message that says the package is ESM-only and how to load it', async () => {
-  const { app } = await packed();
-  await writeFile(join(app, 'require.cjs'), `require('mpthreads');\n`);
-  const result = await run(process.execPath, ['require.cjs'], { cwd: app, ms: 30_000 });
-  assert.is.not(result.code, 0, 'require() failed');
-  assert.match(result.stderr, /ESM-only/);
-  assert.match(result.stderr, /import \{[^}]*\} from 'mpthreads'/);
-  assert.match(result.stderr, /await import\('mpthreads'\)/);
-  // ...and what the message advises works from CommonJS.
-  await writeFile(join(app, 'import.cjs'), `import('mpthreads').then((m) => console.log(typeof m.Queue));\n`);
-  const imported = check(await run(process.execPath, ['import.cjs'], { cwd: app, ms: 30_000 }), 'import() from CommonJS');
-  assert.is(imported.stdout.trim(), 'function');
-}, 300_000);
+t(
+  'require("mpthreads") fails with a message that says the package is ESM-only and how to load it',
+  async () => {
+    const { app } = await packed();
+    await writeFile(join(app, 'require.cjs'), `require('mpthreads');\n`);
+    const result = await run(process.execPath, ['require.cjs'], { cwd: app, ms: 30_000 });
+    assert.is.not(result.code, 0, 'require() failed');
+    assert.match(result.stderr, /ESM-only/);
+    assert.match(result.stderr, /import \{[^}]*\} from 'mpthreads'/);
+    assert.match(result.stderr, /await import\('mpthreads'\)/);
+    // ...and what the message advises works from CommonJS.
+    await writeFile(join(app, 'import.cjs'), `import('mpthreads').then((m) => console.log(typeof m.Queue));\n`);
+    const imported = check(
+      await run(process.execPath, ['import.cjs'], { cwd: app, ms: 30_000 }),
+      'import() from CommonJS',
+    );
+    assert.is(imported.stdout.trim(), 'function');
+  },
+  300_000,
+);
 
 t.after(async () => {
   await Promise.all(temps.map((dir) => rm(dir, { recursive: true, force: true })));

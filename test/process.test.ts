@@ -9,7 +9,14 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
 import {
-  EOFError, Pipe, Process, ProcessError, activeChildren, currentProcess, isMainThread, parentProcess,
+  EOFError,
+  Pipe,
+  Process,
+  ProcessError,
+  activeChildren,
+  currentProcess,
+  isMainThread,
+  parentProcess,
 } from '../lib/index.ts';
 import { captureStderr, deadline, rejects, suite, throws, track } from './_support/harness.ts';
 import { run } from './_support/run-program.ts';
@@ -18,7 +25,12 @@ import { aliasedTask, recursion, reportSelf } from './fixtures/process-tasks.ts'
 const tasks = new URL('./fixtures/process-tasks.ts', import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
 
-type Extra = { name?: string; daemon?: boolean; module?: string | URL; resourceLimits?: { maxOldGenerationSizeMb: number } };
+type Extra = {
+  name?: string;
+  daemon?: boolean;
+  module?: string | URL;
+  resourceLimits?: { maxOldGenerationSizeMb: number };
+};
 
 function make(target: string | ((...args: any[]) => unknown), args: unknown[] = [], extra: Extra = {}): Process {
   return track(new Process({ target, module: tasks, args, ...extra }));
@@ -54,7 +66,13 @@ cpython('test_process: args, name, pid, daemon, isAlive, activeChildren, exitCod
   assert.ok(activeChildren().includes(p));
   assert.type(p.pid, 'number');
   assert.ok(p.pid! > 0);
-  throws(() => { p.daemon = false; }, ProcessError, 'changing daemon after start');
+  throws(
+    () => {
+      p.daemon = false;
+    },
+    ProcessError,
+    'changing daemon after start',
+  );
 
   const report = await r.recv();
   assert.equal(report.args, [1, 2, { hello: 23, bye: 2.54 }]);
@@ -99,12 +117,27 @@ cpython('default names are Process-N, counting up; options are validated at cons
   for (const [what, options] of bad) {
     throws(() => new Process(options as never), TypeError, what);
   }
-  throws(() => { p1.daemon = 'yes' as unknown as boolean; }, TypeError, 'daemon = "yes"');
-  throws(() => { p1.name = 5 as unknown as string; }, TypeError, 'name = 5');
+  throws(
+    () => {
+      p1.daemon = 'yes' as unknown as boolean;
+    },
+    TypeError,
+    'daemon = "yes"',
+  );
+  throws(
+    () => {
+      p1.name = 5 as unknown as string;
+    },
+    TypeError,
+    'name = 5',
+  );
 });
 
 /** CPython's _kill_process: start, check join(0)/join(t) leave it alive, handshake, stop, join. */
-async function stopAfterHandshake(target: 'announceThenSleep' | 'announceThenSpin', how: 'terminate' | 'kill'): Promise<number | null> {
+async function stopAfterHandshake(
+  target: 'announceThenSleep' | 'announceThenSpin',
+  how: 'terminate' | 'kill',
+): Promise<number | null> {
   const [r, w] = Pipe<string>(false);
   const p = start(target, [w], { daemon: true });
   assert.is(p.isAlive(), true);
@@ -145,105 +178,136 @@ cpython('test_kill: exitCode -9, for a sleeping worker and one spinning in for(;
 });
 
 cpython('test_sys_exit: process.exit(n) in the worker gives exitCode n', async () => {
-  const cases: [number | undefined, number][] = [[undefined, 0], [0, 0], [3, 3], [8, 8]];
+  const cases: [number | undefined, number][] = [
+    [undefined, 0],
+    [0, 0],
+    [3, 3],
+    [8, 8],
+  ];
   // (one of them names its module by a plain path rather than a URL)
-  const ps = cases.map(([code], i) => start('exitWith', code === undefined ? [] : [code], i === 2 ? { module: fileURLToPath(tasks) } : {}));
+  const ps = cases.map(([code], i) =>
+    start('exitWith', code === undefined ? [] : [code], i === 2 ? { module: fileURLToPath(tasks) } : {}),
+  );
   await Promise.all(ps.map((p) => p.join()));
-  assert.equal(ps.map((p) => p.exitCode), cases.map(([, expected]) => expected));
-  assert.ok(ps.every((p) => p.error === undefined), 'process.exit is not an error');
+  assert.equal(
+    ps.map((p) => p.exitCode),
+    cases.map(([, expected]) => expected),
+  );
+  assert.ok(
+    ps.every((p) => p.error === undefined),
+    'process.exit is not an error',
+  );
 });
 
-cpython('a target that throws or rejects: exitCode 1, error rebuilt with class name, message and stack, printed to stderr', async () => {
-  const { result: [typeError, custom, rejected, uncaught], stderr } = await captureStderr(async () => {
-    const ps = [
-      start('throwTypeError', ['bad value'], { name: 'thrower' }),
-      start('throwCustom', ['custom trouble'], { name: 'custom-thrower' }),
-      start('rejectLater', ['async trouble'], { name: 'rejecter' }),
-      start('throwFromCallback', ['uncaught trouble'], { name: 'uncaught' }),
-    ];
-    await Promise.all(ps.map((p) => p.join()));
-    return ps;
-  });
+cpython(
+  'a target that throws or rejects: exitCode 1, error rebuilt with class name, message and stack, printed to stderr',
+  async () => {
+    const {
+      result: [typeError, custom, rejected, uncaught],
+      stderr,
+    } = await captureStderr(async () => {
+      const ps = [
+        start('throwTypeError', ['bad value'], { name: 'thrower' }),
+        start('throwCustom', ['custom trouble'], { name: 'custom-thrower' }),
+        start('rejectLater', ['async trouble'], { name: 'rejecter' }),
+        start('throwFromCallback', ['uncaught trouble'], { name: 'uncaught' }),
+      ];
+      await Promise.all(ps.map((p) => p.join()));
+      return ps;
+    });
 
-  assert.is(typeError!.exitCode, 1);
-  assert.instance(typeError!.error, TypeError);
-  assert.is(typeError!.error!.name, 'TypeError');
-  assert.is(typeError!.error!.message, 'bad value');
-  assert.match(typeError!.error!.stack ?? '', /bad value/);
-  assert.match(typeError!.error!.stack ?? '', /throwTypeError/, 'the stack is the worker\'s');
-  assert.match(typeError!.error!.stack ?? '', /process-tasks/);
+    assert.is(typeError!.exitCode, 1);
+    assert.instance(typeError!.error, TypeError);
+    assert.is(typeError!.error!.name, 'TypeError');
+    assert.is(typeError!.error!.message, 'bad value');
+    assert.match(typeError!.error!.stack ?? '', /bad value/);
+    assert.match(typeError!.error!.stack ?? '', /throwTypeError/, "the stack is the worker's");
+    assert.match(typeError!.error!.stack ?? '', /process-tasks/);
 
-  assert.is(custom!.exitCode, 1);
-  assert.instance(custom!.error, Error);
-  assert.is(custom!.error!.name, 'TaskFailure');
-  assert.is(custom!.error!.message, 'custom trouble');
-  assert.is((custom!.error as Error & { code?: unknown }).code, 'E_TASK_FAILURE');
-  assert.match(custom!.error!.stack ?? '', /throwCustom/);
+    assert.is(custom!.exitCode, 1);
+    assert.instance(custom!.error, Error);
+    assert.is(custom!.error!.name, 'TaskFailure');
+    assert.is(custom!.error!.message, 'custom trouble');
+    assert.is((custom!.error as Error & { code?: unknown }).code, 'E_TASK_FAILURE');
+    assert.match(custom!.error!.stack ?? '', /throwCustom/);
 
-  assert.is(rejected!.exitCode, 1);
-  assert.instance(rejected!.error, RangeError);
-  assert.is(rejected!.error!.message, 'async trouble');
+    assert.is(rejected!.exitCode, 1);
+    assert.instance(rejected!.error, RangeError);
+    assert.is(rejected!.error!.message, 'async trouble');
 
-  // thrown from a callback, outside the target's own promise chain
-  assert.is(uncaught!.exitCode, 1);
-  assert.instance(uncaught!.error, Error);
-  assert.is(uncaught!.error!.name, 'SyntaxError');
-  assert.match(uncaught!.error!.message, /uncaught trouble/);
+    // thrown from a callback, outside the target's own promise chain
+    assert.is(uncaught!.exitCode, 1);
+    assert.instance(uncaught!.error, Error);
+    assert.is(uncaught!.error!.name, 'SyntaxError');
+    assert.match(uncaught!.error!.message, /uncaught trouble/);
 
-  for (const name of ['thrower', 'custom-thrower', 'rejecter', 'uncaught']) assert.ok(stderr.includes(name), `stderr names ${name}:\n${stderr}`);
-  for (const message of ['bad value', 'custom trouble', 'async trouble', 'uncaught trouble']) assert.ok(stderr.includes(message), `stderr shows ${message}`);
-});
+    for (const name of ['thrower', 'custom-thrower', 'rejecter', 'uncaught'])
+      assert.ok(stderr.includes(name), `stderr names ${name}:\n${stderr}`);
+    for (const message of ['bad value', 'custom trouble', 'async trouble', 'uncaught trouble'])
+      assert.ok(stderr.includes(message), `stderr shows ${message}`);
+  },
+);
 
-cpython('test_recursion: a child starts children of its own; each reports through a pipe', async () => {
-  const [rconn, wconn] = Pipe<any>(false);
-  await recursion(wconn, []); // the main thread plays the root, as in CPython
-  const result: any[] = [];
-  while (await rconn.poll()) result.push(await rconn.recv());
+cpython(
+  'test_recursion: a child starts children of its own; each reports through a pipe',
+  async () => {
+    const [rconn, wconn] = Pipe<any>(false);
+    await recursion(wconn, []); // the main thread plays the root, as in CPython
+    const result: any[] = [];
+    while (await rconn.poll()) result.push(await rconn.recv());
 
-  assert.equal(result.map((m) => m.id ?? m), [[], [0], [0, 0], [0, 1], [1], [1, 0], [1, 1]]);
-  const byId = new Map(result.map((m) => [JSON.stringify(m.id), m]));
-  assert.is(byId.get('[]').name, 'MainProcess');
-  for (const id of [[0], [1]]) {
-    const child = byId.get(JSON.stringify(id));
-    assert.is(child.parent, 'MainProcess');
-    assert.match(child.name, /^Process-\d+$/);
-    for (const i of [0, 1]) {
-      const grandchild = byId.get(JSON.stringify([...id, i]));
-      assert.is(grandchild.parent, child.name, 'a grandchild names its own parent');
-      assert.is(grandchild.name, `${child.name}:${i + 1}`, 'names follow the identity path, as in Python');
+    assert.equal(
+      result.map((m) => m.id ?? m),
+      [[], [0], [0, 0], [0, 1], [1], [1, 0], [1, 1]],
+    );
+    const byId = new Map(result.map((m) => [JSON.stringify(m.id), m]));
+    assert.is(byId.get('[]').name, 'MainProcess');
+    for (const id of [[0], [1]]) {
+      const child = byId.get(JSON.stringify(id));
+      assert.is(child.parent, 'MainProcess');
+      assert.match(child.name, /^Process-\d+$/);
+      for (const i of [0, 1]) {
+        const grandchild = byId.get(JSON.stringify([...id, i]));
+        assert.is(grandchild.parent, child.name, 'a grandchild names its own parent');
+        assert.is(grandchild.name, `${child.name}:${i + 1}`, 'names follow the identity path, as in Python');
+      }
     }
-  }
-}, 60_000);
+  },
+  60_000,
+);
 
-cpython('test_close: close() throws while running; afterwards the object refuses use; start() twice throws', async () => {
-  const [control, childControl] = Pipe<string>();
-  const p = start('waitForMessage', [childControl]);
-  assert.is(p.isAlive(), true);
+cpython(
+  'test_close: close() throws while running; afterwards the object refuses use; start() twice throws',
+  async () => {
+    const [control, childControl] = Pipe<string>();
+    const p = start('waitForMessage', [childControl]);
+    assert.is(p.isAlive(), true);
 
-  const running = throws(() => p.close(), ProcessError, 'close() of a running process');
-  assert.match(running.message, /running/);
-  const twice = throws(() => p.start(), ProcessError, 'start() twice');
-  assert.match(twice.message, /twice/);
-  assert.is(p.isAlive(), true, 'the failed calls did not stop it');
+    const running = throws(() => p.close(), ProcessError, 'close() of a running process');
+    assert.match(running.message, /running/);
+    const twice = throws(() => p.start(), ProcessError, 'start() twice');
+    assert.match(twice.message, /twice/);
+    assert.is(p.isAlive(), true, 'the failed calls did not stop it');
 
-  for (const bad of [-1, NaN]) {
-    const e = await rejects(p.join(bad), RangeError, `join(${bad})`);
-    assert.match(e.message, /timeout/);
-    assert.ok(e.message.includes(String(bad)), e.message);
-  }
-  await rejects(p.join('1' as unknown as number), TypeError, "join('1')");
-  await rejects(p.join(null as unknown as number), TypeError, 'join(null)');
+    for (const bad of [-1, NaN]) {
+      const e = await rejects(p.join(bad), RangeError, `join(${bad})`);
+      assert.match(e.message, /timeout/);
+      assert.ok(e.message.includes(String(bad)), e.message);
+    }
+    await rejects(p.join('1' as unknown as number), TypeError, "join('1')");
+    await rejects(p.join(null as unknown as number), TypeError, 'join(null)');
 
-  control.send('go');
-  await p.join();
-  assert.is(p.isAlive(), false);
-  assert.is(p.exitCode, 0);
-  p.close();
-  await rejects(p.join(), ProcessError, 'join() after close()');
-  throws(() => p.terminate(), ProcessError, 'terminate() after close()');
-  throws(() => p.start(), ProcessError, 'start() after close()');
-  p.close(); // closing twice is fine
-});
+    control.send('go');
+    await p.join();
+    assert.is(p.isAlive(), false);
+    assert.is(p.exitCode, 0);
+    p.close();
+    await rejects(p.join(), ProcessError, 'join() after close()');
+    throws(() => p.terminate(), ProcessError, 'terminate() after close()');
+    throws(() => p.start(), ProcessError, 'start() after close()');
+    p.close(); // closing twice is fine
+  },
+);
 
 cpython('the process ends when its target returns, even with a recv() still waiting', async () => {
   const [r, w] = Pipe<string>();
@@ -279,40 +343,62 @@ failures('a target the module does not export: exitCode 1, error names the targe
   assert.ok(stderr.includes('missing-target'), stderr);
 });
 
-failures('a target that cannot be found says how to fix it: exported under another name, not a function, missing', async () => {
-  const { result: [renamed, notFunction, missing] } = await captureStderr(async () => {
-    const ps = [make(aliasedTask), make('notAFunction'), make('noSuchTask')];
-    for (const p of ps) p.start();
-    await Promise.all(ps.map((p) => p.join()));
-    return ps;
-  });
-  for (const p of [renamed, notFunction, missing]) {
-    assert.is(p!.exitCode, 1);
-    assert.instance(p!.error, ProcessError);
-    assert.is((p!.error as ProcessError).code, 'ERR_TARGET_NOT_FOUND');
-  }
-  assert.match(renamed!.error!.message, /target "renamedTask" is not a function exported by .*process-tasks\.ts/);
-  assert.match(renamed!.error!.message, /exported as 'aliasedTask'; pass target: 'aliasedTask'/);
-  assert.match(notFunction!.error!.message, /its export "notAFunction" is 42 \(number\)/);
-  assert.match(missing!.error!.message, /the functions it exports are .*reportSelf/);
-});
+failures(
+  'a target that cannot be found says how to fix it: exported under another name, not a function, missing',
+  async () => {
+    const {
+      result: [renamed, notFunction, missing],
+    } = await captureStderr(async () => {
+      const ps = [make(aliasedTask), make('notAFunction'), make('noSuchTask')];
+      for (const p of ps) p.start();
+      await Promise.all(ps.map((p) => p.join()));
+      return ps;
+    });
+    for (const p of [renamed, notFunction, missing]) {
+      assert.is(p!.exitCode, 1);
+      assert.instance(p!.error, ProcessError);
+      assert.is((p!.error as ProcessError).code, 'ERR_TARGET_NOT_FOUND');
+    }
+    assert.match(renamed!.error!.message, /target "renamedTask" is not a function exported by .*process-tasks\.ts/);
+    assert.match(renamed!.error!.message, /exported as 'aliasedTask'; pass target: 'aliasedTask'/);
+    assert.match(notFunction!.error!.message, /its export "notAFunction" is 42 \(number\)/);
+    assert.match(missing!.error!.message, /the functions it exports are .*reportSelf/);
+  },
+);
 
-failures('a bound function, an anonymous one or a class as target: a TypeError at construction that says what to pass', () => {
-  const bound = throws(() => new Process({ target: reportSelf.bind(null), module: tasks, args: [] as never }), TypeError, 'a bound target');
-  assert.match(bound.message, /bound function \(bound reportSelf\)/);
-  assert.match(bound.message, /target: reportSelf/);
-  assert.match(bound.message, /options\.args/);
-  const anonymous = throws(() => new Process({ target: [() => {}][0]!, module: tasks }), TypeError, 'an anonymous target');
-  assert.match(anonymous.message, /anonymous/);
-  assert.match(anonymous.message, /export a named function/);
-  class Job {}
-  const klass = throws(() => new Process({ target: Job as unknown as () => void, module: tasks }), TypeError, 'a class as target');
-  assert.match(klass.message, /class \(Job\)/);
-});
+failures(
+  'a bound function, an anonymous one or a class as target: a TypeError at construction that says what to pass',
+  () => {
+    const bound = throws(
+      () => new Process({ target: reportSelf.bind(null), module: tasks, args: [] as never }),
+      TypeError,
+      'a bound target',
+    );
+    assert.match(bound.message, /bound function \(bound reportSelf\)/);
+    assert.match(bound.message, /target: reportSelf/);
+    assert.match(bound.message, /options\.args/);
+    const anonymous = throws(
+      () => new Process({ target: [() => {}][0]!, module: tasks }),
+      TypeError,
+      'an anonymous target',
+    );
+    assert.match(anonymous.message, /anonymous/);
+    assert.match(anonymous.message, /export a named function/);
+    class Job {}
+    const klass = throws(
+      () => new Process({ target: Job as unknown as () => void, module: tasks }),
+      TypeError,
+      'a class as target',
+    );
+    assert.match(klass.message, /class \(Job\)/);
+  },
+);
 
 failures('a module that does not exist: start() throws naming both, and nothing starts', () => {
   const [, w] = Pipe<string>();
-  const p = track(new Process({ target: 'anything', module: new URL('./fixtures/no-such-module.ts', import.meta.url), args: [w] }));
+  const p = track(
+    new Process({ target: 'anything', module: new URL('./fixtures/no-such-module.ts', import.meta.url), args: [w] }),
+  );
   const e = throws(() => p.start(), ProcessError, 'start() of a missing module');
   assert.match(e.message, /anything/);
   assert.match(e.message, /no-such-module\.ts/);
@@ -321,26 +407,29 @@ failures('a module that does not exist: start() throws naming both, and nothing 
   assert.is(w.closed, false, 'the Connection in args was not moved');
 });
 
-failures('a module that throws while loading: exitCode 1, error names the target, the module and the cause', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-broken-'));
-  try {
-    const module = join(dir, 'broken.mjs');
-    await writeFile(module, "throw new Error('broken at import');\nexport function task() {}\n");
-    const { result: p } = await captureStderr(async () => {
-      const p = track(new Process({ target: 'task', module }));
-      p.start();
-      await p.join();
-      return p;
-    });
-    assert.is(p.exitCode, 1);
-    assert.instance(p.error, Error);
-    assert.match(p.error!.message, /task/);
-    assert.match(p.error!.message, /broken\.mjs/);
-    assert.match(p.error!.message, /broken at import/);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+failures(
+  'a module that throws while loading: exitCode 1, error names the target, the module and the cause',
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mpthreads-broken-'));
+    try {
+      const module = join(dir, 'broken.mjs');
+      await writeFile(module, "throw new Error('broken at import');\nexport function task() {}\n");
+      const { result: p } = await captureStderr(async () => {
+        const p = track(new Process({ target: 'task', module }));
+        p.start();
+        await p.join();
+        return p;
+      });
+      assert.is(p.exitCode, 1);
+      assert.instance(p.error, Error);
+      assert.match(p.error!.message, /task/);
+      assert.match(p.error!.message, /broken\.mjs/);
+      assert.match(p.error!.message, /broken at import/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+);
 
 failures('args that cannot be copied: start() throws DataCloneError and moves nothing', async () => {
   const [r, w] = Pipe<unknown>();
@@ -371,34 +460,41 @@ failures('a worker that runs out of heap (resourceLimits) is reported, and its p
 failures.run();
 
 // ---------------------------------------------------------------------------------------------------------
-failures('a worker message of an unknown kind is a warning naming a bug, not a crash; the user\'s own messages are left alone', async () => {
-  const warnings: Error[] = [];
-  const onWarning = (w: Error) => warnings.push(w);
-  process.on('warning', onWarning);
-  try {
-    const [conn, child] = Pipe<string>();
-    const p = track(new Process({ target: 'postBogusProtocolMessage', module: tasks, args: [child] }));
-    p.start();
-    assert.is(await conn.recv(), 'posted');
-    await p.join();
-    assert.is(p.exitCode, 0);
-    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
-    const bugs = warnings.filter((w) => w.name === 'InternalError');
-    assert.is(bugs.length, 1, warnings.map(String).join('; '));
-    assert.match(bugs[0]!.message, /bug in mpthreads: process: unknown message kind "no such kind"/);
-  } finally {
-    process.off('warning', onWarning);
-  }
-});
+failures(
+  "a worker message of an unknown kind is a warning naming a bug, not a crash; the user's own messages are left alone",
+  async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error) => warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      const [conn, child] = Pipe<string>();
+      const p = track(new Process({ target: 'postBogusProtocolMessage', module: tasks, args: [child] }));
+      p.start();
+      assert.is(await conn.recv(), 'posted');
+      await p.join();
+      assert.is(p.exitCode, 0);
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+      const bugs = warnings.filter((w) => w.name === 'InternalError');
+      assert.is(bugs.length, 1, warnings.map(String).join('; '));
+      assert.match(bugs[0]!.message, /bug in mpthreads: process: unknown message kind "no such kind"/);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  },
+);
 
 const lifetime = suite('Process: program lifetime');
 
-lifetime('a program that starts workers and never closes its pipes exits by itself', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-exit-'));
-  try {
-    const program = join(dir, 'never-closes.mts');
-    const lib = pathToFileURL(join(root, 'lib', 'index.ts')).href;
-    await writeFile(program, `
+lifetime(
+  'a program that starts workers and never closes its pipes exits by itself',
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mpthreads-exit-'));
+    try {
+      const program = join(dir, 'never-closes.mts');
+      const lib = pathToFileURL(join(root, 'lib', 'index.ts')).href;
+      await writeFile(
+        program,
+        `
 import { Process, Pipe, isMainThread, type Connection } from ${JSON.stringify(lib)};
 
 export async function worker(conn: Connection<string>, spare: Connection<string>) {
@@ -434,37 +530,56 @@ if (isMainThread) {
   await p.join();
   console.log('exitCode', p.exitCode, 'daemon alive', daemon.isAlive(), unused.closed, idlePeer.closed);
 }
-`);
-    const { code, signal, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 45_000 });
+`,
+      );
+      const { code, signal, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 45_000 });
+      assert.is(signal, null, stderr);
+      assert.is(code, 0, stderr);
+      assert.equal(stdout.trim().split('\n'), [
+        'hello',
+        'got go',
+        'daemon up',
+        'false',
+        'TimeoutError',
+        'aborted',
+        'exitCode 0 daemon alive true false false',
+      ]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+  60_000,
+);
+
+lifetime(
+  'a module that starts processes at its top level without `if (isMainThread)` ends by itself, naming the guard',
+  async () => {
+    // Before start() refused, each worker ran that top level again: 367 threads and 2.6 GB in 10 s, no output.
+    // The fixture caps the cascade at three levels, and `run` kills the whole program at its deadline.
+    const fixture = fileURLToPath(new URL('./fixtures/unguarded-start.ts', import.meta.url));
+    const { code, signal, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture], {
+      cwd: root,
+      ms: 30_000,
+    });
     assert.is(signal, null, stderr);
     assert.is(code, 0, stderr);
-    assert.equal(stdout.trim().split('\n'), [
-      'hello', 'got go', 'daemon up', 'false', 'TimeoutError', 'aborted', 'exitCode 0 daemon alive true false false',
-    ]);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}, 60_000);
-
-lifetime('a module that starts processes at its top level without `if (isMainThread)` ends by itself, naming the guard', async () => {
-  // Before start() refused, each worker ran that top level again: 367 threads and 2.6 GB in 10 s, no output.
-  // The fixture caps the cascade at three levels, and `run` kills the whole program at its deadline.
-  const fixture = fileURLToPath(new URL('./fixtures/unguarded-start.ts', import.meta.url));
-  const { code, signal, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture], { cwd: root, ms: 30_000 });
-  assert.is(signal, null, stderr);
-  assert.is(code, 0, stderr);
-  assert.not.match(stderr, /runaway/, 'a worker of a worker ran the top level');
-  const out = JSON.parse(stdout) as { exitCodes: number[]; errors: string[]; threadsStarted: number };
-  assert.equal(out.exitCodes, [1, 1], 'each worker failed to load its module');
-  for (const message of out.errors) {
-    assert.match(message, /cannot start process "Process-\d+:1" while this worker is still importing its task module/);
-    assert.ok(message.includes('if (isMainThread)'), message);
-    assert.match(message, /__name__ == '__main__'/);
-    assert.match(message, /unguarded-start\.ts/);
-  }
-  assert.ok(stderr.includes('if (isMainThread)'), `the error is printed:\n${stderr}`);
-  // Two workers (and a spare and tsx's loader threads, were the module not compiled): 4 here; the cascade, 44.
-  assert.ok(out.threadsStarted <= 12, `${out.threadsStarted} threads started`);
-}, 45_000);
+    assert.not.match(stderr, /runaway/, 'a worker of a worker ran the top level');
+    const out = JSON.parse(stdout) as { exitCodes: number[]; errors: string[]; threadsStarted: number };
+    assert.equal(out.exitCodes, [1, 1], 'each worker failed to load its module');
+    for (const message of out.errors) {
+      assert.match(
+        message,
+        /cannot start process "Process-\d+:1" while this worker is still importing its task module/,
+      );
+      assert.ok(message.includes('if (isMainThread)'), message);
+      assert.match(message, /__name__ == '__main__'/);
+      assert.match(message, /unguarded-start\.ts/);
+    }
+    assert.ok(stderr.includes('if (isMainThread)'), `the error is printed:\n${stderr}`);
+    // Two workers (and a spare and tsx's loader threads, were the module not compiled): 4 here; the cascade, 44.
+    assert.ok(out.threadsStarted <= 12, `${out.threadsStarted} threads started`);
+  },
+  45_000,
+);
 
 lifetime.run();

@@ -12,17 +12,13 @@ import { BlockList } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
-import {
-  ClosedError, Empty, Full, JoinableQueue, Pipe, Process, ProcessError, Queue, SimpleQueue,
-} from '../lib/index.ts';
-import { deadline, openQueues, rejects, suite, throws, track } from './_support/harness.ts';
+import { ClosedError, Empty, Full, JoinableQueue, Pipe, ProcessError, Queue, SimpleQueue } from '../lib/index.ts';
+import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 import { run } from './_support/run-program.ts';
 
 const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
-
-
 
 /** Milliseconds `promise` takes to settle, and how it settled. */
 async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value?: T; error?: unknown }> {
@@ -36,9 +32,17 @@ async function timed<T>(promise: Promise<T>): Promise<{ ms: number; value?: T; e
 }
 
 /** Asserts `promise` rejects with Empty/Full (a ProcessError with its code) within a generous bound. */
-async function rejectsWithin(promise: Promise<unknown>, Ctor: typeof Empty | typeof Full, maxMs: number, what: string): Promise<void> {
+async function rejectsWithin(
+  promise: Promise<unknown>,
+  Ctor: typeof Empty | typeof Full,
+  maxMs: number,
+  what: string,
+): Promise<void> {
   const { ms, error } = await timed(promise);
-  assert.ok(error instanceof Ctor, `${what}: expected ${Ctor.name}, got ${error === undefined ? 'a resolution' : String(error)}`);
+  assert.ok(
+    error instanceof Ctor,
+    `${what}: expected ${Ctor.name}, got ${error === undefined ? 'a resolution' : String(error)}`,
+  );
   assert.ok(error instanceof ProcessError);
   assert.is((error as ProcessError).code, Ctor === Empty ? 'Empty' : 'Full');
   assert.ok(ms < maxMs, `${what} took ${ms.toFixed(0)} ms (bound ${maxMs} ms)`);
@@ -128,7 +132,12 @@ cpython('test_get: every blocking and timeout form, Empty when empty', async () 
   assert.is(queue.empty(), true);
 
   await rejectsWithin(queue.get({ timeout: 0 }), Empty, 1_000, 'get(block=False)');
-  await rejectsWithin(queue.get({ timeout: 0, signal: new AbortController().signal }), Empty, 1_000, 'get(block=False, timeout=None)');
+  await rejectsWithin(
+    queue.get({ timeout: 0, signal: new AbortController().signal }),
+    Empty,
+    1_000,
+    'get(block=False, timeout=None)',
+  );
   const nowait = throws(() => queue.getNowait(), Empty, 'getNowait()');
   assert.is(nowait.code, 'Empty');
   await rejectsWithin(queue.get({ timeout: 100 }), Empty, 5_000, 'get(timeout=100 ms)');
@@ -188,33 +197,36 @@ cpython('test_closed_queue_put_get_exceptions: ClosedError after close()', async
   }
 });
 
-cpython('test_queue_feeder_donot_stop_onexc: an uncloneable item fails at put and the queue keeps working', async () => {
-  const notSerializable = () => 'not serializable';
-  const q = open(new Queue<unknown>());
-  const e1 = await rejects(q.put(notSerializable), DOMException, 'put(function)');
-  assert.ok(isDataCloneError(e1), `put(function) rejected with ${e1.name}`);
-  assert.is(q.qsize(), 0);
-  await q.put(true);
-  assert.is(await q.get({ timeout: 10_000 }), true);
-  q.close();
+cpython(
+  'test_queue_feeder_donot_stop_onexc: an uncloneable item fails at put and the queue keeps working',
+  async () => {
+    const notSerializable = () => 'not serializable';
+    const q = open(new Queue<unknown>());
+    const e1 = await rejects(q.put(notSerializable), DOMException, 'put(function)');
+    assert.ok(isDataCloneError(e1), `put(function) rejected with ${e1.name}`);
+    assert.is(q.qsize(), 0);
+    await q.put(true);
+    assert.is(await q.get({ timeout: 10_000 }), true);
+    q.close();
 
-  // bpo-33078: the size is right after the failure, for a bounded queue too.
-  const b = open(new Queue<unknown>({ maxsize: 1 }));
-  assert.ok(isDataCloneError(await rejects(b.put({ f: notSerializable }), DOMException, 'put({ f: function })')));
-  assert.ok(isDataCloneError(throws(() => b.putNowait(Symbol('no')), DOMException, 'putNowait(symbol)')));
-  assert.is(b.qsize(), 0, 'the failed puts reserved no slot');
-  await b.put(true);
-  assert.is(b.qsize(), 1);
-  // Waiting for a slot cannot hide the failure: an uncloneable item fails at the call, not when a slot frees.
-  const blocked = await timed(b.put([1, notSerializable], { timeout: 60_000 }));
-  assert.ok(isDataCloneError(blocked.error), `blocked put of an uncloneable value: ${String(blocked.error)}`);
-  assert.ok(blocked.ms < 5_000);
-  assert.is(await b.get({ timeout: 10_000 }), true);
-  assert.is(b.empty(), true);
-  await b.put('still works');
-  assert.is(await b.get(), 'still works');
-  b.close();
-});
+    // bpo-33078: the size is right after the failure, for a bounded queue too.
+    const b = open(new Queue<unknown>({ maxsize: 1 }));
+    assert.ok(isDataCloneError(await rejects(b.put({ f: notSerializable }), DOMException, 'put({ f: function })')));
+    assert.ok(isDataCloneError(throws(() => b.putNowait(Symbol('no')), DOMException, 'putNowait(symbol)')));
+    assert.is(b.qsize(), 0, 'the failed puts reserved no slot');
+    await b.put(true);
+    assert.is(b.qsize(), 1);
+    // Waiting for a slot cannot hide the failure: an uncloneable item fails at the call, not when a slot frees.
+    const blocked = await timed(b.put([1, notSerializable], { timeout: 60_000 }));
+    assert.ok(isDataCloneError(blocked.error), `blocked put of an uncloneable value: ${String(blocked.error)}`);
+    assert.ok(blocked.ms < 5_000);
+    assert.is(await b.get({ timeout: 10_000 }), true);
+    assert.is(b.empty(), true);
+    await b.put('still works');
+    assert.is(await b.get(), 'still works');
+    b.close();
+  },
+);
 
 cpython.run();
 
@@ -223,7 +235,9 @@ const contract = suite('Queue: the contract');
 contract.after.each(closeQueues);
 
 contract('MPMC: 4 producers x 4 consumers, each item delivered exactly once', async () => {
-  const P = 4, C = 4, N = 2_000;
+  const P = 4,
+    C = 4,
+    N = 2_000;
   type Item = { p: number; i: number };
   const q = open(new Queue<Item | null>());
   const results = new Queue<{ consumer: number; got: Item[] }>();
@@ -258,17 +272,24 @@ contract('MPMC: 4 producers x 4 consumers, each item delivered exactly once', as
 });
 
 contract('FIFO per producer at maxsize 0, 1, 2, 16, 1000; qsize() stays within 0..maxsize', async () => {
-  const PRODUCERS = 3, N = 400;
+  const PRODUCERS = 3,
+    N = 400;
   const controls = range(PRODUCERS).map(() => Pipe<unknown>());
   const producers = controls.map(([, child]) => start('fifoProducer', [child]));
   for (const maxsize of [0, 1, 2, 16, 1000]) {
     const q = open(new Queue<[number, number]>({ maxsize }));
     // The same workers serve every round: the queue reaches them through their control connection.
-    controls.forEach(([control], id) => control.send({ q, id, n: N }));
+    controls.forEach(([control], id) => {
+      control.send({ q, id, n: N });
+    });
     const next = range(PRODUCERS).map(() => 0);
     for (let k = 0; k < PRODUCERS * N; k++) {
       const [id, i] = await q.get();
-      assert.is(i, next[id], `maxsize ${maxsize}: producer ${id}'s items out of order (got ${i}, expected ${next[id]})`);
+      assert.is(
+        i,
+        next[id],
+        `maxsize ${maxsize}: producer ${id}'s items out of order (got ${i}, expected ${next[id]})`,
+      );
       next[id]++;
       const size = q.qsize();
       assert.ok(size >= 0 && (maxsize === 0 || size <= maxsize), `maxsize ${maxsize}: qsize() is ${size}`);
@@ -276,10 +297,18 @@ contract('FIFO per producer at maxsize 0, 1, 2, 16, 1000; qsize() stays within 0
     for (const [control] of controls) {
       const report = (await control.recv()) as { id: number; maxSeen?: number; minSeen?: number; error?: string };
       assert.is(report.error, undefined, report.error);
-      if (maxsize > 0) assert.ok(report.maxSeen! <= maxsize, `maxsize ${maxsize}: producer ${report.id} saw qsize() ${report.maxSeen}`);
+      if (maxsize > 0)
+        assert.ok(
+          report.maxSeen! <= maxsize,
+          `maxsize ${maxsize}: producer ${report.id} saw qsize() ${report.maxSeen}`,
+        );
       assert.ok(report.minSeen! >= 0, `maxsize ${maxsize}: producer ${report.id} saw qsize() ${report.minSeen}`);
     }
-    assert.equal(next, range(PRODUCERS).map(() => N), `maxsize ${maxsize}: every item of every producer`);
+    assert.equal(
+      next,
+      range(PRODUCERS).map(() => N),
+      `maxsize ${maxsize}: every item of every producer`,
+    );
     assert.is(q.qsize(), 0, `maxsize ${maxsize}: qsize() after every item was taken`);
     await rejects(q.get({ timeout: 0 }), Empty, `maxsize ${maxsize}: get after every item`);
     q.close();
@@ -327,23 +356,26 @@ contract('a producer terminated in the middle of put() does not keep its slot (m
 // and then its holder's kPutCount, and a thread can be terminated between the two; the hub's repair on departure
 // (kPutCount - received) could not see an item counted by the first only, so qsize() stayed one too high for good
 // (a bounded queue lost a slot). The worker stops in that window on purpose here.
-contract('a producer terminated between its two counting steps leaves the size and unfinished count right', async () => {
-  const q = open(new JoinableQueue<unknown>({ maxsize: 1 }));
-  const [conn, childConn] = Pipe<string>();
-  const p = start('diesBetweenCountingSteps', [q, childConn]);
-  assert.is(await conn.recv(), 'counted once');
-  assert.is(q.qsize(), 1, 'the half-counted item fills the queue while its producer lives');
-  p.terminate();
-  await p.join();
-  assert.is(p.exitCode, -15);
-  await eventually(() => q.qsize() === 0, 10_000, 'qsize() back to 0 after the kill');
-  await q.join(); // nothing is left unfinished
-  await q.put('after', { timeout: 10_000 });
-  assert.is(await q.get({ timeout: 10_000 }), 'after');
-  q.taskDone();
-  throws(() => q.taskDone(), ProcessError, 'the unfinished count was not left too high or too low');
-  assert.is(q.qsize(), 0);
-});
+contract(
+  'a producer terminated between its two counting steps leaves the size and unfinished count right',
+  async () => {
+    const q = open(new JoinableQueue<unknown>({ maxsize: 1 }));
+    const [conn, childConn] = Pipe<string>();
+    const p = start('diesBetweenCountingSteps', [q, childConn]);
+    assert.is(await conn.recv(), 'counted once');
+    assert.is(q.qsize(), 1, 'the half-counted item fills the queue while its producer lives');
+    p.terminate();
+    await p.join();
+    assert.is(p.exitCode, -15);
+    await eventually(() => q.qsize() === 0, 10_000, 'qsize() back to 0 after the kill');
+    await q.join(); // nothing is left unfinished
+    await q.put('after', { timeout: 10_000 });
+    assert.is(await q.get({ timeout: 10_000 }), 'after');
+    q.taskDone();
+    throws(() => q.taskDone(), ProcessError, 'the unfinished count was not left too high or too low');
+    assert.is(q.qsize(), 0);
+  },
+);
 
 contract('two workers keep exchanging items while the main thread busy-waits', async () => {
   const N = 1_000;
@@ -362,7 +394,11 @@ contract('two workers keep exchanging items while the main thread busy-waits', a
   let spins = 0;
   while (Atomics.load(flag, 0) === 0 && performance.now() - t0 < 20_000) spins++;
   const ms = performance.now() - t0;
-  assert.is(Atomics.load(flag, 0), 1, `the consumer got all ${N} items in order while we spun (${ms.toFixed(0)} ms, ${spins} spins)`);
+  assert.is(
+    Atomics.load(flag, 0),
+    1,
+    `the consumer got all ${N} items in order while we spun (${ms.toFixed(0)} ms, ${spins} spins)`,
+  );
   await joinedOk(producer, consumer);
   q.close();
 });
@@ -395,7 +431,8 @@ contract('the value is captured when put is called', async () => {
 });
 
 contract('a producer on a bounded queue waits for a slow consumer: qsize() never passes maxsize', async () => {
-  const MAXSIZE = 16, N = 200;
+  const MAXSIZE = 16,
+    N = 200;
   const q = open(new Queue<number>({ maxsize: MAXSIZE }));
   const [conn, childConn] = Pipe<unknown>();
   const p = start('boundedProducer', [q, childConn, N]);
@@ -511,7 +548,11 @@ contract('close() wakes every blocked get and put with ClosedError at once', asy
   const t0 = performance.now();
   empty.close();
   full.close();
-  const errors = await deadline(Promise.all([...gets, ...puts].map((p, i) => rejects(p, ClosedError, `blocked call ${i}`))), 5_000, 'waking the blocked calls');
+  const errors = await deadline(
+    Promise.all([...gets, ...puts].map((p, i) => rejects(p, ClosedError, `blocked call ${i}`))),
+    5_000,
+    'waking the blocked calls',
+  );
   const ms = performance.now() - t0;
   assert.ok(ms < 5_000, `woken after ${ms.toFixed(0)} ms`);
   for (const e of errors) assert.match(e.message, 'queue is closed');
@@ -550,7 +591,11 @@ contract('get() and put() honour an AbortSignal', async () => {
   const pending = later(q.get({ signal: ac.signal }));
   ac.abort(new Error('enough'));
   assert.is((await rejects(pending, Error)).message, 'enough');
-  await rejects(q.get({ signal: AbortSignal.abort(new RangeError('early')) }), RangeError, 'get with an aborted signal');
+  await rejects(
+    q.get({ signal: AbortSignal.abort(new RangeError('early')) }),
+    RangeError,
+    'get with an aborted signal',
+  );
   // The aborted get took nothing: the next item goes to the next get.
   await q.put(1);
   assert.is(await q.get(), 1);
@@ -579,124 +624,155 @@ contract('put with transfer moves buffers, also for puts that waited for a slot'
   q.close();
 });
 
-contract('items holding host objects are copied as postMessage copies them, or fail at put with its error', async () => {
-  const q = open(new Queue<unknown>());
-  const { port1, port2 } = new MessageChannel();
-  let platform: unknown;
-  try {
-    structuredClone({ port: port1 });
-  } catch (error) {
-    platform = error;
-  }
-  // A MessagePort not in the transfer list: the platform refuses it; so does put, at the call, adding nothing.
-  const refused = await timed(q.put({ port: port1 }));
-  assert.ok(refused.error instanceof Error || refused.error instanceof DOMException, `put({ port }) without transfer: ${String(refused.error)}`);
-  assert.is((refused.error as Error).name, (platform as Error).name);
-  assert.is((refused.error as Error).message, (platform as Error).message);
-  assert.ok(isDataCloneError(throws(() => q.putNowait({ f: () => 1, port: port1 }), DOMException, 'putNowait({ function, port })')));
-  assert.is(q.qsize(), 0);
-  // Host objects the platform can copy arrive, in order with the items around them.
-  const blocks = new BlockList();
-  blocks.addAddress('10.0.0.1');
-  await q.put('before');
-  await q.put({ blocks, blob: new Blob(['blob text']) });
-  await q.put({ port: port1 }, { transfer: [port1] });
-  await q.put('after');
-  assert.is(await q.get(), 'before');
-  const copied = (await q.get()) as { blocks: BlockList; blob: Blob };
-  assert.ok(copied.blocks instanceof BlockList && copied.blocks.check('10.0.0.1') && !copied.blocks.check('10.0.0.2'));
-  assert.is(await copied.blob.text(), 'blob text');
-  const moved = (await q.get()) as { port: MessagePort };
-  moved.port.postMessage('through the moved port');
-  assert.is(receiveMessageOnPort(port2)?.message, 'through the moved port');
-  assert.is(await q.get(), 'after');
-  moved.port.close();
-});
+contract(
+  'items holding host objects are copied as postMessage copies them, or fail at put with its error',
+  async () => {
+    const q = open(new Queue<unknown>());
+    const { port1, port2 } = new MessageChannel();
+    let platform: unknown;
+    try {
+      structuredClone({ port: port1 });
+    } catch (error) {
+      platform = error;
+    }
+    // A MessagePort not in the transfer list: the platform refuses it; so does put, at the call, adding nothing.
+    const refused = await timed(q.put({ port: port1 }));
+    assert.ok(
+      refused.error instanceof Error || refused.error instanceof DOMException,
+      `put({ port }) without transfer: ${String(refused.error)}`,
+    );
+    assert.is((refused.error as Error).name, (platform as Error).name);
+    assert.is((refused.error as Error).message, (platform as Error).message);
+    assert.ok(
+      isDataCloneError(
+        throws(() => q.putNowait({ f: () => 1, port: port1 }), DOMException, 'putNowait({ function, port })'),
+      ),
+    );
+    assert.is(q.qsize(), 0);
+    // Host objects the platform can copy arrive, in order with the items around them.
+    const blocks = new BlockList();
+    blocks.addAddress('10.0.0.1');
+    await q.put('before');
+    await q.put({ blocks, blob: new Blob(['blob text']) });
+    await q.put({ port: port1 }, { transfer: [port1] });
+    await q.put('after');
+    assert.is(await q.get(), 'before');
+    const copied = (await q.get()) as { blocks: BlockList; blob: Blob };
+    assert.ok(
+      copied.blocks instanceof BlockList && copied.blocks.check('10.0.0.1') && !copied.blocks.check('10.0.0.2'),
+    );
+    assert.is(await copied.blob.text(), 'blob text');
+    const moved = (await q.get()) as { port: MessagePort };
+    moved.port.postMessage('through the moved port');
+    assert.is(receiveMessageOnPort(port2)?.message, 'through the moved port');
+    assert.is(await q.get(), 'after');
+    moved.port.close();
+  },
+);
 
-contract('sparse arrays keep their holes, and cyclic items are captured at put, on every path an item takes', async () => {
-  const q = open(new Queue<any>());
-  const a: unknown[] = [];
-  a[1] = 1;
-  const cyclic = { value: a };
-  a[2] = cyclic; // a sparse array inside a cycle
-  let deep: unknown = [, 'bottom'];
-  for (let i = 0; i < 20; i++) deep = { deep }; // deeper than the quick handle scan looks
-  const withHost = { blob: new Blob(['b']), holes: [, 2] }; // travels as values: the encoder declines the Blob
-  const buf = new ArrayBuffer(1);
-  const withTransfer = { buf, holes: [, 3] };
-  const withHandle = { inner: open(new Queue<string>()), holes: [, 4] };
-  await q.put(cyclic);
-  a[0] = 'changed after put';
-  await q.put(deep);
-  await q.put(withHost);
-  await q.put(withTransfer, { transfer: [buf] });
-  await q.put(withHandle);
+contract(
+  'sparse arrays keep their holes, and cyclic items are captured at put, on every path an item takes',
+  async () => {
+    const q = open(new Queue<any>());
+    const a: unknown[] = [];
+    a[1] = 1;
+    const cyclic = { value: a };
+    a[2] = cyclic; // a sparse array inside a cycle
+    let deep: unknown = [, 'bottom'];
+    for (let i = 0; i < 20; i++) deep = { deep }; // deeper than the quick handle scan looks
+    const withHost = { blob: new Blob(['b']), holes: [, 2] }; // travels as values: the encoder declines the Blob
+    const buf = new ArrayBuffer(1);
+    const withTransfer = { buf, holes: [, 3] };
+    const withHandle = { inner: open(new Queue<string>()), holes: [, 4] };
+    await q.put(cyclic);
+    a[0] = 'changed after put';
+    await q.put(deep);
+    await q.put(withHost);
+    await q.put(withTransfer, { transfer: [buf] });
+    await q.put(withHandle);
 
-  const c = await q.get();
-  assert.equal(Object.keys(c.value), ['1', '2'], 'cyclic item: holes kept, later change not seen');
-  assert.is(c.value[2], c, 'the cycle is kept');
-  let d = await q.get();
-  for (let i = 0; i < 20; i++) d = d.deep;
-  assert.equal(Object.keys(d), ['1'], 'deep item: holes kept');
-  assert.equal(Object.keys((await q.get()).holes), ['1'], 'item with a host object: holes kept');
-  assert.equal(Object.keys((await q.get()).holes), ['1'], 'item put with transfer: holes kept');
-  const h = await q.get();
-  assert.ok(h.inner instanceof Queue, 'the handle inside is revived');
+    const c = await q.get();
+    assert.equal(Object.keys(c.value), ['1', '2'], 'cyclic item: holes kept, later change not seen');
+    assert.is(c.value[2], c, 'the cycle is kept');
+    let d = await q.get();
+    for (let i = 0; i < 20; i++) d = d.deep;
+    assert.equal(Object.keys(d), ['1'], 'deep item: holes kept');
+    assert.equal(Object.keys((await q.get()).holes), ['1'], 'item with a host object: holes kept');
+    assert.equal(Object.keys((await q.get()).holes), ['1'], 'item put with transfer: holes kept');
+    const h = await q.get();
+    assert.ok(h.inner instanceof Queue, 'the handle inside is revived');
 
-  // A put that waits for a slot snapshots a cyclic item at the call too.
-  const b = open(new Queue<any>({ maxsize: 1 }));
-  b.putNowait('first');
-  const loop: Record<string, unknown> = { n: 1 };
-  loop.self = loop;
-  const pending = later(b.put(loop));
-  loop.n = 2;
-  assert.is(await b.get(), 'first');
-  await pending;
-  const got = await b.get();
-  assert.is(got.n, 1, 'a waiting put of a cyclic item sends it as it was at the call');
-  assert.is(got.self, got);
-});
+    // A put that waits for a slot snapshots a cyclic item at the call too.
+    const b = open(new Queue<any>({ maxsize: 1 }));
+    b.putNowait('first');
+    const loop: Record<string, unknown> = { n: 1 };
+    loop.self = loop;
+    const pending = later(b.put(loop));
+    loop.n = 2;
+    assert.is(await b.get(), 'first');
+    await pending;
+    const got = await b.get();
+    assert.is(got.n, 1, 'a waiting put of a cyclic item sends it as it was at the call');
+    assert.is(got.self, got);
+  },
+);
 
-contract('a consumer terminated while blocked in get(), or with items pushed to its window, does not wedge the queue', async () => {
-  const pushed = open(new Queue<number>());
-  const empty = open(new Queue<string>());
-  for (let i = 0; i < 5; i++) pushed.putNowait(i); // one batch: the hub pushes all of it to the lone consumer
-  const [conn, childConn] = Pipe<unknown>();
-  const p = start('holdPushedThenBlock', [pushed, empty, childConn]);
-  assert.is(await conn.recv(), 0);
-  assert.is(await conn.recv(), 'blocked');
-  p.terminate();
-  await p.join();
-  assert.is(p.exitCode, -15);
+contract(
+  'a consumer terminated while blocked in get(), or with items pushed to its window, does not wedge the queue',
+  async () => {
+    const pushed = open(new Queue<number>());
+    const empty = open(new Queue<string>());
+    for (let i = 0; i < 5; i++) pushed.putNowait(i); // one batch: the hub pushes all of it to the lone consumer
+    const [conn, childConn] = Pipe<unknown>();
+    const p = start('holdPushedThenBlock', [pushed, empty, childConn]);
+    assert.is(await conn.recv(), 0);
+    assert.is(await conn.recv(), 'blocked');
+    p.terminate();
+    await p.join();
+    assert.is(p.exitCode, -15);
 
-  await empty.put('after');
-  assert.is(await deadline(empty.get(), 10_000, 'get after the blocked consumer died'), 'after');
-  for (let i = 1; i < 5; i++) assert.is(await deadline(pushed.get(), 10_000, `pushed item ${i}`), i);
-  assert.is(pushed.qsize(), 0);
-  await rejects(pushed.get({ timeout: 0 }), Empty);
-  pushed.close();
-  empty.close();
-});
+    await empty.put('after');
+    assert.is(await deadline(empty.get(), 10_000, 'get after the blocked consumer died'), 'after');
+    for (let i = 1; i < 5; i++) assert.is(await deadline(pushed.get(), 10_000, `pushed item ${i}`), i);
+    assert.is(pushed.qsize(), 0);
+    await rejects(pushed.get({ timeout: 0 }), Empty);
+    pushed.close();
+    empty.close();
+  },
+);
 
-contract('a program that never closes its queues exits by itself', async () => {
-  const child = spawn('npx', ['tsx', fileURLToPath(tasks)], {
-    cwd: root,
-    env: { ...process.env, MPTHREADS_QUEUE_PROGRAM: 'never-close' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true, // its own process group: npx, tsx and node can be killed together if it hangs
-  });
-  let stdout = '', stderr = '';
-  child.stdout.on('data', (d) => { stdout += d; });
-  child.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  try {
-    const code = await deadline(exited, 25_000, 'the program');
-    assert.is(code, 0, `exit code (stderr: ${stderr})`);
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
-  }
-  assert.equal(JSON.parse(stdout.trim()), { echoed: 'hello', exitCode: 0, empty: 'Empty', timedOut: 'Full', blocked: 'ClosedError' }, stdout);
-}, 40_000);
+contract(
+  'a program that never closes its queues exits by itself',
+  async () => {
+    const child = spawn('npx', ['tsx', fileURLToPath(tasks)], {
+      cwd: root,
+      env: { ...process.env, MPTHREADS_QUEUE_PROGRAM: 'never-close' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group: npx, tsx and node can be killed together if it hangs
+    });
+    let stdout = '',
+      stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const code = await deadline(exited, 25_000, 'the program');
+      assert.is(code, 0, `exit code (stderr: ${stderr})`);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) process.kill(-child.pid!, 'SIGKILL');
+    }
+    assert.equal(
+      JSON.parse(stdout.trim()),
+      { echoed: 'hello', exitCode: 0, empty: 'Empty', timedOut: 'Full', blocked: 'ClosedError' },
+      stdout,
+    );
+  },
+  40_000,
+);
 
 contract('queues travel nested in args, through a Connection and through another queue', async () => {
   const viaArgs = open(new Queue<string>());
@@ -729,7 +805,7 @@ contract('queues travel nested in args, through a Connection and through another
 });
 
 // --- edges found by an outside check (issue 10) ---------------------------------------------------------
-const edges = suite('Queue: a queue outlives its creator; a worker\'s exit hands its items over');
+const edges = suite("Queue: a queue outlives its creator; a worker's exit hands its items over");
 edges.after.each(closeQueues);
 
 // Found: with a queue made in a worker, once that worker exited, a sibling's get() and a blocked put() hung,
@@ -738,7 +814,7 @@ edges.after.each(closeQueues);
 edges('a queue made in a worker that exited keeps its items, its waiting calls and its new items', async () => {
   const [conn, childConn] = Pipe<unknown>();
   const maker = start('makeQueuesAndExit', [childConn]);
-  const { items, full } = await conn.recv() as { items: Queue<string>; full: Queue<string> };
+  const { items, full } = (await conn.recv()) as { items: Queue<string>; full: Queue<string> };
   open(items);
   open(full);
   await joinedOk(maker);
@@ -770,20 +846,33 @@ edges('a queue made in a worker that exited keeps its items, its waiting calls a
 // Found: a worker that called process.exit() right after putNowait() or resolved puts, or died of an uncaught
 // exception in a timer, lost those items silently. Python flushes at sys.exit(); a worker now hands its
 // buffered items over when it exits, however it exits (but terminate()).
-edges('items a worker put are delivered when it calls process.exit(), dies of an uncaught exception, or returns', async () => {
-  const q = open(new Queue<string>());
-  for (const [how, code] of [['exit', 3], ['throw-in-timer', 1], ['return', 0]] as const) {
-    const p = start('putThenEnd', [q, how]);
-    await p.join();
-    assert.is(p.exitCode, code, `${how}: exit code`);
-    assert.equal([await q.get({ timeout: 10_000 }), await q.get({ timeout: 10_000 })], [`${how}: putNowait`, `${how}: await put`], how);
-  }
-});
+edges(
+  'items a worker put are delivered when it calls process.exit(), dies of an uncaught exception, or returns',
+  async () => {
+    const q = open(new Queue<string>());
+    for (const [how, code] of [
+      ['exit', 3],
+      ['throw-in-timer', 1],
+      ['return', 0],
+    ] as const) {
+      const p = start('putThenEnd', [q, how]);
+      await p.join();
+      assert.is(p.exitCode, code, `${how}: exit code`);
+      assert.equal(
+        [await q.get({ timeout: 10_000 }), await q.get({ timeout: 10_000 })],
+        [`${how}: putNowait`, `${how}: await put`],
+        how,
+      );
+    }
+  },
+);
 
 // Found: every queue dropped without close() kept about 72 KiB for good (4 x 1,000 queues took heap and
 // external memory from 81 to 293 MiB). A handle nobody can reach is now collected and its port closed.
-edges('queues dropped without close() are released: 4 x 1,000 of them leave heap and external memory flat', async () => {
-  const program = `
+edges(
+  'queues dropped without close() are released: 4 x 1,000 of them leave heap and external memory flat',
+  async () => {
+    const program = `
     import { Queue, JoinableQueue } from ${JSON.stringify(new URL('../lib/index.ts', import.meta.url).href)};
     const settle = async () => { for (let i = 0; i < 4; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); } };
     const memory = () => { const m = process.memoryUsage(); return m.heapUsed + m.external; };
@@ -800,11 +889,16 @@ edges('queues dropped without close() are released: 4 x 1,000 of them leave heap
     for (let r = 0; r < 4; r++) await round();
     await settle();
     console.log(JSON.stringify({ perQueue: (memory() - before) / 4000 }));`;
-  const ran = await run(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', program], { cwd: root, ms: 120_000 });
-  assert.is(ran.code, 0, ran.stderr);
-  const { perQueue } = JSON.parse(ran.stdout.trim()) as { perQueue: number };
-  assert.ok(perQueue < 1024, `each dropped queue kept ${perQueue.toFixed(0)} B`);
-}, 150_000);
+    const ran = await run(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', program], {
+      cwd: root,
+      ms: 120_000,
+    });
+    assert.is(ran.code, 0, ran.stderr);
+    const { perQueue } = JSON.parse(ran.stdout.trim()) as { perQueue: number };
+    assert.ok(perQueue < 1024, `each dropped queue kept ${perQueue.toFixed(0)} B`);
+  },
+  150_000,
+);
 
 contract.run();
 edges.run();

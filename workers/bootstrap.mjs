@@ -28,7 +28,8 @@ const kEntries = Symbol.for('mpthreads.entries');
 
 try {
   // A TypeScript task module still being compiled in the parent: its URL, or `tsx: true`, comes by message.
-  if (boot.pending) boot = { ...boot, .../** @type {object} */ ((await nextMessage(parentPort, Kind.Compiled)).fields) };
+  if (boot.pending)
+    boot = { ...boot, .../** @type {object} */ ((await nextMessage(parentPort, Kind.Compiled)).fields) };
   if (boot.tsx) await registerTsx();
   await import(boot.runtime);
   if (boot.standby) boot = /** @type {any} */ ((await nextMessage(parentPort, Kind.Boot)).boot);
@@ -41,10 +42,13 @@ try {
 } catch (error) {
   // Only reached when the runtime itself cannot load; the runtime reports everything after that.
   const e = /** @type {Error} */ (error);
-  parentPort?.postMessage({ [PROTOCOL_TAG]: Kind.Error, error: {
-    name: 'ProcessError',
-    message: `cannot start target "${boot.target}" of ${boot.module}: ${boot.tsx ? 'TypeScript needs tsx installed; ' : ''}${e?.message}`,
-    stack: e?.stack,
-  } });
+  parentPort?.postMessage({
+    [PROTOCOL_TAG]: Kind.Error,
+    error: {
+      name: 'ProcessError',
+      message: `cannot start target "${boot.target}" of ${boot.module}: ${boot.tsx ? 'TypeScript needs tsx installed; ' : ''}${e?.message}`,
+      stack: e?.stack,
+    },
+  });
   process.exit(1);
 }

@@ -27,7 +27,12 @@ export function nextMessage(port, kind) {
   return new Promise((resolve) => {
     /** @param {unknown} message */
     const listener = (message) => {
-      if (typeof message !== 'object' || message === null || /** @type {Record<string, unknown>} */ (message)[PROTOCOL_TAG] !== kind) return;
+      if (
+        typeof message !== 'object' ||
+        message === null ||
+        /** @type {Record<string, unknown>} */ (message)[PROTOCOL_TAG] !== kind
+      )
+        return;
       port?.off('message', listener);
       resolve(/** @type {Record<string, unknown>} */ (message));
     };

@@ -22,7 +22,9 @@ export interface Expect {
 }
 
 /** Installs a role in each member (the roles' channels travel inside); resolves when all are ready. */
-export async function setup(parts: { ep: Endpoint; role: Record<string, unknown>; transfer?: TransferListItem[] }[]): Promise<void> {
+export async function setup(
+  parts: { ep: Endpoint; role: Record<string, unknown>; transfer?: TransferListItem[] }[],
+): Promise<void> {
   for (const p of parts) p.ep.send({ op: 'setup', role: p.role }, p.transfer);
   for (const p of parts) await expectOp(p.ep, 'ready');
 }
@@ -48,7 +50,12 @@ async function done(ep: Endpoint, timeoutMs: number) {
  * One throughput repetition; resolves with its duration in seconds. Fails if the consumers did not receive
  * exactly `expect.count` items with the expected checksum.
  */
-export async function throughputRep(producers: readonly Part[], consumers: readonly Part[], expect: Expect, timeoutMs: number): Promise<number> {
+export async function throughputRep(
+  producers: readonly Part[],
+  consumers: readonly Part[],
+  expect: Expect,
+  timeoutMs: number,
+): Promise<number> {
   const all = [...producers, ...consumers];
   for (const p of all) p.ep.send({ op: 'run', n: p.n, start: p.start });
   for (const p of all) await expectOp(p.ep, 'ready', timeoutMs);
@@ -60,7 +67,8 @@ export async function throughputRep(producers: readonly Part[], consumers: reado
   for (const p of producers) await done(p.ep, timeoutMs);
   const count = replies.reduce((s, r) => s + r.count, 0);
   const checksum = replies.reduce((s, r) => s + r.checksum, 0);
-  if (count !== expect.count) throw new Error(`${expect.what}: consumers received ${count} items, expected ${expect.count}`);
+  if (count !== expect.count)
+    throw new Error(`${expect.what}: consumers received ${count} items, expected ${expect.count}`);
   if (expect.checksum !== undefined && checksum !== expect.checksum) {
     throw new Error(`${expect.what}: checksum ${checksum}, expected ${expect.checksum}`);
   }
@@ -68,7 +76,13 @@ export async function throughputRep(producers: readonly Part[], consumers: reado
 }
 
 /** One round-trip repetition of n round trips; the pinger's own timing and latency percentiles. */
-export async function roundTripRep(pinger: Endpoint, ponger: Endpoint, n: number, what: string, timeoutMs: number): Promise<RoundTripStats> {
+export async function roundTripRep(
+  pinger: Endpoint,
+  ponger: Endpoint,
+  n: number,
+  what: string,
+  timeoutMs: number,
+): Promise<RoundTripStats> {
   ponger.send({ op: 'run', n, start: 0 });
   pinger.send({ op: 'run', n, start: 0 });
   await expectOp(ponger, 'ready', timeoutMs);
@@ -77,6 +91,7 @@ export async function roundTripRep(pinger: Endpoint, ponger: Endpoint, n: number
   const ping = await done(pinger, timeoutMs);
   const pong = await done(ponger, timeoutMs);
   if (ping.stats === undefined) throw new Error(`${what}: the pinger reported no timing`);
-  if (ping.count !== n || pong.count !== n) throw new Error(`${what}: ${ping.count} pings and ${pong.count} pongs, expected ${n}`);
+  if (ping.count !== n || pong.count !== n)
+    throw new Error(`${what}: ${ping.count} pings and ${pong.count} pongs, expected ${n}`);
   return ping.stats;
 }

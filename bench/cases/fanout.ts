@@ -16,14 +16,28 @@ import { STOP } from '../tasks/control.mjs';
 import { setup, teardown } from './drive.ts';
 import { RAW_BATCH } from './spsc.ts';
 import { team, type Endpoint } from './team.ts';
-import { repeat, sizeOf, throughput, withDeadline, type BenchCase, type CaseContext, type Measurement } from './types.ts';
+import {
+  repeat,
+  sizeOf,
+  throughput,
+  withDeadline,
+  type BenchCase,
+  type CaseContext,
+  type Measurement,
+} from './types.ts';
 
 const poolTask = new URL('../tasks/pool-task.mjs', import.meta.url);
 const workerpoolTask = new URL('../tasks/workerpool-task.mjs', import.meta.url);
 
 export function fanoutCases(): BenchCase[] {
-  const add = (impl: string, run: (ctx: CaseContext) => Promise<Measurement>, fullOnly = false): BenchCase =>
-    ({ name: `${impl}/fanout/int`, impl, topology: 'fanout', payload: 'int', run, fullOnly });
+  const add = (impl: string, run: (ctx: CaseContext) => Promise<Measurement>, fullOnly = false): BenchCase => ({
+    name: `${impl}/fanout/int`,
+    impl,
+    topology: 'fanout',
+    payload: 'int',
+    run,
+    fullOnly,
+  });
   return [
     add('raw', (ctx) => rawFanout(ctx, 0)),
     add('raw-batched', (ctx) => rawFanout(ctx, RAW_BATCH)),
@@ -48,18 +62,32 @@ async function rawFanout(ctx: CaseContext, batch: number): Promise<Measurement> 
   const size = sizeOf('fanout', 'int', ctx.quick);
   const workers = (await team('raw')).members.slice(0, 2);
   const channels = workers.map(() => new MessageChannel());
-  await setup(workers.map((ep, w) => ({ ep, role: { kind: 'fanout', ports: [channels[w]!.port2] }, transfer: [channels[w]!.port2] })));
+  await setup(
+    workers.map((ep, w) => ({
+      ep,
+      role: { kind: 'fanout', ports: [channels[w]!.port2] },
+      transfer: [channels[w]!.port2],
+    })),
+  );
   const mine = channels.map((c) => c.port1);
   try {
     const seconds = await repeat(ctx, size, async (n, timeoutMs) => {
       for (const ep of workers) ep.send({ op: 'run', n, start: 0 });
       for (const ep of workers) await ready(ep, timeoutMs);
-      let count = 0, sum = 0;
+      let count = 0,
+        sum = 0;
       let finish!: () => void;
-      const finished = new Promise<void>((resolve) => { finish = resolve; });
+      const finished = new Promise<void>((resolve) => {
+        finish = resolve;
+      });
       const onResult = (v: number | number[]) => {
-        if (typeof v === 'number') { sum += v; count++; }
-        else { for (let j = 0; j < v.length; j++) sum += v[j]!; count += v.length; }
+        if (typeof v === 'number') {
+          sum += v;
+          count++;
+        } else {
+          for (let j = 0; j < v.length; j++) sum += v[j]!;
+          count += v.length;
+        }
         if (count >= n) finish();
       };
       for (const port of mine) port.on('message', onResult);
@@ -75,7 +103,10 @@ async function rawFanout(ctx: CaseContext, batch: number): Promise<Measurement> 
       }
       await withDeadline(finished, timeoutMs, () => `${impl}/fanout/int (${count} of ${n} results)`);
       const t1 = performance.now();
-      for (const port of mine) { port.off('message', onResult); port.postMessage(STOP); }
+      for (const port of mine) {
+        port.off('message', onResult);
+        port.postMessage(STOP);
+      }
       let served = 0;
       for (const ep of workers) served += (await done(ep, timeoutMs)).count;
       checkResults(`${impl}/fanout/int`, count, sum, n);
@@ -114,13 +145,17 @@ async function queueFanout(ctx: CaseContext): Promise<Measurement> {
       for (const ep of workers) await ready(ep, timeoutMs);
       let got = 0;
       const t0 = performance.now();
-      const sum = await withDeadline((async () => {
-        for (let i = 0; i < n; i++) await tasks.put(i);
-        let s = 0;
-        for (; got < n; got++) s += await results.get();
-        await tasks.join();
-        return s;
-      })(), timeoutMs, () => `joinablequeue/fanout/int (${got} of ${n} results)`);
+      const sum = await withDeadline(
+        (async () => {
+          for (let i = 0; i < n; i++) await tasks.put(i);
+          let s = 0;
+          for (; got < n; got++) s += await results.get();
+          await tasks.join();
+          return s;
+        })(),
+        timeoutMs,
+        () => `joinablequeue/fanout/int (${got} of ${n} results)`,
+      );
       const t1 = performance.now();
       for (const _ of workers) await tasks.put(null);
       let served = 0;
@@ -157,7 +192,13 @@ function tinypool(): Pool {
 
 function workerpoolPool(): Pool {
   const pool = workerpool.pool(fileURLToPath(workerpoolTask), { minWorkers: 2, maxWorkers: 2, workerType: 'thread' });
-  return { name: 'workerpool', run: (x) => pool.exec('increment', [x]) as Promise<number>, destroy: async () => { await pool.terminate(); } };
+  return {
+    name: 'workerpool',
+    run: (x) => pool.exec('increment', [x]) as Promise<number>,
+    destroy: async () => {
+      await pool.terminate();
+    },
+  };
 }
 
 async function poolFanout(ctx: CaseContext, pool: Pool): Promise<Measurement> {
@@ -182,4 +223,3 @@ async function poolFanout(ctx: CaseContext, pool: Pool): Promise<Measurement> {
     await pool.destroy();
   }
 }
-

@@ -33,8 +33,14 @@ export function mpmcCases(): BenchCase[] {
 function parts(eps: readonly Endpoint[], n: number): { producers: Part[]; consumers: Part[] } {
   const half = Math.floor(n / 2);
   return {
-    producers: [{ ep: eps[0]!, n: half, start: 0 }, { ep: eps[1]!, n: n - half, start: half }],
-    consumers: [{ ep: eps[2]!, n, start: 0 }, { ep: eps[3]!, n, start: 0 }],
+    producers: [
+      { ep: eps[0]!, n: half, start: 0 },
+      { ep: eps[1]!, n: n - half, start: half },
+    ],
+    consumers: [
+      { ep: eps[2]!, n, start: 0 },
+      { ep: eps[3]!, n, start: 0 },
+    ],
   };
 }
 
@@ -54,13 +60,22 @@ async function rawMpmc(ctx: CaseContext, payload: Payload, batch: number): Promi
   const impl = batch > 0 ? 'raw-batched' : 'raw';
   const seconds = await repeat(ctx, size, (n, timeoutMs) => {
     const { producers, consumers } = parts(eps, n);
-    return throughputRep(producers, consumers, { count: n, checksum: expectedChecksum(payload, 0, n), what: `${impl}/mpmc/${payload}` }, timeoutMs);
+    return throughputRep(
+      producers,
+      consumers,
+      { count: n, checksum: expectedChecksum(payload, 0, n), what: `${impl}/mpmc/${payload}` },
+      timeoutMs,
+    );
   });
   await teardown(eps);
   return throughput(size, seconds);
 }
 
-async function queueMpmc(ctx: CaseContext, payload: Payload, create: () => Queue<unknown> | SimpleQueue<unknown>): Promise<Measurement> {
+async function queueMpmc(
+  ctx: CaseContext,
+  payload: Payload,
+  create: () => Queue<unknown> | SimpleQueue<unknown>,
+): Promise<Measurement> {
   const size = sizeOf('mpmc', payload, ctx.quick);
   const eps = (await team('mpthreads')).members;
   const q = create();
@@ -76,7 +91,12 @@ async function queueMpmc(ctx: CaseContext, payload: Payload, create: () => Queue
     const seconds = await repeat(ctx, size, (n, timeoutMs) => {
       Atomics.store(new Int32Array(counter), 0, 0);
       const { producers, consumers } = parts(eps, n);
-      return throughputRep(producers, consumers, { count: n, checksum: expectedChecksum(payload, 0, n), what: `${impl}/mpmc/${payload}` }, timeoutMs);
+      return throughputRep(
+        producers,
+        consumers,
+        { count: n, checksum: expectedChecksum(payload, 0, n), what: `${impl}/mpmc/${payload}` },
+        timeoutMs,
+      );
     });
     await teardown(eps);
     return throughput(size, seconds);

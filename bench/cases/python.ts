@@ -24,10 +24,22 @@ export type PythonResult = { version: string; rows: PythonRow[] } | { skipped: s
 
 interface PyJson {
   python: string;
-  rows: { case: string; items_per_s: number; mb_per_s: number | null; p50_us: number | null; p99_us: number | null; n: number; reps: number }[];
+  rows: {
+    case: string;
+    items_per_s: number;
+    mb_per_s: number | null;
+    p50_us: number | null;
+    p99_us: number | null;
+    n: number;
+    reps: number;
+  }[];
 }
 
-export function runPython(options: { quick: boolean; filter: string | undefined; progress: (line: string) => void }): Promise<PythonResult> {
+export function runPython(options: {
+  quick: boolean;
+  filter: string | undefined;
+  progress: (line: string) => void;
+}): Promise<PythonResult> {
   const args = [script];
   if (options.quick) args.push('--quick');
   if (options.filter !== undefined) args.push('--filter', options.filter);
@@ -36,7 +48,9 @@ export function runPython(options: { quick: boolean; filter: string | undefined;
     let stdout = '';
     let stderr = '';
     let line = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => { stdout += chunk; });
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
       line += chunk;
@@ -59,8 +73,16 @@ export function runPython(options: { quick: boolean; filter: string | undefined;
         rows: doc.rows.map((r) => {
           const [impl, topology, payload] = r.case.split('/') as [string, Topology, string];
           return {
-            name: r.case, impl, topology, payload,
-            itemsPerS: r.items_per_s, mbPerS: r.mb_per_s, p50us: r.p50_us, p99us: r.p99_us, n: r.n, reps: r.reps,
+            name: r.case,
+            impl,
+            topology,
+            payload,
+            itemsPerS: r.items_per_s,
+            mbPerS: r.mb_per_s,
+            p50us: r.p50_us,
+            p99us: r.p99_us,
+            n: r.n,
+            reps: r.reps,
           };
         }),
       });

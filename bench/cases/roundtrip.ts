@@ -11,8 +11,13 @@ import { team, type Endpoint } from './team.ts';
 import { median, repeat, sizeOf, type BenchCase, type CaseContext, type Measurement } from './types.ts';
 
 export function roundtripCases(): BenchCase[] {
-  const add = (impl: string, run: (ctx: CaseContext) => Promise<Measurement>): BenchCase =>
-    ({ name: `${impl}/roundtrip/int`, impl, topology: 'roundtrip', payload: 'int', run });
+  const add = (impl: string, run: (ctx: CaseContext) => Promise<Measurement>): BenchCase => ({
+    name: `${impl}/roundtrip/int`,
+    impl,
+    topology: 'roundtrip',
+    payload: 'int',
+    run,
+  });
   return [
     add('raw', rawRoundtrip),
     add('pipe', pipeRoundtrip),
@@ -23,15 +28,19 @@ export function roundtripCases(): BenchCase[] {
 
 function measure(ctx: CaseContext, impl: string, pinger: Endpoint, ponger: Endpoint): Promise<Measurement> {
   const size = sizeOf('roundtrip', 'int', ctx.quick);
-  return repeat(ctx, size, (n, timeoutMs) => roundTripRep(pinger, ponger, n, `${impl}/roundtrip/int`, timeoutMs)).then((stats: RoundTripStats[]) => {
-    const perRep = stats.map((s) => size.n / (s.elapsedMs / 1000));
-    return {
-      n: size.n, reps: size.reps, perRep,
-      itemsPerS: median(perRep),
-      p50us: median(stats.map((s) => s.p50us)),
-      p99us: median(stats.map((s) => s.p99us)),
-    };
-  });
+  return repeat(ctx, size, (n, timeoutMs) => roundTripRep(pinger, ponger, n, `${impl}/roundtrip/int`, timeoutMs)).then(
+    (stats: RoundTripStats[]) => {
+      const perRep = stats.map((s) => size.n / (s.elapsedMs / 1000));
+      return {
+        n: size.n,
+        reps: size.reps,
+        perRep,
+        itemsPerS: median(perRep),
+        p50us: median(stats.map((s) => s.p50us)),
+        p99us: median(stats.map((s) => s.p99us)),
+      };
+    },
+  );
 }
 
 async function rawRoundtrip(ctx: CaseContext): Promise<Measurement> {
@@ -58,7 +67,10 @@ async function pipeRoundtrip(ctx: CaseContext): Promise<Measurement> {
   return m;
 }
 
-async function queueRoundtrip(ctx: CaseContext, create: () => Queue<number> | SimpleQueue<number>): Promise<Measurement> {
+async function queueRoundtrip(
+  ctx: CaseContext,
+  create: () => Queue<number> | SimpleQueue<number>,
+): Promise<Measurement> {
   const [pinger, ponger] = (await team('mpthreads')).members as [Endpoint, Endpoint];
   const out = create();
   const back = create();

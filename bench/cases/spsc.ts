@@ -36,10 +36,14 @@ async function rawSpsc(ctx: CaseContext, payload: Payload, batch: number): Promi
     { ep: producer, role: { kind: 'producer', ports: [port1], payload, batch }, transfer: [port1] },
     { ep: consumer, role: { kind: 'consumer', ports: [port2], payload, batch }, transfer: [port2] },
   ]);
-  const seconds = await repeat(ctx, size, (n, timeoutMs) => throughputRep(
-    [{ ep: producer, n, start: 0 }], [{ ep: consumer, n, start: 0 }],
-    { count: n, checksum: expectedChecksum(payload, 0, n), what: `raw/spsc/${payload}` }, timeoutMs,
-  ));
+  const seconds = await repeat(ctx, size, (n, timeoutMs) =>
+    throughputRep(
+      [{ ep: producer, n, start: 0 }],
+      [{ ep: consumer, n, start: 0 }],
+      { count: n, checksum: expectedChecksum(payload, 0, n), what: `raw/spsc/${payload}` },
+      timeoutMs,
+    ),
+  );
   await teardown([producer, consumer]);
   return throughput(size, seconds);
 }
@@ -52,15 +56,23 @@ async function pipeSpsc(ctx: CaseContext, payload: Payload): Promise<Measurement
     { ep: producer, role: { kind: 'pipe-producer', conn: writer, payload } },
     { ep: consumer, role: { kind: 'pipe-consumer', conn: reader, payload } },
   ]);
-  const seconds = await repeat(ctx, size, (n, timeoutMs) => throughputRep(
-    [{ ep: producer, n, start: 0 }], [{ ep: consumer, n, start: 0 }],
-    { count: n, checksum: expectedChecksum(payload, 0, n), what: `pipe/spsc/${payload}` }, timeoutMs,
-  ));
+  const seconds = await repeat(ctx, size, (n, timeoutMs) =>
+    throughputRep(
+      [{ ep: producer, n, start: 0 }],
+      [{ ep: consumer, n, start: 0 }],
+      { count: n, checksum: expectedChecksum(payload, 0, n), what: `pipe/spsc/${payload}` },
+      timeoutMs,
+    ),
+  );
   await teardown([producer, consumer]);
   return throughput(size, seconds);
 }
 
-async function queueSpsc(ctx: CaseContext, payload: Payload, create: () => Queue<unknown> | SimpleQueue<unknown>): Promise<Measurement> {
+async function queueSpsc(
+  ctx: CaseContext,
+  payload: Payload,
+  create: () => Queue<unknown> | SimpleQueue<unknown>,
+): Promise<Measurement> {
   const size = sizeOf('spsc', payload, ctx.quick);
   const [producer, consumer] = (await team('mpthreads')).members as [Endpoint, Endpoint];
   const q = create();
@@ -70,10 +82,14 @@ async function queueSpsc(ctx: CaseContext, payload: Payload, create: () => Queue
       { ep: producer, role: { kind: 'queue-producer', queue: q, payload } },
       { ep: consumer, role: { kind: 'queue-consumer', queue: q, payload } },
     ]);
-    const seconds = await repeat(ctx, size, (n, timeoutMs) => throughputRep(
-      [{ ep: producer, n, start: 0 }], [{ ep: consumer, n, start: 0 }],
-      { count: n, checksum: expectedChecksum(payload, 0, n), what: `${impl}/spsc/${payload}` }, timeoutMs,
-    ));
+    const seconds = await repeat(ctx, size, (n, timeoutMs) =>
+      throughputRep(
+        [{ ep: producer, n, start: 0 }],
+        [{ ep: consumer, n, start: 0 }],
+        { count: n, checksum: expectedChecksum(payload, 0, n), what: `${impl}/spsc/${payload}` },
+        timeoutMs,
+      ),
+    );
     await teardown([producer, consumer]);
     return throughput(size, seconds);
   } finally {

@@ -19,13 +19,22 @@ export class SkipCase extends Error {
   override name = 'SkipCase';
 }
 
-interface ChildRow { impl: string; us: number[]; firstUs: number }
+interface ChildRow {
+  impl: string;
+  us: number[];
+  firstUs: number;
+}
 
 const children = new Map<string, Promise<ChildRow[]>>();
 
 export function startCases(): BenchCase[] {
-  const add = (impl: string, child: 'js' | 'ts'): BenchCase =>
-    ({ name: `${impl}/start/-`, impl, topology: 'start', payload: '-', run: (ctx) => startRow(ctx, impl, child) });
+  const add = (impl: string, child: 'js' | 'ts'): BenchCase => ({
+    name: `${impl}/start/-`,
+    impl,
+    topology: 'start',
+    payload: '-',
+    run: (ctx) => startRow(ctx, impl, child),
+  });
   return [add('raw', 'js'), add('process-js', 'js'), add('raw-tsx', 'ts'), add('process-ts', 'ts')];
 }
 
@@ -41,8 +50,11 @@ async function startRow(ctx: CaseContext, impl: string, child: 'js' | 'ts'): Pro
   if (row === undefined) throw new Error(`start child did not report ${impl}`);
   const sorted = [...row.us].sort((a, b) => a - b);
   return {
-    n: row.us.length, reps: row.us.length, itemsPerS: null,
-    p50us: percentile(sorted, 50), p99us: percentile(sorted, 99),
+    n: row.us.length,
+    reps: row.us.length,
+    itemsPerS: null,
+    p50us: percentile(sorted, 50),
+    p99us: percentile(sorted, 99),
     perRep: row.us,
     note: `first (cold) start ${(row.firstUs / 1000).toFixed(1)} ms`,
   };
@@ -50,7 +62,8 @@ async function startRow(ctx: CaseContext, impl: string, child: 'js' | 'ts'): Pro
 
 async function runJsChild(ctx: CaseContext, reps: number): Promise<ChildRow[]> {
   if (distIsStale()) {
-    if (ctx.quick) throw new SkipCase('dist/ is missing or older than lib/: run `npm run build` to include it in --quick');
+    if (ctx.quick)
+      throw new SkipCase('dist/ is missing or older than lib/: run `npm run build` to include it in --quick');
     ctx.progress('building dist/ (npm run build)');
     await run('npm', ['run', 'build']);
     if (distIsStale()) throw new Error('dist/ is still older than lib/ after the build');

@@ -63,23 +63,32 @@ class RawTeam implements Team {
     for (let i = 0; i < size; i++) {
       const { port1, port2 } = new MessageChannel();
       const worker = new Worker(new URL('../tasks/raw.mjs', import.meta.url), {
-        workerData: { ctl: port2 }, transferList: [port2], name: `raw-${i}`,
+        workerData: { ctl: port2 },
+        transferList: [port2],
+        name: `raw-${i}`,
       });
       const label = `raw worker ${i}`;
       let died: ((error: Error) => void) | undefined;
-      const gone = new Promise<never>((_, reject) => { died = reject; });
+      const gone = new Promise<never>((_, reject) => {
+        died = reject;
+      });
       gone.catch(() => {});
       worker.on('error', (error) => died!(new Error(`${label} failed: ${error.message}`)));
-      this.#exits.push(new Promise((resolve) => worker.once('exit', (code) => {
-        died!(new Error(`${label} exited (code ${code})`));
-        resolve(code);
-      })));
+      this.#exits.push(
+        new Promise((resolve) =>
+          worker.once('exit', (code) => {
+            died!(new Error(`${label} exited (code ${code})`));
+            resolve(code);
+          }),
+        ),
+      );
       const mailbox = new Mailbox(port1);
       this.#workers.push(worker);
       this.members.push({
         label,
         send: (msg, transfer) => mailbox.post(msg, transfer),
-        recv: async (ms = kRepTimeoutMs) => checkReply(await withTimeout(Promise.race([mailbox.next() as Promise<Reply>, gone]), label, ms), label),
+        recv: async (ms = kRepTimeoutMs) =>
+          checkReply(await withTimeout(Promise.race([mailbox.next() as Promise<Reply>, gone]), label, ms), label),
       });
     }
   }

@@ -78,7 +78,11 @@ export function median(values: readonly number[]): number {
  * Runs `rep(warmN)` once untimed, then `reps` timed repetitions of `rep(n)`; returns their results.
  * `timeoutMs` is how long the repetition may wait for any one reply.
  */
-export async function repeat<T>(ctx: CaseContext, size: Size, rep: (n: number, timeoutMs: number) => Promise<T>): Promise<T[]> {
+export async function repeat<T>(
+  ctx: CaseContext,
+  size: Size,
+  rep: (n: number, timeoutMs: number) => Promise<T>,
+): Promise<T[]> {
   ctx.progress('warm-up');
   await rep(size.warmN, kWarmUpTimeoutMs);
   const results: T[] = [];
@@ -101,5 +105,13 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, what: () => str
 /** A throughput measurement from the seconds each repetition took. */
 export function throughput(size: Size, seconds: readonly number[], note?: string): Measurement {
   const perRep = seconds.map((s) => size.n / s);
-  return { n: size.n, reps: size.reps, itemsPerS: median(perRep), p50us: null, p99us: null, perRep, ...(note ? { note } : {}) };
+  return {
+    n: size.n,
+    reps: size.reps,
+    itemsPerS: median(perRep),
+    p50us: null,
+    p99us: null,
+    perRep,
+    ...(note ? { note } : {}),
+  };
 }

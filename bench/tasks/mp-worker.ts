@@ -223,13 +223,18 @@ async function run(r: Role, n: number, start: number, ctl: Connection<Command | 
 
 function close(r: Role): void {
   switch (r.kind) {
-    case 'pipe-producer': case 'pipe-consumer': case 'pipe-pinger': case 'pipe-ponger':
+    case 'pipe-producer':
+    case 'pipe-consumer':
+    case 'pipe-pinger':
+    case 'pipe-ponger':
       r.conn.close();
       return;
-    case 'queue-producer': case 'queue-consumer':
+    case 'queue-producer':
+    case 'queue-consumer':
       r.queue.close();
       return;
-    case 'queue-pinger': case 'queue-ponger':
+    case 'queue-pinger':
+    case 'queue-ponger':
       r.out.close();
       r.back.close();
       return;

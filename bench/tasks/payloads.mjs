@@ -8,7 +8,15 @@
 /** @typedef {'int' | 'object' | 'str1k' | 'buf64k' | 'buf64k-transfer' | 'buf1m' | 'buf1m-transfer'} Payload */
 
 /** Every payload, in the order the report shows them. */
-export const PAYLOADS = /** @type {const} */ (['int', 'object', 'str1k', 'buf64k', 'buf64k-transfer', 'buf1m', 'buf1m-transfer']);
+export const PAYLOADS = /** @type {const} */ ([
+  'int',
+  'object',
+  'str1k',
+  'buf64k',
+  'buf64k-transfer',
+  'buf1m',
+  'buf1m-transfer',
+]);
 
 const KIB64 = 64 * 1024;
 const MIB = 1024 * 1024;
@@ -16,8 +24,13 @@ const FILL = 0xab;
 
 /** Bytes of payload per item, for MB/s; null where the size is not a meaningful figure (int, object). */
 export const PAYLOAD_BYTES = /** @type {Record<Payload, number | null>} */ ({
-  int: null, object: null, str1k: 1024,
-  buf64k: KIB64, 'buf64k-transfer': KIB64, buf1m: MIB, 'buf1m-transfer': MIB,
+  int: null,
+  object: null,
+  str1k: 1024,
+  buf64k: KIB64,
+  'buf64k-transfer': KIB64,
+  buf1m: MIB,
+  'buf1m-transfer': MIB,
 });
 
 /** True for payloads sent with a transfer list (a fresh buffer per item, moved instead of copied). */
@@ -41,14 +54,36 @@ function filled(size) {
  */
 export function maker(payload) {
   switch (payload) {
-    case 'int': return (i) => i & 1023;
-    case 'object': return (i) => ({ a: i, b: 'x', c: true, d: 2.5, e: null, f: [1, 2], g: 'hello', h: 42, i: -1, j: 'z' });
-    case 'str1k': { const s = 's'.repeat(1024); return () => s; }
-    case 'buf64k': { const b = filled(KIB64); return () => b; }
-    case 'buf1m': { const b = filled(MIB); return () => b; }
-    case 'buf64k-transfer': return (i) => { const b = new Uint8Array(KIB64); b[0] = i & 255; return b; };
-    case 'buf1m-transfer': return (i) => { const b = new Uint8Array(MIB); b[0] = i & 255; return b; };
-    default: throw new Error(`unknown payload ${payload}`);
+    case 'int':
+      return (i) => i & 1023;
+    case 'object':
+      return (i) => ({ a: i, b: 'x', c: true, d: 2.5, e: null, f: [1, 2], g: 'hello', h: 42, i: -1, j: 'z' });
+    case 'str1k': {
+      const s = 's'.repeat(1024);
+      return () => s;
+    }
+    case 'buf64k': {
+      const b = filled(KIB64);
+      return () => b;
+    }
+    case 'buf1m': {
+      const b = filled(MIB);
+      return () => b;
+    }
+    case 'buf64k-transfer':
+      return (i) => {
+        const b = new Uint8Array(KIB64);
+        b[0] = i & 255;
+        return b;
+      };
+    case 'buf1m-transfer':
+      return (i) => {
+        const b = new Uint8Array(MIB);
+        b[0] = i & 255;
+        return b;
+      };
+    default:
+      throw new Error(`unknown payload ${payload}`);
   }
 }
 
@@ -60,22 +95,27 @@ export function maker(payload) {
  */
 export function checker(payload) {
   switch (payload) {
-    case 'int': return (v) => {
-      if (typeof v !== 'number') throw new Error(`int payload: got ${typeof v}`);
-      return v;
-    };
-    case 'object': return (v) => {
-      if (v === null || typeof v !== 'object' || v.j !== 'z') throw new Error(`object payload: got ${JSON.stringify(v)}`);
-      return v.a + v.h + v.f[1];
-    };
-    case 'str1k': return (v) => {
-      if (typeof v !== 'string') throw new Error(`str1k payload: got ${typeof v}`);
-      return v.length;
-    };
-    default: return (v) => {
-      if (!(v instanceof Uint8Array)) throw new Error(`${payload} payload: got ${Object.prototype.toString.call(v)}`);
-      return v.byteLength + v[0];
-    };
+    case 'int':
+      return (v) => {
+        if (typeof v !== 'number') throw new Error(`int payload: got ${typeof v}`);
+        return v;
+      };
+    case 'object':
+      return (v) => {
+        if (v === null || typeof v !== 'object' || v.j !== 'z')
+          throw new Error(`object payload: got ${JSON.stringify(v)}`);
+        return v.a + v.h + v.f[1];
+      };
+    case 'str1k':
+      return (v) => {
+        if (typeof v !== 'string') throw new Error(`str1k payload: got ${typeof v}`);
+        return v.length;
+      };
+    default:
+      return (v) => {
+        if (!(v instanceof Uint8Array)) throw new Error(`${payload} payload: got ${Object.prototype.toString.call(v)}`);
+        return v.byteLength + v[0];
+      };
   }
 }
 
@@ -88,14 +128,26 @@ export function checker(payload) {
 export function expectedChecksum(payload, start, n) {
   let sum = 0;
   switch (payload) {
-    case 'int': for (let i = start; i < start + n; i++) sum += i & 1023; return sum;
-    case 'object': for (let i = start; i < start + n; i++) sum += i + 44; return sum;
-    case 'str1k': return n * 1024;
-    case 'buf64k': return n * (KIB64 + FILL);
-    case 'buf1m': return n * (MIB + FILL);
-    case 'buf64k-transfer': for (let i = start; i < start + n; i++) sum += KIB64 + (i & 255); return sum;
-    case 'buf1m-transfer': for (let i = start; i < start + n; i++) sum += MIB + (i & 255); return sum;
-    default: throw new Error(`unknown payload ${payload}`);
+    case 'int':
+      for (let i = start; i < start + n; i++) sum += i & 1023;
+      return sum;
+    case 'object':
+      for (let i = start; i < start + n; i++) sum += i + 44;
+      return sum;
+    case 'str1k':
+      return n * 1024;
+    case 'buf64k':
+      return n * (KIB64 + FILL);
+    case 'buf1m':
+      return n * (MIB + FILL);
+    case 'buf64k-transfer':
+      for (let i = start; i < start + n; i++) sum += KIB64 + (i & 255);
+      return sum;
+    case 'buf1m-transfer':
+      for (let i = start; i < start + n; i++) sum += MIB + (i & 255);
+      return sum;
+    default:
+      throw new Error(`unknown payload ${payload}`);
   }
 }
 

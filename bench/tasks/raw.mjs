@@ -65,9 +65,14 @@ async function run(r, n, start) {
         for (let i = start; i < start + n; i++) {
           const b = batches[i % k];
           b.push(make(i));
-          if (b.length === r.batch) { ports[i % k].postMessage(b); batches[i % k] = []; }
+          if (b.length === r.batch) {
+            ports[i % k].postMessage(b);
+            batches[i % k] = [];
+          }
         }
-        batches.forEach((b, j) => { if (b.length > 0) ports[j].postMessage(b); });
+        batches.forEach((b, j) => {
+          if (b.length > 0) ports[j].postMessage(b);
+        });
       } else if (isTransfer(r.payload)) {
         for (let i = start; i < start + n; i++) {
           const v = /** @type {Uint8Array} */ (make(i));
@@ -84,7 +89,9 @@ async function run(r, n, start) {
       const check = checker(r.payload);
       const batched = r.batch > 0;
       return new Promise((resolve, reject) => {
-        let count = 0, checksum = 0, stops = 0;
+        let count = 0,
+          checksum = 0,
+          stops = 0;
         /** @param {any} v */
         const onMessage = (v) => {
           try {
@@ -120,7 +127,11 @@ async function run(r, n, start) {
         /** @param {number} v */
         const onMessage = (v) => {
           const now = performance.now();
-          if (v !== i) { port.off('message', onMessage); reject(new Error(`round trip ${i}: got ${v}`)); return; }
+          if (v !== i) {
+            port.off('message', onMessage);
+            reject(new Error(`round trip ${i}: got ${v}`));
+            return;
+          }
           lat[i] = now - sentAt;
           if (++i < n) {
             sentAt = performance.now();
@@ -146,8 +157,16 @@ async function run(r, n, start) {
         let count = 0;
         /** @param {any} v */
         const onMessage = (v) => {
-          if (v === STOP) { port.off('message', onMessage); resolve({ count, checksum: 0 }); return; }
-          if (!fanout) { port.postMessage(v); count++; return; }
+          if (v === STOP) {
+            port.off('message', onMessage);
+            resolve({ count, checksum: 0 });
+            return;
+          }
+          if (!fanout) {
+            port.postMessage(v);
+            count++;
+            return;
+          }
           if (Array.isArray(v)) {
             const out = new Array(v.length);
             for (let j = 0; j < v.length; j++) out[j] = v[j] + 1;

@@ -70,6 +70,7 @@ export async function measureStarts({ Process, Pipe, taskUrl, reps, labels }) {
 export function repsArg() {
   const i = process.argv.indexOf('--reps');
   const reps = i === -1 ? 10 : Number(process.argv[i + 1]);
-  if (!Number.isInteger(reps) || reps < 1) throw new RangeError(`--reps must be a positive integer, got ${process.argv[i + 1]}`);
+  if (!Number.isInteger(reps) || reps < 1)
+    throw new RangeError(`--reps must be a positive integer, got ${process.argv[i + 1]}`);
   return reps;
 }

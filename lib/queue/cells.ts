@@ -184,7 +184,8 @@ export function growLeaseRing(h: Int32Array, ring: Int32Array): Int32Array {
   const grown = newLeaseRing(ring.length * 2);
   const head = Atomics.load(h, kLeaseHead);
   const tail = Atomics.load(h, kLeaseTail);
-  for (let i = head; i !== tail; i = (i + 1) | 0) Atomics.store(grown, i & (grown.length - 1), Atomics.load(ring, i & (ring.length - 1)));
+  for (let i = head; i !== tail; i = (i + 1) | 0)
+    Atomics.store(grown, i & (grown.length - 1), Atomics.load(ring, i & (ring.length - 1)));
   return grown;
 }
 

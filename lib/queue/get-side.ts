@@ -24,7 +24,16 @@ import { batchByteLength } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
 import type { Batch } from '../wire/format.ts';
 import {
-  claim, claimLeased, claimPinned, diff, growLeaseRing, kClaimed, kReply, leaseRoom, size, unpin,
+  claim,
+  claimLeased,
+  claimPinned,
+  diff,
+  growLeaseRing,
+  kClaimed,
+  kReply,
+  leaseRoom,
+  size,
+  unpin,
 } from './cells.ts';
 import { Op, type HolderMessage, type HubMessage, type WantMessage } from './protocol.ts';
 
@@ -119,15 +128,20 @@ export class GetSide {
       }
     }
     this.#holder.flushPuts();
-    return wait<unknown>((waiter) => {
-      this.#waiters.push(waiter);
-      this.serve();
-      return () => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i !== -1) this.#waiters.splice(i, 1);
-        this.#holder.updateRef();
-      };
-    }, timeout, signal, () => new Empty(`queue is empty: get() timed out after ${timeout} ms`));
+    return wait<unknown>(
+      (waiter) => {
+        this.#waiters.push(waiter);
+        this.serve();
+        return () => {
+          const i = this.#waiters.indexOf(waiter);
+          if (i !== -1) this.#waiters.splice(i, 1);
+          this.#holder.updateRef();
+        };
+      },
+      timeout,
+      signal,
+      () => new Empty(`queue is empty: get() timed out after ${timeout} ms`),
+    );
   }
 
   /**
@@ -146,7 +160,13 @@ export class GetSide {
       // Maybe in the hub, or still in our own buffer: hand ours over, then ask for the window and wait for it.
       this.#holder.flushPuts();
       const next = Atomics.load(this.#holder.queueCells, kClaimed);
-      this.#askNow({ op: Op.Want, from: this.#from(), until: (next + this.#window) | 0, width: this.#window, now: true });
+      this.#askNow({
+        op: Op.Want,
+        from: this.#from(),
+        until: (next + this.#window) | 0,
+        width: this.#window,
+        now: true,
+      });
       found = this.#claim(true);
     }
     if (found.kind === 'item') return found.value;
@@ -244,7 +264,10 @@ export class GetSide {
       if (!this.#take(next, () => claim(q, next, holder.maxsize))) continue;
       this.#claimed(next);
       // Decoded after the claim: an item this thread cannot rebuild fails the get that took it, not the queue.
-      return { kind: 'item', value: (segment.reader ??= new BatchReader(segment.batch!)).item(diff(next, segment.base)) };
+      return {
+        kind: 'item',
+        value: (segment.reader ??= new BatchReader(segment.batch!)).item(diff(next, segment.base)),
+      };
     }
   }
 
@@ -288,7 +311,10 @@ export class GetSide {
   #receive(message: HubMessage): void {
     if (message.op !== Op.Items) throw bug(`queue: unknown message from the hub ${describe(message)}`);
     const { base, batch, n } = message;
-    if (message.fetched === true) return this.#fetchArrived(base, batch);
+    if (message.fetched === true) {
+      this.#fetchArrived(base, batch);
+      return;
+    }
     // A push: the hub sends each index once, but a Want may restart it where an earlier push already reached.
     if (this.#heard && diff((base + n) | 0, this.#heardTo) <= 0) return;
     this.#heard = true;
@@ -327,7 +353,10 @@ export class GetSide {
     const cells = this.#holder.holderCells;
     const before = Atomics.load(cells, kReply);
     this.#holder.post(message);
-    if (message.op === Op.Want) { this.#asked = true; this.#windowTo = message.until; }
+    if (message.op === Op.Want) {
+      this.#asked = true;
+      this.#windowTo = message.until;
+    }
     if (Atomics.wait(cells, kReply, before, kNowaitReplyMs) === 'timed-out') return;
     this.#drain();
   }
@@ -337,11 +366,24 @@ export class GetSide {
  * A stand-in waiter for getNowait()'s fetch, settled synchronously by #drain(): it records the outcome, or
  * (once getNowait gave up waiting) keeps the item for the next get.
  */
-function syncWaiter(outcome: { done: boolean; value?: unknown; error?: unknown } | undefined, kept?: unknown[]): Waiter<unknown> {
+function syncWaiter(
+  outcome: { done: boolean; value?: unknown; error?: unknown } | undefined,
+  kept?: unknown[],
+): Waiter<unknown> {
   return {
     settled: false,
     committed: true,
-    resolve(value) { if (outcome !== undefined) { outcome.done = true; outcome.value = value; } else kept!.push(value); },
-    reject(error) { if (outcome !== undefined) { outcome.done = true; outcome.error = error; } },
+    resolve(value) {
+      if (outcome !== undefined) {
+        outcome.done = true;
+        outcome.value = value;
+      } else kept!.push(value);
+    },
+    reject(error) {
+      if (outcome !== undefined) {
+        outcome.done = true;
+        outcome.error = error;
+      }
+    },
   };
 }

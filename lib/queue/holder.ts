@@ -54,7 +54,14 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   /** join() calls waiting on this holder; close() rejects them. */
   readonly #joins = new Set<AbortController>();
 
-  constructor(kind: QueueKind, maxsize: number, queueCells: Int32Array, holderCells: Int32Array, ring: Int32Array | null, port: MessagePort) {
+  constructor(
+    kind: QueueKind,
+    maxsize: number,
+    queueCells: Int32Array,
+    holderCells: Int32Array,
+    ring: Int32Array | null,
+    port: MessagePort,
+  ) {
     this.kind = kind;
     this.joinable = kind === 'JoinableQueue';
     this.maxsize = maxsize;
@@ -143,7 +150,13 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     }
     transfer.push(port2);
     const record: HolderRecord = {
-      [WIRE_TAG]: 'Queue', kind: this.kind, port: port2, queueCells: this.queueCells, holderCells, ring, maxsize: this.maxsize,
+      [WIRE_TAG]: 'Queue',
+      kind: this.kind,
+      port: port2,
+      queueCells: this.queueCells,
+      holderCells,
+      ring,
+      maxsize: this.maxsize,
     };
     return {
       record,

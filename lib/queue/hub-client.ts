@@ -36,10 +36,16 @@ function startHub(): MessagePort {
     },
   };
   // The hub needs no loader flags: its bootstrap registers tsx itself when the library is TypeScript.
-  const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: boot }, transferList: [port2], name: 'mpthreads queue hub' }, execArgvWithoutTsx());
+  const worker = startWorker(
+    bootstrapUrl,
+    { workerData: { [PROTOCOL_TAG]: boot }, transferList: [port2], name: 'mpthreads queue hub' },
+    execArgvWithoutTsx(),
+  );
   worker.unref();
   worker.on('error', (error) => {
-    process.stderr.write(`mpthreads: the queue hub failed; queues stop delivering (a bug in mpthreads):\n${error.stack}\n`);
+    process.stderr.write(
+      `mpthreads: the queue hub failed; queues stop delivering (a bug in mpthreads):\n${error.stack}\n`,
+    );
   });
   port1.unref();
   return port1;
@@ -72,4 +78,3 @@ export function childHubPort(): MessagePort {
   hubPort().postMessage(message, [port1]);
   return port2;
 }
-

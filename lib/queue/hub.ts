@@ -24,12 +24,21 @@ import type { BootData } from '../protocol.ts';
 import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
 import type { Batch } from '../wire/format.ts';
 import {
-  abandon, FetchState, kAttaching, kClaimed, kCounting, kFetchIndex, kFetching, kPutCount, kReply, kReserved,
-  leasesOf, recount, uncount,
+  abandon,
+  FetchState,
+  kAttaching,
+  kClaimed,
+  kCounting,
+  kFetchIndex,
+  kFetching,
+  kPutCount,
+  kReply,
+  kReserved,
+  leasesOf,
+  recount,
+  uncount,
 } from './cells.ts';
-import {
-  Op, type ClientMessage, type HolderMessage, type HolderWire, type HubMessage,
-} from './protocol.ts';
+import { Op, type ClientMessage, type HolderMessage, type HolderWire, type HubMessage } from './protocol.ts';
 
 interface Entry {
   base: number;
@@ -94,7 +103,11 @@ class HubQueue {
     let i = 0;
     for (const holder of this.holders) {
       const c = holder.cells;
-      if (Atomics.load(c, kCounting) !== 0 || Atomics.load(c, kAttaching) !== 0 || Atomics.load(c, kPutCount) !== puts[i++]) {
+      if (
+        Atomics.load(c, kCounting) !== 0 ||
+        Atomics.load(c, kAttaching) !== 0 ||
+        Atomics.load(c, kPutCount) !== puts[i++]
+      ) {
         this.settleDelay = Math.min(this.settleDelay * 2, 100);
         this.settleTimer = setTimeout(() => this.settle(), this.settleDelay);
         return;
@@ -121,7 +134,8 @@ class HubQueue {
   /** The position in `log` of the first entry that ends after `index`. */
   position(index: number): number {
     const log = this.log;
-    let lo = 0, hi = log.length;
+    let lo = 0,
+      hi = log.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       const e = log[mid]!;
@@ -140,7 +154,8 @@ class HubQueue {
   trim(): void {
     let low = this.abs(Atomics.load(this.cells, kClaimed));
     for (const holder of this.holders) {
-      if (Atomics.load(holder.cells, kFetching) !== FetchState.Idle) low = Math.min(low, this.abs(Atomics.load(holder.cells, kFetchIndex)));
+      if (Atomics.load(holder.cells, kFetching) !== FetchState.Idle)
+        low = Math.min(low, this.abs(Atomics.load(holder.cells, kFetchIndex)));
     }
     let leased: Set<number> | undefined;
     let oldestLease = low;
@@ -149,7 +164,10 @@ class HubQueue {
       for (const holder of this.holders) {
         for (const index of holder.leases()) {
           const i = this.abs(index);
-          if (i < low) { leased.add(i); oldestLease = Math.min(oldestLease, i); }
+          if (i < low) {
+            leased.add(i);
+            oldestLease = Math.min(oldestLease, i);
+          }
         }
       }
     }
@@ -168,7 +186,17 @@ class HubQueue {
       const e = this.log[k]!;
       for (let i = 0; i < e.batch.n; i++) {
         if (!leased.has(e.base + i)) continue;
-        kept.push(e.batch.n === 1 ? e : { base: e.base + i, batch: sliceItem(e.batch, i), deferred: e.deferred, transfer: e.transfer, gone: e.gone });
+        kept.push(
+          e.batch.n === 1
+            ? e
+            : {
+                base: e.base + i,
+                batch: sliceItem(e.batch, i),
+                deferred: e.deferred,
+                transfer: e.transfer,
+                gone: e.gone,
+              },
+        );
       }
     }
     this.log.splice(0, end, ...kept);
@@ -297,8 +325,12 @@ class Holder {
     // lease may be tentative: counted if its index was claimed at all), or a plain queue's item in fetch.
     const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));
     let taken: number[] = [];
-    if (this.ring !== null) taken = this.leases().map((i) => queue.abs(i)).filter((i) => i < claimed);
-    else if (Atomics.load(this.cells, kFetching) === FetchState.Claimed) taken = [queue.abs(Atomics.load(this.cells, kFetchIndex))];
+    if (this.ring !== null)
+      taken = this.leases()
+        .map((i) => queue.abs(i))
+        .filter((i) => i < claimed);
+    else if (Atomics.load(this.cells, kFetching) === FetchState.Claimed)
+      taken = [queue.abs(Atomics.load(this.cells, kFetchIndex))];
     let requeued = 0;
     for (const index of taken) {
       const entry = queue.find(index);

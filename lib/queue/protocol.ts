@@ -96,18 +96,56 @@ export const Op = {
 } as const;
 
 /** `transfer`: what the items move (ports, buffers): such a batch is deferred, and moved to its claimer. */
-export interface PutMessage { op: typeof Op.Put; batch: Batch; transfer?: unknown[] }
+export interface PutMessage {
+  op: typeof Op.Put;
+  batch: Batch;
+  transfer?: unknown[];
+}
 /** `now`: a synchronous caller (getNowait) waits for kReply, bumped once everything asked for is posted. */
-export interface WantMessage { op: typeof Op.Want; from: number; until: number; width: number; now?: boolean }
-export interface FetchMessage { op: typeof Op.Fetch; index: number; now?: boolean }
-export interface ReleaseMessage { op: typeof Op.Release }
-export interface AttachMessage { op: typeof Op.Attach; holder: HolderWire }
-export interface LeasesMessage { op: typeof Op.Leases; ring: Int32Array }
-export interface CloseMessage { op: typeof Op.Close }
-export type HolderMessage = PutMessage | WantMessage | FetchMessage | ReleaseMessage | AttachMessage | LeasesMessage | CloseMessage;
+export interface WantMessage {
+  op: typeof Op.Want;
+  from: number;
+  until: number;
+  width: number;
+  now?: boolean;
+}
+export interface FetchMessage {
+  op: typeof Op.Fetch;
+  index: number;
+  now?: boolean;
+}
+export interface ReleaseMessage {
+  op: typeof Op.Release;
+}
+export interface AttachMessage {
+  op: typeof Op.Attach;
+  holder: HolderWire;
+}
+export interface LeasesMessage {
+  op: typeof Op.Leases;
+  ring: Int32Array;
+}
+export interface CloseMessage {
+  op: typeof Op.Close;
+}
+export type HolderMessage =
+  | PutMessage
+  | WantMessage
+  | FetchMessage
+  | ReleaseMessage
+  | AttachMessage
+  | LeasesMessage
+  | CloseMessage;
 
 /** `fetched`: the answer to a Fetch (n 0: the hub does not have it, a bug). */
-export interface ItemsMessage { op: typeof Op.Items; base: number; batch: Batch | null; n: number; deferred?: boolean; fetched?: boolean }
+export interface ItemsMessage {
+  op: typeof Op.Items;
+  base: number;
+  batch: Batch | null;
+  n: number;
+  deferred?: boolean;
+  fetched?: boolean;
+}
 export type HubMessage = ItemsMessage;
 
 /** What the hub needs to serve one holder. */
@@ -118,8 +156,16 @@ export interface HolderWire {
   ring: Int32Array | null;
 }
 
-export interface CreateMessage { op: typeof Op.Create; cells: Int32Array; joinable: boolean; holder: HolderWire }
-export interface AdoptMessage { op: typeof Op.Adopt; port: MessagePortLike }
+export interface CreateMessage {
+  op: typeof Op.Create;
+  cells: Int32Array;
+  joinable: boolean;
+  holder: HolderWire;
+}
+export interface AdoptMessage {
+  op: typeof Op.Adopt;
+  port: MessagePortLike;
+}
 export type ClientMessage = CreateMessage | AdoptMessage;
 
 /** Structural stand-in for MessagePort, to keep this file free of runtime imports. */

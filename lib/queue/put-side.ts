@@ -112,10 +112,19 @@ export class PutSide {
       const lone = captureItem(item, transfer);
       return new Promise<void>((resolve, reject) => {
         const blocked: BlockedPut = {
-          item: lone, resolve, reject, timer: undefined, signal, onAbort: undefined, gone: new AbortController(),
+          item: lone,
+          resolve,
+          reject,
+          timer: undefined,
+          signal,
+          onAbort: undefined,
+          gone: new AbortController(),
         };
         if (timeout !== Infinity && timeout <= kMaxTimer) {
-          blocked.timer = setTimeout(() => this.#leaveLine(blocked, new Full(`queue is full: put() timed out after ${timeout} ms`)), timeout);
+          blocked.timer = setTimeout(
+            () => this.#leaveLine(blocked, new Full(`queue is full: put() timed out after ${timeout} ms`)),
+            timeout,
+          );
         }
         if (signal !== undefined) {
           const aborting = signal;
@@ -231,7 +240,13 @@ export class PutSide {
           continue;
         }
         try {
-          await waitForCell(holder.queueCells, kClaimed, () => size(holder.queueCells) < holder.maxsize, Infinity, head.gone.signal);
+          await waitForCell(
+            holder.queueCells,
+            kClaimed,
+            () => size(holder.queueCells) < holder.maxsize,
+            Infinity,
+            head.gone.signal,
+          );
         } catch {
           // The head left the line (timeout, abort, close): serve the next one.
         }

@@ -27,7 +27,10 @@ export function carriedBuffers(batch: Batch): ArrayBuffer[] {
 
 function varintLength(v: number): number {
   let n = 1;
-  while (v >= 0x80) { v = Math.floor(v / 0x80); n++; }
+  while (v >= 0x80) {
+    v = Math.floor(v / 0x80);
+    n++;
+  }
   return n;
 }
 

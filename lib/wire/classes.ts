@@ -21,10 +21,16 @@ export interface RegisteredClass {
 
 // Per thread, on globalThis under a registered symbol: every copy of the library loaded in a thread (lib/ and
 // a built dist/, say) must see the same registrations.
-interface Registry { byPrototype: Map<object, RegisteredClass>; byName: Map<string, RegisteredClass>; warned: Set<string> }
+interface Registry {
+  byPrototype: Map<object, RegisteredClass>;
+  byName: Map<string, RegisteredClass>;
+  warned: Set<string>;
+}
 const kRegistry = Symbol.for('mpthreads.classes');
 const registry: Registry = ((globalThis as Record<symbol, unknown>)[kRegistry] ??= {
-  byPrototype: new Map(), byName: new Map(), warned: new Set(),
+  byPrototype: new Map(),
+  byName: new Map(),
+  warned: new Set(),
 }) as Registry;
 
 /**
@@ -47,20 +53,29 @@ export function registerClass<C extends abstract new (...args: any[]) => object>
   const o = options ?? {};
   if (typeof o !== 'object') throw new TypeError(`registerClass() options must be an object, got ${typeof o}`);
   for (const key of Object.keys(o)) {
-    if (key !== 'name' && key !== 'serialize' && key !== 'deserialize') throw new TypeError(`registerClass(): unknown option "${key}"`);
+    if (key !== 'name' && key !== 'serialize' && key !== 'deserialize')
+      throw new TypeError(`registerClass(): unknown option "${key}"`);
   }
   const name = o.name ?? Class.name;
-  if (typeof name !== 'string' || name === '') throw new TypeError('registerClass(): the class has no name; pass options.name');
+  if (typeof name !== 'string' || name === '')
+    throw new TypeError('registerClass(): the class has no name; pass options.name');
   if ((o.serialize === undefined) !== (o.deserialize === undefined)) {
     throw new TypeError('registerClass(): options.serialize and options.deserialize go together');
   }
-  if (o.serialize !== undefined && typeof o.serialize !== 'function') throw new TypeError('registerClass(): options.serialize must be a function');
-  if (o.deserialize !== undefined && typeof o.deserialize !== 'function') throw new TypeError('registerClass(): options.deserialize must be a function');
+  if (o.serialize !== undefined && typeof o.serialize !== 'function')
+    throw new TypeError('registerClass(): options.serialize must be a function');
+  if (o.deserialize !== undefined && typeof o.deserialize !== 'function')
+    throw new TypeError('registerClass(): options.deserialize must be a function');
   const byName = registry.byName.get(name);
   if (byName !== undefined && byName.prototype !== Class.prototype) {
     throw new TypeError(`registerClass(): another class is already registered as "${name}"; pass options.name`);
   }
-  const entry: RegisteredClass = { name, prototype: Class.prototype, serialize: o.serialize, deserialize: o.deserialize };
+  const entry: RegisteredClass = {
+    name,
+    prototype: Class.prototype,
+    serialize: o.serialize,
+    deserialize: o.deserialize,
+  };
   const byPrototype = registry.byPrototype.get(Class.prototype);
   if (byPrototype !== undefined && byPrototype.name !== name) registry.byName.delete(byPrototype.name);
   registry.byPrototype.set(Class.prototype, entry);

@@ -21,7 +21,10 @@ const EMPTY_BUFFER = Buffer.alloc(0);
 const NO_IDS: unknown[] = [];
 const NO_CARRY: Carry = [];
 
-interface Shape { keys: string[]; make: (values: unknown[], start: number) => object }
+interface Shape {
+  keys: string[];
+  make: (values: unknown[], start: number) => object;
+}
 const NO_SHAPES: Shape[] = [];
 
 /** How a handle's wire record becomes a handle again (handles.ts sets it; the wire knows no handle kinds). */
@@ -33,8 +36,12 @@ export function setHandleReviver(reviver: (record: unknown) => unknown): void {
 }
 
 const errorConstructors: Record<number, ErrorConstructor> = {
-  [ErrorTag.EvalError]: EvalError, [ErrorTag.RangeError]: RangeError, [ErrorTag.ReferenceError]: ReferenceError,
-  [ErrorTag.SyntaxError]: SyntaxError, [ErrorTag.TypeError]: TypeError, [ErrorTag.URIError]: URIError,
+  [ErrorTag.EvalError]: EvalError,
+  [ErrorTag.RangeError]: RangeError,
+  [ErrorTag.ReferenceError]: ReferenceError,
+  [ErrorTag.SyntaxError]: SyntaxError,
+  [ErrorTag.TypeError]: TypeError,
+  [ErrorTag.URIError]: URIError,
 };
 
 class Decoder {
@@ -54,7 +61,14 @@ class Decoder {
   st = 0;
   svUsed = 0;
 
-  start(bytes: ArrayBuffer, buffer: Buffer, offset: number, refs: boolean, shapes: Shape[], carry: Carry | undefined): void {
+  start(
+    bytes: ArrayBuffer,
+    buffer: Buffer,
+    offset: number,
+    refs: boolean,
+    shapes: Shape[],
+    carry: Carry | undefined,
+  ): void {
     this.busy = true;
     this.u8 = new Uint8Array(bytes);
     this.buf = buffer;
@@ -97,21 +111,31 @@ class Decoder {
     v |= (b & 0x7f) << 21;
     if (b < 0x80) return v;
     let shift = 28;
-    do { b = u8[this.p++]!; v += (b & 0x7f) * 2 ** shift; shift += 7; } while (b & 0x80);
+    do {
+      b = u8[this.p++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      shift += 7;
+    } while (b & 0x80);
     return v;
   }
 
   latin1(length: number): string {
     const u8 = this.u8;
     const p = this.p;
-    if (length === 1) { this.p = p + 1; return latin1[u8[p]!]!; }
+    if (length === 1) {
+      this.p = p + 1;
+      return latin1[u8[p]!]!;
+    }
     if (length <= 16) {
       const slot = (length * 31 + u8[p]! * 7 + u8[p + length - 1]! * 131) & (kShortSlots - 1);
       let s = shortStrings[slot];
       if (s !== undefined && s.length === length) {
         let i = 0;
         while (i < length && s.charCodeAt(i) === u8[p + i]) i++;
-        if (i === length) { this.p = p + length; return s; }
+        if (i === length) {
+          this.p = p + length;
+          return s;
+        }
       }
       s = '';
       for (let i = 0; i < length; i++) s += latin1[u8[p + i]!]!;
@@ -126,7 +150,12 @@ class Decoder {
   string(): string {
     const tag = this.u8[this.p++];
     if (tag === Tag.OneByteString) return this.latin1(this.varint());
-    if (tag === Tag.TwoByteString) { const n = this.varint(); const s = this.buf.toString('utf16le', this.p, this.p + n); this.p += n; return s; }
+    if (tag === Tag.TwoByteString) {
+      const n = this.varint();
+      const s = this.buf.toString('utf16le', this.p, this.p + n);
+      this.p += n;
+      return s;
+    }
     throw bug(`wire: expected a string at ${this.p - 1}`);
   }
 
@@ -140,7 +169,8 @@ class Decoder {
     const negative = this.u8[this.p++] === 1;
     const length = this.varint();
     let hex = '';
-    for (let i = length - 1; i >= 0; i--) hex += (this.u8[this.p + i]! < 16 ? '0' : '') + this.u8[this.p + i]!.toString(16);
+    for (let i = length - 1; i >= 0; i--)
+      hex += (this.u8[this.p + i]! < 16 ? '0' : '') + this.u8[this.p + i]!.toString(16);
     this.p += length;
     const magnitude = length === 0 ? 0n : BigInt(`0x${hex}`);
     return negative ? -magnitude : magnitude;
@@ -157,15 +187,30 @@ class Decoder {
     const u8 = this.u8;
     const tag = u8[this.p++];
     switch (tag) {
-      case Tag.Int32: { const z = this.varint(); return (z >>> 1) ^ -(z & 1); }
-      case Tag.OneByteString: return this.latin1(this.varint());
-      case Tag.TwoByteString: { const n = this.varint(); const s = this.buf.toString('utf16le', this.p, this.p + n); this.p += n; return s; }
-      case Tag.Double: return this.double();
-      case Tag.True: return true;
-      case Tag.False: return false;
-      case Tag.Null: return null;
-      case Tag.Undefined: return undefined;
-      case Tag.ShapedObject: return this.shaped();
+      case Tag.Int32: {
+        const z = this.varint();
+        return (z >>> 1) ^ -(z & 1);
+      }
+      case Tag.OneByteString:
+        return this.latin1(this.varint());
+      case Tag.TwoByteString: {
+        const n = this.varint();
+        const s = this.buf.toString('utf16le', this.p, this.p + n);
+        this.p += n;
+        return s;
+      }
+      case Tag.Double:
+        return this.double();
+      case Tag.True:
+        return true;
+      case Tag.False:
+        return false;
+      case Tag.Null:
+        return null;
+      case Tag.Undefined:
+        return undefined;
+      case Tag.ShapedObject:
+        return this.shaped();
       case Tag.BeginObject: {
         // Objects the encoder does not shape: empty, over kShapeMaxKeys keys, a __proto__ key, or past its limit.
         const o: Record<string, unknown> = {};
@@ -178,7 +223,10 @@ class Decoder {
         const a: unknown[] = [];
         if (this.refs) this.ids.push(a);
         for (let i = 0; i < length; i++) {
-          if (u8[this.p] === Tag.Hole) { this.p++; a.length = i + 1; } else a.push(this.read());
+          if (u8[this.p] === Tag.Hole) {
+            this.p++;
+            a.length = i + 1;
+          } else a.push(this.read());
         }
         this.p++; // EndDenseArray
         this.varint();
@@ -192,19 +240,38 @@ class Decoder {
         this.varint();
         return a;
       }
-      case Tag.ObjectReference: return this.ids[this.varint()];
-      case Tag.BigInt: return this.bigint();
-      case Tag.Date: return this.remember(new Date(this.double()));
-      case Tag.RegExp: { const id = this.reserve(); const source = this.string(); return this.fill(id, new RegExp(source, this.string())); }
-      case Tag.TrueObject: return this.remember(Object(true));
-      case Tag.FalseObject: return this.remember(Object(false));
-      case Tag.NumberObject: return this.remember(Object(this.double()));
-      case Tag.StringObject: { const id = this.reserve(); return this.fill(id, Object(this.string())); }
-      case Tag.BigIntObject: { const id = this.reserve(); return this.fill(id, Object(this.bigint())); }
+      case Tag.ObjectReference:
+        return this.ids[this.varint()];
+      case Tag.BigInt:
+        return this.bigint();
+      case Tag.Date:
+        return this.remember(new Date(this.double()));
+      case Tag.RegExp: {
+        const id = this.reserve();
+        const source = this.string();
+        return this.fill(id, new RegExp(source, this.string()));
+      }
+      case Tag.TrueObject:
+        return this.remember(Object(true));
+      case Tag.FalseObject:
+        return this.remember(Object(false));
+      case Tag.NumberObject:
+        return this.remember(Object(this.double()));
+      case Tag.StringObject: {
+        const id = this.reserve();
+        return this.fill(id, Object(this.string()));
+      }
+      case Tag.BigIntObject: {
+        const id = this.reserve();
+        return this.fill(id, Object(this.bigint()));
+      }
       case Tag.BeginMap: {
         const m = new Map<unknown, unknown>();
         if (this.refs) this.ids.push(m);
-        while (u8[this.p] !== Tag.EndMap) { const k = this.read(); m.set(k, this.read()); }
+        while (u8[this.p] !== Tag.EndMap) {
+          const k = this.read();
+          m.set(k, this.read());
+        }
         this.p++;
         this.varint();
         return m;
@@ -219,20 +286,28 @@ class Decoder {
       }
       case Tag.ArrayBuffer: {
         const length = this.varint();
-        const buffer = this.u8.buffer.slice(this.u8.byteOffset + this.p, this.u8.byteOffset + this.p + length) as ArrayBuffer;
+        const buffer = this.u8.buffer.slice(
+          this.u8.byteOffset + this.p,
+          this.u8.byteOffset + this.p + length,
+        ) as ArrayBuffer;
         this.p += length;
         return this.remember(buffer);
       }
-      case Tag.View: return this.view();
-      case Tag.Error: return this.error();
-      case Tag.Instance: return this.instance();
-      case Tag.Carried: return this.carry[this.varint()];
+      case Tag.View:
+        return this.view();
+      case Tag.Error:
+        return this.error();
+      case Tag.Instance:
+        return this.instance();
+      case Tag.Carried:
+        return this.carry[this.varint()];
       case Tag.Handle: {
         const k = this.varint();
         const revived = (this.revived ??= []);
         return k in revived ? revived[k] : (revived[k] = reviveHandle(this.carry[k]));
       }
-      default: throw bug(`wire: unexpected tag 0x${tag?.toString(16)} at ${this.p - 1}`);
+      default:
+        throw bug(`wire: unexpected tag 0x${tag?.toString(16)} at ${this.p - 1}`);
     }
   }
 
@@ -251,9 +326,13 @@ class Decoder {
     const u8 = this.u8;
     while (u8[this.p] !== end) {
       let key: string;
-      if (u8[this.p] === Tag.OneByteString) { this.p++; key = this.latin1(this.varint()); } else key = this.string();
+      if (u8[this.p] === Tag.OneByteString) {
+        this.p++;
+        key = this.latin1(this.varint());
+      } else key = this.string();
       const v = this.read();
-      if (key === '__proto__') Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
+      if (key === '__proto__')
+        Object.defineProperty(o, key, { value: v, writable: true, enumerable: true, configurable: true });
       else o[key] = v;
     }
     this.p++;
@@ -271,7 +350,10 @@ class Decoder {
       const o: Record<string, unknown> = {};
       this.ids.push(o);
       for (let i = 0; i < n; i++) {
-        if (u8[this.p] === Tag.Absent) { this.p++; continue; }
+        if (u8[this.p] === Tag.Absent) {
+          this.p++;
+          continue;
+        }
         o[keys[i]!] = this.read();
       }
       return o;
@@ -282,7 +364,11 @@ class Decoder {
     if (this.st > this.svUsed) this.svUsed = this.st;
     let absent = false;
     for (let i = 0; i < n; i++) {
-      if (u8[this.p] === Tag.Absent) { this.p++; sv[start + i] = kAbsent; absent = true; } else sv[start + i] = this.read();
+      if (u8[this.p] === Tag.Absent) {
+        this.p++;
+        sv[start + i] = kAbsent;
+        absent = true;
+      } else sv[start + i] = this.read();
     }
     this.st = start;
     if (!absent) return shape.make(sv, start);
@@ -298,9 +384,14 @@ class Decoder {
     const byteLength = this.varint();
     const id = this.reserve();
     const buffer = this.read() as ArrayBuffer;
-    const view = Kind === DataView
-      ? new DataView(buffer, byteOffset, byteLength)
-      : new (Kind as Uint8ArrayConstructor)(buffer, byteOffset, byteLength / (Kind as Uint8ArrayConstructor).BYTES_PER_ELEMENT);
+    const view =
+      Kind === DataView
+        ? new DataView(buffer, byteOffset, byteLength)
+        : new (Kind as Uint8ArrayConstructor)(
+            buffer,
+            byteOffset,
+            byteLength / (Kind as Uint8ArrayConstructor).BYTES_PER_ELEMENT,
+          );
     return this.fill(id, view);
   }
 
@@ -320,12 +411,29 @@ class Decoder {
         Error.stackTraceLimit = 0;
         const error = new Ctor();
         Error.stackTraceLimit = limit;
-        if (message !== undefined) Object.defineProperty(error, 'message', { value: message, writable: true, enumerable: false, configurable: true });
-        if (stack !== undefined) Object.defineProperty(error, 'stack', { value: stack, writable: true, enumerable: false, configurable: true });
+        if (message !== undefined)
+          Object.defineProperty(error, 'message', {
+            value: message,
+            writable: true,
+            enumerable: false,
+            configurable: true,
+          });
+        if (stack !== undefined)
+          Object.defineProperty(error, 'stack', {
+            value: stack,
+            writable: true,
+            enumerable: false,
+            configurable: true,
+          });
         else delete (error as { stack?: string }).stack;
         this.fill(id, error);
         if (tag === ErrorTag.Cause) {
-          Object.defineProperty(error, 'cause', { value: this.read(), writable: true, enumerable: false, configurable: true });
+          Object.defineProperty(error, 'cause', {
+            value: this.read(),
+            writable: true,
+            enumerable: false,
+            configurable: true,
+          });
           this.p++; // End
         }
         return error;
@@ -341,7 +449,7 @@ class Decoder {
       this.p++;
       const id = this.reserve();
       const data = this.read();
-      return this.fill(id, registered?.deserialize !== undefined ? registered.deserialize(data) : data as object);
+      return this.fill(id, registered?.deserialize !== undefined ? registered.deserialize(data) : (data as object));
     }
     this.p++; // BeginObject
     const o = (registered === undefined ? {} : Object.create(registered.prototype)) as Record<string, unknown>;

@@ -70,25 +70,58 @@ const f64u8 = new Uint8Array(f64.buffer);
 const ObjectProto = Object.prototype;
 const ArrayProto = Array.prototype;
 const {
-  isProxy, isArgumentsObject, isModuleNamespaceObject, isDate, isRegExp, isMap, isSet, isArrayBuffer,
-  isSharedArrayBuffer, isArrayBufferView, isNativeError, isBoxedPrimitive, isNumberObject, isStringObject,
-  isBooleanObject, isBigIntObject, isPromise, isWeakMap, isWeakSet, isGeneratorObject, isMapIterator,
-  isSetIterator, isExternal, isSymbolObject,
+  isProxy,
+  isArgumentsObject,
+  isModuleNamespaceObject,
+  isDate,
+  isRegExp,
+  isMap,
+  isSet,
+  isArrayBuffer,
+  isSharedArrayBuffer,
+  isArrayBufferView,
+  isNativeError,
+  isBoxedPrimitive,
+  isNumberObject,
+  isStringObject,
+  isBooleanObject,
+  isBigIntObject,
+  isPromise,
+  isWeakMap,
+  isWeakSet,
+  isGeneratorObject,
+  isMapIterator,
+  isSetIterator,
+  isExternal,
+  isSymbolObject,
 } = types;
 
 /** The kind byte of a view (format.ts's viewKinds), by its toStringTag (a Buffer reports Uint8Array). */
-const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!.get!;
+const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
+  .get!;
 const kindOfTag = new Map<string | undefined, number>([
-  ['Int8Array', 0], ['Uint8Array', 1], ['Uint8ClampedArray', 2], ['Int16Array', 3], ['Uint16Array', 4],
-  ['Int32Array', 5], ['Uint32Array', 6], ['Float32Array', 7], ['Float64Array', 8], ['BigInt64Array', 9],
+  ['Int8Array', 0],
+  ['Uint8Array', 1],
+  ['Uint8ClampedArray', 2],
+  ['Int16Array', 3],
+  ['Uint16Array', 4],
+  ['Int32Array', 5],
+  ['Uint32Array', 6],
+  ['Float32Array', 7],
+  ['Float64Array', 8],
+  ['BigInt64Array', 9],
   ['BigUint64Array', 10],
 ]);
 const kDataViewKind = 11;
 
 /** The prototype sub-tag V8 writes for an error, by its `name` (others are written as Error). */
 const errorTags: Record<string, number> = {
-  EvalError: ErrorTag.EvalError, RangeError: ErrorTag.RangeError, ReferenceError: ErrorTag.ReferenceError,
-  SyntaxError: ErrorTag.SyntaxError, TypeError: ErrorTag.TypeError, URIError: ErrorTag.URIError,
+  EvalError: ErrorTag.EvalError,
+  RangeError: ErrorTag.RangeError,
+  ReferenceError: ErrorTag.ReferenceError,
+  SyntaxError: ErrorTag.SyntaxError,
+  TypeError: ErrorTag.TypeError,
+  URIError: ErrorTag.URIError,
 };
 
 // Objects whose prototype is neither plain nor a built-in the encoder knows (class instances, host objects
@@ -205,7 +238,8 @@ export class Encoder {
       this.#endItem();
       // The encoder recurses once per level: a value deep enough to overflow this thread's stack before
       // kMaxDepth is too deep for this thread to send, and for most to rebuild.
-      if (error instanceof RangeError && /call stack/i.test(error.message)) throw dataCloneError('the value is nested too deeply to be cloned.');
+      if (error instanceof RangeError && /call stack/i.test(error.message))
+        throw dataCloneError('the value is nested too deeply to be cloned.');
       throw error;
     }
     if (this.#n === this.#offsets.length) {
@@ -232,8 +266,11 @@ export class Encoder {
     const start = this.#offsets[i]!;
     const carry = this.#batchCarry?.[i];
     const batch: Batch = {
-      n: 1, bytes: wrapItem(this.#u8.subarray(0, 2), this.#u8.subarray(start, this.#pos)), offsets: Uint32Array.of(8),
-      refs: this.#refs, scalars: false,
+      n: 1,
+      bytes: wrapItem(this.#u8.subarray(0, 2), this.#u8.subarray(start, this.#pos)),
+      offsets: Uint32Array.of(8),
+      refs: this.#refs,
+      scalars: false,
     };
     if (this.#shapeKeys.length > 0) batch.shapes = this.#shapeKeys.slice();
     if (carry !== undefined) batch.carry = [carry];
@@ -281,7 +318,10 @@ export class Encoder {
   finish(): { batch: Batch; transfer: ArrayBuffer[] } {
     const u8 = this.#u8;
     let n = this.#n;
-    for (let i = 3; i < 7; i++) { u8[i] = (n & 0x7f) | 0x80; n >>>= 7; }
+    for (let i = 3; i < 7; i++) {
+      u8[i] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
     u8[7] = n;
     this.#ensure(11);
     this.#u8[this.#pos++] = Tag.EndDenseArray;
@@ -318,7 +358,10 @@ export class Encoder {
     this.#itemCarry = null;
     this.#carryIndex = null;
     this.#transfer = null;
-    if (this.#handles.length > 0) { this.#handles = []; this.#handleSlots = []; }
+    if (this.#handles.length > 0) {
+      this.#handles = [];
+      this.#handleSlots = [];
+    }
   }
 
   /** The shape of an object with `keys` (1 to kShapeMaxKeys of them), numbered in this batch; or undefined. */
@@ -369,9 +412,15 @@ export class Encoder {
     const u8 = this.#u8;
     let p = this.#pos;
     if (v < 0x80000000) {
-      while (v >= 0x80) { u8[p++] = (v & 0x7f) | 0x80; v >>>= 7; }
+      while (v >= 0x80) {
+        u8[p++] = (v & 0x7f) | 0x80;
+        v >>>= 7;
+      }
     } else {
-      while (v >= 0x80) { u8[p++] = (v % 0x80) | 0x80; v = Math.floor(v / 0x80); }
+      while (v >= 0x80) {
+        u8[p++] = (v % 0x80) | 0x80;
+        v = Math.floor(v / 0x80);
+      }
     }
     u8[p++] = v;
     this.#pos = p;
@@ -392,12 +441,19 @@ export class Encoder {
       if (c > 0xff) break;
       u8[p + i] = c;
     }
-    if (i === length) { this.#pos = p + length; return; }
+    if (i === length) {
+      this.#pos = p + length;
+      return;
+    }
     u8[start] = Tag.TwoByteString; // not Latin-1: rewrite as UTF-16LE
     this.#pos = start + 1;
     this.#varint(2 * length);
     let q = this.#pos;
-    for (i = 0; i < length; i++) { const c = s.charCodeAt(i); u8[q++] = c & 0xff; u8[q++] = c >>> 8; }
+    for (i = 0; i < length; i++) {
+      const c = s.charCodeAt(i);
+      u8[q++] = c & 0xff;
+      u8[q++] = c >>> 8;
+    }
     this.#pos = q;
   }
 
@@ -452,7 +508,10 @@ export class Encoder {
 
   #remember(x: object): void {
     const id = this.#nextId++;
-    if (this.#seenMap !== null) { this.#seenMap.set(x, id); return; }
+    if (this.#seenMap !== null) {
+      this.#seenMap.set(x, id);
+      return;
+    }
     const seen = this.#seen;
     seen.push(x);
     if (seen.length > 16) {
@@ -470,7 +529,10 @@ export class Encoder {
       k = carry.length;
       carry.push(tag === Tag.Handle ? undefined : x); // a handle's slot gets its wire record later
       this.#carryIndex.set(x, k);
-      if (tag === Tag.Handle) { this.#handles.push(x); this.#handleSlots.push(k); }
+      if (tag === Tag.Handle) {
+        this.#handles.push(x);
+        this.#handleSlots.push(k);
+      }
     }
     if (carrying > this.#carrying) this.#carrying = carrying;
     this.#byte(tag);
@@ -478,18 +540,35 @@ export class Encoder {
   }
 
   #enter(): void {
-    if (++this.#depth > kMaxDepth) throw dataCloneError(`the value is nested more than ${kMaxDepth} levels deep and cannot be cloned.`);
+    if (++this.#depth > kMaxDepth)
+      throw dataCloneError(`the value is nested more than ${kMaxDepth} levels deep and cannot be cloned.`);
   }
 
   #value(x: unknown): void {
     switch (typeof x) {
-      case 'number': this.#number(x); return;
-      case 'string': this.#scalars = false; this.#string(x); return;
-      case 'boolean': this.#byte(x ? Tag.True : Tag.False); return;
-      case 'undefined': this.#byte(Tag.Undefined); return;
-      case 'bigint': this.#scalars = false; this.#byte(Tag.BigInt); this.#bigint(x); return;
+      case 'number':
+        this.#number(x);
+        return;
+      case 'string':
+        this.#scalars = false;
+        this.#string(x);
+        return;
+      case 'boolean':
+        this.#byte(x ? Tag.True : Tag.False);
+        return;
+      case 'undefined':
+        this.#byte(Tag.Undefined);
+        return;
+      case 'bigint':
+        this.#scalars = false;
+        this.#byte(Tag.BigInt);
+        this.#bigint(x);
+        return;
       case 'object': {
-        if (x === null) { this.#byte(Tag.Null); return; }
+        if (x === null) {
+          this.#byte(Tag.Null);
+          return;
+        }
         this.#scalars = false;
         const seen = this.#lookup(x);
         if (seen >= 0) {
@@ -500,14 +579,20 @@ export class Encoder {
         }
         // A Proxy (revoked or not) is refused before anything of it is read, as V8 does.
         if (isProxy(x)) throw uncloneable(x);
-        if (this.#transfer?.has(x) === true) { this.#carry(x, Tag.Carried, Carrying.Moved); return; }
+        if (this.#transfer?.has(x) === true) {
+          this.#carry(x, Tag.Carried, Carrying.Moved);
+          return;
+        }
         const proto = Object.getPrototypeOf(x);
         if (proto === ObjectProto || proto === null) {
           if (proto === ObjectProto ? isArgumentsObject(x) : isModuleNamespaceObject(x)) throw uncloneable(x);
           this.#object(x as Record<string, unknown>);
           return;
         }
-        if (proto === ArrayProto && Array.isArray(x)) { this.#array(x); return; }
+        if (proto === ArrayProto && Array.isArray(x)) {
+          this.#array(x);
+          return;
+        }
         this.#special(x, proto);
         return;
       }
@@ -601,15 +686,30 @@ export class Encoder {
         return;
       }
     }
-    if (this.#isHandle?.(x) === true) { this.#carry(x, Tag.Handle, Carrying.Moved); return; }
-    if (isArrayBufferView(x)) { this.#view(x as ArrayBufferView); return; }
-    if (isDate(x)) { this.#remember(x); this.#byte(Tag.Date); this.#double((x as Date).getTime()); return; }
+    if (this.#isHandle?.(x) === true) {
+      this.#carry(x, Tag.Handle, Carrying.Moved);
+      return;
+    }
+    if (isArrayBufferView(x)) {
+      this.#view(x as ArrayBufferView);
+      return;
+    }
+    if (isDate(x)) {
+      this.#remember(x);
+      this.#byte(Tag.Date);
+      this.#double((x as Date).getTime());
+      return;
+    }
     if (isMap(x)) {
       this.#enter();
       this.#remember(x);
       this.#byte(Tag.BeginMap);
       let count = 0;
-      for (const [k, v] of Map.prototype.entries.call(x) as IterableIterator<[unknown, unknown]>) { this.#value(k); this.#value(v); count++; }
+      for (const [k, v] of Map.prototype.entries.call(x) as IterableIterator<[unknown, unknown]>) {
+        this.#value(k);
+        this.#value(v);
+        count++;
+      }
       this.#byte(Tag.EndMap);
       this.#varint(2 * count);
       this.#depth--;
@@ -620,7 +720,10 @@ export class Encoder {
       this.#remember(x);
       this.#byte(Tag.BeginSet);
       let count = 0;
-      for (const v of Set.prototype.values.call(x) as IterableIterator<unknown>) { this.#value(v); count++; }
+      for (const v of Set.prototype.values.call(x) as IterableIterator<unknown>) {
+        this.#value(v);
+        count++;
+      }
       this.#byte(Tag.EndSet);
       this.#varint(count);
       this.#depth--;
@@ -638,7 +741,10 @@ export class Encoder {
       this.#bytes(bytes);
       return;
     }
-    if (isSharedArrayBuffer(x)) { this.#carry(x, Tag.Carried, Carrying.Shared); return; }
+    if (isSharedArrayBuffer(x)) {
+      this.#carry(x, Tag.Carried, Carrying.Shared);
+      return;
+    }
     if (isRegExp(x)) {
       const r = x as RegExp;
       this.#remember(x);
@@ -647,22 +753,46 @@ export class Encoder {
       this.#string(r.flags);
       return;
     }
-    if (isNativeError(x)) { this.#error(x as Error); return; }
+    if (isNativeError(x)) {
+      this.#error(x as Error);
+      return;
+    }
     if (isBoxedPrimitive(x)) {
       if (isSymbolObject(x)) throw uncloneable(x);
       this.#remember(x);
-      if (isNumberObject(x)) { this.#byte(Tag.NumberObject); this.#double(Number.prototype.valueOf.call(x)); }
-      else if (isStringObject(x)) { this.#byte(Tag.StringObject); this.#string(String.prototype.valueOf.call(x)); }
-      else if (isBooleanObject(x)) this.#byte(Boolean.prototype.valueOf.call(x) ? Tag.TrueObject : Tag.FalseObject);
-      else if (isBigIntObject(x)) { this.#byte(Tag.BigIntObject); this.#bigint(BigInt.prototype.valueOf.call(x)); }
+      if (isNumberObject(x)) {
+        this.#byte(Tag.NumberObject);
+        this.#double(Number.prototype.valueOf.call(x));
+      } else if (isStringObject(x)) {
+        this.#byte(Tag.StringObject);
+        this.#string(String.prototype.valueOf.call(x));
+      } else if (isBooleanObject(x)) this.#byte(Boolean.prototype.valueOf.call(x) ? Tag.TrueObject : Tag.FalseObject);
+      else if (isBigIntObject(x)) {
+        this.#byte(Tag.BigIntObject);
+        this.#bigint(BigInt.prototype.valueOf.call(x));
+      }
       return;
     }
-    if (isPromise(x) || isWeakMap(x) || isWeakSet(x) || isGeneratorObject(x) || isMapIterator(x) || isSetIterator(x)
-      || isExternal(x) || x instanceof WeakRef || x instanceof FinalizationRegistry) throw uncloneable(x);
+    if (
+      isPromise(x) ||
+      isWeakMap(x) ||
+      isWeakSet(x) ||
+      isGeneratorObject(x) ||
+      isMapIterator(x) ||
+      isSetIterator(x) ||
+      isExternal(x) ||
+      x instanceof WeakRef ||
+      x instanceof FinalizationRegistry
+    )
+      throw uncloneable(x);
     switch (this.#nature(x, proto)) {
-      case 'host': this.#carry(x, Tag.Carried, Carrying.Cloned); return;
-      case 'refused': throw uncloneable(x);
-      default: this.#object(x as Record<string, unknown>);
+      case 'host':
+        this.#carry(x, Tag.Carried, Carrying.Cloned);
+        return;
+      case 'refused':
+        throw uncloneable(x);
+      default:
+        this.#object(x as Record<string, unknown>);
     }
   }
 
@@ -677,7 +807,11 @@ export class Encoder {
       probe.writeValue(x);
     } catch (error) {
       if (error === kIsHost) nature = 'host';
-      else if (error instanceof Error && error.message.endsWith('could not be cloned.') && error.message.startsWith('#<')) {
+      else if (
+        error instanceof Error &&
+        error.message.endsWith('could not be cloned.') &&
+        error.message.startsWith('#<')
+      ) {
         // V8 refused the object itself, or something inside it: only the first is about the prototype. The
         // caller's own walk finds the second (and throws the platform's error for it).
         const inner = error.message.slice(2, error.message.indexOf('>'));
@@ -691,7 +825,10 @@ export class Encoder {
   #view(x: ArrayBufferView): void {
     const buffer = x.buffer;
     // A view of a big buffer is written here and its buffer carried (so two views keep sharing it).
-    if ((buffer as { resizable?: boolean }).resizable === true) { this.#carry(x, Tag.Carried, Carrying.Cloned); return; }
+    if ((buffer as { resizable?: boolean }).resizable === true) {
+      this.#carry(x, Tag.Carried, Carrying.Cloned);
+      return;
+    }
     this.#remember(x);
     const kind = isDataViewLike(x) ? kDataViewKind : kindOfTag.get(typedArrayTag.call(x) as string | undefined);
     if (kind === undefined) throw uncloneable(x);
@@ -710,12 +847,21 @@ export class Encoder {
     const tag = typeof name === 'string' && Object.hasOwn(errorTags, name) ? errorTags[name] : undefined;
     if (tag !== undefined) this.#byte(tag);
     const message = Object.getOwnPropertyDescriptor(x, 'message');
-    if (message !== undefined && 'value' in message) { this.#byte(ErrorTag.Message); this.#string(String(message.value)); }
+    if (message !== undefined && 'value' in message) {
+      this.#byte(ErrorTag.Message);
+      this.#string(String(message.value));
+    }
     const stack = Object.getOwnPropertyDescriptor(x, 'stack');
     const stackValue = stack === undefined ? undefined : 'value' in stack ? stack.value : x.stack;
-    if (typeof stackValue === 'string') { this.#byte(ErrorTag.Stack); this.#string(stackValue); }
+    if (typeof stackValue === 'string') {
+      this.#byte(ErrorTag.Stack);
+      this.#string(stackValue);
+    }
     const cause = Object.getOwnPropertyDescriptor(x, 'cause');
-    if (cause !== undefined && 'value' in cause) { this.#byte(ErrorTag.Cause); this.#value(cause.value); }
+    if (cause !== undefined && 'value' in cause) {
+      this.#byte(ErrorTag.Cause);
+      this.#value(cause.value);
+    }
     this.#byte(ErrorTag.End);
     this.#depth--;
   }

@@ -105,8 +105,18 @@ export const ErrorTag = {
 
 /** The kinds of views, by the byte written after Tag.View. */
 export const viewKinds = [
-  Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array,
-  Float32Array, Float64Array, BigInt64Array, BigUint64Array, DataView,
+  Int8Array,
+  Uint8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView,
 ] as const;
 /** Buffer is a Uint8Array subclass; structured clone makes it a plain Uint8Array, so do we. */
 export type ViewKind = (typeof viewKinds)[number];

@@ -42,7 +42,12 @@ export interface TaskOptions {
  * after each test of a `suite()`) terminates it if the test leaves it running. Returns the started process.
  *   const p = startTask(new URL('../fixtures/queue-tasks.ts', import.meta.url), 'fifoProducer', [conn]);
  */
-export function startTask(module: URL | string, target: string, args: readonly unknown[] = [], options: TaskOptions = {}): Process {
+export function startTask(
+  module: URL | string,
+  target: string,
+  args: readonly unknown[] = [],
+  options: TaskOptions = {},
+): Process {
   const { track: tracked = true, ...rest } = options;
   const p = new Process({ target, module, args, ...rest });
   if (tracked) track(p);
@@ -88,28 +93,42 @@ export async function cleanup(): Promise<void> {
  * A uvu suite whose tests each run under a deadline and clean up their processes.
  * Use like uvu's: `const t = suite('Pipe'); t('sends', async () => {...}); t.run();`
  */
-export function suite(name: string, timeout = DEFAULT_TIMEOUT): Test & ((name: string, fn: () => unknown, ms?: number) => void) {
+export function suite(
+  name: string,
+  timeout = DEFAULT_TIMEOUT,
+): Test & ((name: string, fn: () => unknown, ms?: number) => void) {
   const s = uvuSuite(name);
   s.after.each(cleanup);
   const wrapped = ((title: string, fn: () => unknown, ms = timeout) => {
-    s(title, async () => { await deadline(Promise.resolve().then(fn), ms as number, `test "${title}"`); });
+    s(title, async () => {
+      await deadline(Promise.resolve().then(fn), ms as number, `test "${title}"`);
+    });
   }) as Test & ((name: string, fn: () => unknown, ms?: number) => void);
   Object.setPrototypeOf(wrapped, s);
   wrapped.run = s.run.bind(s);
   wrapped.before = s.before;
   wrapped.after = s.after;
-  wrapped.only = ((title: string, fn: () => unknown, ms = timeout) => s.only(title, async () => { await deadline(Promise.resolve().then(fn), ms as number, `test "${title}"`); })) as Test['only'];
+  wrapped.only = ((title: string, fn: () => unknown, ms = timeout) =>
+    s.only(title, async () => {
+      await deadline(Promise.resolve().then(fn), ms as number, `test "${title}"`);
+    })) as Test['only'];
   wrapped.skip = s.skip;
   return wrapped;
 }
 
 /** Asserts that `promise` rejects with an instance of `Ctor`; returns the error for further checks. */
-export async function rejects<E extends Error>(promise: Promise<unknown>, Ctor: abstract new (...a: any[]) => E, what = 'promise'): Promise<E> {
+export async function rejects<E extends Error>(
+  promise: Promise<unknown>,
+  Ctor: abstract new (...a: any[]) => E,
+  what = 'promise',
+): Promise<E> {
   try {
     await promise;
   } catch (error) {
     if (error instanceof Ctor) return error;
-    throw new Error(`${what} rejected with ${(error as Error)?.name}: ${(error as Error)?.message}, expected ${Ctor.name}`);
+    throw new Error(
+      `${what} rejected with ${(error as Error)?.name}: ${(error as Error)?.message}, expected ${Ctor.name}`,
+    );
   }
   throw new Error(`${what} resolved, expected a rejection with ${Ctor.name}`);
 }

@@ -2,7 +2,12 @@
 import { spawn } from 'node:child_process';
 import { deadline } from './harness.ts';
 
-export interface Ran { code: number | null; signal: string | null; stdout: string; stderr: string }
+export interface Ran {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * Runs a command in its own process group; resolves with its exit code and output. Past `ms` it kills the
@@ -14,11 +19,20 @@ export function run(command: string, args: string[], options: { cwd: string; ms:
   const env = { ...process.env };
   delete env.FORCE_COLOR;
   delete env.NODE_OPTIONS;
-  const child = spawn(command, args, { cwd: options.cwd, env: { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: { ...env, NO_COLOR: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let stdout = '';
   let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+  child.stdout.setEncoding('utf8').on('data', (d: string) => {
+    stdout += d;
+  });
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
   const exited = new Promise<Ran>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }));

@@ -5,7 +5,9 @@ import { suite, track } from './harness.ts';
 const t = suite('harness');
 t('a process round trip works through the harness', async () => {
   const [a, b] = Pipe<number>();
-  const p = track(new Process({ target: 'echoOnce', module: new URL('../fixtures/basic.ts', import.meta.url), args: [b] }));
+  const p = track(
+    new Process({ target: 'echoOnce', module: new URL('../fixtures/basic.ts', import.meta.url), args: [b] }),
+  );
   p.start();
   a.send(41);
   assert.is(await a.recv(), 42);

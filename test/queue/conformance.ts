@@ -53,29 +53,42 @@ export function queueConformance(engine: Engine): void {
       assert.is(await q.qsize(), n, what);
       assert.is(await q.full(), maxsize > 0, what);
       if (maxsize > 0) {
-        try { await q.putNowait(99); assert.unreachable(`${what}: putNowait on a full queue`); } catch (error) { assert.ok(error instanceof Full, `${what}: ${String(error)}`); }
+        try {
+          await q.putNowait(99);
+          assert.unreachable(`${what}: putNowait on a full queue`);
+        } catch (error) {
+          assert.ok(error instanceof Full, `${what}: ${String(error)}`);
+        }
         await rejects(q.put(99, { timeout: 20 }), Full, `${what}: put(timeout) on a full queue`);
       }
       for (let i = 0; i < n; i++) assert.is(await q.get(), i, what);
       assert.is(await q.empty(), true, what);
-      try { await q.getNowait(); assert.unreachable(`${what}: getNowait on an empty queue`); } catch (error) { assert.ok(error instanceof Empty, `${what}: ${String(error)}`); }
+      try {
+        await q.getNowait();
+        assert.unreachable(`${what}: getNowait on an empty queue`);
+      } catch (error) {
+        assert.ok(error instanceof Empty, `${what}: ${String(error)}`);
+      }
       await rejects(q.get({ timeout: 20 }), Empty, `${what}: get(timeout) on an empty queue`);
     }
   });
 
-  t('an item is captured at put; one that cannot be copied fails there with DataCloneError, nothing added', async () => {
-    const q = open(engine.Queue<unknown>());
-    const item = { list: [1], map: new Map([['k', 1]]) };
-    await q.put(item);
-    item.list.push(2);
-    item.map.set('k', 2);
-    const error = await rejects(q.put({ f: () => 1 }), DOMException, 'put(function)');
-    assert.is(error.name, 'DataCloneError');
-    assert.is(await q.qsize(), 1);
-    const got = await q.get() as typeof item;
-    assert.equal(got.list, [1]);
-    assert.is(got.map.get('k'), 1);
-  });
+  t(
+    'an item is captured at put; one that cannot be copied fails there with DataCloneError, nothing added',
+    async () => {
+      const q = open(engine.Queue<unknown>());
+      const item = { list: [1], map: new Map([['k', 1]]) };
+      await q.put(item);
+      item.list.push(2);
+      item.map.set('k', 2);
+      const error = await rejects(q.put({ f: () => 1 }), DOMException, 'put(function)');
+      assert.is(error.name, 'DataCloneError');
+      assert.is(await q.qsize(), 1);
+      const got = (await q.get()) as typeof item;
+      assert.equal(got.list, [1]);
+      assert.is(got.map.get('k'), 1);
+    },
+  );
 
   t('values of every structured-clone kind round-trip', async () => {
     const q = open(engine.Queue<unknown>());
@@ -83,16 +96,38 @@ export function queueConformance(engine: Engine): void {
     const sparse: unknown[] = [];
     sparse[10] = 'x';
     const values = [
-      0, -0, NaN, 2 ** 53, 1n, -(2n ** 70n), 'é€😀\ud800', null, undefined, true,
-      { a: [1, { b: 'c' }] }, [shared, shared], sparse, new Date(5), /re/gi, new Map([[1, { m: 2 }]]), new Set(['s']),
-      new Uint8Array([1, 2]), new Float64Array([1.5]), new Error('e', { cause: 1 }), new TypeError('t'), Object(3n),
+      0,
+      -0,
+      NaN,
+      2 ** 53,
+      1n,
+      -(2n ** 70n),
+      'é€😀\ud800',
+      null,
+      undefined,
+      true,
+      { a: [1, { b: 'c' }] },
+      [shared, shared],
+      sparse,
+      new Date(5),
+      /re/gi,
+      new Map([[1, { m: 2 }]]),
+      new Set(['s']),
+      new Uint8Array([1, 2]),
+      new Float64Array([1.5]),
+      new Error('e', { cause: 1 }),
+      new TypeError('t'),
+      Object(3n),
     ];
     for (const v of values) await q.put(v);
     for (const v of values) {
       const got = await q.get();
       assert.equal(got, structuredClone(v), `${Object.prototype.toString.call(v)} ${String(v)}`);
     }
-    const [first, second] = await (async () => { await q.put([shared, shared]); return await q.get() as object[]; })();
+    const [first, second] = await (async () => {
+      await q.put([shared, shared]);
+      return (await q.get()) as object[];
+    })();
     assert.ok(first === second, 'aliasing within an item is kept');
   });
 
@@ -123,11 +158,14 @@ export function queueConformance(engine: Engine): void {
     again.abort(new Error('stop put'));
     assert.is((await rejects(put, Error, 'put aborted')).message, 'stop put');
     await rejects(q.get({ timeout: -1 }), RangeError, 'get({ timeout: -1 })');
-    assert.match((await rejects(q.get({ wait: 1 } as never), TypeError, 'get({ wait })')).message, /unknown option "wait"/);
+    assert.match(
+      (await rejects(q.get({ wait: 1 } as never), TypeError, 'get({ wait })')).message,
+      /unknown option "wait"/,
+    );
     assert.is(await q.qsize(), 1);
   });
 
-  t('four producers in workers, one consumer here: every item once, each producer\'s in put order', async () => {
+  t("four producers in workers, one consumer here: every item once, each producer's in put order", async () => {
     const q = open(engine.Queue<{ p: number; i: number }>({ maxsize: 16 }));
     const n = 500;
     const producers = [0, 1, 2, 3].map((id) => engine.start('produce', [q, id, n]));
@@ -137,7 +175,10 @@ export function queueConformance(engine: Engine): void {
       assert.is(i, next[p], `producer ${p}: got ${i}, expected ${next[p]}`);
       next[p]++;
     }
-    for (const p of producers) { await p.join(); assert.is(p.exitCode, 0, String(p.error)); }
+    for (const p of producers) {
+      await p.join();
+      assert.is(p.exitCode, 0, String(p.error));
+    }
     assert.equal(next, [n, n, n, n]);
     assert.is(await q.qsize(), 0);
   });
@@ -151,11 +192,17 @@ export function queueConformance(engine: Engine): void {
     assert.is(await results.qsize(), 20, 'every result is there when join() resolves');
     for (const _ of workers) await tasks.put(null);
     await tasks.join({ timeout: 30_000 });
-    for (const w of workers) { await w.join(); assert.is(w.exitCode, 0, String(w.error)); }
+    for (const w of workers) {
+      await w.join();
+      assert.is(w.exitCode, 0, String(w.error));
+    }
     let sum = 0;
     for (let i = 0; i < 20; i++) sum += await results.get();
     assert.is(sum, 2 * 190);
-    try { await tasks.taskDone(); assert.unreachable('taskDone() with nothing unfinished'); } catch (error) {
+    try {
+      await tasks.taskDone();
+      assert.unreachable('taskDone() with nothing unfinished');
+    } catch (error) {
       assert.ok(error instanceof ProcessError && error.code === 'ERR_TASK_DONE_TOO_MANY', String(error));
     }
     await tasks.put(1);

@@ -8,8 +8,25 @@
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import {
-  claim, claimLeased, claimPinned, FetchState, kAttaching, kClaimed, kCounting, kDone, kFetching, kJoinWake, kPutCount,
-  kReserved, newHolderCells, newLeaseRing, newQueueCells, reserve, size, taskDone, unfinished,
+  claim,
+  claimLeased,
+  claimPinned,
+  FetchState,
+  kAttaching,
+  kClaimed,
+  kCounting,
+  kDone,
+  kFetching,
+  kJoinWake,
+  kPutCount,
+  kReserved,
+  newHolderCells,
+  newLeaseRing,
+  newQueueCells,
+  reserve,
+  size,
+  taskDone,
+  unfinished,
 } from '../../lib/queue/cells.ts';
 import { hubQueues, main } from '../../lib/queue/hub.ts';
 import { Op, type HolderMessage, type HubMessage } from '../../lib/queue/protocol.ts';
@@ -34,7 +51,10 @@ interface FakeHolder {
 /** Every port the test opened: closed after the suite, so that the hub's listeners let the process exit. */
 const ports: MessagePort[] = [client];
 
-function holderWire(joinable: boolean): { mine: FakeHolder; hubs: { port: MessagePort; cells: Int32Array; ring: Int32Array | null } } {
+function holderWire(joinable: boolean): {
+  mine: FakeHolder;
+  hubs: { port: MessagePort; cells: Int32Array; ring: Int32Array | null };
+} {
   const { port1, port2 } = new MessageChannel();
   ports.push(port1);
   const cells = newHolderCells();
@@ -74,9 +94,16 @@ function put(q: Int32Array, h: FakeHolder, items: unknown[], send = true): void 
 async function settled(h: FakeHolder): Promise<HubMessage[]> {
   const before = Atomics.load(h.cells, 4 /* kReply */);
   post(h, { op: Op.Want, from: Atomics.load(h.cells, 0) * 0, until: 0, width: 0, now: true });
-  await deadline((async () => { while (Atomics.load(h.cells, 4) === before) await new Promise((r) => setTimeout(r, 1)); })(), 5_000, 'the hub answering');
+  await deadline(
+    (async () => {
+      while (Atomics.load(h.cells, 4) === before) await new Promise((r) => setTimeout(r, 1));
+    })(),
+    5_000,
+    'the hub answering',
+  );
   const messages: HubMessage[] = [];
-  for (let m = receiveMessageOnPort(h.port); m !== undefined; m = receiveMessageOnPort(h.port)) messages.push(m.message as HubMessage);
+  for (let m = receiveMessageOnPort(h.port); m !== undefined; m = receiveMessageOnPort(h.port))
+    messages.push(m.message as HubMessage);
   return messages;
 }
 
@@ -87,7 +114,12 @@ async function pushed(q: Int32Array, h: FakeHolder): Promise<{ index: number; va
   const out: { index: number; value: unknown; deferred: boolean }[] = [];
   for (const m of await settled(h)) {
     if (m.op !== Op.Items || m.fetched === true) continue;
-    for (let i = 0; i < m.n; i++) out.push({ index: m.base + i, value: m.batch === null ? undefined : decodeItem(m.batch as Batch, i), deferred: m.deferred === true });
+    for (let i = 0; i < m.n; i++)
+      out.push({
+        index: m.base + i,
+        value: m.batch === null ? undefined : decodeItem(m.batch as Batch, i),
+        deferred: m.deferred === true,
+      });
   }
   return out;
 }
@@ -122,117 +154,164 @@ t('what a departed producer counted and never sent is taken off the size (uncoun
   assert.is(size(q), 3);
   await depart(producer, first);
   assert.is(size(q), 2, 'the unsent item is taken off');
-  assert.equal((await pushed(q, first)).map((x) => x.value), ['sent 1', 'sent 2']);
+  assert.equal(
+    (await pushed(q, first)).map((x) => x.value),
+    ['sent 1', 'sent 2'],
+  );
 });
 
-t('a producer that died between its two counting steps: settle() puts kReserved right, once no one counts or attaches', async () => {
-  const { q, first } = createQueue(false);
-  const dying = attach(first, false);
-  put(q, first, ['a']);
-  await settled(first);
-  // The first step of reserve() only: kReserved counted, kPutCount not; kCounting says so.
-  Atomics.store(dying.cells, kCounting, 1);
-  Atomics.add(q, kReserved, 1);
-  // Meanwhile another holder is in the middle of counting, and one handle is in flight: settle must wait.
-  Atomics.store(first.cells, kCounting, 1);
-  Atomics.add(first.cells, kAttaching, 1);
-  await depart(dying, first);
-  assert.is(size(q), 2, 'not settled while another holder counts or attaches');
-  assert.ok(queueOf(q)!.unsettled);
-  Atomics.store(first.cells, kCounting, 0);
-  Atomics.sub(first.cells, kAttaching, 1);
-  await deadline((async () => { while (queueOf(q)!.unsettled) await new Promise((r) => setTimeout(r, 5)); })(), 5_000, 'settle() retrying');
-  assert.is(size(q), 1, 'the half-counted item is taken off');
-});
+t(
+  'a producer that died between its two counting steps: settle() puts kReserved right, once no one counts or attaches',
+  async () => {
+    const { q, first } = createQueue(false);
+    const dying = attach(first, false);
+    put(q, first, ['a']);
+    await settled(first);
+    // The first step of reserve() only: kReserved counted, kPutCount not; kCounting says so.
+    Atomics.store(dying.cells, kCounting, 1);
+    Atomics.add(q, kReserved, 1);
+    // Meanwhile another holder is in the middle of counting, and one handle is in flight: settle must wait.
+    Atomics.store(first.cells, kCounting, 1);
+    Atomics.add(first.cells, kAttaching, 1);
+    await depart(dying, first);
+    assert.is(size(q), 2, 'not settled while another holder counts or attaches');
+    assert.ok(queueOf(q)!.unsettled);
+    Atomics.store(first.cells, kCounting, 0);
+    Atomics.sub(first.cells, kAttaching, 1);
+    await deadline(
+      (async () => {
+        while (queueOf(q)!.unsettled) await new Promise((r) => setTimeout(r, 5));
+      })(),
+      5_000,
+      'settle() retrying',
+    );
+    assert.is(size(q), 1, 'the half-counted item is taken off');
+  },
+);
 
-t('a consumer that claimed a deferred item and died while fetching it: the hub queues it again, at the end', async () => {
-  const { q, first } = createQueue(false);
-  const consumer = attach(first, false);
-  const { port1: moved } = new MessageChannel(); // an item that moves a port is deferred
-  const encoder = new Encoder();
-  assert.ok(reserve(q, first.cells, 0));
-  encoder.put({ port: moved }, { transfer: [moved] });
-  const lone = encoder.takeLast([moved]);
-  post(first, { op: Op.Put, batch: lone.batch, transfer: [moved] }, [moved]);
-  put(q, first, ['after it']);
-  const seen = await pushed(q, consumer);
-  assert.equal(seen.map((x) => x.deferred), [true, false]);
-  assert.ok(claimPinned(q, consumer.cells, 0, 0));
-  assert.is(Atomics.load(consumer.cells, kFetching), FetchState.Claimed);
-  await depart(consumer, first);
-  assert.is(size(q), 2, 'the item counts again');
-  const again = await pushed(q, first);
-  assert.equal(again.map((x) => x.index), [1, 2], 'queued again after the items behind it');
-  assert.ok(again[1]!.deferred);
-});
+t(
+  'a consumer that claimed a deferred item and died while fetching it: the hub queues it again, at the end',
+  async () => {
+    const { q, first } = createQueue(false);
+    const consumer = attach(first, false);
+    const { port1: moved } = new MessageChannel(); // an item that moves a port is deferred
+    const encoder = new Encoder();
+    assert.ok(reserve(q, first.cells, 0));
+    encoder.put({ port: moved }, { transfer: [moved] });
+    const lone = encoder.takeLast([moved]);
+    post(first, { op: Op.Put, batch: lone.batch, transfer: [moved] }, [moved]);
+    put(q, first, ['after it']);
+    const seen = await pushed(q, consumer);
+    assert.equal(
+      seen.map((x) => x.deferred),
+      [true, false],
+    );
+    assert.ok(claimPinned(q, consumer.cells, 0, 0));
+    assert.is(Atomics.load(consumer.cells, kFetching), FetchState.Claimed);
+    await depart(consumer, first);
+    assert.is(size(q), 2, 'the item counts again');
+    const again = await pushed(q, first);
+    assert.equal(
+      again.map((x) => x.index),
+      [1, 2],
+      'queued again after the items behind it',
+    );
+    assert.ok(again[1]!.deferred);
+  },
+);
 
-t('JoinableQueue: a consumer that dies with leases has them queued again; the unfinished count stays; join can end', async () => {
-  const { q, first } = createQueue(true);
-  const consumer = attach(first, true);
-  put(q, first, ['x', 'y', 'z']);
-  await pushed(q, consumer);
-  for (const i of [0, 1, 2]) assert.ok(claimLeased(consumer.cells, consumer.ring!, i, () => claim(q, i, 0)));
-  assert.ok(taskDone(q, consumer.cells)); // 'x' done: its lease acknowledged
-  assert.is(unfinished(q), 2);
-  await depart(consumer, first);
-  assert.is(unfinished(q), 2, 'the same two tasks are unfinished');
-  assert.is(size(q), 2, 'y and z are in the queue again');
-  const again = await pushed(q, first);
-  assert.equal(again.map((x) => x.value), ['y', 'z']);
-  // Done by the survivor: join() would end.
-  for (const x of again) assert.ok(claimLeased(first.cells, first.ring!, x.index, () => claim(q, x.index, 0)));
-  assert.ok(taskDone(q, first.cells));
-  assert.ok(taskDone(q, first.cells));
-  assert.is(unfinished(q), 0);
-});
+t(
+  'JoinableQueue: a consumer that dies with leases has them queued again; the unfinished count stays; join can end',
+  async () => {
+    const { q, first } = createQueue(true);
+    const consumer = attach(first, true);
+    put(q, first, ['x', 'y', 'z']);
+    await pushed(q, consumer);
+    for (const i of [0, 1, 2]) assert.ok(claimLeased(consumer.cells, consumer.ring!, i, () => claim(q, i, 0)));
+    assert.ok(taskDone(q, consumer.cells)); // 'x' done: its lease acknowledged
+    assert.is(unfinished(q), 2);
+    await depart(consumer, first);
+    assert.is(unfinished(q), 2, 'the same two tasks are unfinished');
+    assert.is(size(q), 2, 'y and z are in the queue again');
+    const again = await pushed(q, first);
+    assert.equal(
+      again.map((x) => x.value),
+      ['y', 'z'],
+    );
+    // Done by the survivor: join() would end.
+    for (const x of again) assert.ok(claimLeased(first.cells, first.ring!, x.index, () => claim(q, x.index, 0)));
+    assert.ok(taskDone(q, first.cells));
+    assert.ok(taskDone(q, first.cells));
+    assert.is(unfinished(q), 0);
+  },
+);
 
-t('JoinableQueue: leases of items another handle already marked done come back with a task of their own; a lease of an item that moved its port is abandoned', async () => {
-  const { q, first } = createQueue(true);
-  const consumer = attach(first, true);
-  put(q, first, ['a']);
-  const { port1: moved } = new MessageChannel();
-  const encoder = new Encoder();
-  assert.ok(reserve(q, first.cells, 0));
-  encoder.put({ port: moved }, { transfer: [moved] });
-  post(first, { op: Op.Put, batch: encoder.takeLast([moved]).batch, transfer: [moved] }, [moved]);
-  await pushed(q, consumer);
-  assert.ok(claimLeased(consumer.cells, consumer.ring!, 0, () => claim(q, 0, 0)));
-  assert.ok(claimLeased(consumer.cells, consumer.ring!, 1, () => claimPinned(q, consumer.cells, 1, 0)));
-  post(consumer, { op: Op.Fetch, index: 1 });
-  await settled(consumer); // the port moved to the consumer: the hub no longer has it
-  // A producer marks 'a' done on the consumer's behalf (a taskDone() on a handle without leases).
-  assert.ok(taskDone(q, first.cells));
-  assert.is(unfinished(q), 1);
-  await depart(consumer, first);
-  assert.is(size(q), 1, "'a' is queued again; the moved item is not");
-  assert.is(unfinished(q), 1, "'a' again needs a taskDone(); the moved item's task is abandoned (counted done)");
-  assert.equal((await pushed(q, first)).map((x) => x.value), ['a']);
-});
+t(
+  'JoinableQueue: leases of items another handle already marked done come back with a task of their own; a lease of an item that moved its port is abandoned',
+  async () => {
+    const { q, first } = createQueue(true);
+    const consumer = attach(first, true);
+    put(q, first, ['a']);
+    const { port1: moved } = new MessageChannel();
+    const encoder = new Encoder();
+    assert.ok(reserve(q, first.cells, 0));
+    encoder.put({ port: moved }, { transfer: [moved] });
+    post(first, { op: Op.Put, batch: encoder.takeLast([moved]).batch, transfer: [moved] }, [moved]);
+    await pushed(q, consumer);
+    assert.ok(claimLeased(consumer.cells, consumer.ring!, 0, () => claim(q, 0, 0)));
+    assert.ok(claimLeased(consumer.cells, consumer.ring!, 1, () => claimPinned(q, consumer.cells, 1, 0)));
+    post(consumer, { op: Op.Fetch, index: 1 });
+    await settled(consumer); // the port moved to the consumer: the hub no longer has it
+    // A producer marks 'a' done on the consumer's behalf (a taskDone() on a handle without leases).
+    assert.ok(taskDone(q, first.cells));
+    assert.is(unfinished(q), 1);
+    await depart(consumer, first);
+    assert.is(size(q), 1, "'a' is queued again; the moved item is not");
+    assert.is(unfinished(q), 1, "'a' again needs a taskDone(); the moved item's task is abandoned (counted done)");
+    assert.equal(
+      (await pushed(q, first)).map((x) => x.value),
+      ['a'],
+    );
+  },
+);
 
-t('JoinableQueue: a consumer that dies holding only an item whose port moved to it: that task is counted done, so join() ends', async () => {
-  const { q, first } = createQueue(true);
-  const consumer = attach(first, true);
-  const { port1: moved } = new MessageChannel();
-  const encoder = new Encoder();
-  assert.ok(reserve(q, first.cells, 0));
-  encoder.put({ port: moved }, { transfer: [moved] });
-  post(first, { op: Op.Put, batch: encoder.takeLast([moved]).batch, transfer: [moved] }, [moved]);
-  await pushed(q, consumer);
-  assert.ok(claimLeased(consumer.cells, consumer.ring!, 0, () => claimPinned(q, consumer.cells, 0, 0)));
-  post(consumer, { op: Op.Fetch, index: 0 });
-  await settled(consumer);
-  assert.is(unfinished(q), 1);
-  await depart(consumer, first);
-  assert.is(unfinished(q), 0, 'the item cannot be delivered again: its task is abandoned');
-  assert.is(size(q), 0);
-});
+t(
+  'JoinableQueue: a consumer that dies holding only an item whose port moved to it: that task is counted done, so join() ends',
+  async () => {
+    const { q, first } = createQueue(true);
+    const consumer = attach(first, true);
+    const { port1: moved } = new MessageChannel();
+    const encoder = new Encoder();
+    assert.ok(reserve(q, first.cells, 0));
+    encoder.put({ port: moved }, { transfer: [moved] });
+    post(first, { op: Op.Put, batch: encoder.takeLast([moved]).batch, transfer: [moved] }, [moved]);
+    await pushed(q, consumer);
+    assert.ok(claimLeased(consumer.cells, consumer.ring!, 0, () => claimPinned(q, consumer.cells, 0, 0)));
+    post(consumer, { op: Op.Fetch, index: 0 });
+    await settled(consumer);
+    assert.is(unfinished(q), 1);
+    await depart(consumer, first);
+    assert.is(unfinished(q), 0, 'the item cannot be delivered again: its task is abandoned');
+    assert.is(size(q), 0);
+  },
+);
 
 t('JoinableQueue: batches kept alive only by an old lease are cut down to the leased items', async () => {
   const { q, first } = createQueue(true);
   const slow = attach(first, true);
-  for (let b = 0; b < 40; b++) put(q, first, Array.from({ length: 10 }, (_, i) => b * 10 + i));
+  for (let b = 0; b < 40; b++)
+    put(
+      q,
+      first,
+      Array.from({ length: 10 }, (_, i) => b * 10 + i),
+    );
   await pushed(q, slow);
-  assert.ok(claimLeased(slow.cells, slow.ring!, 5, () => { Atomics.store(q, kClaimed, 5); return claim(q, 5, 0); }));
+  assert.ok(
+    claimLeased(slow.cells, slow.ring!, 5, () => {
+      Atomics.store(q, kClaimed, 5);
+      return claim(q, 5, 0);
+    }),
+  );
   // Everything else is claimed and acknowledged by the first holder.
   Atomics.store(q, kClaimed, 400);
   Atomics.add(q, kDone, 399);
@@ -243,7 +322,11 @@ t('JoinableQueue: batches kept alive only by an old lease are cut down to the le
   assert.is(hq.log[0]!.batch.n, 1, 'the leased item alone');
   assert.is(hq.log[0]!.base, 5);
   await depart(slow, first);
-  assert.equal((await pushed(q, first)).map((x) => x.value), [5], 'the leased item is delivered again');
+  assert.equal(
+    (await pushed(q, first)).map((x) => x.value),
+    [5],
+    'the leased item is delivered again',
+  );
   assert.is(Atomics.load(first.cells, kPutCount), 400);
 });
 

@@ -29,18 +29,28 @@ export class Agent {
     this.#conn = conn;
     let readyResolve!: () => void;
     let readyReject!: (e: unknown) => void;
-    this.ready = new Promise((resolve, reject) => { readyResolve = resolve; readyReject = reject; });
+    this.ready = new Promise((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
     this.#pending.set(0, { resolve: () => readyResolve(), reject: readyReject });
     void this.#read();
   }
 
   /** Starts `count` agents (numbered first..first+count-1) and waits until each is ready. */
-  static async start(count: number, clock: TicketClock, register: (p: Process) => Process = (p) => p, first = 1): Promise<Agent[]> {
+  static async start(
+    count: number,
+    clock: TicketClock,
+    register: (p: Process) => Process = (p) => p,
+    first = 1,
+  ): Promise<Agent[]> {
     const agents: Agent[] = [];
     for (let i = 0; i < count; i++) {
       const [mine, theirs] = Pipe<Command | Reply>();
       const index = first + i;
-      const p = register(new Process({ target: 'agent', module: tasks, args: [theirs, clock.buffer], name: `agent-${index}` }));
+      const p = register(
+        new Process({ target: 'agent', module: tasks, args: [theirs, clock.buffer], name: `agent-${index}` }),
+      );
       p.start();
       agents.push(new Agent(index, p, mine));
     }
@@ -50,7 +60,8 @@ export class Agent {
 
   /** Runs a command in the agent; resolves with its reply, rejects with what the command threw there. */
   call(cmd: AgentCommand): Promise<Reply> {
-    if (this.#ended) return Promise.reject(new AgentError(`agent-${this.index} has ended (exit code ${this.process.exitCode})`));
+    if (this.#ended)
+      return Promise.reject(new AgentError(`agent-${this.index} has ended (exit code ${this.process.exitCode})`));
     const id = this.#nextId++;
     return new Promise<Reply>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
@@ -73,7 +84,11 @@ export class Agent {
   /** Asks the agent to exit and waits for it; terminates it if it does not exit within `ms`. */
   async stop(ms = 10_000): Promise<void> {
     if (!this.#ended && this.process.isAlive()) {
-      try { this.#conn.send({ op: 'exit', id: -1 }); } catch { /* already gone */ }
+      try {
+        this.#conn.send({ op: 'exit', id: -1 });
+      } catch {
+        /* already gone */
+      }
     }
     await this.process.join(ms);
     if (this.process.isAlive()) {
@@ -95,7 +110,9 @@ export class Agent {
       // closed by stop()
     }
     this.#ended = true;
-    const error = new AgentError(`agent-${this.index} ended (exit code ${this.process.exitCode}) with commands pending`);
+    const error = new AgentError(
+      `agent-${this.index} ended (exit code ${this.process.exitCode}) with commands pending`,
+    );
     for (const waiter of this.#pending.values()) waiter.reject(error);
     this.#pending.clear();
   }

@@ -36,9 +36,17 @@ export function run(command: string, args: string[], ms: number, env: NodeJS.Pro
       partial = lines.pop()!;
       for (const line of lines) if (!lineTimes.has(line)) lineTimes.set(line, performance.now());
     });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, ms);
-    child.once('error', (error) => { clearTimeout(timer); reject(error); });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, ms);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
     child.once('close', (code, signal) => {
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr, lineTimes, exitedAt: performance.now(), timedOut });
@@ -50,11 +58,21 @@ export function run(command: string, args: string[], ms: number, env: NodeJS.Pro
  * Runs a scenario of test/stress/child.ts in `node --expose-gc --import tsx`; resolves with its result and how
  * long the child took to exit after printing it (it must end by itself).
  */
-export async function runScenario<R>(name: string, options: unknown, ms: number): Promise<{ result: R; exitMs: number; run: RunResult }> {
-  const r = await run(process.execPath, ['--expose-gc', '--import', 'tsx', childEntry, name, JSON.stringify(options)], ms);
+export async function runScenario<R>(
+  name: string,
+  options: unknown,
+  ms: number,
+): Promise<{ result: R; exitMs: number; run: RunResult }> {
+  const r = await run(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', childEntry, name, JSON.stringify(options)],
+    ms,
+  );
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (line === undefined) {
-    throw new Error(`scenario ${name} gave no result (exit ${r.code}${r.timedOut ? ', killed after the deadline' : ''})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`);
+    throw new Error(
+      `scenario ${name} gave no result (exit ${r.code}${r.timedOut ? ', killed after the deadline' : ''})\n--- stdout ---\n${r.stdout.slice(-3000)}\n--- stderr ---\n${r.stderr.slice(-3000)}`,
+    );
   }
   return { result: JSON.parse(line.slice('RESULT '.length)) as R, exitMs: r.exitedAt - r.lineTimes.get(line)!, run: r };
 }

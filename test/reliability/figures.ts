@@ -21,7 +21,9 @@ export function figure(name: string, value: number | string, unit?: string, note
   const file = process.env.MPTHREADS_FIGURES;
   if (file !== undefined && file !== '') appendFileSync(file, `${JSON.stringify(f)}\n`);
   if (process.env.MPTHREADS_FIGURES_PRINT !== undefined) {
-    process.stdout.write(`  [figure] ${name}: ${f.value}${unit === undefined ? '' : ` ${unit}`}${note === undefined ? '' : ` (${note})`}\n`);
+    process.stdout.write(
+      `  [figure] ${name}: ${f.value}${unit === undefined ? '' : ` ${unit}`}${note === undefined ? '' : ` (${note})`}\n`,
+    );
   }
 }
 
@@ -39,8 +41,16 @@ function round(x: number): number {
 export function fitLine(points: [number, number][]): { slope: number; intercept: number } {
   const n = points.length;
   if (n < 2) return { slope: 0, intercept: n === 1 ? points[0]![1] : 0 };
-  let sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (const [x, y] of points) { sx += x; sy += y; sxx += x * x; sxy += x * y; }
+  let sx = 0,
+    sy = 0,
+    sxx = 0,
+    sxy = 0;
+  for (const [x, y] of points) {
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
   const den = n * sxx - sx * sx;
   const slope = den === 0 ? 0 : (n * sxy - sx * sy) / den;
   return { slope, intercept: (sy - slope * sx) / n };

@@ -3,8 +3,17 @@
 import fc from 'fast-check';
 import * as assert from 'uvu/assert';
 import {
-  GET, GET_CORRUPT, HistoryLog, PUT, PUT_MAYBE, TicketClock, checkHistory, describeReport, itemCheck,
-  transferList, type HistoryEvent,
+  GET,
+  GET_CORRUPT,
+  HistoryLog,
+  PUT,
+  PUT_MAYBE,
+  TicketClock,
+  checkHistory,
+  describeReport,
+  itemCheck,
+  transferList,
+  type HistoryEvent,
 } from './history.ts';
 import { suite } from '../_support/harness.ts';
 
@@ -41,14 +50,19 @@ function simulate(producers: number, consumers: number, steps: number[]): Ev[] {
       events.push({ kind: GET, who: 200 + c, producer: item.producer, seq: item.seq, at: clock.tick() });
     }
   }
-  for (const item of queue.splice(0)) events.push({ kind: GET, who: 200, producer: item.producer, seq: item.seq, at: clock.tick() });
+  for (const item of queue.splice(0))
+    events.push({ kind: GET, who: 200, producer: item.producer, seq: item.seq, at: clock.tick() });
   return events;
 }
 
 const t = suite('history checker');
 
 t('a correct single-consumer history passes, with counts', () => {
-  const events = simulate(4, 1, Array.from({ length: 400 }, (_, i) => (i * 7919) % 23));
+  const events = simulate(
+    4,
+    1,
+    Array.from({ length: 400 }, (_, i) => (i * 7919) % 23),
+  );
   const r = checkHistory(logsOf(events));
   assert.ok(r.ok, describeReport(r));
   assert.is(r.gets, r.puts);
@@ -57,21 +71,77 @@ t('a correct single-consumer history passes, with counts', () => {
 });
 
 t('property: every history of a correct FIFO queue passes (any producers, consumers, interleaving)', () => {
-  fc.assert(fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), fc.array(fc.nat(1000), { maxLength: 300 }), (p, c, steps) => {
-    const r = checkHistory(logsOf(simulate(p, c, steps)));
-    return r.ok && r.delivered === r.puts;
-  }), { numRuns: 200 });
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 5 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.array(fc.nat(1000), { maxLength: 300 }),
+      (p, c, steps) => {
+        const r = checkHistory(logsOf(simulate(p, c, steps)));
+        return r.ok && r.delivered === r.puts;
+      },
+    ),
+    { numRuns: 200 },
+  );
 });
 
 // Each planted fault, and what it must be reported as.
-const faults: [string, (events: Ev[], rnd: () => number) => boolean, (r: ReturnType<typeof checkHistory>) => boolean][] = [
+const faults: [
+  string,
+  (events: Ev[], rnd: () => number) => boolean,
+  (r: ReturnType<typeof checkHistory>) => boolean,
+][] = [
   ['a lost item', (ev, rnd) => dropGet(ev, rnd), (r) => r.lost.length === 1],
-  ['a duplicated item', (ev, rnd) => { const g = pick(ev, rnd, (e) => e.kind === GET); if (g === undefined) return false; ev.push({ ...g, at: g.at + 0.5 }); return true; }, (r) => r.duplicated.length === 1 && r.duplicated[0]!.times === 2],
-  ['an unexpected item', (ev) => { ev.push({ kind: GET, who: 200, producer: 77, seq: 0, at: 1e9 }); return true; }, (r) => r.unexpected.length === 1 && !r.unexpected[0]!.corrupt],
-  ['a corrupt item', (ev, rnd) => { const g = pick(ev, rnd, (e) => e.kind === GET); if (g === undefined) return false; g.kind = GET_CORRUPT; return true; }, (r) => r.unexpected.length === 1 && r.unexpected[0]!.corrupt && r.lost.length === 1],
+  [
+    'a duplicated item',
+    (ev, rnd) => {
+      const g = pick(ev, rnd, (e) => e.kind === GET);
+      if (g === undefined) return false;
+      ev.push({ ...g, at: g.at + 0.5 });
+      return true;
+    },
+    (r) => r.duplicated.length === 1 && r.duplicated[0]!.times === 2,
+  ],
+  [
+    'an unexpected item',
+    (ev) => {
+      ev.push({ kind: GET, who: 200, producer: 77, seq: 0, at: 1e9 });
+      return true;
+    },
+    (r) => r.unexpected.length === 1 && !r.unexpected[0]!.corrupt,
+  ],
+  [
+    'a corrupt item',
+    (ev, rnd) => {
+      const g = pick(ev, rnd, (e) => e.kind === GET);
+      if (g === undefined) return false;
+      g.kind = GET_CORRUPT;
+      return true;
+    },
+    (r) => r.unexpected.length === 1 && r.unexpected[0]!.corrupt && r.lost.length === 1,
+  ],
   ['two items of one producer swapped in one consumer', (ev, rnd) => swapGets(ev, rnd), (r) => r.reordered.length >= 1],
-  ['a get before its put began', (ev, rnd) => { const g = pick(ev, rnd, (e) => e.kind === GET); if (g === undefined) return false; const put = ev.find((e) => e.kind === PUT && e.producer === g.producer && e.seq === g.seq)!; g.at = put.at - 0.5; return true; }, (r) => r.early.length === 1],
-  ['an item put twice', (ev, rnd) => { const p = pick(ev, rnd, (e) => e.kind === PUT); if (p === undefined) return false; ev.push({ ...p }); return true; }, (r) => r.invalid.length === 1],
+  [
+    'a get before its put began',
+    (ev, rnd) => {
+      const g = pick(ev, rnd, (e) => e.kind === GET);
+      if (g === undefined) return false;
+      const put = ev.find((e) => e.kind === PUT && e.producer === g.producer && e.seq === g.seq)!;
+      g.at = put.at - 0.5;
+      return true;
+    },
+    (r) => r.early.length === 1,
+  ],
+  [
+    'an item put twice',
+    (ev, rnd) => {
+      const p = pick(ev, rnd, (e) => e.kind === PUT);
+      if (p === undefined) return false;
+      ev.push({ ...p });
+      return true;
+    },
+    (r) => r.invalid.length === 1,
+  ],
 ];
 
 function pick(events: Ev[], rnd: () => number, pred: (e: Ev) => boolean): Ev | undefined {
@@ -104,14 +174,26 @@ function swapGets(events: Ev[], rnd: () => number): boolean {
 
 for (const [name, plant, detected] of faults) {
   t(`property: ${name} is reported`, () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 3 }), fc.array(fc.nat(1000), { minLength: 4, maxLength: 120 }), fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), (p, c, steps, seed) => {
-      const events = simulate(p, c, steps);
-      let s = seed;
-      const rnd = () => { s = (s * 9301 + 0.49297) % 1; return s; };
-      fc.pre(plant(events, rnd));
-      const r = checkHistory(logsOf(events));
-      return !r.ok && detected(r);
-    }), { numRuns: 150 });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 3 }),
+        fc.array(fc.nat(1000), { minLength: 4, maxLength: 120 }),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (p, c, steps, seed) => {
+          const events = simulate(p, c, steps);
+          let s = seed;
+          const rnd = () => {
+            s = (s * 9301 + 0.49297) % 1;
+            return s;
+          };
+          fc.pre(plant(events, rnd));
+          const r = checkHistory(logsOf(events));
+          return !r.ok && detected(r);
+        },
+      ),
+      { numRuns: 150 },
+    );
   });
 }
 

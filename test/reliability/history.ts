@@ -86,7 +86,13 @@ export class HistoryLog {
   }
 
   event(i: number): HistoryEvent {
-    return { kind: this.#kind[i] as Kind, who: this.who, producer: this.#producer[i]!, seq: this.#seq[i]!, at: this.#at[i]! };
+    return {
+      kind: this.#kind[i] as Kind,
+      who: this.who,
+      producer: this.#producer[i]!,
+      seq: this.#seq[i]!,
+      at: this.#at[i]!,
+    };
   }
 
   *events(): IterableIterator<HistoryEvent> {
@@ -123,10 +129,18 @@ export class HistoryLog {
 
   #grow(): void {
     const capacity = this.#kind.length * 2;
-    const kind = new Uint8Array(capacity); kind.set(this.#kind); this.#kind = kind;
-    const producer = new Int32Array(capacity); producer.set(this.#producer); this.#producer = producer;
-    const seq = new Int32Array(capacity); seq.set(this.#seq); this.#seq = seq;
-    const at = new Float64Array(capacity); at.set(this.#at); this.#at = at;
+    const kind = new Uint8Array(capacity);
+    kind.set(this.#kind);
+    this.#kind = kind;
+    const producer = new Int32Array(capacity);
+    producer.set(this.#producer);
+    this.#producer = producer;
+    const seq = new Int32Array(capacity);
+    seq.set(this.#seq);
+    this.#seq = seq;
+    const at = new Float64Array(capacity);
+    at.set(this.#at);
+    this.#at = at;
   }
 }
 
@@ -143,7 +157,10 @@ export interface CheckOptions {
   slack?: number;
 }
 
-export interface ItemRef { producer: number; seq: number }
+export interface ItemRef {
+  producer: number;
+  seq: number;
+}
 
 export interface HistoryReport {
   ok: boolean;
@@ -168,15 +185,35 @@ export interface HistoryReport {
 
 const key = (producer: number, seq: number) => producer * 2 ** 32 + (seq >>> 0);
 
-interface PutInfo { producer: number; seq: number; at: number; must: boolean; rank: number; got: number; by: number[] }
+interface PutInfo {
+  producer: number;
+  seq: number;
+  at: number;
+  must: boolean;
+  rank: number;
+  got: number;
+  by: number[];
+}
 
 /** Checks a run's logs (one per thread; the order of logs does not matter). */
 export function checkHistory(logs: Iterable<HistoryLog>, options: CheckOptions = {}): HistoryReport {
   const fifo = options.fifo ?? true;
   const slack = options.slack ?? 0;
   const report: HistoryReport = {
-    ok: false, puts: 0, mustDeliver: 0, gets: 0, delivered: 0, lost: [], maybeLost: 0, duplicated: [], unexpected: [],
-    reordered: [], early: [], gaps: [], invalid: [], perConsumer: new Map(),
+    ok: false,
+    puts: 0,
+    mustDeliver: 0,
+    gets: 0,
+    delivered: 0,
+    lost: [],
+    maybeLost: 0,
+    duplicated: [],
+    unexpected: [],
+    reordered: [],
+    early: [],
+    gaps: [],
+    invalid: [],
+    perConsumer: new Map(),
   };
   const puts = new Map<number, PutInfo>();
   const byProducer = new Map<number, PutInfo[]>();
@@ -190,7 +227,15 @@ export function checkHistory(logs: Iterable<HistoryLog>, options: CheckOptions =
           report.invalid.push(`item ${e.producer}:${e.seq} was put twice`);
           continue;
         }
-        const info: PutInfo = { producer: e.producer, seq: e.seq, at: e.at, must: e.kind === PUT, rank: 0, got: 0, by: [] };
+        const info: PutInfo = {
+          producer: e.producer,
+          seq: e.seq,
+          at: e.at,
+          must: e.kind === PUT,
+          rank: 0,
+          got: 0,
+          by: [],
+        };
         puts.set(k, info);
         let list = byProducer.get(e.producer);
         if (list === undefined) byProducer.set(e.producer, (list = []));
@@ -207,7 +252,9 @@ export function checkHistory(logs: Iterable<HistoryLog>, options: CheckOptions =
   // Put order per producer: by the clock, ties by seq.
   for (const list of byProducer.values()) {
     list.sort((a, b) => a.at - b.at || a.seq - b.seq);
-    list.forEach((info, rank) => { info.rank = rank; });
+    list.forEach((info, rank) => {
+      info.rank = rank;
+    });
   }
   // Gets, per consumer in the order each observed them.
   gets.sort((a, b) => a.who - b.who || a.at - b.at);
@@ -222,7 +269,8 @@ export function checkHistory(logs: Iterable<HistoryLog>, options: CheckOptions =
     info.got++;
     info.by.push(g.who);
     report.perConsumer.set(g.who, (report.perConsumer.get(g.who) ?? 0) + 1);
-    if (g.at + slack < info.at) report.early.push({ producer: g.producer, seq: g.seq, putAt: info.at, getAt: g.at, who: g.who });
+    if (g.at + slack < info.at)
+      report.early.push({ producer: g.producer, seq: g.seq, putAt: info.at, getAt: g.at, who: g.who });
     if (fifo) {
       const lane = `${g.who}/${g.producer}`;
       const last = lastRank.get(lane);
@@ -243,7 +291,11 @@ export function checkHistory(logs: Iterable<HistoryLog>, options: CheckOptions =
   if (options.prefix === true) {
     for (const [producer, list] of byProducer) {
       let lastDelivered = -1;
-      for (let r = list.length - 1; r >= 0; r--) if (list[r]!.got > 0) { lastDelivered = r; break; }
+      for (let r = list.length - 1; r >= 0; r--)
+        if (list[r]!.got > 0) {
+          lastDelivered = r;
+          break;
+        }
       let missing = 0;
       let firstMissing = -1;
       for (let r = 0; r < lastDelivered; r++) {
@@ -256,22 +308,67 @@ export function checkHistory(logs: Iterable<HistoryLog>, options: CheckOptions =
     }
   }
   report.lost.sort((a, b) => a.producer - b.producer || a.seq - b.seq);
-  report.ok = report.lost.length === 0 && report.duplicated.length === 0 && report.unexpected.length === 0
-    && report.reordered.length === 0 && report.early.length === 0 && report.gaps.length === 0 && report.invalid.length === 0;
+  report.ok =
+    report.lost.length === 0 &&
+    report.duplicated.length === 0 &&
+    report.unexpected.length === 0 &&
+    report.reordered.length === 0 &&
+    report.early.length === 0 &&
+    report.gaps.length === 0 &&
+    report.invalid.length === 0;
   return report;
 }
 
 /** A short, human-readable account of what went wrong (for assertion messages). */
 export function describeReport(r: HistoryReport, limit = 5): string {
-  const items = (list: ItemRef[]) => list.slice(0, limit).map((x) => `${x.producer}:${x.seq}`).join(', ') + (list.length > limit ? ', ...' : '');
-  const lines = [`${r.puts} puts (${r.mustDeliver} to deliver), ${r.gets} gets, ${r.delivered} distinct items delivered`];
+  const items = (list: ItemRef[]) =>
+    list
+      .slice(0, limit)
+      .map((x) => `${x.producer}:${x.seq}`)
+      .join(', ') + (list.length > limit ? ', ...' : '');
+  const lines = [
+    `${r.puts} puts (${r.mustDeliver} to deliver), ${r.gets} gets, ${r.delivered} distinct items delivered`,
+  ];
   if (r.lost.length > 0) lines.push(`lost ${r.lost.length}: ${items(r.lost)}`);
   if (r.maybeLost > 0) lines.push(`not delivered (unacknowledged, allowed) ${r.maybeLost}`);
-  if (r.duplicated.length > 0) lines.push(`duplicated ${r.duplicated.length}: ${r.duplicated.slice(0, limit).map((d) => `${d.producer}:${d.seq} x${d.times} by ${d.by.join('/')}`).join(', ')}`);
-  if (r.unexpected.length > 0) lines.push(`unexpected ${r.unexpected.length}: ${r.unexpected.slice(0, limit).map((u) => `${u.producer}:${u.seq}${u.corrupt ? ' (corrupt)' : ''} by ${u.who}`).join(', ')}`);
-  if (r.reordered.length > 0) lines.push(`reordered ${r.reordered.length}: ${r.reordered.slice(0, limit).map((o) => `consumer ${o.who} got ${o.producer}:${o.seq} after ${o.producer}:${o.previous}`).join(', ')}`);
-  if (r.early.length > 0) lines.push(`got before put ${r.early.length}: ${r.early.slice(0, limit).map((e) => `${e.producer}:${e.seq} put@${e.putAt} got@${e.getAt}`).join(', ')}`);
-  if (r.gaps.length > 0) lines.push(`gaps ${r.gaps.length}: ${r.gaps.slice(0, limit).map((g) => `producer ${g.producer} misses ${g.missing} from ${g.firstMissing} (delivered up to ${g.lastDelivered})`).join(', ')}`);
+  if (r.duplicated.length > 0)
+    lines.push(
+      `duplicated ${r.duplicated.length}: ${r.duplicated
+        .slice(0, limit)
+        .map((d) => `${d.producer}:${d.seq} x${d.times} by ${d.by.join('/')}`)
+        .join(', ')}`,
+    );
+  if (r.unexpected.length > 0)
+    lines.push(
+      `unexpected ${r.unexpected.length}: ${r.unexpected
+        .slice(0, limit)
+        .map((u) => `${u.producer}:${u.seq}${u.corrupt ? ' (corrupt)' : ''} by ${u.who}`)
+        .join(', ')}`,
+    );
+  if (r.reordered.length > 0)
+    lines.push(
+      `reordered ${r.reordered.length}: ${r.reordered
+        .slice(0, limit)
+        .map((o) => `consumer ${o.who} got ${o.producer}:${o.seq} after ${o.producer}:${o.previous}`)
+        .join(', ')}`,
+    );
+  if (r.early.length > 0)
+    lines.push(
+      `got before put ${r.early.length}: ${r.early
+        .slice(0, limit)
+        .map((e) => `${e.producer}:${e.seq} put@${e.putAt} got@${e.getAt}`)
+        .join(', ')}`,
+    );
+  if (r.gaps.length > 0)
+    lines.push(
+      `gaps ${r.gaps.length}: ${r.gaps
+        .slice(0, limit)
+        .map(
+          (g) =>
+            `producer ${g.producer} misses ${g.missing} from ${g.firstMissing} (delivered up to ${g.lastDelivered})`,
+        )
+        .join(', ')}`,
+    );
   if (r.invalid.length > 0) lines.push(`invalid history: ${r.invalid.slice(0, limit).join('; ')}`);
   return lines.join('\n');
 }

@@ -38,8 +38,14 @@ export function cloneDiff(actual: unknown, expected: unknown): string | undefine
       if (aa.length !== eo.length) return `${path}: length ${aa.length} vs ${eo.length}`;
       const ak = Object.keys(aa);
       const ek = Object.keys(eo);
-      if (ak.length !== ek.length || ak.some((k, i) => k !== ek[i])) return `${path}: keys [${ak.slice(0, 8)}] vs [${ek.slice(0, 8)}] (holes or extra properties)`;
-      for (const k of ek) defer((aa as unknown as Record<string, unknown>)[k], (eo as unknown as Record<string, unknown>)[k], `${path}[${k}]`);
+      if (ak.length !== ek.length || ak.some((k, i) => k !== ek[i]))
+        return `${path}: keys [${ak.slice(0, 8)}] vs [${ek.slice(0, 8)}] (holes or extra properties)`;
+      for (const k of ek)
+        defer(
+          (aa as unknown as Record<string, unknown>)[k],
+          (eo as unknown as Record<string, unknown>)[k],
+          `${path}[${k}]`,
+        );
       continue;
     }
     if (eo instanceof Map) {
@@ -78,30 +84,40 @@ export function cloneDiff(actual: unknown, expected: unknown): string | undefine
       continue;
     }
     if (eo instanceof Date) {
-      if (!Object.is((ao as Date).getTime(), eo.getTime())) return `${path}: Date ${(ao as Date).getTime()} vs ${eo.getTime()}`;
+      if (!Object.is((ao as Date).getTime(), eo.getTime()))
+        return `${path}: Date ${(ao as Date).getTime()} vs ${eo.getTime()}`;
       continue;
     }
     if (eo instanceof RegExp) {
       const ar = ao as RegExp;
-      if (ar.source !== eo.source || ar.flags !== eo.flags || ar.lastIndex !== eo.lastIndex) return `${path}: ${String(ar)} vs ${String(eo)}`;
+      if (ar.source !== eo.source || ar.flags !== eo.flags || ar.lastIndex !== eo.lastIndex)
+        return `${path}: ${String(ar)} vs ${String(eo)}`;
       continue;
     }
     if (eo instanceof Error) {
       const ae = ao as Error;
-      for (const k of ['name', 'message', 'stack'] as const) if (ae[k] !== eo[k]) return `${path}.${k}: ${show(ae[k])} vs ${show(eo[k])}`;
+      for (const k of ['name', 'message', 'stack'] as const)
+        if (ae[k] !== eo[k]) return `${path}.${k}: ${show(ae[k])} vs ${show(eo[k])}`;
       if (Object.hasOwn(ae, 'cause') !== Object.hasOwn(eo, 'cause')) return `${path}.cause: present on one side only`;
       if (Object.hasOwn(eo, 'cause')) defer(ae.cause, eo.cause, `${path}.cause`);
       continue;
     }
     if (eo instanceof Number || eo instanceof String || eo instanceof Boolean || eo instanceof BigInt) {
-      if (!Object.is((ao as Number).valueOf(), (eo as Number).valueOf())) return `${path}: boxed ${show((ao as Number).valueOf())} vs ${show((eo as Number).valueOf())}`;
+      if (!Object.is((ao as { valueOf(): unknown }).valueOf(), (eo as { valueOf(): unknown }).valueOf()))
+        return `${path}: boxed ${show((ao as { valueOf(): unknown }).valueOf())} vs ${show((eo as { valueOf(): unknown }).valueOf())}`;
       continue;
     }
     // Plain objects (what structuredClone makes of objects and class instances).
     const ak = Object.keys(ao);
     const ek = Object.keys(eo);
-    if (ak.length !== ek.length || ak.some((k, i) => k !== ek[i])) return `${path}: keys [${ak.slice(0, 8)}] vs [${ek.slice(0, 8)}]`;
-    for (const k of ek) defer((ao as Record<string, unknown>)[k], (eo as Record<string, unknown>)[k], `${path}.${isIndex(k) ? `[${k}]` : k}`);
+    if (ak.length !== ek.length || ak.some((k, i) => k !== ek[i]))
+      return `${path}: keys [${ak.slice(0, 8)}] vs [${ek.slice(0, 8)}]`;
+    for (const k of ek)
+      defer(
+        (ao as Record<string, unknown>)[k],
+        (eo as Record<string, unknown>)[k],
+        `${path}.${isIndex(k) ? `[${k}]` : k}`,
+      );
   }
   return undefined;
 }
@@ -120,11 +136,48 @@ class CustomError extends Error {
   extra = 42;
 }
 
-const specialNumbers = fc.constantFrom(-0, NaN, Infinity, -Infinity, 2 ** 31, -(2 ** 31), 2 ** 31 - 1, 2 ** 53, -(2 ** 53), Number.MIN_VALUE, Number.MAX_VALUE, 0.1, 1 / 3);
-const specialBigInts = fc.constantFrom(0n, -1n, 2n ** 64n, -(2n ** 64n), 10n ** 40n, BigInt(Number.MAX_SAFE_INTEGER) + 1n);
+const specialNumbers = fc.constantFrom(
+  -0,
+  NaN,
+  Infinity,
+  -Infinity,
+  2 ** 31,
+  -(2 ** 31),
+  2 ** 31 - 1,
+  2 ** 53,
+  -(2 ** 53),
+  Number.MIN_VALUE,
+  Number.MAX_VALUE,
+  0.1,
+  1 / 3,
+);
+const specialBigInts = fc.constantFrom(
+  0n,
+  -1n,
+  2n ** 64n,
+  -(2n ** 64n),
+  10n ** 40n,
+  BigInt(Number.MAX_SAFE_INTEGER) + 1n,
+);
 const keys = fc.oneof(
   fc.string({ maxLength: 6 }),
-  fc.constantFrom('__proto__', 'constructor', 'prototype', 'length', '0', '1', '-0', '4294967295', '4294967294', '', ' ', 'toString', '\u0000', '\ud800', '\u00ff'),
+  fc.constantFrom(
+    '__proto__',
+    'constructor',
+    'prototype',
+    'length',
+    '0',
+    '1',
+    '-0',
+    '4294967295',
+    '4294967294',
+    '',
+    ' ',
+    'toString',
+    '\u0000',
+    '\ud800',
+    '\u00ff',
+  ),
 );
 const strings = fc.oneof(
   fc.string({ maxLength: 20 }),
@@ -135,40 +188,67 @@ const strings = fc.oneof(
 
 function errorOf(kind: number, message: string): Error {
   switch (kind % 9) {
-    case 0: return new Error(message);
-    case 1: return new TypeError(message);
-    case 2: return new RangeError(message);
-    case 3: return new SyntaxError(message);
-    case 4: return new ReferenceError(message);
-    case 5: return new EvalError(message);
-    case 6: return new URIError(message);
-    case 7: return new CustomError(message);
-    default: return new Error(message, { cause: new RangeError(`cause of ${message}`) });
+    case 0:
+      return new Error(message);
+    case 1:
+      return new TypeError(message);
+    case 2:
+      return new RangeError(message);
+    case 3:
+      return new SyntaxError(message);
+    case 4:
+      return new ReferenceError(message);
+    case 5:
+      return new EvalError(message);
+    case 6:
+      return new URIError(message);
+    case 7:
+      return new CustomError(message);
+    default:
+      return new Error(message, { cause: new RangeError(`cause of ${message}`) });
   }
 }
 
 const errors = fc.tuple(fc.nat(), fc.string({ maxLength: 10 })).map(([k, m]) => errorOf(k, m));
 
 const typedArrays = fc.tuple(fc.nat(11), fc.nat(64), fc.nat(8), fc.nat()).map(([kind, length, offset, seed]) => {
-  const ctors = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, Float32Array, Float64Array, BigInt64Array, BigUint64Array] as const;
+  const ctors = [
+    Int8Array,
+    Uint8Array,
+    Uint8ClampedArray,
+    Int16Array,
+    Uint16Array,
+    Int32Array,
+    Uint32Array,
+    Float32Array,
+    Float64Array,
+    BigInt64Array,
+    BigUint64Array,
+  ] as const;
   const Ctor = ctors[kind % ctors.length]!;
   const bytes = Ctor.BYTES_PER_ELEMENT;
   const buffer = new ArrayBuffer((offset + length) * bytes + 3);
   const raw = new Uint8Array(buffer);
   for (let i = 0; i < raw.length; i++) raw[i] = (seed * 31 + i * 7) & 0xff;
   if (kind === 11) return new DataView(buffer, offset, length);
-  const view = new (Ctor as unknown as new (b: ArrayBuffer, o: number, l: number) => ArrayBufferView)(buffer, offset * bytes, length);
+  const view = new (Ctor as unknown as new (b: ArrayBuffer, o: number, l: number) => ArrayBufferView)(
+    buffer,
+    offset * bytes,
+    length,
+  );
   // Two views over one buffer, and the buffer itself: identity must survive.
   return { view, sameBuffer: new Uint8Array(buffer, 1, 2), buffer, sliced: buffer.slice(0, 4) };
 });
 
-const sparseArrays = fc.tuple(fc.nat(5000), fc.array(fc.tuple(fc.nat(5000), fc.anything({ maxDepth: 1 })), { maxLength: 5 }), fc.boolean()).map(([length, entries, extra]) => {
-  const a: unknown[] = [];
-  a.length = length;
-  for (const [i, v] of entries) if (i < length) a[i] = v;
-  if (extra) (a as unknown as Record<string, unknown>).extra = 'prop';
-  return a;
-});
+const sparseArrays = fc
+  .tuple(fc.nat(5000), fc.array(fc.tuple(fc.nat(5000), fc.anything({ maxDepth: 1 })), { maxLength: 5 }), fc.boolean())
+  .map(([length, entries, extra]) => {
+    const a: unknown[] = [];
+    a.length = length;
+    for (const [i, v] of entries) if (i < length) a[i] = v;
+    if (extra) (a as unknown as Record<string, unknown>).extra = 'prop';
+    return a;
+  });
 
 /**
  * Objects nested `depth` deep, as arrays or objects alternately. Up to 1000: the main thread's structuredClone
@@ -188,21 +268,57 @@ const largeObjects = fc.constantFrom(10_000, 50_000).map((n) => {
 
 const miscObjects = fc.tuple(fc.anything({ maxDepth: 2 }), fc.nat()).map(([v, k]) => {
   switch (k % 8) {
-    case 0: return JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as unknown; // own __proto__ key
-    case 1: { const o = Object.create(null) as Record<string, unknown>; o.v = v; return o; }
-    case 2: return new (class Point { x = 1; y = v; })();
-    case 3: { const o = { v } as Record<string, unknown>; Object.defineProperty(o, 'hidden', { value: 1, enumerable: false }); (o as Record<symbol, unknown>)[Symbol('s')] = 1; return o; }
-    case 4: { const r = /a(b)?c/giu; r.lastIndex = 3; return { r, d: new Date(NaN), d2: new Date(8.64e15) }; }
-    case 5: return [Object(1n), new Number(-0), new String('boxed'), new Boolean(false)];
-    case 6: return new Map<unknown, unknown>([[NaN, 1], [-0, 2], [{ k: v }, new Set([v, v])]]);
-    default: { const o = { get value() { return v; } }; return o; }
+    case 0:
+      return JSON.parse('{"__proto__": {"polluted": true}, "a": 1}') as unknown; // own __proto__ key
+    case 1: {
+      const o = Object.create(null) as Record<string, unknown>;
+      o.v = v;
+      return o;
+    }
+    case 2:
+      return new (class Point {
+        x = 1;
+        y = v;
+      })();
+    case 3: {
+      const o = { v } as Record<string, unknown>;
+      Object.defineProperty(o, 'hidden', { value: 1, enumerable: false });
+      (o as Record<symbol, unknown>)[Symbol('s')] = 1;
+      return o;
+    }
+    case 4: {
+      const r = /a(b)?c/giu;
+      r.lastIndex = 3;
+      return { r, d: new Date(NaN), d2: new Date(8.64e15) };
+    }
+    case 5:
+      return [Object(1n), new Number(-0), new String('boxed'), new Boolean(false)];
+    case 6:
+      return new Map<unknown, unknown>([
+        [NaN, 1],
+        [-0, 2],
+        [{ k: v }, new Set([v, v])],
+      ]);
+    default: {
+      const o = {
+        get value() {
+          return v;
+        },
+      };
+      return o;
+    }
   }
 });
 
 /** Adds cycles and shared references into a value: containers point back at ancestors and siblings. */
 export function withCycles(value: unknown, seed: number): unknown {
   let s = seed >>> 0 || 1;
-  const rnd = () => { s ^= s << 13; s ^= s >>> 17; s ^= s << 5; return (s >>> 0) / 2 ** 32; };
+  const rnd = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 2 ** 32;
+  };
   const root = { value, self: undefined as unknown, list: [] as unknown[] };
   root.self = root;
   const ancestors: object[] = [root];
@@ -217,7 +333,10 @@ export function withCycles(value: unknown, seed: number): unknown {
       for (const child of [...v]) walk(child, depth + 1);
     } else if (v instanceof Map) {
       if (rnd() < 0.5) v.set(back, v);
-      for (const [key, child] of [...v]) { walk(key, depth + 1); walk(child, depth + 1); }
+      for (const [key, child] of [...v]) {
+        walk(key, depth + 1);
+        walk(child, depth + 1);
+      }
     } else if (v instanceof Set) {
       if (rnd() < 0.5) v.add(back);
       for (const child of [...v]) walk(child, depth + 1);
@@ -272,11 +391,13 @@ export const large = largeObjects;
 export function mutate(value: unknown): void {
   if (typeof value !== 'object' || value === null) return;
   try {
-    if (Array.isArray(value)) { if (Object.isExtensible(value)) value.push('mutated'); }
-    else if (value instanceof Map) value.set('mutated', 1);
+    if (Array.isArray(value)) {
+      if (Object.isExtensible(value)) value.push('mutated');
+    } else if (value instanceof Map) value.set('mutated', 1);
     else if (value instanceof Set) value.add('mutated');
-    else if (ArrayBuffer.isView(value)) { if (value.byteLength > 0) new Uint8Array(value.buffer, value.byteOffset, 1)[0]! ^= 0xff; }
-    else if (Object.isExtensible(value)) (value as Record<string, unknown>).mutated = true;
+    else if (ArrayBuffer.isView(value)) {
+      if (value.byteLength > 0) new Uint8Array(value.buffer, value.byteOffset, 1)[0]! ^= 0xff;
+    } else if (Object.isExtensible(value)) (value as Record<string, unknown>).mutated = true;
   } catch {
     // frozen or exotic: leave it
   }
@@ -291,12 +412,34 @@ export function preview(value: unknown, depth = 3, seen = new Set<object>()): st
   if (depth === 0) return Array.isArray(value) ? '[...]' : `${tag(value)}`;
   seen.add(value);
   try {
-    if (Array.isArray(value)) return `[${value.slice(0, 5).map((v) => preview(v, depth - 1, seen)).join(', ')}${value.length > 5 ? `, ... (${value.length})` : ''}]`;
-    if (value instanceof Map) return `Map(${value.size}) {${[...value].slice(0, 3).map(([k, v]) => `${preview(k, depth - 1, seen)} => ${preview(v, depth - 1, seen)}`).join(', ')}}`;
-    if (value instanceof Set) return `Set(${value.size}) {${[...value].slice(0, 3).map((v) => preview(v, depth - 1, seen)).join(', ')}}`;
-    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp || value instanceof Error) return `${tag(value)}`;
+    if (Array.isArray(value))
+      return `[${value
+        .slice(0, 5)
+        .map((v) => preview(v, depth - 1, seen))
+        .join(', ')}${value.length > 5 ? `, ... (${value.length})` : ''}]`;
+    if (value instanceof Map)
+      return `Map(${value.size}) {${[...value]
+        .slice(0, 3)
+        .map(([k, v]) => `${preview(k, depth - 1, seen)} => ${preview(v, depth - 1, seen)}`)
+        .join(', ')}}`;
+    if (value instanceof Set)
+      return `Set(${value.size}) {${[...value]
+        .slice(0, 3)
+        .map((v) => preview(v, depth - 1, seen))
+        .join(', ')}}`;
+    if (
+      ArrayBuffer.isView(value) ||
+      value instanceof ArrayBuffer ||
+      value instanceof Date ||
+      value instanceof RegExp ||
+      value instanceof Error
+    )
+      return `${tag(value)}`;
     const keys = Object.keys(value);
-    return `{${keys.slice(0, 5).map((k) => `${JSON.stringify(k)}: ${preview((value as Record<string, unknown>)[k], depth - 1, seen)}`).join(', ')}${keys.length > 5 ? `, ... (${keys.length} keys)` : ''}}`;
+    return `{${keys
+      .slice(0, 5)
+      .map((k) => `${JSON.stringify(k)}: ${preview((value as Record<string, unknown>)[k], depth - 1, seen)}`)
+      .join(', ')}${keys.length > 5 ? `, ... (${keys.length} keys)` : ''}}`;
   } catch (error) {
     return `<${(error as Error).message}>`;
   }

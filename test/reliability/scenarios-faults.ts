@@ -6,7 +6,17 @@ import { Empty, Pipe, Queue, type Connection } from '../../lib/index.ts';
 import { intact, makeItem, waitAtLeast, type Item } from '../fixtures/reliability-tasks.ts';
 import { deadline, startTask } from '../_support/harness.ts';
 import { prng, tasks, yieldTurns, type Agent } from './agents.ts';
-import { GET, GET_CORRUPT, HistoryLog, PUT, PUT_MAYBE, checkHistory, describeReport, type HistoryReport, type TicketClock } from './history.ts';
+import {
+  GET,
+  GET_CORRUPT,
+  HistoryLog,
+  PUT,
+  PUT_MAYBE,
+  checkHistory,
+  describeReport,
+  type HistoryReport,
+  type TicketClock,
+} from './history.ts';
 
 /** Gets from `q` until its size is 0 for good: polls with a short get timeout while items are still counted. */
 async function drainWhileCounted(q: Queue<Item>, onItem: (item: Item) => void, ms: number): Promise<boolean> {
@@ -40,10 +50,21 @@ export interface ProducerKillResult {
  * Every acknowledged item must arrive exactly once; the delivered items of each producer must be a gapless
  * prefix of what it put, in order; the queue's size must settle to 0 (not stuck) and the queue stay usable.
  */
-export async function producerKills(clock: TicketClock, options: { trials: number; concurrency?: number; seed: number }): Promise<ProducerKillResult> {
+export async function producerKills(
+  clock: TicketClock,
+  options: { trials: number; concurrency?: number; seed: number },
+): Promise<ProducerKillResult> {
   const concurrency = options.concurrency ?? 4;
   const rnd = prng(options.seed);
-  const result: ProducerKillResult = { trials: 0, failures: [], exitCodes: [], acknowledged: 0, delivered: 0, notDelivered: 0, ms: 0 };
+  const result: ProducerKillResult = {
+    trials: 0,
+    failures: [],
+    exitCodes: [],
+    acknowledged: 0,
+    delivered: 0,
+    notDelivered: 0,
+    ms: 0,
+  };
   const started = performance.now();
   const capacity = 1 << 15;
   for (let round = 0; result.trials < options.trials; round++) {
@@ -56,8 +77,19 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
     const producers = Array.from({ length: k }, (_, i) => {
       const cells = new SharedArrayBuffer(4 * (1 + capacity));
       const [acks, ackEnd] = Pipe<number>(false);
-      const p = startTask(tasks, 'killableProducer', [q, ackEnd, i, cells, clock.buffer, Math.floor(r() * 2 ** 31)], { name: `producer-${round}-${i}` });
-      return { i, p, cells, acks, threshold: Math.floor(r() * 1500), extraTurns: Math.floor(r() * 6), lastAck: 0, terminated: false };
+      const p = startTask(tasks, 'killableProducer', [q, ackEnd, i, cells, clock.buffer, Math.floor(r() * 2 ** 31)], {
+        name: `producer-${round}-${i}`,
+      });
+      return {
+        i,
+        p,
+        cells,
+        acks,
+        threshold: Math.floor(r() * 1500),
+        extraTurns: Math.floor(r() * 6),
+        lastAck: 0,
+        terminated: false,
+      };
     });
     let killed = false;
     let giveUp = false;
@@ -74,24 +106,35 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
         }
       }
     })();
-    await Promise.all(producers.map(async (pr) => {
-      for await (const ack of pr.acks) {
-        pr.lastAck = Math.max(pr.lastAck, ack);
-        if (pr.lastAck >= pr.threshold && !pr.terminated) {
-          pr.terminated = true;
-          await yieldTurns(pr.extraTurns);
-          pr.p.terminate();
+    await Promise.all(
+      producers.map(async (pr) => {
+        for await (const ack of pr.acks) {
+          pr.lastAck = Math.max(pr.lastAck, ack);
+          if (pr.lastAck >= pr.threshold && !pr.terminated) {
+            pr.terminated = true;
+            await yieldTurns(pr.extraTurns);
+            pr.p.terminate();
+          }
         }
-      }
-      // EOF: the producer is gone and every acknowledgement it sent has been read.
-      await pr.p.join();
-    }));
+        // EOF: the producer is gone and every acknowledgement it sent has been read.
+        await pr.p.join();
+      }),
+    );
     killed = true;
-    const settled = await deadline(consuming, 20_000, `round ${round} (seed ${roundSeed}): the queue size settling to 0`).catch((e: Error) => e.message);
+    const settled = await deadline(
+      consuming,
+      20_000,
+      `round ${round} (seed ${roundSeed}): the queue size settling to 0`,
+    ).catch((e: Error) => e.message);
     giveUp = true;
     await consuming; // it stops within one get timeout; the usability check below must not race with it
     if (settled !== true) {
-      const detail = producers.map((pr) => `producer ${pr.i}: ${Atomics.load(new Int32Array(pr.cells), 0)} puts begun, ${pr.lastAck} acknowledged, delivered ${mine.n === 0 ? 0 : [...mine.events()].filter((e) => e.producer === pr.i).length}`).join('; ');
+      const detail = producers
+        .map(
+          (pr) =>
+            `producer ${pr.i}: ${Atomics.load(new Int32Array(pr.cells), 0)} puts begun, ${pr.lastAck} acknowledged, delivered ${mine.n === 0 ? 0 : [...mine.events()].filter((e) => e.producer === pr.i).length}`,
+        )
+        .join('; ');
       result.failures.push(`${String(settled)}: qsize() stays ${q.qsize()} (${detail})`);
     }
     const logs = [mine];
@@ -107,7 +150,8 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
     const report = checkHistory(logs, { fifo: true, prefix: true });
     result.delivered += report.delivered;
     result.notDelivered += report.maybeLost;
-    if (!report.ok) result.failures.push(`round ${round} (seed ${roundSeed}, maxsize ${maxsize}):\n${describeReport(report)}`);
+    if (!report.ok)
+      result.failures.push(`round ${round} (seed ${roundSeed}, maxsize ${maxsize}):\n${describeReport(report)}`);
     // Still usable: a full round of puts and gets (a stuck bounded queue would time out here).
     const fill = Math.max(1, maxsize);
     try {
@@ -117,7 +161,9 @@ export async function producerKills(clock: TicketClock, options: { trials: numbe
         if (item.p !== 99 || item.s !== s) throw new Error(`got ${item.p}:${item.s}, expected 99:${s}`);
       }
     } catch (error) {
-      result.failures.push(`round ${round} (seed ${roundSeed}, maxsize ${maxsize}): the queue is not usable after the kills: ${(error as Error).name}: ${(error as Error).message}`);
+      result.failures.push(
+        `round ${round} (seed ${roundSeed}, maxsize ${maxsize}): the queue is not usable after the kills: ${(error as Error).name}: ${(error as Error).message}`,
+      );
     }
     q.close();
     result.trials += k;
@@ -150,25 +196,38 @@ export interface ConsumerKillResult {
  * in put order: any late item is a reorder, and fails. Queueing again is tested where it happens: leases in
  * test/joinable-queue.test.ts, a fetch in the hub's tests (test/queue/).
  */
-export async function consumerKills(clock: TicketClock, options: { trials: number; concurrency?: number; seed: number }): Promise<ConsumerKillResult> {
+export async function consumerKills(
+  clock: TicketClock,
+  options: { trials: number; concurrency?: number; seed: number },
+): Promise<ConsumerKillResult> {
   const concurrency = options.concurrency ?? 4;
   const rnd = prng(options.seed);
   const result: ConsumerKillResult = { trials: 0, failures: [], takenUnreported: 0, modes: {}, ms: 0 };
   const started = performance.now();
   const seeds = Array.from({ length: options.trials }, () => Math.floor(rnd() * 2 ** 31));
   for (let at = 0; at < seeds.length; at += concurrency) {
-    await Promise.all(seeds.slice(at, at + concurrency).map(async (seed, j) => {
-      const failure = await deadline(consumerKillTrial(clock, seed, at + j, result), 90_000, `consumer-kill trial ${at + j} (seed ${seed})`)
-        .catch((error: Error) => error.message);
-      if (failure !== undefined) result.failures.push(failure);
-    }));
+    await Promise.all(
+      seeds.slice(at, at + concurrency).map(async (seed, j) => {
+        const failure = await deadline(
+          consumerKillTrial(clock, seed, at + j, result),
+          90_000,
+          `consumer-kill trial ${at + j} (seed ${seed})`,
+        ).catch((error: Error) => error.message);
+        if (failure !== undefined) result.failures.push(failure);
+      }),
+    );
   }
   result.trials = seeds.length;
   result.ms = performance.now() - started;
   return result;
 }
 
-async function consumerKillTrial(clock: TicketClock, seed: number, trial: number, result: ConsumerKillResult): Promise<string | undefined> {
+async function consumerKillTrial(
+  clock: TicketClock,
+  seed: number,
+  trial: number,
+  result: ConsumerKillResult,
+): Promise<string | undefined> {
   const r = prng(seed);
   const mode = r() < 0.5 ? 'waiting' : 'after-item';
   const maxsize = r() < 0.5 ? 0 : 8;
@@ -189,7 +248,10 @@ async function consumerKillTrial(clock: TicketClock, seed: number, trial: number
     puts.put(0, next, clock.tick());
     await q.put(makeItem(0, next++));
   };
-  const producing = (async () => { while (next < m) await putOne(); await q.flush(); })();
+  const producing = (async () => {
+    while (next < m) await putOne();
+    await q.flush();
+  })();
   let lastReported = -1;
   let killing: Promise<void> | undefined;
   const kill = async () => {
@@ -200,7 +262,12 @@ async function consumerKillTrial(clock: TicketClock, seed: number, trial: number
     for await (const report of reports as Connection<any>) {
       if (typeof report.waiting === 'number') {
         if (mode === 'waiting' && report.waiting === m && killing === undefined) {
-          killing = (async () => { await producing; for (let i = 0; i < extra; i++) await putOne(); await q.flush(); await kill(); })();
+          killing = (async () => {
+            await producing;
+            for (let i = 0; i < extra; i++) await putOne();
+            await q.flush();
+            await kill();
+          })();
         }
       } else {
         theirs.record(report.ok ? GET : GET_CORRUPT, report.p, report.s, report.at);
@@ -209,13 +276,17 @@ async function consumerKillTrial(clock: TicketClock, seed: number, trial: number
       }
     }
   })();
-  const reached = await deadline(reading, 30_000, 'reading reports').then(() => true, () => false);
+  const reached = await deadline(reading, 30_000, 'reading reports').then(
+    () => true,
+    () => false,
+  );
   if (!reached) {
     c.terminate();
     return `${tag}: the consumer never reached the kill point in 30 s (last item reported: ${lastReported}, qsize() ${q.qsize()})`;
   }
   await c.join();
-  if (c.exitCode !== -15) return `${tag}: the consumer exited with ${c.exitCode} before it was killed (${c.error?.message})`;
+  if (c.exitCode !== -15)
+    return `${tag}: the consumer exited with ${c.exitCode} before it was killed (${c.error?.message})`;
   // END: after everything else the main thread puts, so a single FIFO drain ends with it. The drain runs while
   // the rest is put (a bounded queue would block the puts otherwise).
   let end = -1;
@@ -227,28 +298,40 @@ async function consumerKillTrial(clock: TicketClock, seed: number, trial: number
     await q.flush();
   })();
   let gotEnd = false;
-  const drained = await drainUntil(q, () => gotEnd, (item) => {
-    mine.get(item.p, item.s, clock.tick(), intact(item));
-    if (item.s === end) gotEnd = true;
-  });
+  const drained = await drainUntil(
+    q,
+    () => gotEnd,
+    (item) => {
+      mine.get(item.p, item.s, clock.tick(), intact(item));
+      if (item.s === end) gotEnd = true;
+    },
+  );
   await ending;
-  if (!drained) return `${tag}: the queue is stuck: qsize() ${q.qsize()} and no END after 20 s (the killed consumer's last report: ${lastReported})\n${describeReport(checkHistory([puts, theirs, mine]))}`;
+  if (!drained)
+    return `${tag}: the queue is stuck: qsize() ${q.qsize()} and no END after 20 s (the killed consumer's last report: ${lastReported})\n${describeReport(checkHistory([puts, theirs, mine]))}`;
   const report: HistoryReport = checkHistory([puts, theirs, mine], { fifo: true });
   // Any reorder fails, the survivor's included: see the doc comment of consumerKills.
-  const others = report.duplicated.length + report.unexpected.length + report.reordered.length + report.early.length + report.invalid.length;
+  const others =
+    report.duplicated.length +
+    report.unexpected.length +
+    report.reordered.length +
+    report.early.length +
+    report.invalid.length;
   let failure: string | undefined;
   if (others > 0 || report.lost.length > 1) failure = `${tag}:\n${describeReport(report)}`;
   else if (report.lost.length === 1) {
     result.takenUnreported++;
     const lost = report.lost[0]!;
-    if (lost.seq !== lastReported + 1) failure = `${tag}: lost ${lost.producer}:${lost.seq}, but the killed consumer's last report was ${lastReported}: only the next item may be lost\n${describeReport(report)}`;
+    if (lost.seq !== lastReported + 1)
+      failure = `${tag}: lost ${lost.producer}:${lost.seq}, but the killed consumer's last report was ${lastReported}: only the next item may be lost\n${describeReport(report)}`;
   }
   if (failure === undefined && q.qsize() !== 0) failure = `${tag}: qsize() is ${q.qsize()} after the drain`;
   if (failure === undefined) {
     // Usable for others: a put and a get by this thread.
     await q.put(makeItem(0, 1e6), { timeout: 5000 });
     const back = await q.get({ timeout: 5000 }).catch((e: Error) => e);
-    if (!(typeof back === 'object' && (back as Item).s === 1e6)) failure = `${tag}: the queue is not usable after the kill: ${String(back)}`;
+    if (!(typeof back === 'object' && (back as Item).s === 1e6))
+      failure = `${tag}: the queue is not usable after the kill: ${String(back)}`;
   }
   q.close();
   return failure;
@@ -289,7 +372,10 @@ export interface CrashResult {
  * pair over a Pipe, one over two queues). The failure must be reported (exitCode, error), the queue must not
  * stay full, and both pairs must keep exchanging messages.
  */
-export async function crash(mode: 'throw' | 'exit' | 'oom', options: { maxsize?: number; counters: [SharedArrayBuffer, SharedArrayBuffer] }): Promise<CrashResult> {
+export async function crash(
+  mode: 'throw' | 'exit' | 'oom',
+  options: { maxsize?: number; counters: [SharedArrayBuffer, SharedArrayBuffer] },
+): Promise<CrashResult> {
   const maxsize = options.maxsize ?? 8;
   const q = new Queue<Item>({ maxsize });
   const before = options.counters.map((b) => Atomics.load(new Int32Array(b), 0));
@@ -323,12 +409,28 @@ export async function crash(mode: 'throw' | 'exit' | 'oom', options: { maxsize?:
     const ok = await waitAtLeast(cells, 0, Atomics.load(cells, 0) + 100, 20_000);
     exchangesAfter.push(ok ? Atomics.load(cells, 0) - before[i]! : -1);
   }
-  const error = p.error === undefined ? undefined : { name: p.error.name, message: p.error.message, code: (p.error as { code?: unknown }).code };
-  return { mode, exitCode: p.exitCode, error, delivered: got.length, deliveredInOrder, usable, problem, exchangesAfter, ms };
+  const error =
+    p.error === undefined
+      ? undefined
+      : { name: p.error.name, message: p.error.message, code: (p.error as { code?: unknown }).code };
+  return {
+    mode,
+    exitCode: p.exitCode,
+    error,
+    delivered: got.length,
+    deliveredInOrder,
+    usable,
+    problem,
+    exchangesAfter,
+    ms,
+  };
 }
 
 /** Starts the two ping-pong pairs for `crash` (agents 0<->1 over a Pipe, 2<->3 over queues). */
-export function startPingPongs(agents: Agent[]): { counters: [SharedArrayBuffer, SharedArrayBuffer]; stop: () => Promise<number[]> } {
+export function startPingPongs(agents: Agent[]): {
+  counters: [SharedArrayBuffer, SharedArrayBuffer];
+  stop: () => Promise<number[]>;
+} {
   const counters: [SharedArrayBuffer, SharedArrayBuffer] = [new SharedArrayBuffer(8), new SharedArrayBuffer(8)];
   const stop = new SharedArrayBuffer(8);
   const [a, b] = Pipe<number>();

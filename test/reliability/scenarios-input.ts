@@ -25,7 +25,10 @@ export function startEcho(agent: Agent): Echo {
   const echoing = agent.call({ op: 'echo', conn: theirs });
   const relaying = agent.call({ op: 'relay', qIn, qOut });
   return {
-    conn, qIn, qOut, next: 0,
+    conn,
+    qIn,
+    qOut,
+    next: 0,
     async stop() {
       conn.close();
       await qIn.put(STOP);
@@ -47,7 +50,11 @@ export async function pipeRoundTrip(echo: Echo, value: unknown): Promise<void> {
   const n = echo.next++;
   echo.conn.send({ n, value });
   mutate(value);
-  const back = await nextReply(() => echo.conn.recv({ timeout: kReplyMs }) as Promise<{ n: number; value: unknown }>, n, 'pipe');
+  const back = await nextReply(
+    () => echo.conn.recv({ timeout: kReplyMs }) as Promise<{ n: number; value: unknown }>,
+    n,
+    'pipe',
+  );
   const diff = cloneDiff(back.value, expected);
   if (diff !== undefined) throw new Error(`pipe round trip differs at ${diff}`);
 }
@@ -61,7 +68,11 @@ export async function queueRoundTrip(echo: Echo, values: unknown[]): Promise<voi
     mutate(value); // after put() resolved; the item may still sit in this thread's batch
   }
   for (let i = 0; i < values.length; i++) {
-    const back = await nextReply(() => echo.qOut.get({ timeout: kReplyMs }) as Promise<{ n: number; value: unknown }>, first + i, 'queue');
+    const back = await nextReply(
+      () => echo.qOut.get({ timeout: kReplyMs }) as Promise<{ n: number; value: unknown }>,
+      first + i,
+      'queue',
+    );
     const diff = cloneDiff(back.value, expected[i]);
     if (diff !== undefined) throw new Error(`queue round trip of item ${i} differs at ${diff}`);
   }
@@ -71,7 +82,11 @@ export async function queueRoundTrip(echo: Echo, values: unknown[]): Promise<voi
  * The reply numbered `n`. Replies numbered below `n` are left over from an earlier failed check (whose error was
  * already reported) and are skipped, so one failure does not cascade into every later check.
  */
-async function nextReply(receive: () => Promise<{ n: number; value: unknown }>, n: number, via: string): Promise<{ n: number; value: unknown }> {
+async function nextReply(
+  receive: () => Promise<{ n: number; value: unknown }>,
+  n: number,
+  via: string,
+): Promise<{ n: number; value: unknown }> {
   for (;;) {
     const back = await receive();
     if (back.n === n) return back;
@@ -79,17 +94,30 @@ async function nextReply(receive: () => Promise<{ n: number; value: unknown }>, 
   }
 }
 
-export interface PropertyResult { runs: number; ms: number; failure: string | undefined }
+export interface PropertyResult {
+  runs: number;
+  ms: number;
+  failure: string | undefined;
+}
 
 /** Runs a round-trip property; resolves with the counterexample (seed, path, value) instead of throwing. */
-export async function roundTripProperty<T>(arbitrary: fc.Arbitrary<T>, check: (value: T) => Promise<void>, options: { numRuns: number; seed?: number }): Promise<PropertyResult> {
+export async function roundTripProperty<T>(
+  arbitrary: fc.Arbitrary<T>,
+  check: (value: T) => Promise<void>,
+  options: { numRuns: number; seed?: number },
+): Promise<PropertyResult> {
   const started = performance.now();
-  const details = await fc.check(fc.asyncProperty(arbitrary, async (v) => { await check(v); }), {
-    numRuns: options.numRuns,
-    ...(options.seed === undefined ? {} : { seed: options.seed }),
-    endOnFailure: false,
-    interruptAfterTimeLimit: 30_000, // shrinking a failure can take long: report what it has by then
-  });
+  const details = await fc.check(
+    fc.asyncProperty(arbitrary, async (v) => {
+      await check(v);
+    }),
+    {
+      numRuns: options.numRuns,
+      ...(options.seed === undefined ? {} : { seed: options.seed }),
+      endOnFailure: false,
+      interruptAfterTimeLimit: 30_000, // shrinking a failure can take long: report what it has by then
+    },
+  );
   const ms = performance.now() - started;
   let failure: string | undefined;
   if (details.failed) {
@@ -122,10 +150,18 @@ const rss = () => process.memoryUsage().rss;
 function sampler() {
   let peak = rss();
   const base = peak;
-  const timer = setInterval(() => { peak = Math.max(peak, rss()); }, 1);
+  const timer = setInterval(() => {
+    peak = Math.max(peak, rss());
+  }, 1);
   return {
-    mark() { peak = Math.max(peak, rss()); },
-    stop() { clearInterval(timer); peak = Math.max(peak, rss()); return { base, peak }; },
+    mark() {
+      peak = Math.max(peak, rss());
+    },
+    stop() {
+      clearInterval(timer);
+      peak = Math.max(peak, rss());
+      return { base, peak };
+    },
   };
 }
 
@@ -134,7 +170,10 @@ function sampler() {
  * exists before the baseline is taken, so the peak counts what the transport adds: copies in flight and the
  * received copy. Each side drops its copy and collects garbage (gc exposed) between cases.
  */
-export async function bigMessages(options: { sizeMiB: number; cases?: { via: 'pipe' | 'queue'; direction: 'to-worker' | 'to-main'; transfer: boolean }[] }): Promise<BigResult[]> {
+export async function bigMessages(options: {
+  sizeMiB: number;
+  cases?: { via: 'pipe' | 'queue'; direction: 'to-worker' | 'to-main'; transfer: boolean }[];
+}): Promise<BigResult[]> {
   const size = options.sizeMiB * MiB;
   const cases = options.cases ?? [
     { via: 'pipe', direction: 'to-worker', transfer: false },
@@ -147,7 +186,7 @@ export async function bigMessages(options: { sizeMiB: number; cases?: { via: 'pi
   const [conn, theirs] = Pipe<any>();
   const toParent = new Queue<Uint8Array>();
   const fromParent = new Queue<Uint8Array>();
-  const peer = startTask(tasks, 'bigPeer', [theirs, toParent, fromParent], { name: 'big-peer', track: false }) // joined below;
+  const peer = startTask(tasks, 'bigPeer', [theirs, toParent, fromParent], { name: 'big-peer', track: false }); // joined below;
   const results: BigResult[] = [];
   try {
     conn.send({ gc: true });
@@ -164,19 +203,26 @@ export async function bigMessages(options: { sizeMiB: number; cases?: { via: 'pi
         gc?.();
         s = sampler();
         conn.send({ expect: c.via });
-        if (c.via === 'pipe') conn.send(payload, c.transfer ? { transfer: [payload.buffer as ArrayBuffer] } : undefined);
+        if (c.via === 'pipe')
+          conn.send(payload, c.transfer ? { transfer: [payload.buffer as ArrayBuffer] } : undefined);
         else await fromParent.put(payload, c.transfer ? { transfer: [payload.buffer as ArrayBuffer] } : undefined);
         s.mark();
         payload = undefined;
-        const reply = await deadline(conn.recv(), 120_000, 'the peer to receive the payload') as { length: number; sum: number };
+        const reply = (await deadline(conn.recv(), 120_000, 'the peer to receive the payload')) as {
+          length: number;
+          sum: number;
+        };
         intact = reply.length === size && reply.sum === sum;
       } else {
         conn.send({ make: size, seed: 0xb17, via: c.via, transfer: c.transfer });
-        const ready = await conn.recv() as { sum: number };
+        const ready = (await conn.recv()) as { sum: number };
         gc?.();
         s = sampler();
         conn.send('go');
-        let payload: Uint8Array | undefined = c.via === 'pipe' ? await deadline(conn.recv(), 120_000, 'the payload') as Uint8Array : await fromQueue(toParent);
+        let payload: Uint8Array | undefined =
+          c.via === 'pipe'
+            ? ((await deadline(conn.recv(), 120_000, 'the payload')) as Uint8Array)
+            : await fromQueue(toParent);
         s.mark();
         intact = payload.byteLength === size && checksum(payload) === ready.sum;
         payload = undefined;
@@ -186,7 +232,13 @@ export async function bigMessages(options: { sizeMiB: number; cases?: { via: 'pi
       const { base, peak } = s.stop();
       gc?.();
       results.push({
-        ...c, sizeMiB: options.sizeMiB, intact, ms, peakMiB: (peak - base) / MiB, peakRatio: (peak - base) / size, afterMiB: (rss() - base) / MiB,
+        ...c,
+        sizeMiB: options.sizeMiB,
+        intact,
+        ms,
+        peakMiB: (peak - base) / MiB,
+        peakRatio: (peak - base) / size,
+        afterMiB: (rss() - base) / MiB,
       });
     }
   } finally {

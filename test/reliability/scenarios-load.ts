@@ -20,14 +20,27 @@ export interface LoadResult {
 }
 
 /** `n` items from `producers` agents to the main thread, through a Queue of `maxsize`. */
-export async function fifoLoad(agents: Agent[], clock: TicketClock, options: { n: number; maxsize: number; producers?: number; pad?: number }): Promise<LoadResult> {
+export async function fifoLoad(
+  agents: Agent[],
+  clock: TicketClock,
+  options: { n: number; maxsize: number; producers?: number; pad?: number },
+): Promise<LoadResult> {
   const producers = options.producers ?? 4;
   const per = Math.ceil(options.n / producers);
   const n = per * producers;
   const q = new Queue<Item>({ maxsize: options.maxsize });
   const mine = new HistoryLog(0, n + 1);
   const started = performance.now();
-  const produced = agents.slice(0, producers).map((a, i) => a.call({ op: 'produce', q, producer: i, n: per, who: a.index, ...(options.pad === undefined ? {} : { pad: options.pad }) }));
+  const produced = agents.slice(0, producers).map((a, i) =>
+    a.call({
+      op: 'produce',
+      q,
+      producer: i,
+      n: per,
+      who: a.index,
+      ...(options.pad === undefined ? {} : { pad: options.pad }),
+    }),
+  );
   let stalled = false;
   for (let k = 0; k < n; k++) {
     let item: Item;
@@ -42,7 +55,9 @@ export async function fifoLoad(agents: Agent[], clock: TicketClock, options: { n
   }
   const ms = performance.now() - started;
   // After a stall, the producers' own logs still say what they put (unless they are stuck too).
-  const replies = stalled ? await deadline(Promise.all(produced), 30_000, 'the producers').catch(() => []) : await Promise.all(produced);
+  const replies = stalled
+    ? await deadline(Promise.all(produced), 30_000, 'the producers').catch(() => [])
+    : await Promise.all(produced);
   // Nothing more may come: a further item would be a duplicate or an unexpected one.
   let leftover = 0;
   for (;;) {
@@ -70,10 +85,15 @@ export interface MpmcResult {
 }
 
 /** `n` items from `producers` agents to `consumers` agents through one Queue (unbounded unless `maxsize`). */
-export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: number; producers?: number; consumers?: number; work?: number; maxsize?: number; preload?: boolean }): Promise<MpmcResult> {
+export async function mpmc(
+  agents: Agent[],
+  clock: TicketClock,
+  options: { n: number; producers?: number; consumers?: number; work?: number; maxsize?: number; preload?: boolean },
+): Promise<MpmcResult> {
   const producers = options.producers ?? 4;
   const consumers = options.consumers ?? 4;
-  if (agents.length < producers + consumers) throw new Error(`mpmc needs ${producers + consumers} agents, got ${agents.length}`);
+  if (agents.length < producers + consumers)
+    throw new Error(`mpmc needs ${producers + consumers} agents, got ${agents.length}`);
   const per = Math.ceil(options.n / producers);
   const n = per * producers;
   const q = new Queue<Item | Stop>({ maxsize: options.maxsize ?? 0 });
@@ -84,12 +104,23 @@ export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: nu
   await q.get();
   const consumerAgents = agents.slice(producers, producers + consumers);
   const started = performance.now();
-  const consume = () => consumerAgents.map((a) => a.call({ op: 'consume', q, who: a.index, untilStop: true, ...(options.work === undefined ? {} : { work: options.work }) }));
+  const consume = () =>
+    consumerAgents.map((a) =>
+      a.call({
+        op: 'consume',
+        q,
+        who: a.index,
+        untilStop: true,
+        ...(options.work === undefined ? {} : { work: options.work }),
+      }),
+    );
   // preload: every item is in the queue before the consumers start (they then arrive one after the other while
   // the first already has a large window of items), the shape that broke per-consumer order under the leases
   // and recalls a plain Queue had before a96f101.
   let consumed = options.preload === true ? [] : consume();
-  const produced = agents.slice(0, producers).map((a, i) => a.call({ op: 'produce', q, producer: i, n: per, who: a.index }));
+  const produced = agents
+    .slice(0, producers)
+    .map((a, i) => a.call({ op: 'produce', q, producer: i, n: per, who: a.index }));
   const putLogs = await Promise.all(produced);
   if (options.preload === true) consumed = consume();
   // Every producer has flushed: one STOP per consumer. A STOP may overtake items still in another producer's
@@ -111,7 +142,11 @@ export async function mpmc(agents: Agent[], clock: TicketClock, options: { n: nu
     drained++;
   }
   q.close();
-  const logs = [mine, ...putLogs.map((r) => HistoryLog.fromWire(r.log as HistoryWire)), ...getLogs.map((r) => HistoryLog.fromWire(r.log as HistoryWire))];
+  const logs = [
+    mine,
+    ...putLogs.map((r) => HistoryLog.fromWire(r.log as HistoryWire)),
+    ...getLogs.map((r) => HistoryLog.fromWire(r.log as HistoryWire)),
+  ];
   const report = checkHistory(logs, { fifo: true });
   const shares = consumerAgents.map((a) => (report.perConsumer.get(a.index) ?? 0) / n);
   return { n, ms, perSecond: (n / ms) * 1000, report, shares, drained };
@@ -132,7 +167,11 @@ export interface WakeResult {
  * the queue has maxsize 1 and is full; A calls put() (it blocks), raises the flag, B gets one item; A's put
  * must wake. A wait longer than `timeout` is a lost wake-up.
  */
-export async function wakeups(a: Agent, b: Agent, options: { kind: 'get' | 'put'; rounds: number; timeout: number; seed: number }): Promise<WakeResult> {
+export async function wakeups(
+  a: Agent,
+  b: Agent,
+  options: { kind: 'get' | 'put'; rounds: number; timeout: number; seed: number },
+): Promise<WakeResult> {
   const flags = new SharedArrayBuffer(8);
   const { rounds, timeout, seed } = options;
   const started = performance.now();
@@ -162,12 +201,16 @@ export async function wakeups(a: Agent, b: Agent, options: { kind: 'get' | 'put'
     q.close();
   }
   const ms = performance.now() - started;
-  if (waiter.lostAt !== undefined) failure = `lost wake-up: the blocked ${options.kind} of round ${String(waiter.lostAt)} did not wake within ${timeout} ms`;
+  if (waiter.lostAt !== undefined)
+    failure = `lost wake-up: the blocked ${options.kind} of round ${String(waiter.lostAt)} did not wake within ${timeout} ms`;
   else if (waiter.wrongAt !== undefined) failure = `round ${String(waiter.wrongAt)} got ${String(waiter.value)}`;
   else if (other.stuckAt !== undefined) failure = `the waiter never raised round ${String(other.stuckAt)}`;
-  else if (other.emptyAt !== undefined) failure = `the drainer found the full queue empty at round ${String(other.emptyAt)}`;
-  else if (other.wrongAt !== undefined) failure = `the drainer got ${String(other.value)} at round ${String(other.wrongAt)}`;
-  const completed = typeof waiter.rounds === 'number' ? waiter.rounds : Math.max(0, Number(waiter.lostAt ?? waiter.wrongAt ?? 1) - 1);
+  else if (other.emptyAt !== undefined)
+    failure = `the drainer found the full queue empty at round ${String(other.emptyAt)}`;
+  else if (other.wrongAt !== undefined)
+    failure = `the drainer got ${String(other.value)} at round ${String(other.wrongAt)}`;
+  const completed =
+    typeof waiter.rounds === 'number' ? waiter.rounds : Math.max(0, Number(waiter.lostAt ?? waiter.wrongAt ?? 1) - 1);
   return { kind: options.kind, rounds, completed, failure, ms, latency: waiter.latencies as WakeResult['latency'] };
 }
 
@@ -207,15 +250,21 @@ export async function closeWakes(agents: Agent[], options: { waiters: number }):
   shared.close();
   const settled = await outcomes;
   const ms = performance.now() - started;
-  const errors = settled.map((s) => (s.status === 'rejected' ? `${(s.reason as Error)?.name}` : `resolved ${String(s.value)}`));
+  const errors = settled.map((s) =>
+    s.status === 'rejected' ? `${(s.reason as Error)?.name}` : `resolved ${String(s.value)}`,
+  );
   const allClosedError = settled.every((s) => s.status === 'rejected' && s.reason instanceof ClosedError);
   // The agent's gets still wait on its own handle; now the second agent puts 1..4 into its handle.
   Atomics.store(new Int32Array(flags), 0, 4);
   Atomics.notify(new Int32Array(flags), 0);
   const [result] = await Promise.all([agents[0]!.call({ op: 'collect', token: token as number }), feeding]);
   return {
-    waiters: k, ms, allClosedError, errors: [...new Set(errors)],
-    othersServed: JSON.stringify(result.result) === JSON.stringify([1, 2, 3, 4]), othersResult: result.result,
+    waiters: k,
+    ms,
+    allClosedError,
+    errors: [...new Set(errors)],
+    othersServed: JSON.stringify(result.result) === JSON.stringify([1, 2, 3, 4]),
+    othersResult: result.result,
   };
 }
 
@@ -223,4 +272,3 @@ export async function closeWakes(agents: Agent[], options: { waiters: number }):
 export function percent(shares: number[]): string {
   return shares.map((s) => `${(s * 100).toFixed(1)}%`).join(' / ');
 }
-

@@ -27,7 +27,8 @@ export function resources(): Record<string, number> {
   return counts;
 }
 
-const same = (a: Record<string, number>, b: Record<string, number>) => JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
+const same = (a: Record<string, number>, b: Record<string, number>) =>
+  JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
 
 /** Waits (turn by turn, up to `ms`) until the active resources equal `baseline`; returns what it saw last. */
 export async function settleResources(baseline: Record<string, number>, ms = 3000): Promise<Record<string, number>> {
@@ -79,7 +80,12 @@ export interface SoakResult extends SlopeResult {
 }
 
 /** `n` items of `pad` bytes from one worker through a queue of maxsize 1000 to the main thread. */
-export async function soak(options: { n: number; pad?: number; samples?: number; maxsize?: number }): Promise<SoakResult> {
+export async function soak(options: {
+  n: number;
+  pad?: number;
+  samples?: number;
+  maxsize?: number;
+}): Promise<SoakResult> {
   const n = options.n;
   const pad = options.pad ?? 1024;
   const every = Math.max(1, Math.floor(n / (options.samples ?? 20)));
@@ -89,7 +95,9 @@ export async function soak(options: { n: number; pad?: number; samples?: number;
   const started = performance.now();
   const p = startTask(tasks, 'produceMany', [q, 0, n, pad, theirs], { name: 'soak-producer', track: false });
   const points: { x: number; heap: number; rss: number }[] = [];
-  let received = 0, outOfOrder = 0, corrupt = 0;
+  let received = 0,
+    outOfOrder = 0,
+    corrupt = 0;
   for (let i = 0; i < n; i++) {
     const item = await q.get({ timeout: 30_000 });
     received++;
@@ -105,8 +113,17 @@ export async function soak(options: { n: number; pad?: number; samples?: number;
   q.close();
   const after = await settleResources(before);
   return {
-    n, pad, ms, perSecond: (n / ms) * 1000, received, outOfOrder, corrupt, gcExposed: gc !== undefined,
-    resourcesBefore: before, resourcesAfter: after, ...slopes(points),
+    n,
+    pad,
+    ms,
+    perSecond: (n / ms) * 1000,
+    received,
+    outOfOrder,
+    corrupt,
+    gcExposed: gc !== undefined,
+    resourcesBefore: before,
+    resourcesAfter: after,
+    ...slopes(points),
   };
 }
 
@@ -121,7 +138,12 @@ export interface ChurnResult {
 }
 
 /** Creates, uses and closes `pipes` pipes, `queues` queues (all three kinds) and `processes` processes. */
-export async function churn(options: { pipes: number; queues: number; processes: number; samples?: number }): Promise<ChurnResult> {
+export async function churn(options: {
+  pipes: number;
+  queues: number;
+  processes: number;
+  samples?: number;
+}): Promise<ChurnResult> {
   const samples = options.samples ?? 10;
   const errors: string[] = [];
   // Warm up: this thread's queue hub and the first worker exist before the baseline.
@@ -144,7 +166,15 @@ export async function churn(options: { pipes: number; queues: number; processes:
   const exitCodes: Record<string, number> = {};
   const processes = { ...(await phase(options.processes, (i) => oneProcess(i, errors, exitCodes))), exitCodes };
   const after = await settleResources(before, 5000);
-  return { gcExposed: gc !== undefined, pipes, queues, processes, errors: errors.slice(0, 20), resourcesBefore: before, resourcesAfter: after };
+  return {
+    gcExposed: gc !== undefined,
+    pipes,
+    queues,
+    processes,
+    errors: errors.slice(0, 20),
+    resourcesBefore: before,
+    resourcesAfter: after,
+  };
 }
 
 async function onePipe(i: number, errors: string[]): Promise<void> {
@@ -184,7 +214,8 @@ async function oneProcess(i: number, errors: string[], exitCodes: Record<string,
   await p.join();
   const code = String(p.exitCode);
   exitCodes[code] = (exitCodes[code] ?? 0) + 1;
-  if (x !== i + 1 || y !== i + 2 || p.exitCode !== 0) errors.push(`process ${i}: got ${x}, ${y}, exit code ${p.exitCode}`);
+  if (x !== i + 1 || y !== i + 2 || p.exitCode !== 0)
+    errors.push(`process ${i}: got ${x}, ${y}, exit code ${p.exitCode}`);
   a.close();
   q.close();
 }

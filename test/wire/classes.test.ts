@@ -8,22 +8,31 @@ import { suite, track } from '../_support/harness.ts';
 
 const t = suite('registerClass: instances arrive as instances');
 
-t('a registered class survives Process args, a Pipe and a Queue, both ways; an unregistered one is plain data', async () => {
-  const [conn, childConn] = Pipe<unknown>();
-  const q = new Queue<unknown>();
-  const p = track(new Process({ target: 'checkPoints', module: new URL('../fixtures/classes.ts', import.meta.url), args: [new Point(3, 4), childConn, q] }));
-  p.start();
-  conn.send(new Point(3, 4));
-  await q.put({ p: new Point(3, 4), loose: new Loose() });
-  assert.equal(await conn.recv(), { arg: 5, pipe: 5, queue: 5, loose: true });
-  const back = await conn.recv();
-  assert.ok(back instanceof Point && back.norm() === 10, 'a Point sent back by the worker');
-  const pair = await q.get() as Point[];
-  assert.ok(pair[0] instanceof Point && pair[0].norm() === 13);
-  assert.ok(pair[0] === pair[1], 'one instance put twice in an item is one instance');
-  await p.join();
-  assert.is(p.exitCode, 0, String(p.error));
-  q.close();
-});
+t(
+  'a registered class survives Process args, a Pipe and a Queue, both ways; an unregistered one is plain data',
+  async () => {
+    const [conn, childConn] = Pipe<unknown>();
+    const q = new Queue<unknown>();
+    const p = track(
+      new Process({
+        target: 'checkPoints',
+        module: new URL('../fixtures/classes.ts', import.meta.url),
+        args: [new Point(3, 4), childConn, q],
+      }),
+    );
+    p.start();
+    conn.send(new Point(3, 4));
+    await q.put({ p: new Point(3, 4), loose: new Loose() });
+    assert.equal(await conn.recv(), { arg: 5, pipe: 5, queue: 5, loose: true });
+    const back = await conn.recv();
+    assert.ok(back instanceof Point && back.norm() === 10, 'a Point sent back by the worker');
+    const pair = (await q.get()) as Point[];
+    assert.ok(pair[0] instanceof Point && pair[0].norm() === 13);
+    assert.ok(pair[0] === pair[1], 'one instance put twice in an item is one instance');
+    await p.join();
+    assert.is(p.exitCode, 0, String(p.error));
+    q.close();
+  },
+);
 
 t.run();
