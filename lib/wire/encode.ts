@@ -409,6 +409,11 @@ export class Encoder {
 
   #varint(v: number): void {
     this.#ensure(10);
+    this.#putVarint(v);
+  }
+
+  /** Writes a varint where the caller has made room (at most 10 bytes; 5 below 2^35). */
+  #putVarint(v: number): void {
     const u8 = this.#u8;
     let p = this.#pos;
     if (v < 0x80000000) {
@@ -428,12 +433,14 @@ export class Encoder {
 
   #string(s: string): void {
     const length = s.length;
-    this.#ensure(6 + 2 * length);
+    // Room for the tag, a length varint and the longest encoding, made once: nothing below may grow the buffer,
+    // since `u8` is held across the writes (a string's length is below 2^30: its varints take at most 5 bytes).
+    this.#ensure(11 + 2 * length);
     const u8 = this.#u8;
     const start = this.#pos;
     u8[start] = Tag.OneByteString;
     this.#pos = start + 1;
-    this.#varint(length);
+    this.#putVarint(length);
     const p = this.#pos;
     let i = 0;
     for (; i < length; i++) {
@@ -447,7 +454,7 @@ export class Encoder {
     }
     u8[start] = Tag.TwoByteString; // not Latin-1: rewrite as UTF-16LE
     this.#pos = start + 1;
-    this.#varint(2 * length);
+    this.#putVarint(2 * length);
     let q = this.#pos;
     for (i = 0; i < length; i++) {
       const c = s.charCodeAt(i);
