@@ -10,7 +10,9 @@ import v8 from 'node:v8';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
+import fc from 'fast-check';
 import { registerClass } from '../lib/index.ts';
+import { cloneDiff, hostile } from './reliability/oracle.ts';
 import { Carrying, kMaxDepth, type Batch } from '../lib/wire/format.ts';
 import { BatchReader, decodeBatch, decodeItem } from '../lib/wire/decode.ts';
 import { Encoder } from '../lib/wire/encode.ts';
@@ -699,6 +701,33 @@ t('short strings written where the buffer grows arrive intact', () => {
     for (const item of items) encoder.put(item);
     same(decodeBatch(encoder.finish().batch), structuredClone(items), `capacity ${capacity}`);
   }
+});
+
+t('property: batches of hostile values at every first-buffer size decode as structuredClone makes them', () => {
+  fc.assert(
+    fc.property(
+      fc.array(hostile, { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 8, max: 256 }),
+      (items, capacity) => {
+        const encoder = new Encoder({ capacity });
+        const kept: unknown[] = [];
+        for (const item of items) {
+          try {
+            encoder.put(item);
+            kept.push(item);
+          } catch {
+            // structuredClone refuses it too (checked by the tests above)
+          }
+        }
+        const decoded = decodeBatch(encoder.finish().batch);
+        kept.forEach((item, i) => {
+          const diff = cloneDiff(decoded[i], structuredClone(item));
+          if (diff !== undefined) throw new Error(`item ${i} at capacity ${capacity}: ${diff}`);
+        });
+      },
+    ),
+    { numRuns: 300, seed: 7 },
+  );
 });
 
 t('objects of one shape carry their keys once per batch, and every batch names the shapes it uses', () => {
