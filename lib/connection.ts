@@ -19,10 +19,12 @@ import {
   abort,
   capture,
   commit,
+  isHandle,
   kAbort,
   kCommit,
   kMarshal,
   registerHandle,
+  reviveRecord,
   WIRE_TAG,
   type Captured,
   type Handle,
@@ -37,6 +39,7 @@ import {
   type WaitOptions,
 } from './options.ts';
 import { wait, type Waiter } from './wait.ts';
+import { revive, cloneForPost } from './wire/clone.ts';
 import { decodeItem } from './wire/decode.ts';
 import type { Batch } from './wire/format.ts';
 
@@ -125,9 +128,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       port.postMessage(obj);
       return;
     }
-    const captured = capture(obj, transfer);
+    const cloned = cloneForPost(obj, transfer, isHandle);
+    const captured = { handles: cloned.handles };
     try {
-      for (const handle of captured.handles) {
+      for (const handle of cloned.handles) {
         if (
           handle instanceof Connection &&
           handle !== this &&
@@ -140,7 +144,15 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
           );
         }
       }
-      port.postMessage({ [ENVELOPE]: captured.batch }, captured.transfer as TransferListItem[]);
+      // A copy that holds handles or registered instances goes in an envelope, for the receiver to revive; so
+      // does one that happens to look like an envelope. Anything else goes as it is: the receiver's copy is it.
+      const wrap =
+        cloned.revive ||
+        (typeof cloned.value === 'object' && cloned.value !== null && Object.hasOwn(cloned.value, ENVELOPE));
+      port.postMessage(
+        wrap ? { [ENVELOPE]: cloned.value, revive: cloned.revive } : cloned.value,
+        cloned.transfer as TransferListItem[],
+      );
     } catch (error) {
       abort(captured);
       throw error;
@@ -430,13 +442,14 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 
 class PollTimeout extends Error {}
 
-/** The key of a message that carries a captured value (wire/format.ts's Batch of one item). */
-const ENVELOPE = 'mpthreads.message';
+/** The key of a message whose value must be revived (wire/clone.ts), or merely looks like such a message. */
+const ENVELOPE = '\u0000mpthreads.message';
 
-/** The value a message carries: a captured one is decoded; sendBytes() and primitives travel as they are. */
+/** The value a message carries: most travel as they are; one in an envelope is unwrapped (and revived). */
 function unwrap(message: unknown): unknown {
   if (typeof message === 'object' && message !== null && Object.hasOwn(message, ENVELOPE)) {
-    return decodeItem((message as Record<string, Batch>)[ENVELOPE]!, 0);
+    const { [ENVELOPE]: value, revive: needed } = message as Record<string, unknown>;
+    return needed === true ? revive(value, reviveRecord) : value;
   }
   return message;
 }

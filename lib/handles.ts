@@ -28,7 +28,7 @@ export interface Handle {
 }
 
 /** The key that marks a wire record. */
-export const WIRE_TAG = 'mpthreads.handle';
+export const WIRE_TAG = '\u0000mpthreads.handle';
 
 export interface WireHandle {
   [WIRE_TAG]: string;
@@ -52,7 +52,7 @@ export function isHandle(value: unknown): value is Handle {
   return typeof value === 'object' && value !== null && kMarshal in value;
 }
 
-function reviveRecord(record: unknown): unknown {
+export function reviveRecord(record: unknown): unknown {
   const kind = (record as WireHandle | undefined)?.[WIRE_TAG];
   const reviver = typeof kind === 'string' ? revivers.get(kind) : undefined;
   if (reviver === undefined) throw bug(`no reviver registered for handle kind ${String(kind)}`);
@@ -68,12 +68,12 @@ export interface Captured {
 }
 
 /** Tells every handle of a captured value that the post carrying it succeeded. */
-export function commit(captured: Captured, destination: string): void {
+export function commit(captured: { handles: Handle[] }, destination: string): void {
   for (const handle of captured.handles) handle[kCommit](destination);
 }
 
 /** The post of a captured value failed: every handle in it stays where it was. */
-export function abort(captured: Captured): void {
+export function abort(captured: { handles: Handle[] }): void {
   for (const handle of captured.handles) handle[kAbort]();
 }
 

@@ -19,8 +19,17 @@ import v8 from 'node:v8';
 import { types } from 'node:util';
 import { bug } from '../errors.ts';
 import { itemBytes, wrapItem } from './batch.ts';
-import { anyClassRegistered, classOfPrototype } from './classes.ts';
 import { Carrying, ErrorTag, kMaxDepth, kShapeMaxKeys, Tag, type Batch, type Carry } from './format.ts';
+import {
+  ArrayProto,
+  dataCloneError,
+  isProxy,
+  ObjectProto,
+  refusePlainExotic,
+  Special,
+  specialKind,
+  uncloneable,
+} from './kinds.ts';
 
 const HEADER = v8.serialize(undefined).subarray(0, 2); // 0xff, format version
 if (HEADER[0] !== 0xff) throw new Error('mpthreads: unexpected V8 serialization header');
@@ -49,52 +58,9 @@ function sameKeys(a: string[], b: string[]): boolean {
   return true;
 }
 
-export function dataCloneError(message: string): DOMException {
-  return new DOMException(message, 'DataCloneError');
-}
-
-/** What V8 says of a value it cannot clone ("#<Promise> could not be cloned."). */
-function uncloneable(x: unknown): DOMException {
-  let what: string;
-  if (typeof x === 'function') what = Function.prototype.toString.call(x);
-  else if (typeof x === 'symbol') what = x.toString();
-  else if (typeof x === 'object' && x !== null && !types.isProxy(x)) {
-    const tag = Object.prototype.toString.call(x).slice(8, -1);
-    what = tag === 'Symbol' ? '[object Symbol]' : `#<${tag}>`;
-  } else what = types.isProxy(x) ? '#<Object>' : String(x);
-  return dataCloneError(`${what} could not be cloned.`);
-}
-
 const f64 = new Float64Array(1);
 const f64u8 = new Uint8Array(f64.buffer);
-const ObjectProto = Object.prototype;
-const ArrayProto = Array.prototype;
-const {
-  isProxy,
-  isArgumentsObject,
-  isModuleNamespaceObject,
-  isDate,
-  isRegExp,
-  isMap,
-  isSet,
-  isArrayBuffer,
-  isSharedArrayBuffer,
-  isArrayBufferView,
-  isNativeError,
-  isBoxedPrimitive,
-  isNumberObject,
-  isStringObject,
-  isBooleanObject,
-  isBigIntObject,
-  isPromise,
-  isWeakMap,
-  isWeakSet,
-  isGeneratorObject,
-  isMapIterator,
-  isSetIterator,
-  isExternal,
-  isSymbolObject,
-} = types;
+const { isNumberObject, isStringObject, isBooleanObject, isBigIntObject } = types;
 
 /** The kind byte of a view (format.ts's viewKinds), by its toStringTag (a Buffer reports Uint8Array). */
 const typedArrayTag = Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), Symbol.toStringTag)!
@@ -123,27 +89,6 @@ const errorTags: Record<string, number> = {
   TypeError: ErrorTag.TypeError,
   URIError: ErrorTag.URIError,
 };
-
-// Objects whose prototype is neither plain nor a built-in the encoder knows (class instances, host objects
-// such as Blob, platform objects V8 refuses) are told apart once per prototype, by letting V8 serialize the
-// first such object met: V8 calls _writeHostObject first for a host object, refuses an unclonable kind at
-// once, and otherwise walks the object as a plain one (which is what the encoder then does itself).
-const kIsHost: unique symbol = Symbol('host object');
-const kHostInside: unique symbol = Symbol('host object inside');
-type Nature = 'plain' | 'host' | 'refused';
-const natures = new WeakMap<object, Nature>();
-
-class ProbeSerializer extends v8.Serializer {
-  constructor(readonly target: object) {
-    super();
-  }
-  _writeHostObject(object: object): never {
-    throw object === this.target ? kIsHost : kHostInside;
-  }
-  _getSharedArrayBufferId(): number {
-    return 0;
-  }
-}
 
 /** Options of put(). */
 export interface PutOptions {
@@ -592,7 +537,7 @@ export class Encoder {
         }
         const proto = Object.getPrototypeOf(x);
         if (proto === ObjectProto || proto === null) {
-          if (proto === ObjectProto ? isArgumentsObject(x) : isModuleNamespaceObject(x)) throw uncloneable(x);
+          refusePlainExotic(x, proto);
           this.#object(x as Record<string, unknown>);
           return;
         }
@@ -673,18 +618,18 @@ export class Encoder {
     this.#depth--;
   }
 
-  /** Everything that is neither a plain object nor a plain array. */
+  /** Everything that is neither a plain object nor a plain array (kinds.ts says which kind). */
   #special(x: object, proto: object): void {
-    if (anyClassRegistered()) {
-      const registered = classOfPrototype(proto);
-      if (registered !== undefined) {
+    const { kind, registered } = specialKind(x, proto, this.#isHandle);
+    switch (kind) {
+      case Special.Registered: {
         this.#enter();
         this.#remember(x);
         this.#byte(Tag.Instance);
-        this.#string(registered.name);
-        if (registered.serialize !== undefined) {
+        this.#string(registered!.name);
+        if (registered!.serialize !== undefined) {
           this.#byte(Tag.CustomData);
-          this.#value(registered.serialize(x));
+          this.#value(registered!.serialize(x));
         } else {
           this.#byte(Tag.BeginObject);
           this.#properties(x as Record<string, unknown>, Object.keys(x), Tag.EndObject);
@@ -692,141 +637,92 @@ export class Encoder {
         this.#depth--;
         return;
       }
-    }
-    if (this.#isHandle?.(x) === true) {
-      this.#carry(x, Tag.Handle, Carrying.Moved);
-      return;
-    }
-    if (isArrayBufferView(x)) {
-      this.#view(x as ArrayBufferView);
-      return;
-    }
-    if (isDate(x)) {
-      this.#remember(x);
-      this.#byte(Tag.Date);
-      this.#double((x as Date).getTime());
-      return;
-    }
-    if (isMap(x)) {
-      this.#enter();
-      this.#remember(x);
-      this.#byte(Tag.BeginMap);
-      let count = 0;
-      for (const [k, v] of Map.prototype.entries.call(x) as IterableIterator<[unknown, unknown]>) {
-        this.#value(k);
-        this.#value(v);
-        count++;
-      }
-      this.#byte(Tag.EndMap);
-      this.#varint(2 * count);
-      this.#depth--;
-      return;
-    }
-    if (isSet(x)) {
-      this.#enter();
-      this.#remember(x);
-      this.#byte(Tag.BeginSet);
-      let count = 0;
-      for (const v of Set.prototype.values.call(x) as IterableIterator<unknown>) {
-        this.#value(v);
-        count++;
-      }
-      this.#byte(Tag.EndSet);
-      this.#varint(count);
-      this.#depth--;
-      return;
-    }
-    if (isArrayBuffer(x)) {
-      const buffer = x as ArrayBuffer;
-      const bytes = bytesOf(buffer);
-      if ((buffer as { resizable?: boolean }).resizable === true || bytes.length >= kCarryBytes) {
-        this.#carry(x, Tag.Carried, Carrying.Cloned);
+      case Special.Handle:
+        this.#carry(x, Tag.Handle, Carrying.Moved);
+        return;
+      case Special.View:
+        this.#view(x as ArrayBufferView);
+        return;
+      case Special.Date:
+        this.#remember(x);
+        this.#byte(Tag.Date);
+        this.#double((x as Date).getTime());
+        return;
+      case Special.Map: {
+        this.#enter();
+        this.#remember(x);
+        this.#byte(Tag.BeginMap);
+        let count = 0;
+        for (const [k, v] of Map.prototype.entries.call(x) as IterableIterator<[unknown, unknown]>) {
+          this.#value(k);
+          this.#value(v);
+          count++;
+        }
+        this.#byte(Tag.EndMap);
+        this.#varint(2 * count);
+        this.#depth--;
         return;
       }
-      this.#remember(x);
-      this.#byte(Tag.ArrayBuffer);
-      this.#bytes(bytes);
-      return;
-    }
-    if (isSharedArrayBuffer(x)) {
-      this.#carry(x, Tag.Carried, Carrying.Shared);
-      return;
-    }
-    if (isRegExp(x)) {
-      const r = x as RegExp;
-      this.#remember(x);
-      this.#byte(Tag.RegExp);
-      this.#string(r.source);
-      this.#string(r.flags);
-      return;
-    }
-    if (isNativeError(x)) {
-      this.#error(x as Error);
-      return;
-    }
-    if (isBoxedPrimitive(x)) {
-      if (isSymbolObject(x)) throw uncloneable(x);
-      this.#remember(x);
-      if (isNumberObject(x)) {
-        this.#byte(Tag.NumberObject);
-        this.#double(Number.prototype.valueOf.call(x));
-      } else if (isStringObject(x)) {
-        this.#byte(Tag.StringObject);
-        this.#string(String.prototype.valueOf.call(x));
-      } else if (isBooleanObject(x)) this.#byte(Boolean.prototype.valueOf.call(x) ? Tag.TrueObject : Tag.FalseObject);
-      else if (isBigIntObject(x)) {
-        this.#byte(Tag.BigIntObject);
-        this.#bigint(BigInt.prototype.valueOf.call(x));
+      case Special.Set: {
+        this.#enter();
+        this.#remember(x);
+        this.#byte(Tag.BeginSet);
+        let count = 0;
+        for (const v of Set.prototype.values.call(x) as IterableIterator<unknown>) {
+          this.#value(v);
+          count++;
+        }
+        this.#byte(Tag.EndSet);
+        this.#varint(count);
+        this.#depth--;
+        return;
       }
-      return;
-    }
-    if (
-      isPromise(x) ||
-      isWeakMap(x) ||
-      isWeakSet(x) ||
-      isGeneratorObject(x) ||
-      isMapIterator(x) ||
-      isSetIterator(x) ||
-      isExternal(x) ||
-      x instanceof WeakRef ||
-      x instanceof FinalizationRegistry
-    )
-      throw uncloneable(x);
-    switch (this.#nature(x, proto)) {
-      case 'host':
+      case Special.ArrayBuffer: {
+        const buffer = x as ArrayBuffer;
+        const bytes = bytesOf(buffer);
+        if ((buffer as { resizable?: boolean }).resizable === true || bytes.length >= kCarryBytes) {
+          this.#carry(x, Tag.Carried, Carrying.Cloned);
+          return;
+        }
+        this.#remember(x);
+        this.#byte(Tag.ArrayBuffer);
+        this.#bytes(bytes);
+        return;
+      }
+      case Special.SharedArrayBuffer:
+        this.#carry(x, Tag.Carried, Carrying.Shared);
+        return;
+      case Special.RegExp: {
+        const r = x as RegExp;
+        this.#remember(x);
+        this.#byte(Tag.RegExp);
+        this.#string(r.source);
+        this.#string(r.flags);
+        return;
+      }
+      case Special.Error:
+        this.#error(x as Error);
+        return;
+      case Special.Boxed:
+        this.#remember(x);
+        if (isNumberObject(x)) {
+          this.#byte(Tag.NumberObject);
+          this.#double(Number.prototype.valueOf.call(x));
+        } else if (isStringObject(x)) {
+          this.#byte(Tag.StringObject);
+          this.#string(String.prototype.valueOf.call(x));
+        } else if (isBooleanObject(x)) this.#byte(Boolean.prototype.valueOf.call(x) ? Tag.TrueObject : Tag.FalseObject);
+        else if (isBigIntObject(x)) {
+          this.#byte(Tag.BigIntObject);
+          this.#bigint(BigInt.prototype.valueOf.call(x));
+        }
+        return;
+      case Special.Host:
         this.#carry(x, Tag.Carried, Carrying.Cloned);
         return;
-      case 'refused':
-        throw uncloneable(x);
       default:
         this.#object(x as Record<string, unknown>);
     }
-  }
-
-  /** Host object, refused kind, or an object structured clone copies as a plain one (see ProbeSerializer). */
-  #nature(x: object, proto: object): Nature {
-    const known = natures.get(proto);
-    if (known !== undefined) return known;
-    let nature: Nature = 'plain';
-    try {
-      const probe = new ProbeSerializer(x);
-      probe.writeHeader();
-      probe.writeValue(x);
-    } catch (error) {
-      if (error === kIsHost) nature = 'host';
-      else if (
-        error instanceof Error &&
-        error.message.endsWith('could not be cloned.') &&
-        error.message.startsWith('#<')
-      ) {
-        // V8 refused the object itself, or something inside it: only the first is about the prototype. The
-        // caller's own walk finds the second (and throws the platform's error for it).
-        const inner = error.message.slice(2, error.message.indexOf('>'));
-        if (inner === Object.prototype.toString.call(x).slice(8, -1) && inner !== 'Object') nature = 'refused';
-      }
-    }
-    natures.set(proto, nature);
-    return nature;
   }
 
   #view(x: ArrayBufferView): void {

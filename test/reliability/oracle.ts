@@ -4,6 +4,7 @@
 // objects of the two graphs), -0 is not 0, NaN is NaN, holes are not undefined, key order counts.
 // It returns undefined when equal, else the path and reason of the first difference.
 import fc from 'fast-check';
+import { kMaxDepth } from '../../lib/wire/format.ts';
 
 const TypedArray = Object.getPrototypeOf(Int8Array) as abstract new () => ArrayBufferView;
 const tag = (x: object) => Object.prototype.toString.call(x);
@@ -254,7 +255,8 @@ const sparseArrays = fc
  * Objects nested `depth` deep, as arrays or objects alternately. Up to 1000: the main thread's structuredClone
  * overflows its stack near 2000-3000 levels (a worker's stack is 4x larger); deeper values are tested apart.
  */
-export const deepNesting = fc.integer({ min: 50, max: 1000 }).map((depth) => {
+// Up to the wire's nesting limit (lib/wire/format.ts: kMaxDepth), less the levels a test wraps a value in.
+export const deepNesting = fc.integer({ min: 50, max: kMaxDepth - 10 }).map((depth) => {
   let v: unknown = 'bottom';
   for (let i = 0; i < depth; i++) v = i % 2 === 0 ? [v] : { d: v };
   return v;
