@@ -703,6 +703,19 @@ t('short strings written where the buffer grows arrive intact', () => {
   }
 });
 
+// Found writing the Pool: after a batch past 1 MiB the encoder drops its big buffer for a small one, and wrote
+// the next batch's header into the dropped one. A batch of scalars (read by v8.deserialize) then failed.
+t('an encoder reused after a batch past 1 MiB writes a valid next batch', () => {
+  const encoder = new Encoder();
+  for (let round = 0; round < 3; round++) {
+    const items = Array.from({ length: 300_000 }, (_, i) => i * round);
+    for (const item of items) encoder.put(item);
+    const { batch } = encoder.finish();
+    assert.ok(batch.bytes.byteLength > 1 << 20 || round === 0);
+    assert.equal(decodeBatch(batch), items, `round ${round}`);
+  }
+});
+
 t('property: batches of hostile values at every first-buffer size decode as structuredClone makes them', () => {
   fc.assert(
     fc.property(

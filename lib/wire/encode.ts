@@ -282,6 +282,9 @@ export class Encoder {
   }
 
   #reset(): void {
+    // A big batch's buffer is not kept (an idle holder of a queue should not hold megabytes): replaced before
+    // the next batch's header is written into it.
+    if (this.#u8.length > 1 << 20) this.#u8 = new Uint8Array(kInitialCapacity);
     const u8 = this.#u8;
     u8[0] = HEADER[0]!;
     u8[1] = HEADER[1]!;
@@ -293,8 +296,6 @@ export class Encoder {
     this.#batchCarry = null;
     this.#batchNumber++;
     this.#shapeKeys = [];
-    // A big batch's buffer is not kept: an idle holder of a queue should not hold megabytes.
-    if (u8.length > 1 << 20) this.#u8 = new Uint8Array(kInitialCapacity);
   }
 
   #endItem(): void {
