@@ -6,7 +6,7 @@
 import type { BootData } from './protocol.ts';
 
 /** The names workers/bootstrap.mjs may be told to call (BootData's `entry`). */
-export type EntryName = 'process' | 'hub';
+export type EntryName = 'process' | 'hub' | 'pool';
 
 type Entry = (boot: BootData) => unknown;
 

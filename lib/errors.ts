@@ -30,6 +30,10 @@ export const ErrorCode = {
   NotBytes: 'ERR_NOT_BYTES',
   // misuse of a queue
   TaskDoneTooMany: 'ERR_TASK_DONE_TOO_MANY',
+  // a Pool
+  WorkerLostError: 'WorkerLostError',
+  PoolInitializer: 'ERR_POOL_INITIALIZER',
+  NotReady: 'ERR_NOT_READY',
   // a ProcessError made without a code
   Process: 'ERR_PROCESS',
 } as const;
@@ -92,6 +96,16 @@ export class TimeoutError extends ProcessError {
 }
 
 /**
+ * A Pool's worker died while it ran a task (process.exit(), out of heap, terminated): that task's call rejects
+ * with this, and the pool replaces the worker (Python's Pool would wait forever here).
+ */
+export class WorkerLostError extends ProcessError {
+  constructor(message = 'the worker running this task died') {
+    super(message, ErrorCode.WorkerLostError);
+  }
+}
+
+/**
  * A broken invariant of mpthreads itself: a bug to report, not a misuse to handle. Not a ProcessError, so that
  * no `catch (e) { if (e instanceof ProcessError) ... }` in user code mistakes it for one of the above.
  */
@@ -125,42 +139,93 @@ const byName: Record<string, new (message: string) => Error> = {
   EOFError,
   ClosedError,
   TimeoutError,
+  WorkerLostError,
 };
 
-/** The shape an error takes on the wire: everything needed to rebuild it with its class name and stack. */
+/**
+ * The shape an error takes on the wire: everything needed to rebuild it with its class name, message, stack,
+ * cause and own enumerable properties (`code`, `errno`, fields of the user's own error classes).
+ */
 export interface SerializedError {
   name: string;
   message: string;
   stack?: string;
-  code?: unknown;
+  /** The error's `cause`, itself serialized when it is an error. */
+  cause?: { error: SerializedError } | { value: unknown };
+  /** Own enumerable properties, as they were. */
+  props?: Record<string, unknown>;
+  /** A DOMException (DataCloneError, AbortError, ...): rebuilt as one, `name` its name. */
+  dom?: true;
 }
 
-export function serializeError(error: unknown): SerializedError {
-  if (error instanceof Error) {
-    // `class MyError extends Error {}` keeps name 'Error'; report the class, as Python's traceback does.
-    const ctor = (error as { constructor?: { name?: unknown } }).constructor;
-    const className = typeof ctor?.name === 'string' && ctor.name !== '' ? ctor.name : error.name;
-    const name = error.name === 'Error' && ctor !== Error ? className : error.name;
-    const out: SerializedError = { name, message: error.message };
-    if (error.stack !== undefined) out.stack = error.stack;
-    const code = (error as { code?: unknown }).code;
-    if (typeof code === 'string' || typeof code === 'number') out.code = code;
-    return out;
+/**
+ * Describes `error` for the wire. `withValues` false leaves out what may not be cloneable (a cause that is not
+ * an error, property values), for a channel that cannot copy everything.
+ */
+export function serializeError(error: unknown, withValues = true, depth = 0): SerializedError {
+  if (!(error instanceof Error)) return { name: 'Error', message: `non-error thrown: ${describe(error)}` };
+  // `class MyError extends Error {}` keeps name 'Error'; report the class, as Python's traceback does.
+  const ctor = (error as { constructor?: { name?: unknown } }).constructor;
+  const className = typeof ctor?.name === 'string' && ctor.name !== '' ? ctor.name : error.name;
+  const name = error.name === 'Error' && ctor !== Error ? className : String(error.name);
+  const out: SerializedError = { name, message: String(error.message) };
+  if (error instanceof DOMException) out.dom = true;
+  if (error.stack !== undefined) out.stack = String(error.stack);
+  if ('cause' in error && depth < 8) {
+    out.cause =
+      error.cause instanceof Error
+        ? { error: serializeError(error.cause, withValues, depth + 1) }
+        : withValues
+          ? { value: error.cause }
+          : undefined;
+    if (out.cause === undefined) delete out.cause;
   }
-  return { name: 'Error', message: `non-error thrown: ${describe(error)}` };
+  const props: Record<string, unknown> = {};
+  let any = false;
+  for (const key of Object.keys(error)) {
+    if (key === 'cause') continue;
+    const value = (error as unknown as Record<string, unknown>)[key];
+    if (!withValues && typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') continue;
+    props[key] = value;
+    any = true;
+  }
+  if (any) out.props = props;
+  return out;
 }
 
-/** Rebuilds an error from the wire; a class unknown here keeps its name on a plain Error. */
+/** Rebuilds an error from the wire: its class if this thread knows it by name, else an Error with its name. */
 export function deserializeError(wire: SerializedError): Error {
-  const Ctor = Object.hasOwn(byName, wire.name) ? byName[wire.name]! : Error;
-  const error = new Ctor(wire.message);
+  const registered = registeredErrorClass(wire.name);
+  let error: Error;
+  if (registered !== undefined) {
+    error = Object.create(registered) as Error;
+    Object.defineProperty(error, 'message', { value: wire.message, writable: true, configurable: true });
+  } else if (wire.dom === true) {
+    error = new DOMException(wire.message, wire.name);
+  } else {
+    const Ctor = Object.hasOwn(byName, wire.name) ? byName[wire.name]! : Error;
+    error = new Ctor(wire.message);
+  }
   if (error.name !== wire.name) {
     Object.defineProperty(error, 'name', { value: wire.name, configurable: true, writable: true });
   }
-  if (wire.code !== undefined)
-    Object.defineProperty(error, 'code', { value: wire.code, enumerable: true, configurable: true, writable: true });
-  if (wire.stack !== undefined) error.stack = wire.stack;
+  Object.defineProperty(error, 'stack', { value: wire.stack, configurable: true, writable: true });
+  if (wire.cause !== undefined) {
+    const cause = 'error' in wire.cause ? deserializeError(wire.cause.error) : wire.cause.value;
+    Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+  }
+  if (wire.props !== undefined) {
+    for (const [key, value] of Object.entries(wire.props)) {
+      Object.defineProperty(error, key, { value, enumerable: true, configurable: true, writable: true });
+    }
+  }
   return error;
+}
+
+/** The prototype of an Error class registered (registerClass) under `name` in this thread, if any. */
+let registeredErrorClass: (name: string) => object | undefined = () => undefined;
+export function setErrorClassLookup(lookup: (name: string) => object | undefined): void {
+  registeredErrorClass = lookup;
 }
 
 /** A short description of a value for error messages: `-1 (number)`, `"x" (string)`, `[object Object] (object)`. */

@@ -12,9 +12,21 @@ export {
   TimeoutError,
   InternalError,
   ErrorCode,
+  WorkerLostError,
 } from './errors.ts';
 export type { WaitOptions } from './options.ts';
 export { Queue, type QueueOptions, type PutOptions } from './queue.ts';
 export { registerClass, type ClassOptions } from './wire/classes.ts';
 export { JoinableQueue } from './joinable-queue.ts';
 export { SimpleQueue } from './simple-queue.ts';
+export {
+  Pool,
+  type PoolOptions,
+  type ApplyOptions,
+  type ApplyAsyncOptions,
+  type MapOptions,
+  type MapAsyncOptions,
+  type ImapOptions,
+  type TaskFunction,
+} from './pool/pool.ts';
+export { AsyncResult } from './pool/async-result.ts';

@@ -5,3 +5,4 @@
 export * from './index.ts';
 import './worker-main.ts';
 import './queue/hub-entry.ts';
+import './pool/worker.ts';

@@ -18,7 +18,15 @@ import { checkOptions, checkTimeout } from './options.ts';
 import { childHubPort } from './queue/hub-client.ts';
 import { isProtocolMessage, Kind, PROTOCOL_TAG, type BootData, type WorkerMessage } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';
-import { bootstrapUrl, processRuntime, startWorker } from './runtime.ts';
+import { bootstrapUrl, processRuntime, startWorker, type Runtime } from './runtime.ts';
+
+/** @internal Makes `process` run `runtime` instead of a target (a Pool's worker), its args moving `transfer`. */
+export let configureProcess: (
+  process: Process<any>,
+  runtime: Runtime,
+  transfer: readonly unknown[],
+  onExit: (code: number) => void,
+) => void;
 
 /** A function a Process runs: sync or async, exported by its module; what it returns is ignored. */
 export type ProcessTarget = (...args: any[]) => unknown;
@@ -80,6 +88,20 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   #signal: number | undefined;
   #closed = false;
   #exited: Promise<void> | undefined;
+  /** What the worker runs (see entries.ts): a target, or (a Pool's worker) the pool's task loop. */
+  #runtime: Runtime = processRuntime;
+  /** Ports and buffers moved with the args (a Pool's channel to its worker). */
+  #transfer: readonly unknown[] | undefined;
+  /** Told the exit code when the worker exits (a Pool watching its workers without keeping them alive). */
+  #onExit: ((code: number) => void) | undefined;
+
+  static {
+    configureProcess = (process, runtime, transfer, onExit) => {
+      process.#runtime = runtime;
+      process.#transfer = transfer;
+      process.#onExit = onExit;
+    };
+  }
 
   constructor(options: ProcessOptions<T>) {
     const o = checkOptions(options, 'options', ['target', 'module', 'args', 'name', 'daemon', 'resourceLimits']);
@@ -155,14 +177,15 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
         ErrorCode.ModuleLoad,
       );
     }
-    const args = capture(this.#args);
+    const args = capture(this.#args, this.#transfer);
     const self = currentProcess();
     // A TypeScript task module compiled to JavaScript needs no loader in the worker: it starts as fast as one.
-    const compiled = typescriptModule.test(modulePath) ? compileForWorker(processRuntime.url, modulePath) : undefined;
+    const runtime = this.#runtime;
+    const compiled = typescriptModule.test(modulePath) ? compileForWorker(runtime.url, modulePath) : undefined;
     const boot: BootData = {
-      runtime: processRuntime.url,
-      entry: processRuntime.entry,
-      tsx: processRuntime.url.endsWith('.ts') || typescriptModule.test(modulePath),
+      runtime: runtime.url,
+      entry: runtime.entry,
+      tsx: runtime.url.endsWith('.ts') || typescriptModule.test(modulePath),
       module: this.#module.href,
       target: this.#target,
       args: args.batch,
@@ -202,7 +225,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     this.#worker = worker;
     this.#pid = worker.threadId;
     running.add(this);
-    if (useSpare) prepareSpare(bootstrapUrl, processRuntime.url);
+    if (useSpare) prepareSpare(bootstrapUrl, runtime.url);
     worker.on('message', (message: unknown) => {
       if (isProtocolMessage(message)) this.#onMessage(message);
     });
@@ -212,6 +235,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
         this.#exitCode = this.#signal ?? code;
         running.delete(this);
         resolve();
+        this.#onExit?.(this.#exitCode);
       });
     });
     // Only after the 'message' listener: adding one refs the worker's port again, so a daemon unref'd

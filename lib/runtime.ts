@@ -26,6 +26,10 @@ export const hubRuntime: Runtime = bundled
   ? { url: here, entry: 'hub' }
   : { url: new URL(`./queue/hub-entry${extension}`, here).href, entry: 'hub' };
 
+export const poolRuntime: Runtime = bundled
+  ? { url: here, entry: 'pool' }
+  : { url: new URL(`./pool/worker${extension}`, here).href, entry: 'pool' };
+
 /** Options that describe the main script itself: a worker started from a file fails to load with them. */
 function describesMainScript(flag: string): 'alone' | 'with-value' | false {
   if (flag.startsWith('--input-type=') || flag.startsWith('--eval=') || flag.startsWith('--print=')) return 'alone';

@@ -12,11 +12,17 @@ import { decodeItem } from './wire/decode.ts';
 import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
 
 function report(error: unknown): void {
-  const message: ErrorMessage = { [PROTOCOL_TAG]: Kind.Error, error: serializeError(error) };
-  parentPort!.postMessage(message);
+  // With its cause and own properties when the platform can copy them; without, when it cannot.
+  try {
+    const message: ErrorMessage = { [PROTOCOL_TAG]: Kind.Error, error: serializeError(error) };
+    parentPort!.postMessage(message);
+  } catch {
+    const message: ErrorMessage = { [PROTOCOL_TAG]: Kind.Error, error: serializeError(error, false) };
+    parentPort!.postMessage(message);
+  }
 }
 
-async function fail(error: unknown): Promise<never> {
+export async function fail(error: unknown): Promise<never> {
   report(error);
   process.exit(1);
 }
@@ -54,15 +60,17 @@ function why(module: Record<string, unknown>, name: string): string {
   return `; the functions it exports are ${list}${functions.length > 10 ? ', …' : ''}`;
 }
 
-export async function main(boot: BootData): Promise<void> {
+/**
+ * Sets up who this worker is and imports its task module (refusing, meanwhile, to start processes from its top
+ * level), then decodes the args. Returns them with the module, or reports why not and exits.
+ */
+export async function load(boot: BootData): Promise<{ module: Record<string, unknown>; args: unknown[] }> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
   if (boot.hub !== undefined) setHubPort(boot.hub);
-  let target: unknown;
   let module: Record<string, unknown>;
   try {
     setImporting(boot.module);
     module = (await import(boot.compiled ?? boot.module)) as Record<string, unknown>;
-    target = module[boot.target];
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
     return fail(
@@ -75,23 +83,39 @@ export async function main(boot: BootData): Promise<void> {
   } finally {
     setImporting(undefined);
   }
-  if (typeof target !== 'function') {
-    return fail(
-      new ProcessError(
-        `target "${boot.target}" is not a function exported by ${boot.module}${why(module, boot.target)}`,
-        ErrorCode.TargetNotFound,
-      ),
-    );
-  }
-  let args: unknown[];
   try {
     // Decoded once the task module is loaded: classes it registers (registerClass) arrive as instances.
-    args = boot.args === null ? [] : (decodeItem(boot.args, 0) as unknown[]);
+    return { module, args: boot.args === null ? [] : (decodeItem(boot.args, 0) as unknown[]) };
   } catch (error) {
     return fail(error);
   }
+}
+
+/** The export `name` of `module` as a function, or the error that says why it is not one (and what to pass). */
+export function exported(
+  module: Record<string, unknown>,
+  name: string,
+  moduleUrl: string,
+): ((...args: unknown[]) => unknown) | ProcessError {
+  let value: unknown;
   try {
-    await (target as (...a: unknown[]) => unknown)(...args);
+    value = module[name];
+  } catch {
+    value = undefined;
+  }
+  if (typeof value === 'function') return value as (...args: unknown[]) => unknown;
+  return new ProcessError(
+    `target "${name}" is not a function exported by ${moduleUrl}${why(module, name)}`,
+    ErrorCode.TargetNotFound,
+  );
+}
+
+export async function main(boot: BootData): Promise<void> {
+  const { module, args } = await load(boot);
+  const target = exported(module, boot.target, boot.module);
+  if (target instanceof ProcessError) return fail(target);
+  try {
+    await target(...args);
   } catch (error) {
     return fail(error);
   }

@@ -61,3 +61,55 @@ export function sliceItem(batch: Batch, i: number): Batch {
   if (carry !== undefined) lone.carry = [carry];
   return lone;
 }
+
+/** Items [from, to) of `batch` as a batch of their own (bytes copied), with the shapes and carry they need. */
+export function sliceItems(batch: Batch, from: number, to: number): Batch {
+  if (from === 0 && to === batch.n) return batch;
+  if (to - from === 1) return sliceItem(batch, from);
+  const start = batch.offsets[from]!;
+  const end = to < batch.n ? batch.offsets[to]! : batch.bytes.byteLength - (2 + varintLength(batch.n));
+  const n = to - from;
+  const trailer = [Tag.EndDenseArray, 0, ...varintBytes(n)];
+  const u8 = new Uint8Array(8 + (end - start) + trailer.length);
+  u8.set(new Uint8Array(batch.bytes, 0, 2), 0);
+  u8[2] = Tag.BeginDenseArray;
+  u8.set(varint5(n), 3);
+  u8.set(new Uint8Array(batch.bytes, start, end - start), 8);
+  u8.set(trailer, 8 + (end - start));
+  const offsets = new Array<number>(n);
+  for (let i = 0; i < n; i++) offsets[i] = batch.offsets[from + i]! - start + 8;
+  const part: Batch = {
+    n,
+    bytes: u8.buffer,
+    offsets: Uint32Array.from(offsets),
+    refs: batch.refs,
+    scalars: batch.scalars,
+  };
+  if (batch.shapes !== undefined) part.shapes = batch.shapes;
+  if (batch.carry !== undefined) {
+    const carry = batch.carry.slice(from, to);
+    if (carry.some((c) => c !== undefined)) part.carry = carry;
+  }
+  return part;
+}
+
+function varintBytes(v: number): number[] {
+  const out: number[] = [];
+  while (v >= 0x80) {
+    out.push((v % 0x80) | 0x80);
+    v = Math.floor(v / 0x80);
+  }
+  out.push(v);
+  return out;
+}
+
+/** `v` as a varint padded to exactly 5 bytes (a batch's item count). */
+function varint5(v: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    out.push((v & 0x7f) | 0x80);
+    v >>>= 7;
+  }
+  out.push(v);
+  return out;
+}

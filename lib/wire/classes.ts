@@ -1,6 +1,7 @@
 // Registered classes: instances that arrive as instances (Python's pickle finds a class by its module and
 // name; here both threads register it under one name, usually by importing the module that defines it).
 // Structured clone alone turns a class instance into a plain object of its own enumerable properties.
+import { setErrorClassLookup } from '../errors.ts';
 
 /** How a registered class's instances travel. Both are optional: the default copies own enumerable fields. */
 export interface ClassOptions<T extends object, D = unknown> {
@@ -105,3 +106,9 @@ export function classNamed(name: string): RegisteredClass | undefined {
 export function anyClassRegistered(): boolean {
   return registry.byPrototype.size > 0;
 }
+
+// An error rebuilt by name (errors.ts: deserializeError) becomes an instance of its registered class, if any.
+setErrorClassLookup((name) => {
+  const entry = registry.byName.get(name);
+  return entry !== undefined && entry.prototype instanceof Error ? entry.prototype : undefined;
+});

@@ -14,14 +14,18 @@ export interface Ran {
  * whole group (npx starts tsx, which starts node: killing only npx would leave the program running and its
  * output pipes open) and rejects.
  */
-export function run(command: string, args: string[], options: { cwd: string; ms: number }): Promise<Ran> {
+export function run(
+  command: string,
+  args: string[],
+  options: { cwd: string; ms: number; env?: Record<string, string> },
+): Promise<Ran> {
   // No colours (uvu sets FORCE_COLOR) and no inherited loader options: the program runs as a user would run it.
   const env = { ...process.env };
   delete env.FORCE_COLOR;
   delete env.NODE_OPTIONS;
   const child = spawn(command, args, {
     cwd: options.cwd,
-    env: { ...env, NO_COLOR: '1' },
+    env: { ...env, ...options.env, NO_COLOR: '1' },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

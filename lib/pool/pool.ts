@@ -1,0 +1,830 @@
+// Pool: Python's multiprocessing.Pool on mpthreads' workers. This file is the public API and the calls' own
+// bookkeeping (one result, a list in input order, a stream); scheduler.ts runs the tasks, worker.ts is the
+// worker's side, protocol.ts the messages between them.
+//
+// Every call captures its arguments when it is made (as put does), settles exactly once, and never hangs: a
+// task whose worker dies rejects with WorkerLostError and the worker is replaced.
+//
+// Invariants:
+//   Applies without options are captured into #open (one batch per function, in call order) and handed to the
+//     scheduler when the thread yields: 200,000 applies in a loop travel in a few chunks, not 200,000 messages.
+//     Anything else submitted first flushes #open, so tasks are queued in the order they were submitted.
+//   #state goes running -> closed (close) or terminated (terminate), never back.
+import { availableParallelism } from 'node:os';
+import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
+import { captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
+import { checkNonNegativeInteger, checkOptions, checkSignal, checkTimeout, checkTransferList } from '../options.ts';
+import { sliceItems } from '../wire/batch.ts';
+import { Encoder } from '../wire/encode.ts';
+import { Carrying, type Batch } from '../wire/format.ts';
+import { AsyncResult } from './async-result.ts';
+import { Scheduler, type Call, type Job } from './scheduler.ts';
+
+/** An item taken out of a map's batch to travel alone (it moves things, or holds host objects). */
+type Lone = { index: number; lone: ReturnType<Encoder['takeLast']> };
+
+/** A function a pool runs: an export of the pool's module, sync or async. */
+export type TaskFunction = (...args: any[]) => unknown;
+
+/** Options of `new Pool()`. */
+export interface PoolOptions {
+  /** The ES module whose exports are the task functions (and the initializer): pass `import.meta.url`. */
+  module: string | URL;
+  /** How many workers. @default os.availableParallelism() */
+  processes?: number;
+  /** An export of `module` each worker runs once, with `initargs`, before its first task. */
+  initializer?: TaskFunction | string;
+  initargs?: readonly unknown[];
+  /** A worker that has run this many tasks exits and is replaced. @default unlimited */
+  maxtasksperchild?: number;
+  /** Heap limits for each worker (see Node's `Worker` `resourceLimits`). */
+  resourceLimits?: import('node:worker_threads').ResourceLimits;
+  /** Workers are named `${name}-1`, `${name}-2`, ... @default 'PoolWorker' */
+  name?: string;
+}
+
+/** Options of `apply`. */
+export interface ApplyOptions {
+  /** Milliseconds the task may run, counted from when it starts; then its worker is stopped (TimeoutError). */
+  timeout?: number;
+  /** Aborting: a queued task never runs; a running one is stopped with its worker. */
+  signal?: AbortSignal;
+  /** Buffers and ports moved with the arguments instead of copied. */
+  transfer?: Transferable[];
+}
+type Transferable = ArrayBuffer | { postMessage(value: unknown): void } | object;
+
+/** Options of `applyAsync`. */
+export interface ApplyAsyncOptions<R> extends ApplyOptions {
+  /** Called with the result, in this thread, when the task succeeds. */
+  callback?: (result: R) => void;
+  /** Called with the error when it fails. */
+  errorCallback?: (error: unknown) => void;
+}
+
+/** Options of `map`, `starmap` and their async forms. */
+export interface MapOptions {
+  /** At least this many tasks per chunk (small tasks are batched more anyway). @default 1 */
+  chunksize?: number;
+  /** Aborting: queued tasks never run; running ones are stopped with their workers; the call rejects. */
+  signal?: AbortSignal;
+}
+
+/** Options of `mapAsync` and `starmapAsync`. */
+export interface MapAsyncOptions<R> extends MapOptions {
+  callback?: (results: R[]) => void;
+  errorCallback?: (error: unknown) => void;
+}
+
+/** Options of `imap` and `imapUnordered`. */
+export interface ImapOptions {
+  /** At least this many tasks per chunk. @default 1 */
+  chunksize?: number;
+}
+
+const applyKeys = ['timeout', 'signal', 'transfer'] as const;
+const applyAsyncKeys = [...applyKeys, 'callback', 'errorCallback'] as const;
+const mapKeys = ['chunksize', 'signal'] as const;
+const mapAsyncKeys = [...mapKeys, 'callback', 'errorCallback'] as const;
+const imapKeys = ['chunksize'] as const;
+/** How many tasks of an imap may be submitted and not yet consumed: the bound on its memory. */
+const kImapWindow = 4096;
+/** An open batch of applies is handed over at this many items even if the thread does not yield. */
+const kOpenItems = 8192;
+
+/**
+ * A pool of worker threads running exported functions, Python's `multiprocessing.Pool`.
+ *
+ * @example
+ * export function square(x: number) { return x * x; }
+ * if (isMainThread) {
+ *   await using pool = new Pool({ module: import.meta.url, processes: 4 });
+ *   await pool.map(square, [1, 2, 3]); // [1, 4, 9]
+ * }
+ */
+export class Pool {
+  readonly #scheduler: Scheduler;
+  #state: 'running' | 'closed' | 'terminated' = 'running';
+  /** Captures a map's or an imap window's items (reused: an encoder costs more to make than to fill). */
+  readonly #mapEncoder = new Encoder({ isHandle });
+  #mapEncoderBusy = false;
+  /** Applies captured since the thread last yielded, for one function. */
+  #open: { fn: string; encoder: Encoder; calls: ApplyCall[] } | undefined;
+  #openScheduled = false;
+
+  constructor(options: PoolOptions) {
+    const o = checkOptions(options, 'options', [
+      'module',
+      'processes',
+      'initializer',
+      'initargs',
+      'maxtasksperchild',
+      'resourceLimits',
+      'name',
+    ]);
+    if (o.module === undefined)
+      throw new TypeError(
+        'options.module is required: pass import.meta.url of the module that exports the task functions',
+      );
+    const module = moduleHref(o.module);
+    const processes =
+      o.processes === undefined ? availableParallelism() : positiveInteger(o.processes, 'options.processes');
+    const maxtasksperchild =
+      o.maxtasksperchild === undefined ? undefined : positiveInteger(o.maxtasksperchild, 'options.maxtasksperchild');
+    if (o.initargs !== undefined && !Array.isArray(o.initargs))
+      throw new TypeError(`options.initargs must be an array, got ${describe(o.initargs)}`);
+    if (o.name !== undefined && (typeof o.name !== 'string' || o.name === ''))
+      throw new TypeError(`options.name must be a non-empty string, got ${describe(o.name)}`);
+    if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
+      throw new TypeError(`options.resourceLimits must be an object, got ${describe(o.resourceLimits)}`);
+    }
+    this.#scheduler = new Scheduler({
+      module,
+      processes,
+      initializer: o.initializer === undefined ? null : functionName(o.initializer, 'options.initializer'),
+      initargs: (o.initargs as unknown[] | undefined) ?? [],
+      maxtasksperchild,
+      resourceLimits: o.resourceLimits as object | undefined,
+      name: (o.name as string | undefined) ?? 'PoolWorker',
+    });
+  }
+
+  /** How many workers the pool keeps. */
+  get processes(): number {
+    return this.#scheduler.processes;
+  }
+
+  /** Runs `fn(...args)` in a worker and resolves with what it returns (or what its promise resolves to). */
+  apply<F extends TaskFunction>(
+    fn: F | string,
+    args?: Readonly<Parameters<F>>,
+    options?: ApplyOptions,
+  ): Promise<Awaited<ReturnType<F>>> {
+    try {
+      return this.#apply(fn, args, options, applyKeys).promise as Promise<Awaited<ReturnType<F>>>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** `apply` that returns an AsyncResult at once (Python's `apply_async`); throws at the call on bad input. */
+  applyAsync<F extends TaskFunction>(
+    fn: F | string,
+    args?: Readonly<Parameters<F>>,
+    options?: ApplyAsyncOptions<Awaited<ReturnType<F>>>,
+  ): AsyncResult<Awaited<ReturnType<F>>> {
+    const call = this.#apply(fn, args, options, applyAsyncKeys);
+    return new AsyncResult(call.promise as Promise<Awaited<ReturnType<F>>>);
+  }
+
+  /** Runs `fn` on each item of `iterable`; resolves with the results in input order. */
+  map<A, R>(fn: ((a: A) => R) | string, iterable: Iterable<A>, options?: MapOptions): Promise<Awaited<R>[]> {
+    try {
+      return this.#map(fn, iterable, false, options, mapKeys).promise as Promise<Awaited<R>[]>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Like `map`, each item being the arguments of one call: `fn(...item)`. */
+  starmap<F extends TaskFunction>(
+    fn: F | string,
+    iterable: Iterable<Readonly<Parameters<F>>>,
+    options?: MapOptions,
+  ): Promise<Awaited<ReturnType<F>>[]> {
+    try {
+      return this.#map(fn, iterable, true, options, mapKeys).promise as Promise<Awaited<ReturnType<F>>[]>;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** `map` that returns an AsyncResult at once (Python's `map_async`). */
+  mapAsync<A, R>(
+    fn: ((a: A) => R) | string,
+    iterable: Iterable<A>,
+    options?: MapAsyncOptions<Awaited<R>>,
+  ): AsyncResult<Awaited<R>[]> {
+    return new AsyncResult(this.#map(fn, iterable, false, options, mapAsyncKeys).promise as Promise<Awaited<R>[]>);
+  }
+
+  /** `starmap` that returns an AsyncResult at once. */
+  starmapAsync<F extends TaskFunction>(
+    fn: F | string,
+    iterable: Iterable<Readonly<Parameters<F>>>,
+    options?: MapAsyncOptions<Awaited<ReturnType<F>>>,
+  ): AsyncResult<Awaited<ReturnType<F>>[]> {
+    return new AsyncResult(
+      this.#map(fn, iterable, true, options, mapAsyncKeys).promise as Promise<Awaited<ReturnType<F>>[]>,
+    );
+  }
+
+  /**
+   * The results of `fn` over `iterable`, in input order, as they are ready. Lazy: it reads the input only as
+   * far as needed to keep the workers busy (a bounded window), so an endless generator with a slow consumer
+   * holds bounded memory. Stopping early (`break`) closes the input.
+   */
+  imap<A, R>(
+    fn: ((a: A) => R) | string,
+    iterable: Iterable<A> | AsyncIterable<A>,
+    options?: ImapOptions,
+  ): AsyncIterableIterator<Awaited<R>> {
+    return this.#imap(fn, iterable, true, options) as AsyncIterableIterator<Awaited<R>>;
+  }
+
+  /** Like `imap`, in the order the results are ready: one slow task does not hold up the others. */
+  imapUnordered<A, R>(
+    fn: ((a: A) => R) | string,
+    iterable: Iterable<A> | AsyncIterable<A>,
+    options?: ImapOptions,
+  ): AsyncIterableIterator<Awaited<R>> {
+    return this.#imap(fn, iterable, false, options) as AsyncIterableIterator<Awaited<R>>;
+  }
+
+  /** No more tasks; those submitted still run, then the workers exit. */
+  close(): void {
+    if (this.#state !== 'running') return;
+    this.#flushOpen();
+    this.#state = 'closed';
+    this.#scheduler.close();
+  }
+
+  /** Stops the workers now; calls not yet settled reject with ClosedError. */
+  terminate(): void {
+    if (this.#state === 'terminated') return;
+    this.#flushOpen();
+    this.#state = 'terminated';
+    this.#scheduler.terminate(new ClosedError('pool was terminated'));
+  }
+
+  /** After close() or terminate(): resolves when every worker has exited. */
+  join(): Promise<void> {
+    if (this.#state === 'running') {
+      return Promise.reject(
+        new ProcessError('pool is still running: call close() or terminate() before join()', ErrorCode.ProcessRunning),
+      );
+    }
+    return this.#scheduler.exited();
+  }
+
+  /** `await using pool = new Pool(...)`: close(), then join() (Python's context manager calls terminate()). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.join();
+  }
+
+  // --- calls --------------------------------------------------------------------------------------------
+
+  #checkRunning(): void {
+    if (this.#state !== 'running') throw new ClosedError('pool is closed');
+    const refusal = this.#scheduler.refusal;
+    if (refusal !== undefined) throw refusal;
+  }
+
+  #apply(fn: unknown, args: unknown, options: unknown, keys: readonly string[]): ApplyCall {
+    const name = functionName(fn, 'fn');
+    if (args !== undefined && !Array.isArray(args)) throw new TypeError(`args must be an array, got ${describe(args)}`);
+    const o = checkOptions(options, 'options', keys);
+    const timeout = checkTimeout(o.timeout);
+    const signal = checkSignal(o.signal);
+    const transfer = checkTransferList(o.transfer);
+    const callback = checkCallback(o.callback, 'options.callback');
+    const errorCallback = checkCallback(o.errorCallback, 'options.errorCallback');
+    this.#checkRunning();
+    const taskArgs = (args as unknown[] | undefined) ?? [];
+    const call = new ApplyCall(callback, errorCallback);
+    if (signal?.aborted) {
+      call.settle(0, false, signal.reason);
+      return call;
+    }
+    const alone = timeout !== Infinity || signal !== undefined || transfer !== undefined;
+    if (!alone) {
+      // The common case: captured into the open batch of this function, handed over when the thread yields.
+      let open = this.#open;
+      if (open !== undefined && open.fn !== name) {
+        this.#flushOpen();
+        open = undefined;
+      }
+      open ??= this.#open = { fn: name, encoder: new Encoder({ isHandle }), calls: [] };
+      const carrying = open.encoder.put(taskArgs);
+      if (carrying >= Carrying.Cloned) {
+        const lone = open.encoder.takeLast(undefined);
+        this.#flushOpen();
+        this.#submitAlone(name, lone, call, Infinity);
+        return call;
+      }
+      open.calls.push(call);
+      if (open.calls.length >= kOpenItems) this.#flushOpen();
+      else if (!this.#openScheduled) {
+        this.#openScheduled = true;
+        setImmediate(() => {
+          this.#openScheduled = false;
+          this.#flushOpen();
+        });
+      }
+      return call;
+    }
+    this.#flushOpen();
+    const lone = captureItem(taskArgs, transfer);
+    this.#submitAlone(name, lone, call, timeout);
+    if (signal !== undefined) {
+      const onAbort = () => {
+        if (!call.live) return;
+        call.settle(0, false, signal.reason);
+        this.#scheduler.cancel(call);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      call.onSettled = () => signal.removeEventListener('abort', onAbort);
+    }
+    return call;
+  }
+
+  #submitAlone(fn: string, lone: ReturnType<typeof captureItem>, call: ApplyCall, timeout: number): void {
+    const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+    this.#scheduler.submit({
+      fn,
+      star: true,
+      batch: lone.batch,
+      calls: [call],
+      base: 0,
+      next: 0,
+      alone: true,
+      timeout,
+      minChunk: 1,
+      captured,
+    });
+  }
+
+  /**
+   * Captures every item of `items` into one batch (with the pool's reusable encoder, or a fresh one for a
+   * capture inside a capture). An item that moves things or holds host objects is taken out to travel alone,
+   * an undefined keeping its place. Throws what capturing an item throws, with nothing kept.
+   */
+  #captureItems(items: Iterable<unknown>, star: boolean): { batch: Batch; lones: Lone[]; n: number } {
+    const shared = !this.#mapEncoderBusy;
+    const encoder = shared ? this.#mapEncoder : new Encoder({ isHandle });
+    this.#mapEncoderBusy = true;
+    const lones: Lone[] = [];
+    let n = 0;
+    try {
+      for (const item of items) {
+        if (star && !Array.isArray(item))
+          throw new TypeError(`starmap takes an iterable of argument arrays, got an item ${describe(item)}`);
+        if (encoder.put(item) >= Carrying.Cloned) {
+          lones.push({ index: n, lone: encoder.takeLast(undefined) });
+          encoder.put(undefined);
+        }
+        n++;
+      }
+      return { batch: encoder.finish().batch, lones, n };
+    } catch (error) {
+      encoder.finish(); // drops what was captured
+      throw error;
+    } finally {
+      if (shared) this.#mapEncoderBusy = false;
+    }
+  }
+
+  /** Hands the open batch of applies to the scheduler. */
+  #flushOpen(): void {
+    const open = this.#open;
+    if (open === undefined) return;
+    this.#open = undefined;
+    if (open.calls.length === 0) return;
+    const { batch } = open.encoder.finish();
+    this.#scheduler.submit({
+      fn: open.fn,
+      star: true,
+      batch,
+      calls: open.calls,
+      base: 0,
+      next: 0,
+      alone: false,
+      timeout: Infinity,
+      minChunk: 1,
+    });
+  }
+
+  #map(fn: unknown, iterable: unknown, star: boolean, options: unknown, keys: readonly string[]): MapCall {
+    const name = functionName(fn, 'fn');
+    const o = checkOptions(options, 'options', keys);
+    const chunksize = o.chunksize === undefined ? 1 : positiveInteger(o.chunksize, 'options.chunksize');
+    const signal = checkSignal(o.signal);
+    const callback = checkCallback(o.callback, 'options.callback');
+    const errorCallback = checkCallback(o.errorCallback, 'options.errorCallback');
+    if (
+      iterable === null ||
+      typeof iterable !== 'object' ||
+      typeof (iterable as Iterable<unknown>)[Symbol.iterator] !== 'function'
+    ) {
+      throw new TypeError(`iterable must be an iterable (an array, a generator, ...), got ${describe(iterable)}`);
+    }
+    this.#checkRunning();
+    // Captured at the call, every item (as Python's map reads the whole iterable first).
+    const { batch, lones, n } = this.#captureItems(iterable as Iterable<unknown>, star);
+    const call = new MapCall(n, callback, errorCallback);
+    if (signal?.aborted) {
+      call.abort(signal.reason);
+      return call;
+    }
+    if (n === 0) return call;
+    this.#flushOpen();
+    this.#submitMap(name, star, batch, call, chunksize, lones);
+    if (signal !== undefined) {
+      const onAbort = () => {
+        if (!call.live) return;
+        call.abort(signal.reason);
+        this.#scheduler.cancel(call);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      call.onSettled = () => signal.removeEventListener('abort', onAbort);
+    }
+    return call;
+  }
+
+  /** Submits the tasks of a map (or of a window of an imap): runs of plain items as jobs, items that move things alone. */
+  #submitMap(fn: string, star: boolean, batch: Batch, call: Call, chunksize: number, lones: Lone[], base = 0): void {
+    let from = 0;
+    const job = (from_: number, to: number): Job => ({
+      fn,
+      star,
+      batch: sliceItems(batch, from_, to),
+      calls: call,
+      base: base + from_,
+      next: 0,
+      alone: false,
+      timeout: Infinity,
+      minChunk: chunksize,
+    });
+    for (const { index, lone } of lones) {
+      if (index > from) this.#scheduler.submit(job(from, index));
+      const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+      this.#scheduler.submit({
+        fn,
+        star,
+        batch: lone.batch,
+        calls: call,
+        base: base + index,
+        next: 0,
+        alone: true,
+        timeout: Infinity,
+        minChunk: 1,
+        captured,
+      });
+      from = index + 1;
+    }
+    if (from < batch.n) this.#scheduler.submit(job(from, batch.n));
+  }
+
+  #imap(fn: unknown, iterable: unknown, ordered: boolean, options: unknown): AsyncIterableIterator<unknown> {
+    const name = functionName(fn, 'fn');
+    const o = checkOptions(options, 'options', imapKeys);
+    const chunksize = o.chunksize === undefined ? 1 : positiveInteger(o.chunksize, 'options.chunksize');
+    const source = iteratorOf(iterable);
+    this.#checkRunning();
+    return new ImapCall(
+      ordered,
+      source,
+      (items, base, call) => {
+        if (this.#state === 'terminated') throw new ClosedError('pool was terminated');
+        const { batch, lones } = this.#captureItems(items, false);
+        this.#flushOpen();
+        this.#submitMap(name, false, batch, call, chunksize, lones, base);
+      },
+      (call) => this.#scheduler.cancel(call),
+    );
+  }
+}
+
+// --- the calls' bookkeeping ----------------------------------------------------------------------------
+
+/** One task's call: apply, applyAsync. */
+class ApplyCall implements Call {
+  readonly promise: Promise<unknown>;
+  #resolve!: (value: unknown) => void;
+  #reject!: (error: unknown) => void;
+  #done = false;
+  onSettled: (() => void) | undefined;
+
+  constructor(
+    readonly callback: ((value: any) => void) | undefined,
+    readonly errorCallback: ((error: unknown) => void) | undefined,
+  ) {
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  get live(): boolean {
+    return !this.#done;
+  }
+
+  settle(_index: number, ok: boolean, value: unknown): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.onSettled?.();
+    if (ok) {
+      this.#resolve(value);
+      runCallback(this.callback, value);
+    } else {
+      this.#reject(value);
+      runCallback(this.errorCallback, value);
+    }
+  }
+}
+
+/** A map's call: results in input order; the first failure in input order rejects it. */
+class MapCall implements Call {
+  readonly promise: Promise<unknown[]>;
+  readonly #results: unknown[];
+  readonly #settled: Uint8Array;
+  #frontier = 0;
+  #count = 0;
+  #failure: { index: number; error: unknown } | undefined;
+  #done = false;
+  #resolve!: (value: unknown[]) => void;
+  #reject!: (error: unknown) => void;
+  onSettled: (() => void) | undefined;
+
+  constructor(
+    readonly n: number,
+    readonly callback: ((value: any) => void) | undefined,
+    readonly errorCallback: ((error: unknown) => void) | undefined,
+  ) {
+    this.#results = new Array<unknown>(n);
+    this.#settled = new Uint8Array(n);
+    this.promise = new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    if (n === 0) this.#finish(true, this.#results);
+  }
+
+  get live(): boolean {
+    return !this.#done;
+  }
+
+  settle(index: number, ok: boolean, value: unknown): void {
+    if (this.#done || this.#settled[index] === 1) return;
+    this.#settled[index] = 1;
+    this.#count++;
+    if (ok) this.#results[index] = value;
+    else if (this.#failure === undefined || index < this.#failure.index) this.#failure = { index, error: value };
+    while (this.#frontier < this.n && this.#settled[this.#frontier] === 1) this.#frontier++;
+    // The first failure in input order is known once every task before it has settled.
+    if (this.#failure !== undefined && this.#frontier >= this.#failure.index) this.#finish(false, this.#failure.error);
+    else if (this.#count === this.n) this.#finish(true, this.#results);
+  }
+
+  abort(reason: unknown): void {
+    this.#finish(false, reason);
+  }
+
+  #finish(ok: boolean, value: unknown): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.onSettled?.();
+    if (ok) {
+      this.#resolve(value as unknown[]);
+      runCallback(this.callback, value);
+    } else {
+      this.#reject(value);
+      runCallback(this.errorCallback, value);
+    }
+  }
+}
+
+/**
+ * An imap's call, and its async iterator: pulls the input into windows of tasks, yields results in order (or
+ * as they come), and keeps at most kImapWindow tasks submitted and not yet consumed.
+ */
+class ImapCall implements Call, AsyncIterableIterator<unknown> {
+  readonly #ordered: boolean;
+  readonly #source: Iterator<unknown> | AsyncIterator<unknown>;
+  readonly #submit: (items: unknown[], base: number, call: Call) => void;
+  readonly #cancel: (call: Call) => void;
+  /** Outcomes by index (ordered), or in arrival order (unordered). */
+  readonly #outcomes = new Map<number, { ok: boolean; value: unknown }>();
+  readonly #arrived: { ok: boolean; value: unknown }[] = [];
+  #submitted = 0;
+  #consumed = 0;
+  #exhausted = false;
+  #sourceError: { error: unknown } | undefined;
+  /** A step of an async input asked for and not yet arrived (taken up by the next pull). */
+  #pendingStep: Promise<IteratorResult<unknown>> | undefined;
+  #done = false;
+  #waiting: (() => void) | undefined;
+  #pulling: Promise<void> | undefined;
+
+  constructor(
+    ordered: boolean,
+    source: Iterator<unknown> | AsyncIterator<unknown>,
+    submit: (items: unknown[], base: number, call: Call) => void,
+    cancel: (call: Call) => void,
+  ) {
+    this.#ordered = ordered;
+    this.#source = source;
+    this.#submit = submit;
+    this.#cancel = cancel;
+  }
+
+  get live(): boolean {
+    return !this.#done;
+  }
+
+  settle(index: number, ok: boolean, value: unknown): void {
+    if (this.#done) return;
+    if (this.#ordered) this.#outcomes.set(index, { ok, value });
+    else this.#arrived.push({ ok, value });
+    this.#wake();
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<unknown> {
+    return this;
+  }
+
+  async next(): Promise<IteratorResult<unknown>> {
+    for (;;) {
+      if (this.#done) return { done: true, value: undefined };
+      const outcome = this.#take();
+      if (outcome !== undefined) {
+        this.#consumed++;
+        void this.#fill();
+        if (!outcome.ok) {
+          await this.#close();
+          throw outcome.value;
+        }
+        return { done: false, value: outcome.value };
+      }
+      if (this.#consumed === this.#submitted && (this.#exhausted || this.#sourceError !== undefined)) {
+        const sourceError = this.#sourceError;
+        await this.#close();
+        if (sourceError !== undefined) throw sourceError.error;
+        return { done: true, value: undefined };
+      }
+      if (this.#consumed < this.#submitted) {
+        // Tasks are out: wait for a result (the input goes on being read meanwhile, up to the window).
+        void this.#fill();
+        await new Promise<void>((resolve) => {
+          this.#waiting = resolve;
+        });
+      } else {
+        await this.#fill();
+      }
+    }
+  }
+
+  async return(value?: unknown): Promise<IteratorResult<unknown>> {
+    await this.#close();
+    return { done: true, value };
+  }
+
+  async throw(error?: unknown): Promise<IteratorResult<unknown>> {
+    await this.#close();
+    throw error;
+  }
+
+  #take(): { ok: boolean; value: unknown } | undefined {
+    if (!this.#ordered) return this.#arrived.shift();
+    const outcome = this.#outcomes.get(this.#consumed);
+    if (outcome !== undefined) this.#outcomes.delete(this.#consumed);
+    return outcome;
+  }
+
+  #wake(): void {
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    waiting?.();
+  }
+
+  /** Pulls the input until the window is full (or the input ends) and submits what it pulled. */
+  #fill(): Promise<void> {
+    this.#pulling ??= this.#pull().finally(() => {
+      this.#pulling = undefined;
+    });
+    return this.#pulling;
+  }
+
+  async #pull(): Promise<void> {
+    // Refill once half the window is free, not after every result: a few big jobs, not many of one task.
+    if (this.#submitted - this.#consumed > kImapWindow / 2) return;
+    while (
+      !this.#done &&
+      !this.#exhausted &&
+      this.#sourceError === undefined &&
+      this.#submitted - this.#consumed < kImapWindow
+    ) {
+      const room = kImapWindow - (this.#submitted - this.#consumed);
+      const items: unknown[] = [];
+      try {
+        while (items.length < room) {
+          let step: unknown = this.#pendingStep ?? this.#source.next();
+          this.#pendingStep = undefined;
+          if (step !== null && typeof step === 'object' && typeof (step as PromiseLike<unknown>).then === 'function') {
+            // An async input: submit what we have before waiting for more (the step is kept for the next pull).
+            if (items.length > 0) {
+              this.#pendingStep = step as Promise<IteratorResult<unknown>>;
+              break;
+            }
+            step = await step;
+          }
+          const result = step as IteratorResult<unknown>;
+          if (result.done === true) {
+            this.#exhausted = true;
+            break;
+          }
+          items.push(result.value);
+        }
+      } catch (error) {
+        this.#sourceError = { error };
+      }
+      if (items.length > 0 && !this.#done) {
+        const base = this.#submitted;
+        this.#submitted += items.length;
+        try {
+          this.#submit(items, base, this);
+        } catch (error) {
+          // An item that cannot be copied: the results before it are yielded, then its error is thrown.
+          this.#submitted = base;
+          this.#sourceError = { error };
+        }
+      }
+    }
+    this.#wake();
+  }
+
+  async #close(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    this.#cancel(this);
+    this.#wake();
+    if (!this.#exhausted) {
+      this.#exhausted = true;
+      try {
+        await this.#source.return?.();
+      } catch {
+        // The input's own clean-up failed: nothing left to tell anyone.
+      }
+    }
+  }
+}
+
+// --- argument checks ------------------------------------------------------------------------------------
+
+function functionName(fn: unknown, what: string): string {
+  if (typeof fn === 'string') {
+    if (fn === '') throw new TypeError(`${what} must be a non-empty export name`);
+    return fn;
+  }
+  if (typeof fn === 'function') {
+    if (fn.name === '' || fn.name.startsWith('bound ')) {
+      throw new TypeError(
+        `${what} must be a function exported by the pool's module (a named export, not ${fn.name === '' ? 'an anonymous function' : 'a bound function'}), or its name`,
+      );
+    }
+    return fn.name;
+  }
+  throw new TypeError(`${what} must be a function exported by the pool's module, or its name, got ${describe(fn)}`);
+}
+
+function positiveInteger(value: unknown, name: string): number {
+  const n = checkNonNegativeInteger(value, name);
+  if (n === 0) throw new RangeError(`${name} must be a positive integer, got 0`);
+  return n;
+}
+
+function checkCallback(value: unknown, name: string): ((value: any) => void) | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new TypeError(`${name} must be a function, got ${describe(value)}`);
+  return value as (value: unknown) => void;
+}
+
+/** A callback runs in this thread; what it throws must not be lost, nor turn into the call's own outcome. */
+function runCallback(callback: ((value: any) => void) | undefined, value: unknown): void {
+  if (callback === undefined) return;
+  try {
+    callback(value);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
+
+function moduleHref(module: unknown): string {
+  if (module instanceof URL) return module.href;
+  if (typeof module !== 'string' || module === '')
+    throw new TypeError(`options.module must be a file: URL or a path, got ${describe(module)}`);
+  return module;
+}
+
+function iteratorOf(iterable: unknown): Iterator<unknown> | AsyncIterator<unknown> {
+  if (iterable !== null && typeof iterable === 'object') {
+    const asyncIterator = (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator];
+    if (typeof asyncIterator === 'function') return asyncIterator.call(iterable);
+    const iterator = (iterable as Iterable<unknown>)[Symbol.iterator];
+    if (typeof iterator === 'function') return iterator.call(iterable);
+  }
+  throw new TypeError(`iterable must be an iterable or an async iterable, got ${describe(iterable)}`);
+}

@@ -1,0 +1,529 @@
+// The Pool's scheduler: its workers, the tasks waiting for them, and what runs where. Calls (pool.ts) hand it
+// jobs: tasks of one function, their arguments captured at the call into one batch. It cuts jobs into chunks
+// sized by how long the function's tasks take (so tiny tasks go thousands at a time and 1 ms ones a few at a
+// time, whatever chunksize says), keeps every worker two chunks deep, and settles each task exactly once as
+// its results come back, or when its worker dies, times out or is aborted.
+//
+// Invariants:
+//   Every task is in exactly one place: a queued job (not yet dispatched), or a chunk in flight on one worker,
+//     or settled. A task settles once: from its results, from its call's abort/timeout, from the death of the
+//     worker it was running on (WorkerLostError), or from terminate() (ClosedError).
+//   A chunk's results come in order, in parts: chunk.answered counts the tasks settled from its start. When a
+//     worker dies, the task its `progress` names as running fails; the chunk's other unanswered tasks had not
+//     run, or ran without their results reaching us: they are queued again, at the front (so a task can run
+//     twice, never settle twice).
+//   A job marked `alone` (a per-task timeout or signal, or arguments that move things) goes one task at a time
+//     to a worker that runs nothing else, so that stopping that worker stops that task only.
+//   While any task is queued or in flight the workers' ports are ref'd: the program waits for its work; an idle
+//     pool keeps nothing alive (its workers are daemons).
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import {
+  bug,
+  deserializeError,
+  ErrorCode,
+  ProcessError,
+  TimeoutError,
+  WorkerLostError,
+  type SerializedError,
+} from '../errors.ts';
+import { commit, type Captured } from '../handles.ts';
+import { configureProcess, Process } from '../process.ts';
+import { poolRuntime } from '../runtime.ts';
+import { sliceItems } from '../wire/batch.ts';
+import { BatchReader } from '../wire/decode.ts';
+import type { Batch } from '../wire/format.ts';
+import {
+  kProgressCells,
+  kProgressChunk,
+  kProgressIndex,
+  kProgressRunning,
+  PoolOp,
+  type FromWorker,
+  type ResultsMessage,
+  type ToWorker,
+} from './protocol.ts';
+import type { PoolWorkerArgs } from './worker.ts';
+
+/** What a call does with the outcome of each of its tasks (`index`: the task's place in the call). */
+export interface Call {
+  settle(index: number, ok: boolean, value: unknown): void;
+  /** False once the call no longer wants results (settled by a failure, aborted): its queued tasks are dropped. */
+  readonly live: boolean;
+}
+
+/** Tasks of one function, their arguments captured into `batch`, in the order they were submitted. */
+export interface Job {
+  fn: string;
+  star: boolean;
+  batch: Batch;
+  /** Item i is task `base + i` of `calls` (one call), or task 0 of `calls[i]`. */
+  calls: Call | Call[];
+  base: number;
+  /** The next item to dispatch. */
+  next: number;
+  /** One task at a time, to a worker that runs nothing else. */
+  alone: boolean;
+  /** Per task, from when it starts (alone jobs). */
+  timeout: number;
+  /** At least this many tasks per chunk (the call's chunksize). */
+  minChunk: number;
+  /** Handles or buffers the batch moves (alone jobs): committed when sent. */
+  captured?: Captured;
+}
+
+interface Chunk {
+  id: number;
+  job: Job;
+  from: number;
+  to: number;
+  /** Tasks of [from, to) settled so far, from the start. */
+  answered: number;
+  /** Settled by a timeout or an abort while its worker was being stopped. */
+  stopped: boolean;
+  timer: NodeJS.Timeout | undefined;
+}
+
+interface Slot {
+  process: Process<string>;
+  port: MessagePort;
+  progress: Int32Array;
+  chunks: Chunk[];
+  /** Tasks sent to it, ever (maxtasksperchild). */
+  sent: number;
+  ready: boolean;
+  stopping: boolean;
+}
+
+/** Chunks a worker holds at once: one running, one waiting, so that it never waits for the next. */
+const kDepth = 2;
+/** Aim for chunks of about this much work, once the function's cost is known. */
+const kChunkMs = 4;
+/** The first chunk of a function whose cost is not known yet. */
+const kFirstChunk = 16;
+
+export interface SchedulerOptions {
+  module: string;
+  processes: number;
+  initializer: string | null;
+  initargs: readonly unknown[];
+  maxtasksperchild: number | undefined;
+  resourceLimits: object | undefined;
+  name: string;
+}
+
+export class Scheduler {
+  readonly #options: SchedulerOptions;
+  readonly #slots = new Set<Slot>();
+  readonly #queue: Job[] = [];
+  /** Chunks in flight, by id. */
+  readonly #chunks = new Map<number, { chunk: Chunk; slot: Slot }>();
+  /** Milliseconds per task, by function (a moving average). */
+  readonly #cost = new Map<string, number>();
+  #nextChunkId = 1;
+  #workerCount = 0;
+  #state: 'running' | 'closing' | 'terminated' = 'running';
+  /** Why the pool cannot run anything (a module that does not load, an initializer that throws). */
+  #broken: Error | undefined;
+  #allExited: { promise: Promise<void>; resolve: () => void };
+  #ref = false;
+
+  constructor(options: SchedulerOptions) {
+    this.#options = options;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => {
+      resolve = r;
+    });
+    this.#allExited = { promise, resolve };
+    // The first workers start now, so that the first task does not wait for them; a failure to start one
+    // (no such module, no isMainThread guard) is the constructor's.
+    try {
+      for (let i = 0; i < options.processes; i++) this.#startWorker(true);
+    } catch (error) {
+      for (const slot of this.#slots) slot.process.terminate();
+      throw error;
+    }
+  }
+
+  get processes(): number {
+    return this.#options.processes;
+  }
+
+  /** Why submitting fails, if it does: the pool closed, terminated, or broken. */
+  get refusal(): Error | undefined {
+    return this.#broken;
+  }
+
+  /** Queues `job` (its arguments already captured) and dispatches what it can. */
+  submit(job: Job): void {
+    if (this.#broken !== undefined) {
+      this.#failJob(job, this.#broken);
+      return;
+    }
+    this.#queue.push(job);
+    this.#pump();
+  }
+
+  /** A call no longer wants its tasks: those queued are dropped; those running stop with their workers. */
+  cancel(call: Call): void {
+    for (const { chunk, slot } of this.#chunks.values()) {
+      if (!chunkHas(chunk, call)) continue;
+      chunk.stopped = true;
+      this.#stop(slot);
+    }
+    this.#pump();
+  }
+
+  /** No more submissions: workers exit once the queued and running tasks are done. */
+  close(): void {
+    if (this.#state !== 'running') return;
+    this.#state = 'closing';
+    this.#pump();
+  }
+
+  /** Stops every worker now; every task not settled fails with `error`. */
+  terminate(error: Error): void {
+    if (this.#state === 'terminated') return;
+    this.#state = 'terminated';
+    for (const job of this.#queue.splice(0)) this.#failJob(job, error);
+    for (const { chunk } of this.#chunks.values()) this.#failChunk(chunk, error);
+    this.#chunks.clear();
+    for (const slot of this.#slots) {
+      slot.chunks = [];
+      slot.process.terminate();
+    }
+    if (this.#slots.size === 0) this.#allExited.resolve();
+    this.#updateRef();
+  }
+
+  /**
+   * Resolves once every worker has exited for good (after close() or terminate()). While it waits it keeps the
+   * program alive (workers are daemons: without this, a program awaiting join() would just end).
+   */
+  exited(): Promise<void> {
+    if (this.#slots.size === 0) return this.#allExited.promise;
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    return this.#allExited.promise.finally(() => clearInterval(keepAlive));
+  }
+
+  // --- workers ------------------------------------------------------------------------------------------
+
+  #startWorker(initial = false): void {
+    const o = this.#options;
+    const { port1, port2 } = new MessageChannel();
+    const progress = new Int32Array(new SharedArrayBuffer(kProgressCells * Int32Array.BYTES_PER_ELEMENT));
+    const args: PoolWorkerArgs = [port2, progress, o.initializer, [...o.initargs]];
+    const process = new Process({
+      target: '(pool worker)',
+      module: o.module,
+      name: `${o.name}-${++this.#workerCount}`,
+      daemon: true,
+      args,
+      ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
+    });
+    const slot: Slot = { process, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false };
+    configureProcess(process, poolRuntime, [port2], (code) => this.#onExit(slot, code));
+    try {
+      process.start();
+    } catch (error) {
+      port1.close();
+      if (initial) throw error;
+      this.#break(error as Error);
+      return;
+    }
+    this.#slots.add(slot);
+    port1.on('message', (message: FromWorker) => this.#onMessage(slot, message));
+    if (!this.#ref) port1.unref();
+  }
+
+  #onMessage(slot: Slot, message: FromWorker): void {
+    switch (message.op) {
+      case PoolOp.Ready:
+        slot.ready = true;
+        return;
+      case PoolOp.InitFailed: {
+        const cause = deserializeError(message.error);
+        this.#break(
+          new ProcessError(`the pool's initializer failed: ${cause.message}`, ErrorCode.PoolInitializer, { cause }),
+        );
+        return;
+      }
+      case PoolOp.Results:
+        this.#onResults(slot, message);
+        return;
+      default: {
+        const unknown: never = message;
+        process.emitWarning(bug(`pool: unknown message ${JSON.stringify(unknown)} from a worker`));
+      }
+    }
+  }
+
+  #onResults(slot: Slot, message: ResultsMessage): void {
+    const entry = this.#chunks.get(message.id);
+    if (entry === undefined) return; // a chunk settled otherwise meanwhile (stopped, terminated)
+    const { chunk } = entry;
+    const n = message.batch.n;
+    if (message.from !== chunk.answered) {
+      process.emitWarning(bug(`pool: results for ${message.from} of chunk ${message.id}, expected ${chunk.answered}`));
+    }
+    const failures = new Map<number, SerializedError>(message.failures ?? []);
+    const reader = new BatchReader(message.batch);
+    for (let i = 0; i < n; i++) {
+      const failure = failures.get(i);
+      if (failure !== undefined) settleTask(chunk.job, chunk.from + chunk.answered, false, deserializeError(failure));
+      else {
+        let value: unknown;
+        try {
+          value = reader.item(i);
+        } catch (error) {
+          settleTask(chunk.job, chunk.from + chunk.answered, false, error);
+          chunk.answered++;
+          continue;
+        }
+        settleTask(chunk.job, chunk.from + chunk.answered, true, value);
+      }
+      chunk.answered++;
+    }
+    if (n > 0 && message.ms > 0) {
+      const per = message.ms / n;
+      const old = this.#cost.get(chunk.job.fn);
+      this.#cost.set(chunk.job.fn, old === undefined ? per : 0.7 * old + 0.3 * per);
+    }
+    if (message.done || chunk.answered >= chunk.to - chunk.from) this.#chunkDone(slot, chunk);
+    this.#pump();
+  }
+
+  #chunkDone(slot: Slot, chunk: Chunk): void {
+    if (chunk.timer !== undefined) clearTimeout(chunk.timer);
+    this.#chunks.delete(chunk.id);
+    const i = slot.chunks.indexOf(chunk);
+    if (i !== -1) slot.chunks.splice(i, 1);
+  }
+
+  /** A worker exited (its tasks done and stopped, or it died): settle or requeue what it had, replace it. */
+  #onExit(slot: Slot, code: number): void {
+    this.#slots.delete(slot);
+    slot.port.close();
+    const runningChunk =
+      Atomics.load(slot.progress, kProgressRunning) === 1 ? Atomics.load(slot.progress, kProgressChunk) : -1;
+    const runningIndex = Atomics.load(slot.progress, kProgressIndex);
+    const requeue: Job[] = [];
+    for (const chunk of slot.chunks) {
+      if (chunk.timer !== undefined) clearTimeout(chunk.timer);
+      this.#chunks.delete(chunk.id);
+      if (chunk.stopped || this.#state === 'terminated') continue; // settled by whoever stopped it
+      let start = chunk.from + chunk.answered;
+      if (chunk.id === runningChunk && runningIndex >= chunk.answered) {
+        const lost = chunk.from + runningIndex;
+        // Its tasks before the one that was running finished, but their results died with the worker.
+        if (lost > start) requeue.push(subJob(chunk.job, start, lost));
+        const why = slot.ready
+          ? `died (exit code ${code}) while running this task`
+          : `died (exit code ${code}) before it was ready`;
+        settleTask(
+          chunk.job,
+          lost,
+          false,
+          new WorkerLostError(`worker ${slot.process.name} (pid ${slot.process.pid}) ${why}`),
+        );
+        start = lost + 1;
+      }
+      if (start < chunk.to) requeue.push(subJob(chunk.job, start, chunk.to));
+    }
+    slot.chunks = [];
+    this.#queue.unshift(...requeue);
+    if (!slot.ready && !slot.stopping && this.#state !== 'terminated' && code !== 0) {
+      // It never got as far as running a task: its module or initializer fails, and so would the next worker's.
+      const error = slot.process.error;
+      if (error !== undefined)
+        this.#break(
+          new ProcessError(`the pool's worker could not start: ${error.message}`, ErrorCode.ModuleLoad, {
+            cause: error,
+          }),
+        );
+    }
+    if (
+      this.#state !== 'terminated' &&
+      this.#broken === undefined &&
+      (this.#state === 'running' || this.#queue.length > 0 || this.#chunks.size > 0)
+    ) {
+      this.#startWorker();
+    }
+    if (this.#slots.size === 0 && this.#state !== 'running') this.#allExited.resolve();
+    this.#pump();
+  }
+
+  /** The pool cannot run anything: every task queued or in flight fails with `error`, and so will new ones. */
+  #break(error: Error): void {
+    if (this.#broken !== undefined) return;
+    this.#broken = error;
+    for (const job of this.#queue.splice(0)) this.#failJob(job, error);
+    for (const slot of this.#slots) {
+      for (const chunk of slot.chunks) this.#failChunk(chunk, error);
+      slot.chunks = [];
+      slot.process.terminate();
+    }
+    this.#chunks.clear();
+    if (this.#state === 'running') this.#state = 'closing';
+    if (this.#slots.size === 0) this.#allExited.resolve();
+    this.#updateRef();
+  }
+
+  /** Stops a worker on purpose (a timeout, an abort): its other tasks are queued again when it exits. */
+  #stop(slot: Slot): void {
+    slot.stopping = true;
+    slot.process.terminate();
+  }
+
+  // --- dispatch -----------------------------------------------------------------------------------------
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const job = this.#queue[0]!;
+      if (job.next >= job.batch.n || !jobLive(job)) {
+        this.#queue.shift();
+        continue;
+      }
+      const slot = this.#freeSlot(job.alone);
+      if (slot === undefined) break;
+      this.#dispatch(slot, job);
+    }
+    if (this.#state === 'closing' && this.#queue.length === 0) {
+      for (const slot of this.#slots) {
+        if (slot.chunks.length === 0 && !slot.stopping) this.#sendStop(slot);
+      }
+    }
+    this.#updateRef();
+  }
+
+  /** A worker that can take a chunk now: room in its depth, not stopping; for an alone job, an idle one. */
+  #freeSlot(alone: boolean): Slot | undefined {
+    let best: Slot | undefined;
+    for (const slot of this.#slots) {
+      if (slot.stopping || this.#quota(slot) <= 0) continue;
+      if (slot.chunks.length > 0 && (alone || slot.chunks[0]!.job.alone)) continue;
+      if (slot.chunks.length >= kDepth) continue;
+      if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;
+    }
+    return best;
+  }
+
+  #quota(slot: Slot): number {
+    const max = this.#options.maxtasksperchild;
+    return max === undefined ? Infinity : max - slot.sent;
+  }
+
+  #dispatch(slot: Slot, job: Job): void {
+    const remaining = job.batch.n - job.next;
+    let size: number;
+    if (job.alone) size = 1;
+    else {
+      const cost = this.#cost.get(job.fn);
+      size = cost === undefined ? kFirstChunk : Math.ceil(kChunkMs / Math.max(cost, 1e-6));
+      // Leave work for every worker, and never under the call's chunksize.
+      size = Math.min(size, Math.ceil(remaining / this.#options.processes));
+      size = Math.max(size, job.minChunk, 1);
+    }
+    size = Math.min(size, remaining, this.#quota(slot));
+    const from = job.next;
+    job.next += size;
+    const chunk: Chunk = {
+      id: this.#nextChunkId++,
+      job,
+      from,
+      to: from + size,
+      answered: 0,
+      stopped: false,
+      timer: undefined,
+    };
+    const batch = sliceItems(job.batch, from, from + size);
+    const transfer = job.captured?.transfer ?? [];
+    const message: ToWorker = { op: PoolOp.Run, id: chunk.id, fn: job.fn, star: job.star, batch };
+    try {
+      slot.port.postMessage(message, transfer as never[]);
+    } catch (error) {
+      // Only a batch with carried host objects can fail here (the platform refuses one): those tasks fail.
+      for (let i = from; i < from + size; i++) settleTask(job, i, false, error);
+      return;
+    }
+    if (job.captured !== undefined) commit(job.captured, `pool worker ${slot.process.name}`);
+    slot.chunks.push(chunk);
+    slot.sent += size;
+    this.#chunks.set(chunk.id, { chunk, slot });
+    if (job.alone && job.timeout !== Infinity) {
+      chunk.timer = setTimeout(
+        () => {
+          chunk.stopped = true;
+          settleTask(
+            job,
+            from,
+            false,
+            new TimeoutError(`the task did not finish within ${job.timeout} ms; its worker was stopped`),
+          );
+          this.#stop(slot);
+        },
+        Math.min(job.timeout, 0x7fffffff),
+      );
+    }
+    if (this.#quota(slot) <= 0 && this.#options.maxtasksperchild !== undefined) this.#sendStop(slot);
+  }
+
+  #sendStop(slot: Slot): void {
+    slot.stopping = true;
+    const message: ToWorker = { op: PoolOp.Stop };
+    slot.port.postMessage(message);
+  }
+
+  #failJob(job: Job, error: unknown): void {
+    for (let i = job.next; i < job.batch.n; i++) settleTask(job, i, false, error);
+    job.next = job.batch.n;
+  }
+
+  #failChunk(chunk: Chunk, error: unknown): void {
+    if (chunk.timer !== undefined) clearTimeout(chunk.timer);
+    if (chunk.stopped) return;
+    for (let i = chunk.from + chunk.answered; i < chunk.to; i++) settleTask(chunk.job, i, false, error);
+    chunk.answered = chunk.to - chunk.from;
+  }
+
+  /** Workers' ports keep the program alive exactly while some task is queued or in flight. */
+  #updateRef(): void {
+    const busy = this.#state !== 'terminated' && (this.#queue.length > 0 || this.#chunks.size > 0);
+    if (busy === this.#ref) return;
+    this.#ref = busy;
+    for (const slot of this.#slots) {
+      if (busy) slot.port.ref();
+      else slot.port.unref();
+    }
+  }
+}
+
+/** Settles item `i` of `job` with its call. */
+function settleTask(job: Job, i: number, ok: boolean, value: unknown): void {
+  if (Array.isArray(job.calls)) job.calls[i]!.settle(0, ok, value);
+  else job.calls.settle(job.base + i, ok, value);
+}
+
+function jobLive(job: Job): boolean {
+  if (!Array.isArray(job.calls)) return job.calls.live;
+  for (let i = job.next; i < job.calls.length; i++) if (job.calls[i]!.live) return true;
+  return false;
+}
+
+function chunkHas(chunk: Chunk, call: Call): boolean {
+  const calls = chunk.job.calls;
+  if (!Array.isArray(calls)) return calls === call;
+  for (let i = chunk.from; i < chunk.to; i++) if (calls[i] === call) return true;
+  return false;
+}
+
+/** Items [from, to) of `job` as a job of their own (tasks to run again). */
+function subJob(job: Job, from: number, to: number): Job {
+  return {
+    ...job,
+    batch: sliceItems(job.batch, from, to),
+    calls: Array.isArray(job.calls) ? job.calls.slice(from, to) : job.calls,
+    base: Array.isArray(job.calls) ? 0 : job.base + from,
+    next: 0,
+    captured: undefined,
+  };
+}

@@ -1,0 +1,190 @@
+// A Pool's worker: the 'pool' entry a pool's Process runs instead of a target (see protocol.ts). It imports the
+// pool's module, runs the initializer, then runs the chunks it is sent, one task at a time, and sends the
+// results back in parts, so that a worker that dies loses at most a few milliseconds of finished work.
+//
+// Invariants:
+//   Chunks run in the order they came, one task at a time (an async task is awaited before the next starts).
+//   `progress` names the task running (chunk id, index, running = 1) from just before it starts until its
+//     result is in hand; the pool reads it if this thread dies.
+//   Every task of a chunk is answered exactly once, as a result or a failure, in index order.
+import type { MessagePort } from 'node:worker_threads';
+import { registerEntry } from '../entries.ts';
+import { ProcessError, serializeError, type SerializedError } from '../errors.ts';
+import { isHandle, marshalHandles, commit, abort, type Handle } from '../handles.ts';
+import type { BootData } from '../protocol.ts';
+import { BatchReader } from '../wire/decode.ts';
+import { Encoder } from '../wire/encode.ts';
+import { Carrying } from '../wire/format.ts';
+import { exported, fail, load } from '../worker-main.ts';
+import {
+  kProgressChunk,
+  kProgressIndex,
+  kProgressRunning,
+  PoolOp,
+  type FromWorker,
+  type ResultsMessage,
+  type RunMessage,
+  type ToWorker,
+} from './protocol.ts';
+
+/** Results are sent at least this often while a chunk runs (ms of work). */
+const kPartMs = 4;
+
+/** What the pool passes in the worker's args. */
+export type PoolWorkerArgs = [port: MessagePort, progress: Int32Array, initializer: string | null, initargs: unknown[]];
+
+async function poolMain(boot: BootData): Promise<void> {
+  const { module, args } = await load(boot);
+  const [port, progress, initializer, initargs] = args as PoolWorkerArgs;
+  const send = (message: FromWorker, transfer?: readonly unknown[]) => port.postMessage(message, transfer as never[]);
+  if (initializer !== null) {
+    try {
+      const init = exported(module, initializer, boot.module);
+      if (init instanceof ProcessError) throw init;
+      await init(...initargs);
+    } catch (error) {
+      send({ op: PoolOp.InitFailed, error: serializeError(error, false) });
+      return fail(error);
+    }
+  }
+  const functions = new Map<string, ((...args: unknown[]) => unknown) | ProcessError>();
+  const lookup = (name: string) => {
+    let fn = functions.get(name);
+    if (fn === undefined) functions.set(name, (fn = exported(module, name, boot.module)));
+    return fn;
+  };
+
+  const chunks: RunMessage[] = [];
+  let running = false;
+  let stopping = false;
+  const pump = async () => {
+    if (running) return;
+    running = true;
+    while (chunks.length > 0) await runChunk(chunks.shift()!, lookup, progress, send);
+    running = false;
+    if (stopping) process.exit(0);
+  };
+  port.on('message', (message: ToWorker) => {
+    if (message.op === PoolOp.Run) chunks.push(message);
+    else stopping = true;
+    void pump();
+  });
+  // The pool is gone (closed, terminated, or its thread exited): nothing more will come.
+  port.on('close', () => {
+    stopping = true;
+    void pump();
+  });
+  send({ op: PoolOp.Ready });
+}
+
+/** Runs the tasks of one chunk and sends their results, in parts. */
+async function runChunk(
+  chunk: RunMessage,
+  lookup: (name: string) => ((...args: unknown[]) => unknown) | ProcessError,
+  progress: Int32Array,
+  send: (message: FromWorker, transfer?: readonly unknown[]) => void,
+): Promise<void> {
+  const fn = lookup(chunk.fn);
+  const reader = new BatchReader(chunk.batch);
+  const n = chunk.batch.n;
+  const encoder = new Encoder({ isHandle });
+  let failures: [number, unknown][] | null = null;
+  let from = 0;
+  let partStart = performance.now();
+  const flush = (to: number, done: boolean) => {
+    if (encoder.count === 0 && !done) {
+      from = to;
+      return;
+    }
+    const { batch, transfer } = encoder.finish();
+    sendResults(
+      send,
+      { op: PoolOp.Results, id: chunk.id, from, batch, failures: null, done, ms: performance.now() - partStart },
+      failures,
+      transfer,
+    );
+    failures = null;
+    from = to;
+    partStart = performance.now();
+  };
+  Atomics.store(progress, kProgressChunk, chunk.id);
+  for (let i = 0; i < n; i++) {
+    Atomics.store(progress, kProgressIndex, i);
+    Atomics.store(progress, kProgressRunning, 1);
+    let value: unknown;
+    let error: unknown;
+    let failed = false;
+    try {
+      if (fn instanceof ProcessError) throw fn;
+      const args = reader.item(i);
+      value = chunk.star ? fn(...(args as unknown[])) : fn(args);
+      if (value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function')
+        value = await value;
+    } catch (e) {
+      failed = true;
+      error = e;
+    }
+    Atomics.store(progress, kProgressRunning, 0);
+    if (!failed) {
+      try {
+        if (encoder.put(value) >= Carrying.Cloned) {
+          // A result that moves things (a handle, a port) or holds host objects travels alone.
+          const lone = encoder.takeLast(undefined);
+          flush(i, false);
+          const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+          try {
+            sendResults(
+              send,
+              {
+                op: PoolOp.Results,
+                id: chunk.id,
+                from: i,
+                batch: lone.batch,
+                failures: null,
+                done: i === n - 1,
+                ms: 0,
+              },
+              null,
+              captured.transfer,
+            );
+          } catch (e) {
+            abort(captured);
+            throw e;
+          }
+          commit(captured, 'the pool');
+          from = i + 1;
+          continue;
+        }
+      } catch (e) {
+        failed = true;
+        error = e; // a result that cannot be copied fails its task, as an uncloneable argument fails its call
+      }
+    }
+    if (failed) {
+      encoder.put(undefined);
+      (failures ??= []).push([i - from, error]);
+    }
+    if (i === n - 1) flush(n, true);
+    else if (performance.now() - partStart >= kPartMs) flush(i + 1, false);
+  }
+  if (n === 0) flush(0, true);
+}
+
+/** Sends a part; a failure whose cause or properties cannot be copied is sent without them. */
+function sendResults(
+  send: (message: FromWorker, transfer?: readonly unknown[]) => void,
+  message: ResultsMessage,
+  failures: [number, unknown][] | null,
+  transfer: readonly unknown[],
+): void {
+  const serialized = (withValues: boolean): [number, SerializedError][] | null =>
+    failures === null ? null : failures.map(([i, e]) => [i, serializeError(e, withValues)]);
+  try {
+    send({ ...message, failures: serialized(true) }, transfer);
+  } catch (error) {
+    if (failures === null) throw error;
+    send({ ...message, failures: serialized(false) }, transfer);
+  }
+}
+
+registerEntry('pool', poolMain);

@@ -1,0 +1,474 @@
+// Pool: CPython's _TestPool (Lib/test/_test_multiprocessing.py) ported, then what the contract adds: per-task
+// settlement when a worker dies (process.exit, out of heap, terminated), timeouts and aborts on queued and
+// running tasks, maxtasksperchild, errors rebuilt whole, lazy imap with a bounded window, capture at the call,
+// and a program that never closes its pool still exiting.
+//
+// Synchronisation is by handshake (a Pipe message from the task), never by sleeping; durations are checked
+// only against generous upper bounds.
+import { fileURLToPath } from 'node:url';
+import * as assert from 'uvu/assert';
+import {
+  activeChildren,
+  AsyncResult,
+  ClosedError,
+  Pipe,
+  Pool,
+  ProcessError,
+  Queue,
+  TimeoutError,
+  WorkerLostError,
+} from '../../lib/index.ts';
+import * as tasks from '../fixtures/pool-tasks.ts';
+import { deadline, rejects, suite, throws } from '../_support/harness.ts';
+import { run } from '../_support/run-program.ts';
+
+const module = new URL('../fixtures/pool-tasks.ts', import.meta.url);
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** Every pool a test makes is terminated after it, so a failing test leaves no worker behind. */
+const pools = new Set<Pool>();
+function pool(options: Partial<ConstructorParameters<typeof Pool>[0]> = {}): Pool {
+  const p = new Pool({ module, processes: 2, ...options });
+  pools.add(p);
+  return p;
+}
+
+function* sayWhenGenerator(n: number, when: number): Generator<number> {
+  for (let i = 0; i < n; i++) {
+    if (i === when) throw new tasks.SayWhenError('generator failed', i);
+    yield i;
+  }
+}
+
+const cpython = suite('Pool: CPython _TestPool', 60_000);
+cpython.after.each(async () => {
+  for (const p of pools) p.terminate();
+  await Promise.all([...pools].map((p) => deadline(p.join(), 10_000, 'terminating a pool')));
+  pools.clear();
+});
+
+cpython('test_apply', async () => {
+  const p = pool();
+  assert.is(await p.apply(tasks.sqr, [5]), 25);
+  assert.is(await p.apply('sqr', [3]), 9, 'by name');
+  assert.is(await p.apply(tasks.sqrLater, [4]), 16, 'an async function');
+});
+
+cpython('test_map, test_map_chunksize, test_starmap', async () => {
+  const p = pool();
+  assert.equal(
+    await p.map(tasks.sqr, range(10)),
+    range(10).map((x) => x * x),
+  );
+  assert.equal(
+    await p.map(tasks.sqr, range(100), { chunksize: 20 }),
+    range(100).map((x) => x * x),
+  );
+  assert.equal(await p.map(tasks.sqr, [], { chunksize: 1 }), []);
+  const pairs = range(10).map((i) => [i, i + 1] as [number, number]);
+  assert.equal(
+    await p.starmap(tasks.mul, pairs),
+    pairs.map(([a, b]) => a * b),
+  );
+  assert.equal(
+    await p.starmap(tasks.mul, pairs, { chunksize: 3 }),
+    pairs.map(([a, b]) => a * b),
+  );
+});
+
+cpython('test_map_async, test_starmap_async, and their callbacks', async () => {
+  const p = pool();
+  const results: unknown[] = [];
+  const r = p.mapAsync(tasks.sqr, range(10), { callback: (v) => results.push(v) });
+  assert.ok(r instanceof AsyncResult);
+  assert.equal(
+    await r.get(30_000),
+    range(10).map((x) => x * x),
+  );
+  assert.equal(results, [range(10).map((x) => x * x)], 'the callback ran once, with the results');
+  assert.ok(r.ready() && r.successful());
+  const errors: unknown[] = [];
+  const failing = p.starmapAsync(
+    tasks.failOn,
+    [
+      [0, 1],
+      [1, 1],
+      [2, 1],
+    ],
+    { errorCallback: (e) => errors.push(e) },
+  );
+  await rejects(failing.get(30_000), tasks.SayWhenError, 'mapAsync of a failing function');
+  assert.is(errors.length, 1);
+  assert.not.ok(failing.successful());
+  assert.equal(
+    await p.starmapAsync(tasks.mul, [
+      [2, 3],
+      [4, 5],
+    ]),
+    [6, 20],
+    'awaited as a PromiseLike',
+  );
+});
+
+cpython('test_map_unpicklable: an argument that cannot be copied fails at the call with DataCloneError', async () => {
+  const p = pool();
+  const error = await rejects(p.map(tasks.identity, [1, () => 2, 3]), DOMException, 'map of a function');
+  assert.is(error.name, 'DataCloneError');
+  assert.is(
+    (await rejects(p.apply(tasks.identity, [Symbol('s')]), DOMException, 'apply of a symbol')).name,
+    'DataCloneError',
+  );
+  assert.is(
+    throws(() => p.applyAsync(tasks.identity, [new WeakMap()]), DOMException, 'applyAsync of a WeakMap').name,
+    'DataCloneError',
+  );
+  assert.equal(await p.map(tasks.sqr, [1, 2]), [1, 4], 'the pool still works');
+});
+
+cpython('test_async, test_async_timeout: get(timeout), wait, ready and successful', async () => {
+  const p = pool();
+  const quick = p.applyAsync(tasks.sqr, [7]);
+  assert.is(await quick.get(30_000), 49);
+  assert.ok(quick.ready() && quick.successful());
+  const slow = p.applyAsync(tasks.sqr, [6, 2_000]);
+  const timedOut = await rejects(slow.get(50), TimeoutError, 'get(50) of a 2 s task');
+  assert.match(timedOut.message, /within 50 ms/);
+  assert.not.ok(slow.ready());
+  const notReady = throws(() => slow.successful(), ProcessError, 'successful() before ready');
+  assert.is(notReady.code, 'ERR_NOT_READY');
+  await slow.wait(50); // resolves without the result
+  assert.is(await slow.get(), 36, 'the task went on');
+});
+
+cpython('test_imap, test_imap_unordered', async () => {
+  const p = pool();
+  const ordered: number[] = [];
+  for await (const y of p.imap(tasks.sqr, range(10))) ordered.push(y);
+  assert.equal(
+    ordered,
+    range(10).map((x) => x * x),
+  );
+  const chunked: number[] = [];
+  for await (const y of p.imap(tasks.sqr, range(1000), { chunksize: 100 })) chunked.push(y);
+  assert.equal(
+    chunked,
+    range(1000).map((x) => x * x),
+  );
+  const unordered: number[] = [];
+  for await (const y of p.imapUnordered(tasks.sqr, range(1000))) unordered.push(y);
+  assert.equal(
+    unordered.sort((a, b) => a - b),
+    range(1000).map((x) => x * x),
+  );
+  const fromAsync: number[] = [];
+  async function* numbers() {
+    for (let i = 0; i < 50; i++) yield i;
+  }
+  for await (const y of p.imapUnordered(tasks.sqr, numbers())) fromAsync.push(y);
+  assert.equal(
+    fromAsync.sort((a, b) => a - b),
+    range(50).map((x) => x * x),
+    'an async iterable, every item once',
+  );
+});
+
+cpython('test_imap_handle_iterable_exception, test_imap_unordered_handle_iterable_exception', async () => {
+  const p = pool();
+  const got: number[] = [];
+  const it = p.imap(tasks.sqr, sayWhenGenerator(10, 3));
+  await rejects(
+    (async () => {
+      for await (const y of it) got.push(y);
+    })(),
+    tasks.SayWhenError,
+    'imap of a failing input',
+  );
+  assert.equal(got, [0, 1, 4], 'the results before the failure');
+  const unordered: number[] = [];
+  await rejects(
+    (async () => {
+      for await (const y of p.imapUnordered(tasks.sqr, sayWhenGenerator(10, 3))) unordered.push(y);
+    })(),
+    tasks.SayWhenError,
+  );
+  assert.ok(unordered.every((y) => [0, 1, 4].includes(y)));
+});
+
+cpython('test_empty_iterable', async () => {
+  const p = pool();
+  assert.equal(await p.map(tasks.sqr, []), []);
+  assert.equal(await p.starmap(tasks.mul, []), []);
+  assert.equal(await p.mapAsync(tasks.sqr, []).get(), []);
+  for await (const _ of p.imap(tasks.sqr, [])) assert.unreachable('imap of nothing');
+  for await (const _ of p.imapUnordered(tasks.sqr, [])) assert.unreachable('imapUnordered of nothing');
+});
+
+cpython('test_terminate: calls not settled reject with ClosedError; join() resolves', async () => {
+  const p = pool();
+  const results = range(20).map((i) => p.applyAsync(tasks.sqr, [i, 500]));
+  p.terminate();
+  for (const r of results) await rejects(r.get(), ClosedError, 'a call the terminate cut short');
+  await deadline(p.join(), 10_000, 'join() after terminate()');
+  assert.match(throws(() => p.applyAsync(tasks.sqr, [1]), ClosedError).message, /pool is closed/);
+});
+
+cpython(
+  'test_traceback, test_wrapped_exception: a task error is rebuilt with its class, message, stack, cause and properties',
+  async () => {
+    const p = pool();
+    const error = await rejects(p.apply(tasks.failOn, [3, 3]), tasks.SayWhenError, 'a task that throws');
+    assert.is(error.name, 'SayWhenError');
+    assert.is(error.message, 'failed on 3');
+    assert.is(error.when, 3, 'an own property');
+    assert.equal((error as unknown as { extra: unknown }).extra, { list: [1, 2] });
+    assert.match(error.stack ?? '', /pool-tasks\.ts/, 'the stack names the task module');
+    const wrapped = await rejects(p.apply(tasks.throwWithCause, ['outer']), TypeError);
+    assert.is(wrapped.message, 'outer');
+    assert.ok(wrapped.cause instanceof RangeError, 'the cause, rebuilt');
+    assert.is((wrapped.cause as Error).message, 'the cause');
+  },
+);
+
+cpython(
+  'test_map_no_failfast: a failing map rejects with the first failure in input order; close and join still work',
+  async () => {
+    const p = pool();
+    const args = range(100).map((i) => [i, i % 10 === 7 ? i : -1] as [number, number]);
+    const error = await rejects(p.starmap(tasks.failOn, args, { chunksize: 1 }), tasks.SayWhenError);
+    assert.is(error.when, 7, 'the first failure in input order');
+    p.close();
+    await deadline(p.join(), 20_000, 'join() after a failed map');
+  },
+);
+
+cpython('test_pool_worker_lifetime: maxtasksperchild replaces workers; results stay right', async () => {
+  const p = pool({ maxtasksperchild: 10 });
+  const results = await p.map(tasks.sqr, range(100));
+  assert.equal(
+    results,
+    range(100).map((x) => x * x),
+  );
+  const pids = new Set(await Promise.all(range(30).map(() => p.apply(tasks.pid))));
+  assert.ok(pids.size >= 3, `30 tasks at 10 per worker ran in ${pids.size} workers`);
+});
+
+cpython('test_context: await using closes and joins', async () => {
+  let workers: string[];
+  {
+    await using p = new Pool({ module, processes: 2 });
+    assert.is(await p.apply(tasks.sqr, [3]), 9);
+    workers = activeChildren()
+      .map((c) => c.name)
+      .filter((n) => n.startsWith('PoolWorker'));
+  }
+  const left = activeChildren().filter((c) => workers.includes(c.name));
+  assert.is(left.length, 0, 'every worker exited');
+});
+
+cpython.run();
+
+// ---------------------------------------------------------------------------------------------------------
+const contract = suite('Pool: the contract', 120_000);
+contract.after.each(async () => {
+  for (const p of pools) p.terminate();
+  await Promise.all([...pools].map((p) => deadline(p.join(), 10_000, 'terminating a pool')));
+  pools.clear();
+});
+
+contract(
+  'a worker dying mid-task (process.exit, out of heap, terminated) rejects that task with WorkerLostError; the pool goes on',
+  async () => {
+    const p = pool({ resourceLimits: { maxOldGenerationSizeMb: 32 } });
+    const exited = await rejects(p.apply(tasks.die, ['exit']), WorkerLostError, 'process.exit() in a task');
+    assert.is(exited.code, 'WorkerLostError');
+    assert.match(exited.message, /PoolWorker-\d+ \(pid \d+\) died \(exit code 7\)/);
+    await rejects(p.apply(tasks.die, ['oom']), WorkerLostError, 'out of heap');
+    const [conn, child] = Pipe<string>();
+    const spinning = p.apply(tasks.announceThenSpin, [child]);
+    const name = await conn.recv({ timeout: 30_000 });
+    const worker = activeChildren().find((c) => c.name === name);
+    assert.ok(worker !== undefined, `the pool worker ${name} is an active child`);
+    worker!.terminate();
+    await rejects(spinning, WorkerLostError, 'its worker terminated');
+    assert.equal(
+      await p.map(tasks.sqr, range(20)),
+      range(20).map((x) => x * x),
+      'the pool replaced its workers',
+    );
+  },
+);
+
+contract(
+  "a worker dying during a chunk: only the task that was running fails; the chunk's others run elsewhere, every call settles once",
+  async () => {
+    const p = pool();
+    const calls = range(200).map((i) => p.applyAsync(tasks.exitOn, [i, 57]));
+    let lost = 0;
+    for (const [i, call] of calls.entries()) {
+      try {
+        assert.is(await call.get(30_000), i);
+      } catch (error) {
+        assert.ok(error instanceof WorkerLostError, String(error));
+        assert.is(i, 57, 'only the task that called process.exit() fails');
+        lost++;
+      }
+    }
+    assert.is(lost, 1);
+  },
+);
+
+contract('seeded worker kills among many tasks: every call settles exactly once, none hangs', async () => {
+  const p = pool();
+  let seed = 12345;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const n = 2_000;
+  const kills = new Set<number>();
+  while (kills.size < 100) kills.add(Math.floor(random() * n));
+  const settled = new Array<number>(n).fill(0);
+  const calls = range(n).map((i) => {
+    const r = p.applyAsync(tasks.maybeExit, [i, kills.has(i)]);
+    return r.then(
+      (v) => {
+        settled[i]++;
+        assert.is(v, i);
+        return 'ok';
+      },
+      (e) => {
+        settled[i]++;
+        assert.ok(e instanceof WorkerLostError, String(e));
+        return 'lost';
+      },
+    );
+  });
+  const outcomes = await deadline(Promise.all(calls), 100_000, 'every call settling');
+  assert.ok(
+    settled.every((s) => s === 1),
+    'each call settled exactly once',
+  );
+  for (const [i, o] of outcomes.entries()) assert.is(o, kills.has(i) ? 'lost' : 'ok', `task ${i}`);
+});
+
+contract(
+  'timeout and signal: a queued task never runs; a running one is stopped with its worker; both reject',
+  async () => {
+    const p = pool({ processes: 1 });
+    const [conn, child] = Pipe<string>();
+    const running = p.apply(tasks.announceThenSpin, [child], { timeout: 300 });
+    await conn.recv({ timeout: 30_000 }); // it started: the timeout counts from here
+    const queued = new AbortController();
+    const waiting = p.apply(tasks.sqr, [3], { signal: queued.signal });
+    queued.abort(new Error('aborted while queued'));
+    assert.is((await rejects(waiting, Error, 'a queued task aborted')).message, 'aborted while queued');
+    const timedOut = await rejects(running, TimeoutError, 'a running task past its timeout');
+    assert.match(timedOut.message, /within 300 ms/);
+    // A running task aborted.
+    const [conn2, child2] = Pipe<string>();
+    const abort = new AbortController();
+    const spinning = p.apply(tasks.announceThenSpin, [child2], { signal: abort.signal });
+    await conn2.recv({ timeout: 30_000 });
+    abort.abort(new Error('aborted while running'));
+    assert.is((await rejects(spinning, Error, 'a running task aborted')).message, 'aborted while running');
+    // A timeout counts from the start, not from the queue: a task queued behind a long one is not timed out.
+    const long = p.apply(tasks.sqr, [2, 600]);
+    const short = p.apply(tasks.sqr, [4, 1], { timeout: 400 });
+    assert.is(await long, 4);
+    assert.is(await short, 16, 'its timeout did not run while it waited');
+    assert.is(await p.apply(tasks.sqr, [5]), 25, 'the pool goes on');
+  },
+);
+
+contract(
+  'imap over an endless generator, stopped by break: the input is read ahead by a bounded window and closed',
+  async () => {
+    const p = pool();
+    let pulled = 0;
+    let closed = false;
+    function* endless() {
+      try {
+        for (let i = 0; ; i++) {
+          pulled++;
+          yield i;
+        }
+      } finally {
+        closed = true;
+      }
+    }
+    let seen = 0;
+    for await (const y of p.imap(tasks.addOne, endless())) {
+      assert.is(y, seen + 1);
+      if (++seen === 10_000) break;
+    }
+    assert.ok(closed, 'the generator was closed (return())');
+    assert.ok(pulled - seen <= 4096, `read ${pulled} for ${seen} consumed: the window is bounded`);
+  },
+);
+
+contract('capture at the call; queue handles in arguments work; an uncloneable result fails its task', async () => {
+  const p = pool();
+  const arg = { list: [1] };
+  const r = p.apply(tasks.identity, [arg]);
+  arg.list.push(2);
+  assert.equal(await r, { list: [1] });
+  const q = new Queue<number>();
+  try {
+    assert.is(await p.apply(tasks.putOnQueue, [q, 41]), 42);
+    assert.is(await q.get({ timeout: 10_000 }), 41);
+  } finally {
+    q.close();
+  }
+  assert.is((await rejects(p.apply(tasks.uncloneableResult), DOMException)).name, 'DataCloneError');
+});
+
+contract(
+  'workers are Processes named after the pool; an initializer runs first; a failing one fails the calls',
+  async () => {
+    const p = pool({ initializer: tasks.init, initargs: [{ ready: true }], name: 'Crunch' });
+    assert.match(await p.apply(tasks.whoAmI), /^Crunch-\d+$/);
+    assert.equal(await p.apply(tasks.initValue), { ready: true });
+    const broken = pool({ initializer: 'failInit' });
+    const error = await rejects(
+      broken.apply(tasks.sqr, [2]),
+      ProcessError,
+      'a call to a pool whose initializer throws',
+    );
+    assert.is(error.code, 'ERR_POOL_INITIALIZER');
+    assert.match(error.message, /initializer fails/);
+  },
+);
+
+contract('bad input is a typed error at the call; submitting to a closed pool throws ClosedError', async () => {
+  throws(() => new Pool({ module, processes: 0 }), RangeError);
+  throws(() => new Pool({ module, procesess: 2 } as never), TypeError);
+  throws(() => new Pool({} as never), TypeError);
+  const p = pool();
+  await rejects(p.apply(tasks.sqr, 5 as never), TypeError, 'args not an array');
+  await rejects(p.map(tasks.sqr, 5 as never), TypeError, 'map of a number');
+  await rejects(p.apply(tasks.sqr, [1], { timeout: -1 }), RangeError);
+  await rejects(p.apply(tasks.sqr.bind(null), [1]), TypeError, 'a bound function');
+  await rejects(
+    p.map((x: number) => x, [1]),
+    TypeError,
+    'an anonymous function',
+  );
+  const missing = await rejects(p.apply('noSuchExport', [1]), ProcessError, 'an export the module does not have');
+  assert.is(missing.code, 'ERR_TARGET_NOT_FOUND');
+  await rejects(p.join(), ProcessError, 'join() before close()');
+  p.close();
+  assert.match((await rejects(p.apply(tasks.sqr, [1]), ClosedError)).message, /pool is closed/);
+  throws(() => p.applyAsync(tasks.sqr, [1]), ClosedError);
+  throws(() => p.imap(tasks.sqr, [1]), ClosedError);
+  await deadline(p.join(), 10_000, 'join() after close()');
+});
+
+contract('a program that never calls close() exits by itself when its work is done', async () => {
+  const ran = await run(process.execPath, ['--import', 'tsx', fileURLToPath(module)], {
+    cwd: root,
+    ms: 60_000,
+    env: { MPTHREADS_POOL_PROGRAM: 'never-close' },
+  });
+  assert.is(ran.code, 0, ran.stderr);
+  assert.equal(JSON.parse(ran.stdout.trim()), { results: [1, 4, 9], one: 42 });
+});
+
+contract.run();
