@@ -1,6 +1,7 @@
 // Compile-time checks of the public types, run by `tsc --noEmit` (npm test, npm run typecheck), never
 // executed (uvu runs *.test.ts only). Each `@ts-expect-error` line must be a type error: were the types loose
 // again (args as unknown[]), tsc would fail on the unused directive.
+import type { AsyncResult, Pool } from '../lib/index.ts';
 import { JoinableQueue, Pipe, Process, Queue, type Connection, type ProcessOptions } from '../lib/index.ts';
 
 declare function work(q: Queue<number>, n: number): void;
@@ -54,4 +55,39 @@ export function processArgs(): void {
   // Every Process, whatever its target, is a Process (activeChildren(), arrays of them).
   const all: Process[] = [new Process({ target: work, module, args: [q, 1] }), new Process({ target: 'x', module })];
   void all;
+}
+
+// Pool: what comes back is typed from the task function.
+export async function poolTypes(pool: Pool): Promise<void> {
+  const squares: number[] = await pool.map(square, [1, 2, 3]);
+  const lengths: number[] = await pool.map(asyncLength, ['a', 'bb']);
+  const one: number = await pool.apply(square, [2]);
+  const products: number[] = await pool.starmap(mul, [
+    [1, 2],
+    [3, 4],
+  ]);
+  const later: AsyncResult<number> = pool.applyAsync(square, [3]);
+  const listed: AsyncResult<number[]> = pool.mapAsync(square, [1]);
+  for await (const y of pool.imap(square, [1, 2])) {
+    const n: number = y;
+    void n;
+  }
+  // @ts-expect-error map's results are numbers, not strings
+  const wrongMap: string[] = await pool.map(square, [1]);
+  // @ts-expect-error square takes a number
+  await pool.map(square, ['x']);
+  // @ts-expect-error apply's args must fit the function's parameters
+  await pool.apply(mul, [1, 'two']);
+  // @ts-expect-error starmap's items are argument lists
+  await pool.starmap(mul, [1, 2]);
+  void [squares, lengths, one, products, later, listed, wrongMap];
+}
+function square(x: number): number {
+  return x * x;
+}
+async function asyncLength(s: string): Promise<number> {
+  return s.length;
+}
+function mul(a: number, b: number): number {
+  return a * b;
 }

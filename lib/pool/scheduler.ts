@@ -125,7 +125,8 @@ export class Scheduler {
   /** Why the pool cannot run anything (a module that does not load, an initializer that throws). */
   #broken: Error | undefined;
   #allExited: { promise: Promise<void>; resolve: () => void };
-  #ref = false;
+  /** Set while some task is queued or in flight (see #updateRef). */
+  #keepAlive: NodeJS.Timeout | undefined;
 
   constructor(options: SchedulerOptions) {
     this.#options = options;
@@ -212,7 +213,7 @@ export class Scheduler {
     const { port1, port2 } = new MessageChannel();
     const progress = new Int32Array(new SharedArrayBuffer(kProgressCells * Int32Array.BYTES_PER_ELEMENT));
     const args: PoolWorkerArgs = [port2, progress, o.initializer, [...o.initargs]];
-    const process = new Process({
+    const worker = new Process({
       target: '(pool worker)',
       module: o.module,
       name: `${o.name}-${++this.#workerCount}`,
@@ -220,10 +221,10 @@ export class Scheduler {
       args,
       ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
     });
-    const slot: Slot = { process, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false };
-    configureProcess(process, poolRuntime, [port2], (code) => this.#onExit(slot, code));
+    const slot: Slot = { process: worker, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false };
+    configureProcess(worker, poolRuntime, [port2], (code) => this.#onExit(slot, code));
     try {
-      process.start();
+      worker.start();
     } catch (error) {
       port1.close();
       if (initial) throw error;
@@ -232,7 +233,7 @@ export class Scheduler {
     }
     this.#slots.add(slot);
     port1.on('message', (message: FromWorker) => this.#onMessage(slot, message));
-    if (!this.#ref) port1.unref();
+    port1.unref();
   }
 
   #onMessage(slot: Slot, message: FromWorker): void {
@@ -485,14 +486,18 @@ export class Scheduler {
     chunk.answered = chunk.to - chunk.from;
   }
 
-  /** Workers' ports keep the program alive exactly while some task is queued or in flight. */
+  /**
+   * The program stays alive exactly while some task is queued or in flight. A timer does it, not the workers'
+   * ports: when a worker dies its port closes at once, and if that port were what kept the program alive, the
+   * program could end before the worker's 'exit' (and the replacement it starts) is ever seen.
+   */
   #updateRef(): void {
     const busy = this.#state !== 'terminated' && (this.#queue.length > 0 || this.#chunks.size > 0);
-    if (busy === this.#ref) return;
-    this.#ref = busy;
-    for (const slot of this.#slots) {
-      if (busy) slot.port.ref();
-      else slot.port.unref();
+    if (busy === (this.#keepAlive !== undefined)) return;
+    if (busy) this.#keepAlive = setInterval(() => {}, 1 << 30);
+    else {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
     }
   }
 }

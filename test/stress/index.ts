@@ -26,6 +26,7 @@ import {
   type BigResult,
 } from '../reliability/scenarios-input.ts';
 import type { ChurnResult, SoakResult } from '../reliability/scenarios-resources.ts';
+import { poolKills } from '../reliability/scenarios-pool.ts';
 
 const quick = argv.includes('--quick');
 const option = (name: string) => {
@@ -54,6 +55,7 @@ const sizes = quick
       soak: 2_000_000,
       churn: { pipes: 2_000, queues: 2_000, processes: 20 },
       fairness: 40_000,
+      poolKills: [2_000, 100] as [number, number],
     }
   : {
       fifo: [
@@ -72,6 +74,7 @@ const sizes = quick
       soak: 10_000_000,
       churn: { pipes: 10_000, queues: 10_000, processes: 1_000 },
       fairness: 200_000,
+      poolKills: [10_000, 1_000] as [number, number],
     };
 
 interface Outcome {
@@ -362,6 +365,24 @@ await step(
         JSON.stringify(r.resourcesAfter) === JSON.stringify(r.resourcesBefore) &&
         exitMs < 5000,
       JSON.stringify(r),
+    );
+  },
+);
+
+await step(
+  `Pool: ${sizes.poolKills[1]} seeded worker kills among ${sizes.poolKills[0]} tasks`,
+  minutes(quick ? 2 : 10),
+  async () => {
+    const r = await poolKills(sizes.poolKills[0], sizes.poolKills[1], seed);
+    figure(
+      `pool: ${r.kills} kills among ${r.tasks} tasks`,
+      r.ms / 1000,
+      's',
+      `${r.ok} ok, ${r.lost} WorkerLostError, ${r.wrong.length} wrong`,
+    );
+    check(
+      r.wrong.length === 0 && r.ok === r.tasks - r.kills && r.lost === r.kills,
+      JSON.stringify({ ...r, wrong: r.wrong.slice(0, 5) }),
     );
   },
 );
