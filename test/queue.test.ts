@@ -900,5 +900,36 @@ edges(
   150_000,
 );
 
+// Found: a sparse array of length 2^32-1 hung Connection.send, a put() that waits for a slot, and Process args
+// for over 15 s each, because the library walked it index by index (structuredClone takes 0 ms).
+edges(
+  'a sparse array of length 2^32-1 costs what it holds: through send(), a put() that waits, and Process args',
+  async () => {
+    const sparse: unknown[] = [];
+    sparse[2 ** 32 - 2] = 'last';
+    sparse[3] = 'three';
+    const t0 = performance.now();
+    const [a, b] = Pipe<unknown[]>();
+    a.send(sparse);
+    const viaPipe = await b.recv({ timeout: 10_000 });
+    assert.equal([viaPipe.length, Object.keys(viaPipe)], [2 ** 32 - 1, ['3', '4294967294']]);
+    const q = open(new Queue<unknown[]>({ maxsize: 1 }));
+    await q.put(['first']);
+    const waiting = q.put(sparse, { timeout: 20_000 }); // captured now, while it waits for the slot
+    assert.equal(await q.get(), ['first']);
+    await waiting;
+    const viaQueue = await q.get({ timeout: 10_000 });
+    assert.equal([viaQueue.length, Object.keys(viaQueue)], [2 ** 32 - 1, ['3', '4294967294']]);
+    const [mine, theirs] = Pipe<unknown>();
+    const p = start('reportArray', [theirs, sparse]);
+    assert.equal(await mine.recv({ timeout: 30_000 }), { length: 2 ** 32 - 1, keys: ['3', '4294967294'] });
+    await joinedOk(p);
+    a.close();
+    b.close();
+    // A bound only a walk over the length could break (minutes); the worker's start is in it, so it is generous.
+    assert.ok(performance.now() - t0 < 15_000, `took ${(performance.now() - t0).toFixed(0)} ms`);
+  },
+);
+
 contract.run();
 edges.run();
