@@ -2,7 +2,7 @@
 """Python multiprocessing baseline benchmark (standard library only).
 
 Usage:
-    python3 bench/python_mp.py [--quick] [--filter SUBSTR]
+    python3 bench/python_mp.py [--quick] [--filter SUBSTR[|SUBSTR...]]
 
 Prints exactly one JSON document to stdout:
     {"python": "<version>", "rows": [{"case", "items_per_s", "mb_per_s",
@@ -450,15 +450,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Python multiprocessing baseline benchmark")
     ap.add_argument("--quick", action="store_true", help="small N, 2 reps")
     ap.add_argument("--filter", default=None, metavar="SUBSTR",
-                    help="only run cases whose name contains SUBSTR")
+                    help="only run cases whose name contains SUBSTR "
+                         "(or any of 'A|B', as bench/index.ts reads it)")
     args = ap.parse_args(argv)
 
     reps = 2 if args.quick else 3
     warm_div = 10
     rows = []
     t_all = time.perf_counter()
+    alternatives = args.filter.split("|") if args.filter else None
     for name, payload, n, fn in build_cases(args.quick):
-        if args.filter and args.filter not in name:
+        if alternatives and not any(a in name for a in alternatives):
             continue
         t_case = time.perf_counter()
         warm_n = max(10, n // warm_div)
