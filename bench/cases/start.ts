@@ -91,13 +91,13 @@ function run(file: string, args: string[]): Promise<string> {
   });
 }
 
-/** True when dist/lib/mpthreads.js is missing or older than any file in lib/ or workers/. */
+/** True when dist/lib/mpthreads.js is missing or older than any file in lib/ or workers/ (subdirectories too). */
 function distIsStale(): boolean {
   const built = join(root, 'dist', 'lib', 'mpthreads.js');
   if (!existsSync(built)) return true;
   const builtAt = statSync(built).mtimeMs;
   for (const dir of ['lib', 'workers']) {
-    for (const name of readdirSync(join(root, dir))) {
+    for (const name of readdirSync(join(root, dir), { recursive: true }) as string[]) {
       if (statSync(join(root, dir, name)).mtimeMs > builtAt) return true;
     }
   }
