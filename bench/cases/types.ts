@@ -3,10 +3,18 @@
 import type { Payload } from '../tasks/payloads.mjs';
 import { kRepTimeoutMs, kWarmUpTimeoutMs } from './team.ts';
 
-export type Topology = 'spsc' | 'mpmc' | 'roundtrip' | 'fanout' | 'start';
+export type Topology = 'spsc' | 'mpmc' | 'roundtrip' | 'fanout' | 'map' | 'apply' | 'imap' | 'cpu' | 'start';
 
 /** The implementations of this library; every other impl is a baseline. */
-export const MPTHREADS_IMPLS = ['pipe', 'queue', 'simplequeue', 'joinablequeue', 'process-js', 'process-ts'] as const;
+export const MPTHREADS_IMPLS = [
+  'pipe',
+  'queue',
+  'simplequeue',
+  'joinablequeue',
+  'pool',
+  'process-js',
+  'process-ts',
+] as const;
 
 export interface CaseContext {
   readonly quick: boolean;
@@ -31,7 +39,8 @@ export interface BenchCase {
   readonly name: string;
   readonly impl: string;
   readonly topology: Topology;
-  readonly payload: Payload | 'int' | '-';
+  /** '1ms': the cpu topology's task (tasks/pool-work.mjs `cpu`), not a payload that travels. */
+  readonly payload: Payload | 'int' | '1ms' | '-';
   /** Not run with --quick (said so in the output). */
   readonly fullOnly?: boolean;
   run(ctx: CaseContext): Promise<Measurement>;
@@ -59,7 +68,13 @@ export function sizeOf(topology: Topology, payload: string, quick: boolean): Siz
       n = 20_000;
       break;
     case 'fanout':
+    case 'map':
+    case 'apply':
+    case 'imap':
       n = 200_000;
+      break;
+    case 'cpu':
+      n = 2_000;
       break;
     case 'start':
       return { n: quick ? 3 : 10, warmN: 1, reps: quick ? 3 : 10 };
