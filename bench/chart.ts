@@ -14,6 +14,7 @@ const COLORS: Record<string, string> = {
   'python-pipe': '#047857',
   'python-queue': '#34d399',
   single: '#111827',
+  'raw-2': '#6b7280',
   pool: '#0891b2',
   'python-single': '#065f46',
   'python-pool': '#6ee7b7',

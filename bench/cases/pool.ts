@@ -7,6 +7,8 @@
 //   pool/imap/int     `for await (const y of pool.imap(addOne, gen()))`, gen() a generator of 0..N-1
 //   pool/cpu/1ms      `await pool.map(cpu, xs)`, xs = [0, 2000)
 //   single/cpu/1ms    the main thread: `for (const x of xs) cpu(x)`
+//   raw-2/cpu/1ms     two raw Workers (tasks/raw-cpu.mjs), each sent one message to run half of xs in a loop:
+//                     the most 2 threads do here, with no pool in between
 //   piscina, tinypool, workerpool:
 //     <lib>/apply/int  `run(i)` (workerpool: `exec('addOne', [i])`) for every task in one loop, then one
 //                      Promise.all: their way to submit many tasks, and as they have no map, their map too
@@ -17,7 +19,9 @@
 // Each case makes its pool, warms it with one small call (its workers are up before anything is timed), runs
 // the untimed warm-up repetition (N / 10 tasks; N / 100 for the three other pools on tiny tasks, as in the
 // fan-out cases), then the timed ones: from the first call to the last result in hand. Then it closes the pool.
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import Tinypool from 'tinypool';
 import workerpool from 'workerpool';
@@ -37,6 +41,7 @@ import {
 
 const workUrl = new URL('../tasks/pool-work.mjs', import.meta.url);
 const workerpoolTask = new URL('../tasks/workerpool-task.mjs', import.meta.url);
+const rawCpuTask = new URL('../tasks/raw-cpu.mjs', import.meta.url);
 const kThreads = 2;
 /** The in-flight window of the other pools' imap-style loop: kImapWindow of lib/pool/pool.ts. */
 const kImapWindow = 4096;
@@ -68,6 +73,7 @@ export function poolCases(): BenchCase[] {
     ]),
     // single/cpu first: it computes the expected results the other cpu rows are checked against.
     add('single', 'cpu', singleCpu),
+    add('raw-2', 'cpu', rawCpu),
     add('pool', 'cpu', poolCpu),
     ...others.map(([name, make, fullOnly]) => add(name, 'cpu', (ctx) => otherCpu(ctx, make('cpu')), fullOnly)),
   ];
@@ -211,6 +217,35 @@ async function singleCpu(ctx: CaseContext): Promise<Measurement> {
   });
   const m = throughput(size, seconds);
   return { ...m, note: `${(1000 / m.itemsPerS!).toFixed(2)} ms per task` };
+}
+
+async function rawCpu(ctx: CaseContext): Promise<Measurement> {
+  const size = sizeOf('cpu', '1ms', ctx.quick);
+  const workers = Array.from({ length: kThreads }, () => new Worker(rawCpuTask));
+  try {
+    const seconds = await repeat(ctx, size, async (n, timeoutMs) => {
+      const t0 = performance.now();
+      const sums = await withDeadline(
+        Promise.all(
+          workers.map(async (w, k) => {
+            const reply = once(w, 'message');
+            w.postMessage({ from: Math.floor((k * n) / kThreads), to: Math.floor(((k + 1) * n) / kThreads) });
+            return (await reply)[0] as number;
+          }),
+        ),
+        timeoutMs,
+        () => 'raw-2/cpu/1ms',
+      );
+      const t1 = performance.now();
+      const sum = sums.reduce((a, b) => a + b, 0);
+      if (sum !== expectedCpuSum(n))
+        throw new Error(`raw-2/cpu/1ms: results sum to ${sum}, expected ${expectedCpuSum(n)}`);
+      return (t1 - t0) / 1000;
+    });
+    return throughput(size, seconds);
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 }
 
 // --- piscina, tinypool, workerpool -------------------------------------------------------------------------
