@@ -54,8 +54,9 @@ export interface Size {
 
 /** Items per timed repetition, warm-up items, and repetitions for a topology and payload. */
 export function sizeOf(topology: Topology, payload: string, quick: boolean): Size {
-  // Buffer cases are short (0.1-0.5 s) and noisy (each repetition allocates up to 650 MB): 5 reps.
-  const reps = quick ? 2 : payload.startsWith('buf') ? 5 : 3;
+  // Buffer cases are short (0.1-0.5 s) and noisy (each repetition allocates up to 650 MB): 5 reps. So are the
+  // cpu cases (1-2 s, using both cores: other work on the machine skews them most).
+  const reps = quick ? 2 : payload.startsWith('buf') || topology === 'cpu' ? 5 : 3;
   let n: number;
   switch (topology) {
     case 'spsc':
