@@ -1,6 +1,6 @@
 // The SVG chart of a run, written by hand (no dependency): grouped bars of items/s on a log scale, one color
-// per implementation. Panel 1: spsc by payload. Panel 2: mpmc, round trip and fan-out. Start rows measure
-// time, not throughput, and stay in the table. Hovering a bar shows its case and value (<title>).
+// per implementation. Panel 1: spsc by payload. Panel 2: mpmc, round trip and fan-out. Panel 3: the Pool
+// cases. Start rows measure time, not throughput, and stay in the table. Hovering a bar shows its case and value (<title>).
 import { stampLine } from './machine.ts';
 import { IMPL_ORDER, type Report, type Row } from './report.ts';
 
@@ -13,6 +13,11 @@ const COLORS: Record<string, string> = {
   joinablequeue: '#be185d',
   'python-pipe': '#047857',
   'python-queue': '#34d399',
+  single: '#111827',
+  'raw-2': '#6b7280',
+  pool: '#0891b2',
+  'python-single': '#065f46',
+  'python-pool': '#6ee7b7',
   piscina: '#7c3aed',
   tinypool: '#a78bfa',
   workerpool: '#c4b5fd',
@@ -114,13 +119,16 @@ function groupsOf(rows: Row[], keys: string[], label: (key: string) => string): 
 export function renderChart(report: Report): string {
   const rows = report.rows.filter((r) => r.itemsPerS !== null && r.itemsPerS > 0 && r.topology !== 'start');
   const spscKeys = [...new Set(rows.filter((r) => r.topology === 'spsc').map((r) => `spsc/${r.payload}`))];
-  const otherKeys = [...new Set(rows.filter((r) => r.topology !== 'spsc').map((r) => `${r.topology}/${r.payload}`))];
+  const isPool = (r: Row) => ['map', 'apply', 'imap', 'cpu'].includes(r.topology);
+  const keysOf = (list: Row[]) => [...new Set(list.map((r) => `${r.topology}/${r.payload}`))];
+  const otherKeys = keysOf(rows.filter((r) => r.topology !== 'spsc' && !isPool(r)));
   const spsc = groupsOf(rows, spscKeys, (k) => k.slice('spsc/'.length));
   const other = groupsOf(rows, otherKeys, (k) => k);
+  const pool = groupsOf(rows, keysOf(rows.filter(isPool)), (k) => k);
   const impls = IMPL_ORDER.filter((impl) => rows.some((r) => r.impl === impl));
 
   const titleH = 78;
-  const panels = [spsc, other].filter((g) => g.length > 0).length;
+  const panels = [spsc, other, pool].filter((g) => g.length > 0).length;
   const missing = report.rows.filter((r) => r.error !== undefined || r.skipped !== undefined);
   const footH = missing.length > 0 ? 24 : 0;
   const H = titleH + panels * PANEL_H + 10 + footH;
@@ -146,6 +154,12 @@ export function renderChart(report: Report): string {
   }
   if (other.length > 0) {
     out.push(panel('mpmc (2×2), round trip (round trips/s), fan-out of tiny tasks to 2 workers (tasks/s)', other, top));
+    top += PANEL_H;
+  }
+  if (pool.length > 0) {
+    out.push(
+      panel('Pool: 200,000 x => x + 1 by map / apply / imap, 2,000 tasks of ~1 ms, on 2 workers (tasks/s)', pool, top),
+    );
     top += PANEL_H;
   }
   if (missing.length > 0) {

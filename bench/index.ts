@@ -15,6 +15,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { fanoutCases } from './cases/fanout.ts';
 import { mpmcCases } from './cases/mpmc.ts';
+import { poolCases } from './cases/pool.ts';
 import { runPython } from './cases/python.ts';
 import { roundtripCases } from './cases/roundtrip.ts';
 import { spscCases } from './cases/spsc.ts';
@@ -153,7 +154,7 @@ async function main(): Promise<number> {
   const notes: string[] = [];
   const mode = options.quick ? 'quick' : 'full';
 
-  let cases = [...spscCases(), ...mpmcCases(), ...roundtripCases(), ...fanoutCases(), ...startCases()];
+  let cases = [...spscCases(), ...mpmcCases(), ...roundtripCases(), ...fanoutCases(), ...poolCases(), ...startCases()];
   if (options.filter !== undefined) {
     const alternatives = options.filter.split('|'); // 'spsc/int|spsc/object': either
     cases = cases.filter((c) => alternatives.some((a) => c.name.includes(a)));
@@ -162,7 +163,7 @@ async function main(): Promise<number> {
     const dropped = cases.filter((c) => c.fullOnly);
     if (dropped.length > 0)
       notes.push(
-        `--quick skips ${dropped.map((c) => c.name).join(', ')}: run the full suite (or \`npm run bench -- fanout\`) for them`,
+        `--quick skips ${dropped.map((c) => c.name).join(', ')}: run without --quick (\`npm run bench -- fanout\`, \`npm run bench -- /apply/\`, ...) for them`,
       );
     cases = cases.filter((c) => !c.fullOnly);
   }

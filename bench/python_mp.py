@@ -2,11 +2,12 @@
 """Python multiprocessing baseline benchmark (standard library only).
 
 Usage:
-    python3 bench/python_mp.py [--quick] [--filter SUBSTR]
+    python3 bench/python_mp.py [--quick] [--filter SUBSTR[|SUBSTR...]]
 
 Prints exactly one JSON document to stdout:
     {"python": "<version>", "rows": [{"case", "items_per_s", "mb_per_s",
-                                      "p50_us", "p99_us", "n", "reps"}, ...]}
+                                      "p50_us", "p99_us", "n", "reps",
+                                      "note" (optional)}, ...]}
 Progress goes to stderr.
 
 Method notes
@@ -44,6 +45,20 @@ Method notes
   are the medians over the repetitions (each metric independently).
 * mb_per_s = items_per_s * payload bytes / 1e6 for str1k (1024 chars, ASCII =
   1024 bytes) and buf64k / buf1m; null otherwise.
+* Pool cases (python-pool/..., python-single/cpu/1ms): one CTX.Pool(2) per
+  case, started and warmed by one small map (pool.map(add_one, range(10)))
+  before the warm-up run and the timed ones; each run is timed in the parent
+  from the call to the last result in hand, and its results are checked.
+    map    pool.map(add_one, range(N)): automatic chunks (N / 8 per chunk)
+    imap   for y in pool.imap(add_one, range(N)): chunksize 1
+    apply  rs = [pool.apply_async(add_one, (i,)) for i in range(N)], then
+           r.get() for each
+    cpu    pool.map(cpu, range(2000)); python-single: the parent runs
+           cpu(i) for i in range(2000) in a loop.
+  N = 200,000 (20,000 with --quick; cpu: 2,000 and 200).  cpu() is the
+  xorshift loop of bench/tasks/pool-work.mjs (same results for the same
+  iteration count) with PY_CPU_ITERATIONS, calibrated once on this machine to
+  about 1 ms in CPython (the node tasks run 400,000 iterations in about 1 ms).
 """
 
 import argparse
@@ -401,6 +416,112 @@ def run_roundtrip(kind, n):
 
 
 # --------------------------------------------------------------------------
+# Pool cases
+# --------------------------------------------------------------------------
+
+def add_one(x):
+    return x + 1
+
+
+# About 1 ms per cpu() call in CPython 3.11 here (calibrated once; see the
+# docstring).  bench/tasks/pool-work.mjs runs the same loop 400,000 times.
+PY_CPU_ITERATIONS = 1800
+
+
+def cpu(i):
+    x = ((i * 2654435761 + 1) & 0xFFFFFFFF) or 1
+    acc = 0
+    for _ in range(PY_CPU_ITERATIONS):
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        acc += x & 1023
+    return acc
+
+
+_cpu_sums = {}
+
+
+def _expected_cpu_sum(n):
+    if n not in _cpu_sums:
+        _cpu_sums[n] = sum(cpu(i) for i in range(n))
+    return _cpu_sums[n]
+
+
+def _check(name, ys, n, expected_sum):
+    if len(ys) != n:
+        raise RuntimeError("%s: %d results, expected %d" % (name, len(ys), n))
+    if sum(ys) != expected_sum:
+        raise RuntimeError("%s: results sum to %d, expected %d"
+                           % (name, sum(ys), expected_sum))
+
+
+class PoolCase:
+    """A pool case: its Pool(2) is started and warmed on the first run and
+    kept for the warm-up and the timed runs; close() terminates it."""
+
+    def __init__(self, name, kind):
+        self.name = name
+        self.kind = kind
+        self.pool = None
+
+    def __call__(self, n):
+        if self.pool is None:
+            self.pool = CTX.Pool(2)
+            if self.pool.map_async(add_one, range(10)).get(RUN_TIMEOUT) != list(range(1, 11)):
+                raise RuntimeError("%s: the warming map failed" % self.name)
+        pool = self.pool
+        kind = self.kind
+        if kind == "map":
+            t0 = time.perf_counter()
+            ys = pool.map_async(add_one, range(n)).get(RUN_TIMEOUT)
+            t1 = time.perf_counter()
+            expected = n * (n + 1) // 2
+        elif kind == "imap":
+            ys = []
+            t0 = time.perf_counter()
+            it = pool.imap(add_one, range(n))
+            for _ in range(n):
+                ys.append(it.next(RUN_TIMEOUT))
+            t1 = time.perf_counter()
+            expected = n * (n + 1) // 2
+        elif kind == "apply":
+            t0 = time.perf_counter()
+            rs = [pool.apply_async(add_one, (i,)) for i in range(n)]
+            ys = [r.get(RUN_TIMEOUT) for r in rs]
+            t1 = time.perf_counter()
+            expected = n * (n + 1) // 2
+        elif kind == "cpu":
+            t0 = time.perf_counter()
+            ys = pool.map_async(cpu, range(n)).get(RUN_TIMEOUT)
+            t1 = time.perf_counter()
+            expected = _expected_cpu_sum(n)
+        else:
+            raise ValueError(kind)
+        if kind != "cpu" and ys != list(range(1, n + 1)):
+            raise RuntimeError("%s: results missing or out of order" % self.name)
+        _check(self.name, ys, n, expected)
+        return {"items_per_s": n / (t1 - t0)}
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+            self.pool = None
+
+
+def run_single_cpu(n):
+    t0 = time.perf_counter()
+    ys = [cpu(i) for i in range(n)]
+    t1 = time.perf_counter()
+    if n in _cpu_sums:
+        _check("python-single/cpu/1ms", ys, n, _cpu_sums[n])
+    else:
+        _cpu_sums[n] = sum(ys)
+    return {"items_per_s": n / (t1 - t0)}
+
+
+# --------------------------------------------------------------------------
 # Case table
 # --------------------------------------------------------------------------
 
@@ -434,6 +555,13 @@ def build_cases(quick):
                   lambda n: run_roundtrip("pipe", n)))
     cases.append(("python-queue/roundtrip/int", "int", default_n("roundtrip", quick),
                   lambda n: run_roundtrip("queue", n)))
+    for kind in ("map", "apply", "imap"):
+        name = "python-pool/%s/int" % kind
+        cases.append((name, "int", default_n("int", quick), PoolCase(name, kind)))
+    # python-single first: it computes the results python-pool/cpu is checked against.
+    cpu_n = 200 if quick else 2_000
+    cases.append(("python-single/cpu/1ms", "1ms", cpu_n, run_single_cpu))
+    cases.append(("python-pool/cpu/1ms", "1ms", cpu_n, PoolCase("python-pool/cpu/1ms", "cpu")))
     return cases
 
 
@@ -450,22 +578,28 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description="Python multiprocessing baseline benchmark")
     ap.add_argument("--quick", action="store_true", help="small N, 2 reps")
     ap.add_argument("--filter", default=None, metavar="SUBSTR",
-                    help="only run cases whose name contains SUBSTR")
+                    help="only run cases whose name contains SUBSTR "
+                         "(or any of 'A|B', as bench/index.ts reads it)")
     args = ap.parse_args(argv)
 
     reps = 2 if args.quick else 3
     warm_div = 10
     rows = []
     t_all = time.perf_counter()
+    alternatives = args.filter.split("|") if args.filter else None
     for name, payload, n, fn in build_cases(args.quick):
-        if args.filter and args.filter not in name:
+        if alternatives and not any(a in name for a in alternatives):
             continue
         t_case = time.perf_counter()
         warm_n = max(10, n // warm_div)
-        fn(warm_n)  # warm-up, not reported
-        runs = []
-        for _ in range(reps):
-            runs.append(fn(n))
+        try:
+            fn(warm_n)  # warm-up, not reported
+            runs = []
+            for _ in range(reps):
+                runs.append(fn(n))
+        finally:
+            if hasattr(fn, "close"):
+                fn.close()
         ips = _med([r["items_per_s"] for r in runs])
         nbytes = PAYLOAD_BYTES.get(payload)
         row = {
@@ -477,6 +611,8 @@ def main(argv=None):
             "n": n,
             "reps": reps,
         }
+        if name == "python-single/cpu/1ms":
+            row["note"] = "%.2f ms per task" % (1000.0 / ips)
         rows.append(row)
         extra = ""
         if row["mb_per_s"] is not None:

@@ -17,10 +17,12 @@ export interface Ratios {
   vsRaw?: number;
   /** mpthreads row ÷ the raw-batched row. */
   vsRawBatched?: number;
-  /** pipe ÷ python-pipe; queue, simplequeue ÷ python-queue. */
+  /** pipe ÷ python-pipe; queue, simplequeue ÷ python-queue; pool ÷ python-pool (same topology). */
   vsPython?: number;
-  /** fan-out row ÷ the piscina row. */
+  /** fan-out row ÷ the piscina row; a Pool-case row ÷ piscina's (pool/map ÷ piscina/apply: piscina has no map). */
   vsPiscina?: number;
+  /** cpu row ÷ the one-thread row of its runtime: single/cpu (python-pool: python-single/cpu). */
+  vsSingle?: number;
 }
 
 export interface Row {
@@ -58,7 +60,7 @@ export interface Report {
   rows: Row[];
 }
 
-const TOPOLOGY_ORDER: Topology[] = ['spsc', 'mpmc', 'roundtrip', 'fanout', 'start'];
+const TOPOLOGY_ORDER: Topology[] = ['spsc', 'mpmc', 'roundtrip', 'fanout', 'map', 'apply', 'imap', 'cpu', 'start'];
 export const IMPL_ORDER = [
   'raw',
   'raw-batched',
@@ -66,8 +68,13 @@ export const IMPL_ORDER = [
   'queue',
   'simplequeue',
   'joinablequeue',
+  'single',
+  'raw-2',
+  'pool',
   'python-pipe',
   'python-queue',
+  'python-single',
+  'python-pool',
   'piscina',
   'tinypool',
   'workerpool',
@@ -75,7 +82,9 @@ export const IMPL_ORDER = [
   'process-js',
   'process-ts',
 ];
-const PAYLOAD_ORDER: string[] = [...PAYLOADS, '-'];
+/** Start rows: each baseline just above the row compared with it (raw-2 with pool). */
+const START_ORDER = ['raw', 'raw-tsx', 'process-js', 'process-ts', 'raw-2', 'pool'];
+const PAYLOAD_ORDER: string[] = [...PAYLOADS, '1ms', '-'];
 
 function rank(list: readonly string[], value: string): number {
   const i = list.indexOf(value);
@@ -87,7 +96,9 @@ export function sortRows(rows: Row[]): Row[] {
     (a, b) =>
       rank(TOPOLOGY_ORDER, a.topology) - rank(TOPOLOGY_ORDER, b.topology) ||
       rank(PAYLOAD_ORDER, a.payload) - rank(PAYLOAD_ORDER, b.payload) ||
-      rank(IMPL_ORDER, a.impl) - rank(IMPL_ORDER, b.impl),
+      (a.topology === 'start'
+        ? rank(START_ORDER, a.impl) - rank(START_ORDER, b.impl)
+        : rank(IMPL_ORDER, a.impl) - rank(IMPL_ORDER, b.impl)),
   );
 }
 
@@ -119,17 +130,29 @@ export function computeRatios(rows: Row[]): void {
     if (impl === 'queue' || impl === 'simplequeue') r.queuePipe = ratio(row, find('pipe', topology, payload));
     if (impl === 'python-queue') r.queuePipe = ratio(row, find('python-pipe', topology, payload));
     if ((MPTHREADS_IMPLS as readonly string[]).includes(impl)) {
-      const rawImpl = impl === 'process-ts' ? 'raw-tsx' : 'raw';
+      const rawImpl = impl === 'process-ts' ? 'raw-tsx' : impl === 'pool' ? 'raw-2' : 'raw';
       r.vsRaw = ratio(row, find(rawImpl, topology, payload));
       r.vsRawBatched = ratio(row, find('raw-batched', topology, payload));
     }
     if (impl === 'pipe') r.vsPython = ratio(row, find('python-pipe', topology, payload));
     if (impl === 'queue' || impl === 'simplequeue') r.vsPython = ratio(row, find('python-queue', topology, payload));
+    // Not cpu: Python's cpu task is the same loop made shorter (~1 ms in CPython), so only its own ratios count.
+    if (impl === 'pool' && POOL_TOPOLOGIES.includes(topology) && topology !== 'cpu')
+      r.vsPython = ratio(row, find('python-pool', topology, payload));
     if (topology === 'fanout' && impl !== 'piscina') r.vsPiscina = ratio(row, find('piscina', topology, payload));
+    if (POOL_TOPOLOGIES.includes(topology) && ['pool', 'tinypool', 'workerpool'].includes(impl)) {
+      // piscina has no map: its way to map is its way to apply, run() per task (the piscina/apply row).
+      r.vsPiscina = ratio(row, find('piscina', topology === 'map' ? 'apply' : topology, payload));
+    }
+    if (topology === 'cpu' && impl !== 'single' && impl !== 'python-single')
+      r.vsSingle = ratio(row, find(row.source === 'python' ? 'python-single' : 'single', topology, payload));
     for (const key of Object.keys(r) as (keyof Ratios)[]) if (r[key] === undefined) delete r[key];
     row.ratios = r;
   }
 }
+
+/** The Pool cases' topologies (bench/cases/pool.ts and python_mp.py's pool cases). */
+const POOL_TOPOLOGIES: readonly string[] = ['map', 'apply', 'imap', 'cpu'];
 
 // --- table -------------------------------------------------------------------------------------------------
 
@@ -152,7 +175,8 @@ const COLUMNS: { header: string; right: boolean; legend: string }[] = [
   {
     header: 'items/s',
     right: true,
-    legend: 'items per second (round trips for roundtrip, tasks for fanout), median of the timed repetitions',
+    legend:
+      'items per second (round trips for roundtrip, tasks for fanout and the pool cases), median of the timed repetitions',
   },
   { header: 'MB/s', right: true, legend: 'items/s times the payload size (buffer and string payloads)' },
   {
@@ -166,7 +190,7 @@ const COLUMNS: { header: string; right: boolean; legend: string }[] = [
     header: 'vs raw',
     right: true,
     legend:
-      'this row ÷ raw: a bare MessagePort, one postMessage per item (start: a bare Worker, under tsx for process-ts)',
+      'this row ÷ raw: a bare MessagePort, one postMessage per item (start: a bare Worker, under tsx for process-ts); pool rows ÷ raw-2: two bare Workers (pool/start: started together; pool/cpu: each looping over half the tasks)',
   },
   {
     header: 'vs raw-batched',
@@ -176,16 +200,28 @@ const COLUMNS: { header: string; right: boolean; legend: string }[] = [
   {
     header: 'vs Python',
     right: true,
-    legend: "this row ÷ Python's multiprocessing Pipe (pipe rows) or Queue (queue rows)",
+    legend:
+      "this row ÷ Python's multiprocessing Pipe (pipe rows), Queue (queue rows) or Pool (pool rows: python-pool/map = map with automatic chunks, /imap = imap with chunksize 1, /apply = apply_async; not cpu, whose Python task is shorter)",
   },
-  { header: 'vs piscina', right: true, legend: 'this row ÷ the piscina pool running the same tasks' },
+  {
+    header: 'vs piscina',
+    right: true,
+    legend:
+      'this row ÷ the piscina pool running the same tasks (pool/map ÷ piscina/apply: piscina has no map, so run() per task is its map too)',
+  },
+  {
+    header: 'vs single',
+    right: true,
+    legend:
+      'cpu rows: this row ÷ one thread running the same tasks in a loop (single/cpu; python-single/cpu for Python)',
+  },
   { header: 'note', right: false, legend: 'what the figures leave out, or why the case failed or was skipped' },
 ];
 
 function cells(row: Row): string[] {
   if (row.error !== undefined)
-    return [row.name, 'FAILED', '', '', '', '', '', '', '', '', row.error.split('\n')[0]!.slice(0, 160)];
-  if (row.skipped !== undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', row.skipped];
+    return [row.name, 'FAILED', '', '', '', '', '', '', '', '', '', row.error.split('\n')[0]!.slice(0, 160)];
+  if (row.skipped !== undefined) return [row.name, 'skipped', '', '', '', '', '', '', '', '', '', row.skipped];
   const r = row.ratios;
   return [
     row.name,
@@ -198,6 +234,7 @@ function cells(row: Row): string[] {
     fmtRatio(r.vsRawBatched),
     fmtRatio(r.vsPython),
     fmtRatio(r.vsPiscina),
+    fmtRatio(r.vsSingle),
     row.note ?? '',
   ];
 }
@@ -231,9 +268,9 @@ export function renderTable(report: Report): string {
   });
   out.push('');
   out.push(
-    'Columns (a ratio compares two rows of this run with the same topology and payload; > 1: this row is faster;',
+    'Columns (a ratio compares two rows of this run with the same topology and payload unless its line says otherwise;',
   );
-  out.push('start rows compare 1 / p50):');
+  out.push('> 1: this row is faster; start rows compare 1 / p50):');
   const legendWidth = Math.max(...shown.map((i) => COLUMNS[i]!.header.length));
   for (const i of shown) out.push(`  ${COLUMNS[i]!.header.padEnd(legendWidth)}  ${COLUMNS[i]!.legend}`);
   for (const note of report.notes) out.push(`Note: ${note}`);

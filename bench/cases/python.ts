@@ -1,6 +1,6 @@
 // The Python multiprocessing baseline: runs bench/python_mp.py (standard library only) with python3, passing
-// --quick and the filter through, and turns its JSON rows (python-pipe/..., python-queue/...) into rows of
-// this run. Its progress lines are forwarded to the progress callback.
+// --quick and the filter through, and turns its JSON rows (python-pipe/..., python-queue/..., python-pool/...,
+// python-single/...) into rows of this run. Its progress lines are forwarded to the progress callback.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { Topology } from './types.ts';
@@ -18,6 +18,7 @@ export interface PythonRow {
   p99us: number | null;
   n: number;
   reps: number;
+  note?: string;
 }
 
 export type PythonResult = { version: string; rows: PythonRow[] } | { skipped: string };
@@ -32,6 +33,7 @@ interface PyJson {
     p99_us: number | null;
     n: number;
     reps: number;
+    note?: string;
   }[];
 }
 
@@ -83,6 +85,7 @@ export function runPython(options: {
             p99us: r.p99_us,
             n: r.n,
             reps: r.reps,
+            ...(r.note !== undefined ? { note: r.note } : {}),
           };
         }),
       });

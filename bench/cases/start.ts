@@ -1,8 +1,11 @@
-// start: the time from `new Worker()` / `new Process().start()` to the first message received in the
-// parent. Each runtime is measured in a fresh child program, so the first start is cold:
+// start: the time from `new Worker()` / `new Process().start()` / `new Pool()` to the first message (the
+// first result) received in the parent. Each runtime is measured in a fresh child program, so the first start
+// is cold:
 //   raw, process-js       plain node with the built package (bench/start-js.mjs; `npm run build` first)
 //   raw-tsx, process-ts   tsx with the TypeScript sources (bench/start-ts.ts); under tsx every worker,
 //                         a raw one too, inherits tsx's loader
+//   raw-2, pool           plain node with the built package (bench/start-pool.mjs): two raw Workers made
+//                         together to both first messages, and a 2-worker Pool to its first apply's result
 // p50/p99 are over the timed starts (nearest rank; with 10 starts p99 is the slowest one); items/s is left
 // empty. The cold first start of each kind is in the note.
 import { execFile } from 'node:child_process';
@@ -28,22 +31,32 @@ interface ChildRow {
 const children = new Map<string, Promise<ChildRow[]>>();
 
 export function startCases(): BenchCase[] {
-  const add = (impl: string, child: 'js' | 'ts'): BenchCase => ({
+  const add = (impl: string, child: Child): BenchCase => ({
     name: `${impl}/start/-`,
     impl,
     topology: 'start',
     payload: '-',
     run: (ctx) => startRow(ctx, impl, child),
   });
-  return [add('raw', 'js'), add('process-js', 'js'), add('raw-tsx', 'ts'), add('process-ts', 'ts')];
+  return [
+    add('raw', 'js'),
+    add('process-js', 'js'),
+    add('raw-tsx', 'ts'),
+    add('process-ts', 'ts'),
+    add('raw-2', 'pool'),
+    add('pool', 'pool'),
+  ];
 }
 
-async function startRow(ctx: CaseContext, impl: string, child: 'js' | 'ts'): Promise<Measurement> {
+/** Which child program measures a row: start-js.mjs, start-ts.ts, start-pool.mjs. */
+type Child = 'js' | 'ts' | 'pool';
+
+async function startRow(ctx: CaseContext, impl: string, child: Child): Promise<Measurement> {
   const reps = sizeOf('start', '-', ctx.quick).reps;
   const key = `${child}:${reps}`;
   let rows = children.get(key);
   if (rows === undefined) {
-    rows = child === 'js' ? runJsChild(ctx, reps) : runTsChild(ctx, reps);
+    rows = child === 'ts' ? runTsChild(ctx, reps) : runJsChild(ctx, reps, `bench/start-${child}.mjs`);
     children.set(key, rows);
   }
   const row = (await rows).find((r) => r.impl === impl);
@@ -60,7 +73,8 @@ async function startRow(ctx: CaseContext, impl: string, child: 'js' | 'ts'): Pro
   };
 }
 
-async function runJsChild(ctx: CaseContext, reps: number): Promise<ChildRow[]> {
+/** A child program under plain node that imports the built package (dist/ is built first when stale). */
+async function runJsChild(ctx: CaseContext, reps: number, script: string): Promise<ChildRow[]> {
   if (distIsStale()) {
     if (ctx.quick)
       throw new SkipCase('dist/ is missing or older than lib/: run `npm run build` to include it in --quick');
@@ -68,8 +82,8 @@ async function runJsChild(ctx: CaseContext, reps: number): Promise<ChildRow[]> {
     await run('npm', ['run', 'build']);
     if (distIsStale()) throw new Error('dist/ is still older than lib/ after the build');
   }
-  ctx.progress(`node bench/start-js.mjs --reps ${reps}`);
-  return parse(await run(process.execPath, ['bench/start-js.mjs', '--reps', String(reps)]));
+  ctx.progress(`node ${script} --reps ${reps}`);
+  return parse(await run(process.execPath, [script, '--reps', String(reps)]));
 }
 
 async function runTsChild(ctx: CaseContext, reps: number): Promise<ChildRow[]> {
@@ -91,13 +105,13 @@ function run(file: string, args: string[]): Promise<string> {
   });
 }
 
-/** True when dist/lib/mpthreads.js is missing or older than any file in lib/ or workers/. */
+/** True when dist/lib/mpthreads.js is missing or older than any file in lib/ or workers/ (subdirectories too). */
 function distIsStale(): boolean {
   const built = join(root, 'dist', 'lib', 'mpthreads.js');
   if (!existsSync(built)) return true;
   const builtAt = statSync(built).mtimeMs;
   for (const dir of ['lib', 'workers']) {
-    for (const name of readdirSync(join(root, dir))) {
+    for (const name of readdirSync(join(root, dir), { recursive: true }) as string[]) {
       if (statSync(join(root, dir, name)).mtimeMs > builtAt) return true;
     }
   }

@@ -3,10 +3,18 @@
 import type { Payload } from '../tasks/payloads.mjs';
 import { kRepTimeoutMs, kWarmUpTimeoutMs } from './team.ts';
 
-export type Topology = 'spsc' | 'mpmc' | 'roundtrip' | 'fanout' | 'start';
+export type Topology = 'spsc' | 'mpmc' | 'roundtrip' | 'fanout' | 'map' | 'apply' | 'imap' | 'cpu' | 'start';
 
 /** The implementations of this library; every other impl is a baseline. */
-export const MPTHREADS_IMPLS = ['pipe', 'queue', 'simplequeue', 'joinablequeue', 'process-js', 'process-ts'] as const;
+export const MPTHREADS_IMPLS = [
+  'pipe',
+  'queue',
+  'simplequeue',
+  'joinablequeue',
+  'pool',
+  'process-js',
+  'process-ts',
+] as const;
 
 export interface CaseContext {
   readonly quick: boolean;
@@ -31,7 +39,8 @@ export interface BenchCase {
   readonly name: string;
   readonly impl: string;
   readonly topology: Topology;
-  readonly payload: Payload | 'int' | '-';
+  /** '1ms': the cpu topology's task (tasks/pool-work.mjs `cpu`), not a payload that travels. */
+  readonly payload: Payload | 'int' | '1ms' | '-';
   /** Not run with --quick (said so in the output). */
   readonly fullOnly?: boolean;
   run(ctx: CaseContext): Promise<Measurement>;
@@ -45,8 +54,9 @@ export interface Size {
 
 /** Items per timed repetition, warm-up items, and repetitions for a topology and payload. */
 export function sizeOf(topology: Topology, payload: string, quick: boolean): Size {
-  // Buffer cases are short (0.1-0.5 s) and noisy (each repetition allocates up to 650 MB): 5 reps.
-  const reps = quick ? 2 : payload.startsWith('buf') ? 5 : 3;
+  // Buffer cases are short (0.1-0.5 s) and noisy (each repetition allocates up to 650 MB): 5 reps. So are the
+  // cpu cases (1-2 s, using both cores: other work on the machine skews them most).
+  const reps = quick ? 2 : payload.startsWith('buf') || topology === 'cpu' ? 5 : 3;
   let n: number;
   switch (topology) {
     case 'spsc':
@@ -59,7 +69,13 @@ export function sizeOf(topology: Topology, payload: string, quick: boolean): Siz
       n = 20_000;
       break;
     case 'fanout':
+    case 'map':
+    case 'apply':
+    case 'imap':
       n = 200_000;
+      break;
+    case 'cpu':
+      n = 2_000;
       break;
     case 'start':
       return { n: quick ? 3 : 10, warmN: 1, reps: quick ? 3 : 10 };
