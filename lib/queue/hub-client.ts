@@ -1,5 +1,5 @@
-// This thread's connection to the process's hub (hub.ts). The main thread starts the hub the first time it
-// needs it (its first queue, or its first Process: a child must be able to make queues). Every Process gets a
+// This thread's connection to the process's hub (hub.ts). The main thread starts the hub the first time a
+// queue is made, in it or in any Process (childHubPort). Every Process gets a
 // port to the hub in its boot data (childHubPort), so queues made in any thread live in the one hub and
 // outlive their creator. A worker started some other way (a plain `new Worker` that imports mpthreads) has
 // no port: it starts a hub of its own, whose queues then live as long as that worker.
@@ -7,12 +7,12 @@
 // Invariants:
 //   At most one hub port per thread, set once; the hub worker is unref'd and so is every port to it: the hub
 //   never keeps the program alive (waiting holders keep their own ports ref'd).
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { isMainThread, MessageChannel, type MessagePort } from 'node:worker_threads';
 import { currentProcess } from '../context.ts';
 import { PROTOCOL_TAG, type BootData } from '../protocol.ts';
 import { execArgvWithoutTsx } from '../compile.ts';
 import { bootstrapUrl, hubRuntime, startWorker } from '../runtime.ts';
-import { Op, type AdoptMessage, type CreateMessage, type HolderWire } from './protocol.ts';
+import { Op, type AdoptMessage, type ClientMessage, type CreateMessage, type HolderWire } from './protocol.ts';
 
 // Per thread on globalThis: every copy of the library in a thread shares the one port.
 const kHubPort = Symbol.for('mpthreads.hubPort');
@@ -69,12 +69,28 @@ export function createQueue(cells: Int32Array, joinable: boolean, holder: Holder
 }
 
 /**
- * A port to the hub for a child thread about to start (its BootData's `hub`). From the main thread this starts
- * the hub if it is not running yet.
+ * A port to the hub for a child thread about to start (its BootData's `hub`).
+ *
+ * The main thread starts the hub lazily: most programs that start a Process never make a queue, and the hub's
+ * worker costs ~15 ms and ~12 MiB. Until the hub runs, the child's port leads here; the first message on it
+ * (a Create or an Adopt) starts the hub, is passed on, and the port itself follows it to the hub, with any
+ * messages queued behind it. So a child's first queue waits for this thread's event loop once: a main thread
+ * blocked synchronously (Atomics.wait) must start the hub first.
  */
 export function childHubPort(): MessagePort {
   const { port1, port2 } = new MessageChannel();
-  const message: AdoptMessage = { op: Op.Adopt, port: port1 };
-  hubPort().postMessage(message, [port1]);
+  const g = globalThis as Global;
+  if (g[kHubPort] !== undefined || !isMainThread) {
+    const message: AdoptMessage = { op: Op.Adopt, port: port1 };
+    hubPort().postMessage(message, [port1]);
+    return port2;
+  }
+  port1.once('message', (first: ClientMessage) => {
+    const hub = hubPort();
+    hub.postMessage(first, [first.op === Op.Create ? first.holder.port : first.port] as MessagePort[]);
+    const adopt: AdoptMessage = { op: Op.Adopt, port: port1 };
+    hub.postMessage(adopt, [port1]);
+  });
+  port1.unref();
   return port2;
 }
