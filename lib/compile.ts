@@ -18,7 +18,6 @@
 //   The .mjs is renamed into place before its manifest, so a manifest only ever names complete output.
 //   What esbuild cannot do here (CommonJS TypeScript, a syntax error, an import it cannot resolve) gives
 //     `undefined`: the worker then registers tsx as before, and tsx reports the error as it always did.
-import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -26,6 +25,13 @@ import { basename, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { threadId, type Worker } from 'node:worker_threads';
 import { Kind, PROTOCOL_TAG, type BootData, type CompiledMessage } from './protocol.ts';
+
+// node:crypto is loaded on first use: only a parent compiling a TypeScript module needs it, and importing it
+// costs every worker ~2.5 ms of its start.
+const requireBuiltin = createRequire(import.meta.url);
+function sha256(): import('node:crypto').Hash {
+  return (requireBuiltin('node:crypto') as typeof import('node:crypto')).createHash('sha256');
+}
 
 /** What a worker imports instead of TypeScript: file: URLs of compiled .mjs files (or of a JavaScript runtime). */
 interface Compiled {
@@ -226,7 +232,7 @@ function cacheDir(module: string): string | undefined {
 }
 
 function outputPath(dir: string, source: string): string {
-  const hash = createHash('sha256').update(source).digest('hex').slice(0, 16);
+  const hash = sha256().update(source).digest('hex').slice(0, 16);
   return join(dir, `${basename(source).replace(/\.[^.]*$/, '')}-${hash}.mjs`);
 }
 
@@ -251,7 +257,7 @@ function derived<T>(memo: Map<string, { stamp: string; value: T }>, file: string
 const hashes = new Map<string, { stamp: string; value: string }>();
 
 function hashFile(file: string): string {
-  return derived(hashes, file, (content) => createHash('sha256').update(content).digest('hex'));
+  return derived(hashes, file, (content) => sha256().update(content).digest('hex'));
 }
 
 const tsconfigs = new Map<string, string | null>();
