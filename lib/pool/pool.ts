@@ -566,11 +566,29 @@ class MapCall implements Call {
   }
 
   settle(index: number, ok: boolean, value: unknown): void {
-    if (this.#done || this.#settled[index] === 1) return;
+    if (this.#done) return;
+    this.#record(index, ok, value);
+    this.#advance();
+  }
+
+  settleRun(start: number, values: unknown[], errors: Map<number, unknown> | null): void {
+    if (this.#done) return;
+    for (let i = 0; i < values.length; i++) {
+      if (errors?.has(i)) this.#record(start + i, false, errors.get(i));
+      else this.#record(start + i, true, values[i]);
+    }
+    this.#advance();
+  }
+
+  #record(index: number, ok: boolean, value: unknown): void {
+    if (this.#settled[index] === 1) return;
     this.#settled[index] = 1;
     this.#count++;
     if (ok) this.#results[index] = value;
     else if (this.#failure === undefined || index < this.#failure.index) this.#failure = { index, error: value };
+  }
+
+  #advance(): void {
     while (this.#frontier < this.n && this.#settled[this.#frontier] === 1) this.#frontier++;
     // The first failure in input order is known once every task before it has settled.
     if (this.#failure !== undefined && this.#frontier >= this.#failure.index) this.#finish(false, this.#failure.error);

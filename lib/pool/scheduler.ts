@@ -17,15 +17,7 @@
 //   While any task is queued or in flight the workers' ports are ref'd: the program waits for its work; an idle
 //     pool keeps nothing alive (its workers are daemons).
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import {
-  bug,
-  deserializeError,
-  ErrorCode,
-  ProcessError,
-  TimeoutError,
-  WorkerLostError,
-  type SerializedError,
-} from '../errors.ts';
+import { bug, deserializeError, ErrorCode, ProcessError, TimeoutError, WorkerLostError } from '../errors.ts';
 import { commit, type Captured } from '../handles.ts';
 import { configureProcess, Process } from '../process.ts';
 import { poolRuntime } from '../runtime.ts';
@@ -47,6 +39,8 @@ import type { PoolWorkerArgs } from './worker.ts';
 /** What a call does with the outcome of each of its tasks (`index`: the task's place in the call). */
 export interface Call {
   settle(index: number, ok: boolean, value: unknown): void;
+  /** Settles tasks [start, start + values.length): each with its value, or with its error in `errors`. */
+  settleRun?(start: number, values: unknown[], errors: Map<number, unknown> | null): void;
   /** False once the call no longer wants results (settled by a failure, aborted): its queued tasks are dropped. */
   readonly live: boolean;
 }
@@ -266,23 +260,28 @@ export class Scheduler {
     if (message.from !== chunk.answered) {
       process.emitWarning(bug(`pool: results for ${message.from} of chunk ${message.id}, expected ${chunk.answered}`));
     }
-    const failures = new Map<number, SerializedError>(message.failures ?? []);
+    // Decoded first, then settled as one run: a map's thousands of results cost one call, not one each.
+    let errors: Map<number, unknown> | null = null;
+    for (const [i, failure] of message.failures ?? []) (errors ??= new Map()).set(i, deserializeError(failure));
+    const values = new Array<unknown>(n);
     const reader = new BatchReader(message.batch);
     for (let i = 0; i < n; i++) {
-      const failure = failures.get(i);
-      if (failure !== undefined) settleTask(chunk.job, chunk.from + chunk.answered, false, deserializeError(failure));
-      else {
-        let value: unknown;
-        try {
-          value = reader.item(i);
-        } catch (error) {
-          settleTask(chunk.job, chunk.from + chunk.answered, false, error);
-          chunk.answered++;
-          continue;
-        }
-        settleTask(chunk.job, chunk.from + chunk.answered, true, value);
+      if (errors?.has(i)) continue;
+      try {
+        values[i] = reader.item(i);
+      } catch (error) {
+        (errors ??= new Map()).set(i, error);
       }
-      chunk.answered++;
+    }
+    const start = chunk.from + chunk.answered;
+    chunk.answered += n;
+    const calls = chunk.job.calls;
+    if (!Array.isArray(calls) && calls.settleRun !== undefined) calls.settleRun(chunk.job.base + start, values, errors);
+    else {
+      for (let i = 0; i < n; i++) {
+        if (errors?.has(i)) settleTask(chunk.job, start + i, false, errors.get(i));
+        else settleTask(chunk.job, start + i, true, values[i]);
+      }
     }
     if (n > 0 && message.ms > 0) {
       const per = message.ms / n;

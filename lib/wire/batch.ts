@@ -76,12 +76,12 @@ export function sliceItems(batch: Batch, from: number, to: number): Batch {
   u8.set(varint5(n), 3);
   u8.set(new Uint8Array(batch.bytes, start, end - start), 8);
   u8.set(trailer, 8 + (end - start));
-  const offsets = new Array<number>(n);
+  const offsets = new Uint32Array(n);
   for (let i = 0; i < n; i++) offsets[i] = batch.offsets[from + i]! - start + 8;
   const part: Batch = {
     n,
     bytes: u8.buffer,
-    offsets: Uint32Array.from(offsets),
+    offsets,
     refs: batch.refs,
     scalars: batch.scalars,
   };

@@ -404,6 +404,28 @@ contract(
   },
 );
 
+contract(
+  'failures among many results: a map rejects with the first in input order, whether its task threw in the worker or its result cannot be rebuilt here; each apply gets its own outcome',
+  async () => {
+    const p = pool();
+    const xs = range(3000);
+    const triple = (failAt: number, breakAt: number) => xs.map((x) => [x, failAt, breakAt] as const);
+    const thrown = await rejects(p.starmap(tasks.fragile, triple(2500, 2000)), RangeError, 'break before fail');
+    assert.is(thrown.message, 'result 2000 cannot be rebuilt');
+    const failed = await rejects(p.starmap(tasks.fragile, triple(1500, 2999)), tasks.SayWhenError, 'fail first');
+    assert.is(failed.when, 1500);
+    const results = await p.starmap(tasks.fragile, triple(-1, -1));
+    assert.ok(results.every((r, i) => r instanceof tasks.Fragile && r.x === i));
+    const calls = xs.slice(0, 500).map((x) => p.apply(tasks.fragile, [x, 100, 200]));
+    const outcomes = await Promise.allSettled(calls);
+    outcomes.forEach((o, i) => {
+      if (i === 100) assert.ok(o.status === 'rejected' && o.reason instanceof tasks.SayWhenError, `apply ${i}`);
+      else if (i === 200) assert.ok(o.status === 'rejected' && o.reason instanceof RangeError, `apply ${i}`);
+      else assert.ok(o.status === 'fulfilled' && (o.value as tasks.Fragile).x === i, `apply ${i}`);
+    });
+  },
+);
+
 contract('capture at the call; queue handles in arguments work; an uncloneable result fails its task', async () => {
   const p = pool();
   const arg = { list: [1] };
