@@ -1,0 +1,90 @@
+// How much memory a bounded pipeline costs: main -> a stage thread -> main, 200,000 small records, through two
+// `Queue({ maxsize: 10 })` and a Process (mode `mp`), against the same pipeline on two raw MessageChannels and
+// a bare Worker that keeps at most 10 items in flight (mode `raw`, credits). Prints the peak rise of the whole
+// process's RSS (sampled every 5 ms) over its RSS before anything started, the rise once the threads are up
+// and one item went round, and each heap at the end. One mode per process, so run both, alternately:
+//   npm run build && for i in 1 2; do node bench/pipeline-rss.mjs mp; node bench/pipeline-rss.mjs raw; done
+import { MessageChannel, Worker, isMainThread, workerData } from 'node:worker_threads';
+import { Process, Queue } from '../dist/lib/mpthreads.js';
+
+const item = (i) => ({ i, text: 'payload '.repeat(12), n: i * 2 });
+const heap = (who) => {
+  const m = process.memoryUsage();
+  const mib = (b) => (b / 2 ** 20).toFixed(1);
+  return `${who} heap ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB`;
+};
+
+/** The mp stage: every item from `input` to `output`. */
+export async function stage(input, output, n) {
+  for (let i = 0; i < n; i++) await output.put(await input.get());
+  console.log(heap('stage'));
+}
+
+if (!isMainThread && workerData?.raw) {
+  const { input, output } = workerData;
+  input.on('message', (m) => output.postMessage(m));
+} else if (isMainThread) {
+  const mode = process.argv[2];
+  const n = Number(process.argv[3] ?? 200_000);
+  if (mode !== 'mp' && mode !== 'raw') throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw [items]');
+  const rss0 = process.memoryUsage().rss;
+  let peak = rss0;
+  let started = 0;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 5);
+  const t0 = performance.now();
+  if (mode === 'mp') {
+    const a = new Queue({ maxsize: 10 });
+    const b = new Queue({ maxsize: 10 });
+    const p = new Process({ target: stage, module: import.meta.url, args: [a, b, n + 1] });
+    p.start();
+    await a.put(item(-1));
+    await b.get();
+    started = process.memoryUsage().rss;
+    const consume = (async () => {
+      for (let i = 0; i < n; i++) if ((await b.get()).i !== i) throw new Error('out of order');
+    })();
+    for (let i = 0; i < n; i++) await a.put(item(i));
+    await consume;
+    await p.join();
+  } else {
+    const into = new MessageChannel();
+    const back = new MessageChannel();
+    const w = new Worker(new URL(import.meta.url), {
+      workerData: { raw: true, input: into.port2, output: back.port1 },
+      transferList: [into.port2, back.port1],
+    });
+    await new Promise((resolve) => {
+      back.port2.once('message', resolve);
+      into.port1.postMessage(item(-1));
+    });
+    started = process.memoryUsage().rss;
+    let credits = 10;
+    let got = 0;
+    let sent = 0;
+    await new Promise((resolve) => {
+      const pump = () => {
+        for (; credits > 0 && sent < n; credits--) into.port1.postMessage(item(sent++));
+      };
+      back.port2.on('message', (x) => {
+        if (x.i !== got++) throw new Error('out of order');
+        credits++;
+        if (got === n) resolve();
+        else pump();
+      });
+      pump();
+    });
+    into.port1.close();
+    back.port2.close();
+    await w.terminate();
+  }
+  peak = Math.max(peak, process.memoryUsage().rss);
+  clearInterval(sampler);
+  console.log(heap('main'));
+  const mib = (b) => +(b / 2 ** 20).toFixed(1);
+  const seconds = +((performance.now() - t0) / 1000).toFixed(2);
+  console.log(
+    JSON.stringify({ mode, items: n, peakRiseMiB: mib(peak - rss0), riseOnceStartedMiB: mib(started - rss0), seconds }),
+  );
+}
