@@ -5,16 +5,21 @@
 // and one item went round, and each heap at the end. One mode per process, so run both, alternately:
 //   npm run build && for i in 1 2; do node bench/pipeline-rss.mjs mp; node bench/pipeline-rss.mjs raw; done
 import { MessageChannel, Worker, isMainThread, workerData } from 'node:worker_threads';
+// biome-ignore lint/suspicious/noTsIgnore: dist/ exists only after `npm run build` (an expect-error would fail once it does).
+// @ts-ignore -- dist/ exists only after `npm run build`.
 import { Process, Queue } from '../dist/lib/mpthreads.js';
 
+/** @param {number} i */
 const item = (i) => ({ i, text: 'payload '.repeat(12), n: i * 2 });
+/** @param {string} who */
 const heap = (who) => {
   const m = process.memoryUsage();
-  const mib = (b) => (b / 2 ** 20).toFixed(1);
+  const mib = (/** @type {number} */ b) => (b / 2 ** 20).toFixed(1);
   return `${who} heap ${mib(m.heapUsed)} of ${mib(m.heapTotal)} MiB, external ${mib(m.external)} MiB`;
 };
 
 /** The mp stage: every item from `input` to `output`. */
+/** @param {any} input @param {any} output @param {number} n */
 export async function stage(input, output, n) {
   for (let i = 0; i < n; i++) await output.put(await input.get());
   console.log(heap('stage'));
@@ -22,7 +27,7 @@ export async function stage(input, output, n) {
 
 if (!isMainThread && workerData?.raw) {
   const { input, output } = workerData;
-  input.on('message', (m) => output.postMessage(m));
+  input.on('message', (/** @type {unknown} */ m) => output.postMessage(m));
 } else if (isMainThread) {
   const mode = process.argv[2];
   const n = Number(process.argv[3] ?? 200_000);
@@ -43,7 +48,8 @@ if (!isMainThread && workerData?.raw) {
     await b.get();
     started = process.memoryUsage().rss;
     const consume = (async () => {
-      for (let i = 0; i < n; i++) if ((await b.get()).i !== i) throw new Error('out of order');
+      for (let i = 0; i < n; i++)
+        if (/** @type {{ i: number }} */ (await b.get()).i !== i) throw new Error('out of order');
     })();
     for (let i = 0; i < n; i++) await a.put(item(i));
     await consume;
@@ -56,18 +62,18 @@ if (!isMainThread && workerData?.raw) {
       transferList: [into.port2, back.port1],
     });
     await new Promise((resolve) => {
-      back.port2.once('message', resolve);
+      back.port2.once('message', () => resolve(undefined));
       into.port1.postMessage(item(-1));
     });
     started = process.memoryUsage().rss;
     let credits = 10;
     let got = 0;
     let sent = 0;
-    await new Promise((resolve) => {
+    await new Promise((/** @type {(v?: unknown) => void} */ resolve) => {
       const pump = () => {
         for (; credits > 0 && sent < n; credits--) into.port1.postMessage(item(sent++));
       };
-      back.port2.on('message', (x) => {
+      back.port2.on('message', (/** @type {{ i: number }} */ x) => {
         if (x.i !== got++) throw new Error('out of order');
         credits++;
         if (got === n) resolve();
@@ -82,7 +88,7 @@ if (!isMainThread && workerData?.raw) {
   peak = Math.max(peak, process.memoryUsage().rss);
   clearInterval(sampler);
   console.log(heap('main'));
-  const mib = (b) => +(b / 2 ** 20).toFixed(1);
+  const mib = (/** @type {number} */ b) => +(b / 2 ** 20).toFixed(1);
   const seconds = +((performance.now() - t0) / 1000).toFixed(2);
   console.log(
     JSON.stringify({ mode, items: n, peakRiseMiB: mib(peak - rss0), riseOnceStartedMiB: mib(started - rss0), seconds }),

@@ -18,6 +18,7 @@ import { checkOptions, checkTimeout } from './options.ts';
 import { childHubPort } from './queue/hub-client.ts';
 import { isProtocolMessage, Kind, PROTOCOL_TAG, type BootData, type WorkerMessage } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';
+import { deadThreads, recordDeath } from './sync/threads.ts';
 import { bootstrapUrl, processRuntime, startWorker, type Runtime } from './runtime.ts';
 
 /** @internal Makes `process` run `runtime` instead of a target (a Pool's worker), its args moving `transfer`. */
@@ -189,6 +190,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
       module: this.#module.href,
       target: this.#target,
       args: args.batch,
+      threads: deadThreads(),
       context: {
         self: { name: this.#name, pid: -1, daemon: this.#daemon },
         parent: { name: self.name, pid: self.pid, daemon: self.daemon },
@@ -232,6 +234,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     worker.on('error', (error) => this.#onError(error));
     this.#exited = new Promise((resolve) => {
       worker.once('exit', (code) => {
+        recordDeath(this.#pid!);
         this.#exitCode = this.#signal ?? code;
         running.delete(this);
         resolve();

@@ -32,6 +32,8 @@ export interface BootData {
   args: Batch | null;
   /** This thread's port to the queue hub (queue/hub-client.ts); for the hub itself, the main thread's. */
   hub?: MessagePort;
+  /** The process's table of dead threads (sync/threads.ts), shared by every thread the library starts. */
+  threads?: SharedArrayBuffer;
   context: ThreadContext;
 }
 

@@ -8,6 +8,7 @@ import { registerEntry } from './entries.ts';
 import { ProcessError, describe, serializeError, ErrorCode } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import { setHubPort } from './queue/hub-client.ts';
+import { adoptDeadThreads, recordDeath } from './sync/threads.ts';
 import { decodeItem } from './wire/decode.ts';
 import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
 
@@ -66,6 +67,9 @@ function why(module: Record<string, unknown>, name: string): string {
  */
 export async function load(boot: BootData): Promise<{ module: Record<string, unknown>; args: unknown[] }> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
+  adoptDeadThreads(boot.threads);
+  // A lock this thread holds is taken over by the next acquire once its death is on record (sync/threads.ts).
+  process.on('exit', () => recordDeath(threadId));
   if (boot.hub !== undefined) setHubPort(boot.hub);
   let module: Record<string, unknown>;
   try {
