@@ -34,6 +34,11 @@ export const ErrorCode = {
   WorkerLostError: 'WorkerLostError',
   PoolInitializer: 'ERR_POOL_INITIALIZER',
   NotReady: 'ERR_NOT_READY',
+  // synchronization
+  BrokenBarrierError: 'BrokenBarrierError',
+  LockNotHeld: 'ERR_LOCK_NOT_HELD',
+  ReleasedTooMany: 'ERR_RELEASED_TOO_MANY',
+  Deadlock: 'ERR_DEADLOCK',
   // a ProcessError made without a code
   Process: 'ERR_PROCESS',
 } as const;
@@ -106,6 +111,16 @@ export class WorkerLostError extends ProcessError {
 }
 
 /**
+ * A Barrier was broken (`abort()`, a wait that timed out, an action that threw) or reset while this wait was
+ * in it (Python's `threading.BrokenBarrierError`).
+ */
+export class BrokenBarrierError extends ProcessError {
+  constructor(message = 'the barrier is broken') {
+    super(message, ErrorCode.BrokenBarrierError);
+  }
+}
+
+/**
  * A broken invariant of mpthreads itself: a bug to report, not a misuse to handle. Not a ProcessError, so that
  * no `catch (e) { if (e instanceof ProcessError) ... }` in user code mistakes it for one of the above.
  */
@@ -140,6 +155,7 @@ const byName: Record<string, new (message: string) => Error> = {
   ClosedError,
   TimeoutError,
   WorkerLostError,
+  BrokenBarrierError,
 };
 
 /**

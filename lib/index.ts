@@ -13,6 +13,7 @@ export {
   InternalError,
   ErrorCode,
   WorkerLostError,
+  BrokenBarrierError,
 } from './errors.ts';
 export type { WaitOptions } from './options.ts';
 export { Queue, type QueueOptions, type PutOptions } from './queue.ts';
@@ -30,3 +31,23 @@ export {
   type TaskFunction,
 } from './pool/pool.ts';
 export { AsyncResult } from './pool/async-result.ts';
+export { Lock, RLock, type AcquireOptions } from './sync/lock.ts';
+export { Semaphore, BoundedSemaphore } from './sync/semaphore.ts';
+export { Event } from './sync/event.ts';
+export { Condition } from './sync/condition.ts';
+export { Barrier, type BarrierOptions } from './sync/barrier.ts';
+export {
+  Value,
+  RawValue,
+  SharedArray,
+  RawArray,
+  type LockOption,
+  type Typecode,
+  type TypedArrayOf,
+  type ElementOf,
+  type InputOf,
+  type ValueConstructor,
+  type RawValueConstructor,
+  type SharedArrayConstructor,
+  type RawArrayConstructor,
+} from './sync/shared-memory.ts';

@@ -2,7 +2,17 @@
 // executed (uvu runs *.test.ts only). Each `@ts-expect-error` line must be a type error: were the types loose
 // again (args as unknown[]), tsc would fail on the unused directive.
 import type { AsyncResult, Pool } from '../lib/index.ts';
-import { JoinableQueue, Pipe, Process, Queue, type Connection, type ProcessOptions } from '../lib/index.ts';
+import {
+  JoinableQueue,
+  Pipe,
+  Process,
+  Queue,
+  RawArray,
+  SharedArray,
+  Value,
+  type Connection,
+  type ProcessOptions,
+} from '../lib/index.ts';
 
 declare function work(q: Queue<number>, n: number): void;
 declare function reply(conn: Connection<string>, times?: number): Promise<void>;
@@ -90,4 +100,23 @@ async function asyncLength(s: string): Promise<number> {
 }
 function mul(a: number, b: number): number {
   return a * b;
+}
+
+export function sharedMemory(): void {
+  const q = Value('q', 1n);
+  const big: bigint = q.value;
+  const d = Value('d', 0.5);
+  const n: number = d.value;
+  const raw = Value('i', 0, { lock: false });
+  // @ts-expect-error a RawValue (lock: false) has no lock
+  raw.getLock();
+  const arr = SharedArray('h', [1, 2]);
+  const h: Int16Array = arr;
+  arr.getLock().acquireSync();
+  const plain: Float64Array = RawArray('d', 4);
+  // @ts-expect-error a q value is a bigint
+  const wrong: number = q.value;
+  // @ts-expect-error a string is no typecode
+  Value('x', 1);
+  void [big, n, h, plain, wrong];
 }

@@ -1,0 +1,272 @@
+// Barrier (Python's multiprocessing.Barrier): `parties` threads wait until all have arrived, then all go on.
+// Python's threading.Barrier, ported onto a shared Condition and two shared cells; one round is a generator
+// of steps (take the lock, wait for a predicate), so wait() and waitSync() run exactly the same logic.
+//
+// Invariants (all under the condition's lock):
+//   cells[kPhase] is kFilling while threads arrive, kDraining while the last round's threads leave,
+//   kResetting while reset() waits for them to leave, kBroken once broken, and kActionDue when the last
+//   arrival is not the creating thread and waits for the creator to run the action (a function cannot
+//   travel between threads, so the action runs in the creating thread, inside its own wait of the round).
+//   cells[kCount] is how many threads are inside wait(); the last one out of a draining or resetting barrier
+//   sets it filling again.
+import { BrokenBarrierError } from '../errors.ts';
+import { checkTimeout } from '../options.ts';
+import { Condition } from './condition.ts';
+import { Lock } from './lock.ts';
+import {
+  checkCount,
+  kKind,
+  kState,
+  nestedState,
+  newCells,
+  Primitive,
+  registerPrimitive,
+  reviveNested,
+  takeAdopted,
+  type NestedState,
+} from './primitive.ts';
+import { me } from './threads.ts';
+
+const kPhase = 0;
+const kCount = 1;
+const kCreator = 2;
+const kHasAction = 3;
+
+const kFilling = 0;
+const kDraining = 1;
+const kActionDue = 2;
+const kResetting = -1;
+const kBroken = -2;
+
+/** Options of `new Barrier()`. */
+export interface BarrierOptions {
+  /** Runs once per round, before any thread is released, in the thread that created the barrier. */
+  action?: () => void;
+  /** The timeout of a wait() called without one, in ms. @default Infinity */
+  timeout?: number;
+}
+
+type Step = { kind: 'acquire' } | { kind: 'wait'; until: () => boolean; timeout: number };
+
+/**
+ * A barrier for `parties` threads (Python's `multiprocessing.Barrier`): each `wait` blocks until `parties`
+ * waits are in, then all return, each with its arrival index (0 to parties - 1). A wait that times out, an
+ * `abort()`, or an action that throws breaks the barrier: every wait in it and after it throws
+ * `BrokenBarrierError` until `reset()`. Pass it in `Process`/`Pool` args, or through a pipe or queue.
+ */
+export class Barrier extends Primitive {
+  readonly #cells: Int32Array;
+  readonly #condition: Condition;
+  readonly #parties: number;
+  readonly #timeout: number;
+  readonly #action: (() => void) | undefined;
+
+  constructor(parties: number, options?: BarrierOptions) {
+    super();
+    const adopted = takeAdopted<{
+      cells: SharedArrayBuffer;
+      condition: NestedState;
+      parties: number;
+      timeout: number;
+    }>();
+    if (adopted !== undefined) {
+      this.#cells = new Int32Array(adopted.cells);
+      this.#condition = reviveNested(adopted.condition);
+      this.#parties = adopted.parties;
+      this.#timeout = adopted.timeout;
+      return;
+    }
+    this.#parties = checkCount(parties, 'parties', 1);
+    const o = options ?? {};
+    if (typeof o !== 'object') throw new TypeError('options must be an object');
+    for (const key of Object.keys(o)) {
+      if (key !== 'action' && key !== 'timeout') throw new TypeError(`options: unknown option "${key}"`);
+    }
+    if (o.action !== undefined && typeof o.action !== 'function') {
+      throw new TypeError('options.action must be a function');
+    }
+    this.#action = o.action;
+    this.#timeout = checkTimeout(o.timeout);
+    this.#condition = new Condition(new Lock());
+    this.#cells = newCells(4);
+    this.#cells[kCreator] = me;
+    this.#cells[kHasAction] = o.action === undefined ? 0 : 1;
+  }
+
+  get [kKind](): string {
+    return 'Barrier';
+  }
+
+  [kState](): Record<string, unknown> {
+    return {
+      cells: this.#cells.buffer,
+      condition: nestedState(this.#condition),
+      parties: this.#parties,
+      timeout: this.#timeout,
+    };
+  }
+
+  get #phase(): number {
+    return Atomics.load(this.#cells, kPhase);
+  }
+  set #phase(phase: number) {
+    Atomics.store(this.#cells, kPhase, phase);
+  }
+
+  /** This thread can run the action: it created the barrier with one. */
+  get #runsAction(): boolean {
+    return this.#action !== undefined && Atomics.load(this.#cells, kCreator) === me;
+  }
+
+  /** Waits until all parties have called wait(); resolves with this call's arrival index. */
+  async wait(timeout?: number): Promise<number> {
+    const round = this.#round(timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout'));
+    let input: boolean | undefined;
+    let failure: { error: unknown } | undefined;
+    for (;;) {
+      const next = failure === undefined ? round.next(input as boolean) : round.throw(failure.error);
+      failure = undefined;
+      if (next.done) return next.value;
+      try {
+        input =
+          next.value.kind === 'acquire'
+            ? await this.#condition.acquire()
+            : await this.#condition.waitFor(next.value.until, next.value.timeout);
+      } catch (error) {
+        failure = { error };
+      }
+    }
+  }
+
+  /** As wait(), blocking the thread. */
+  waitSync(timeout?: number): number {
+    const round = this.#round(timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout'));
+    let input: boolean | undefined;
+    let failure: { error: unknown } | undefined;
+    for (;;) {
+      const next = failure === undefined ? round.next(input as boolean) : round.throw(failure.error);
+      failure = undefined;
+      if (next.done) return next.value;
+      try {
+        input =
+          next.value.kind === 'acquire'
+            ? this.#condition.acquireSync()
+            : this.#condition.waitForSync(next.value.until, next.value.timeout);
+      } catch (error) {
+        failure = { error };
+      }
+    }
+  }
+
+  /** One thread's part of a round (threading.Barrier.wait). Yields each wait on the condition. */
+  *#round(timeout: number): Generator<Step, number, boolean> {
+    yield { kind: 'acquire' };
+    try {
+      // Wait while a previous round drains or a reset is under way.
+      const between = () => this.#phase !== kDraining && this.#phase !== kResetting && this.#phase !== kActionDue;
+      if (!between()) yield { kind: 'wait', until: between, timeout: Infinity };
+      if (this.#phase < 0) throw new BrokenBarrierError();
+      const index = Atomics.add(this.#cells, kCount, 1);
+      try {
+        if (index + 1 === this.#parties) yield* this.#complete(timeout);
+        else yield* this.#awaitOthers(timeout);
+        return index;
+      } finally {
+        const left = Atomics.sub(this.#cells, kCount, 1) - 1;
+        if (left === 0 && (this.#phase === kDraining || this.#phase === kResetting)) {
+          this.#phase = kFilling;
+          this.#condition.notifyAll();
+        }
+      }
+    } finally {
+      this.#condition.release();
+    }
+  }
+
+  /** The last arrival: the action runs (here, or in the creating thread), then everyone is released. */
+  *#complete(timeout: number): Generator<Step, void, boolean> {
+    if (Atomics.load(this.#cells, kHasAction) === 1 && !this.#runsAction) {
+      this.#phase = kActionDue;
+      this.#condition.notifyAll();
+      const done = yield { kind: 'wait', until: () => this.#phase !== kActionDue, timeout };
+      if (!done) this.#break();
+      if (this.#phase < 0) throw new BrokenBarrierError();
+      return;
+    }
+    this.#runAction();
+  }
+
+  /** Any other arrival: wait for the round to complete (and run the action, when it falls to this thread). */
+  *#awaitOthers(timeout: number): Generator<Step, void, boolean> {
+    const runsAction = this.#runsAction;
+    const until = () => this.#phase !== kFilling && !(this.#phase === kActionDue && !runsAction);
+    const done = yield { kind: 'wait', until, timeout };
+    if (!done) {
+      this.#break();
+      throw new BrokenBarrierError('the barrier broke: this wait timed out');
+    }
+    if (this.#phase === kActionDue) this.#runAction();
+    if (this.#phase < 0) throw new BrokenBarrierError();
+  }
+
+  #runAction(): void {
+    try {
+      this.#action?.();
+      this.#phase = kDraining;
+      this.#condition.notifyAll();
+    } catch (error) {
+      this.#break();
+      throw error;
+    }
+  }
+
+  #break(): void {
+    this.#phase = kBroken;
+    this.#condition.notifyAll();
+  }
+
+  /**
+   * Returns the barrier to its empty state; waits in it now throw BrokenBarrierError. Blocks while another
+   * thread holds the barrier's lock for a moment.
+   */
+  reset(): void {
+    this.#condition.acquireSync();
+    try {
+      if (Atomics.load(this.#cells, kCount) > 0) {
+        if (this.#phase === kFilling || this.#phase === kBroken) this.#phase = kResetting;
+      } else {
+        this.#phase = kFilling;
+      }
+      this.#condition.notifyAll();
+    } finally {
+      this.#condition.release();
+    }
+  }
+
+  /** Breaks the barrier: every wait in it and after it throws BrokenBarrierError, until reset(). */
+  abort(): void {
+    this.#condition.acquireSync();
+    try {
+      this.#break();
+    } finally {
+      this.#condition.release();
+    }
+  }
+
+  /** The number of threads the barrier waits for. */
+  get parties(): number {
+    return this.#parties;
+  }
+
+  /** The number of threads waiting in the round now. */
+  get nWaiting(): number {
+    return this.#phase === kFilling ? Atomics.load(this.#cells, kCount) : 0;
+  }
+
+  /** True once broken (until reset()). */
+  get broken(): boolean {
+    return this.#phase === kBroken;
+  }
+}
+
+registerPrimitive('Barrier', () => new Barrier(1));

@@ -1,0 +1,67 @@
+// Event (Python's multiprocessing.Event): one shared flag that waiters wait to see set.
+//
+// Invariants:
+//   cells[kFlag] is 1 while the event is set, 0 while clear. set() stores 1 and then wakes every waiter; a
+//   waiter reads the flag before each wait and waits only while it still reads 0 (shared-wait.ts).
+import { checkTimeout } from '../options.ts';
+import { blockUntil, waitUntil } from '../shared-wait.ts';
+import { kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
+
+const kFlag = 0;
+
+/**
+ * A flag shared by threads (Python's `multiprocessing.Event`): `wait` until another thread calls `set`.
+ * Pass it in `Process`/`Pool` args, or through a pipe or queue.
+ */
+export class Event extends Primitive {
+  readonly #cells: Int32Array;
+
+  constructor() {
+    super();
+    const adopted = takeAdopted<{ cells: SharedArrayBuffer }>();
+    this.#cells = adopted === undefined ? newCells(1) : new Int32Array(adopted.cells);
+  }
+
+  get [kKind](): string {
+    return 'Event';
+  }
+
+  [kState](): Record<string, unknown> {
+    return { cells: this.#cells.buffer };
+  }
+
+  readonly #isSet = (): boolean => Atomics.load(this.#cells, kFlag) === 1;
+
+  /** True while the flag is set. */
+  isSet(): boolean {
+    return this.#isSet();
+  }
+
+  /** Sets the flag and wakes every waiter. */
+  set(): void {
+    Atomics.store(this.#cells, kFlag, 1);
+    Atomics.notify(this.#cells, kFlag);
+  }
+
+  /** Clears the flag: later waits wait again. */
+  clear(): void {
+    Atomics.store(this.#cells, kFlag, 0);
+  }
+
+  /** Resolves true once the flag is set, or false when `timeout` ms pass first (Python's `wait(timeout)`). */
+  wait(timeout?: number): Promise<boolean> {
+    try {
+      const ms = checkTimeout(timeout, 'timeout');
+      return waitUntil(this.#cells, kFlag, this.#isSet, { timeout: ms }, undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** As wait(), blocking the thread. */
+  waitSync(timeout?: number): boolean {
+    return blockUntil(this.#cells, kFlag, this.#isSet, { timeout: checkTimeout(timeout, 'timeout') });
+  }
+}
+
+registerPrimitive('Event', () => new Event());

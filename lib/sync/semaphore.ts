@@ -1,0 +1,119 @@
+// Semaphore and BoundedSemaphore (Python's multiprocessing.Semaphore and BoundedSemaphore) on one shared
+// counter.
+//
+// Invariants:
+//   cells[kValue] >= 0 is the number of acquires that would succeed now; acquire takes one by a CAS from a
+//   positive value, release adds one (a BoundedSemaphore by a CAS that refuses to pass cells[kBound]).
+//   cells[kWaiters] counts threads inside a wait; release adds and then reads it, a waiter adds itself and
+//   then reads the value (see lock.ts): no wake-up is lost. Release wakes every waiter (lock.ts says why).
+//   A semaphore has no owner: a permit taken by a thread that dies is not given back.
+import { ErrorCode, ProcessError } from '../errors.ts';
+import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
+import { blockUntil, waitUntil } from '../shared-wait.ts';
+import type { AcquireOptions } from './lock.ts';
+import { checkCount, kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
+
+const kValue = 0;
+const kWaiters = 1;
+const kBound = 2;
+/** cells[kBound] of a Semaphore: no bound. */
+const kUnbounded = -1;
+
+/**
+ * A counter of permits shared by threads (Python's `multiprocessing.Semaphore`): `acquire` takes one, waiting
+ * while there is none; `release` gives one back. Pass it in `Process`/`Pool` args, or through a pipe or queue.
+ */
+export class Semaphore extends Primitive {
+  readonly #cells: Int32Array;
+
+  constructor(value = 1) {
+    super();
+    const adopted = takeAdopted<{ cells: SharedArrayBuffer }>();
+    if (adopted !== undefined) {
+      this.#cells = new Int32Array(adopted.cells);
+      return;
+    }
+    const start = checkCount(value, 'value', 0);
+    if (start > 0x7fffffff) throw new RangeError(`value must be at most 2147483647, got ${start}`);
+    this.#cells = newCells(3);
+    this.#cells[kValue] = start;
+    this.#cells[kBound] = this[kKind] === 'BoundedSemaphore' ? start : kUnbounded;
+  }
+
+  get [kKind](): string {
+    return 'Semaphore';
+  }
+
+  [kState](): Record<string, unknown> {
+    return { cells: this.#cells.buffer };
+  }
+
+  readonly #attempt = (): boolean => {
+    const value = Atomics.load(this.#cells, kValue);
+    return value > 0 && Atomics.compareExchange(this.#cells, kValue, value, value - 1) === value;
+  };
+
+  /** Takes a permit, waiting while there is none: true, or false when `timeout` ms pass first. */
+  async acquire(options?: AcquireOptions): Promise<boolean> {
+    const o = checkOptions(options, 'options', ['timeout', 'signal']);
+    const timeout = checkTimeout(o.timeout);
+    const signal = checkSignal(o.signal);
+    if (this.#attempt()) return true;
+    Atomics.add(this.#cells, kWaiters, 1);
+    try {
+      return await waitUntil(this.#cells, kValue, this.#attempt, { timeout }, signal);
+    } finally {
+      Atomics.sub(this.#cells, kWaiters, 1);
+    }
+  }
+
+  /** As acquire(), blocking the thread. */
+  acquireSync(options?: Omit<AcquireOptions, 'signal'>): boolean {
+    const o = checkOptions(options, 'options', ['timeout']);
+    const timeout = checkTimeout(o.timeout);
+    if (this.#attempt()) return true;
+    Atomics.add(this.#cells, kWaiters, 1);
+    try {
+      return blockUntil(this.#cells, kValue, this.#attempt, { timeout });
+    } finally {
+      Atomics.sub(this.#cells, kWaiters, 1);
+    }
+  }
+
+  /**
+   * Gives a permit back. A BoundedSemaphore throws a ProcessError (ERR_RELEASED_TOO_MANY) rather than pass
+   * its initial value.
+   */
+  release(): void {
+    const cells = this.#cells;
+    const bound = Atomics.load(cells, kBound);
+    for (;;) {
+      const value = Atomics.load(cells, kValue);
+      if (value >= (bound === kUnbounded ? 0x7fffffff : bound)) {
+        throw new ProcessError(`${this[kKind]} released too many times`, ErrorCode.ReleasedTooMany);
+      }
+      if (Atomics.compareExchange(cells, kValue, value, value + 1) === value) break;
+    }
+    if (Atomics.load(cells, kWaiters) > 0) Atomics.notify(cells, kValue);
+  }
+
+  /** The number of permits free now (Python's `get_value()`). */
+  getValue(): number {
+    return Atomics.load(this.#cells, kValue);
+  }
+
+  /** Releases: `sem.acquireSync(); using _ = sem;` holds a permit to the end of the block. */
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/** A Semaphore that refuses to be released above its initial value (Python's `BoundedSemaphore`). */
+export class BoundedSemaphore extends Semaphore {
+  override get [kKind](): string {
+    return 'BoundedSemaphore';
+  }
+}
+
+registerPrimitive('Semaphore', () => new Semaphore());
+registerPrimitive('BoundedSemaphore', () => new BoundedSemaphore());

@@ -1,0 +1,203 @@
+// Lock, RLock, Semaphore, BoundedSemaphore: CPython's _TestLock and _TestSemaphore ported, then what the
+// contract adds: exact counts under contention between workers, a holder that dies, the blocking forms'
+// errors, and primitives carried through pipes and queues.
+import * as assert from 'uvu/assert';
+import {
+  BoundedSemaphore,
+  Lock,
+  Pipe,
+  Pool,
+  ProcessError,
+  Queue,
+  RawValue,
+  RLock,
+  Semaphore,
+} from '../../lib/index.ts';
+import { incrementSync } from '../fixtures/sync-tasks.ts';
+import { openQueues, rejects, startTask, suite, throws } from '../_support/harness.ts';
+
+const tasks = new URL('../fixtures/sync-tasks.ts', import.meta.url);
+
+const cpython = suite('sync: CPython _TestLock, _TestSemaphore');
+
+cpython('test_lock: acquire, a second acquire fails at once, release, a second release throws', () => {
+  const lock = new Lock();
+  assert.is(lock.acquireSync(), true);
+  assert.is(lock.acquireSync({ timeout: 0 }), false);
+  assert.is(lock.locked(), true);
+  assert.is(lock.release(), undefined);
+  assert.is(lock.locked(), false);
+  const error = throws(() => lock.release(), ProcessError, 'release of a free lock');
+  assert.is(error.code, 'ERR_LOCK_NOT_HELD');
+});
+
+cpython('test_rlock: acquired three times, released three times, then a release throws', async () => {
+  const lock = new RLock();
+  assert.is(lock.acquireSync(), true);
+  assert.is(await lock.acquire(), true);
+  assert.is(lock.acquireSync(), true);
+  lock.release();
+  lock.release();
+  assert.is(lock.locked(), true, 'still held once');
+  lock.release();
+  assert.is(lock.locked(), false);
+  throws(() => lock.release(), ProcessError);
+});
+
+cpython('test_lock_context: using releases at the end of the block', () => {
+  const lock = new Lock();
+  {
+    lock.acquireSync();
+    using _held = lock;
+    assert.is(lock.locked(), true);
+  }
+  assert.is(lock.locked(), false);
+});
+
+cpython('test_semaphore, test_bounded_semaphore: counts, a failed try, releases past the start', async () => {
+  for (const sem of [new Semaphore(2), new BoundedSemaphore(2)]) {
+    assert.is(sem.getValue(), 2);
+    assert.is(sem.acquireSync(), true);
+    assert.is(sem.getValue(), 1);
+    assert.is(await sem.acquire(), true);
+    assert.is(sem.getValue(), 0);
+    assert.is(sem.acquireSync({ timeout: 0 }), false);
+    assert.is(await sem.acquire({ timeout: 0 }), false);
+    sem.release();
+    assert.is(sem.getValue(), 1);
+    sem.release();
+    assert.is(sem.getValue(), 2);
+    if (sem instanceof BoundedSemaphore) {
+      const error = throws(() => sem.release(), ProcessError, 'a bounded semaphore released past its start');
+      assert.is(error.code, 'ERR_RELEASED_TOO_MANY');
+      assert.is(sem.getValue(), 2);
+    } else {
+      sem.release();
+      sem.release();
+      assert.is(sem.getValue(), 4);
+    }
+  }
+});
+
+cpython('test_timeout: a semaphore of 0 refuses at once with timeout 0, and after the timeout otherwise', async () => {
+  const sem = new Semaphore(0);
+  assert.is(sem.acquireSync({ timeout: 0 }), false);
+  let start = performance.now();
+  assert.is(sem.acquireSync({ timeout: 50 }), false);
+  assert.ok(performance.now() - start >= 49, 'waited the timeout');
+  start = performance.now();
+  assert.is(await sem.acquire({ timeout: 50 }), false);
+  assert.ok(performance.now() - start >= 49, 'waited the timeout');
+});
+
+const contract = suite('sync: locks and semaphores across threads');
+const { open } = openQueues(contract);
+
+contract(
+  '2 workers x 100,000 increments of a RawValue under a Lock: the total is exact',
+  async () => {
+    const value = RawValue('i', 0);
+    const lock = new Lock();
+    const a = startTask(tasks, 'incrementSync', [value, lock, 100_000]);
+    const b = startTask(tasks, 'incrementAsync', [value, lock, 100_000]);
+    await Promise.all([a.join(), b.join()]);
+    assert.is(a.exitCode, 0);
+    assert.is(b.exitCode, 0);
+    assert.is(value.value, 200_000);
+  },
+  120_000,
+);
+
+for (const how of ['spin', 'exit', 'return'] as const) {
+  contract(
+    `a holder that ${how === 'spin' ? 'is terminated' : how === 'exit' ? 'calls process.exit()' : 'returns'} with the lock: the next acquire gets it`,
+    async () => {
+      for (const lock of [new Lock(), new RLock()]) {
+        const [conn, child] = Pipe<string>();
+        const p = startTask(tasks, 'holdLock', [lock, child, how]);
+        assert.is(await conn.recv({ timeout: 30_000 }), 'held');
+        if (how === 'spin') {
+          assert.is(lock.acquireSync({ timeout: 0 }), false, 'held by the worker');
+          p.terminate();
+        }
+        assert.is(await lock.acquire({ timeout: 30_000 }), true, 'taken over');
+        lock.release();
+        assert.is(lock.acquireSync({ timeout: 0 }), true, 'free again');
+        lock.release();
+        await p.join();
+      }
+    },
+    60_000,
+  );
+}
+
+contract('acquireSync of a Lock this thread holds throws ERR_DEADLOCK instead of hanging', () => {
+  const lock = new Lock();
+  lock.acquireSync();
+  const error = throws(() => lock.acquireSync(), ProcessError, 'a second blocking acquire');
+  assert.is(error.code, 'ERR_DEADLOCK');
+  assert.is(lock.acquireSync({ timeout: 10 }), false, 'with a timeout it waits and fails');
+  lock.release();
+});
+
+contract('acquire takes a signal; bad options are typed errors at the call', async () => {
+  const lock = new Lock();
+  lock.acquireSync();
+  const controller = new AbortController();
+  const waiting = lock.acquire({ signal: controller.signal });
+  controller.abort(new RangeError('stop'));
+  await rejects(waiting, RangeError, 'an aborted acquire');
+  await rejects(lock.acquire({ timeout: -1 }), RangeError);
+  await rejects(lock.acquire({ timeout: '1' as unknown as number }), TypeError);
+  await rejects(lock.acquire({ nope: 1 } as never), TypeError);
+  throws(() => lock.acquireSync({ signal: controller.signal } as never), TypeError, 'acquireSync takes no signal');
+  throws(() => new Semaphore(-1), RangeError);
+  throws(() => new Semaphore(1.5), RangeError);
+  lock.release();
+  assert.is(await lock.acquire(), true, 'the lock still works');
+  lock.release();
+});
+
+contract(
+  'a Lock and a RawValue in Pool args: 4 tasks x 10,000 locked increments on 2 workers',
+  async () => {
+    const value = RawValue('i', 0);
+    const lock = new Lock();
+    const pool = new Pool({ module: tasks, processes: 2 });
+    try {
+      await pool.starmap(
+        incrementSync,
+        Array.from({ length: 4 }, () => [value, lock, 10_000] as const),
+      );
+      assert.is(value.value, 40_000);
+    } finally {
+      pool.terminate();
+      await pool.join();
+    }
+  },
+  60_000,
+);
+
+contract('locks and semaphores sent through a pipe and a queue are the same lock', async () => {
+  const lock = new Lock();
+  const sem = new Semaphore(0);
+  const [a, b] = Pipe<[Lock, Semaphore]>();
+  a.send([lock, sem]);
+  const [lock2, sem2] = await b.recv({ timeout: 10_000 });
+  assert.ok(lock2 instanceof Lock);
+  lock2.acquireSync();
+  assert.is(lock.locked(), true, 'the copy holds the original');
+  lock.release();
+  const q = open(new Queue<Semaphore>());
+  await q.put(sem);
+  const sem3 = await q.get({ timeout: 10_000 });
+  assert.ok(sem3 instanceof Semaphore);
+  sem3.release();
+  assert.is(sem2.getValue(), 1);
+  assert.is(sem.acquireSync({ timeout: 0 }), true);
+  a.close();
+  b.close();
+});
+
+cpython.run();
+contract.run();
