@@ -18,6 +18,7 @@
 //   The .mjs is renamed into place before its manifest, so a manifest only ever names complete output.
 //   What esbuild cannot do here (CommonJS TypeScript, a syntax error, an import it cannot resolve) gives
 //     `undefined`: the worker then registers tsx as before, and tsx reports the error as it always did.
+import { beforeBlocking } from './shared-wait.ts';
 import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -42,7 +43,7 @@ interface Compiled {
 /** How to start a worker for a compiled TypeScript task module. */
 export interface WorkerStart {
   /** BootData fields: the compiled URLs, or `pending` while esbuild runs. */
-  boot: Pick<BootData, 'tsx'> & Partial<Pick<BootData, 'runtime' | 'compiled' | 'pending'>>;
+  boot: Pick<BootData, 'tsx'> & Partial<Pick<BootData, 'runtime' | 'compiled' | 'pending' | 'blocked'>>;
   /** This thread's execArgv without the flags that load tsx (a worker that needs no loader), if it has any. */
   execArgv: string[] | undefined;
   /** Tells a worker started `pending` the rest of its BootData once esbuild is done. */
@@ -100,11 +101,14 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
     failed.add(key);
     return undefined;
   });
+  const blocked = new Int32Array(new SharedArrayBuffer(4));
+  awaitingCompile.add(blocked);
   return {
-    boot: { tsx: false, pending: true },
+    boot: { tsx: false, pending: true, blocked: blocked.buffer as SharedArrayBuffer },
     execArgv,
     deliver(worker) {
       void done.then((result) => {
+        awaitingCompile.delete(blocked);
         const rest: Partial<BootData> =
           result === undefined
             ? { pending: false, tsx: true }
@@ -115,6 +119,20 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
     },
   };
 }
+
+/**
+ * Workers started `pending` whose compiled module this thread has not delivered yet. The delivery needs this
+ * thread's event loop; a blocking call (shared-wait.ts) stops it, and would wait for ever on a worker that
+ * waits for it. So before this thread blocks, each of them is told to register tsx itself instead.
+ */
+const awaitingCompile = new Set<Int32Array>();
+beforeBlocking(() => {
+  for (const blocked of awaitingCompile) {
+    Atomics.store(blocked, 0, 1);
+    Atomics.notify(blocked, 0);
+  }
+  awaitingCompile.clear();
+});
 
 /** Entries (with their content hashes) esbuild failed on in this thread: not tried again until they change. */
 const failed = new Set<string>();

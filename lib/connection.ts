@@ -12,6 +12,12 @@
 //   'close' from the port means the peer is gone *and* every message it sent was dispatched (Node emits it
 //     only once the port's queue is empty), so #peerGone with an empty #inbox is EOF.
 //   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
+//   The blocking forms (recvSync, pollSync, recvBytesSync) cannot see 'close', so the two ends of a Pipe also
+//     share a few cells (#sync): per end, how many messages were posted to it, whether it was closed, which
+//     thread holds it (0 while it travels), and whether a blocking receive waits on it. send() posts, then
+//     counts (and wakes a blocked receiver); close() marks its end, then wakes the other. A message is in the
+//     receiver's port once postMessage returned, so an end marked closed (or held by a thread on record as
+//     dead) whose port is empty has nothing more to deliver: EOF.
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
@@ -37,6 +43,8 @@ import {
   checkWaitOptions,
   type WaitOptions,
 } from './options.ts';
+import { blockUntil } from './shared-wait.ts';
+import { isDead, me, threadOf } from './sync/threads.ts';
 import { wait, type Waiter } from './wait.ts';
 import { revive, cloneForPost } from './wire/clone.ts';
 import { decodeItem } from './wire/decode.ts';
@@ -49,6 +57,15 @@ export interface SendOptions {
 }
 
 const NONE: unique symbol = Symbol('none');
+
+// The cells the two ends of one Pipe share (see the invariants above); `side` is 0 or 1.
+const kSent = (side: number) => side;
+const kGone = (side: number) => 2 + side;
+const kHolder = (side: number) => 4 + side;
+const kBlocked = (side: number) => 6 + side;
+const kSyncCells = 8;
+/** How often (ms) a blocking receive looks whether the other end's thread died: a death notifies no one. */
+const kDeathCheck = 50;
 
 interface PollWaiter extends Waiter<boolean> {}
 
@@ -77,18 +94,25 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   // Shared by the two ends of one Pipe (and kept when an end travels), so that send() can refuse to post an
   // end through its own other end: Node would drop that message and lose the channel without an error.
   readonly #channel: string | undefined;
+  readonly #sync: Int32Array;
+  readonly #side: number;
 
   /** @internal Use `Pipe()`. */
   constructor(
     port: MessagePort | null,
     readable: boolean,
     writable: boolean,
-    inbox: unknown[] = [],
-    peerGone = false,
-    channel?: string,
+    inbox: unknown[],
+    peerGone: boolean,
+    channel: string | undefined,
+    sync: Int32Array,
+    side: number,
   ) {
     // `inbox` holds messages (and Undeliverable errors) taken off the port before the end moved here.
     this.#channel = channel;
+    this.#sync = sync;
+    this.#side = side;
+    Atomics.store(sync, kHolder(side), me);
     this.#port = port;
     this.#readable = readable;
     this.#writable = writable;
@@ -125,6 +149,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       typeof obj !== 'symbol'
     ) {
       port.postMessage(obj);
+      this.#sent();
       return;
     }
     const cloned = cloneForPost(obj, transfer, isHandle);
@@ -156,7 +181,15 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       abort(captured);
       throw error;
     }
+    this.#sent();
     commit(captured, 'another thread through a Connection');
+  }
+
+  /** Counts a message posted to the other end, and wakes it if it blocks in a receive. */
+  #sent(): void {
+    const other = 1 - this.#side;
+    Atomics.add(this.#sync, kSent(other), 1);
+    if (Atomics.load(this.#sync, kBlocked(other)) > 0) Atomics.notify(this.#sync, kSent(other));
   }
 
   /** Resolves with the next message; rejects with `EOFError` once the other end is gone and all is received. */
@@ -235,6 +268,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#checkWritable();
     const copy = bytes.slice(offset, offset + length);
     port.postMessage(copy, [copy.buffer]);
+    this.#sent();
   }
 
   /** Resolves with the next message as bytes; one longer than `maxLength` rejects with `BufferTooShort`. */
@@ -257,6 +291,78 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     return bytes.byteLength;
   }
 
+  /**
+   * The next message, blocking the thread until it comes (in the main thread, the event loop too). Throws
+   * `EOFError` once the other end is gone and all is received, `TimeoutError` when `timeout` ms pass first.
+   */
+  recvSync(options?: Omit<WaitOptions, 'signal'>): T {
+    const timeout = checkTimeout(checkOptions(options, 'options', ['timeout']).timeout);
+    if (!this.#waitSync(timeout, 'recvSync()')) throw new TimeoutError(`recvSync() timed out after ${timeout} ms`);
+    const message = this.#take();
+    if (message instanceof Undeliverable) throw message.error;
+    if (message === NONE) throw new EOFError();
+    return message as T;
+  }
+
+  /** True once a `recvSync()` would return or throw EOFError without waiting; false after `timeout` ms. */
+  pollSync(timeout: number = 0): boolean {
+    return this.#waitSync(checkTimeout(timeout, 'timeout'), 'pollSync()');
+  }
+
+  /** As recvBytes(), blocking the thread. */
+  recvBytesSync(maxLength?: number): Uint8Array {
+    if (maxLength !== undefined) checkNonNegativeInteger(maxLength, 'maxLength');
+    const bytes = this.#asBytes(this.recvSync());
+    if (maxLength !== undefined && bytes.byteLength > maxLength) throw new BufferTooShort(bytes, maxLength);
+    return bytes;
+  }
+
+  /**
+   * Blocks until a message is in the inbox or the other end is gone (true), or `timeout` ms pass (false).
+   * Waiting forever on an end this same thread holds would never return: that throws ERR_DEADLOCK.
+   */
+  #waitSync(timeout: number, what: string): boolean {
+    this.#checkOpen();
+    this.#checkReadable();
+    if (this.#waiters.length > 0 || this.#pollers.length > 0) {
+      throw new ProcessError(`${what} while a recv() or poll() waits on this connection`, ErrorCode.ConnectionBusy);
+    }
+    const sync = this.#sync;
+    const side = this.#side;
+    const other = 1 - side;
+    const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
+    for (;;) {
+      const sent = Atomics.load(sync, kSent(side));
+      const holder = Atomics.load(sync, kHolder(other));
+      const gone = Atomics.load(sync, kGone(other)) === 1 || (holder !== 0 && isDead(threadOf(holder)));
+      const message = this.#take();
+      if (message !== NONE) {
+        this.#inbox.unshift(message);
+        return true;
+      }
+      if (gone || this.#peerGone) return true;
+      if (timeout === Infinity && holder === me) {
+        throw new ProcessError(
+          `${what} would block forever: the other end of this connection is held by this same thread`,
+          ErrorCode.Deadlock,
+        );
+      }
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      Atomics.add(sync, kBlocked(side), 1);
+      try {
+        blockUntil(
+          sync,
+          kSent(side),
+          () => Atomics.load(sync, kSent(side)) !== sent || Atomics.load(sync, kGone(other)) === 1,
+          { timeout: left, slice: kDeathCheck },
+        );
+      } finally {
+        Atomics.sub(sync, kBlocked(side), 1);
+      }
+    }
+  }
+
   /** Closes this end; the other end sees EOF once it has received everything sent before. Idempotent. */
   close(): void {
     if (this.#closed || this.#movedTo !== undefined) return;
@@ -267,6 +373,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     port.off('messageerror', this.#onMessageError);
     this.#unlisten(port);
     port.close();
+    Atomics.store(this.#sync, kGone(this.#side), 1);
+    Atomics.notify(this.#sync, kSent(1 - this.#side));
     this.#rejectAll(new ClosedError('connection is closed'));
   }
 
@@ -311,6 +419,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       inbox,
       peerGone: this.#peerGone,
       channel: this.#channel,
+      sync: this.#sync.buffer,
+      side: this.#side,
     };
   }
 
@@ -318,6 +428,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination);
     this.#inboxOut = undefined;
     this.#movedTo = destination;
+    Atomics.store(this.#sync, kHolder(this.#side), 0); // travelling: the receiver's thread sets it
     const port = this.#port;
     this.#port = null;
     if (port !== null) {
@@ -347,7 +458,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   async #recvBytes(): Promise<Uint8Array> {
-    const message = await this.recv();
+    return this.#asBytes(await this.recv());
+  }
+
+  /** A received message as bytes; anything else goes back to the front of the inbox, and throws. */
+  #asBytes(message: unknown): Uint8Array {
     if (message instanceof ArrayBuffer) return new Uint8Array(message);
     if (ArrayBuffer.isView(message)) return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
     this.#inbox.unshift(message);
@@ -486,15 +601,11 @@ export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Conne
   const { port1, port2 } = new MessageChannel();
   // The Web Crypto global, not node:crypto: loading that module would add ~2.5 ms to every worker's start.
   const channel = crypto.randomUUID();
-  return duplex
-    ? [
-        new Connection<T>(port1, true, true, [], false, channel),
-        new Connection<T>(port2, true, true, [], false, channel),
-      ]
-    : [
-        new Connection<T>(port1, true, false, [], false, channel),
-        new Connection<T>(port2, false, true, [], false, channel),
-      ];
+  const sync = new Int32Array(new SharedArrayBuffer(kSyncCells * Int32Array.BYTES_PER_ELEMENT));
+  return [
+    new Connection<T>(port1, true, duplex, [], false, channel, sync, 0),
+    new Connection<T>(port2, duplex, true, [], false, channel, sync, 1),
+  ];
 }
 
 registerHandle('Connection', (wire) => {
@@ -506,5 +617,7 @@ registerHandle('Connection', (wire) => {
     entries.map(([kind, value]) => (kind === 1 ? new Undeliverable(value) : value)),
     wire.peerGone as boolean,
     wire.channel as string | undefined,
+    new Int32Array(wire.sync as SharedArrayBuffer),
+    wire.side as number,
   );
 });

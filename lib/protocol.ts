@@ -26,6 +26,11 @@ export interface BootData {
    * `tsx: true` when it failed) before importing anything.
    */
   pending?: boolean;
+  /**
+   * With `pending`: set to 1 when the parent blocks its thread (a ...Sync call) before it delivered the compiled
+   * module; the worker then registers tsx itself rather than wait for a message that cannot come.
+   */
+  blocked?: SharedArrayBuffer;
   /** Name of the export to call. */
   target: string;
   /** The args, captured as one value (handles.ts: capture); decoded once the task module is loaded. */

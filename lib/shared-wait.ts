@@ -67,6 +67,12 @@ export async function waitUntil(
   }
 }
 
+/** What must happen before this thread blocks: work its event loop owes to others (compile.ts). */
+const blockingHooks: (() => void)[] = [];
+export function beforeBlocking(hook: () => void): void {
+  blockingHooks.push(hook);
+}
+
 /** As waitUntil, blocking the thread (a bounded spin, then Atomics.wait); true unless `timeout` passed. */
 export function blockUntil(
   cells: Int32Array,
@@ -79,6 +85,7 @@ export function blockUntil(
     if (timeout === 0) return false;
   }
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
+  for (const hook of blockingHooks) hook();
   for (;;) {
     const value = Atomics.load(cells, index);
     if (attempt()) return true;

@@ -27,9 +27,18 @@ async function registerTsx() {
 const kEntries = Symbol.for('mpthreads.entries');
 
 try {
-  // A TypeScript task module still being compiled in the parent: its URL, or `tsx: true`, comes by message.
-  if (boot.pending)
-    boot = { ...boot, .../** @type {object} */ ((await nextMessage(parentPort, Kind.Compiled)).fields) };
+  // A TypeScript task module still being compiled in the parent: its URL, or `tsx: true`, comes by message;
+  // unless the parent blocks its thread first (a ...Sync call), which stops the delivery: then tsx it is.
+  if (boot.pending) {
+    const compiled = nextMessage(parentPort, Kind.Compiled);
+    const wait = boot.blocked ? Atomics.waitAsync(new Int32Array(boot.blocked), 0, 0) : undefined;
+    /** @type {Promise<object>} */
+    const blocked =
+      wait === undefined
+        ? new Promise(() => {})
+        : Promise.resolve(wait.value).then(() => ({ pending: false, tsx: true }));
+    boot = { ...boot, .../** @type {object} */ (await Promise.race([compiled.then((m) => m.fields), blocked])) };
+  }
   if (boot.tsx) await registerTsx();
   await import(boot.runtime);
   if (boot.standby) boot = /** @type {any} */ ((await nextMessage(parentPort, Kind.Boot)).boot);
