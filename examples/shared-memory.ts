@@ -3,6 +3,7 @@
 import { Process, SharedArray, Value, isMainThread } from '../lib/index.ts';
 
 export function f(n: Value<'d'>, a: SharedArray<'i'>) {
+  // biome-ignore lint/suspicious/noApproximativeNumericConstant: the number Python's example writes
   n.value = 3.1415927;
   for (let i = 0; i < a.length; i++) a[i] = -a[i]!;
 }
