@@ -30,6 +30,7 @@ export const ErrorCode = {
   NotBytes: 'ERR_NOT_BYTES',
   // misuse of a queue
   TaskDoneTooMany: 'ERR_TASK_DONE_TOO_MANY',
+  QueueBusy: 'ERR_QUEUE_BUSY',
   // a Pool
   WorkerLostError: 'WorkerLostError',
   PoolInitializer: 'ERR_POOL_INITIALIZER',

@@ -5,7 +5,7 @@
 // until a taskDone() of that handle acknowledges it: a consumer that dies with leases has them delivered
 // again to others by the hub, so join() neither hangs nor loses an item (at-least-once).
 import { ErrorCode, ProcessError, TimeoutError } from './errors.ts';
-import { checkWaitOptions, type WaitOptions } from './options.ts';
+import { checkOptions, checkTimeout, checkWaitOptions, type WaitOptions } from './options.ts';
 import { adopt, backendFor, backendOf, Queue, registerQueueKind, type QueueOptions } from './queue.ts';
 
 /**
@@ -49,6 +49,17 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
     if (!(await backend.join(timeout, signal))) {
       throw new TimeoutError(
         `join() timed out after ${timeout} ms with ${Math.max(backend.unfinished(), 0)} tasks unfinished`,
+      );
+    }
+  }
+
+  /** As join(), blocking the thread (in the main thread, the event loop too). */
+  joinSync(options?: Omit<WaitOptions, 'signal'>): void {
+    const timeout = checkTimeout(checkOptions(options, 'options', ['timeout']).timeout);
+    const backend = backendOf(this);
+    if (!backend.joinSync(timeout)) {
+      throw new TimeoutError(
+        `joinSync() timed out after ${timeout} ms with ${Math.max(backend.unfinished(), 0)} tasks unfinished`,
       );
     }
   }

@@ -7,7 +7,7 @@ import { MessageChannel } from 'node:worker_threads';
 import { flushOnExit } from './context.ts';
 import { bug, ClosedError, describe } from './errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, type Handle, type WireHandle } from './handles.ts';
-import { checkNonNegativeInteger, checkOptions, type WaitOptions } from './options.ts';
+import { checkNonNegativeInteger, checkOptions, checkTimeout, checkTransferList, type WaitOptions } from './options.ts';
 import type { QueueBackend, QueueKind } from './queue/backend.ts';
 import { newHolderCells, newLeaseRing, newQueueCells } from './queue/cells.ts';
 import { Holder, type HolderRecord } from './queue/holder.ts';
@@ -106,6 +106,15 @@ export class Queue<T = unknown> implements Handle {
     return this.#b.put(item, options);
   }
 
+  /**
+   * As put(), blocking the thread (in the main thread, the event loop too) while a bounded queue is full:
+   * throws `Full` when `timeout` passes first. The item is handed to the hub before it returns.
+   */
+  putSync(item: T, options?: Omit<PutOptions, 'signal'>): void {
+    const o = checkOptions(options, 'options', ['timeout', 'transfer']);
+    this.#b.putSync(item, checkTimeout(o.timeout), checkTransferList(o.transfer));
+  }
+
   /** Adds `item` now or throws `Full`. */
   putNowait(item: T): void {
     this.#b.putNowait(item);
@@ -114,6 +123,11 @@ export class Queue<T = unknown> implements Handle {
   /** Resolves with the oldest item; rejects with `Empty` if `timeout` passes first. */
   get(options?: WaitOptions): Promise<T> {
     return this.#b.get(options) as Promise<T>;
+  }
+
+  /** As get(), blocking the thread (in the main thread, the event loop too); throws `Empty` after `timeout` ms. */
+  getSync(options?: Omit<WaitOptions, 'signal'>): T {
+    return this.#b.getSync(checkTimeout(checkOptions(options, 'options', ['timeout']).timeout)) as T;
   }
 
   /**

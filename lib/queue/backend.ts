@@ -18,8 +18,12 @@ export interface QueueBackend {
   /** Captures `item` now; resolves once it is buffered (a bounded queue: once a slot is free). */
   put(item: unknown, options: PutOptions | undefined): Promise<void>;
   putNowait(item: unknown): void;
+  /** As put(), blocking the thread while a bounded queue is full; Full after `timeout` ms. */
+  putSync(item: unknown, timeout: number, transfer: unknown[] | undefined): void;
   get(options: WaitOptions | undefined): Promise<unknown>;
   getNowait(): unknown;
+  /** As get(), blocking the thread; Empty after `timeout` ms. */
+  getSync(timeout: number): unknown;
   /** Items put and not yet taken, as this handle sees them (may be negative or above maxsize for a moment). */
   size(): number;
   /** Hands what this handle buffered to the engine: delivered from then on, whatever happens to this thread. */
@@ -32,6 +36,8 @@ export interface QueueBackend {
   taskDone(): boolean;
   /** Resolves true when every task is done, false when `timeout` passed first; rejects on abort or close. */
   join(timeout: number, signal: AbortSignal | undefined): Promise<boolean>;
+  /** As join(), blocking the thread. */
+  joinSync(timeout: number): boolean;
   /** The thread is exiting (not terminated): flush, unless cancelJoinThread() said not to. */
   cancelJoinThread(): void;
   /** A new handle of this queue for another thread: its wire record, and what to do once the post is known. */

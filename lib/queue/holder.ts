@@ -10,12 +10,24 @@
 //     no code can reach any more (its facade dropped, no flush pending, nothing waiting) is collected and its
 //     port closed (the hub sees a departure), so a queue dropped without close() costs nothing for good.
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
-import { ClosedError } from '../errors.ts';
+import { ClosedError, Empty, ErrorCode, ProcessError } from '../errors.ts';
 import { WIRE_TAG, type WireHandle } from '../handles.ts';
 import type { WaitOptions } from '../options.ts';
-import { waitForCell } from '../shared-wait.ts';
+import { blockUntil, waitForCell } from '../shared-wait.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
-import { kAttaching, kJoinWake, newHolderCells, newLeaseRing, size, taskDone, unfinished } from './cells.ts';
+import {
+  kAttaching,
+  kJoinWake,
+  kPushed,
+  kReserved,
+  kSyncGetting,
+  kSyncGets,
+  newHolderCells,
+  newLeaseRing,
+  size,
+  taskDone,
+  unfinished,
+} from './cells.ts';
 import { GetSide, type GetHolder } from './get-side.ts';
 import { Op, type HolderMessage, type HubMessage } from './protocol.ts';
 import { PutSide, type PutHolder, type PutOptions } from './put-side.ts';
@@ -31,6 +43,9 @@ export interface HolderRecord extends WireHandle {
   ring: Int32Array | null;
   maxsize: number;
 }
+
+/** Longest sleep (ms) of a getSync() that sees an item counted but not pushed to it, between two looks. */
+const kGetSyncPoll = 16;
 
 /** Holders something waits on: kept alive while it does. */
 const waiting = new Set<Holder>();
@@ -93,6 +108,55 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
 
   getNowait(): unknown {
     return this.gets.getNowait();
+  }
+
+  putSync(item: unknown, timeout: number, transfer: unknown[] | undefined): void {
+    this.puts.putSync(item, timeout, transfer);
+  }
+
+  getSync(timeout: number): unknown {
+    if (this.gets.waiting) {
+      throw new ProcessError('getSync() while a get() of this thread waits on this queue', ErrorCode.QueueBusy);
+    }
+    const cells = this.queueCells;
+    const mine = this.holderCells;
+    const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
+    Atomics.store(mine, kSyncGetting, 1);
+    try {
+      for (;;) {
+        // Read before looking: a push after the look changes it (the hub posts, then bumps), so none is missed.
+        const pushed = Atomics.load(mine, kPushed);
+        try {
+          return this.gets.getNowait();
+        } catch (error) {
+          if (!(error instanceof Empty)) throw error;
+        }
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
+        if (size(cells) > 0) {
+          // Put, but not with us yet (in its producer's buffer, or on its way): the hub's push wakes us.
+          blockUntil(mine, kPushed, () => Atomics.load(mine, kPushed) !== pushed, {
+            timeout: Math.min(left, kGetSyncPoll),
+          });
+          continue;
+        }
+        Atomics.add(cells, kSyncGets, 1);
+        try {
+          // A slice: the hub may queue an item again (a dead consumer's) without a reserve() to wake us.
+          blockUntil(cells, kReserved, () => size(cells) > 0, { timeout: left, slice: 50 });
+        } finally {
+          Atomics.sub(cells, kSyncGets, 1);
+        }
+      }
+    } finally {
+      Atomics.store(mine, kSyncGetting, 0);
+    }
+  }
+
+  joinSync(timeout: number): boolean {
+    this.checkOpen();
+    const cells = this.queueCells;
+    return blockUntil(cells, kJoinWake, () => unfinished(cells) <= 0, { timeout });
   }
 
   size(): number {

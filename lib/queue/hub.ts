@@ -33,6 +33,8 @@ import {
   kFetching,
   kPutCount,
   kReply,
+  kPushed,
+  kSyncGetting,
   kReserved,
   leasesOf,
   recount,
@@ -231,6 +233,7 @@ class Holder {
     const queue = this.queue;
     const end = Math.min(this.until, queue.available);
     if (this.sentTo >= end) return;
+    const from = this.sentTo;
     for (let i = queue.position(this.sentTo); i < queue.log.length; i++) {
       const { base, batch, deferred } = queue.log[i]!;
       if (base >= end) break;
@@ -242,6 +245,11 @@ class Holder {
         : { op: Op.Items, base: base | 0, batch, n: batch.n };
       this.port.postMessage(message);
       this.sentTo = base + batch.n;
+    }
+    // A holder blocked in getSync() cannot hear the port: wake it once the items are posted.
+    if (this.sentTo !== from && Atomics.load(this.cells, kSyncGetting) === 1) {
+      Atomics.add(this.cells, kPushed, 1);
+      Atomics.notify(this.cells, kPushed);
     }
   }
 

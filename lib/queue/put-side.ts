@@ -14,10 +14,10 @@
 //     head, in the same synchronous step that resolves it. Their items were captured at the call.
 //   #encoder holds only items whose slots are reserved; #flushScheduled is set exactly while it holds some and
 //     the feeder has not run.
-import { Full } from '../errors.ts';
+import { ErrorCode, Full, ProcessError } from '../errors.ts';
 import { abort, captureItem, commit, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from '../options.ts';
-import { waitForCell } from '../shared-wait.ts';
+import { blockUntil, waitForCell } from '../shared-wait.ts';
 import { Encoder, type LoneItem } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
 import { kClaimed, reserve, size, unreserve } from './cells.ts';
@@ -147,6 +147,26 @@ export class PutSide {
   }
 
   /** Hands every item this holder put so far to the hub. */
+  /**
+   * Adds `item`, blocking the thread while a bounded queue is full (Full after `timeout` ms), and hands it to
+   * the hub at once: a thread that blocks may never yield for a later handover.
+   */
+  putSync(item: unknown, timeout: number, transfer: unknown[] | undefined): void {
+    const holder = this.#holder;
+    holder.checkOpen();
+    if (this.#blocked.length > 0) {
+      throw new ProcessError(
+        'putSync() while a put() of this thread waits for room: it would overtake it',
+        ErrorCode.QueueBusy,
+      );
+    }
+    const cells = holder.queueCells;
+    const reserved = blockUntil(cells, kClaimed, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
+    if (!reserved) throw new Full(`queue is full: putSync() timed out after ${timeout} ms`);
+    this.#add(item, transfer);
+    this.flush();
+  }
+
   flush(): void {
     if (this.#flushScheduled !== undefined) {
       clearImmediate(this.#flushScheduled);
