@@ -309,6 +309,9 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     if (this.#worker === undefined || this.#exitCode !== null) return;
     this.#signal ??= signal;
     void this.#worker.terminate();
+    // On record now, not at 'exit': this thread may block next on a lock the worker held, and a blocked thread
+    // runs no 'exit' handler. The worker runs no more of its code from here, but for the statement it is in.
+    recordDeath(this.#pid!);
   }
 
   #onMessage(message: WorkerMessage): void {

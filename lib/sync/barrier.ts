@@ -11,7 +11,7 @@
 //   sets it filling again.
 import { BrokenBarrierError } from '../errors.ts';
 import { checkTimeout } from '../options.ts';
-import { Condition } from './condition.ts';
+import { Condition, kHoldsLock } from './condition.ts';
 import { Lock } from './lock.ts';
 import {
   checkCount,
@@ -31,6 +31,18 @@ const kPhase = 0;
 const kCount = 1;
 const kCreator = 2;
 const kHasAction = 3;
+/** A number the creating thread gave the barrier: the key of its action there. */
+const kSerial = 4;
+const kCells = 5;
+
+/** At most this many parties: the waits of a round wait on one Condition. */
+const kMaxParties = 256;
+
+// The actions of the barriers this thread created, by serial: a barrier that travels and comes back is a new
+// object, and must still find its action here. An entry leaves when the barrier that made it is collected.
+const actions = new Map<number, () => void>();
+const forget = new FinalizationRegistry<number>((serial) => actions.delete(serial));
+let serials = 0;
 
 const kFilling = 0;
 const kDraining = 1;
@@ -59,7 +71,6 @@ export class Barrier extends Primitive {
   readonly #condition: Condition;
   readonly #parties: number;
   readonly #timeout: number;
-  readonly #action: (() => void) | undefined;
 
   constructor(parties: number, options?: BarrierOptions) {
     super();
@@ -77,6 +88,7 @@ export class Barrier extends Primitive {
       return;
     }
     this.#parties = checkCount(parties, 'parties', 1);
+    if (this.#parties > kMaxParties) throw new RangeError(`parties must be at most ${kMaxParties}, got ${parties}`);
     const o = options ?? {};
     if (typeof o !== 'object') throw new TypeError('options must be an object');
     for (const key of Object.keys(o)) {
@@ -85,12 +97,17 @@ export class Barrier extends Primitive {
     if (o.action !== undefined && typeof o.action !== 'function') {
       throw new TypeError('options.action must be a function');
     }
-    this.#action = o.action;
     this.#timeout = checkTimeout(o.timeout);
     this.#condition = new Condition(new Lock());
-    this.#cells = newCells(4);
+    this.#cells = newCells(kCells);
     this.#cells[kCreator] = me;
     this.#cells[kHasAction] = o.action === undefined ? 0 : 1;
+    if (o.action !== undefined) {
+      const serial = ++serials;
+      this.#cells[kSerial] = serial;
+      actions.set(serial, o.action);
+      forget.register(this, serial);
+    }
   }
 
   get [kKind](): string {
@@ -113,9 +130,15 @@ export class Barrier extends Primitive {
     Atomics.store(this.#cells, kPhase, phase);
   }
 
+  /** The action, in the thread that created the barrier; undefined elsewhere. */
+  get #action(): (() => void) | undefined {
+    if (Atomics.load(this.#cells, kCreator) !== me) return undefined;
+    return actions.get(Atomics.load(this.#cells, kSerial));
+  }
+
   /** This thread can run the action: it created the barrier with one. */
   get #runsAction(): boolean {
-    return this.#action !== undefined && Atomics.load(this.#cells, kCreator) === me;
+    return this.#action !== undefined;
   }
 
   /** Waits until all parties have called wait(); resolves with this call's arrival index. */
@@ -230,27 +253,39 @@ export class Barrier extends Primitive {
    * thread holds the barrier's lock for a moment.
    */
   reset(): void {
-    this.#condition.acquireSync();
-    try {
+    this.#underLock(() => {
       if (Atomics.load(this.#cells, kCount) > 0) {
         if (this.#phase === kFilling || this.#phase === kBroken) this.#phase = kResetting;
       } else {
         this.#phase = kFilling;
       }
       this.#condition.notifyAll();
-    } finally {
-      this.#condition.release();
-    }
+    });
   }
 
   /** Breaks the barrier: every wait in it and after it throws BrokenBarrierError, until reset(). */
   abort(): void {
-    this.#condition.acquireSync();
-    try {
-      this.#break();
-    } finally {
-      this.#condition.release();
+    this.#underLock(() => this.#break());
+  }
+
+  /**
+   * Runs `change` holding the barrier's lock. If an async wait() of this thread holds it between two of its
+   * steps, blocking would never end: the change is made as soon as that step lets the lock go.
+   */
+  #underLock(change: () => void): void {
+    const run = () => {
+      try {
+        change();
+      } finally {
+        this.#condition.release();
+      }
+    };
+    if (this.#condition[kHoldsLock]()) {
+      void this.#condition.acquire().then(run);
+      return;
     }
+    this.#condition.acquireSync();
+    run();
   }
 
   /** The number of threads the barrier waits for. */

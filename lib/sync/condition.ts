@@ -15,7 +15,7 @@ import { ErrorCode, ProcessError } from '../errors.ts';
 import { checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { isDead, me, threadOf } from './threads.ts';
-import { kIsMine, kReleaseAll, kRestore, kRestoreSync, RLock, type AcquireOptions, type Lock } from './lock.ts';
+import { kIsMine, kReleaseAll, kRestore, kRestoreSync, Lock, type AcquireOptions, type RLock } from './lock.ts';
 import {
   kKind,
   kState,
@@ -45,10 +45,13 @@ const kNotified = 2;
 
 const at = (slot: number, field: number) => kSlots + slot * kSlotSize + field;
 
+/** @internal True when this thread holds the condition's lock (for Barrier). */
+export const kHoldsLock: unique symbol = Symbol('mpthreads.condition.holdsLock');
+
 /**
  * A condition variable shared by threads (Python's `multiprocessing.Condition`): with its lock held, `wait`
- * releases the lock until another thread calls `notify`, then takes it back. The lock is an `RLock` unless one
- * is given. Pass it in `Process`/`Pool` args, or through a pipe or queue.
+ * releases the lock until another thread calls `notify`, then takes it back. The lock is a `Lock` unless one
+ * is given (Python's default is an RLock; see the README). Pass it in `Process`/`Pool` args, or through a pipe or queue.
  */
 export class Condition extends Primitive {
   readonly #cells: Int32Array;
@@ -65,7 +68,9 @@ export class Condition extends Primitive {
     if (lock !== undefined && !(typeof lock === 'object' && lock !== null && kIsMine in lock)) {
       throw new TypeError('lock must be a Lock or an RLock');
     }
-    this.#lock = lock ?? new RLock();
+    // A Lock, where Python's default is an RLock: an RLock is held per thread, so two async functions of one
+    // thread would both hold it at once, and their waits would tangle (README: Synchronization).
+    this.#lock = lock ?? new Lock();
     this.#cells = newCells(kSlots + kMaxWaiters * kSlotSize);
   }
 
@@ -92,6 +97,10 @@ export class Condition extends Primitive {
     this.#lock.release();
   }
 
+  [kHoldsLock](): boolean {
+    return this.#lock[kIsMine]();
+  }
+
   #checkHeld(what: string): void {
     if (!this.#lock[kIsMine]()) {
       throw new ProcessError(`${what} on a Condition whose lock this thread does not hold`, ErrorCode.LockNotHeld);
@@ -103,13 +112,24 @@ export class Condition extends Primitive {
     this.#checkHeld('wait()');
     const cells = this.#cells;
     let slot = 0;
-    while (slot < kMaxWaiters && Atomics.load(cells, at(slot, kSlotState)) !== kFree) slot++;
+    while (slot < kMaxWaiters && !this.#reclaimable(slot)) slot++;
     if (slot === kMaxWaiters) throw new RangeError(`a Condition takes at most ${kMaxWaiters} waits at once`);
     Atomics.store(cells, at(slot, kSlotTicket), Atomics.add(cells, kTicket, 1));
     Atomics.store(cells, at(slot, kSlotOwner), me);
     Atomics.store(cells, at(slot, kSlotState), kWaitingSlot);
     Atomics.add(cells, kWaiting, 1);
     return { slot, depth: this.#lock[kReleaseAll]() };
+  }
+
+  /** Under the lock: true when `slot` is free, or made free because the thread that waited in it died. */
+  #reclaimable(slot: number): boolean {
+    const cells = this.#cells;
+    const state = Atomics.load(cells, at(slot, kSlotState));
+    if (state === kFree) return true;
+    if (!isDead(threadOf(Atomics.load(cells, at(slot, kSlotOwner))))) return false;
+    if (state === kWaitingSlot) Atomics.sub(cells, kWaiting, 1);
+    Atomics.store(cells, at(slot, kSlotState), kFree);
+    return true;
   }
 
   /** Under the lock again: frees the slot; true when it was notified, false when it withdraws. */
@@ -187,8 +207,9 @@ export class Condition extends Primitive {
   /** Wakes up to `n` of the threads waiting now, the longest-waiting first. The lock must be held. */
   notify(n = 1): void {
     this.#checkHeld('notify()');
-    if (typeof n !== 'number' || Number.isNaN(n) || n < 0) {
-      throw new RangeError(`n must be a non-negative number, got ${String(n)}`);
+    if (typeof n !== 'number') throw new TypeError(`n must be a number, got ${typeof n}`);
+    if (n !== Infinity && (!Number.isSafeInteger(n) || n < 0)) {
+      throw new RangeError(`n must be a non-negative integer, got ${String(n)}`);
     }
     const cells = this.#cells;
     for (let woken = 0; woken < n && Atomics.load(cells, kWaiting) > 0; ) {

@@ -1,13 +1,15 @@
 // Event (Python's multiprocessing.Event): one shared flag that waiters wait to see set.
 //
 // Invariants:
-//   cells[kFlag] is 1 while the event is set, 0 while clear. set() stores 1 and then wakes every waiter; a
-//   waiter reads the flag before each wait and waits only while it still reads 0 (shared-wait.ts).
+//   cells[kFlag] is 1 while the event is set, 0 while clear. set() stores 1, bumps cells[kSets] and then wakes
+//   every waiter; a wait ends (true) once it sees the flag set or kSets moved since it began, so a set() that a
+//   clear() follows at once still releases everyone waiting then, as threading.Event's does.
 import { checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
 
 const kFlag = 0;
+const kSets = 1;
 
 /**
  * A flag shared by threads (Python's `multiprocessing.Event`): `wait` until another thread calls `set`.
@@ -19,7 +21,7 @@ export class Event extends Primitive {
   constructor() {
     super();
     const adopted = takeAdopted<{ cells: SharedArrayBuffer }>();
-    this.#cells = adopted === undefined ? newCells(1) : new Int32Array(adopted.cells);
+    this.#cells = adopted === undefined ? newCells(2) : new Int32Array(adopted.cells);
   }
 
   get [kKind](): string {
@@ -32,6 +34,11 @@ export class Event extends Primitive {
 
   readonly #isSet = (): boolean => Atomics.load(this.#cells, kFlag) === 1;
 
+  /** Set now, or set since `sets` was read. */
+  #setSince(sets: number): () => boolean {
+    return () => Atomics.load(this.#cells, kFlag) === 1 || Atomics.load(this.#cells, kSets) !== sets;
+  }
+
   /** True while the flag is set. */
   isSet(): boolean {
     return this.#isSet();
@@ -40,7 +47,8 @@ export class Event extends Primitive {
   /** Sets the flag and wakes every waiter. */
   set(): void {
     Atomics.store(this.#cells, kFlag, 1);
-    Atomics.notify(this.#cells, kFlag);
+    Atomics.add(this.#cells, kSets, 1);
+    Atomics.notify(this.#cells, kSets);
   }
 
   /** Clears the flag: later waits wait again. */
@@ -52,7 +60,13 @@ export class Event extends Primitive {
   wait(timeout?: number): Promise<boolean> {
     try {
       const ms = checkTimeout(timeout, 'timeout');
-      return waitUntil(this.#cells, kFlag, this.#isSet, { timeout: ms }, undefined);
+      return waitUntil(
+        this.#cells,
+        kSets,
+        this.#setSince(Atomics.load(this.#cells, kSets)),
+        { timeout: ms },
+        undefined,
+      );
     } catch (error) {
       return Promise.reject(error);
     }
@@ -60,7 +74,8 @@ export class Event extends Primitive {
 
   /** As wait(), blocking the thread. */
   waitSync(timeout?: number): boolean {
-    return blockUntil(this.#cells, kFlag, this.#isSet, { timeout: checkTimeout(timeout, 'timeout') });
+    const ms = checkTimeout(timeout, 'timeout');
+    return blockUntil(this.#cells, kSets, this.#setSince(Atomics.load(this.#cells, kSets)), { timeout: ms });
   }
 }
 

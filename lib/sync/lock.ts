@@ -52,6 +52,17 @@ abstract class Mutex extends Primitive {
     return { cells: this.#cells.buffer };
   }
 
+  /**
+   * One try at a lock nobody holds (or whose holder died): for Condition, taking the lock back after a wait
+   * must wait for it even when another async function of this thread holds it meanwhile.
+   */
+  readonly #attemptFresh = (): boolean => {
+    const cells = this.#cells;
+    const owner = Atomics.load(cells, kOwner);
+    if (owner !== 0 && (owner === me || !isDead(threadOf(owner)))) return false;
+    return Atomics.compareExchange(cells, kOwner, owner, me) === owner;
+  };
+
   /** One try: true when this thread now holds the lock (once more, for an RLock it held). */
   readonly #attempt = (): boolean => {
     const cells = this.#cells;
@@ -93,21 +104,22 @@ abstract class Mutex extends Primitive {
     return this.#acquireSync(timeout);
   }
 
-  async #acquire(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
-    if (this.#attempt()) return true;
+  async #acquire(timeout: number, signal: AbortSignal | undefined, attempt = this.#attempt): Promise<boolean> {
+    if (signal?.aborted) throw signal.reason;
+    if (attempt()) return true;
     Atomics.add(this.#cells, kWaiters, 1);
     try {
-      return await waitUntil(this.#cells, kOwner, this.#attempt, { timeout, slice: kDeathCheck }, signal);
+      return await waitUntil(this.#cells, kOwner, attempt, { timeout, slice: kDeathCheck }, signal);
     } finally {
       Atomics.sub(this.#cells, kWaiters, 1);
     }
   }
 
-  #acquireSync(timeout: number): boolean {
-    if (this.#attempt()) return true;
+  #acquireSync(timeout: number, attempt = this.#attempt): boolean {
+    if (attempt()) return true;
     Atomics.add(this.#cells, kWaiters, 1);
     try {
-      return blockUntil(this.#cells, kOwner, this.#attempt, { timeout, slice: kDeathCheck });
+      return blockUntil(this.#cells, kOwner, attempt, { timeout, slice: kDeathCheck });
     } finally {
       Atomics.sub(this.#cells, kWaiters, 1);
     }
@@ -158,13 +170,13 @@ abstract class Mutex extends Primitive {
 
   /** @internal Takes the lock back at `depth` (after kReleaseAll). */
   async [kRestore](depth: number): Promise<void> {
-    await this.#acquire(Infinity, undefined);
+    await this.#acquire(Infinity, undefined, this.#attemptFresh);
     if (this.#recursive) Atomics.store(this.#cells, kDepth, depth);
   }
 
   /** @internal As kRestore, blocking. */
   [kRestoreSync](depth: number): void {
-    this.#acquireSync(Infinity);
+    this.#acquireSync(Infinity, this.#attemptFresh);
     if (this.#recursive) Atomics.store(this.#cells, kDepth, depth);
   }
 }

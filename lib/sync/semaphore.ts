@@ -58,6 +58,7 @@ export class Semaphore extends Primitive {
     const o = checkOptions(options, 'options', ['timeout', 'signal']);
     const timeout = checkTimeout(o.timeout);
     const signal = checkSignal(o.signal);
+    if (signal?.aborted) throw signal.reason;
     if (this.#attempt()) return true;
     Atomics.add(this.#cells, kWaiters, 1);
     try {

@@ -73,6 +73,10 @@ function checkElement(typecode: Typecode, value: unknown, name: string): number 
       `${name} must be a ${big ? 'bigint' : 'number'} for typecode '${typecode}', got ${describe(value)}`,
     );
   }
+  // As Python's ctypes: an integer typecode takes integers only (1.5 or NaN would be truncated silently).
+  if (!big && typecode !== 'f' && typecode !== 'd' && !Number.isInteger(value)) {
+    throw new TypeError(`${name} must be an integer for typecode '${typecode}', got ${describe(value)}`);
+  }
   return value as number | bigint;
 }
 

@@ -75,6 +75,32 @@ t('an action that throws breaks the barrier and throws in the creating thread', 
   assert.is(barrier.broken, true);
 });
 
+t('a barrier that travels and comes back to its creating thread still runs its action there', async () => {
+  let ran = 0;
+  const barrier = new Barrier(2, { action: () => ran++, timeout: 30_000 });
+  const [conn, child] = Pipe<unknown>();
+  const p = startTask(tasks, 'bounceAndWait', [child]);
+  conn.send(barrier);
+  const back = (await conn.recv({ timeout: 30_000 })) as Barrier;
+  assert.ok(back !== barrier, 'a new object');
+  const mine = await back.wait(30_000);
+  const theirs = (await conn.recv({ timeout: 30_000 })) as number;
+  assert.equal([mine, theirs].sort(), [0, 1]);
+  assert.is(ran, 1);
+  await p.join();
+});
+
+t("abort() and reset() right after this thread's own wait() began take effect instead of throwing", async () => {
+  const barrier = new Barrier(2, { timeout: 30_000 });
+  const waiting = barrier.wait();
+  barrier.abort();
+  await rejects(waiting, BrokenBarrierError, 'the wait the abort broke');
+  assert.is(barrier.broken, true);
+  barrier.reset();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.is(barrier.broken, false);
+});
+
 t('test_abort: an abort breaks the barrier for everyone in it and after it', async () => {
   const barrier = new Barrier(N, { timeout: 30_000 });
   const [results1, results2] = counters(2);
@@ -133,6 +159,7 @@ t('test_single_thread: a barrier of one never waits', async () => {
   assert.is(b.parties, 1);
   assert.is(b.nWaiting, 0);
   throws(() => new Barrier(0), RangeError);
+  throws(() => new Barrier(257), RangeError, 'more parties than one Condition can hold waiting');
   throws(() => new Barrier(2, { action: 1 as never }), TypeError);
   throws(() => new Barrier(2, { nope: 1 } as never), TypeError);
 });

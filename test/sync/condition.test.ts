@@ -160,6 +160,64 @@ t('wait and notify without the lock throw ERR_LOCK_NOT_HELD; a Condition over a 
   cond.release();
 });
 
+t('two async functions of one thread on one Condition (its default lock): each waits its turn', async () => {
+  const cond = new Condition();
+  let ready = false;
+  let inside = 0;
+  const waiter = async (name: string) => {
+    await cond.acquire();
+    inside++;
+    assert.is(inside, 1, `${name}: alone in the critical section`);
+    while (!ready) {
+      inside--;
+      await cond.wait(30_000);
+      inside++;
+      assert.is(inside, 1, `${name}: alone after its wait`);
+    }
+    inside--;
+    cond.release();
+    return name;
+  };
+  const both = Promise.all([waiter('a'), waiter('b')]);
+  await new Promise((resolve) => setImmediate(resolve));
+  await cond.acquire();
+  ready = true;
+  cond.notifyAll();
+  cond.release();
+  assert.equal(await both, ['a', 'b']);
+});
+
+t("a waiter notified and then terminated does not keep its place: the Condition's 256 waits stay usable", async () => {
+  const cond = new Condition();
+  const waiting = RawArray('i', 1);
+  const p = startTask(tasks, 'manyWaiters', [cond, waiting, 256]);
+  while (Atomics.load(waiting, 0) < 256) await new Promise((resolve) => setTimeout(resolve, 5));
+  await cond.acquire();
+  cond.notifyAll();
+  p.terminate();
+  await p.join();
+  assert.is(await cond.wait(10), false, 'a later wait has a place (it times out, nobody notifies)');
+  cond.release();
+});
+
+t('bad n for notify is a typed error', () => {
+  const cond = new Condition();
+  cond.acquireSync();
+  throws(() => cond.notify(1.5), RangeError);
+  throws(() => cond.notify(-1), RangeError);
+  throws(() => cond.notify('1' as never), TypeError);
+  cond.release();
+});
+
+t('an Event set and cleared at once still releases the waits that began before', async () => {
+  const event = new Event();
+  const waiting = event.wait(30_000);
+  event.set();
+  event.clear();
+  assert.is(await waiting, true);
+  assert.is(event.isSet(), false);
+});
+
 t(
   'test_event: isSet, wait(0) and wait(timeout) false while clear, true at once when set; set by a worker',
   async () => {

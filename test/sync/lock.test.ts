@@ -131,6 +131,21 @@ for (const how of ['spin', 'exit', 'return'] as const) {
   );
 }
 
+contract(
+  'a holder terminated by this thread: a blocking acquire right after gets the lock (no exit event needed)',
+  async () => {
+    for (const lock of [new Lock(), new RLock()]) {
+      const [conn, child] = Pipe<string>();
+      const p = startTask(tasks, 'holdLock', [lock, child, 'spin']);
+      assert.is(await conn.recv({ timeout: 30_000 }), 'held');
+      p.terminate();
+      assert.is(lock.acquireSync({ timeout: 30_000 }), true, 'taken over while this thread blocks');
+      lock.release();
+      await p.join();
+    }
+  },
+);
+
 contract('acquireSync of a Lock this thread holds throws ERR_DEADLOCK instead of hanging', () => {
   const lock = new Lock();
   lock.acquireSync();
@@ -148,6 +163,11 @@ contract('acquire takes a signal; bad options are typed errors at the call', asy
   controller.abort(new RangeError('stop'));
   await rejects(waiting, RangeError, 'an aborted acquire');
   await rejects(lock.acquire({ timeout: -1 }), RangeError);
+  lock.release();
+  const gone = AbortSignal.abort(new RangeError('already'));
+  await rejects(lock.acquire({ signal: gone }), RangeError, 'an aborted signal, the lock free');
+  await rejects(new Semaphore(1).acquire({ signal: gone }), RangeError, 'an aborted signal, a permit free');
+  lock.acquireSync();
   await rejects(lock.acquire({ timeout: '1' as unknown as number }), TypeError);
   await rejects(lock.acquire({ nope: 1 } as never), TypeError);
   throws(() => lock.acquireSync({ signal: controller.signal } as never), TypeError, 'acquireSync takes no signal');

@@ -111,6 +111,9 @@ t('typecodes: ranges of each type, bigint for q and Q, bad typecodes and values 
   assert.is(f.value, Math.fround(0.1));
   throws(() => Value('x' as 'i', 0), TypeError, 'an unknown typecode');
   throws(() => Value('i', 'a' as never), TypeError, 'a string for i');
+  throws(() => Value('i', 1.5), TypeError, 'a fraction for i (Python: TypeError)');
+  throws(() => RawValue('h', Number.NaN), TypeError, 'NaN for h');
+  assert.ok(Number.isNaN(RawValue('d', Number.NaN).value), 'NaN is a double');
   throws(() => Value('q', 1.5 as never), TypeError, 'a fraction for q');
   throws(() => Value('i', 0, { nope: 1 } as never), TypeError, 'an unknown option');
   throws(() => SharedArray('i', -1), RangeError);
