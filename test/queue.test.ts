@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import { ClosedError, Empty, Full, JoinableQueue, Pipe, ProcessError, Queue, SimpleQueue } from '../lib/index.ts';
-import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
+import { captureStderr, deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 import { run } from './_support/run-program.ts';
 
@@ -856,7 +856,9 @@ edges(
       ['return', 0],
     ] as const) {
       const p = start('putThenEnd', [q, how]);
-      await p.join();
+      // The uncaught exception's traceback is printed, as the contract says: captured and checked here.
+      const { stderr } = await captureStderr(() => p.join());
+      if (how === 'throw-in-timer') assert.match(stderr, /Process .* \(pid \d+\):\nError: uncaught in a timer/);
       assert.is(p.exitCode, code, `${how}: exit code`);
       assert.equal(
         [await q.get({ timeout: 10_000 }), await q.get({ timeout: 10_000 })],
