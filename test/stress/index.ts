@@ -10,7 +10,8 @@
 // listed at the end).
 import fc from 'fast-check';
 import { argv, exit } from 'node:process';
-import { cleanup, deadline } from '../_support/harness.ts';
+import { Pipe } from '../../lib/index.ts';
+import { cleanup, deadline, startTask } from '../_support/harness.ts';
 import { Agent, stopAll } from '../reliability/agents.ts';
 import { runScenario } from '../reliability/child.ts';
 import { allFigures, figure } from '../reliability/figures.ts';
@@ -56,6 +57,7 @@ const sizes = quick
       churn: { pipes: 2_000, queues: 2_000, processes: 20 },
       fairness: 40_000,
       poolKills: [2_000, 100] as [number, number],
+      syncPingPongs: 1_000_000,
     }
   : {
       fifo: [
@@ -75,6 +77,7 @@ const sizes = quick
       churn: { pipes: 10_000, queues: 10_000, processes: 1_000 },
       fairness: 200_000,
       poolKills: [10_000, 1_000] as [number, number],
+      syncPingPongs: 10_000_000,
     };
 
 interface Outcome {
@@ -383,6 +386,32 @@ await step(
     check(
       r.wrong.length === 0 && r.ok === r.tasks - r.kills && r.lost === r.kills,
       JSON.stringify({ ...r, wrong: r.wrong.slice(0, 5) }),
+    );
+  },
+);
+
+await step(
+  `${sizes.syncPingPongs} blocking round trips through a Pipe between two workers (recvSync both ways)`,
+  minutes(quick ? 2 : 15),
+  async () => {
+    // pingSync checks every answer (a lost message or an early wake-up would return the wrong one or time
+    // out); echoSync ends at EOF.
+    const tasks = new URL('../fixtures/connection-tasks.ts', import.meta.url);
+    const [a, b] = Pipe<number>();
+    const t0 = performance.now();
+    const echo = startTask(tasks, 'echoSync', [b]);
+    const ping = startTask(tasks, 'pingSync', [a, sizes.syncPingPongs]);
+    await Promise.all([ping.join(), echo.join()]);
+    const seconds = (performance.now() - t0) / 1000;
+    figure(
+      `blocking pipe round trips: ${sizes.syncPingPongs}`,
+      seconds,
+      's',
+      `${Math.round(sizes.syncPingPongs / seconds)} round trips/s`,
+    );
+    check(
+      ping.exitCode === 0 && echo.exitCode === 0,
+      `exit codes ${ping.exitCode} ${echo.exitCode}: ${ping.error ?? echo.error}`,
     );
   },
 );
