@@ -317,6 +317,14 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     return bytes;
   }
 
+  /** The other end was closed, or the thread holding it is on record as dead. */
+  #otherGone(): boolean {
+    const other = 1 - this.#side;
+    if (Atomics.load(this.#sync, kGone(other)) === 1) return true;
+    const holder = Atomics.load(this.#sync, kHolder(other));
+    return holder !== 0 && isDead(threadOf(holder));
+  }
+
   /**
    * Blocks until a message is in the inbox or the other end is gone (true), or `timeout` ms pass (false).
    * Waiting forever on an end this same thread holds would never return: that throws ERR_DEADLOCK.
@@ -334,7 +342,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     for (;;) {
       const sent = Atomics.load(sync, kSent(side));
       const holder = Atomics.load(sync, kHolder(other));
-      const gone = Atomics.load(sync, kGone(other)) === 1 || (holder !== 0 && isDead(threadOf(holder)));
+      const gone = this.#otherGone();
       const message = this.#take();
       if (message !== NONE) {
         this.#inbox.unshift(message);
@@ -351,12 +359,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       if (left <= 0) return false;
       Atomics.add(sync, kBlocked(side), 1);
       try {
-        blockUntil(
-          sync,
-          kSent(side),
-          () => Atomics.load(sync, kSent(side)) !== sent || Atomics.load(sync, kGone(other)) === 1,
-          { timeout: left, slice: kDeathCheck },
-        );
+        blockUntil(sync, kSent(side), () => Atomics.load(sync, kSent(side)) !== sent || this.#otherGone(), {
+          timeout: left,
+          slice: kDeathCheck,
+        });
       } finally {
         Atomics.sub(sync, kBlocked(side), 1);
       }
@@ -448,9 +454,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #take(): unknown {
     if (this.#inbox.length > 0) return this.#inbox.shift();
     if (this.#peerGone || this.#port === null) return NONE;
-    const entry = receiveMessageOnPort(this.#port);
-    if (entry === undefined) return NONE;
     try {
+      // Deserializing can throw (a value deeper than this thread's stack): it takes its place in the order.
+      const entry = receiveMessageOnPort(this.#port);
+      if (entry === undefined) return NONE;
       return unwrap(entry.message);
     } catch (error) {
       return new Undeliverable(error);

@@ -96,6 +96,20 @@ export function flushOnExit(target: Flusher): () => void {
   return () => r.flushers.delete(ref);
 }
 
+/**
+ * @internal Hands over what every queue of this thread buffers: before the thread blocks (shared-wait.ts), since
+ * the handover otherwise waits for a turn of the event loop that a blocked thread does not take.
+ */
+export function flushAll(): void {
+  for (const flusher of registry().flushers) {
+    try {
+      flusher.deref()?.flushOnExit();
+    } catch {
+      // A port already closed: nothing to hand over.
+    }
+  }
+}
+
 /** The process (thread) this code runs in: `{ name: 'MainProcess', pid: 0 }` on the main thread. */
 export function currentProcess(): ProcessInfo {
   return registry().context.self;

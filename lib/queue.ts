@@ -4,7 +4,8 @@
 // queue/put-side.ts and queue/get-side.ts, the design is in queue/protocol.ts, the shared cells in
 // queue/cells.ts. JoinableQueue and SimpleQueue are facades over the same backend.
 import { MessageChannel } from 'node:worker_threads';
-import { flushOnExit } from './context.ts';
+import { flushAll, flushOnExit } from './context.ts';
+import { beforeBlocking } from './shared-wait.ts';
 import { bug, ClosedError, describe } from './errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, type Handle, type WireHandle } from './handles.ts';
 import { checkNonNegativeInteger, checkOptions, checkTimeout, checkTransferList, type WaitOptions } from './options.ts';
@@ -21,6 +22,10 @@ export interface QueueOptions {
   /** Most items the queue holds; `put` waits while it is full. 0 means unbounded. @default 0 */
   maxsize?: number;
 }
+
+// A thread about to block hands over what its queues buffer first: a put() that resolved must reach the
+// others even when the thread blocks right after it.
+beforeBlocking(flushAll);
 
 /** Makes a new local queue in the hub, with this thread's first holder of it. */
 function openLocal(kind: QueueKind, options: unknown): QueueBackend {
@@ -210,5 +215,14 @@ registerHandle('Queue', (wire) => {
   const record = wire as HolderRecord;
   const wrap = kinds.get(record.kind);
   if (wrap === undefined) throw bug(`cannot rebuild a queue of kind ${describe(record.kind)}`);
-  return wrap(new Holder(record.kind, record.maxsize, record.queueCells, record.holderCells, record.ring, record.port));
+  const holder = new Holder(
+    record.kind,
+    record.maxsize,
+    record.queueCells,
+    record.holderCells,
+    record.ring,
+    record.port,
+  );
+  holder.shared = true;
+  return wrap(holder);
 });

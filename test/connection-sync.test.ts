@@ -62,6 +62,39 @@ for (const then of ['return', 'spin'] as const) {
   });
 }
 
+t("EOF while blocked: the other end's worker returns after the receive began waiting", async () => {
+  const [a, b] = Pipe<unknown>();
+  const p = startTask(tasks, 'returnOnSignal', [b]);
+  a.send('go');
+  // Its death is on record within ms of its return; the receive must see it, not wait out its 30 s.
+  throws(() => a.recvSync({ timeout: 30_000 }), EOFError);
+  await p.join();
+  a.close();
+});
+
+t('a message this thread cannot rebuild takes its place in the order of blocking receives', async () => {
+  const [a, b] = Pipe<unknown>();
+  const [out, report] = Pipe<string>();
+  let deep: unknown = 'leaf';
+  for (let i = 0; i < 990; i++) deep = [deep];
+  a.send(deep);
+  a.send('after1');
+  a.send('after2');
+  const p = startTask(tasks, 'pollThenRecvSync', [b, report], { resourceLimits: { stackSizeMb: 0.3 } });
+  const seen: string[] = [];
+  for (;;) {
+    try {
+      seen.push(await out.recv({ timeout: 30_000 }));
+    } catch (error) {
+      if (error instanceof EOFError) break;
+      throw error;
+    }
+  }
+  await p.join();
+  assert.equal(seen, ['pollSync: true', 'recvSync 1: RangeError', 'recvSync 2: after1', 'recvSync 3: after2']);
+  a.close();
+});
+
 t('a blocking receive waiting forever on an end this thread holds throws ERR_DEADLOCK', () => {
   const [a, b] = Pipe<number>();
   const error = throws(() => b.recvSync(), ProcessError);

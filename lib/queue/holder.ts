@@ -64,6 +64,11 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   readonly puts: PutSide;
   readonly gets: GetSide;
   closed = false;
+  /**
+   * Another thread may hold this queue: it came from another thread, or was handed to one. Until then only
+   * this thread can put or get, so a blocking call that waits forever would wait for itself.
+   */
+  shared = false;
   /** cancelJoinThread() was called: this thread's exit does not flush. */
   joinCancelled = false;
   /** join() calls waiting on this holder; close() rejects them. */
@@ -111,15 +116,29 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   putSync(item: unknown, timeout: number, transfer: unknown[] | undefined): void {
+    this.checkOpen();
+    if (timeout === Infinity && !this.shared && this.maxsize > 0 && size(this.queueCells) >= this.maxsize) {
+      throw this.#wouldDeadlock('putSync() on a full queue');
+    }
     this.puts.putSync(item, timeout, transfer);
   }
 
+  #wouldDeadlock(what: string): ProcessError {
+    return new ProcessError(
+      `${what} that no other thread holds would block forever: pass it to a Process first, or give a timeout`,
+      ErrorCode.Deadlock,
+    );
+  }
+
   getSync(timeout: number): unknown {
+    this.checkOpen();
     if (this.gets.waiting) {
       throw new ProcessError('getSync() while a get() of this thread waits on this queue', ErrorCode.QueueBusy);
     }
     const cells = this.queueCells;
     const mine = this.holderCells;
+    if (timeout === Infinity && !this.shared && size(cells) <= 0)
+      throw this.#wouldDeadlock('getSync() on an empty queue');
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
     Atomics.store(mine, kSyncGetting, 1);
     try {
@@ -199,6 +218,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
 
   handOver(transfer: unknown[]): { record: HolderRecord; commit(): void; abort(): void } {
     this.checkOpen();
+    this.shared = true;
     this.puts.flush(); // what we put before the handover comes before what the receiver puts
     const { port1, port2 } = new MessageChannel();
     const holderCells = newHolderCells();

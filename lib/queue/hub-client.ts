@@ -12,6 +12,7 @@ import { currentProcess } from '../context.ts';
 import { PROTOCOL_TAG, type BootData } from '../protocol.ts';
 import { execArgvWithoutTsx } from '../compile.ts';
 import { bootstrapUrl, hubRuntime, startWorker } from '../runtime.ts';
+import { beforeBlocking } from '../shared-wait.ts';
 import { Op, type AdoptMessage, type ClientMessage, type CreateMessage, type HolderWire } from './protocol.ts';
 
 // Per thread on globalThis: every copy of the library in a thread shares the one port.
@@ -74,8 +75,8 @@ export function createQueue(cells: Int32Array, joinable: boolean, holder: Holder
  * The main thread starts the hub lazily: most programs that start a Process never make a queue, and the hub's
  * worker costs ~15 ms and ~12 MiB. Until the hub runs, the child's port leads here; the first message on it
  * (a Create or an Adopt) starts the hub, is passed on, and the port itself follows it to the hub, with any
- * messages queued behind it. So a child's first queue waits for this thread's event loop once: a main thread
- * blocked synchronously (Atomics.wait) must start the hub first.
+ * messages queued behind it. So a child's first queue waits for this thread's event loop once: before this
+ * thread blocks (a ...Sync call, shared-wait.ts), the hub is started and every waiting port handed to it.
  */
 export function childHubPort(): MessagePort {
   const { port1, port2 } = new MessageChannel();
@@ -85,12 +86,28 @@ export function childHubPort(): MessagePort {
     hubPort().postMessage(message, [port1]);
     return port2;
   }
-  port1.once('message', (first: ClientMessage) => {
+  const onFirst = (first: ClientMessage) => {
+    waitingForHub.delete(port1);
     const hub = hubPort();
     hub.postMessage(first, [first.op === Op.Create ? first.holder.port : first.port] as MessagePort[]);
     const adopt: AdoptMessage = { op: Op.Adopt, port: port1 };
     hub.postMessage(adopt, [port1]);
-  });
+  };
+  port1.once('message', onFirst);
+  waitingForHub.set(port1, onFirst);
   port1.unref();
   return port2;
 }
+
+/** Children's hub ports that lead here until the hub starts, with the listener that forwards their first message. */
+const waitingForHub = new Map<MessagePort, (first: ClientMessage) => void>();
+beforeBlocking(() => {
+  if (waitingForHub.size === 0) return;
+  const hub = hubPort();
+  for (const [port, onFirst] of waitingForHub) {
+    port.off('message', onFirst);
+    const adopt: AdoptMessage = { op: Op.Adopt, port };
+    hub.postMessage(adopt, [port]); // messages queued on it (a child's Create) go with it
+  }
+  waitingForHub.clear();
+});

@@ -1,9 +1,14 @@
 // The blocking forms of the queues: getSync, putSync, joinSync. Same values and errors as the async forms
 // (falsy items, Empty/Full on timeout, ClosedError), a blocking consumer and producer in workers, a bounded
 // queue that blocks its producer until a consumer takes, and blocking round trips with nothing lost.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
-import { ClosedError, Empty, Full, JoinableQueue, ProcessError, Queue, TimeoutError } from '../../lib/index.ts';
+import { ClosedError, Empty, Full, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../../lib/index.ts';
 import { openQueues, startTask, suite, throws } from '../_support/harness.ts';
+import { run } from '../_support/run-program.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 const t = suite('queues: blocking calls', 60_000);
@@ -69,6 +74,58 @@ t('joinSync waits for blocking consumers in workers; times out with TimeoutError
     consumers.map((c) => c.exitCode),
     [0, 0],
   );
+});
+
+t('an item put just before this thread blocks reaches the worker that waits for it', async () => {
+  const tasksQ = open(new Queue<number>());
+  const results = open(new Queue<number>());
+  const p = startTask(tasks, 'doubleSync', [tasksQ, results]);
+  await tasksQ.put(21); // resolved: buffered here, handed over at the next turn of the event loop...
+  assert.is(results.getSync({ timeout: 30_000 }), 42, '...or before this thread blocks');
+  await p.join();
+});
+
+t("a worker's first queue works while the main thread, which has made none, blocks", async () => {
+  // The hub starts with the first queue, relayed by the main thread: it must start before that thread blocks.
+  // A program of its own, so that no queue of this test run has started the hub already.
+  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-hub-'));
+  try {
+    const program = join(dir, 'first-queue.mts');
+    const lib = pathToFileURL(join(fileURLToPath(new URL('../..', import.meta.url)), 'lib', 'index.ts')).href;
+    await writeFile(
+      program,
+      `
+import { Pipe, Process, Queue, isMainThread, type Connection } from ${JSON.stringify(lib)};
+export async function queueOfItsOwn(conn: Connection<unknown>) {
+  const q = new Queue<number>();
+  await q.put(1);
+  conn.send(await q.get({ timeout: 30_000 }));
+}
+if (isMainThread) {
+  const [conn, child] = Pipe<unknown>();
+  const p = new Process({ target: queueOfItsOwn, module: import.meta.url, args: [child] });
+  p.start();
+  console.log(conn.recvSync({ timeout: 30_000 }));
+  await p.join();
+}
+`,
+    );
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const { code, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 60_000 });
+    assert.is(code, 0, stderr);
+    assert.is(stdout.trim(), '1');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+t('a blocking call that only this thread could end throws ERR_DEADLOCK: a queue no other thread holds', () => {
+  const lonely = open(new Queue<number>());
+  assert.is(throws(() => lonely.getSync(), ProcessError).code, 'ERR_DEADLOCK');
+  throws(() => lonely.getSync({ timeout: 5 }), Empty, 'with a timeout it waits');
+  const full = open(new Queue<number>({ maxsize: 1 }));
+  full.putSync(1);
+  assert.is(throws(() => full.putSync(2), ProcessError).code, 'ERR_DEADLOCK');
 });
 
 t(
