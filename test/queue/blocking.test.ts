@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
-import { ClosedError, Empty, Full, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../../lib/index.ts';
+import { ClosedError, Empty, Full, JoinableQueue, ProcessError, Queue, TimeoutError } from '../../lib/index.ts';
 import { openQueues, startTask, suite, throws } from '../_support/harness.ts';
 import { run } from '../_support/run-program.ts';
 
