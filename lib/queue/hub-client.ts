@@ -94,6 +94,8 @@ export function childHubPort(): MessagePort {
     hub.postMessage(adopt, [port1]);
   };
   port1.once('message', onFirst);
+  // A child that exits without a queue closes it: nothing to hand over then.
+  port1.once('close', () => waitingForHub.delete(port1));
   waitingForHub.set(port1, onFirst);
   port1.unref();
   return port2;
@@ -107,7 +109,11 @@ beforeBlocking(() => {
   for (const [port, onFirst] of waitingForHub) {
     port.off('message', onFirst);
     const adopt: AdoptMessage = { op: Op.Adopt, port };
-    hub.postMessage(adopt, [port]); // messages queued on it (a child's Create) go with it
+    try {
+      hub.postMessage(adopt, [port]); // messages queued on it (a child's Create) go with it
+    } catch {
+      // Its child exited and the port closed before its 'close' event ran: nobody to serve.
+    }
   }
   waitingForHub.clear();
 });
