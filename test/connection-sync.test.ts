@@ -178,4 +178,38 @@ if (isMainThread) {
   }
 });
 
+t('blocking after a child that made no queue has exited: a timeout, not an error about its hub port', async () => {
+  // Found by the full suite: the main thread hands children's waiting hub ports to the hub before it blocks,
+  // and the port of a child that had exited was closed. A program of its own: no queue may have started the hub.
+  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-exited-'));
+  try {
+    const program = join(dir, 'exited-child.mts');
+    const lib = pathToFileURL(join(fileURLToPath(new URL('..', import.meta.url)), 'lib', 'index.ts')).href;
+    await writeFile(
+      program,
+      `
+import { Pipe, Process, isMainThread } from ${JSON.stringify(lib)};
+export function nothing(): void {}
+if (isMainThread) {
+  const p = new Process({ target: nothing, module: import.meta.url });
+  p.start();
+  await p.join();
+  const [a] = Pipe<number>();
+  try {
+    a.recvSync({ timeout: 20 });
+  } catch (error) {
+    console.log((error as Error).name);
+  }
+}
+`,
+    );
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    const { code, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 60_000 });
+    assert.is(code, 0, stderr);
+    assert.is(stdout.trim(), 'TimeoutError');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 t.run();
