@@ -1,14 +1,10 @@
 // The blocking forms of Connection: recvSync, pollSync, recvBytesSync. Same errors as the async forms, falsy
 // values, timeouts, EOF however the other end goes (close, return, terminate), the same-thread deadlock they
 // refuse, and blocking round trips between workers with nothing lost or woken early.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
 import { BufferTooShort, ClosedError, EOFError, Pipe, ProcessError, TimeoutError } from '../lib/index.ts';
 import { rejects, startTask, suite, throws } from './_support/harness.ts';
-import { run } from './_support/run-program.ts';
+import { runTsProgram } from './_support/run-program.ts';
 
 const tasks = new URL('./fixtures/connection-tasks.ts', import.meta.url);
 const t = suite('Connection: blocking receives', 60_000);
@@ -149,16 +145,11 @@ t(
 t('the main thread blocks right after starting a TypeScript module compiled for the first time', async () => {
   // The compiled module is delivered by this thread's event loop, which recvSync stops: the worker must not
   // wait for it (it registers tsx itself instead). A module of its own, so no cache has it yet.
-  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-recvsync-'));
-  try {
-    const program = join(dir, `first-start-${process.pid}-${Date.now()}.mts`);
-    const lib = pathToFileURL(join(fileURLToPath(new URL('..', import.meta.url)), 'lib', 'index.ts')).href;
-    await writeFile(
-      program,
-      `
-import { Process, Pipe, isMainThread, type Connection } from ${JSON.stringify(lib)};
+  const { code, stdout, stderr } = await runTsProgram(
+    (lib) => `
+import { Process, Pipe, isMainThread, type Connection } from ${lib};
 export function hello(conn: Connection<string>): void {
-  conn.send('hello from ' + ${JSON.stringify(dir)}.length);
+  conn.send('hello');
 }
 if (isMainThread) {
   const [a, b] = Pipe<string>();
@@ -168,27 +159,17 @@ if (isMainThread) {
   await p.join();
 }
 `,
-    );
-    const root = fileURLToPath(new URL('..', import.meta.url));
-    const { code, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 60_000 });
-    assert.is(code, 0, stderr);
-    assert.is(stdout.trim(), `hello from ${dir.length}`);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  );
+  assert.is(code, 0, stderr);
+  assert.is(stdout.trim(), 'hello');
 });
 
 t('blocking after a child that made no queue has exited: a timeout, not an error about its hub port', async () => {
   // Found by the full suite: the main thread hands children's waiting hub ports to the hub before it blocks,
   // and the port of a child that had exited was closed. A program of its own: no queue may have started the hub.
-  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-exited-'));
-  try {
-    const program = join(dir, 'exited-child.mts');
-    const lib = pathToFileURL(join(fileURLToPath(new URL('..', import.meta.url)), 'lib', 'index.ts')).href;
-    await writeFile(
-      program,
-      `
-import { Pipe, Process, isMainThread } from ${JSON.stringify(lib)};
+  const { code, stdout, stderr } = await runTsProgram(
+    (lib) => `
+import { Pipe, Process, isMainThread } from ${lib};
 export function nothing(): void {}
 if (isMainThread) {
   const p = new Process({ target: nothing, module: import.meta.url });
@@ -202,14 +183,9 @@ if (isMainThread) {
   }
 }
 `,
-    );
-    const root = fileURLToPath(new URL('..', import.meta.url));
-    const { code, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 60_000 });
-    assert.is(code, 0, stderr);
-    assert.is(stdout.trim(), 'TimeoutError');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  );
+  assert.is(code, 0, stderr);
+  assert.is(stdout.trim(), 'TimeoutError');
 });
 
 t.run();

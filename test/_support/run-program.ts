@@ -1,5 +1,9 @@
 // Runs a program the way a user would, for tests that check a whole program's exit and output.
 import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { deadline } from './harness.ts';
 
 export interface Ran {
@@ -51,4 +55,23 @@ export function run(
     child.stderr.destroy();
     throw new Error(`${error.message}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`);
   });
+}
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const libUrl = pathToFileURL(join(root, 'lib', 'index.ts')).href;
+
+/**
+ * Writes a fresh TypeScript program (a new file: no compile cache knows it) into a temporary directory and
+ * runs it with `npx tsx` from the repository root, as a user would; removes the directory afterwards.
+ * `source` gets the URL of lib/index.ts to import.
+ */
+export async function runTsProgram(source: (lib: string) => string, ms = 60_000): Promise<Ran> {
+  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-program-'));
+  try {
+    const program = join(dir, `program-${process.pid}-${Date.now()}.mts`);
+    await writeFile(program, source(JSON.stringify(libUrl)));
+    return await run('npx', ['tsx', program], { cwd: root, ms });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }

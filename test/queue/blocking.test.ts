@@ -1,14 +1,10 @@
 // The blocking forms of the queues: getSync, putSync, joinSync. Same values and errors as the async forms
 // (falsy items, Empty/Full on timeout, ClosedError), a blocking consumer and producer in workers, a bounded
 // queue that blocks its producer until a consumer takes, and blocking round trips with nothing lost.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
 import { ClosedError, Empty, Full, JoinableQueue, ProcessError, Queue, TimeoutError } from '../../lib/index.ts';
 import { openQueues, startTask, suite, throws } from '../_support/harness.ts';
-import { run } from '../_support/run-program.ts';
+import { runTsProgram } from '../_support/run-program.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 const t = suite('queues: blocking calls', 60_000);
@@ -88,14 +84,9 @@ t('an item put just before this thread blocks reaches the worker that waits for 
 t("a worker's first queue works while the main thread, which has made none, blocks", async () => {
   // The hub starts with the first queue, relayed by the main thread: it must start before that thread blocks.
   // A program of its own, so that no queue of this test run has started the hub already.
-  const dir = await mkdtemp(join(tmpdir(), 'mpthreads-hub-'));
-  try {
-    const program = join(dir, 'first-queue.mts');
-    const lib = pathToFileURL(join(fileURLToPath(new URL('../..', import.meta.url)), 'lib', 'index.ts')).href;
-    await writeFile(
-      program,
-      `
-import { Pipe, Process, Queue, isMainThread, type Connection } from ${JSON.stringify(lib)};
+  const { code, stdout, stderr } = await runTsProgram(
+    (lib) => `
+import { Pipe, Process, Queue, isMainThread, type Connection } from ${lib};
 export async function queueOfItsOwn(conn: Connection<unknown>) {
   const q = new Queue<number>();
   await q.put(1);
@@ -109,14 +100,9 @@ if (isMainThread) {
   await p.join();
 }
 `,
-    );
-    const root = fileURLToPath(new URL('../..', import.meta.url));
-    const { code, stdout, stderr } = await run('npx', ['tsx', program], { cwd: root, ms: 60_000 });
-    assert.is(code, 0, stderr);
-    assert.is(stdout.trim(), '1');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  );
+  assert.is(code, 0, stderr);
+  assert.is(stdout.trim(), '1');
 });
 
 t('a blocking call that only this thread could end throws ERR_DEADLOCK: a queue no other thread holds', () => {
