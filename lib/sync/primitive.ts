@@ -64,7 +64,7 @@ export function registerPrimitive(kind: string, make: () => object): void {
 }
 
 /** Runs `make` (a constructor call) so that it adopts `state` rather than making new state. */
-export function adoptState<T>(state: Record<string, unknown>, make: () => T): T {
+function adoptState<T>(state: Record<string, unknown>, make: () => T): T {
   adopting = state;
   try {
     return make();
