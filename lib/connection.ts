@@ -18,7 +18,7 @@
 //     counts (and wakes a blocked receiver); close() marks its end, then wakes the other. A message is in the
 //     receiver's port once postMessage returned, so an end marked closed (or held by a thread on record as
 //     dead) whose port is empty has nothing more to deliver: EOF.
-import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
   abort,
@@ -41,6 +41,7 @@ import {
   checkTimeout,
   checkTransferList,
   checkWaitOptions,
+  type TransferListItem,
   type WaitOptions,
 } from './options.ts';
 import { blockUntil } from './shared-wait.ts';

@@ -1,7 +1,14 @@
 // Argument checks shared by every public call: bad input is a TypeError/RangeError naming the argument and
 // the value received, thrown at the call.
-import type { TransferListItem } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import { describe } from './errors.ts';
+
+/**
+ * What a transfer list may hold: ArrayBuffers, MessagePorts and the like. Derived from postMessage rather than
+ * imported by name, because @types/node renamed it (TransferListItem up to 25, Transferable from 26) and the
+ * published declarations must compile against both.
+ */
+export type TransferListItem = Extract<NonNullable<Parameters<MessagePort['postMessage']>[1]>, readonly unknown[]>[number];
 
 /** Options accepted by every blocking call. */
 export interface WaitOptions {

@@ -8,7 +8,8 @@
 // Invariants:
 //   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.
 //   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
-import type { Worker, TransferListItem } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import type { TransferListItem } from './options.ts';
 import { Kind, PROTOCOL_TAG, type BootData, type BootMessage } from './protocol.ts';
 import { startWorker } from './runtime.ts';
 
