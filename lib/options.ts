@@ -8,7 +8,10 @@ import { describe } from './errors.ts';
  * imported by name, because @types/node renamed it (TransferListItem up to 25, Transferable from 26) and the
  * published declarations must compile against both.
  */
-export type TransferListItem = Extract<NonNullable<Parameters<MessagePort['postMessage']>[1]>, readonly unknown[]>[number];
+export type TransferListItem = Extract<
+  NonNullable<Parameters<MessagePort['postMessage']>[1]>,
+  readonly unknown[]
+>[number];
 
 /** Options accepted by every blocking call. */
 export interface WaitOptions {
