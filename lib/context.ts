@@ -27,6 +27,8 @@ interface Registry {
   listening: boolean;
   /** The task module this worker is importing, until its top level has finished running. */
   importing: string | undefined;
+  /** What must finish before a worker's task is over (queues on a server send what they buffer). */
+  taskEnd: Set<() => Promise<void>>;
 }
 
 interface Flusher {
@@ -44,6 +46,7 @@ function registry(): Registry {
     flushers: new Set(),
     listening: false,
     importing: undefined,
+    taskEnd: new Set(),
   });
 }
 
@@ -94,6 +97,22 @@ export function flushOnExit(target: Flusher): () => void {
     });
   }
   return () => r.flushers.delete(ref);
+}
+
+/**
+ * @internal `hook` runs when this worker's target has returned or thrown, before the thread exits: for what
+ * cannot be handed over synchronously in the 'exit' event (a queue on a server sends over a socket). Returns
+ * how to unregister.
+ */
+export function onTaskEnd(hook: () => Promise<void>): () => void {
+  const hooks = registry().taskEnd;
+  hooks.add(hook);
+  return () => hooks.delete(hook);
+}
+
+/** @internal Runs the onTaskEnd hooks (their failures are theirs to report). */
+export async function runTaskEndHooks(): Promise<void> {
+  await Promise.allSettled([...registry().taskEnd].map((hook) => hook()));
 }
 
 /**

@@ -40,6 +40,9 @@ export const ErrorCode = {
   LockNotHeld: 'ERR_LOCK_NOT_HELD',
   ReleasedTooMany: 'ERR_RELEASED_TOO_MANY',
   Deadlock: 'ERR_DEADLOCK',
+  // a queue on a server (mpthreads/redis)
+  ConnectionError: 'ConnectionError',
+  QueueMismatch: 'ERR_QUEUE_MISMATCH',
   // a ProcessError made without a code
   Process: 'ERR_PROCESS',
 } as const;
@@ -118,6 +121,18 @@ export class WorkerLostError extends ProcessError {
 export class BrokenBarrierError extends ProcessError {
   constructor(message = 'the barrier is broken') {
     super(message, ErrorCode.BrokenBarrierError);
+  }
+}
+
+/**
+ * The server behind a queue (mpthreads/redis) cannot be reached, or was lost and did not come back in time. The
+ * message names the URL (without its password).
+ */
+export class ConnectionError extends ProcessError {
+  readonly url: string;
+  constructor(url: string, detail: string, options?: ErrorOptions) {
+    super(`cannot reach ${url}: ${detail}`, ErrorCode.ConnectionError, options);
+    this.url = url;
   }
 }
 

@@ -14,6 +14,7 @@ export {
   ErrorCode,
   WorkerLostError,
   BrokenBarrierError,
+  ConnectionError,
 } from './errors.ts';
 export type { WaitOptions } from './options.ts';
 export { Queue, type QueueOptions, type PutOptions } from './queue.ts';

@@ -6,3 +6,4 @@ export * from './index.ts';
 import './worker-main.ts';
 import './queue/hub-entry.ts';
 import './pool/worker.ts';
+import './redis/expose.ts';

@@ -3,10 +3,11 @@
 // instances), call the target, and exit with Python's exit codes (0 returned, 1 threw, n for process.exit(n)).
 // Queues hand over what they buffer in the 'exit' event (context.ts: flushOnExit), however the thread exits.
 import { parentPort, threadId } from 'node:worker_threads';
-import { setImporting, setThreadContext } from './context.ts';
+import { runTaskEndHooks, setImporting, setThreadContext } from './context.ts';
 import { registerEntry } from './entries.ts';
 import { ProcessError, describe, serializeError, ErrorCode } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
+import './redis/context.ts'; // and a queue on a server (its client is loaded only if one arrives)
 import { setHubPort } from './queue/hub-client.ts';
 import { adoptDeadThreads, recordDeath } from './sync/threads.ts';
 import { decodeItem } from './wire/decode.ts';
@@ -121,8 +122,10 @@ export async function main(boot: BootData): Promise<void> {
   try {
     await target(...args);
   } catch (error) {
+    await runTaskEndHooks();
     return fail(error);
   }
+  await runTaskEndHooks();
   process.exit();
 }
 

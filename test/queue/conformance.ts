@@ -37,11 +37,16 @@ export interface Engine {
   SimpleQueue<T>(): AnySimpleQueue<T>;
   /** Starts `target` of test/fixtures/conformance-tasks.ts with `args` (queue handles in them work there). */
   start(target: string, args: unknown[]): Process;
+  /** Runs before the suite (an engine that needs a server starts it here) and after it. */
+  setup?(): Promise<void>;
+  teardown?(): Promise<void>;
 }
 
 export function queueConformance(engine: Engine): void {
   const t = suite(`queue conformance: ${engine.name}`);
   const { open } = openQueues(t);
+  if (engine.setup !== undefined) t.before(engine.setup);
+  if (engine.teardown !== undefined) t.after(engine.teardown);
 
   t('FIFO; qsize, empty and full at maxsize 0, 1 and 3; nowait forms say Full and Empty', async () => {
     for (const maxsize of [0, 1, 3]) {

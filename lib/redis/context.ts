@@ -1,0 +1,205 @@
+// A connection to a Redis server as a context (Python's get_context()): it opens queues by name. It owns the
+// link (two connections at most), the thread's consumer name in every queue's group, the blocking reader, and
+// one StreamQueue per queue opened, shared by that queue's handles in this thread.
+//
+// Invariants:
+//   One consumer name per context, unique across processes and machines (host, pid, thread, random).
+//   A handle that arrives from another thread is opened through this thread's context for its URL, made on
+//   first need and shared (contextFor); those contexts are flushed and closed when a worker's task ends.
+//   After close(), every call of the context and of its handles rejects with ClosedError.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { threadId } from 'node:worker_threads';
+import { isMainThread, onTaskEnd } from '../context.ts';
+import { ClosedError } from '../errors.ts';
+import { checkOptions } from '../options.ts';
+import { Link } from './link.ts';
+import {
+  bind,
+  checkQueueArgs,
+  RedisJoinableQueue,
+  RedisQueue,
+  type RedisJoinableQueueOptions,
+  type RedisQueueKind,
+  type RedisQueueOptions,
+  type RedisQueueRecord,
+  RedisSimpleQueue,
+  setRedisQueueReviver,
+} from './queues.ts';
+import { BlockingReader } from './reader.ts';
+import { StreamQueue } from './stream-queue.ts';
+
+let making: { url: string; link: Promise<Link> } | undefined;
+function newContext(url: string, link: Promise<Link>): RedisContext {
+  making = { url, link };
+  try {
+    return new RedisContext();
+  } finally {
+    making = undefined;
+  }
+}
+
+/** Options of connect(): none yet (the URL says everything: host, port, user, password, database). */
+export type ConnectOptions = Record<string, never>;
+
+/** Queues on one Redis server. Made by `connect(url)`. */
+export class RedisContext {
+  /** The server's URL as given (messages show it without the password). */
+  readonly url: string;
+  readonly #link: Promise<Link>;
+  readonly #consumer = `${hostname()}:${process.pid}:${threadId}:${randomBytes(4).toString('hex')}`;
+  #reader: Promise<BlockingReader> | undefined;
+  readonly #queues = new Map<string, StreamQueue>();
+  readonly #handles = new Set<{ close(): Promise<void> }>();
+  /** Handles closed whose queues are still sending what they buffered. */
+  readonly #detaching = new Set<Promise<void>>();
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  /** Use connect(url). */
+  constructor() {
+    if (making === undefined) throw new TypeError('make a context with connect(url)');
+    this.url = making.url;
+    this.#link = making.link;
+    this.#link.catch(() => {});
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** A FIFO queue named `name` on the server: every process that opens the name shares it. */
+  Queue<T = unknown>(name: string, options?: RedisQueueOptions): RedisQueue<T> {
+    return this.#open('Queue', name, options, () => new RedisQueue<T>());
+  }
+
+  /** A queue whose consumers mark items done; at least once, with leases (`visibilityTimeout`). */
+  JoinableQueue<T = unknown>(name: string, options?: RedisJoinableQueueOptions): RedisJoinableQueue<T> {
+    return this.#open('JoinableQueue', name, options, () => new RedisJoinableQueue<T>());
+  }
+
+  /** Python's SimpleQueue: put, get, empty, close. */
+  SimpleQueue<T = unknown>(name: string, ...none: []): RedisSimpleQueue<T> {
+    // Python's SimpleQueue takes no options: one passed anyway is a TypeError, not silently ignored.
+    return this.#open('SimpleQueue', name, (none as unknown[])[0], () => new RedisSimpleQueue<T>());
+  }
+
+  /**
+   * Closes every queue opened here (what they buffered is sent first: the promise resolves after) and the
+   * connections. Later calls
+   * reject with ClosedError. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const h of [...this.#handles]) void h.close();
+      await Promise.allSettled([...this.#detaching]);
+      this.#closed = true;
+      if (this.#reader !== undefined) (await this.#reader.catch(() => undefined))?.stop();
+      const link = await this.#link.catch(() => undefined);
+      await link?.close();
+    })();
+    return this.#closing;
+  }
+
+  /** @internal Opens a handle of `kind` (for a handle that arrived from another thread too). */
+  open<Q extends { close(): Promise<void> }>(kind: RedisQueueKind, name: unknown, options: unknown, make: () => Q): Q {
+    return this.#open(kind, name, options, make);
+  }
+
+  #open<Q extends { close(): Promise<void> }>(kind: RedisQueueKind, name: unknown, options: unknown, make: () => Q): Q {
+    const { maxsize, visibilityTimeout } = checkQueueArgs(kind, name, options);
+    if (this.#closed || this.#closing !== undefined) throw new ClosedError('the context is closed');
+    const joinable = kind === 'JoinableQueue';
+    const key = `${joinable ? 'joinable' : 'plain'}:${name as string}`;
+    let state = this.#queues.get(key);
+    if (state === undefined) {
+      state = new StreamQueue(
+        this.#link,
+        this.#consumer,
+        () => (this.#reader ??= this.#link.then((link) => new BlockingReader(link, this.#consumer))),
+        name as string,
+        joinable ? 'joinable' : 'plain',
+        maxsize,
+        visibilityTimeout,
+        (q) => {
+          if (this.#queues.get(key) === q) this.#queues.delete(key);
+        },
+      );
+      this.#queues.set(key, state);
+    }
+    const source = {
+      url: this.url,
+      get closed() {
+        return context.#closed;
+      },
+      forget: (handle: { close(): Promise<void> }, detached: Promise<void>) => {
+        this.#handles.delete(handle);
+        this.#detaching.add(detached);
+        detached.catch(() => {}).finally(() => this.#detaching.delete(detached));
+      },
+    };
+    const context = this;
+    const handle = bind({ source, state, kind, maxsize }, make);
+    this.#handles.add(handle);
+    return handle;
+  }
+
+  /** @internal Sends what every queue opened here buffers. */
+  async flushAll(): Promise<void> {
+    await Promise.allSettled([...this.#queues.values()].map((q) => q.flush()));
+  }
+}
+
+/**
+ * Connects to the Redis server at `url` (`redis://[user:password@]host:port[/db]`). Rejects with a
+ * ConnectionError naming the URL when the server cannot be reached (within a few seconds, never a hang).
+ */
+export async function connect(url: string, options?: ConnectOptions): Promise<RedisContext> {
+  checkOptions(options, 'options', []);
+  const link = await Link.open(url);
+  const context = newContext(url, Promise.resolve(link));
+  track(context);
+  return context;
+}
+
+// ---- handles that arrive from another thread ---------------------------------------------------------------
+
+const threadContexts = new Map<string, RedisContext>();
+const tracked = new Set<RedisContext>();
+
+/** Contexts of a worker thread are flushed when its task ends; those it opened for arriving handles, closed. */
+function track(context: RedisContext): void {
+  if (isMainThread) return;
+  tracked.add(context);
+  if (tracked.size === 1) {
+    onTaskEnd(async () => {
+      await Promise.allSettled([...tracked].map((c) => c.flushAll()));
+      await Promise.allSettled([...threadContexts.values()].map((c) => c.close()));
+    });
+  }
+}
+
+/** This thread's context for `url`, connecting on first need. */
+function contextFor(url: string): RedisContext {
+  let context = threadContexts.get(url);
+  if (context === undefined || context.closed) {
+    context = newContext(url, Link.open(url));
+    threadContexts.set(url, context);
+    track(context);
+  }
+  return context;
+}
+
+setRedisQueueReviver((record: RedisQueueRecord) => {
+  const context = contextFor(record.url);
+  const options: Record<string, number> = {};
+  if (record.maxsize !== undefined) options.maxsize = record.maxsize;
+  if (record.kind === 'JoinableQueue') options.visibilityTimeout = record.visibilityTimeout;
+  const make: () => { close(): Promise<void> } =
+    record.kind === 'Queue'
+      ? () => new RedisQueue()
+      : record.kind === 'JoinableQueue'
+        ? () => new RedisJoinableQueue()
+        : () => new RedisSimpleQueue();
+  return context.open(record.kind, record.name, record.kind === 'SimpleQueue' ? undefined : options, make);
+});

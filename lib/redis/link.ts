@@ -1,0 +1,251 @@
+// One process's (thread's) link to a Redis server, as the queues use it: a connection for commands (node-redis
+// pipelines the commands of one tick), and a second, made on first need, for the one blocking read that
+// serves every get waiting in this thread (reader.ts).
+//
+// Invariants:
+//   Every call settles: with the reply, or with a ConnectionError naming the URL within kLostAfter ms of the
+//   server going away (node-redis queues commands while it reconnects, and times them out).
+//   The sockets keep the process alive only while a call is outstanding or something waits (hold/release): a
+//   program that never calls close() still exits when it has nothing left to do, as with local queues.
+//   The client package (node-redis) is imported on first connect, never by `import 'mpthreads'`.
+import { ConnectionError, ErrorCode, ProcessError } from '../errors.ts';
+
+/** How long a lost server may take to come back before calls fail (SPEC: within 10 s). */
+export const kLostAfter = 8_000;
+/** How long connect() tries a server that refuses or does not answer. */
+export const kConnectDeadline = 3_000;
+
+type NodeRedis = typeof import('redis');
+// node-redis's client type is generic over modules, functions and scripts we do not use.
+type Client = any;
+
+let loading: Promise<NodeRedis> | undefined;
+function nodeRedis(): Promise<NodeRedis> {
+  loading ??= import('redis').catch((error: unknown) => {
+    loading = undefined;
+    throw new ProcessError(
+      'mpthreads/redis needs the Redis client package: npm install redis (node-redis 5 or later)',
+      ErrorCode.ModuleLoad,
+      { cause: error },
+    );
+  });
+  return loading;
+}
+
+/** The URL as messages show it: without its password. */
+export function displayUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== '') u.password = '***';
+    return u.href.replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
+export class Link {
+  readonly url: string;
+  readonly shown: string;
+  readonly #redis: NodeRedis;
+  readonly #client: Client;
+  #blocker: Client | undefined;
+  #blockerId: number | undefined;
+  #holds = 0;
+  #closed = false;
+  #onClose: () => void = () => {};
+  readonly #scripts = new Map<string, string>();
+
+  private constructor(url: string, redis: NodeRedis, client: Client) {
+    this.url = url;
+    this.shown = displayUrl(url);
+    this.#redis = redis;
+    this.#client = client;
+  }
+
+  /** Connects, or rejects with ConnectionError (naming the URL) within kConnectDeadline ms. */
+  static async open(url: string): Promise<Link> {
+    if (typeof url !== 'string') throw new TypeError(`connect(url): url must be a string, got ${typeof url}`);
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TypeError(`connect(url): not a URL: ${JSON.stringify(url)}`);
+    }
+    if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:')
+      throw new TypeError(`connect(url): the URL must start with redis:// or rediss://, got ${displayUrl(url)}`);
+    const redis = await nodeRedis();
+    let closed = false;
+    const link: Link = new Link(
+      url,
+      redis,
+      Link.#newClient(redis, url, () => closed),
+    );
+    link.#onClose = () => {
+      closed = true;
+    };
+    await link.#connect(link.#client);
+    link.#client.unref();
+    return link;
+  }
+
+  static #newClient(redis: NodeRedis, url: string, closing: () => boolean): Client {
+    const client = redis.createClient({
+      url,
+      // Replies as arrays (RESP2), whatever the client's default protocol: the queues parse them by position.
+      RESP: 2,
+      socket: {
+        connectTimeout: kConnectDeadline,
+        // Reconnect quickly and for good: a restarted server is found again within half a second.
+        reconnectStrategy: (retries: number) => (closing() ? false : Math.min(25 * 2 ** retries, 500)),
+      },
+    });
+    // node-redis reports every failed reconnection as an 'error' event; the calls say what matters.
+    client.on('error', () => {});
+    return client;
+  }
+
+  async #connect(client: Client): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new ConnectionError(this.shown, `no connection after ${kConnectDeadline} ms`)),
+        kConnectDeadline,
+      );
+    });
+    try {
+      await Promise.race([client.connect(), deadline]);
+    } catch (error) {
+      client.destroy?.();
+      if (error instanceof ConnectionError) throw error;
+      throw new ConnectionError(this.shown, error instanceof Error ? error.message : String(error), { cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Something waits on this link: keep the process alive until release(). */
+  hold(): void {
+    if (this.#holds++ === 0 && !this.#closed) {
+      this.#client.ref();
+      this.#blocker?.ref();
+    }
+  }
+
+  release(): void {
+    if (--this.#holds === 0 && !this.#closed) {
+      this.#client.unref();
+      this.#blocker?.unref();
+    }
+  }
+
+  /** Sends one command; replies keep bulk strings as Buffers when `buffers`. */
+  async call<T>(args: readonly (string | Buffer)[], buffers = false): Promise<T> {
+    this.hold();
+    try {
+      return (await this.#client.sendCommand(args, this.#options(buffers, kLostAfter))) as T;
+    } catch (error) {
+      throw this.#failure(error);
+    } finally {
+      this.release();
+    }
+  }
+
+  /** Runs a Lua script by its digest, loading it once per server (again after a restart). */
+  async script<T>(
+    source: string,
+    keys: readonly string[],
+    args: readonly (string | Buffer)[],
+    buffers = false,
+  ): Promise<T> {
+    let sha = this.#scripts.get(source);
+    if (sha === undefined) {
+      sha = await this.call<string>(['SCRIPT', 'LOAD', source]);
+      this.#scripts.set(source, sha);
+    }
+    try {
+      return await this.call<T>(['EVALSHA', sha, String(keys.length), ...keys, ...args], buffers);
+    } catch (error) {
+      if (!(error instanceof ProcessError) || !/NOSCRIPT/.test(error.message)) throw error;
+      return await this.call<T>(['EVAL', source, String(keys.length), ...keys, ...args], buffers);
+    }
+  }
+
+  /**
+   * A blocking read on the second connection, which only this reader uses: resolves with the reply (null
+   * when `blockMs` passed, or unblock() ended it).
+   */
+  async blocking<T>(args: readonly (string | Buffer)[], blockMs: number): Promise<T> {
+    if (this.#blocker === undefined) {
+      const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed);
+      await this.#connect(blocker);
+      if (this.#closed) {
+        blocker.destroy();
+        throw new ConnectionError(this.shown, 'the link was closed');
+      }
+      this.#blocker = blocker;
+      if (this.#holds === 0) blocker.unref();
+      this.#blockerId = undefined;
+    }
+    this.hold();
+    try {
+      this.#blockerId ??= (await this.#blocker.sendCommand(
+        ['CLIENT', 'ID'],
+        this.#options(false, kLostAfter),
+      )) as number;
+      return (await this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter))) as T;
+    } catch (error) {
+      // A reconnected socket is another client: ask its id again.
+      this.#blockerId = undefined;
+      throw this.#failure(error);
+    } finally {
+      this.release();
+    }
+  }
+
+  /** Ends the blocking read in progress now (it answers null), so that the reader can read other streams. */
+  unblock(): void {
+    const id = this.#blockerId;
+    if (id !== undefined) this.call(['CLIENT', 'UNBLOCK', String(id)]).catch(() => {});
+  }
+
+  /** Whether the server answers now (after a loss: once node-redis reconnected). */
+  get ready(): boolean {
+    return this.#client.isReady === true;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#onClose();
+    const clients = [this.#client, this.#blocker].filter((c) => c !== undefined);
+    await Promise.all(
+      clients.map(async (c: Client) => {
+        try {
+          // The blocking connection may sit in a read for seconds: drop it rather than wait.
+          if (c === this.#blocker) c.destroy();
+          else await c.close();
+        } catch {
+          c.destroy?.();
+        }
+      }),
+    );
+  }
+
+  #options(buffers: boolean, timeout: number): object {
+    return buffers ? { timeout, typeMapping: { [this.#redis.RESP_TYPES.BLOB_STRING]: Buffer } } : { timeout };
+  }
+
+  /** A reply error stays what the server said; anything else means the server is out of reach. */
+  #failure(error: unknown): Error {
+    if (error instanceof ProcessError) return error;
+    const message = error instanceof Error ? error.message : String(error);
+    if (error instanceof this.#redis.ErrorReply)
+      return new ProcessError(`Redis: ${message}`, ErrorCode.Process, { cause: error });
+    if (this.#closed) return new ConnectionError(this.shown, 'the connection was closed', { cause: error });
+    return new ConnectionError(this.shown, message, { cause: error });
+  }
+}

@@ -1,0 +1,111 @@
+// The one blocking read of a thread: a single XREADGROUP … BLOCK over every stream that has gets waiting in
+// this thread, on the link's second connection. So a thousand waiting gets, on one queue or many, use two
+// connections, not a thousand.
+//
+// Invariants:
+//   At most one read is in flight. A queue that starts waiting while a read is in flight and is not part of
+//   it ends that read (CLIENT UNBLOCK), so that the next read includes it.
+//   A read asks each stream for at most as many entries as gets wait on it; what arrives for a queue whose
+//   gets gave up meanwhile waits in that queue's read-ahead for the next get (or goes back at close).
+//   A read never blocks longer than the shortest `blockFor` of its queues, so JoinableQueue sweeps run on time
+//   and a lost server is noticed.
+import { ConnectionError } from '../errors.ts';
+import { kLostAfter, type Link } from './link.ts';
+import { kGroup } from './scripts.ts';
+import { parseEntries, type StreamQueue, type StreamReply } from './stream-queue.ts';
+
+/** Most entries one read asks of a stream. */
+const kMaxCount = 256;
+
+export class BlockingReader {
+  readonly #link: Link;
+  readonly #consumer: string;
+  readonly #wanting = new Set<StreamQueue>();
+  #reading: Set<StreamQueue> | null = null;
+  #running = false;
+  #stopped = false;
+
+  constructor(link: Link, consumer: string) {
+    this.#link = link;
+    this.#consumer = consumer;
+  }
+
+  /** `q` has gets waiting and nothing to give them: read it until it has none. */
+  want(q: StreamQueue): void {
+    if (this.#stopped) return;
+    this.#wanting.add(q);
+    if (this.#reading !== null && !this.#reading.has(q)) this.#link.unblock();
+    if (!this.#running) void this.#run();
+  }
+
+  stopWanting(q: StreamQueue): void {
+    this.#wanting.delete(q);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#wanting.clear();
+  }
+
+  async #run(): Promise<void> {
+    this.#running = true;
+    let lostSince: number | undefined;
+    try {
+      while (!this.#stopped) {
+        for (const q of this.#wanting) if (q.waiting === 0) this.#wanting.delete(q);
+        if (this.#wanting.size === 0) return;
+        const queues = [...this.#wanting];
+        const count = Math.min(Math.max(...queues.map((q) => q.waiting)), kMaxCount);
+        const block = Math.min(...queues.map((q) => q.blockFor));
+        this.#reading = new Set(queues);
+        let reply: StreamReply | null;
+        try {
+          reply = await this.#link.blocking<StreamReply | null>(
+            [
+              'XREADGROUP',
+              'GROUP',
+              kGroup,
+              this.#consumer,
+              'COUNT',
+              String(count),
+              'BLOCK',
+              String(block),
+              'STREAMS',
+              ...queues.map((q) => q.key),
+              ...queues.map(() => '>'),
+            ],
+            block,
+          );
+          lostSince = undefined;
+        } catch (error) {
+          this.#reading = null;
+          if (this.#stopped) return;
+          // The server went away: node-redis reconnects; the gets fail only if it stays away.
+          lostSince ??= Date.now();
+          if (Date.now() - lostSince >= kLostAfter) {
+            const lost =
+              error instanceof ConnectionError ? error : new ConnectionError(this.#link.shown, String(error));
+            for (const q of queues) q.lost(lost);
+            this.#wanting.clear();
+            return;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          continue;
+        }
+        this.#reading = null;
+        if (reply !== null) {
+          const byKey = new Map(queues.map((q) => [q.key, q]));
+          for (const [key, entries] of reply) byKey.get(key.toString('latin1'))?.arrived(parseEntries(entries));
+        }
+        // Each queue looks again itself (a read of what is there, a sweep if due) and asks again if need be.
+        for (const q of queues) {
+          this.#wanting.delete(q);
+          q.readEnded();
+        }
+      }
+    } finally {
+      this.#running = false;
+      this.#reading = null;
+    }
+  }
+}
