@@ -107,7 +107,7 @@ export class RedisContext {
   }
 
   #open<Q extends { close(): Promise<void> }>(kind: RedisQueueKind, name: unknown, options: unknown, make: () => Q): Q {
-    const { maxsize, visibilityTimeout } = checkQueueArgs(kind, name, options);
+    const { maxsize, visibilityTimeout, explicitVisibility } = checkQueueArgs(kind, name, options);
     if (this.#closed || this.#closing !== undefined) throw new ClosedError('the context is closed');
     const joinable = kind === 'JoinableQueue';
     const key = `${joinable ? 'joinable' : 'plain'}:${name as string}`;
@@ -119,8 +119,7 @@ export class RedisContext {
         () => (this.#reader ??= this.#link.then((link) => new BlockingReader(link, this.#consumer))),
         name as string,
         joinable ? 'joinable' : 'plain',
-        maxsize,
-        visibilityTimeout,
+        { maxsize, visibilityTimeout, explicitVisibility },
         (q) => {
           if (this.#queues.get(key) === q) this.#queues.delete(key);
         },
@@ -139,7 +138,7 @@ export class RedisContext {
       },
     };
     const context = this;
-    const handle = bind({ source, state, kind, maxsize }, make);
+    const handle = bind({ source, state, kind, maxsize, ready: state.check(maxsize) }, make);
     this.#handles.add(handle);
     return handle;
   }

@@ -62,6 +62,8 @@ export interface QueueBinding {
   state: StreamQueue;
   kind: RedisQueueKind;
   maxsize: number | undefined;
+  /** Resolves once the queue is open with the maxsize asked for (else rejects with why not). */
+  ready: Promise<void>;
 }
 
 let binding: QueueBinding | undefined;
@@ -94,6 +96,7 @@ export class RedisQueue<T = unknown> implements Handle {
     this.#b = binding;
     this.name = binding.state.name;
     this.#owner = binding.state.attach();
+    binding.ready.catch(() => {});
   }
 
   /** The queue's maxsize (0: unbounded): as opened until the server answered, then the server's. */
@@ -171,7 +174,12 @@ export class RedisQueue<T = unknown> implements Handle {
 
   async #ready(): Promise<StreamQueue> {
     if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue "${this.name}" is closed`);
-    await this.#b.state.opened;
+    try {
+      await this.#b.ready;
+    } catch (error) {
+      if (this.#owner.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+      throw error;
+    }
     if (this.#owner.closed) throw new ClosedError(`queue "${this.name}" is closed`);
     return this.#b.state;
   }
@@ -263,7 +271,7 @@ export function checkQueueArgs(
   kind: RedisQueueKind,
   name: unknown,
   options: unknown,
-): { maxsize: number | undefined; visibilityTimeout: number } {
+): { maxsize: number | undefined; visibilityTimeout: number; explicitVisibility: boolean } {
   if (typeof name !== 'string' || name === '')
     throw new TypeError(
       `${kind}(name): name must be a non-empty string, got ${typeof name === 'string' ? "''" : typeof name}`,
@@ -290,5 +298,5 @@ export function checkQueueArgs(
       );
     visibilityTimeout = o.visibilityTimeout;
   }
-  return { maxsize, visibilityTimeout };
+  return { maxsize, visibilityTimeout, explicitVisibility: o.visibilityTimeout !== undefined };
 }

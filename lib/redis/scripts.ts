@@ -20,19 +20,41 @@ export function metaKey(name: string): string {
 }
 
 /**
- * KEYS: stream, meta. ARGV: maxsize ('' when the opener did not say), kind. Stores the queue's settings if it
- * is new, makes sure its group exists, and returns the settings stored: { maxsize, kind }.
+ * KEYS: stream, meta. ARGV: maxsize ('' when the opener did not say), kind, visibilityTimeout ('' when the
+ * opener did not say). Stores the queue's settings if it is new, makes sure its group exists, keeps the
+ * shortest visibilityTimeout any opener asked for (`minvt`: every holder renews its leases well within it),
+ * and returns { maxsize, kind, minvt }.
  */
 export const OPEN = `
-local stored = redis.call('HMGET', KEYS[2], 'maxsize', 'kind')
+local stored = redis.call('HMGET', KEYS[2], 'maxsize', 'kind', 'minvt')
 if not stored[1] then
   local maxsize = ARGV[1]
   if maxsize == '' then maxsize = '0' end
   redis.call('HSET', KEYS[2], 'maxsize', maxsize, 'kind', ARGV[2])
-  stored = { maxsize, ARGV[2] }
+  stored = { maxsize, ARGV[2], false }
+end
+if ARGV[3] ~= '' and (not stored[3] or tonumber(ARGV[3]) < tonumber(stored[3])) then
+  redis.call('HSET', KEYS[2], 'minvt', ARGV[3])
+  stored[3] = ARGV[3]
 end
 redis.pcall('XGROUP', 'CREATE', KEYS[1], '${kGroup}', '0', 'MKSTREAM')
-return stored
+return { stored[1], stored[2], stored[3] or '' }
+`;
+
+/**
+ * KEYS: stream. ARGV: consumer, count, claim idle ms. Up to `count` entries for this consumer, oldest first:
+ * entries idle at least `claim idle` ms in another consumer's pending list (a JoinableQueue's expired leases,
+ * and any queue's entries handed back: they are idle for ages), then new ones. Returns { claimed, new }.
+ */
+export const FETCH = `
+local count = tonumber(ARGV[2])
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], '${kGroup}', ARGV[1], ARGV[3], '0-0', 'COUNT', count)[2]
+local fresh = {}
+if #claimed < count then
+  local r = redis.call('XREADGROUP', 'GROUP', '${kGroup}', ARGV[1], 'COUNT', count - #claimed, 'STREAMS', KEYS[1], '>')
+  if r then fresh = r[1][2] end
+end
+return { claimed, fresh }
 `;
 
 /**
@@ -71,36 +93,24 @@ end
 return n
 `;
 
+/** How idle a handed-back entry is: any FETCH claims it (a real lease never gets this old). */
+export const kHandedBack = 2_147_483_647;
+/** A Queue's FETCH claims only handed-back entries. */
+export const kClaimHandedBack = kHandedBack - 3_600_000;
+
 /**
- * KEYS: stream. ARGV: consumer, idle ms, entry ids. For each entry this consumer still holds, sets how long it
- * has been idle: 0 renews a lease, a long time hands it back (the next sweep of any consumer takes it).
+ * KEYS: stream, meta. ARGV: consumer, idle ms, entry ids. For each entry this consumer still holds, sets how
+ * long it has been idle: 0 renews a lease, kHandedBack hands the entry back (the next FETCH of any consumer
+ * claims it, in place: it keeps its position). Returns the queue's minvt ('' if none), for the renewal pace.
  */
 export const TOUCH = `
-local n = 0
 for i = 3, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], '${kGroup}', ARGV[i], ARGV[i], 1, ARGV[1])
   if #p > 0 then
     redis.call('XCLAIM', KEYS[1], '${kGroup}', ARGV[1], 0, ARGV[i], 'IDLE', ARGV[2], 'JUSTID')
-    n = n + 1
   end
 end
-return n
-`;
-
-/**
- * KEYS: stream. ARGV: (id, item) pairs. Gives back Queue items read but never delivered: each goes to the
- * end of the stream again (its old entry acknowledged and deleted). Returns how many.
- */
-export const GIVE_BACK = `
-local n = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('XACK', KEYS[1], '${kGroup}', ARGV[i]) == 1 then
-    redis.call('XDEL', KEYS[1], ARGV[i])
-    redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 1])
-    n = n + 1
-  end
-end
-return n
+return redis.call('HGET', KEYS[2], 'minvt') or ''
 `;
 
 /** KEYS: stream. ARGV: consumer. Removes the consumer from the group if it holds nothing. */

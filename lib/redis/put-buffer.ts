@@ -1,0 +1,266 @@
+// The put side of a queue on a server, in one thread: puts are captured at the call, buffered, and sent in
+// batches (one PUT script per batch), so that an `await put()` loop costs a round trip per batch, not per item.
+//
+// Invariants:
+//   Puts reach the server in put order, one batch in flight at a time: each producer's items stay FIFO.
+//   An unbounded put resolves once buffered; a bounded one once the server took it (there was room), and the
+//   puts of an in-flight batch are committed (their timeout and signal wait for the server's answer).
+//   A batch that failed (the server was lost) stays first in the buffer and is sent again: a put that resolved
+//   is delivered unless the process dies before flush() resolves; flush() is the durability point.
+//   While anything is buffered, the link is held (the process stays alive to send it).
+import { ErrorCode, Full, ProcessError } from '../errors.ts';
+import { wait, type Waiter } from '../wait.ts';
+import { encodeItem } from './codec.ts';
+import type { Link } from './link.ts';
+import { PUT } from './scripts.ts';
+
+/** Who put an item (a handle): close() rejects its puts still waiting for room. */
+export type PutOwner = object;
+
+interface PendingPut {
+  bytes: Buffer;
+  seq: number;
+  owner: PutOwner;
+  /** A bounded put's caller, until the server took the item (unbounded puts resolved at once). */
+  waiter?: Waiter<void>;
+  deadline?: number;
+  signal?: AbortSignal | undefined;
+  nowait?: boolean;
+}
+
+/** What the buffer needs of its queue. */
+export interface PutTarget {
+  readonly key: string;
+  /** 0: unbounded. Known once `opened` resolved. */
+  readonly maxsize: number;
+  readonly opened: Promise<void>;
+  link(): Link;
+  hold(): void;
+  release(): void;
+}
+
+/** Most items in one batch sent to the server. */
+const kBatchItems = 1_000;
+/** A batch this large (bytes) is sent at once rather than when the thread yields. */
+const kBatchBytes = 512 << 10;
+/** How long a put on a full queue waits between two looks at the server, at most (ms). */
+const kMaxPoll = 25;
+
+export class PutBuffer {
+  readonly #q: PutTarget;
+  readonly #puts: PendingPut[] = [];
+  #putBytes = 0;
+  #seq = 0;
+  /** Every put up to this one is on the server. */
+  #landed = 0;
+  #sending = false;
+  #sendScheduled = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #fullPoll = 1;
+  #closed = false;
+  readonly #flushWaiters: { seq: number; resolve(): void; reject(error: unknown): void }[] = [];
+
+  constructor(target: PutTarget) {
+    this.#q = target;
+  }
+
+  /** Puts buffered and not yet on the server. */
+  get length(): number {
+    return this.#puts.length;
+  }
+
+  /** Captures `item` now (DataCloneError: nothing added). */
+  put(
+    owner: PutOwner,
+    item: unknown,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    nowait: boolean,
+  ): Promise<void> {
+    let bytes: Buffer;
+    try {
+      bytes = encodeItem(item);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const put: PendingPut = { bytes, seq: ++this.#seq, owner };
+    // Unbounded (or not yet known to be bounded, and buffered until it is): resolved once buffered.
+    if (this.#q.maxsize === 0) {
+      this.#buffer(put);
+      return Promise.resolve();
+    }
+    if (nowait && this.#puts.some((p) => p.waiter !== undefined)) return Promise.reject(new Full()); // puts ahead of it already wait for room
+    put.nowait = nowait;
+    put.signal = signal;
+    put.deadline = nowait ? 0 : Date.now() + timeout;
+    return wait<void>(
+      (waiter) => {
+        put.waiter = waiter;
+        this.#buffer(put);
+        return () => {
+          if (!waiter.committed) this.#unbuffer(put);
+        };
+      },
+      nowait ? Infinity : timeout,
+      signal,
+      () => new Full(),
+    );
+  }
+
+  #buffer(put: PendingPut): void {
+    this.#puts.push(put);
+    this.#putBytes += put.bytes.length;
+    if (this.#puts.length === 1) this.#q.hold();
+    if (this.#putBytes >= kBatchBytes || this.#puts.length >= kBatchItems) this.#send();
+    else if (!this.#sendScheduled) {
+      this.#sendScheduled = true;
+      setImmediate(() => {
+        this.#sendScheduled = false;
+        this.#send();
+      });
+    }
+  }
+
+  #unbuffer(put: PendingPut): void {
+    const i = this.#puts.indexOf(put);
+    if (i < 0) return;
+    this.#puts.splice(i, 1);
+    this.#putBytes -= put.bytes.length;
+    if (this.#puts.length === 0) this.#q.release();
+    this.#settleFlushes();
+  }
+
+  /** Sends what is buffered now, rather than when the thread yields (a get of this thread comes next). */
+  sendNow(): void {
+    if (this.#retryTimer === undefined) this.#send();
+  }
+
+  /** Sends the oldest buffered puts, unless a batch is on its way already. */
+  #send(): void {
+    if (this.#sending || this.#puts.length === 0) return;
+    this.#sending = true;
+    void this.#sendBatch();
+  }
+
+  async #sendBatch(): Promise<void> {
+    let batch: PendingPut[] = [];
+    try {
+      try {
+        await this.#q.opened;
+        const link = this.#q.link();
+        batch = this.#puts.slice(0, kBatchItems);
+        for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = true;
+        const added = await link.script<number>(
+          PUT,
+          [this.#q.key],
+          [String(this.#q.maxsize), ...batch.map((p) => p.bytes)],
+        );
+        this.#landedBatch(batch, added);
+      } finally {
+        this.#sending = false;
+      }
+    } catch (error) {
+      for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = false;
+      this.#failedBatch(error);
+      return;
+    }
+    if (this.#puts.length === 0) return;
+    if (this.#puts[0]!.waiter !== undefined && this.#fullPoll > 1) {
+      // The queue is full: look again soon (the gets that make room are in other processes).
+      this.#retryLater(this.#fullPoll);
+    } else queueMicrotask(() => this.#send());
+  }
+
+  #landedBatch(batch: PendingPut[], added: number): void {
+    // The batch was the head of the buffer, and its puts are committed: nothing removed them meanwhile.
+    const landed = this.#puts.splice(0, added);
+    for (const p of landed) {
+      this.#putBytes -= p.bytes.length;
+      p.waiter?.resolve();
+    }
+    if (landed.length > 0) this.#landed = Math.max(this.#landed, landed[landed.length - 1]!.seq);
+    if (landed.length > 0 && this.#puts.length === 0) this.#q.release();
+    for (let i = added; i < batch.length; i++) {
+      const p = batch[i]!;
+      // No room for it (a bounded queue): it waits, unless it was not to wait or its time is up.
+      const w = p.waiter;
+      if (w === undefined) continue; // put before the queue was known to be bounded: it waits, resolved
+      w.committed = false;
+      if (p.nowait || (p.deadline !== undefined && Date.now() >= p.deadline)) {
+        this.#unbuffer(p);
+        w.reject(new Full());
+      } else if (p.signal?.aborted) {
+        this.#unbuffer(p);
+        w.reject(p.signal.reason);
+      }
+    }
+    if (added < batch.length) this.#fullPoll = Math.min(this.#fullPoll * 2, kMaxPoll);
+    else this.#fullPoll = 1;
+    if (this.#puts.length === 0) this.#landed = this.#seq;
+    else this.#landed = Math.max(this.#landed, this.#puts[0]!.seq - 1);
+    this.#settleFlushes();
+  }
+
+  #failedBatch(error: unknown): void {
+    // Nothing of the batch is known to be on the server: it stays buffered, first, and is sent again when the
+    // server is back. flush() says what happened; bounded puts still wait (until their timeout).
+    if (this.#closed) return;
+    for (const f of this.#flushWaiters.splice(0)) f.reject(error);
+    if (error instanceof ProcessError && error.code === ErrorCode.QueueMismatch) {
+      for (const p of this.#puts.splice(0)) p.waiter?.reject(error);
+      this.#putBytes = 0;
+      this.#q.release();
+      return;
+    }
+    this.#retryLater(250);
+  }
+
+  #retryLater(ms: number): void {
+    if (this.#retryTimer !== undefined || this.#closed) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      this.#send();
+    }, ms);
+  }
+
+  #settleFlushes(): void {
+    const landed = this.#puts.length === 0 ? this.#seq : Math.min(this.#landed, this.#puts[0]!.seq - 1);
+    while (this.#flushWaiters.length > 0 && this.#flushWaiters[0]!.seq <= landed) this.#flushWaiters.shift()!.resolve();
+  }
+
+  /** Resolves once every put made so far is on the server. */
+  async flush(): Promise<void> {
+    if (this.#puts.length === 0) {
+      await this.#q.opened;
+      return;
+    }
+    const seq = this.#seq;
+    const done = new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
+    if (this.#retryTimer !== undefined) {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+    }
+    this.#send();
+    this.#q.hold();
+    try {
+      await done;
+    } finally {
+      this.#q.release();
+    }
+  }
+
+  /** `owner` closed: its puts still waiting for room reject with `error` (those in flight land or not). */
+  rejectOwner(owner: PutOwner, error: Error): void {
+    for (const p of this.#puts.filter((p) => p.owner === owner && p.waiter !== undefined && !p.waiter.committed)) {
+      this.#unbuffer(p);
+      p.waiter!.reject(error);
+    }
+  }
+
+  /** For good: no more retries. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+  }
+}

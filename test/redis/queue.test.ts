@@ -1,0 +1,236 @@
+// What a queue on a server adds to the shared contract (test/redis/conformance.test.ts): names, maxsize kept on
+// the server, leases and redelivery, bounded memory, connection counts, the client's 5 s command timeout, and
+// what an unreachable server does. Against a real redis-server on a loopback port; a second plain client
+// (`inspect`) looks at the server's state directly.
+import { createClient } from 'redis';
+import * as assert from 'uvu/assert';
+import {
+  ClosedError,
+  ConnectionError,
+  connect,
+  ErrorCode,
+  Full,
+  ProcessError,
+  type RedisContext,
+} from '../../lib/redis/index.ts';
+import { rejects, startTask, suite } from '../_support/harness.ts';
+import { type RedisServer, startRedis, whenRedis } from '../_support/redis-server.ts';
+
+whenRedis(() => {
+  const t = suite('redis queues', 60_000);
+  let server: RedisServer;
+  let inspect: ReturnType<typeof createClient>;
+  const contexts: RedisContext[] = [];
+  let n = 0;
+  const name = (what: string) => `${what}-${process.pid}-${++n}`;
+  const open = async () => {
+    const c = await connect(server.url);
+    contexts.push(c);
+    return c;
+  };
+
+  t.before(async () => {
+    server = await startRedis();
+    inspect = createClient({ url: server.url });
+    inspect.on('error', () => {});
+    await inspect.connect();
+  });
+  t.after.each(async () => {
+    await Promise.all(contexts.splice(0).map((c) => c.close()));
+  });
+  t.after(async () => {
+    await inspect.close();
+    await server.stop();
+  });
+
+  t('a queue is shared by name: two contexts see the same items, each item once', async () => {
+    const a = await open();
+    const b = await open();
+    const qa = a.Queue<number>(name('shared'));
+    const qb = b.Queue<number>(qa.name);
+    for (let i = 0; i < 10; i++) await qa.put(i);
+    await qa.flush();
+    const got: number[] = [];
+    for (let i = 0; i < 5; i++) got.push(await qb.get({ timeout: 5_000 }), await qa.get({ timeout: 5_000 }));
+    assert.equal(
+      got.sort((x, y) => x - y),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
+    assert.is(await qa.qsize(), 0);
+  });
+
+  t('maxsize belongs to the queue: the first opener sets it, another maxsize or kind is an error', async () => {
+    const a = await open();
+    const q = a.Queue<number>(name('bounded'), { maxsize: 2 });
+    await q.put(1);
+    const b = await open();
+    const same = b.Queue<number>(q.name);
+    await same.put(2);
+    assert.is(same.maxsize, 2, 'an opener that does not say takes the queue’s maxsize');
+    await rejects(same.putNowait(3), Full, 'the bound holds for every opener');
+    const other = b.Queue<number>(q.name, { maxsize: 5 });
+    const error = await rejects(other.put(1), ProcessError, 'another maxsize');
+    assert.is(error.code, ErrorCode.QueueMismatch);
+    assert.match(error.message, /maxsize 2/);
+    const joinable = b.JoinableQueue<number>(q.name);
+    assert.is(
+      (await rejects(joinable.get({ timeout: 10 }), ProcessError, 'another kind')).code,
+      ErrorCode.QueueMismatch,
+    );
+  });
+
+  t('options are checked at the call: names, maxsize, visibilityTimeout, unknown options', async () => {
+    const a = await open();
+    assert.throws(() => a.Queue(''), TypeError);
+    assert.throws(() => a.Queue(1 as never), TypeError);
+    assert.throws(() => a.Queue('x', { maxsize: -1 }), RangeError);
+    assert.throws(() => a.Queue('x', { visibilityTimeout: 5 } as never), /unknown option "visibilityTimeout"/);
+    assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: 0 }), RangeError);
+    assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: 1.5 }), RangeError);
+    assert.throws(() => (a.SimpleQueue as (n: string, o: object) => unknown)('x', { maxsize: 3 }), TypeError);
+    await rejects(connect(server.url, { retries: 3 } as never), TypeError, 'connect with an unknown option');
+  });
+
+  t('a value that cannot leave the process fails at put with DataCloneError; nothing is added', async () => {
+    const q = (await open()).Queue<unknown>(name('clone'));
+    await rejects(q.put(new SharedArrayBuffer(8)), DOMException, 'SharedArrayBuffer');
+    await rejects(q.put({ f() {} }), DOMException, 'a function');
+    await q.put('ok');
+    assert.is(await q.qsize(), 1);
+    assert.is(await q.get(), 'ok');
+  });
+
+  t('gotten and acknowledged items are deleted: the stream and the pending list stay empty', async () => {
+    const redis = await open();
+    const q = redis.Queue<number>(name('plain-memory'));
+    const j = redis.JoinableQueue<number>(name('joinable-memory'));
+    for (let i = 0; i < 1_000; i++) {
+      await q.put(i);
+      await j.put(i);
+    }
+    for (let i = 0; i < 1_000; i++) {
+      assert.is(await q.get(), i);
+      assert.is(await j.get(), i);
+      await j.taskDone();
+    }
+    await j.join({ timeout: 10_000 });
+    await q.close();
+    await redis.close();
+    for (const key of [`mpthreads:{${q.name}}`, `mpthreads:{${j.name}}`]) {
+      // Acknowledgements go out once per turn of the event loop; close() waited for them.
+      assert.is(await inspect.xLen(key), 0, `${key}: XLEN`);
+      const pending = (await inspect.sendCommand(['XPENDING', key, 'mpthreads'])) as [number];
+      assert.is(pending[0], 0, `${key}: pending entries`);
+    }
+  });
+
+  t('a lease renewed by a live consumer is not redelivered; taskDone() too many is an error', async () => {
+    const a = await open();
+    const b = await open();
+    const tasks = a.JoinableQueue<string>(name('renew'), { visibilityTimeout: 300 });
+    await tasks.put('job');
+    const holder = b.JoinableQueue<string>(tasks.name);
+    assert.is(await holder.get({ timeout: 5_000 }), 'job');
+    // Three visibility timeouts pass while the holder lives (and renews): nobody else gets the item.
+    await rejects(tasks.get({ timeout: 1_000 }), Error, 'a get while the lease is renewed');
+    await holder.taskDone();
+    await tasks.join({ timeout: 5_000 });
+    const error = await rejects(holder.taskDone(), ProcessError, 'taskDone() with no lease');
+    assert.is(error.code, ErrorCode.TaskDoneTooMany);
+  });
+
+  t('a handle closed with a lease hands it back at once; join() waits for it', async () => {
+    const a = await open();
+    const b = await open();
+    const tasks = a.JoinableQueue<string>(name('give-back'));
+    await tasks.put('job');
+    const quitter = b.JoinableQueue<string>(tasks.name);
+    assert.is(await quitter.get({ timeout: 5_000 }), 'job');
+    await rejects(tasks.join({ timeout: 50 }), Error, 'join() with the task leased');
+    await quitter.close();
+    await b.close();
+    // Default visibilityTimeout is 30 s: the item comes back well before, because close() handed it back.
+    assert.is(await tasks.get({ timeout: 10_000 }), 'job');
+    await tasks.taskDone();
+    await tasks.join({ timeout: 5_000 });
+  });
+
+  t('get({ timeout: 10_000 }) outlasts the client’s 5 s command timeout', async () => {
+    const a = await open();
+    const b = await open();
+    const q = a.Queue<string>(name('long-get'));
+    const got = q.get({ timeout: 10_000 });
+    // The only sleep here is the point of the test: the item comes after the client's 5 s default.
+    await new Promise((resolve) => setTimeout(resolve, 6_000));
+    const p = b.Queue<string>(q.name);
+    await p.put('late');
+    await p.flush();
+    assert.is(await got, 'late');
+  });
+
+  t('1,000 gets waiting at once in one process use 2 connections', async () => {
+    const before = ((await inspect.sendCommand(['CLIENT', 'LIST'])) as string).trim().split('\n').length;
+    const a = await open();
+    const q = a.Queue<number>(name('many-gets'));
+    const gets = Array.from({ length: 1_000 }, () => q.get({ timeout: 20_000 }));
+    // Give the blocking read time to be issued: wait until the server lists a blocked client.
+    for (let i = 0; i < 200; i++) {
+      const list = (await inspect.sendCommand(['CLIENT', 'LIST'])) as string;
+      if (/cmd=xreadgroup/.test(list) && / flags=b /.test(list)) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const during = ((await inspect.sendCommand(['CLIENT', 'LIST'])) as string).trim().split('\n').length;
+    assert.ok(during - before <= 2, `connections used: ${during - before}`);
+    const producer = (await open()).Queue<number>(q.name);
+    for (let i = 0; i < 1_000; i++) await producer.put(i);
+    const got = await Promise.all(gets);
+    assert.equal(
+      got.sort((x, y) => x - y),
+      Array.from({ length: 1_000 }, (_, i) => i),
+    );
+  });
+
+  t('a handle in Process args reopens the queue in the worker and keeps working in the sender', async () => {
+    const a = await open();
+    const from = a.SimpleQueue<string>(name('relay-from'));
+    const to = a.SimpleQueue<string>(name('relay-to'));
+    const w = startTask(new URL('../fixtures/conformance-tasks.ts', import.meta.url), 'relay', [from, to]);
+    await from.put('there');
+    assert.is(await to.get({ timeout: 30_000 }), 'there');
+    await w.join();
+    assert.is(w.exitCode, 0, String(w.error));
+    await from.put('still mine');
+    assert.is(await from.get({ timeout: 5_000 }), 'still mine');
+  });
+
+  t('after close() of the context, every call rejects with ClosedError', async () => {
+    const a = await connect(server.url);
+    const q = a.Queue<number>(name('closed'));
+    const waiting = q.get();
+    await a.close();
+    await rejects(waiting, ClosedError, 'a get waiting at close');
+    await rejects(q.put(1), ClosedError, 'put after close');
+    await rejects(q.qsize(), ClosedError, 'qsize after close');
+    assert.throws(
+      () => a.Queue('another'),
+      (e: unknown) => e instanceof ClosedError,
+    );
+    await a.close();
+  });
+
+  t('an unreachable server: connect() rejects with ConnectionError naming the URL, within 10 s', async () => {
+    const spare = await startRedis();
+    const url = spare.url;
+    await spare.stop(); // nothing listens on that port any more
+    const started = Date.now();
+    const error = await rejects(connect(`redis://:secret@127.0.0.1:${spare.port}`), ConnectionError, 'connect');
+    assert.ok(Date.now() - started < 10_000, `took ${Date.now() - started} ms`);
+    assert.is(error.code, 'ConnectionError');
+    assert.match(error.message, `127.0.0.1:${spare.port}`);
+    assert.not.match(error.message, 'secret');
+    assert.ok(url.includes(String(spare.port)));
+    await rejects(connect('http://127.0.0.1:1'), TypeError, 'a URL that is not redis://');
+  });
+
+  t.run();
+});
