@@ -14,10 +14,10 @@
 //   place (scripts.ts: TOUCH to kHandedBack), so a consumer that slows down or stops does not strand items
 //   that another consumer waits for. Any consumer's next fetch claims them first, oldest first.
 //   Whatever waits (a get, a join, a buffered put) holds the link, so the process stays alive for it.
-import { ClosedError, Empty, ErrorCode, ProcessError, TimeoutError } from '../errors.ts';
+import { ClosedError, ConnectionError, Empty, ErrorCode, ProcessError, TimeoutError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { decodeItemBytes } from './codec.ts';
-import type { Link } from './link.ts';
+import { kLostAfter, type Link } from './link.ts';
 import { PutBuffer } from './put-buffer.ts';
 import type { BlockingReader } from './reader.ts';
 import {
@@ -82,6 +82,8 @@ export class StreamQueue {
   readonly #ready: Entry[] = [];
   readonly #waiters: GetWaiter[] = [];
   #filling = false;
+  /** When fetches started failing to reach the server. */
+  #lostSince: number | undefined;
   #readAhead = 1;
   #lingerTimer: NodeJS.Timeout | undefined;
   /** Delivered Queue items to acknowledge and delete, sent once per turn of the event loop. */
@@ -277,6 +279,7 @@ export class StreamQueue {
     this.#fetch(Math.max(this.#waiters.length, this.#readAhead)).then(
       (got) => {
         this.#filling = false;
+        this.#lostSince = undefined;
         this.#serve();
         if (this.#waiters.length === 0) return;
         if (got > 0) this.#fill();
@@ -288,7 +291,12 @@ export class StreamQueue {
       },
       (error) => {
         this.#filling = false;
-        this.#failWaiters(error);
+        // The server went away: node-redis reconnects, and the gets wait on unless it stays away.
+        this.#lostSince ??= Date.now();
+        if (!(error instanceof ConnectionError) || Date.now() - this.#lostSince >= kLostAfter) {
+          this.#lostSince = undefined;
+          this.#failWaiters(error);
+        } else setTimeout(() => this.#fill(), 100).unref();
       },
     );
   }

@@ -1,0 +1,177 @@
+// Queues on a server shared by separate OS processes (node child processes running
+// test/fixtures/redis-child.ts), and the faults the README promises to survive: a consumer killed mid-task, a
+// server restarted, a server killed with kill -9 (appendonly, appendfsync always), a server that stays away.
+// Synchronisation is by what the children print and by queue items, never by sleeping.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import * as assert from 'uvu/assert';
+import { ConnectionError, connect, type RedisContext } from '../../lib/redis/index.ts';
+import { rejects, suite } from '../_support/harness.ts';
+import { type RedisServer, startRedis, whenRedis } from '../_support/redis-server.ts';
+
+const child = new URL('../fixtures/redis-child.ts', import.meta.url).pathname;
+
+interface Child {
+  process: ChildProcess;
+  /** Resolves with the next JSON line it prints. */
+  next(): Promise<unknown>;
+  /** Resolves with its exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+const children = new Set<ChildProcess>();
+
+function run(...args: string[]): Child {
+  const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(p);
+  const lines: string[] = [];
+  const waiting: ((line: string) => void)[] = [];
+  createInterface({ input: p.stdout! }).on('line', (line) => {
+    const w = waiting.shift();
+    if (w !== undefined) w(line);
+    else lines.push(line);
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    p.on('exit', (code, signal) => {
+      children.delete(p);
+      resolve(code ?? signal ?? -1);
+    }),
+  );
+  return {
+    process: p,
+    next: () =>
+      new Promise((resolve) => {
+        const line = lines.shift();
+        if (line !== undefined) resolve(JSON.parse(line));
+        else waiting.push((l) => resolve(JSON.parse(l)));
+      }),
+    exited,
+  };
+}
+
+whenRedis(() => {
+  const t = suite('redis queues across processes', 90_000);
+  let server: RedisServer;
+  const contexts: RedisContext[] = [];
+  let n = 0;
+  const name = (what: string) => `${what}-${process.pid}-${++n}`;
+  const open = async () => {
+    const c = await connect(server.url);
+    contexts.push(c);
+    return c;
+  };
+
+  t.before(async () => {
+    server = await startRedis({ appendonly: true });
+  });
+  t.after.each(async () => {
+    for (const p of children) p.kill('SIGKILL');
+    await Promise.all(contexts.splice(0).map((c) => c.close()));
+  });
+  t.after(async () => {
+    await server.stop();
+  });
+
+  t('two producer processes, two consumer processes: every item exactly once, each producer’s in order', async () => {
+    const q = name('mpmc');
+    const count = 2_000;
+    const consumers = [run('consume', server.url, q), run('consume', server.url, q)];
+    const producers = [
+      run('produce', server.url, q, '0', String(count)),
+      run('produce', server.url, q, '1', String(count)),
+    ];
+    for (const p of producers) assert.is(await p.exited, 0);
+    const redis = await open();
+    const queue = redis.Queue<null>(q);
+    await queue.put(null);
+    await queue.put(null);
+    await queue.flush();
+    const seen = new Set<string>();
+    for (const c of consumers) {
+      const last = [-1, -1];
+      for (let item = await c.next(); !(item as { end?: boolean }).end; item = await c.next()) {
+        const { p, i } = item as { p: number; i: number };
+        assert.ok(i > last[p]!, `producer ${p}: item ${i} after ${last[p]} in one consumer`);
+        last[p] = i;
+        const key = `${p}:${i}`;
+        assert.not.ok(seen.has(key), `${key} delivered twice`);
+        seen.add(key);
+      }
+    }
+    for (const c of consumers) assert.is(await c.exited, 0);
+    assert.is(seen.size, 2 * count);
+  });
+
+  t('a consumer process killed with a leased item: the item is delivered again after visibilityTimeout', async () => {
+    const q = name('lease');
+    const redis = await open();
+    const tasks = redis.JoinableQueue<string>(q, { visibilityTimeout: 1_000 });
+    await tasks.put('the task');
+    await tasks.flush();
+    const consumer = run('lease', server.url, q, '1000');
+    assert.equal(await consumer.next(), { got: 'the task' });
+    consumer.process.kill('SIGKILL');
+    assert.is(await consumer.exited, 'SIGKILL');
+    const started = Date.now();
+    assert.is(await tasks.get({ timeout: 20_000 }), 'the task');
+    const waited = Date.now() - started;
+    assert.ok(waited < 10_000, `redelivered after ${waited} ms`);
+    await tasks.taskDone();
+    await tasks.join({ timeout: 10_000 });
+  });
+
+  t('JoinableQueue fan-out to two worker processes: join() resolves when every task is done', async () => {
+    const q = name('fan-out');
+    const results = name('results');
+    const redis = await open();
+    const tasks = redis.JoinableQueue<number | null>(q, { visibilityTimeout: 30_000 });
+    const out = redis.Queue<number>(results);
+    const workers = [run('work', server.url, q, results, '30000'), run('work', server.url, q, results, '30000')];
+    for (let i = 0; i < 500; i++) await tasks.put(i);
+    await tasks.join({ timeout: 60_000 });
+    let sum = 0;
+    for (let i = 0; i < 500; i++) sum += await out.get({ timeout: 10_000 });
+    assert.is(sum, 2 * ((499 * 500) / 2));
+    await tasks.put(null);
+    await tasks.put(null);
+    for (const w of workers) assert.is(await w.exited, 0);
+  });
+
+  t('kill -9 of the server (appendonly, appendfsync always): nothing flushed is lost; clients reconnect', async () => {
+    const redis = await open();
+    const q = redis.Queue<number>(name('durable'));
+    for (let i = 0; i < 1_000; i++) await q.put(i);
+    await q.flush();
+    await server.kill9();
+    await server.restart();
+    // The same context: node-redis reconnects by itself.
+    const got: number[] = [];
+    for (let i = 0; i < 1_000; i++) got.push(await q.get({ timeout: 20_000 }));
+    assert.equal(
+      got,
+      Array.from({ length: 1_000 }, (_, i) => i),
+    );
+    await q.put(1_000);
+    assert.is(await q.get({ timeout: 10_000 }), 1_000);
+  });
+
+  t('a server that stays away: calls reject with ConnectionError naming the URL within 10 s', async () => {
+    const redis = await open();
+    const q = redis.Queue<number>(name('lost'));
+    await q.put(1);
+    await q.flush();
+    const waiting = q.get({ timeout: 60_000 });
+    assert.is(await waiting, 1);
+    const blocked = rejects(q.get({ timeout: 60_000 }), ConnectionError, 'a get waiting when the server died');
+    await server.kill9();
+    const started = Date.now();
+    const error = await blocked;
+    assert.match(error.message, String(server.port));
+    await rejects(q.qsize(), ConnectionError, 'qsize with the server away');
+    assert.ok(Date.now() - started < 25_000, `took ${Date.now() - started} ms`);
+    await server.restart();
+    assert.is(await q.qsize(), 0, 'works again once the server is back');
+  });
+
+  t.run();
+});
