@@ -24,6 +24,8 @@ const SHIPPED = [
   'dist/lib/mpthreads.js',
   'dist/lib/mpthreads.js.map',
   'dist/lib/mpthreads.d.ts',
+  'dist/lib/redis.js',
+  'dist/lib/redis.d.ts',
   'dist/workers/bootstrap.mjs',
   'dist/workers/messages.mjs',
   'lib/esm-only.cjs',
@@ -216,6 +218,34 @@ t(
     );
     const tsc = join(dirname(requireHere.resolve('typescript/package.json')), 'bin', 'tsc');
     check(await run(process.execPath, [tsc, '-p', '.'], { cwd: app, ms: 90_000 }), 'tsc -p .');
+  },
+  300_000,
+);
+
+t(
+  'mpthreads/redis imports without the Redis client installed; connect() then says to install it',
+  async () => {
+    const { app } = await packed();
+    await writeFile(
+      join(app, 'redis.mjs'),
+      `import { connect, ProcessError, RedisQueue } from 'mpthreads/redis';
+import { ClosedError } from 'mpthreads';
+const { ClosedError: SameClosedError } = await import('mpthreads/redis');
+try {
+  await connect('redis://127.0.0.1:1');
+  console.log('connected?');
+} catch (error) {
+  console.log(JSON.stringify({ code: error.code, message: error.message, process: error instanceof ProcessError, queue: typeof RedisQueue, same: ClosedError === SameClosedError }));
+}
+`,
+    );
+    const result = check(await run(process.execPath, ['redis.mjs'], { cwd: app, ms: 30_000 }), 'node redis.mjs');
+    const out = JSON.parse(result.stdout.trim()) as Record<string, unknown>;
+    assert.is(out.code, 'ERR_MODULE_LOAD');
+    assert.match(String(out.message), 'npm install redis');
+    assert.is(out.process, true);
+    assert.is(out.queue, 'function');
+    assert.is(out.same, true, 'one copy of the library: the core and mpthreads/redis share their classes');
   },
   300_000,
 );

@@ -13,6 +13,7 @@ import {
   ProcessError,
   type RedisContext,
 } from '../../lib/redis/index.ts';
+import { Pool } from '../../lib/index.ts';
 import { rejects, startTask, suite } from '../_support/harness.ts';
 import { type RedisServer, startRedis, whenRedis } from '../_support/redis-server.ts';
 
@@ -201,6 +202,16 @@ whenRedis(() => {
     assert.is(w.exitCode, 0, String(w.error));
     await from.put('still mine');
     assert.is(await from.get({ timeout: 5_000 }), 'still mine');
+  });
+
+  t('a handle in Pool args reopens the queue in the pool’s worker', async () => {
+    const a = await open();
+    const from = a.Queue<string>(name('pool-from'));
+    const to = a.Queue<string>(name('pool-to'));
+    await using pool = new Pool({ module: new URL('../fixtures/conformance-tasks.ts', import.meta.url), processes: 1 });
+    await from.put('via pool');
+    await pool.apply('relay', [from, to]);
+    assert.is(await to.get({ timeout: 30_000 }), 'via pool');
   });
 
   t('after close() of the context, every call rejects with ClosedError', async () => {
