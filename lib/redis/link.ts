@@ -12,6 +12,8 @@ import { ConnectionError, ErrorCode, ProcessError } from '../errors.ts';
 
 /** How long a lost server may take to come back before calls fail (SPEC: within 10 s). */
 export const kLostAfter = 8_000;
+/** The least a call waits for a lost server to come back. */
+const kLastChance = 1_500;
 /** How long connect() tries a server that refuses or does not answer. */
 export const kConnectDeadline = 3_000;
 
@@ -52,6 +54,7 @@ export class Link {
   #blockerId: number | undefined;
   #holds = 0;
   #closed = false;
+  #lostAt: number | undefined;
   #onClose: () => void = () => {};
   readonly #scripts = new Map<string, string>();
 
@@ -104,6 +107,28 @@ export class Link {
     return client;
   }
 
+  /**
+   * Notes when a connection is lost and found again: calls give up kLostAfter ms after the loss. (An idle
+   * connection may not notice a dead server; the other one, busy, does: either one's loss counts.)
+   */
+  #watch(client: Client): void {
+    const lost = () => {
+      this.#lostAt ??= Date.now();
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    client.on('reconnecting', lost);
+    client.on('ready', () => {
+      this.#lostAt = undefined;
+    });
+  }
+
+  /** How long the server has been out of reach (0: it answers). */
+  lostFor(): number {
+    if (this.#lostAt === undefined) return 0;
+    return Date.now() - this.#lostAt;
+  }
+
   async #connect(client: Client): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -116,6 +141,7 @@ export class Link {
       await Promise.race([client.connect(), deadline]);
     } catch (error) {
       client.destroy?.();
+      this.#lostAt ??= Date.now();
       if (error instanceof ConnectionError) throw error;
       throw new ConnectionError(this.shown, error instanceof Error ? error.message : String(error), { cause: error });
     } finally {
@@ -144,9 +170,14 @@ export class Link {
 
   /** Sends one command; replies keep bulk strings as Buffers when `buffers`. */
   async call<T>(args: readonly (string | Buffer)[], buffers = false): Promise<T> {
+    // While node-redis reconnects it queues the command: bound the wait by what is left of kLostAfter, but
+    // give every call long enough to see a server that just came back (reconnection tries every 500 ms).
+    const left = Math.max(kLostAfter - this.lostFor(), kLastChance);
     this.hold();
     try {
-      return (await this.#client.sendCommand(args, this.#options(buffers, kLostAfter))) as T;
+      const reply = (await this.#client.sendCommand(args, this.#options(buffers, left))) as T;
+      this.#lostAt = undefined;
+      return reply;
     } catch (error) {
       throw this.#failure(error);
     } finally {
@@ -182,6 +213,7 @@ export class Link {
     if (this.#blocker === undefined) {
       const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed);
       await this.#connect(blocker);
+      this.#watch(blocker);
       if (this.#closed) {
         blocker.destroy();
         throw new ConnectionError(this.shown, 'the link was closed');
@@ -190,13 +222,17 @@ export class Link {
       if (this.#holds === 0) blocker.unref();
       this.#blockerId = undefined;
     }
+    // Reconnecting: say so now rather than queue a read that would wait out its whole timeout.
+    if (this.#blocker.isReady !== true) throw new ConnectionError(this.shown, 'the connection was lost (reconnecting)');
     this.hold();
     try {
       this.#blockerId ??= (await this.#blocker.sendCommand(
         ['CLIENT', 'ID'],
         this.#options(false, kLostAfter),
       )) as number;
-      return (await this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter))) as T;
+      const reply = (await this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter))) as T;
+      this.#lostAt = undefined;
+      return reply;
     } catch (error) {
       // A reconnected socket is another client: ask its id again.
       this.#blockerId = undefined;
@@ -241,10 +277,12 @@ export class Link {
 
   /** A reply error stays what the server said; anything else means the server is out of reach. */
   #failure(error: unknown): Error {
-    if (error instanceof ProcessError) return error;
-    const message = error instanceof Error ? error.message : String(error);
     if (error instanceof this.#redis.ErrorReply)
-      return new ProcessError(`Redis: ${message}`, ErrorCode.Process, { cause: error });
+      return new ProcessError(`Redis: ${error.message}`, ErrorCode.Process, { cause: error });
+    if (error instanceof ProcessError && !(error instanceof ConnectionError)) return error;
+    this.#lostAt ??= Date.now();
+    if (error instanceof ConnectionError) return error;
+    const message = error instanceof Error ? error.message : String(error);
     if (this.#closed) return new ConnectionError(this.shown, 'the connection was closed', { cause: error });
     return new ConnectionError(this.shown, message, { cause: error });
   }

@@ -49,13 +49,12 @@ export class BlockingReader {
 
   async #run(): Promise<void> {
     this.#running = true;
-    let lostSince: number | undefined;
     try {
       while (!this.#stopped) {
         for (const q of this.#wanting) if (q.waiting === 0) this.#wanting.delete(q);
         if (this.#wanting.size === 0) return;
         const queues = [...this.#wanting];
-        const count = Math.min(Math.max(...queues.map((q) => q.waiting)), kMaxCount);
+        const count = Math.min(Math.max(...queues.map((q) => q.wanted)), kMaxCount);
         const block = Math.min(...queues.map((q) => q.blockFor));
         this.#reading = new Set(queues);
         let reply: StreamReply | null;
@@ -76,13 +75,11 @@ export class BlockingReader {
             ],
             block,
           );
-          lostSince = undefined;
         } catch (error) {
           this.#reading = null;
           if (this.#stopped) return;
           // The server went away: node-redis reconnects; the gets fail only if it stays away.
-          lostSince ??= Date.now();
-          if (Date.now() - lostSince >= kLostAfter) {
+          if (this.#link.lostFor() >= kLostAfter || !(error instanceof ConnectionError)) {
             const lost =
               error instanceof ConnectionError ? error : new ConnectionError(this.#link.shown, String(error));
             for (const q of queues) q.lost(lost);
@@ -95,7 +92,12 @@ export class BlockingReader {
         this.#reading = null;
         if (reply !== null) {
           const byKey = new Map(queues.map((q) => [q.key, q]));
-          for (const [key, entries] of reply) byKey.get(key.toString('latin1'))?.arrived(parseEntries(entries));
+          for (const [key, entries] of reply) {
+            const q = byKey.get(key.toString('latin1'));
+            if (q === undefined) continue;
+            q.readSize(count, entries.length);
+            q.arrived(parseEntries(entries));
+          }
         }
         // Each queue looks again itself (a read of what is there, a sweep if due) and asks again if need be.
         for (const q of queues) {

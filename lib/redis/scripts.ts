@@ -42,13 +42,17 @@ return { stored[1], stored[2], stored[3] or '' }
 `;
 
 /**
- * KEYS: stream. ARGV: consumer, count, claim idle ms. Up to `count` entries for this consumer, oldest first:
- * entries idle at least `claim idle` ms in another consumer's pending list (a JoinableQueue's expired leases,
- * and any queue's entries handed back: they are idle for ages), then new ones. Returns { claimed, new }.
+ * KEYS: stream. ARGV: consumer, count, claim idle ms ('' for none). Up to `count` entries for this consumer,
+ * oldest first: entries idle at least `claim idle` ms in another consumer's pending list (a JoinableQueue's
+ * expired leases, and any queue's entries handed back: they are idle for ages), then new ones. Returns
+ * { claimed, new }.
  */
 export const FETCH = `
 local count = tonumber(ARGV[2])
-local claimed = redis.call('XAUTOCLAIM', KEYS[1], '${kGroup}', ARGV[1], ARGV[3], '0-0', 'COUNT', count)[2]
+local claimed = {}
+if ARGV[3] ~= '' then
+  claimed = redis.call('XAUTOCLAIM', KEYS[1], '${kGroup}', ARGV[1], ARGV[3], '0-0', 'COUNT', count)[2]
+end
 local fresh = {}
 if #claimed < count then
   local r = redis.call('XREADGROUP', 'GROUP', '${kGroup}', ARGV[1], 'COUNT', count - #claimed, 'STREAMS', KEYS[1], '>')

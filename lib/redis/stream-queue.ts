@@ -82,9 +82,9 @@ export class StreamQueue {
   readonly #ready: Entry[] = [];
   readonly #waiters: GetWaiter[] = [];
   #filling = false;
-  /** When fetches started failing to reach the server. */
-  #lostSince: number | undefined;
   #readAhead = 1;
+  /** When this thread last looked for handed-back and expired entries. */
+  #lastClaim = 0;
   #lingerTimer: NodeJS.Timeout | undefined;
   /** Delivered Queue items to acknowledge and delete, sent once per turn of the event loop. */
   #taken: string[] = [];
@@ -237,6 +237,7 @@ export class StreamQueue {
       if (this.#taken.push(entry.id) === 1) setImmediate(() => this.#take());
     } else owner.leases.push(entry.id);
     this.#lingerLater();
+    this.#refill();
     return decodeItemBytes(entry.bytes);
   }
 
@@ -270,33 +271,60 @@ export class StreamQueue {
     }
   }
 
-  /** Waiting gets and nothing ready: fetch what the server has, else wait for it on the blocking read. */
+  /**
+   * Waiting gets and nothing ready: wait on the blocking read (which returns at once what is there), or, when
+   * a look for handed-back and expired entries is due, fetch first.
+   */
   #fill(): void {
     if (this.#filling || this.#closed) return;
     this.#serve();
     if (this.#waiters.length === 0) return;
+    if (!this.#claimDue()) {
+      this.#wait();
+      return;
+    }
     this.#filling = true;
-    this.#fetch(Math.max(this.#waiters.length, this.#readAhead)).then(
+    this.#fetch(this.wanted).then(
       (got) => {
         this.#filling = false;
-        this.#lostSince = undefined;
         this.#serve();
         if (this.#waiters.length === 0) return;
         if (got > 0) this.#fill();
-        else
-          this.#reader().then(
-            (r) => r.want(this),
-            (error) => this.#failWaiters(error),
-          );
+        else this.#wait();
       },
       (error) => {
         this.#filling = false;
         // The server went away: node-redis reconnects, and the gets wait on unless it stays away.
-        this.#lostSince ??= Date.now();
-        if (!(error instanceof ConnectionError) || Date.now() - this.#lostSince >= kLostAfter) {
-          this.#lostSince = undefined;
-          this.#failWaiters(error);
-        } else setTimeout(() => this.#fill(), 100).unref();
+        if (!(error instanceof ConnectionError) || this.#linkNow!.lostFor() >= kLostAfter) this.#failWaiters(error);
+        else setTimeout(() => this.#fill(), 100).unref();
+      },
+    );
+  }
+
+  #wait(): void {
+    this.#reader().then(
+      (r) => r.want(this),
+      (error) => this.#failWaiters(error),
+    );
+  }
+
+  /** Whether the next read should first claim what other consumers handed back or let expire. */
+  #claimDue(): boolean {
+    return Date.now() - this.#lastClaim >= this.blockFor;
+  }
+
+  /** A fast consumer's read-ahead runs low: fetch the next batch while it delivers this one. */
+  #refill(): void {
+    if (this.#filling || this.#closed || this.#readAhead < 4 || this.#ready.length >= this.#readAhead / 2) return;
+    this.#filling = true;
+    this.#fetch(this.#readAhead).then(
+      () => {
+        this.#filling = false;
+        this.#fill();
+      },
+      () => {
+        this.#filling = false;
+        this.#readAhead = 1;
       },
     );
   }
@@ -307,11 +335,15 @@ export class StreamQueue {
    */
   async #fetch(count: number): Promise<number> {
     await this.opened;
-    const claimIdle = this.kind === 'plain' ? kClaimHandedBack : this.visibilityTimeout;
+    let claimIdle = '';
+    if (this.#claimDue()) {
+      this.#lastClaim = Date.now();
+      claimIdle = String(this.kind === 'plain' ? kClaimHandedBack : this.visibilityTimeout);
+    }
     const [claimed, fresh] = await this.#linkNow!.script<[StreamEntryReply[], StreamEntryReply[]]>(
       FETCH,
       [this.key],
-      [this.#consumer, String(count), String(claimIdle)],
+      [this.#consumer, String(count), claimIdle],
       true,
     );
     const entries = [...parseEntries(claimed), ...parseEntries(fresh)];
@@ -361,9 +393,20 @@ export class StreamQueue {
       .finally(() => this.#release());
   }
 
-  /** How many gets wait here (the blocking reader reads up to as many). */
+  /** How many gets wait here. */
   get waiting(): number {
     return this.#waiters.length;
+  }
+
+  /** How many entries a read should bring: the waiting gets', or the read-ahead of a fast consumer. */
+  get wanted(): number {
+    return Math.max(this.#waiters.length, this.#readAhead);
+  }
+
+  /** The blocking read brought `count` entries for `asked`: read further ahead next time if it was full. */
+  readSize(asked: number, count: number): void {
+    this.#readAhead =
+      count === asked ? Math.min(asked * 2, kMaxReadAhead[this.kind]) : Math.max(1, this.#readAhead >> 1);
   }
 
   /** The blocking read came back: look again (a fetch claims what was handed back or expired meanwhile). */
@@ -419,6 +462,11 @@ export class StreamQueue {
 
   // ---- JoinableQueue -----------------------------------------------------------------------------------
 
+  /**
+   * Acknowledges `owner`'s oldest lease. Resolves at once: acknowledgements go to the server once per turn of
+   * the event loop, in one script (join() and close() send them first). One lost with its process is an item
+   * delivered again: at least once.
+   */
   async taskDone(owner: Owner): Promise<void> {
     const id = owner.leases.shift();
     if (id === undefined) {
@@ -427,12 +475,32 @@ export class StreamQueue {
         ErrorCode.TaskDoneTooMany,
       );
     }
-    this.#hold();
-    try {
-      await this.#linkNow!.script(DONE, [this.key], [id]);
-    } finally {
-      this.#release();
+    if (this.#done.push(id) === 1) {
+      this.#hold();
+      setImmediate(() => void this.#sendDone());
     }
+  }
+
+  #done: string[] = [];
+  #doneSending: Promise<void> = Promise.resolve();
+
+  /** Sends the acknowledgements buffered so far; resolves once every one sent so far has landed. */
+  #sendDone(): Promise<void> {
+    const ids = this.#done;
+    if (ids.length > 0) {
+      this.#done = [];
+      const previous = this.#doneSending;
+      this.#doneSending = this.#linkNow!.script(DONE, [this.key], ids)
+        .then(
+          () => {},
+          () => {
+            // The server is gone: the items come back after visibilityTimeout, to be done again.
+          },
+        )
+        .finally(() => this.#release())
+        .then(() => previous);
+    }
+    return this.#doneSending;
   }
 
   /** Resolves when the stream is empty (every item done) and this thread has nothing buffered. */
@@ -443,6 +511,7 @@ export class StreamQueue {
     this.#hold();
     try {
       await this.flush();
+      await this.#sendDone();
       for (;;) {
         if (this.#closed) throw new ClosedError();
         const n = await this.#linkNow!.call<number>(['XLEN', this.key]);
@@ -471,8 +540,9 @@ export class StreamQueue {
       return;
     }
     this.#onEmpty(this);
-    // What this thread put is delivered, as a local queue's is after close().
+    // What this thread put is delivered, and what it marked done acknowledged, as after a local close().
     if (this.#puts.length > 0) await this.flush().catch(() => {});
+    await this.#sendDone();
     this.#closed = true;
     this.#puts.close();
     clearTimeout(this.#lingerTimer);
