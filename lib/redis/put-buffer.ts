@@ -166,10 +166,10 @@ export class PutBuffer {
       return;
     }
     if (this.#puts.length === 0) return;
-    if (this.#puts[0]!.waiter !== undefined && this.#fullPoll > 1) {
-      // The queue is full: look again soon (the gets that make room are in other processes).
-      this.#retryLater(this.#fullPoll);
-    } else queueMicrotask(() => this.#send());
+    // The queue was full (some of the batch did not fit): look again soon, since the gets that make room run
+    // in other processes. Otherwise send what came meanwhile.
+    if (this.#fullPoll > 1) this.#retryLater(this.#fullPoll);
+    else queueMicrotask(() => this.#send());
   }
 
   #landedBatch(batch: PendingPut[], added: number): void {

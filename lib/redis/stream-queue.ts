@@ -24,13 +24,13 @@ import {
   DONE,
   FETCH,
   kClaimHandedBack,
-  kGroup,
   kHandedBack,
   metaKey,
   OPEN,
   RETIRE,
   SIZE,
   streamKey,
+  TAKE,
   TOUCH,
 } from './scripts.ts';
 
@@ -242,16 +242,18 @@ export class StreamQueue {
   }
 
   #take(): void {
-    const ids = this.#taken;
-    this.#taken = [];
     const link = this.#linkNow!;
-    // Two commands of one pipeline: a Queue's delivered entries are never claimed, so no script is needed.
-    this.#hold();
-    Promise.all([link.call(['XACK', this.key, kGroup, ...ids]), link.call(['XDEL', this.key, ...ids])])
-      .catch(() => {
-        // The server is gone: the entries stay in our pending list, never delivered again (exactly once).
-      })
-      .finally(() => this.#release());
+    // One script per 4,000 ids (Lua's unpack() takes at most about 8,000 arguments).
+    while (this.#taken.length > 0) {
+      const ids = this.#taken.splice(0, 4_000);
+      this.#hold();
+      link
+        .script(TAKE, [this.key], ids)
+        .catch(() => {
+          // The server is gone: the entries stay in our pending list, never delivered again (exactly once).
+        })
+        .finally(() => this.#release());
+    }
   }
 
   /** Serves waiting gets from `ready`, oldest first. */
@@ -315,7 +317,7 @@ export class StreamQueue {
 
   /** A fast consumer's read-ahead runs low: fetch the next batch while it delivers this one. */
   #refill(): void {
-    if (this.#filling || this.#closed || this.#readAhead < 4 || this.#ready.length >= this.#readAhead / 2) return;
+    if (this.#filling || this.#closed || this.#readAhead < 4 || this.#ready.length >= this.#readAhead) return;
     this.#filling = true;
     this.#fetch(this.#readAhead).then(
       () => {
