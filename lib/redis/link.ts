@@ -129,19 +129,17 @@ export class Link {
     return Date.now() - this.#lostAt;
   }
 
-  async #connect(client: Client): Promise<void> {
+  async #connect(client: Client, within = kConnectDeadline): Promise<void> {
+    const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new ConnectionError(this.shown, `no connection after ${kConnectDeadline} ms`)),
-        kConnectDeadline,
-      );
+      timer = setTimeout(() => reject(new ConnectionError(this.shown, `no connection after ${within} ms`)), within);
     });
     try {
       await Promise.race([client.connect(), deadline]);
     } catch (error) {
       client.destroy?.();
-      this.#lostAt ??= Date.now();
+      this.#lostAt ??= started;
       if (error instanceof ConnectionError) throw error;
       throw new ConnectionError(this.shown, error instanceof Error ? error.message : String(error), { cause: error });
     } finally {
@@ -212,7 +210,8 @@ export class Link {
   async blocking<T>(args: readonly (string | Buffer)[], blockMs: number): Promise<T> {
     if (this.#blocker === undefined) {
       const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed);
-      await this.#connect(blocker);
+      // Within what is left of kLostAfter, if the server is already missing.
+      await this.#connect(blocker, Math.max(Math.min(kConnectDeadline, kLostAfter - this.lostFor()), 500));
       this.#watch(blocker);
       if (this.#closed) {
         blocker.destroy();

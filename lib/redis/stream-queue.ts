@@ -55,6 +55,8 @@ interface GetWaiter {
 
 /** Most entries read ahead for one thread's gets. */
 const kMaxReadAhead = { plain: 256, joinable: 32 };
+/** How long delivered Queue entries wait to be acknowledged and deleted together (ms). */
+const kTakeAfter = 2;
 /** Read-ahead that no get took for this long goes back to the server (ms). */
 const kLinger = 20;
 /** How long join() waits between two looks at the server, at most (ms). */
@@ -233,27 +235,33 @@ export class StreamQueue {
   /** Hands `entry` to a get of `owner`: a Queue item is taken for good, a JoinableQueue one leased. */
   #deliver(owner: Owner, entry: Entry): unknown {
     if (this.kind === 'plain') {
-      // Acknowledged once per turn of the event loop: a loop of gets costs a round trip per read, not per item.
-      if (this.#taken.push(entry.id) === 1) setImmediate(() => this.#take());
+      // Acknowledged in batches, a few ms later: a loop of gets costs a round trip per read, not per item, and
+      // a request-reply exchange does not pay for the acknowledgement on its way. (Until then the entry is
+      // pending and still counted out of qsize; it is never delivered again.)
+      if (this.#taken.push(entry.id) === 1) setTimeout(() => this.#take(), kTakeAfter);
     } else owner.leases.push(entry.id);
     this.#lingerLater();
     this.#refill();
     return decodeItemBytes(entry.bytes);
   }
 
-  #take(): void {
+  #take(): Promise<unknown> {
     const link = this.#linkNow!;
+    const sent: Promise<unknown>[] = [];
     // One script per 4,000 ids (Lua's unpack() takes at most about 8,000 arguments).
     while (this.#taken.length > 0) {
       const ids = this.#taken.splice(0, 4_000);
       this.#hold();
-      link
-        .script(TAKE, [this.key], ids)
-        .catch(() => {
-          // The server is gone: the entries stay in our pending list, never delivered again (exactly once).
-        })
-        .finally(() => this.#release());
+      sent.push(
+        link
+          .script(TAKE, [this.key], ids)
+          .catch(() => {
+            // The server is gone: the entries stay in our pending list, never delivered again (exactly once).
+          })
+          .finally(() => this.#release()),
+      );
     }
+    return Promise.all(sent);
   }
 
   /** Serves waiting gets from `ready`, oldest first. */
@@ -544,7 +552,7 @@ export class StreamQueue {
     this.#onEmpty(this);
     // What this thread put is delivered, and what it marked done acknowledged, as after a local close().
     if (this.#puts.length > 0) await this.flush().catch(() => {});
-    await this.#sendDone();
+    await Promise.all([this.#sendDone(), this.#take()]);
     this.#closed = true;
     this.#puts.close();
     clearTimeout(this.#lingerTimer);
