@@ -175,5 +175,32 @@ whenRedis(() => {
     assert.is(await q.qsize(), 0, 'works again once the server is back');
   });
 
+  t('the README example: a producer process and two worker processes (examples/redis/)', async () => {
+    const examples = new URL('../../examples/redis/', import.meta.url).pathname;
+    const env = { ...process.env, REDIS_URL: server.url };
+    const start = (file: string, ...args: string[]) => {
+      const p = spawn(process.execPath, ['--import', 'tsx', `${examples}${file}`, ...args], {
+        env,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      children.add(p);
+      let out = '';
+      p.stdout!.on('data', (chunk: Buffer) => {
+        out += chunk;
+      });
+      return new Promise<{ code: number | null; out: string }>((resolve) =>
+        p.on('exit', (code) => {
+          children.delete(p);
+          resolve({ code, out });
+        }),
+      );
+    };
+    const workers = [start('worker.ts'), start('worker.ts')];
+    const producer = await start('producer.ts', '2');
+    assert.is(producer.code, 0);
+    assert.is(producer.out.trim(), `sum of squares 1..1000 = ${(1000 * 1001 * 2001) / 6}`);
+    for (const w of await Promise.all(workers)) assert.is(w.code, 0);
+  });
+
   t.run();
 });
