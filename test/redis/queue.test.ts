@@ -8,10 +8,12 @@ import {
   ClosedError,
   ConnectionError,
   connect,
+  Empty,
   ErrorCode,
   Full,
   ProcessError,
   type RedisContext,
+  TimeoutError,
 } from '../../lib/redis/index.ts';
 import { Pool } from '../../lib/index.ts';
 import { rejects, startTask, suite } from '../_support/harness.ts';
@@ -133,7 +135,7 @@ whenRedis(() => {
     const holder = b.JoinableQueue<string>(tasks.name);
     assert.is(await holder.get({ timeout: 5_000 }), 'job');
     // Three visibility timeouts pass while the holder lives (and renews): nobody else gets the item.
-    await rejects(tasks.get({ timeout: 1_000 }), Error, 'a get while the lease is renewed');
+    await rejects(tasks.get({ timeout: 1_000 }), Empty, 'a get while the lease is renewed');
     await holder.taskDone();
     await tasks.join({ timeout: 5_000 });
     const error = await rejects(holder.taskDone(), ProcessError, 'taskDone() with no lease');
@@ -147,7 +149,7 @@ whenRedis(() => {
     await tasks.put('job');
     const quitter = b.JoinableQueue<string>(tasks.name);
     assert.is(await quitter.get({ timeout: 5_000 }), 'job');
-    await rejects(tasks.join({ timeout: 50 }), Error, 'join() with the task leased');
+    await rejects(tasks.join({ timeout: 50 }), TimeoutError, 'join() with the task leased');
     await quitter.close();
     await b.close();
     // Default visibilityTimeout is 30 s: the item comes back well before, because close() handed it back.
