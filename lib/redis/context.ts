@@ -94,6 +94,7 @@ export class RedisContext {
       for (const h of [...this.#handles]) void h.close();
       await Promise.allSettled([...this.#detaching]);
       this.#closed = true;
+      live.delete(this);
       if (this.#reader !== undefined) (await this.#reader.catch(() => undefined))?.stop();
       const link = await this.#link.catch(() => undefined);
       await link?.close();
@@ -143,9 +144,9 @@ export class RedisContext {
     return handle;
   }
 
-  /** @internal Sends what every queue opened here buffers. */
-  async flushAll(): Promise<void> {
-    await Promise.allSettled([...this.#queues.values()].map((q) => q.flush()));
+  /** @internal Sends what every queue opened here owes the server (puts, acknowledgements, read-ahead). */
+  async settleAll(): Promise<void> {
+    await Promise.allSettled([...this.#queues.values()].map((q) => q.settle()));
   }
 }
 
@@ -161,20 +162,40 @@ export async function connect(url: string, options?: ConnectOptions): Promise<Re
   return context;
 }
 
-// ---- handles that arrive from another thread ---------------------------------------------------------------
+// ---- the end of a task, of the program, and handles that arrive from another thread ------------------------
 
 const threadContexts = new Map<string, RedisContext>();
-const tracked = new Set<RedisContext>();
+/** Every context of this thread not closed yet. */
+const live = new Set<RedisContext>();
 
-/** Contexts of a worker thread are flushed when its task ends; those it opened for arriving handles, closed. */
+/**
+ * What a context owes the server is sent when a worker's task ends (the thread exits right after) and when
+ * the program runs out of work without close() ('beforeExit': what was read ahead goes back for others); the
+ * contexts a worker opened for handles that arrived are closed at its task's end.
+ */
+let listening = false;
 function track(context: RedisContext): void {
-  if (isMainThread) return;
-  tracked.add(context);
-  if (tracked.size === 1) {
-    onTaskEnd(async () => {
-      await Promise.allSettled([...tracked].map((c) => c.flushAll()));
-      await Promise.allSettled([...threadContexts.values()].map((c) => c.close()));
-    });
+  if (!listening) {
+    listening = true;
+    if (isMainThread) process.on('beforeExit', settleLive);
+    else
+      onTaskEnd(async () => {
+        await settleLive();
+        await Promise.allSettled([...threadContexts.values()].map((c) => c.close()));
+      });
+  }
+  live.add(context);
+}
+
+let settling = false;
+async function settleLive(): Promise<void> {
+  // 'beforeExit' comes again once this is done; with nothing left to send, nothing new is scheduled.
+  if (settling) return;
+  settling = true;
+  try {
+    await Promise.allSettled([...live].map((c) => c.settleAll()));
+  } finally {
+    settling = false;
   }
 }
 

@@ -86,6 +86,7 @@ export class Link {
     link.#onClose = () => {
       closed = true;
     };
+    link.#watch(link.#client);
     await link.#connect(link.#client);
     link.#client.unref();
     return link;
@@ -261,7 +262,7 @@ export class Link {
       clients.map(async (c: Client) => {
         try {
           // The blocking connection may sit in a read for seconds: drop it rather than wait.
-          if (c === this.#blocker) c.destroy();
+          if (c === this.#blocker || c.isReady !== true) c.destroy();
           else await c.close();
         } catch {
           c.destroy?.();

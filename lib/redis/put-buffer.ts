@@ -11,7 +11,7 @@
 import { ErrorCode, Full, ProcessError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
-import type { Link } from './link.ts';
+import { kLostAfter, type Link } from './link.ts';
 import { PUT } from './scripts.ts';
 
 /** Who put an item (a handle): close() rejects its puts still waiting for room. */
@@ -31,8 +31,10 @@ interface PendingPut {
 /** What the buffer needs of its queue. */
 export interface PutTarget {
   readonly key: string;
-  /** 0: unbounded. Known once `opened` resolved. */
+  readonly metaKey: string;
+  /** 0: unbounded. Known once `opened` resolved, or when the opener said. */
   readonly maxsize: number;
+  readonly known: boolean;
   readonly opened: Promise<void>;
   link(): Link;
   hold(): void;
@@ -85,8 +87,9 @@ export class PutBuffer {
     }
     if (signal?.aborted) return Promise.reject(signal.reason);
     const put: PendingPut = { bytes, seq: ++this.#seq, owner };
-    // Unbounded (or not yet known to be bounded, and buffered until it is): resolved once buffered.
-    if (this.#q.maxsize === 0) {
+    // Unbounded: resolved once buffered. (Before the queue is open its maxsize may be unknown: then the put
+    // resolves once it landed, as a bounded one does.)
+    if (this.#q.maxsize === 0 && this.#q.known) {
       this.#buffer(put);
       return Promise.resolve();
     }
@@ -111,7 +114,7 @@ export class PutBuffer {
   #buffer(put: PendingPut): void {
     this.#puts.push(put);
     this.#putBytes += put.bytes.length;
-    if (this.#puts.length === 1) this.#q.hold();
+    if (this.#puts.length === 1) this.#holdLink();
     if (this.#putBytes >= kBatchBytes || this.#puts.length >= kBatchItems) this.#send();
     else if (!this.#sendScheduled) {
       this.#sendScheduled = true;
@@ -127,7 +130,7 @@ export class PutBuffer {
     if (i < 0) return;
     this.#puts.splice(i, 1);
     this.#putBytes -= put.bytes.length;
-    if (this.#puts.length === 0) this.#q.release();
+    if (this.#puts.length === 0) this.#releaseLink();
     this.#settleFlushes();
   }
 
@@ -152,16 +155,22 @@ export class PutBuffer {
         batch = this.#puts.slice(0, kBatchItems);
         for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = true;
         // One item to an unbounded queue (a request, a reply): a plain XADD, which the server runs sooner.
-        const added =
-          batch.length === 1 && this.#q.maxsize === 0
-            ? (await link.call(['XADD', this.#q.key, '*', 'v', batch[0]!.bytes]), 1)
-            : await link.script<number>(PUT, [this.#q.key], [String(this.#q.maxsize), ...batch.map((p) => p.bytes)]);
+        let added = 1;
+        if (batch.length === 1 && this.#q.maxsize === 0)
+          await link.call(['XADD', this.#q.key, '*', 'v', batch[0]!.bytes]);
+        else
+          added = await link.script<number>(
+            PUT,
+            [this.#q.key, this.#q.metaKey],
+            [String(this.#q.maxsize), ...batch.map((p) => p.bytes)],
+          );
         this.#landedBatch(batch, added);
       } finally {
         this.#sending = false;
       }
     } catch (error) {
       for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = false;
+      if (this.#puts.length > 0) this.#holdLink();
       this.#failedBatch(error);
       return;
     }
@@ -180,7 +189,8 @@ export class PutBuffer {
       p.waiter?.resolve();
     }
     if (landed.length > 0) this.#landed = Math.max(this.#landed, landed[landed.length - 1]!.seq);
-    if (landed.length > 0 && this.#puts.length === 0) this.#q.release();
+    if (this.#puts.length === 0) this.#releaseLink();
+    else this.#holdLink();
     for (let i = added; i < batch.length; i++) {
       const p = batch[i]!;
       // No room for it (a bounded queue): it waits, unless it was not to wait or its time is up.
@@ -204,16 +214,49 @@ export class PutBuffer {
 
   #failedBatch(error: unknown): void {
     // Nothing of the batch is known to be on the server: it stays buffered, first, and is sent again when the
-    // server is back. flush() says what happened; bounded puts still wait (until their timeout).
+    // server is back. flush() says what happened. A bounded put whose time is up fails with Full; once the
+    // server has been gone kLostAfter ms, every bounded put fails with the error, and the unbounded ones
+    // (resolved already) stop holding the process: they are sent if the server comes back while it runs.
     if (this.#closed) return;
     for (const f of this.#flushWaiters.splice(0)) f.reject(error);
-    if (error instanceof ProcessError && error.code === ErrorCode.QueueMismatch) {
-      for (const p of this.#puts.splice(0)) p.waiter?.reject(error);
+    const mismatch = error instanceof ProcessError && error.code === ErrorCode.QueueMismatch;
+    const lost = mismatch || this.#q.link().lostFor() >= kLostAfter;
+    const now = Date.now();
+    for (const p of this.#puts.slice()) {
+      const w = p.waiter;
+      if (w === undefined) continue;
+      if (lost) {
+        this.#unbuffer(p);
+        w.reject(error);
+      } else if (p.deadline !== undefined && now >= p.deadline) {
+        this.#unbuffer(p);
+        w.reject(new Full());
+      } else if (p.signal?.aborted) {
+        this.#unbuffer(p);
+        w.reject(p.signal.reason);
+      }
+    }
+    if (mismatch) {
+      this.#puts.splice(0);
       this.#putBytes = 0;
-      this.#q.release();
+      this.#releaseLink();
       return;
     }
+    if (lost) this.#releaseLink();
     this.#retryLater(250);
+  }
+
+  #holding = false;
+  #holdLink(): void {
+    if (this.#holding) return;
+    this.#holding = true;
+    this.#q.hold();
+  }
+
+  #releaseLink(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    this.#q.release();
   }
 
   #retryLater(ms: number): void {
@@ -222,6 +265,8 @@ export class PutBuffer {
       this.#retryTimer = undefined;
       this.#send();
     }, ms);
+    // A retry alone does not keep the process alive: whatever waits for it holds the link.
+    this.#retryTimer.unref();
   }
 
   #settleFlushes(): void {

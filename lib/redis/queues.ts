@@ -115,16 +115,23 @@ export class RedisQueue<T = unknown> implements Handle {
    * after `timeout`, with the signal's reason on abort, with `DataCloneError` (nothing added) if the item
    * cannot be copied or cannot leave this process.
    */
-  async put(item: T, options?: WaitOptions): Promise<void> {
-    const { timeout, signal } = checkWaitOptions(options);
-    const state = await this.#ready();
-    return state.put(this.#owner, item, timeout, signal, false);
+  put(item: T, options?: WaitOptions): Promise<void> {
+    try {
+      const { timeout, signal } = checkWaitOptions(options);
+      // Buffered now, even before the queue is open: what a thread put before its task ended is sent.
+      return this.#afterOpen(this.#open().put(this.#owner, item, timeout, signal, false));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** As put(), never waiting for room: rejects with `Full` when a bounded queue is full. */
-  async putNowait(item: T): Promise<void> {
-    const state = await this.#ready();
-    return state.put(this.#owner, item, Infinity, undefined, true);
+  putNowait(item: T): Promise<void> {
+    try {
+      return this.#afterOpen(this.#open().put(this.#owner, item, Infinity, undefined, true));
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Resolves with the oldest item; `Empty` after `timeout`, the signal's reason on abort. */
@@ -170,6 +177,19 @@ export class RedisQueue<T = unknown> implements Handle {
       this.#b.source.forget(this, this.#b.state.detach(this.#owner));
     }
     return Promise.resolve();
+  }
+
+  /** The state, if this handle is open; throws ClosedError. */
+  #open(): StreamQueue {
+    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+    return this.#b.state;
+  }
+
+  /** `call`'s outcome, unless the queue could not be opened as asked (its maxsize or kind differ). */
+  async #afterOpen(call: Promise<void>): Promise<void> {
+    call.catch(() => {});
+    await this.#b.ready;
+    return call;
   }
 
   async #ready(): Promise<StreamQueue> {

@@ -22,6 +22,8 @@ export class BlockingReader {
   readonly #consumer: string;
   readonly #wanting = new Set<StreamQueue>();
   #reading: Set<StreamQueue> | null = null;
+  /** The read in flight, settled once its entries were handed to their queues. */
+  #inFlight: Promise<void> | undefined;
   #running = false;
   #stopped = false;
 
@@ -42,6 +44,18 @@ export class BlockingReader {
     this.#wanting.delete(q);
   }
 
+  /**
+   * `q` is closing: no more reads of it, and one in flight that includes it is ended now and waited for, so
+   * that what it brings lands in `q`'s read-ahead before `q` gives that back.
+   */
+  async forget(q: StreamQueue): Promise<void> {
+    this.#wanting.delete(q);
+    if (this.#reading?.has(q) && this.#inFlight !== undefined) {
+      this.#link.unblock();
+      await this.#inFlight.catch(() => {});
+    }
+  }
+
   stop(): void {
     this.#stopped = true;
     this.#wanting.clear();
@@ -58,6 +72,10 @@ export class BlockingReader {
         const block = Math.min(...queues.map((q) => q.blockFor));
         this.#reading = new Set(queues);
         let reply: StreamReply | null;
+        let landed!: () => void;
+        this.#inFlight = new Promise<void>((resolve) => {
+          landed = resolve;
+        });
         try {
           reply = await this.#link.blocking<StreamReply | null>(
             [
@@ -77,6 +95,7 @@ export class BlockingReader {
           );
         } catch (error) {
           this.#reading = null;
+          landed();
           if (this.#stopped) return;
           // The server went away: node-redis reconnects; the gets fail only if it stays away.
           if (this.#link.lostFor() >= kLostAfter || !(error instanceof ConnectionError)) {
@@ -99,6 +118,7 @@ export class BlockingReader {
             q.arrived(parseEntries(entries));
           }
         }
+        landed();
         // Each queue looks again itself (a read of what is there, a sweep if due) and asks again if need be.
         for (const q of queues) {
           this.#wanting.delete(q);

@@ -3,12 +3,14 @@
 // `mpthreads:{N}:meta` (what the first opener chose: kind and maxsize). The braces keep both keys in one
 // cluster slot.
 //
-// Counting without counters, so nothing can drift when a process dies between two commands: an entry gotten
-// from a Queue is acknowledged and deleted in one step (TAKE), and a JoinableQueue entry when its task is done
-// (DONE). So at every moment
-//   items on the server not yet gotten = XLEN - (entries in the pending list)
+// Counting with one counter only, changed in the same script as what it counts, so nothing can drift when a
+// process dies between two commands: an entry gotten from a Queue is acknowledged and deleted in one step
+// (TAKE), and a JoinableQueue entry when its task is done (DONE); an entry a consumer read and gives back stays
+// where it is in the stream, marked idle for ages in the pending list (HAND_BACK), and the meta field `back`
+// counts those until a FETCH claims them (first, oldest first). So at every moment
+//   items on the server not yet gotten = XLEN - (entries in the pending list) + back
 //   unfinished tasks of a JoinableQueue = XLEN
-// (a pending entry is read ahead by a consumer, leased, or delivered and about to be deleted).
+// (a pending entry is read ahead by a consumer, leased, delivered and about to be deleted, or given back).
 
 export const kGroup = 'mpthreads';
 
@@ -42,35 +44,69 @@ redis.pcall('XGROUP', 'CREATE', KEYS[1], '${kGroup}', '0', 'MKSTREAM')
 return { stored[1], stored[2], stored[3] or '' }
 `;
 
+/** How idle a given-back entry is made: no lease ever gets this old. */
+export const kHandedBack = 2_147_483_647;
+
+/** Lua: claims for ARGV[1] up to `want` entries idle at least `idle` ms, scanning on from XAUTOCLAIM's cursor. */
+const claim = `
+local function claim(key, want, idle, into)
+  local cursor, got = '0-0', 0
+  for _ = 1, 50 do
+    local r = redis.call('XAUTOCLAIM', key, '${kGroup}', ARGV[1], idle, cursor, 'COUNT', math.max(want - got, 10))
+    for _, e in ipairs(r[2]) do
+      into[#into + 1] = e
+      got = got + 1
+    end
+    cursor = r[1]
+    if got >= want or cursor == '0-0' then break end
+  end
+  return got
+end
+`;
+
 /**
- * KEYS: stream. ARGV: consumer, count, claim idle ms ('' for none). Up to `count` entries for this consumer,
- * oldest first: entries idle at least `claim idle` ms in another consumer's pending list (a JoinableQueue's
- * expired leases, and any queue's entries handed back: they are idle for ages), then new ones. Returns
- * { claimed, new }.
+ * KEYS: stream, meta. ARGV: consumer, count, orphan idle ms ('' for none). Up to `count` entries for this
+ * consumer, oldest first: entries given back (in place, so order holds), then, when none is left, entries idle
+ * at least `orphan idle` ms in any consumer's pending list (a JoinableQueue's expired leases; what a consumer
+ * killed outright had read ahead), then new ones. XAUTOCLAIM looks at no more than ten entries per one it may
+ * claim, so the scan goes on from its cursor: live leases at the head of the list must not hide an expired
+ * one behind them. Returns { claimed, new, given back still }.
  */
-export const FETCH = `
+export const FETCH = `${claim}
 local count = tonumber(ARGV[2])
 local claimed = {}
-if ARGV[3] ~= '' then
-  claimed = redis.call('XAUTOCLAIM', KEYS[1], '${kGroup}', ARGV[1], ARGV[3], '0-0', 'COUNT', count)[2]
+local back = tonumber(redis.call('HGET', KEYS[2], 'back') or '0')
+if back > 0 then
+  local got = claim(KEYS[1], math.min(count, back), ${kHandedBack - 3_600_000}, claimed)
+  back = back - got
+  redis.call('HINCRBY', KEYS[2], 'back', -got)
 end
+if #claimed < count and back <= 0 and ARGV[3] ~= '' then claim(KEYS[1], count - #claimed, ARGV[3], claimed) end
 local fresh = {}
 if #claimed < count then
   local r = redis.call('XREADGROUP', 'GROUP', '${kGroup}', ARGV[1], 'COUNT', count - #claimed, 'STREAMS', KEYS[1], '>')
   if r then fresh = r[1][2] end
 end
-return { claimed, fresh }
+return { claimed, fresh, back }
+`;
+
+/** Lua: items on the server not yet gotten (see the counting above). */
+const size = `
+local function size(stream, meta)
+  local back = tonumber(redis.call('HGET', meta, 'back') or '0')
+  return redis.call('XLEN', stream) - redis.call('XPENDING', stream, '${kGroup}')[1] + back
+end
 `;
 
 /**
- * KEYS: stream. ARGV: maxsize, then the items in put order. Adds as many as there is room for, in order, and
- * returns how many.
+ * KEYS: stream, meta. ARGV: maxsize, then the items in put order. Adds as many as there is room for, in order,
+ * and returns how many.
  */
-export const PUT = `
+export const PUT = `${size}
 local n = #ARGV - 1
 local maxsize = tonumber(ARGV[1])
 if maxsize > 0 then
-  local room = maxsize - redis.call('XLEN', KEYS[1]) + redis.call('XPENDING', KEYS[1], '${kGroup}')[1]
+  local room = maxsize - size(KEYS[1], KEYS[2])
   if room < n then n = room end
 end
 for i = 1, n do redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 1]) end
@@ -78,9 +114,9 @@ if n < 0 then return 0 end
 return n
 `;
 
-/** KEYS: stream. Items on the server not yet gotten. */
-export const SIZE = `
-return redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], '${kGroup}')[1]
+/** KEYS: stream, meta. Items on the server not yet gotten. */
+export const SIZE = `${size}
+return size(KEYS[1], KEYS[2])
 `;
 
 /**
@@ -131,24 +167,34 @@ end
 return n
 `;
 
-/** How idle a handed-back entry is: any FETCH claims it (a real lease never gets this old). */
-export const kHandedBack = 2_147_483_647;
-/** A Queue's FETCH claims only handed-back entries. */
-export const kClaimHandedBack = kHandedBack - 3_600_000;
-
 /**
- * KEYS: stream, meta. ARGV: consumer, idle ms, entry ids. For each entry this consumer still holds, sets how
- * long it has been idle: 0 renews a lease, kHandedBack hands the entry back (the next FETCH of any consumer
- * claims it, in place: it keeps its position). Returns the queue's minvt ('' if none), for the renewal pace.
+ * KEYS: stream, meta. ARGV: consumer, entry ids. Renews this consumer's leases (resets how long each entry it
+ * still holds has been idle). Returns the queue's minvt ('' if none), for the renewal pace.
  */
-export const TOUCH = `
-for i = 3, #ARGV do
+export const RENEW = `
+for i = 2, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], '${kGroup}', ARGV[i], ARGV[i], 1, ARGV[1])
-  if #p > 0 then
-    redis.call('XCLAIM', KEYS[1], '${kGroup}', ARGV[1], 0, ARGV[i], 'IDLE', ARGV[2], 'JUSTID')
-  end
+  if #p > 0 then redis.call('XCLAIM', KEYS[1], '${kGroup}', ARGV[1], 0, ARGV[i], 'JUSTID') end
 end
 return redis.call('HGET', KEYS[2], 'minvt') or ''
+`;
+
+/**
+ * KEYS: stream, meta. ARGV: consumer, entry ids. Gives back entries this consumer read and did not deliver (or
+ * leased and will not finish), in place: each still its own is marked idle for ages (any FETCH claims it
+ * first), and counted in `back`. Returns how many.
+ */
+export const HAND_BACK = `
+local n = 0
+for i = 2, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], '${kGroup}', ARGV[i], ARGV[i], 1, ARGV[1])
+  if #p > 0 then
+    redis.call('XCLAIM', KEYS[1], '${kGroup}', ARGV[1], 0, ARGV[i], 'IDLE', ${kHandedBack}, 'JUSTID')
+    n = n + 1
+  end
+end
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'back', n) end
+return n
 `;
 
 /** KEYS: stream. ARGV: consumer. Removes the consumer from the group if it holds nothing. */

@@ -10,9 +10,13 @@
 //   once. A JoinableQueue item stays in this consumer's pending list (leased) until taskDone() deletes it; a
 //   live holder renews its leases well within the queue's shortest visibilityTimeout, and a dead holder's are
 //   claimed by another consumer's fetch once idle longer than that: at least once.
-//   Read-ahead is lent, not kept: entries no get of this thread took within kLinger ms are handed back in
-//   place (scripts.ts: TOUCH to kHandedBack), so a consumer that slows down or stops does not strand items
-//   that another consumer waits for. Any consumer's next fetch claims them first, oldest first.
+//   Read-ahead is lent, not kept: entries no get of this thread took within kLinger ms are given back (to the
+//   end of the stream, scripts.ts: GIVE_BACK), so a consumer that slows down or stops does not strand items
+//   that another consumer waits for, and qsize counts them again. So are they when the thread's task ends,
+//   when the program ends without close() ('beforeExit'), and at close(). A bounded queue does not read
+//   ahead at all (a read-ahead entry counts as gotten, so another put could pass maxsize meanwhile).
+//   What a consumer killed outright held is claimed by another after kOrphanAfter ms (a JoinableQueue's:
+//   after its visibilityTimeout).
 //   Whatever waits (a get, a join, a buffered put) holds the link, so the process stays alive for it.
 import { ClosedError, ConnectionError, Empty, ErrorCode, ProcessError, TimeoutError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
@@ -20,19 +24,7 @@ import { decodeItemBytes } from './codec.ts';
 import { kLostAfter, type Link } from './link.ts';
 import { PutBuffer } from './put-buffer.ts';
 import type { BlockingReader } from './reader.ts';
-import {
-  DONE,
-  FETCH,
-  kClaimHandedBack,
-  kHandedBack,
-  metaKey,
-  OPEN,
-  RETIRE,
-  SIZE,
-  streamKey,
-  TAKE,
-  TOUCH,
-} from './scripts.ts';
+import { DONE, FETCH, HAND_BACK, metaKey, OPEN, RENEW, RETIRE, SIZE, streamKey, TAKE } from './scripts.ts';
 
 export type StreamKind = 'plain' | 'joinable';
 
@@ -44,7 +36,7 @@ export interface Entry {
 
 /** What a handle owns in the shared state: its leases (oldest first) and whether it is closed. */
 export interface Owner {
-  leases: string[];
+  leases: Entry[];
   closed: boolean;
 }
 
@@ -57,6 +49,8 @@ interface GetWaiter {
 const kMaxReadAhead = { plain: 256, joinable: 32 };
 /** How long delivered Queue entries wait to be acknowledged and deleted together (ms). */
 const kTakeAfter = 2;
+/** A Queue entry read by a consumer that has been silent this long (killed) is claimed by another (ms). */
+const kOrphanAfter = 60_000;
 /** Read-ahead that no get took for this long goes back to the server (ms). */
 const kLinger = 20;
 /** How long join() waits between two looks at the server, at most (ms). */
@@ -77,6 +71,8 @@ export class StreamQueue {
   readonly #onEmpty: (q: StreamQueue) => void;
   readonly #puts: PutBuffer;
   #linkNow: Link | undefined;
+  /** Whether `maxsize` is the queue's (the server said, or the opener did). */
+  #known: boolean;
   #handles = 0;
   #closed = false;
   readonly #owners = new Set<Owner>();
@@ -85,8 +81,10 @@ export class StreamQueue {
   readonly #waiters: GetWaiter[] = [];
   #filling = false;
   #readAhead = 1;
-  /** When this thread last looked for handed-back and expired entries. */
+  /** When this thread last looked for orphaned and expired entries. */
   #lastClaim = 0;
+  /** Entries given back and not claimed yet, at the last fetch. */
+  #backSeen = 0;
   #lingerTimer: NodeJS.Timeout | undefined;
   /** Delivered Queue items to acknowledge and delete, sent once per turn of the event loop. */
   #taken: string[] = [];
@@ -107,6 +105,7 @@ export class StreamQueue {
     this.key = streamKey(name);
     this.kind = kind;
     this.maxsize = options.maxsize ?? 0;
+    this.#known = options.maxsize !== undefined;
     this.visibilityTimeout = options.visibilityTimeout;
     this.#minVisibility = options.visibilityTimeout;
     this.#link = link;
@@ -115,9 +114,13 @@ export class StreamQueue {
     this.#onEmpty = onEmpty;
     this.#puts = new PutBuffer({
       key: this.key,
+      metaKey: metaKey(name),
       opened: (this.opened = this.#open(options.maxsize, options.explicitVisibility)),
       get maxsize() {
         return queue.maxsize;
+      },
+      get known() {
+        return queue.#known;
       },
       link: () => this.#linkNow!,
       hold: () => this.#hold(),
@@ -146,6 +149,7 @@ export class StreamQueue {
         ErrorCode.QueueMismatch,
       );
     this.maxsize = Number(stored);
+    this.#known = true;
     if (minvt !== '') this.#minVisibility = Math.min(this.#minVisibility, Number(minvt));
   }
 
@@ -179,7 +183,7 @@ export class StreamQueue {
   /** Items on the server not yet gotten (this thread's buffered puts are sent first). */
   async size(): Promise<number> {
     await this.flush();
-    return await this.#linkNow!.script<number>(SIZE, [this.key], []);
+    return await this.#linkNow!.script<number>(SIZE, [this.key, metaKey(this.name)], []);
   }
 
   // ---- get ----------------------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ export class StreamQueue {
       // a request-reply exchange does not pay for the acknowledgement on its way. (Until then the entry is
       // pending and still counted out of qsize; it is never delivered again.)
       if (this.#taken.push(entry.id) === 1) setTimeout(() => this.#take(), kTakeAfter);
-    } else owner.leases.push(entry.id);
+    } else owner.leases.push(entry);
     this.#lingerLater();
     this.#refill();
     return decodeItemBytes(entry.bytes);
@@ -318,9 +322,9 @@ export class StreamQueue {
     );
   }
 
-  /** Whether the next read should first claim what other consumers handed back or let expire. */
+  /** Whether the next read should be a fetch: entries were given back, or a look for orphans is due. */
   #claimDue(): boolean {
-    return Date.now() - this.#lastClaim >= this.blockFor;
+    return this.#backSeen > 0 || Date.now() - this.#lastClaim >= this.blockFor;
   }
 
   /** A fast consumer's read-ahead runs low: fetch the next batch while it delivers this one. */
@@ -343,21 +347,36 @@ export class StreamQueue {
    * Up to `count` entries: handed-back and (JoinableQueue) expired ones first, then new ones. A fetch that
    * got all it asked for reads further ahead next time.
    */
-  async #fetch(count: number): Promise<number> {
+  #fetch(count: number): Promise<number> {
+    const fetched = this.#fetchNow(count);
+    const settled = fetched.then(
+      () => {},
+      () => {},
+    );
+    this.#fetches.add(settled);
+    void settled.then(() => this.#fetches.delete(settled));
+    return fetched;
+  }
+
+  /** Fetches in flight (close waits for them: what they bring is given back). */
+  readonly #fetches = new Set<Promise<void>>();
+
+  async #fetchNow(count: number): Promise<number> {
     await this.opened;
     let claimIdle = '';
     if (this.#claimDue()) {
       this.#lastClaim = Date.now();
-      claimIdle = String(this.kind === 'plain' ? kClaimHandedBack : this.visibilityTimeout);
+      claimIdle = String(this.kind === 'plain' ? kOrphanAfter : Math.min(this.visibilityTimeout, this.#minVisibility));
     }
-    const [claimed, fresh] = await this.#linkNow!.script<[StreamEntryReply[], StreamEntryReply[]]>(
+    const [claimed, fresh, back] = await this.#linkNow!.script<[StreamEntryReply[], StreamEntryReply[], number]>(
       FETCH,
-      [this.key],
+      [this.key, metaKey(this.name)],
       [this.#consumer, String(count), claimIdle],
       true,
     );
     const entries = [...parseEntries(claimed), ...parseEntries(fresh)];
-    this.#readAhead = entries.length === count ? Math.min(count * 2, kMaxReadAhead[this.kind]) : 1;
+    this.#backSeen = back;
+    this.#readAhead = entries.length === count ? Math.min(count * 2, this.#maxReadAhead()) : 1;
     this.arrived(entries);
     return entries.length;
   }
@@ -382,22 +401,23 @@ export class StreamQueue {
     else {
       this.#lingerTimer = setTimeout(() => {
         this.#lingerTimer = undefined;
-        if (this.#waiters.length === 0) this.#handBack(this.#ready.splice(0).map((e) => e.id));
+        if (this.#waiters.length === 0) void this.#giveBack(this.#ready.splice(0));
       }, kLinger);
       this.#lingerTimer.unref();
     }
   }
 
-  #handBack(ids: string[]): Promise<void> {
-    if (ids.length === 0 || this.#linkNow === undefined) return Promise.resolve();
+  /** Gives `entries` back, in place, for any get (scripts.ts: HAND_BACK). */
+  #giveBack(entries: Entry[]): Promise<void> {
+    if (entries.length === 0 || this.#linkNow === undefined) return Promise.resolve();
     this.#readAhead = 1;
     this.#hold();
     return this.#linkNow
-      .script(TOUCH, [this.key, metaKey(this.name)], [this.#consumer, String(kHandedBack), ...ids])
+      .script(HAND_BACK, [this.key, metaKey(this.name)], [this.#consumer, ...entries.map((e) => e.id)])
       .then(
         () => {},
         () => {
-          // The server is gone: a JoinableQueue's leases come back after visibilityTimeout anyway.
+          // The server is gone: the entries stay in our pending list, claimed by another consumer later.
         },
       )
       .finally(() => this.#release());
@@ -415,8 +435,11 @@ export class StreamQueue {
 
   /** The blocking read brought `count` entries for `asked`: read further ahead next time if it was full. */
   readSize(asked: number, count: number): void {
-    this.#readAhead =
-      count === asked ? Math.min(asked * 2, kMaxReadAhead[this.kind]) : Math.max(1, this.#readAhead >> 1);
+    this.#readAhead = count === asked ? Math.min(asked * 2, this.#maxReadAhead()) : Math.max(1, this.#readAhead >> 1);
+  }
+
+  #maxReadAhead(): number {
+    return this.maxsize > 0 ? 1 : kMaxReadAhead[this.kind];
   }
 
   /** The blocking read came back: look again (a fetch claims what was handed back or expired meanwhile). */
@@ -436,13 +459,13 @@ export class StreamQueue {
   #armRenewal(): void {
     if (this.kind !== 'joinable' || this.#renewTimer !== undefined) return;
     const renew = () => {
-      const held = [...this.#ready.map((e) => e.id)];
-      for (const o of this.#owners) held.push(...o.leases);
+      const held = this.#ready.map((e) => e.id);
+      for (const o of this.#owners) for (const e of o.leases) held.push(e.id);
       if (held.length === 0 || this.#closed) {
         this.#renewTimer = undefined;
         return;
       }
-      this.#linkNow!.script<string>(TOUCH, [this.key, metaKey(this.name)], [this.#consumer, '0', ...held]).then(
+      this.#linkNow!.script<string>(RENEW, [this.key, metaKey(this.name)], [this.#consumer, ...held]).then(
         (minvt) => {
           if (minvt !== '') this.#minVisibility = Math.min(this.#minVisibility, Number(minvt));
         },
@@ -478,7 +501,7 @@ export class StreamQueue {
    * delivered again: at least once.
    */
   async taskDone(owner: Owner): Promise<void> {
-    const id = owner.leases.shift();
+    const id = owner.leases.shift()?.id;
     if (id === undefined) {
       throw new ProcessError(
         'taskDone() called more times than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
@@ -538,7 +561,7 @@ export class StreamQueue {
 
   // ---- lifetime -----------------------------------------------------------------------------------------
 
-  /** A handle closed: its waits reject, its leases go back; the last one out hands back the read-ahead. */
+  /** A handle closed: its waits reject, its leases go back; the last one out gives back the read-ahead. */
   async detach(owner: Owner): Promise<void> {
     const closed = new ClosedError();
     for (const w of this.#waiters.filter((w) => w.owner === owner)) w.waiter.reject(closed);
@@ -546,20 +569,34 @@ export class StreamQueue {
     this.#owners.delete(owner);
     const leases = owner.leases.splice(0);
     if (--this.#handles > 0) {
-      await this.#handBack(leases);
+      await this.#giveBack(leases);
       return;
     }
     this.#onEmpty(this);
-    // What this thread put is delivered, and what it marked done acknowledged, as after a local close().
-    if (this.#puts.length > 0) await this.flush().catch(() => {});
-    await Promise.all([this.#sendDone(), this.#take()]);
+    // A blocking read of this queue in flight would bring entries after the read-ahead was given back.
+    const reader = await this.#reader().catch(() => undefined);
+    await reader?.forget(this);
+    await Promise.all(this.#fetches);
+    // What this thread put is delivered, and what it got acknowledged, as after a local close().
+    await this.settle();
     this.#closed = true;
     this.#puts.close();
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#renewTimer);
     if (this.#linkNow === undefined) return;
-    await this.#handBack([...leases, ...this.#ready.splice(0).map((e) => e.id)]);
+    await this.#giveBack([...leases, ...this.#ready.splice(0)]);
     await this.#linkNow.script(RETIRE, [this.key], [this.#consumer]).catch(() => {});
+  }
+
+  /**
+   * Sends what this thread owes the server: its buffered puts, acknowledgements, and read-ahead no get
+   * took (given back). For the end of a worker's task and of the program (context.ts), and close().
+   */
+  async settle(): Promise<void> {
+    if (this.#linkNow === undefined) return;
+    if (this.#puts.length > 0) await this.flush().catch(() => {});
+    await Promise.all([this.#sendDone(), this.#take()]);
+    if (this.#waiters.length === 0) await this.#giveBack(this.#ready.splice(0));
   }
 
   #hold(): void {
