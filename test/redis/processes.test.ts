@@ -120,6 +120,35 @@ whenRedis(() => {
     await tasks.join({ timeout: 10_000 });
   });
 
+  t('a consumer process that ends without close() gives back what it read ahead', async () => {
+    const q = name('no-close');
+    const redis = await open();
+    const queue = redis.Queue<number>(q);
+    for (let i = 0; i < 100; i++) await queue.put(i);
+    await queue.flush();
+    const consumer = run('take', server.url, q, '10');
+    assert.equal(await consumer.next(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.is(await consumer.exited, 0);
+    assert.is(await queue.qsize(), 90);
+    for (let i = 10; i < 100; i++) assert.is(await queue.get({ timeout: 5_000 }), i);
+  });
+
+  t('an expired lease behind eleven live ones is delivered again', async () => {
+    const q = name('lease-behind');
+    const redis = await open();
+    const tasks = redis.JoinableQueue<number>(q, { visibilityTimeout: 1_000 });
+    for (let i = 0; i < 12; i++) await tasks.put(i);
+    await tasks.flush();
+    // Eleven leases held (and renewed) by a live context: the head of the pending list.
+    const holder = (await open()).JoinableQueue<number>(q);
+    for (let i = 0; i < 11; i++) assert.is(await holder.get({ timeout: 5_000 }), i);
+    const consumer = run('lease', server.url, q, '1000');
+    assert.equal(await consumer.next(), { got: 11 });
+    consumer.process.kill('SIGKILL');
+    await consumer.exited;
+    assert.is(await tasks.get({ timeout: 20_000 }), 11);
+  });
+
   t('JoinableQueue fan-out to two worker processes: join() resolves when every task is done', async () => {
     const q = name('fan-out');
     const results = name('results');
@@ -171,6 +200,10 @@ whenRedis(() => {
     started = Date.now();
     await rejects(q.qsize(), ConnectionError, 'qsize with the server away');
     assert.ok(Date.now() - started < 10_000, `qsize failed after ${Date.now() - started} ms`);
+    const bounded = redis.Queue<number>(name('lost-bounded'), { maxsize: 1 });
+    started = Date.now();
+    await rejects(bounded.put(1), ConnectionError, 'a bounded put with the server away');
+    assert.ok(Date.now() - started < 10_000, `the bounded put failed after ${Date.now() - started} ms`);
     await server.restart();
     assert.is(await q.qsize(), 0, 'works again once the server is back');
   });

@@ -216,6 +216,89 @@ whenRedis(() => {
     assert.is(await to.get({ timeout: 30_000 }), 'via pool');
   });
 
+  t('read-ahead a consumer did not use goes back in place: another consumer gets it next, in order', async () => {
+    const a = await open();
+    const b = await open();
+    const qa = a.Queue<number>(name('give-back-order'));
+    for (let i = 0; i < 10; i++) await qa.put(i);
+    // A reads ahead (a fast loop of gets), then stops; its read-ahead goes back 20 ms after its last get.
+    // Until then it counts as gotten: qsize says when it is back (a get elsewhere meanwhile would get 7 first).
+    for (let i = 0; i < 3; i++) assert.is(await qa.get(), i);
+    while ((await qa.qsize()) < 7) await new Promise((resolve) => setImmediate(resolve));
+    const qb = b.Queue<number>(qa.name);
+    const got: number[] = [];
+    for (let i = 3; i < 10; i++) got.push(await qb.get({ timeout: 5_000 }));
+    assert.equal(got, [3, 4, 5, 6, 7, 8, 9], 'the given-back items first, in put order');
+    assert.is(await qa.qsize(), 0);
+  });
+
+  t('given-back items count in qsize and toward maxsize: a bounded queue never holds more than maxsize', async () => {
+    const a = await open();
+    const q = a.Queue<number>(name('bounded-give-back'), { maxsize: 20 });
+    for (let i = 0; i < 20; i++) await q.put(i);
+    const b = await open();
+    const consumer = b.Queue<number>(q.name);
+    for (let i = 0; i < 6; i++) assert.is(await consumer.get({ timeout: 5_000 }), i);
+    // The consumer stays open and idle; whatever it read ahead is on the server again.
+    let fitted = 0;
+    for (let i = 0; i < 10; i++) {
+      try {
+        await q.putNowait(100 + i);
+        fitted++;
+      } catch (error) {
+        assert.ok(error instanceof Full, String(error));
+      }
+    }
+    assert.is(fitted, 6, 'exactly the 6 gotten slots are free');
+    assert.is(await q.qsize(), 20);
+    assert.is(await inspect.xLen(`mpthreads:{${q.name}}`), 20, 'the stream holds maxsize items, no more');
+  });
+
+  t('closing a consumer while its get waits and a producer puts loses nothing (40 rounds)', async () => {
+    const producerContext = await open();
+    const q = producerContext.Queue<number>(name('close-race'));
+    const delivered = new Set<number>();
+    let next = 0;
+    for (let round = 0; round < 40; round++) {
+      const consumer = await connect(server.url);
+      const c = consumer.Queue<number>(q.name);
+      for (let i = 0; i < 5; i++) await q.put(next++);
+      for (let i = 0; i < 3; i++) delivered.add(await c.get({ timeout: 5_000 }));
+      const waiting = c.get({ timeout: 5_000 }).then(
+        (v) => delivered.add(v),
+        () => {},
+      );
+      await q.put(next++);
+      await consumer.close();
+      await waiting;
+    }
+    const drain = (await open()).Queue<number>(q.name);
+    while (delivered.size < next) {
+      const v = await drain.get({ timeout: 5_000 });
+      assert.not.ok(delivered.has(v), `${v} delivered twice`);
+      delivered.add(v);
+    }
+    assert.is(delivered.size, next);
+    assert.is(await drain.qsize(), 0);
+  });
+
+  t('a worker’s own context: puts made just before its task returns are delivered', async () => {
+    const q = (await open()).Queue<number>(name('own-context'));
+    const w = startTask(new URL('../fixtures/redis-tasks.ts', import.meta.url), 'putThroughOwnContext', [
+      server.url,
+      q.name,
+      20,
+    ]);
+    await w.join();
+    assert.is(w.exitCode, 0, String(w.error));
+    const got: number[] = [];
+    for (let i = 0; i < 20; i++) got.push(await q.get({ timeout: 5_000 }));
+    assert.equal(
+      got,
+      Array.from({ length: 20 }, (_, i) => i),
+    );
+  });
+
   t('after close() of the context, every call rejects with ClosedError', async () => {
     const a = await connect(server.url);
     const q = a.Queue<number>(name('closed'));
