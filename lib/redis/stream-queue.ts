@@ -46,7 +46,7 @@ interface GetWaiter {
 }
 
 /** Most entries read ahead for one thread's gets. */
-const kMaxReadAhead = { plain: 256, joinable: 32 };
+const kMaxReadAhead = { plain: 256, joinable: 64 };
 /** How long delivered Queue entries wait to be acknowledged and deleted together (ms). */
 const kTakeAfter = 2;
 /** A Queue entry read by a consumer that has been silent this long (killed) is claimed by another (ms). */
