@@ -5,9 +5,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as assert from 'uvu/assert';
-import { ConnectionError, connect, type RedisContext } from '../../lib/redis/index.ts';
+import { ConnectionError } from '../../lib/redis/index.ts';
 import { rejects, suite } from '../_support/harness.ts';
-import { type RedisServer, startRedis, whenRedis } from '../_support/redis-server.ts';
+import { redisFixture } from '../_support/redis-fixture.ts';
+import { whenRedis } from '../_support/redis-server.ts';
 
 const child = new URL('../fixtures/redis-child.ts', import.meta.url).pathname;
 
@@ -51,34 +52,19 @@ function run(...args: string[]): Child {
 
 whenRedis(() => {
   const t = suite('redis queues across processes', 90_000);
-  let server: RedisServer;
-  const contexts: RedisContext[] = [];
-  let n = 0;
-  const name = (what: string) => `${what}-${process.pid}-${++n}`;
-  const open = async () => {
-    const c = await connect(server.url);
-    contexts.push(c);
-    return c;
-  };
-
-  t.before(async () => {
-    server = await startRedis({ appendonly: true });
-  });
-  t.after.each(async () => {
+  const fx = redisFixture(t, { appendonly: true });
+  const { open, name } = fx;
+  t.after.each(() => {
     for (const p of children) p.kill('SIGKILL');
-    await Promise.all(contexts.splice(0).map((c) => c.close()));
-  });
-  t.after(async () => {
-    await server.stop();
   });
 
   t('two producer processes, two consumer processes: every item exactly once, each producer’s in order', async () => {
     const q = name('mpmc');
     const count = 2_000;
-    const consumers = [run('consume', server.url, q), run('consume', server.url, q)];
+    const consumers = [run('consume', fx.server.url, q), run('consume', fx.server.url, q)];
     const producers = [
-      run('produce', server.url, q, '0', String(count)),
-      run('produce', server.url, q, '1', String(count)),
+      run('produce', fx.server.url, q, '0', String(count)),
+      run('produce', fx.server.url, q, '1', String(count)),
     ];
     for (const p of producers) assert.is(await p.exited, 0);
     const redis = await open();
@@ -108,7 +94,7 @@ whenRedis(() => {
     const tasks = redis.JoinableQueue<string>(q, { visibilityTimeout: 1_000 });
     await tasks.put('the task');
     await tasks.flush();
-    const consumer = run('lease', server.url, q, '1000');
+    const consumer = run('lease', fx.server.url, q, '1000');
     assert.equal(await consumer.next(), { got: 'the task' });
     consumer.process.kill('SIGKILL');
     assert.is(await consumer.exited, 'SIGKILL');
@@ -126,7 +112,7 @@ whenRedis(() => {
     const queue = redis.Queue<number>(q);
     for (let i = 0; i < 100; i++) await queue.put(i);
     await queue.flush();
-    const consumer = run('take', server.url, q, '10');
+    const consumer = run('take', fx.server.url, q, '10');
     assert.equal(await consumer.next(), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     assert.is(await consumer.exited, 0);
     assert.is(await queue.qsize(), 90);
@@ -142,7 +128,7 @@ whenRedis(() => {
     // Eleven leases held (and renewed) by a live context: the head of the pending list.
     const holder = (await open()).JoinableQueue<number>(q);
     for (let i = 0; i < 11; i++) assert.is(await holder.get({ timeout: 5_000 }), i);
-    const consumer = run('lease', server.url, q, '1000');
+    const consumer = run('lease', fx.server.url, q, '1000');
     assert.equal(await consumer.next(), { got: 11 });
     consumer.process.kill('SIGKILL');
     await consumer.exited;
@@ -155,7 +141,7 @@ whenRedis(() => {
     const redis = await open();
     const tasks = redis.JoinableQueue<number | null>(q, { visibilityTimeout: 30_000 });
     const out = redis.Queue<number>(results);
-    const workers = [run('work', server.url, q, results, '30000'), run('work', server.url, q, results, '30000')];
+    const workers = [run('work', fx.server.url, q, results, '30000'), run('work', fx.server.url, q, results, '30000')];
     for (let i = 0; i < 500; i++) await tasks.put(i);
     await tasks.join({ timeout: 60_000 });
     let sum = 0;
@@ -171,8 +157,8 @@ whenRedis(() => {
     const q = redis.Queue<number>(name('durable'));
     for (let i = 0; i < 1_000; i++) await q.put(i);
     await q.flush();
-    await server.kill9();
-    await server.restart();
+    await fx.server.kill9();
+    await fx.server.restart();
     // The same context: node-redis reconnects by itself.
     const got: number[] = [];
     for (let i = 0; i < 1_000; i++) got.push(await q.get({ timeout: 20_000 }));
@@ -192,11 +178,11 @@ whenRedis(() => {
     const waiting = q.get({ timeout: 60_000 });
     assert.is(await waiting, 1);
     const blocked = rejects(q.get({ timeout: 60_000 }), ConnectionError, 'a get waiting when the server died');
-    await server.kill9();
+    await fx.server.kill9();
     let started = Date.now();
     const error = await blocked;
     assert.ok(Date.now() - started < 10_000, `the waiting get failed after ${Date.now() - started} ms`);
-    assert.match(error.message, String(server.port));
+    assert.match(error.message, String(fx.server.port));
     started = Date.now();
     await rejects(q.qsize(), ConnectionError, 'qsize with the server away');
     assert.ok(Date.now() - started < 10_000, `qsize failed after ${Date.now() - started} ms`);
@@ -204,13 +190,13 @@ whenRedis(() => {
     started = Date.now();
     await rejects(bounded.put(1), ConnectionError, 'a bounded put with the server away');
     assert.ok(Date.now() - started < 10_000, `the bounded put failed after ${Date.now() - started} ms`);
-    await server.restart();
+    await fx.server.restart();
     assert.is(await q.qsize(), 0, 'works again once the server is back');
   });
 
   t('the README example: a producer process and two worker processes (examples/redis/)', async () => {
     const examples = new URL('../../examples/redis/', import.meta.url).pathname;
-    const env = { ...process.env, REDIS_URL: server.url };
+    const env = { ...process.env, REDIS_URL: fx.server.url };
     const start = (file: string, ...args: string[]) => {
       const p = spawn(process.execPath, ['--import', 'tsx', `${examples}${file}`, ...args], {
         env,

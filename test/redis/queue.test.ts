@@ -12,38 +12,26 @@ import {
   ErrorCode,
   Full,
   ProcessError,
-  type RedisContext,
   TimeoutError,
 } from '../../lib/redis/index.ts';
 import { Pool } from '../../lib/index.ts';
 import { rejects, startTask, suite } from '../_support/harness.ts';
-import { type RedisServer, startRedis, whenRedis } from '../_support/redis-server.ts';
+import { redisFixture } from '../_support/redis-fixture.ts';
+import { startRedis, whenRedis } from '../_support/redis-server.ts';
 
 whenRedis(() => {
   const t = suite('redis queues', 60_000);
-  let server: RedisServer;
+  const fx = redisFixture(t);
+  const { open, name } = fx;
   let inspect: ReturnType<typeof createClient>;
-  const contexts: RedisContext[] = [];
-  let n = 0;
-  const name = (what: string) => `${what}-${process.pid}-${++n}`;
-  const open = async () => {
-    const c = await connect(server.url);
-    contexts.push(c);
-    return c;
-  };
 
   t.before(async () => {
-    server = await startRedis();
-    inspect = createClient({ url: server.url });
+    inspect = createClient({ url: fx.server.url });
     inspect.on('error', () => {});
     await inspect.connect();
   });
-  t.after.each(async () => {
-    await Promise.all(contexts.splice(0).map((c) => c.close()));
-  });
   t.after(async () => {
     await inspect.close();
-    await server.stop();
   });
 
   t('a queue is shared by name: two contexts see the same items, each item once', async () => {
@@ -91,7 +79,7 @@ whenRedis(() => {
     assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: 0 }), RangeError);
     assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: 1.5 }), RangeError);
     assert.throws(() => (a.SimpleQueue as (n: string, o: object) => unknown)('x', { maxsize: 3 }), TypeError);
-    await rejects(connect(server.url, { retries: 3 } as never), TypeError, 'connect with an unknown option');
+    await rejects(connect(fx.server.url, { retries: 3 } as never), TypeError, 'connect with an unknown option');
   });
 
   t('a value that cannot leave the process fails at put with DataCloneError; nothing is added', async () => {
@@ -260,7 +248,7 @@ whenRedis(() => {
     const delivered = new Set<number>();
     let next = 0;
     for (let round = 0; round < 40; round++) {
-      const consumer = await connect(server.url);
+      const consumer = await connect(fx.server.url);
       const c = consumer.Queue<number>(q.name);
       for (let i = 0; i < 5; i++) await q.put(next++);
       for (let i = 0; i < 3; i++) delivered.add(await c.get({ timeout: 5_000 }));
@@ -285,7 +273,7 @@ whenRedis(() => {
   t('a worker’s own context: puts made just before its task returns are delivered', async () => {
     const q = (await open()).Queue<number>(name('own-context'));
     const w = startTask(new URL('../fixtures/redis-tasks.ts', import.meta.url), 'putThroughOwnContext', [
-      server.url,
+      fx.server.url,
       q.name,
       20,
     ]);
@@ -300,7 +288,7 @@ whenRedis(() => {
   });
 
   t('after close() of the context, every call rejects with ClosedError', async () => {
-    const a = await connect(server.url);
+    const a = await connect(fx.server.url);
     const q = a.Queue<number>(name('closed'));
     const waiting = q.get();
     await a.close();
