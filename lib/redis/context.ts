@@ -70,18 +70,18 @@ export class RedisContext {
 
   /** A FIFO queue named `name` on the server: every process that opens the name shares it. */
   Queue<T = unknown>(name: string, options?: RedisQueueOptions): RedisQueue<T> {
-    return this.#open('Queue', name, options, () => new RedisQueue<T>());
+    return this.open('Queue', name, options, () => new RedisQueue<T>());
   }
 
   /** A queue whose consumers mark items done; at least once, with leases (`visibilityTimeout`). */
   JoinableQueue<T = unknown>(name: string, options?: RedisJoinableQueueOptions): RedisJoinableQueue<T> {
-    return this.#open('JoinableQueue', name, options, () => new RedisJoinableQueue<T>());
+    return this.open('JoinableQueue', name, options, () => new RedisJoinableQueue<T>());
   }
 
   /** Python's SimpleQueue: put, get, empty, close. */
   SimpleQueue<T = unknown>(name: string, ...none: []): RedisSimpleQueue<T> {
     // Python's SimpleQueue takes no options: one passed anyway is a TypeError, not silently ignored.
-    return this.#open('SimpleQueue', name, (none as unknown[])[0], () => new RedisSimpleQueue<T>());
+    return this.open('SimpleQueue', name, (none as unknown[])[0], () => new RedisSimpleQueue<T>());
   }
 
   /**
@@ -104,10 +104,6 @@ export class RedisContext {
 
   /** @internal Opens a handle of `kind` (for a handle that arrived from another thread too). */
   open<Q extends { close(): Promise<void> }>(kind: RedisQueueKind, name: unknown, options: unknown, make: () => Q): Q {
-    return this.#open(kind, name, options, make);
-  }
-
-  #open<Q extends { close(): Promise<void> }>(kind: RedisQueueKind, name: unknown, options: unknown, make: () => Q): Q {
     const { maxsize, visibilityTimeout, explicitVisibility } = checkQueueArgs(kind, name, options);
     if (this.#closed || this.#closing !== undefined) throw new ClosedError('the context is closed');
     const joinable = kind === 'JoinableQueue';

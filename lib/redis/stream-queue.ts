@@ -73,7 +73,6 @@ export class StreamQueue {
   #linkNow: Link | undefined;
   /** Whether `maxsize` is the queue's (the server said, or the opener did). */
   #known: boolean;
-  #handles = 0;
   #closed = false;
   readonly #owners = new Set<Owner>();
 
@@ -164,7 +163,6 @@ export class StreamQueue {
   }
 
   attach(): Owner {
-    this.#handles++;
     const owner: Owner = { leases: [], closed: false };
     this.#owners.add(owner);
     return owner;
@@ -568,7 +566,7 @@ export class StreamQueue {
     this.#puts.rejectOwner(owner, closed);
     this.#owners.delete(owner);
     const leases = owner.leases.splice(0);
-    if (--this.#handles > 0) {
+    if (this.#owners.size > 0) {
       await this.#giveBack(leases);
       return;
     }
