@@ -681,11 +681,19 @@ t('a batch of scalars is V8 serialization format; a batch grows past its first b
   for (const item of scalars) encoder.put(item);
   const { batch, transfer } = encoder.finish();
   assert.ok(batch.scalars);
-  assert.ok(transfer.includes(batch.bytes));
+  // Buffers of 16 KiB and more are moved; smaller ones are copied (cheaper than a transfer).
+  assert.is(transfer.includes(batch.bytes), batch.bytes.byteLength >= 16 << 10);
   same(v8.deserialize(Buffer.from(batch.bytes)), structuredClone(scalars), 'v8.deserialize of the batch');
   const items = Array.from({ length: 3_000 }, (_, i) => [i, `item ${i} €`, [i, -i, i / 3], true, null]);
   for (const item of items) encoder.put(item);
   same(decodeBatch(encoder.finish().batch), structuredClone(items), 'decodeBatch');
+  // A small batch moves nothing, and its few offsets are a plain array (no buffer to allocate on either side).
+  encoder.put(1);
+  encoder.put({ a: 2 });
+  const small = encoder.finish();
+  assert.equal(small.transfer, []);
+  assert.ok(Array.isArray(small.batch.offsets));
+  same(decodeBatch(small.batch), [1, { a: 2 }], 'decodeBatch of a small batch');
   // The encoder is reusable after finish().
   encoder.put('again');
   assert.equal(decodeBatch(encoder.finish().batch), ['again']);

@@ -25,9 +25,7 @@ export const kClaimed = 16;
 export const kDone = 32;
 /** JoinableQueue: bumped and notified whenever the unfinished count may have reached 0. join() waits on it. */
 export const kJoinWake = 33;
-/** getSync() calls blocked on this queue, in any thread: while it is above 0, reserve() wakes them. */
-export const kSyncGets = 34;
-export const kQueueCells = 35;
+export const kQueueCells = 34;
 
 // ---- holder cells -------------------------------------------------------------------------------------
 /** Items this holder counted in kReserved (at put time, before they leave the thread). */
@@ -47,7 +45,10 @@ export const kLeaseHead = 6;
 export const kLeaseTail = 7;
 /** JoinableQueue: 1 from writing a tentative lease at kLeaseTail to the end of the claim it is for. */
 export const kLeasing = 8;
-/** 1 while this holder's thread blocks in getSync(): the hub then bumps kPushed after each push to it. */
+/**
+ * 1 while this holder's thread blocks in getSync(): the hub then slides its window along with the claims and
+ * bumps kPushed after each push to it.
+ */
 export const kSyncGetting = 9;
 /** Bumped (and notified) by the hub after it pushed items to a holder in getSync(). */
 export const kPushed = 10;
@@ -116,7 +117,6 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
   }
   Atomics.add(h, kPutCount, 1);
   Atomics.store(h, kCounting, 0);
-  if (Atomics.load(q, kSyncGets) > 0) Atomics.notify(q, kReserved);
   return true;
 }
 

@@ -151,11 +151,7 @@ export class GetSide {
   getNowait(): unknown {
     this.#holder.checkOpen();
     if (this.#waiters.length > 0 || this.#fetching !== undefined) throw new Empty(); // others are ahead
-    let found = this.#claim(true);
-    if (found.kind === 'miss') {
-      this.#drain();
-      found = this.#claim(true);
-    }
+    let found = this.#claimHere();
     if (found.kind === 'miss' && size(this.#holder.queueCells) > 0) {
       // Maybe in the hub, or still in our own buffer: hand ours over, then ask for the window and wait for it.
       this.#holder.flushPuts();
@@ -169,9 +165,43 @@ export class GetSide {
       });
       found = this.#claim(true);
     }
-    if (found.kind === 'item') return found.value;
     if (found.kind === 'miss') throw new Empty();
-    // A deferred item, claimed: fetch it and wait (bounded) for the hub to send it.
+    return this.#taken(found);
+  }
+
+  /**
+   * For getSync(), whose thread blocks between looks: an item this holder has now (or Empty), without asking
+   * the hub for anything but a deferred item's bytes.
+   */
+  takeNow(): unknown {
+    const found = this.#claimHere();
+    if (found.kind === 'miss') throw new Empty();
+    return this.#taken(found);
+  }
+
+  /**
+   * For getSync(): makes sure the hub pushes this holder the next item when it comes. The holder's own buffered
+   * puts go first; the window is asked for only when the claims passed it (while the holder is in getSync()
+   * the hub slides it along with the claims, and bumps kPushed after each push).
+   */
+  coverNext(): void {
+    this.#holder.flushPuts();
+    const next = Atomics.load(this.#holder.queueCells, kClaimed);
+    if (!this.#asked || diff(this.#windowTo, next) <= 0) this.#want(next);
+  }
+
+  /** Claims from what this holder has, taking what waits on its port first if that finds nothing. */
+  #claimHere(): Claim {
+    const found = this.#claim(true);
+    if (found.kind !== 'miss') return found;
+    this.#drain();
+    return this.#claim(true);
+  }
+
+  /** The value of a claim made synchronously; a deferred item is fetched, blocking for the hub (bounded). */
+  #taken(found: Claim): unknown {
+    if (found.kind === 'item') return found.value;
+    if (found.kind === 'miss') throw bug('queue: #taken() of a miss');
     const outcome: { done: boolean; value?: unknown; error?: unknown } = { done: false };
     this.#fetching = syncWaiter(outcome);
     this.#askNow({ op: Op.Fetch, index: found.index, now: true });

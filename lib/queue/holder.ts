@@ -19,9 +19,7 @@ import {
   kAttaching,
   kJoinWake,
   kPushed,
-  kReserved,
   kSyncGetting,
-  kSyncGets,
   newHolderCells,
   newLeaseRing,
   size,
@@ -140,32 +138,26 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (timeout === Infinity && !this.shared && size(cells) <= 0)
       throw this.#wouldDeadlock('getSync() on an empty queue');
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
+    // While kSyncGetting is 1 the hub slides this holder's window along with the claims and bumps kPushed after
+    // every push to it: an item put anywhere, or queued again by the hub, reaches us and wakes us.
     Atomics.store(mine, kSyncGetting, 1);
     try {
       for (;;) {
         // Read before looking: a push after the look changes it (the hub posts, then bumps), so none is missed.
         const pushed = Atomics.load(mine, kPushed);
         try {
-          return this.gets.getNowait();
+          return this.gets.takeNow();
         } catch (error) {
           if (!(error instanceof Empty)) throw error;
         }
         const left = deadline - performance.now();
         if (left <= 0) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
-        if (size(cells) > 0) {
-          // Put, but not with us yet (in its producer's buffer, or on its way): the hub's push wakes us.
-          blockUntil(mine, kPushed, () => Atomics.load(mine, kPushed) !== pushed, {
-            timeout: Math.min(left, kGetSyncPoll),
-          });
-          continue;
-        }
-        Atomics.add(cells, kSyncGets, 1);
-        try {
-          // A slice: the hub may queue an item again (a dead consumer's) without a reserve() to wake us.
-          blockUntil(cells, kReserved, () => size(cells) > 0, { timeout: left, slice: 50 });
-        } finally {
-          Atomics.sub(cells, kSyncGets, 1);
-        }
+        this.gets.coverNext();
+        // A slice, to look again at a window that other consumers' claims left behind (the hub slides it only
+        // when it pushes).
+        blockUntil(mine, kPushed, () => Atomics.load(mine, kPushed) !== pushed, {
+          timeout: Math.min(left, kGetSyncPoll),
+        });
       }
     } finally {
       Atomics.store(mine, kSyncGetting, 0);

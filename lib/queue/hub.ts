@@ -213,6 +213,8 @@ class Holder {
   received = 0;
   sentTo = 0;
   until = 0;
+  /** How far past the claims the holder last asked to be pushed. */
+  width = 0;
 
   constructor(queue: HubQueue, wire: HolderWire) {
     this.queue = queue;
@@ -231,6 +233,9 @@ class Holder {
   /** Sends what the window asks for and this holder has not been sent. */
   push(): void {
     const queue = this.queue;
+    // A holder blocked in getSync() cannot ask for more: its window slides along with the claims.
+    const syncGetting = Atomics.load(this.cells, kSyncGetting) === 1;
+    if (syncGetting) this.slide();
     const end = Math.min(this.until, queue.available);
     if (this.sentTo >= end) return;
     const from = this.sentTo;
@@ -247,10 +252,17 @@ class Holder {
       this.sentTo = base + batch.n;
     }
     // A holder blocked in getSync() cannot hear the port: wake it once the items are posted.
-    if (this.sentTo !== from && Atomics.load(this.cells, kSyncGetting) === 1) {
+    if (this.sentTo !== from && syncGetting) {
       Atomics.add(this.cells, kPushed, 1);
       Atomics.notify(this.cells, kPushed);
     }
+  }
+
+  /** Nothing below kClaimed is worth sending (it is taken), and the window reaches `width` past it. */
+  slide(): void {
+    const claimed = this.queue.abs(Atomics.load(this.queue.cells, kClaimed));
+    this.sentTo = Math.max(this.sentTo, claimed);
+    this.until = Math.max(this.until, claimed + this.width);
   }
 
   onMessage(message: HolderMessage): void {
@@ -264,9 +276,10 @@ class Holder {
         // Nothing below kClaimed is worth sending: it is taken. And the window slides past it: others may have
         // claimed the whole window while this request travelled, and then nothing in it would ever be pushed
         // to wake the holder.
-        const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));
-        this.sentTo = Math.max(this.sentTo, queue.abs(message.from), claimed);
-        this.until = Math.max(this.until, queue.abs(message.until), claimed + message.width);
+        this.sentTo = Math.max(this.sentTo, queue.abs(message.from));
+        this.until = Math.max(this.until, queue.abs(message.until));
+        this.width = message.width;
+        this.slide();
         this.push();
         if (message.now === true) this.reply();
         queue.trim();

@@ -55,7 +55,7 @@ export function wrapItem(header: Uint8Array, item: Uint8Array): ArrayBuffer {
 /** Item `i` of `batch` as a batch of its own, bytes copied, with the shapes and carry it may need. */
 export function sliceItem(batch: Batch, i: number): Batch {
   const bytes = wrapItem(new Uint8Array(batch.bytes, 0, 2), itemBytes(batch, i));
-  const lone: Batch = { n: 1, bytes, offsets: Uint32Array.of(8), refs: batch.refs, scalars: batch.scalars };
+  const lone: Batch = { n: 1, bytes, offsets: [8], refs: batch.refs, scalars: batch.scalars };
   if (batch.shapes !== undefined) lone.shapes = batch.shapes;
   const carry = batch.carry?.[i];
   if (carry !== undefined) lone.carry = [carry];

@@ -143,8 +143,8 @@ export interface Batch {
   n: number;
   /** The items (see the layout above). */
   bytes: ArrayBuffer;
-  /** Where each item starts in `bytes`, so that a consumer decodes only the items it takes. */
-  offsets: Uint32Array;
+  /** Where each item starts in `bytes`, so that a consumer decodes only the items it takes (a plain array for a few). */
+  offsets: Uint32Array | number[];
   /** The keys of each shape the batch's shaped objects use, by shape number. */
   shapes?: string[][];
   /** Some item refers to one of its own objects twice (the decoder must keep ids). */

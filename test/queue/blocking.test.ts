@@ -114,6 +114,31 @@ t('a blocking call that only this thread could end throws ERR_DEADLOCK: a queue 
   assert.is(throws(() => full.putSync(2), ProcessError).code, 'ERR_DEADLOCK');
 });
 
+t('two blocking consumers share 20,000 items: each item reaches one of them, in put order for each', async () => {
+  // Each consumer's window falls behind while the other takes: the hub must slide it, or its getSync would sleep.
+  const q = open(new Queue<number | null>());
+  const results = open(new Queue<number[]>());
+  const consumers = [startTask(tasks, 'collectSync', [q, results]), startTask(tasks, 'collectSync', [q, results])];
+  const n = 20_000;
+  for (let i = 0; i < n; i++) {
+    await q.put(i);
+    if (i % 1_000 === 999) await new Promise<void>((resolve) => setImmediate(resolve)); // bursts
+  }
+  await q.put(null);
+  await q.put(null);
+  const lists = [await results.get({ timeout: 60_000 }), await results.get({ timeout: 60_000 })];
+  for (const list of lists)
+    assert.ok(
+      list.every((item, i) => i === 0 || item > list[i - 1]!),
+      'increasing',
+    );
+  assert.equal(
+    lists.flat().sort((a, b) => a - b),
+    Array.from({ length: n }, (_, i) => i),
+  );
+  await Promise.all(consumers.map((c) => c.join()));
+});
+
 t(
   '20,000 blocking round trips through two queues between workers: none lost, in order',
   async () => {
