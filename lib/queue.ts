@@ -32,7 +32,7 @@ function openLocal(kind: QueueKind, options: unknown): QueueBackend {
   const o = checkOptions(options, 'options', kind === 'SimpleQueue' ? [] : ['maxsize']);
   const maxsize = o.maxsize === undefined ? 0 : checkNonNegativeInteger(o.maxsize, 'options.maxsize');
   const queueCells = newQueueCells();
-  const holderCells = newHolderCells();
+  const holderCells = newHolderCells(queueCells);
   const ring = kind === 'JoinableQueue' ? newLeaseRing() : null;
   const { port1, port2 } = new MessageChannel();
   createQueue(queueCells, kind === 'JoinableQueue', { port: port2, cells: holderCells, ring });

@@ -11,6 +11,11 @@ export interface Waiter<T> {
   readonly settled: boolean;
   /** Set by the event's side once the outcome is decided but not yet delivered: the timeout and the signal no longer settle it. */
   committed: boolean;
+  /**
+   * Asked when the timeout or the abort comes, for an outcome another thread may have decided without this
+   * one knowing yet: true commits the waiter (the timeout or abort then does nothing).
+   */
+  decided?: () => boolean;
 }
 
 /**
@@ -28,7 +33,7 @@ export function wait<T>(
     let timer: NodeJS.Timeout | undefined;
     let disarm: (() => void) | undefined;
     const onAbort = () => {
-      if (!waiter.committed) waiter.reject(signal!.reason);
+      if (!waiter.committed && !waiter.decided?.()) waiter.reject(signal!.reason);
     };
     const finish = () => {
       waiter.settled = true;
@@ -36,7 +41,7 @@ export function wait<T>(
       signal?.removeEventListener('abort', onAbort);
       disarm?.();
     };
-    const waiter = {
+    const waiter: Waiter<T> & { settled: boolean } = {
       settled: false,
       committed: false,
       resolve(value: T) {
@@ -59,7 +64,7 @@ export function wait<T>(
     }
     if (timeout !== Infinity && timeout <= kMaxTimer)
       timer = setTimeout(() => {
-        if (!waiter.committed) waiter.reject(onTimeout());
+        if (!waiter.committed && !waiter.decided?.()) waiter.reject(onTimeout());
       }, timeout);
     signal?.addEventListener('abort', onAbort, { once: true });
   });

@@ -11,6 +11,8 @@
 // Counts and indexes wrap around at 2^32: compare them with diff(), never directly. A thread can be stopped
 // (terminate()) between any two atomic steps, so every pair of steps below is ordered so that a stop between
 // them either loses nothing or leaves a trace (kCounting, kFetching, kLeasing) the hub can repair from.
+import { isDead, me, threadOf } from '../sync/threads.ts';
+import type { Batch } from '../wire/format.ts';
 
 // ---- queue cells --------------------------------------------------------------------------------------
 /**
@@ -25,7 +27,24 @@ export const kClaimed = 16;
 export const kDone = 32;
 /** JoinableQueue: bumped and notified whenever the unfinished count may have reached 0. join() waits on it. */
 export const kJoinWake = 33;
-export const kQueueCells = 34;
+/** Holders of this queue made so far: each one's kHolderId is this count when it was made (never 0). */
+export const kHolderIds = 34;
+/**
+ * The hand-off (a put straight to a get that waits, see "The hand-off" below): (opener's kHolderId << 2) |
+ * MailState. On its own cache line: openers and producers write it.
+ */
+export const kMail = 48;
+/** The kHolderId of the producer inside a hand-off, 0 for none: taken before kMail moves to Taken, freed after Full. */
+export const kMailProducer = 49;
+/** The hand-off item's byte length, and its batch flags (1: refs, 2: scalars). */
+export const kMailLength = 50;
+export const kMailFlags = 51;
+/** The opener's thread (sync/threads.ts: `me`), written after its offer opened: others may take an item left to a dead thread. */
+export const kMailThread = 52;
+export const kQueueCells = 64;
+/** The hand-off item's bytes follow the queue cells, in the same buffer. */
+export const kMailOffset = kQueueCells * Int32Array.BYTES_PER_ELEMENT;
+export const kMailBytes = 1024;
 
 // ---- holder cells -------------------------------------------------------------------------------------
 /** Items this holder counted in kReserved (at put time, before they leave the thread). */
@@ -52,7 +71,9 @@ export const kLeasing = 8;
 export const kSyncGetting = 9;
 /** Bumped (and notified) by the hub after it pushed items to a holder in getSync(). */
 export const kPushed = 10;
-export const kHolderCells = 11;
+/** This holder's number among the queue's holders (kHolderIds); 0 for none (then it takes no part in hand-offs). */
+export const kHolderId = 11;
+export const kHolderCells = 12;
 
 export const FetchState = {
   /** Not fetching. */
@@ -66,12 +87,16 @@ export const FetchState = {
 /** Lease ring entries to start with; the holder grows the ring (and tells the hub) when it fills. */
 export const kFirstLeaseCapacity = 64;
 
+/** The queue cells, over a buffer that also holds the hand-off item's bytes (after kQueueCells). */
 export function newQueueCells(): Int32Array {
-  return new Int32Array(new SharedArrayBuffer(kQueueCells * Int32Array.BYTES_PER_ELEMENT));
+  return new Int32Array(new SharedArrayBuffer(kMailOffset + kMailBytes), 0, kQueueCells);
 }
 
-export function newHolderCells(): Int32Array {
-  return new Int32Array(new SharedArrayBuffer(kHolderCells * Int32Array.BYTES_PER_ELEMENT));
+/** A holder's cells; with `q`, numbered among the queue's holders, so that it can take part in hand-offs. */
+export function newHolderCells(q?: Int32Array): Int32Array {
+  const h = new Int32Array(new SharedArrayBuffer(kHolderCells * Int32Array.BYTES_PER_ELEMENT));
+  if (q !== undefined) Atomics.store(h, kHolderId, (Atomics.add(q, kHolderIds, 1) + 1) & kMaxHolderId || 1);
+  return h;
 }
 
 export function newLeaseRing(capacity = kFirstLeaseCapacity): Int32Array {
@@ -225,6 +250,117 @@ export function taskDone(q: Int32Array, h: Int32Array): boolean {
   }
   const head = Atomics.load(h, kLeaseHead);
   if (head !== Atomics.load(h, kLeaseTail)) Atomics.store(h, kLeaseHead, (head + 1) | 0);
+  return true;
+}
+
+// ---- the hand-off ----------------------------------------------------------------------------------------
+//
+// A get that waits on an empty Queue or SimpleQueue (not a JoinableQueue) *opens* the queue's one mailbox for
+// itself: kMail = Open, with its holder's number. A put that finds it open while the queue is empty (size 0:
+// every item counted anywhere is claimed, this producer's own included) takes it (Taken, kMailProducer = its
+// number), writes the item's bytes after the cells and marks it Full: the item goes from the producer's thread
+// to the getter's with one wake-up, never counted in kReserved nor seen by the hub. An item that carries things
+// or does not fit takes the usual way. Per-producer order holds: the producer's earlier items were all claimed
+// when it handed this one over, and its later ones are counted after it.
+//
+//   Empty --open (a getter)--> Open(o) --take (a producer)--> Taken(o) --fill--> Full(o) --takeMail (o)--> Empty
+//   Open(o) --withdraw (o, or the hub for o)--> Empty
+//
+// Taking the item out is Full -> Taken (by the reader, with kMailProducer 0) -> Empty, so that one reader only
+// copies it. A getter that stops waiting withdraws its offer; if a producer took it first, the item is owed:
+// the timeout or abort loses the race (the get returns it), or, with no get left waiting, it is *orphaned*
+// (Full with holder 0). An orphan, or an item whose getter's thread died (kMailThread), is taken by the next
+// get of any holder, before anything counted: it is still the oldest item, so per-producer order holds.
+// Repairs, by the hub when a holder departs: a producer that died inside a hand-off (kMailProducer is its
+// number: a holder cannot close inside its own synchronous put) leaves Taken, which goes back to Open, its put
+// never having returned; an opener that departs leaves its offer withdrawn, and the item handed to it orphaned
+// (Taken by a producer: once it is filled; Taken by the reader: it died returning the item, which is lost).
+
+export const MailState = { Empty: 0, Open: 1, Taken: 2, Full: 3 } as const;
+/** Holder numbers wrap within 30 bits (kMail keeps two bits for the state). */
+const kMaxHolderId = 0x3fffffff;
+
+/** kMail's value for holder number `id` in `state`. */
+export function mailWord(id: number, state: number): number {
+  return (id << 2) | state;
+}
+
+/** Open: an empty queue's getter offers the hand-off; true once this holder's offer is open (now or before). */
+export function openMail(q: Int32Array, h: Int32Array): boolean {
+  const id = Atomics.load(h, kHolderId);
+  if (id === 0) return false;
+  const open = mailWord(id, MailState.Open);
+  const was = Atomics.compareExchange(q, kMail, MailState.Empty, open);
+  if (was === MailState.Empty) Atomics.store(q, kMailThread, me);
+  return was === MailState.Empty || was === open;
+}
+
+/** True when this holder's mailbox holds an item or one is being written to it. */
+export function mailOwed(q: Int32Array, h: Int32Array): boolean {
+  const word = Atomics.load(q, kMail);
+  return word >>> 2 === Atomics.load(h, kHolderId) && (word & 3) >= MailState.Taken;
+}
+
+/** Withdraws this holder's open offer. False when a producer took it (the item is this holder's). */
+export function withdrawMail(q: Int32Array, h: Int32Array): boolean {
+  const id = Atomics.load(h, kHolderId);
+  const open = mailWord(id, MailState.Open);
+  if (Atomics.compareExchange(q, kMail, open, MailState.Empty) === open) {
+    Atomics.notify(q, kMail); // ends this thread's own pending waitAsync on it
+    return true;
+  }
+  const word = Atomics.load(q, kMail);
+  return word >>> 2 !== id || (word & 3) < MailState.Taken;
+}
+
+/**
+ * Producer: hands `batch` (one item, carrying nothing) to the getter whose offer is open, if it fits. The
+ * caller checked that the queue is empty and that this holder buffers nothing.
+ */
+export function handOff(q: Int32Array, h: Int32Array, batch: Batch): boolean {
+  const n = batch.bytes.byteLength;
+  const id = Atomics.load(h, kHolderId);
+  const offer = Atomics.load(q, kMail);
+  if (n > kMailBytes || id === 0 || (offer & 3) !== MailState.Open) return false;
+  if (Atomics.compareExchange(q, kMailProducer, 0, id) !== 0) return false;
+  if (Atomics.compareExchange(q, kMail, offer, offer + 1) !== offer) {
+    Atomics.store(q, kMailProducer, 0);
+    return false;
+  }
+  new Uint8Array(q.buffer, kMailOffset, n).set(new Uint8Array(batch.bytes));
+  Atomics.store(q, kMailLength, n);
+  Atomics.store(q, kMailFlags, (batch.refs ? 1 : 0) | (batch.scalars ? 2 : 0));
+  Atomics.store(q, kMail, offer + 2); // Full: the bytes above are visible to whoever sees this
+  Atomics.notify(q, kMail);
+  Atomics.store(q, kMailProducer, 0);
+  return true;
+}
+
+/**
+ * The item in holder `id`'s full mailbox, or an orphan, or one whose getter's thread died; the mailbox
+ * empties. A copy: the next hand-off reuses the bytes.
+ */
+export function takeMail(q: Int32Array, id: number): Batch | undefined {
+  const word = Atomics.load(q, kMail);
+  if ((word & 3) !== MailState.Full) return undefined;
+  const owner = word >>> 2;
+  const stolen = owner !== id;
+  if (stolen && owner !== 0 && !isDead(threadOf(Atomics.load(q, kMailThread)))) return undefined;
+  if (Atomics.compareExchange(q, kMail, word, mailWord(id, MailState.Taken)) !== word) return undefined;
+  const n = Atomics.load(q, kMailLength);
+  const flags = Atomics.load(q, kMailFlags);
+  const bytes = new ArrayBuffer(n);
+  new Uint8Array(bytes).set(new Uint8Array(q.buffer, kMailOffset, n));
+  Atomics.store(q, kMail, MailState.Empty);
+  if (stolen) Atomics.notify(q, kMail);
+  return { n: 1, bytes, offsets: [8], refs: (flags & 1) !== 0, scalars: (flags & 2) !== 0 };
+}
+
+/** An item owed to holder `id` that no get of it waits for any more: any holder's next get takes it. */
+export function orphanMail(q: Int32Array, id: number): boolean {
+  const full = mailWord(id, MailState.Full);
+  if (Atomics.compareExchange(q, kMail, full, MailState.Full) !== full) return false;
+  Atomics.notify(q, kMail);
   return true;
 }
 

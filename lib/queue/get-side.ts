@@ -19,6 +19,7 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug, describe, Empty } from '../errors.ts';
 import { checkWaitOptions, type WaitOptions } from '../options.ts';
+import { blockUntil } from '../shared-wait.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { batchByteLength } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
@@ -30,10 +31,19 @@ import {
   diff,
   growLeaseRing,
   kClaimed,
+  kHolderId,
+  kMail,
   kReply,
   leaseRoom,
+  MailState,
+  mailOwed,
+  mailWord,
+  openMail,
+  orphanMail,
   size,
+  takeMail,
   unpin,
+  withdrawMail,
 } from './cells.ts';
 import { Op, type HolderMessage, type HubMessage, type WantMessage } from './protocol.ts';
 
@@ -53,6 +63,9 @@ export interface GetHolder {
   readonly port: MessagePort;
   /** JoinableQueue: this holder's lease ring (replaced when it grows); null for other queues. */
   ring: Int32Array | null;
+  /** Gets may take items handed straight over by a put (cells.ts, "The hand-off"): not a JoinableQueue. */
+  readonly handsOff: boolean;
+  readonly closed: boolean;
   post(message: HolderMessage, transfer?: readonly unknown[]): void;
   /** Hands this holder's own buffered items over (they must reach the hub to come back to anyone). */
   flushPuts(): void;
@@ -93,9 +106,16 @@ export class GetSide {
   #fetching: Waiter<unknown> | undefined;
   #fetchIndex = 0;
   #kept: unknown[] = [];
+  /** This holder's number (cells.ts: kHolderId), as hand-offs name it. */
+  readonly #id: number;
+  /** This holder may have an offer of the hand-off open (a hint: withdrawing checks). */
+  #offered = false;
+  /** A waitAsync on kMail is pending (at most one). */
+  #watching = false;
 
   constructor(holder: GetHolder) {
     this.#holder = holder;
+    this.#id = Atomics.load(holder.holderCells, kHolderId);
   }
 
   /** Gets wait: the holder's port must keep the program alive. */
@@ -130,11 +150,21 @@ export class GetSide {
     this.#holder.flushPuts();
     return wait<unknown>(
       (waiter) => {
+        // A timeout or abort that comes after a put took this holder's offer for this get loses the race.
+        if (this.#holder.handsOff)
+          waiter.decided = () => {
+            if (this.#waiters[0] !== waiter || !mailOwed(this.#holder.queueCells, this.#holder.holderCells))
+              return false;
+            waiter.committed = true;
+            return true;
+          };
         this.#waiters.push(waiter);
         this.serve();
         return () => {
           const i = this.#waiters.indexOf(waiter);
           if (i !== -1) this.#waiters.splice(i, 1);
+          // The last get stopped waiting (timeout, abort): no put may hand this holder an item any more.
+          if (this.#waiters.length === 0 && this.#fetching === undefined) this.#withdraw();
           this.#holder.updateRef();
         };
       },
@@ -254,14 +284,90 @@ export class GetSide {
       } else {
         const next = Atomics.load(this.#holder.queueCells, kClaimed);
         if (!this.#asked || diff(this.#windowTo, next) <= 0) this.#want(next);
+        this.#offer();
         break;
       }
     }
+    if (this.#waiters.length === 0 && this.#fetching === undefined) this.#withdraw();
     this.#holder.updateRef();
+  }
+
+  /** A get waits on an empty queue: offer the hand-off, and watch for the item. */
+  #offer(): void {
+    const holder = this.#holder;
+    if (!holder.handsOff || this.#kept.length > 0) return;
+    if (size(holder.queueCells) === 0 && openMail(holder.queueCells, holder.holderCells)) this.#offered = true;
+    if (this.#offered) this.#watchMail();
+  }
+
+  /** No get waits any more: withdraw the offer; an item a put handed over at that moment is orphaned. */
+  #withdraw(): void {
+    const holder = this.#holder;
+    if (!this.#offered || holder.closed) return;
+    if (withdrawMail(holder.queueCells, holder.holderCells)) {
+      this.#offered = false;
+      return;
+    }
+    if (!this.#orphan()) this.#watchMail(); // being written: back here when it is
+  }
+
+  /** The item owed to this holder, which no get of it waits for: any holder's next get takes it. */
+  #orphan(): boolean {
+    if (!orphanMail(this.#holder.queueCells, this.#id)) return false;
+    this.#offered = false;
+    this.#holder.post({ op: Op.Orphaned });
+    return true;
+  }
+
+  /** Serves again when kMail moves on from the state it is in now, for this holder (open, or being written). */
+  #watchMail(): void {
+    if (this.#watching) return;
+    const q = this.#holder.queueCells;
+    const word = Atomics.load(q, kMail);
+    if (word >>> 2 !== this.#id) return;
+    const result = (word & 3) === MailState.Full ? undefined : Atomics.waitAsync(q, kMail, word);
+    this.#watching = true;
+    if (result === undefined || !result.async) queueMicrotask(this.#onMail);
+    else void result.value.then(this.#onMail);
+  }
+
+  #onMail = (): void => {
+    this.#watching = false;
+    if (!this.#holder.closed) this.serve();
+  };
+
+  /**
+   * For getSync(): offers the hand-off if the queue is empty. Returns the kMail word to sleep on while the offer
+   * stands, or undefined when there is none.
+   */
+  offerSync(): number | undefined {
+    const holder = this.#holder;
+    if (!holder.handsOff || this.#kept.length > 0 || size(holder.queueCells) !== 0) return undefined;
+    if (!openMail(holder.queueCells, holder.holderCells)) return undefined;
+    this.#offered = true;
+    return mailWord(this.#id, MailState.Open);
+  }
+
+  /** For getSync(): it ends; as #withdraw(), blocking while a producer finishes writing an item handed over. */
+  withdrawSync(): void {
+    const holder = this.#holder;
+    const q = holder.queueCells;
+    while (this.#offered && !holder.closed) {
+      if (withdrawMail(q, holder.holderCells)) {
+        this.#offered = false;
+        return;
+      }
+      if (this.#orphan()) return;
+      const taken = mailWord(this.#id, MailState.Taken);
+      blockUntil(q, kMail, () => Atomics.load(q, kMail) !== taken, { timeout: Infinity, slice: 1 });
+    }
   }
 
   /** The holder closed: waiting gets reject with `error`. An item being fetched goes back to the queue (the hub sees the claim when the port closes). */
   close(error: unknown): void {
+    // An item a put handed over stays for the hub, which queues it again when this holder's port closes.
+    if (this.#offered) withdrawMail(this.#holder.queueCells, this.#holder.holderCells);
+    this.#offered = false;
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     this.#fetching?.reject(error);
     this.#fetching = undefined;
@@ -275,6 +381,12 @@ export class GetSide {
     if (this.#kept.length > 0) return { kind: 'item', value: this.#kept.shift() };
     const holder = this.#holder;
     const q = holder.queueCells;
+    // An item handed over (to us, or orphaned) comes before anything counted: it was put when the queue was empty.
+    const mail = holder.handsOff ? takeMail(q, this.#id) : undefined;
+    if (mail !== undefined) {
+      this.#offered = false;
+      return { kind: 'item', value: new BatchReader(mail).item(0) };
+    }
     const segments = this.#segments;
     for (;;) {
       const next = Atomics.load(q, kClaimed);
@@ -339,6 +451,7 @@ export class GetSide {
   }
 
   #receive(message: HubMessage): void {
+    if (message.op === Op.Wake) return; // serve() looks again, after this
     if (message.op !== Op.Items) throw bug(`queue: unknown message from the hub ${describe(message)}`);
     const { base, batch, n } = message;
     if (message.fetched === true) {

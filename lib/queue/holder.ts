@@ -17,7 +17,12 @@ import { blockUntil, waitForCell } from '../shared-wait.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
 import {
   kAttaching,
+  kHolderId,
   kJoinWake,
+  kMail,
+  MailState,
+  mailOwed,
+  mailWord,
   kPushed,
   kSyncGetting,
   newHolderCells,
@@ -53,6 +58,8 @@ const dropped = new FinalizationRegistry<MessagePort>((port) => port.close());
 export class Holder implements QueueBackend, PutHolder, GetHolder {
   readonly kind: QueueKind;
   readonly joinable: boolean;
+  /** Puts may hand items straight to a waiting get (cells.ts, "The hand-off"): every kind but JoinableQueue. */
+  readonly handsOff: boolean;
   readonly maxsize: number;
   readonly queueCells: Int32Array;
   readonly holderCells: Int32Array;
@@ -82,6 +89,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   ) {
     this.kind = kind;
     this.joinable = kind === 'JoinableQueue';
+    this.handsOff = !this.joinable;
     this.maxsize = maxsize;
     this.queueCells = queueCells;
     this.holderCells = holderCells;
@@ -139,7 +147,8 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
       throw this.#wouldDeadlock('getSync() on an empty queue');
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
     // While kSyncGetting is 1 the hub slides this holder's window along with the claims and bumps kPushed after
-    // every push to it: an item put anywhere, or queued again by the hub, reaches us and wakes us.
+    // every push to it: an item put anywhere, or queued again by the hub, reaches us and wakes us. On an empty
+    // queue we also offer the hand-off and sleep on kMail: a put fills it, or the hub withdraws it as it pushes.
     Atomics.store(mine, kSyncGetting, 1);
     try {
       for (;;) {
@@ -151,16 +160,27 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
           if (!(error instanceof Empty)) throw error;
         }
         const left = deadline - performance.now();
-        if (left <= 0) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
+        // An item already handed over to us is ours, timeout or not: it is being written.
+        const owed = mailOwed(cells, mine);
+        if (left <= 0 && !owed) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
         this.gets.coverNext();
+        // Owed: sleep while it is being written (Full: look again at once).
+        const word = owed ? mailWord(Atomics.load(mine, kHolderId), MailState.Taken) : this.gets.offerSync();
         // A slice, to look again at a window that other consumers' claims left behind (the hub slides it only
         // when it pushes).
-        blockUntil(mine, kPushed, () => Atomics.load(mine, kPushed) !== pushed, {
-          timeout: Math.min(left, kGetSyncPoll),
-        });
+        const bounds = { timeout: owed ? 1 : Math.min(left, kGetSyncPoll) };
+        if (word === undefined) blockUntil(mine, kPushed, () => Atomics.load(mine, kPushed) !== pushed, bounds);
+        else
+          blockUntil(
+            cells,
+            kMail,
+            () => Atomics.load(cells, kMail) !== word || Atomics.load(mine, kPushed) !== pushed,
+            bounds,
+          );
       }
     } finally {
       Atomics.store(mine, kSyncGetting, 0);
+      this.gets.withdrawSync();
     }
   }
 
@@ -213,7 +233,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     this.shared = true;
     this.puts.flush(); // what we put before the handover comes before what the receiver puts
     const { port1, port2 } = new MessageChannel();
-    const holderCells = newHolderCells();
+    const holderCells = newHolderCells(this.queueCells);
     const ring = this.joinable ? newLeaseRing() : null;
     // Until the hub has handled this Attach, the new holder's puts count in kReserved and in cells the hub
     // cannot see yet: it must not settle meanwhile (see protocol.ts).

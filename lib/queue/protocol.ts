@@ -35,11 +35,15 @@
 //   | handover    | flushes; kAttaching += 1; a new channel; Attach    | a new Holder; kAttaching -= 1              |
 //   |             | {port, cells, ring} -> B; the other port travels   |                                            |
 //   | lease ring  | a full ring: a new ring, Leases{ring} -> B         | reads leases from the new ring             |
+//   | hand-off    | a get waiting on an empty queue opens the mailbox; | (nothing: the item never reaches the hub)  |
+//   |             | a put into the empty queue fills it (cells.ts)     |                                            |
+//   | orphaned    | owed an item no get of it waits for: Orphaned      | Wake to every holder                       |
 //   | close       | flushes; Close; closes its port                    | depart (below)                             |
 //   | depart      | (closed, exited, terminated, or collected)         | takes off what it counted and never sent;  |
 //   |             |                                                    | queues again what it claimed and was not   |
 //   |             |                                                    | done with (a fetch; a JoinableQueue's      |
-//   |             |                                                    | leases); forgets the queue with no holders |
+//   |             |                                                    | leases); forgets the queue with no holders;|
+//   |             |                                                    | repairs the hand-off (cells.ts), Wake      |
 //
 // Cells, who writes and reads them, and the tests that guard each (hub.test = test/queue/hub.test.ts, which
 // drives the hub's repairs directly; the others are test/*.test.ts):
@@ -88,8 +92,10 @@ export const Op = {
   Attach: 'attach', // a new holder of this queue (its port travels in the message)
   Leases: 'leases', // my lease ring is full: read my leases from this new one
   Close: 'close', // this holder will send nothing more; its port closes next
+  Orphaned: 'orphaned', // an item handed over to me is an orphan now (cells.ts, "The hand-off"): wake the others
   // hub -> holder
   Items: 'items', // items with indexes [base, base + n); `deferred`: only a placeholder, Fetch it when claimed
+  Wake: 'wake', // look at the queue's cells again: an orphaned hand-off item waits for the next get
   // a thread -> the hub, on the thread's own port to it
   Create: 'create', // a new queue with its cells and its first holder
   Adopt: 'adopt', // a port for a child thread: serve it as you serve me
@@ -128,6 +134,9 @@ export interface LeasesMessage {
 export interface CloseMessage {
   op: typeof Op.Close;
 }
+export interface OrphanedMessage {
+  op: typeof Op.Orphaned;
+}
 export type HolderMessage =
   | PutMessage
   | WantMessage
@@ -135,7 +144,8 @@ export type HolderMessage =
   | ReleaseMessage
   | AttachMessage
   | LeasesMessage
-  | CloseMessage;
+  | CloseMessage
+  | OrphanedMessage;
 
 /** `fetched`: the answer to a Fetch (n 0: the hub does not have it, a bug). */
 export interface ItemsMessage {
@@ -146,7 +156,10 @@ export interface ItemsMessage {
   deferred?: boolean;
   fetched?: boolean;
 }
-export type HubMessage = ItemsMessage;
+export interface WakeMessage {
+  op: typeof Op.Wake;
+}
+export type HubMessage = ItemsMessage | WakeMessage;
 
 /** What the hub needs to serve one holder. */
 export interface HolderWire {

@@ -20,12 +20,14 @@ import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOp
 import { blockUntil, waitForCell } from '../shared-wait.ts';
 import { Encoder, type LoneItem } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
-import { kClaimed, reserve, size, unreserve } from './cells.ts';
+import { handOff, kClaimed, kMail, MailState, reserve, size, unreserve } from './cells.ts';
 import { Op, type HolderMessage } from './protocol.ts';
 
 /** Items per batch, and bytes per batch, past which put() hands the batch over at once. */
 const kBatchItems = 1024;
 const kBatchBytes = 1 << 20;
+/** Loads of kMail a put into an empty queue makes, waiting for a getter's offer (about 1 µs). */
+const kHandOffSpin = 256;
 /** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
 const kMaxTimer = 0x7fffffff;
 
@@ -45,6 +47,8 @@ export interface PutHolder {
   readonly holderCells: Int32Array;
   readonly maxsize: number;
   readonly joinable: boolean;
+  /** Puts may hand items straight to a waiting get (cells.ts, "The hand-off"). */
+  readonly handsOff: boolean;
   post(message: HolderMessage, transfer?: readonly unknown[]): void;
   /** Something to wait for started or ended: the holder decides whether its port keeps the program alive. */
   updateRef(): void;
@@ -86,14 +90,20 @@ export class PutSide {
     const holder = this.#holder;
     // The hot path of a plain `await q.put(x)` loop: no options to check, a slot free, nobody ahead.
     if (options === undefined && this.#blocked.length === 0 && !holder.closed) {
-      if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
-        try {
-          this.#add(item, undefined);
-        } catch (error) {
-          return Promise.reject(error);
+      let lone: LoneItem | undefined;
+      try {
+        const handed = this.#handOff(item);
+        if (handed === true) return resolved;
+        lone = handed;
+        if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
+          if (lone === undefined) this.#add(item, undefined);
+          else this.#addCaptured(lone);
+          return resolved;
         }
-        return resolved;
+      } catch (error) {
+        return Promise.reject(error);
       }
+      if (lone !== undefined) return this.#waitInLine(lone, Infinity, undefined);
     }
     let timeout: number, signal: AbortSignal | undefined, transfer: unknown[] | undefined;
     try {
@@ -109,44 +119,70 @@ export class PutSide {
       }
       if (timeout === 0) throw new Full();
       // Captured now, so the value is still the one of this call when a slot frees up.
-      const lone = captureItem(item, transfer);
-      return new Promise<void>((resolve, reject) => {
-        const blocked: BlockedPut = {
-          item: lone,
-          resolve,
-          reject,
-          timer: undefined,
-          signal,
-          onAbort: undefined,
-          gone: new AbortController(),
-        };
-        if (timeout !== Infinity && timeout <= kMaxTimer) {
-          blocked.timer = setTimeout(
-            () => this.#leaveLine(blocked, new Full(`queue is full: put() timed out after ${timeout} ms`)),
-            timeout,
-          );
-        }
-        if (signal !== undefined) {
-          const aborting = signal;
-          blocked.onAbort = () => this.#leaveLine(blocked, aborting.reason);
-          aborting.addEventListener('abort', blocked.onAbort, { once: true });
-        }
-        this.#blocked.push(blocked);
-        if (!this.#draining) void this.#drainBlocked();
-      });
+      return this.#waitInLine(captureItem(item, transfer), timeout, signal);
     } catch (error) {
       return Promise.reject(error);
     }
   }
 
+  /** A put whose item is captured waits for a slot, behind the puts already waiting. */
+  #waitInLine(lone: LoneItem, timeout: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const blocked: BlockedPut = {
+        item: lone,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+        gone: new AbortController(),
+      };
+      if (timeout !== Infinity && timeout <= kMaxTimer) {
+        blocked.timer = setTimeout(
+          () => this.#leaveLine(blocked, new Full(`queue is full: put() timed out after ${timeout} ms`)),
+          timeout,
+        );
+      }
+      if (signal !== undefined) {
+        const aborting = signal;
+        blocked.onAbort = () => this.#leaveLine(blocked, aborting.reason);
+        aborting.addEventListener('abort', blocked.onAbort, { once: true });
+      }
+      this.#blocked.push(blocked);
+      if (!this.#draining) void this.#drainBlocked();
+    });
+  }
+
   putNowait(item: unknown): void {
     const holder = this.#holder;
     holder.checkOpen();
-    if (this.#blocked.length > 0 || !reserve(holder.queueCells, holder.holderCells, holder.maxsize)) throw new Full();
-    this.#add(item, undefined);
+    if (this.#blocked.length > 0) throw new Full();
+    const handed = this.#handOff(item);
+    if (handed === true) return;
+    if (!reserve(holder.queueCells, holder.holderCells, holder.maxsize)) throw new Full();
+    if (handed === undefined) this.#add(item, undefined);
+    else this.#addCaptured(handed);
   }
 
-  /** Hands every item this holder put so far to the hub. */
+  /**
+   * Hands `item` straight to a get that waits (cells.ts, "The hand-off") when one has offered and the queue is
+   * empty: true once done. Otherwise undefined, or the item captured on the way (the caller puts that). Throws
+   * what capturing throws.
+   */
+  #handOff(item: unknown): true | LoneItem | undefined {
+    const holder = this.#holder;
+    const q = holder.queueCells;
+    // Items of ours in the batch are counted, so the queue is not empty: the common case of a put loop, decided
+    // without reading kClaimed (the consumers' cache line).
+    if (!holder.handsOff || (this.#encoder !== undefined && this.#encoder.count > 0)) return undefined;
+    // An empty queue: a getter may be on its way back to wait (a round trip), so look for its offer a little
+    // while (about 1 µs; blocking queue round trips measured 80 µs p50 without, 16 µs with).
+    for (let i = 0; i < kHandOffSpin && Atomics.load(q, kMail) === MailState.Empty && size(q) === 0; i++);
+    if ((Atomics.load(q, kMail) & 3) !== MailState.Open || size(q) !== 0) return undefined;
+    const lone = captureItem(item);
+    return lone.carrying === Carrying.Nothing && handOff(q, holder.holderCells, lone.batch) ? true : lone;
+  }
+
   /**
    * Adds `item`, blocking the thread while a bounded queue is full (Full after `timeout` ms), and hands it to
    * the hub at once: a thread that blocks may never yield for a later handover.
@@ -161,12 +197,16 @@ export class PutSide {
       );
     }
     const cells = holder.queueCells;
+    const handed = transfer === undefined ? this.#handOff(item) : undefined;
+    if (handed === true) return;
     const reserved = blockUntil(cells, kClaimed, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
     if (!reserved) throw new Full(`queue is full: putSync() timed out after ${timeout} ms`);
-    this.#add(item, transfer);
+    if (handed === undefined) this.#add(item, transfer);
+    else this.#addCaptured(handed);
     this.flush();
   }
 
+  /** Hands every item this holder put so far to the hub. */
   flush(): void {
     if (this.#flushScheduled !== undefined) {
       clearImmediate(this.#flushScheduled);

@@ -42,7 +42,7 @@ export const kCarryBytes = 64 << 10;
 /** Shapes an encoder learns, at most: objects used as maps (keys that never repeat) must not fill memory. */
 const kShapesPerEncoder = 512;
 /** A finished batch's buffers at least this large are moved (transferred) rather than copied. */
-const kMoveBytes = 16 << 10;
+const kMoveBytes = 2 << 10;
 /** Batches of at most this many items carry their offsets as a plain array. */
 const kArrayOffsets = 16;
 /** The first buffer of an encoder that has not been told otherwise; it grows as needed. */
@@ -278,8 +278,9 @@ export class Encoder {
     this.#varint(this.#n);
     const bytes = this.#u8.slice(0, this.#pos).buffer;
     // A few offsets travel as a plain array, and small buffers are copied rather than moved: each ArrayBuffer
-    // in a message costs an allocation on both sides, and a transfer costs more than copying a few KiB (bench
-    // of 2026-12-03: a hub round trip of one int, 4 posts, took 50 µs with two small buffers, 46 with one).
+    // in a message costs an allocation on both sides, and a transfer costs more than a small copy (2026-12-03:
+    // a hub round trip of one int, 4 posts, took 50 µs with two small buffers, 46 with one; a batch of 1,024
+    // ints, about 5 KiB, went faster moved than copied).
     const offsets =
       this.#n <= kArrayOffsets ? Array.from(this.#offsets.subarray(0, this.#n)) : this.#offsets.slice(0, this.#n);
     const batch: Batch = { n: this.#n, bytes, offsets, refs: this.#refs, scalars: this.#scalars };
