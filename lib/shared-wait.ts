@@ -19,6 +19,8 @@ interface Bounds {
   timeout: number;
   /** Longest single sleep (a lock re-checks whether its holder died this often). */
   slice?: number;
+  /** waitUntil: false when the caller keeps the program alive itself (a ref'd port), so no timer is needed. */
+  keepAlive?: boolean;
 }
 
 /**
@@ -30,13 +32,13 @@ export async function waitUntil(
   cells: Int32Array,
   index: number,
   attempt: () => boolean,
-  { timeout, slice = Infinity }: Bounds,
+  { timeout, slice = Infinity, keepAlive: keepingAlive = true }: Bounds,
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
   if (attempt()) return true;
   if (signal?.aborted) throw signal.reason;
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
-  const keepAlive = setInterval(() => {}, kForever);
+  const keepAlive = keepingAlive ? setInterval(() => {}, kForever) : undefined;
   let onAbort: (() => void) | undefined;
   const aborted =
     signal === undefined

@@ -585,6 +585,18 @@ contract('a blocked put leaves the line on its own timeout or signal, wherever i
   q.close();
 });
 
+contract('when the put at the head of the line gives up, the one behind it gets the next slot', async () => {
+  const q = open(new Queue<number>({ maxsize: 1 }));
+  q.putNowait(0);
+  const head = q.put(1, { timeout: 30 });
+  const behind = later(q.put(2));
+  await rejectsWithin(head, Full, 5_000, 'the head timing out');
+  assert.is(await q.get(), 0);
+  await behind;
+  assert.is(await q.get({ timeout: 5_000 }), 2);
+  assert.is(q.qsize(), 0);
+});
+
 contract('get() and put() honour an AbortSignal', async () => {
   const q = open(new Queue<number>());
   const ac = new AbortController();

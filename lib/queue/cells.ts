@@ -41,6 +41,8 @@ export const kMailLength = 50;
 export const kMailFlags = 51;
 /** The opener's thread (sync/threads.ts: `me`), written after its offer opened: others may take an item left to a dead thread. */
 export const kMailThread = 52;
+/** Puts waiting for room in a bounded queue, in any thread: while it is above 0, a claim notifies kClaimed. */
+export const kRoomWaiters = 53;
 export const kQueueCells = 64;
 /** The hand-off item's bytes follow the queue cells, in the same buffer. */
 export const kMailOffset = kQueueCells * Int32Array.BYTES_PER_ELEMENT;
@@ -164,7 +166,8 @@ export function wakeJoiners(q: Int32Array): void {
 /** Claims index `next` (the value read from kClaimed): true if this caller got it. Wakes blocked puts. */
 export function claim(q: Int32Array, next: number, maxsize: number): boolean {
   if (Atomics.compareExchange(q, kClaimed, next, (next + 1) | 0) !== next) return false;
-  if (maxsize > 0) Atomics.notify(q, kClaimed);
+  // A waiter counts itself before it reads kClaimed to wait on it, so either it sees this claim or we see it.
+  if (maxsize > 0 && Atomics.load(q, kRoomWaiters) > 0) Atomics.notify(q, kClaimed);
   return true;
 }
 

@@ -17,10 +17,10 @@
 import { ErrorCode, Full, ProcessError } from '../errors.ts';
 import { abort, captureItem, commit, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from '../options.ts';
-import { blockUntil, waitForCell } from '../shared-wait.ts';
+import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { Encoder, type LoneItem } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
-import { handOff, kClaimed, kMail, MailState, reserve, size, unreserve } from './cells.ts';
+import { handOff, kClaimed, kMail, kRoomWaiters, MailState, reserve, size, unreserve } from './cells.ts';
 import { Op, type HolderMessage } from './protocol.ts';
 
 /** Items per batch, and bytes per batch, past which put() hands the batch over at once. */
@@ -63,8 +63,6 @@ interface BlockedPut {
   timer: NodeJS.Timeout | undefined;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
-  /** Aborted when the put leaves the line without a slot: wakes the drain loop if it waits for this one. */
-  gone: AbortController;
 }
 
 const resolved = Promise.resolve();
@@ -135,7 +133,6 @@ export class PutSide {
         timer: undefined,
         signal,
         onAbort: undefined,
-        gone: new AbortController(),
       };
       if (timeout !== Infinity && timeout <= kMaxTimer) {
         blocked.timer = setTimeout(
@@ -199,7 +196,13 @@ export class PutSide {
     const cells = holder.queueCells;
     const handed = transfer === undefined ? this.#handOff(item) : undefined;
     if (handed === true) return;
-    const reserved = blockUntil(cells, kClaimed, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
+    Atomics.add(cells, kRoomWaiters, 1);
+    let reserved: boolean;
+    try {
+      reserved = blockUntil(cells, kClaimed, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
+    } finally {
+      Atomics.sub(cells, kRoomWaiters, 1);
+    }
     if (!reserved) throw new Full(`queue is full: putSync() timed out after ${timeout} ms`);
     if (handed === undefined) this.#add(item, transfer);
     else this.#addCaptured(handed);
@@ -225,6 +228,7 @@ export class PutSide {
       this.#settle(blocked);
       blocked.reject(error);
     }
+    Atomics.notify(this.#holder.queueCells, kClaimed); // ends the drain loop's wait
   }
 
   /** Adds an item whose slot is reserved: into the batch, or alone if it moves things. */
@@ -299,16 +303,20 @@ export class PutSide {
           }
           continue;
         }
+        // Until a slot frees up or the head leaves the line (its timeout, its signal, close(): #leaveLine()
+        // notifies). This holder's port keeps the program alive meanwhile (updateRef), so no timer has to.
+        const q = holder.queueCells;
+        Atomics.add(q, kRoomWaiters, 1);
         try {
-          await waitForCell(
-            holder.queueCells,
+          await waitUntil(
+            q,
             kClaimed,
-            () => size(holder.queueCells) < holder.maxsize,
-            Infinity,
-            head.gone.signal,
+            () => size(q) < holder.maxsize || this.#blocked[0] !== head,
+            { timeout: Infinity, keepAlive: false },
+            undefined,
           );
-        } catch {
-          // The head left the line (timeout, abort, close): serve the next one.
+        } finally {
+          Atomics.sub(q, kRoomWaiters, 1);
         }
       }
     } finally {
@@ -324,12 +332,12 @@ export class PutSide {
     this.#blocked.splice(i, 1);
     this.#settle(blocked);
     blocked.reject(error);
+    if (i === 0) Atomics.notify(this.#holder.queueCells, kClaimed); // the drain loop waits for the head
     this.#holder.updateRef();
   }
 
   #settle(blocked: BlockedPut): void {
     if (blocked.timer !== undefined) clearTimeout(blocked.timer);
     if (blocked.onAbort !== undefined) blocked.signal!.removeEventListener('abort', blocked.onAbort);
-    blocked.gone.abort();
   }
 }
