@@ -69,7 +69,16 @@
 //   | kLeaseHead, | its holder (claimLeased,   | hub (trim, depart)   | hub.test "JoinableQueue: ..." (four cases);   |
 //   | kLeaseTail, | taskDone)                  |                      | joinable-queue.test "taskDone() acknowledges  |
 //   | kLeasing    |                            |                      | the oldest item this handle got"              |
+//   | kSyncGetting| its holder (getSync)       | hub (push)           | blocking.test "two blocking consumers share"  |
+//   | kPushed     | hub (push, wake)           | its holder (getSync) | blocking.test "20,000 blocking round trips"   |
+//   | kRoomWaiters| puts waiting for room      | claim (notify or not)| queue.test "when the put at the head ..."     |
+//   | kHolderIds, | newHolderCells(q)          | hand-off, hub        | hub.test "the hand-off: ..." (three cases)    |
+//   | kHolderId   |                            | (repairMail)         |                                               |
+//   | kMail,      | getters (open, withdraw,   | producers, getters,  | hand-off.test (four cases); hub.test "the     |
+//   | kMailProducer| take), producers (handOff),| hub (repairMail)     | hand-off: ..."; reliability/faults.test "20   |
+//   | kMailThread | hub (repairMail)           |                      | consumers terminated in get() ..."            |
 //
+// The hand-off, a put straight to a waiting get past the hub, is argued in cells.ts ("The hand-off").
 // settle(), argued. A holder stopped between the two steps of reserve() (kReserved, then kPutCount) leaves
 // kReserved one higher than the counts the hub can see, for good. The hub knows this happened (kCounting was 1
 // when the holder departed) but not in which direction, so it recomputes kReserved from first principles:
