@@ -11,7 +11,6 @@
 // Counts and indexes wrap around at 2^32: compare them with diff(), never directly. A thread can be stopped
 // (terminate()) between any two atomic steps, so every pair of steps below is ordered so that a stop between
 // them either loses nothing or leaves a trace (kCounting, kFetching, kLeasing) the hub can repair from.
-import { isDead, me, threadOf } from '../sync/threads.ts';
 import type { Batch } from '../wire/format.ts';
 
 // ---- queue cells --------------------------------------------------------------------------------------
@@ -39,10 +38,10 @@ export const kMailProducer = 49;
 /** The hand-off item's byte length, and its batch flags (1: refs, 2: scalars). */
 export const kMailLength = 50;
 export const kMailFlags = 51;
-/** The opener's thread (sync/threads.ts: `me`), written after its offer opened: others may take an item left to a dead thread. */
-export const kMailThread = 52;
 /** Puts waiting for room in a bounded queue, in any thread: while it is above 0, a claim notifies kClaimed. */
-export const kRoomWaiters = 53;
+export const kRoomWaiters = 52;
+/** Bumped and notified whenever a get blocked in getSync() may find something: a hand-off, a push to it. */
+export const kBell = 53;
 export const kQueueCells = 64;
 /** The hand-off item's bytes follow the queue cells, in the same buffer. */
 export const kMailOffset = kQueueCells * Int32Array.BYTES_PER_ELEMENT;
@@ -68,14 +67,12 @@ export const kLeaseTail = 7;
 export const kLeasing = 8;
 /**
  * 1 while this holder's thread blocks in getSync(): the hub then slides its window along with the claims and
- * bumps kPushed after each push to it.
+ * rings the queue's kBell after each push to it.
  */
 export const kSyncGetting = 9;
-/** Bumped (and notified) by the hub after it pushed items to a holder in getSync(). */
-export const kPushed = 10;
 /** This holder's number among the queue's holders (kHolderIds); 0 for none (then it takes no part in hand-offs). */
-export const kHolderId = 11;
-export const kHolderCells = 12;
+export const kHolderId = 10;
+export const kHolderCells = 11;
 
 export const FetchState = {
   /** Not fetching. */
@@ -110,9 +107,12 @@ export function diff(a: number, b: number): number {
   return (a - b) | 0;
 }
 
-/** Items in the queue: counted by puts, not yet claimed. Both cells only grow (but for the hub's corrections). */
+/**
+ * Items in the queue: counted by puts and not yet claimed (both cells only grow, but for the hub's
+ * corrections), and one in the hand-off's mailbox.
+ */
 export function size(q: Int32Array): number {
-  return diff(Atomics.load(q, kReserved), Atomics.load(q, kClaimed));
+  return diff(Atomics.load(q, kReserved), Atomics.load(q, kClaimed)) + mailHeld(q);
 }
 
 /** JoinableQueue: items put whose taskDone() has not been called. */
@@ -135,7 +135,7 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
     for (;;) {
       // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
       const reserved = Atomics.load(q, kReserved);
-      if (diff(reserved, Atomics.load(q, kClaimed)) >= maxsize) {
+      if (diff(reserved, Atomics.load(q, kClaimed)) + mailHeld(q) >= maxsize) {
         Atomics.store(h, kCounting, 0);
         return false;
       }
@@ -258,34 +258,42 @@ export function taskDone(q: Int32Array, h: Int32Array): boolean {
 
 // ---- the hand-off ----------------------------------------------------------------------------------------
 //
-// A get that waits on an empty Queue or SimpleQueue (not a JoinableQueue) *opens* the queue's one mailbox for
-// itself: kMail = Open, with its holder's number. A put that finds it open while the queue is empty (size 0:
-// every item counted anywhere is claimed, this producer's own included) takes it (Taken, kMailProducer = its
-// number), writes the item's bytes after the cells and marks it Full: the item goes from the producer's thread
-// to the getter's with one wake-up, never counted in kReserved nor seen by the hub. An item that carries things
-// or does not fit takes the usual way. Per-producer order holds: the producer's earlier items were all claimed
-// when it handed this one over, and its later ones are counted after it.
+// A get that waits on an empty Queue or SimpleQueue (not a JoinableQueue) *opens* the queue's one mailbox:
+// kMail = Open, with its holder's number. A put that finds it open while the queue is empty (size 0: every
+// item counted anywhere is claimed, this producer's own included) takes the producer lock (kMailProducer = its
+// number), moves it to Writing, writes the item's bytes after the cells and marks it Full, then rings: it
+// notifies kMail (gets waiting with Atomics.waitAsync) and kBell (getSync). The item goes from the producer's
+// thread to a getter's with one wake-up, never seen by the hub. An item that carries things or does not fit
+// takes the usual way.
 //
-//   Empty --open (a getter)--> Open(o) --take (a producer)--> Taken(o) --fill--> Full(o) --takeMail (o)--> Empty
-//   Open(o) --withdraw (o, or the hub for o)--> Empty
+//   Empty --open (a getter)--> Open(o) --a producer--> Writing(o) --> Full(o) --takeMail (any getter r)-->
+//   Reading(r) --> Empty;            Open(o) --withdraw (o; the hub when o departs)--> Empty
 //
-// Taking the item out is Full -> Taken (by the reader, with kMailProducer 0) -> Empty, so that one reader only
-// copies it. A getter that stops waiting withdraws its offer; if a producer took it first, the item is owed:
-// the timeout or abort loses the race (the get returns it), or, with no get left waiting, it is *orphaned*
-// (Full with holder 0). An orphan, or an item whose getter's thread died (kMailThread), is taken by the next
-// get of any holder, before anything counted: it is still the oldest item, so per-producer order holds.
-// Repairs, by the hub when a holder departs: a producer that died inside a hand-off (kMailProducer is its
-// number: a holder cannot close inside its own synchronous put) leaves Taken, which goes back to Open, its put
-// never having returned; an opener that departs leaves its offer withdrawn, and the item handed to it orphaned
-// (Taken by a producer: once it is filled; Taken by the reader: it died returning the item, which is lost).
+// A Full mailbox is the queue's oldest item, and *any* holder's get takes it before claiming anything counted:
+// the opener is only the one woken first. So an opener that is busy, stops waiting (its timeout fires while the
+// item is being written: the item stays for the next get) or dies holds nothing up, and per-producer order
+// holds: the producer's earlier items were all claimed when it handed this one over, and its later ones are
+// counted after it was Full, so every get that could claim them looks at the mailbox first. size() counts a
+// Writing or Full mailbox, and a bounded queue counts it against maxsize. Reading is a state of its own, so that
+// one reader only copies the item, and so that the hub tells a dead reader (the item it was returning is lost
+// with it, as for any get) from a dead producer. Repairs, by the hub when a holder departs: a producer that died
+// inside a hand-off (kMailProducer is its number: a holder cannot close inside its own synchronous put) leaves
+// Writing, which is emptied (its put never returned) and the lock freed; an opener's offer is withdrawn; a
+// reader's Reading is emptied.
 
-export const MailState = { Empty: 0, Open: 1, Taken: 2, Full: 3 } as const;
-/** Holder numbers wrap within 30 bits (kMail keeps two bits for the state). */
-const kMaxHolderId = 0x3fffffff;
+export const MailState = { Empty: 0, Open: 1, Writing: 2, Full: 3, Reading: 4 } as const;
+/** Holder numbers wrap within 29 bits (kMail keeps three bits for the state). */
+const kMaxHolderId = 0x1fffffff;
 
 /** kMail's value for holder number `id` in `state`. */
 export function mailWord(id: number, state: number): number {
-  return (id << 2) | state;
+  return (id << 3) | state;
+}
+
+/** The mailbox holds an item, or one is being written to it: it counts in the queue's size. */
+export function mailHeld(q: Int32Array): number {
+  const state = Atomics.load(q, kMail) & 7;
+  return state === MailState.Writing || state === MailState.Full ? 1 : 0;
 }
 
 /** Open: an empty queue's getter offers the hand-off; true once this holder's offer is open (now or before). */
@@ -294,26 +302,13 @@ export function openMail(q: Int32Array, h: Int32Array): boolean {
   if (id === 0) return false;
   const open = mailWord(id, MailState.Open);
   const was = Atomics.compareExchange(q, kMail, MailState.Empty, open);
-  if (was === MailState.Empty) Atomics.store(q, kMailThread, me);
   return was === MailState.Empty || was === open;
 }
 
-/** True when this holder's mailbox holds an item or one is being written to it. */
-export function mailOwed(q: Int32Array, h: Int32Array): boolean {
-  const word = Atomics.load(q, kMail);
-  return word >>> 2 === Atomics.load(h, kHolderId) && (word & 3) >= MailState.Taken;
-}
-
-/** Withdraws this holder's open offer. False when a producer took it (the item is this holder's). */
-export function withdrawMail(q: Int32Array, h: Int32Array): boolean {
-  const id = Atomics.load(h, kHolderId);
-  const open = mailWord(id, MailState.Open);
-  if (Atomics.compareExchange(q, kMail, open, MailState.Empty) === open) {
-    Atomics.notify(q, kMail); // ends this thread's own pending waitAsync on it
-    return true;
-  }
-  const word = Atomics.load(q, kMail);
-  return word >>> 2 !== id || (word & 3) < MailState.Taken;
+/** Withdraws this holder's open offer, if it still stands (an item already written or being written stays). */
+export function withdrawMail(q: Int32Array, h: Int32Array): void {
+  const open = mailWord(Atomics.load(h, kHolderId), MailState.Open);
+  if (Atomics.compareExchange(q, kMail, open, MailState.Empty) === open) Atomics.notify(q, kMail);
 }
 
 /**
@@ -324,47 +319,42 @@ export function handOff(q: Int32Array, h: Int32Array, batch: Batch): boolean {
   const n = batch.bytes.byteLength;
   const id = Atomics.load(h, kHolderId);
   const offer = Atomics.load(q, kMail);
-  if (n > kMailBytes || id === 0 || (offer & 3) !== MailState.Open) return false;
+  if (n > kMailBytes || id === 0 || (offer & 7) !== MailState.Open) return false;
   if (Atomics.compareExchange(q, kMailProducer, 0, id) !== 0) return false;
-  if (Atomics.compareExchange(q, kMail, offer, offer + 1) !== offer) {
+  const opener = offer >>> 3;
+  if (Atomics.compareExchange(q, kMail, offer, mailWord(opener, MailState.Writing)) !== offer) {
     Atomics.store(q, kMailProducer, 0);
     return false;
   }
   new Uint8Array(q.buffer, kMailOffset, n).set(new Uint8Array(batch.bytes));
   Atomics.store(q, kMailLength, n);
   Atomics.store(q, kMailFlags, (batch.refs ? 1 : 0) | (batch.scalars ? 2 : 0));
-  Atomics.store(q, kMail, offer + 2); // Full: the bytes above are visible to whoever sees this
-  Atomics.notify(q, kMail);
+  Atomics.store(q, kMail, mailWord(opener, MailState.Full)); // the bytes above are visible to whoever sees this
   Atomics.store(q, kMailProducer, 0);
+  ring(q);
   return true;
 }
 
-/**
- * The item in holder `id`'s full mailbox, or an orphan, or one whose getter's thread died; the mailbox
- * empties. A copy: the next hand-off reuses the bytes.
- */
+/** Wakes every get that waits on this queue, asynchronously (kMail) or blocked (kBell). */
+export function ring(q: Int32Array): void {
+  Atomics.notify(q, kMail);
+  Atomics.add(q, kBell, 1);
+  Atomics.notify(q, kBell);
+}
+
+/** The item in the mailbox, if it is full (whoever opened it), taken by holder `id`; the mailbox empties. */
 export function takeMail(q: Int32Array, id: number): Batch | undefined {
   const word = Atomics.load(q, kMail);
-  if ((word & 3) !== MailState.Full) return undefined;
-  const owner = word >>> 2;
-  const stolen = owner !== id;
-  if (stolen && owner !== 0 && !isDead(threadOf(Atomics.load(q, kMailThread)))) return undefined;
-  if (Atomics.compareExchange(q, kMail, word, mailWord(id, MailState.Taken)) !== word) return undefined;
+  if ((word & 7) !== MailState.Full) return undefined;
+  const reading = mailWord(id, MailState.Reading);
+  if (Atomics.compareExchange(q, kMail, word, reading) !== word) return undefined;
   const n = Atomics.load(q, kMailLength);
   const flags = Atomics.load(q, kMailFlags);
-  const bytes = new ArrayBuffer(n);
+  const bytes = new ArrayBuffer(n); // a copy: the next hand-off reuses the mailbox
   new Uint8Array(bytes).set(new Uint8Array(q.buffer, kMailOffset, n));
-  Atomics.store(q, kMail, MailState.Empty);
-  if (stolen) Atomics.notify(q, kMail);
+  Atomics.compareExchange(q, kMail, reading, MailState.Empty);
+  if (word >>> 3 !== id) Atomics.notify(q, kMail); // its opener may be watching: it offers again
   return { n: 1, bytes, offsets: [8], refs: (flags & 1) !== 0, scalars: (flags & 2) !== 0 };
-}
-
-/** An item owed to holder `id` that no get of it waits for any more: any holder's next get takes it. */
-export function orphanMail(q: Int32Array, id: number): boolean {
-  const full = mailWord(id, MailState.Full);
-  if (Atomics.compareExchange(q, kMail, full, MailState.Full) !== full) return false;
-  Atomics.notify(q, kMail);
-  return true;
 }
 
 // ---- the hub's corrections -----------------------------------------------------------------------------

@@ -19,7 +19,6 @@
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug, describe, Empty } from '../errors.ts';
 import { checkWaitOptions, type WaitOptions } from '../options.ts';
-import { blockUntil } from '../shared-wait.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { batchByteLength } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
@@ -36,10 +35,8 @@ import {
   kReply,
   leaseRoom,
   MailState,
-  mailOwed,
-  mailWord,
+  mailHeld,
   openMail,
-  orphanMail,
   size,
   takeMail,
   unpin,
@@ -52,6 +49,8 @@ const kWindowItems = 4096;
 const kFirstWindow = 64;
 /** ... and about how many bytes (the window shrinks for big items). */
 const kWindowBytes = 4 << 20;
+/** Longest wait of a watch on the hand-off's mailbox before it looks again (ms). */
+const kWatchMs = 1_000;
 /** How long getNowait() may block its thread for the hub's answer. */
 const kNowaitReplyMs = 5_000;
 
@@ -150,21 +149,18 @@ export class GetSide {
     this.#holder.flushPuts();
     return wait<unknown>(
       (waiter) => {
-        // A timeout or abort that comes after a put took this holder's offer for this get loses the race.
-        if (this.#holder.handsOff)
-          waiter.decided = () => {
-            if (this.#waiters[0] !== waiter || !mailOwed(this.#holder.queueCells, this.#holder.holderCells))
-              return false;
-            waiter.committed = true;
-            return true;
-          };
+        // A timeout or abort that finds a handed-over item in the mailbox loses the race: the get takes it.
+        if (this.#holder.handsOff) waiter.decided = () => this.#takeMailFor(waiter);
         this.#waiters.push(waiter);
         this.serve();
         return () => {
           const i = this.#waiters.indexOf(waiter);
           if (i !== -1) this.#waiters.splice(i, 1);
           // The last get stopped waiting (timeout, abort): no put may hand this holder an item any more.
-          if (this.#waiters.length === 0 && this.#fetching === undefined) this.#withdraw();
+          if (this.#waiters.length === 0 && this.#fetching === undefined) {
+            this.#withdraw();
+            this.#unwatch();
+          }
           this.#holder.updateRef();
         };
       },
@@ -288,44 +284,63 @@ export class GetSide {
         break;
       }
     }
-    if (this.#waiters.length === 0 && this.#fetching === undefined) this.#withdraw();
+    if (this.#waiters.length === 0 && this.#fetching === undefined) {
+      this.#withdraw();
+      this.#unwatch();
+    }
     this.#holder.updateRef();
   }
 
-  /** A get waits on an empty queue: offer the hand-off, and watch for the item. */
+  /** A get waits on an empty queue: offer the hand-off, and watch the mailbox (a put into it rings every get). */
   #offer(): void {
     const holder = this.#holder;
     if (!holder.handsOff || this.#kept.length > 0) return;
-    if (size(holder.queueCells) === 0 && openMail(holder.queueCells, holder.holderCells)) this.#offered = true;
-    if (this.#offered) this.#watchMail();
+    const q = holder.queueCells;
+    const empty = size(q) === 0;
+    if (empty && openMail(q, holder.holderCells)) this.#offered = true;
+    // Otherwise what comes is on its way through the hub (its push wakes us), unless it is in the mailbox.
+    if (empty || mailHeld(q)) this.#watchMail();
   }
 
-  /** No get waits any more: withdraw the offer; an item a put handed over at that moment is orphaned. */
+  /** No get waits any more: a pending watch ends now (a notify), so that it holds nothing alive. */
+  #unwatch(): void {
+    if (this.#watching) Atomics.notify(this.#holder.queueCells, kMail);
+  }
+
+  /** No get waits any more: withdraw the offer (an item written into the mailbox meanwhile stays for any get). */
   #withdraw(): void {
-    const holder = this.#holder;
-    if (!this.#offered || holder.closed) return;
-    if (withdrawMail(holder.queueCells, holder.holderCells)) {
-      this.#offered = false;
-      return;
-    }
-    if (!this.#orphan()) this.#watchMail(); // being written: back here when it is
+    if (!this.#offered) return;
+    this.#offered = false;
+    withdrawMail(this.#holder.queueCells, this.#holder.holderCells);
   }
 
-  /** The item owed to this holder, which no get of it waits for: any holder's next get takes it. */
-  #orphan(): boolean {
-    if (!orphanMail(this.#holder.queueCells, this.#id)) return false;
+  /** The oldest waiting get takes a handed-over item now, if one is in the mailbox (its timeout or abort came). */
+  #takeMailFor(waiter: Waiter<unknown>): boolean {
+    if (this.#waiters[0] !== waiter || this.#fetching !== undefined || this.#kept.length > 0) return false;
+    const batch = takeMail(this.#holder.queueCells, this.#id);
+    if (batch === undefined) return false;
     this.#offered = false;
-    this.#holder.post({ op: Op.Orphaned });
+    this.#waiters.shift();
+    let value: unknown;
+    try {
+      value = new BatchReader(batch).item(0);
+    } catch (error) {
+      waiter.reject(error);
+      return true;
+    }
+    waiter.resolve(value);
     return true;
   }
 
-  /** Serves again when kMail moves on from the state it is in now, for this holder (open, or being written). */
+  /**
+   * Serves again when kMail changes (or after kWatchMs, so that a watch no get needs any more ends by itself
+   * and holds nothing alive). At most one watch per holder.
+   */
   #watchMail(): void {
     if (this.#watching) return;
     const q = this.#holder.queueCells;
     const word = Atomics.load(q, kMail);
-    if (word >>> 2 !== this.#id) return;
-    const result = (word & 3) === MailState.Full ? undefined : Atomics.waitAsync(q, kMail, word);
+    const result = (word & 7) === MailState.Full ? undefined : Atomics.waitAsync(q, kMail, word, kWatchMs);
     this.#watching = true;
     if (result === undefined || !result.async) queueMicrotask(this.#onMail);
     else void result.value.then(this.#onMail);
@@ -336,38 +351,22 @@ export class GetSide {
     if (!this.#holder.closed) this.serve();
   };
 
-  /**
-   * For getSync(): offers the hand-off if the queue is empty. Returns the kMail word to sleep on while the offer
-   * stands, or undefined when there is none.
-   */
-  offerSync(): number | undefined {
+  /** For getSync(): offers the hand-off if the queue is empty (it then sleeps on kBell, which a put rings). */
+  offerSync(): void {
     const holder = this.#holder;
-    if (!holder.handsOff || this.#kept.length > 0 || size(holder.queueCells) !== 0) return undefined;
-    if (!openMail(holder.queueCells, holder.holderCells)) return undefined;
-    this.#offered = true;
-    return mailWord(this.#id, MailState.Open);
+    if (!holder.handsOff || this.#kept.length > 0 || size(holder.queueCells) !== 0) return;
+    if (openMail(holder.queueCells, holder.holderCells)) this.#offered = true;
   }
 
-  /** For getSync(): it ends; as #withdraw(), blocking while a producer finishes writing an item handed over. */
+  /** For getSync(): it ends. */
   withdrawSync(): void {
-    const holder = this.#holder;
-    const q = holder.queueCells;
-    while (this.#offered && !holder.closed) {
-      if (withdrawMail(q, holder.holderCells)) {
-        this.#offered = false;
-        return;
-      }
-      if (this.#orphan()) return;
-      const taken = mailWord(this.#id, MailState.Taken);
-      blockUntil(q, kMail, () => Atomics.load(q, kMail) !== taken, { timeout: Infinity, slice: 1 });
-    }
+    this.#withdraw();
   }
 
   /** The holder closed: waiting gets reject with `error`. An item being fetched goes back to the queue (the hub sees the claim when the port closes). */
   close(error: unknown): void {
-    // An item a put handed over stays for the hub, which queues it again when this holder's port closes.
-    if (this.#offered) withdrawMail(this.#holder.queueCells, this.#holder.holderCells);
-    this.#offered = false;
+    this.#withdraw();
+    this.#unwatch();
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     this.#fetching?.reject(error);
     this.#fetching = undefined;
@@ -381,7 +380,7 @@ export class GetSide {
     if (this.#kept.length > 0) return { kind: 'item', value: this.#kept.shift() };
     const holder = this.#holder;
     const q = holder.queueCells;
-    // An item handed over (to us, or orphaned) comes before anything counted: it was put when the queue was empty.
+    // A handed-over item (whoever's get it woke) comes before anything counted: it was put when the queue was empty.
     const mail = holder.handsOff ? takeMail(q, this.#id) : undefined;
     if (mail !== undefined) {
       this.#offered = false;
@@ -451,7 +450,6 @@ export class GetSide {
   }
 
   #receive(message: HubMessage): void {
-    if (message.op === Op.Wake) return; // serve() looks again, after this
     if (message.op !== Op.Items) throw bug(`queue: unknown message from the hub ${describe(message)}`);
     const { base, batch, n } = message;
     if (message.fetched === true) {

@@ -17,13 +17,8 @@ import { blockUntil, waitForCell } from '../shared-wait.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
 import {
   kAttaching,
-  kHolderId,
+  kBell,
   kJoinWake,
-  kMail,
-  MailState,
-  mailOwed,
-  mailWord,
-  kPushed,
   kSyncGetting,
   newHolderCells,
   newLeaseRing,
@@ -146,37 +141,25 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (timeout === Infinity && !this.shared && size(cells) <= 0)
       throw this.#wouldDeadlock('getSync() on an empty queue');
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
-    // While kSyncGetting is 1 the hub slides this holder's window along with the claims and bumps kPushed after
-    // every push to it: an item put anywhere, or queued again by the hub, reaches us and wakes us. On an empty
-    // queue we also offer the hand-off and sleep on kMail: a put fills it, or the hub withdraws it as it pushes.
+    // While kSyncGetting is 1 the hub slides this holder's window along with the claims and rings the queue's
+    // kBell after every push to it; a put into the mailbox rings it too (and on an empty queue we offer the
+    // hand-off). So we sleep on kBell, read before each look: a ring after the look changes it, none is missed.
     Atomics.store(mine, kSyncGetting, 1);
     try {
       for (;;) {
-        // Read before looking: a push after the look changes it (the hub posts, then bumps), so none is missed.
-        const pushed = Atomics.load(mine, kPushed);
+        const bell = Atomics.load(cells, kBell);
         try {
           return this.gets.takeNow();
         } catch (error) {
           if (!(error instanceof Empty)) throw error;
         }
         const left = deadline - performance.now();
-        // An item already handed over to us is ours, timeout or not: it is being written.
-        const owed = mailOwed(cells, mine);
-        if (left <= 0 && !owed) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
+        if (left <= 0) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
         this.gets.coverNext();
-        // Owed: sleep while it is being written (Full: look again at once).
-        const word = owed ? mailWord(Atomics.load(mine, kHolderId), MailState.Taken) : this.gets.offerSync();
+        this.gets.offerSync();
         // A slice, to look again at a window that other consumers' claims left behind (the hub slides it only
         // when it pushes).
-        const bounds = { timeout: owed ? 1 : Math.min(left, kGetSyncPoll) };
-        if (word === undefined) blockUntil(mine, kPushed, () => Atomics.load(mine, kPushed) !== pushed, bounds);
-        else
-          blockUntil(
-            cells,
-            kMail,
-            () => Atomics.load(cells, kMail) !== word || Atomics.load(mine, kPushed) !== pushed,
-            bounds,
-          );
+        blockUntil(cells, kBell, () => Atomics.load(cells, kBell) !== bell, { timeout: Math.min(left, kGetSyncPoll) });
       }
     } finally {
       Atomics.store(mine, kSyncGetting, 0);

@@ -31,18 +31,17 @@ import {
   kCounting,
   kFetchIndex,
   kFetching,
+  kBell,
   kHolderId,
   kMail,
   kMailProducer,
   kPutCount,
   kReply,
-  kPushed,
   kSyncGetting,
   kReserved,
   leasesOf,
   MailState,
   mailWord,
-  orphanMail,
   recount,
   uncount,
 } from './cells.ts';
@@ -98,43 +97,22 @@ class HubQueue {
 
   /**
    * Holder `id` departed: what it left in the hand-off (cells.ts, "The hand-off"). A producer that died inside
-   * one gives the offer back to its getter; an opener's offer is withdrawn, and an item handed to it is queued
-   * again (once it is written, if a producer is writing it now).
+   * one leaves Writing: emptied, its put never having returned; an opener's offer is withdrawn; a reader's
+   * Reading is emptied (the item it was returning went with it). A Full mailbox stays for any get.
    */
   repairMail(id: number): void {
     if (id === 0) return;
     const q = this.cells;
     if (Atomics.load(q, kMailProducer) === id) {
       const word = Atomics.load(q, kMail);
-      if ((word & 3) === MailState.Taken) Atomics.compareExchange(q, kMail, word, word - 1);
+      if ((word & 7) === MailState.Writing) Atomics.compareExchange(q, kMail, word, MailState.Empty);
       Atomics.compareExchange(q, kMailProducer, id, 0);
       Atomics.notify(q, kMail);
     }
-    for (;;) {
-      const word = Atomics.load(q, kMail);
-      if (word >>> 2 !== id) return;
-      const state = word & 3;
-      if (state === MailState.Open) {
-        if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) return;
-      } else if (state === MailState.Full) {
-        if (orphanMail(q, id)) this.wakeAll();
-        return;
-      } else if (Atomics.load(q, kMailProducer) === 0) {
-        // Taken by its reader, which died returning the item: lost with it, as any item a get was returning.
-        if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) return;
-      } else {
-        // Taken by a live producer writing it (a dead one's departure gives it back as Open): look again.
-        setTimeout(() => {
-          if (queues.has(this)) this.repairMail(id);
-        }, 1);
-        return;
-      }
+    for (const state of [MailState.Open, MailState.Reading]) {
+      const word = mailWord(id, state);
+      if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) Atomics.notify(q, kMail);
     }
-  }
-
-  /** Every holder looks at the queue's cells again (an orphaned hand-off item waits for the next get). */
-  wakeAll(): void {
-    for (const holder of this.holders) holder.wake();
   }
 
   /** See protocol.ts, "settle(), argued". */
@@ -298,14 +276,10 @@ class Holder {
       this.port.postMessage(message);
       this.sentTo = base + batch.n;
     }
-    // A holder blocked in getSync() cannot hear the port: wake it once the items are posted (it sleeps on kMail
-    // while it offers the hand-off: withdrawing the offer for it wakes it there).
+    // A holder blocked in getSync() cannot hear the port: ring the queue's bell once the items are posted.
     if (this.sentTo !== from && syncGetting) {
-      Atomics.add(this.cells, kPushed, 1);
-      Atomics.notify(this.cells, kPushed);
-      const open = mailWord(Atomics.load(this.cells, kHolderId), MailState.Open);
-      if (Atomics.compareExchange(queue.cells, kMail, open, MailState.Empty) === open)
-        Atomics.notify(queue.cells, kMail);
+      Atomics.add(queue.cells, kBell, 1);
+      Atomics.notify(queue.cells, kBell);
     }
   }
 
@@ -353,9 +327,6 @@ class Holder {
       case Op.Close:
         this.port.close();
         return;
-      case Op.Orphaned:
-        queue.wakeAll();
-        return;
       default: {
         const unknown: never = message;
         throw bug(`hub: unknown message ${JSON.stringify(unknown)}`);
@@ -379,14 +350,6 @@ class Holder {
     if (transfer.length > 0) entry.gone = true;
     const message: HubMessage = { op: Op.Items, base: index | 0, batch, n: 1, fetched: true };
     this.port.postMessage(message, transfer as never[]);
-  }
-
-  /** Has the holder look at the queue's cells again: a Wake message, and kPushed for one blocked in getSync(). */
-  wake(): void {
-    const message: HubMessage = { op: Op.Wake };
-    this.port.postMessage(message);
-    Atomics.add(this.cells, kPushed, 1);
-    Atomics.notify(this.cells, kPushed);
   }
 
   /** Wakes a holder blocked in getNowait(): everything it asked for is posted. */

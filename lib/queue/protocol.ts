@@ -37,13 +37,12 @@
 //   | lease ring  | a full ring: a new ring, Leases{ring} -> B         | reads leases from the new ring             |
 //   | hand-off    | a get waiting on an empty queue opens the mailbox; | (nothing: the item never reaches the hub)  |
 //   |             | a put into the empty queue fills it (cells.ts)     |                                            |
-//   | orphaned    | owed an item no get of it waits for: Orphaned      | Wake to every holder                       |
 //   | close       | flushes; Close; closes its port                    | depart (below)                             |
 //   | depart      | (closed, exited, terminated, or collected)         | takes off what it counted and never sent;  |
 //   |             |                                                    | queues again what it claimed and was not   |
 //   |             |                                                    | done with (a fetch; a JoinableQueue's      |
 //   |             |                                                    | leases); forgets the queue with no holders;|
-//   |             |                                                    | repairs the hand-off (cells.ts), Wake      |
+//   |             |                                                    | repairs the hand-off (cells.ts)            |
 //
 // Cells, who writes and reads them, and the tests that guard each (hub.test = test/queue/hub.test.ts, which
 // drives the hub's repairs directly; the others are test/*.test.ts):
@@ -70,13 +69,14 @@
 //   | kLeaseTail, | taskDone)                  |                      | joinable-queue.test "taskDone() acknowledges  |
 //   | kLeasing    |                            |                      | the oldest item this handle got"              |
 //   | kSyncGetting| its holder (getSync)       | hub (push)           | blocking.test "two blocking consumers share"  |
-//   | kPushed     | hub (push, wake)           | its holder (getSync) | blocking.test "20,000 blocking round trips"   |
+//   | kBell       | hub (push to a getSync),   | getSync              | blocking.test "20,000 blocking round trips"   |
+//   |             | producers (handOff)        |                      |                                               |
 //   | kRoomWaiters| puts waiting for room      | claim (notify or not)| queue.test "when the put at the head ..."     |
-//   | kHolderIds, | newHolderCells(q)          | hand-off, hub        | hub.test "the hand-off: ..." (three cases)    |
+//   | kHolderIds, | newHolderCells(q)          | hand-off, hub        | hub.test "the hand-off: ..." (two cases)      |
 //   | kHolderId   |                            | (repairMail)         |                                               |
 //   | kMail,      | getters (open, withdraw,   | producers, getters,  | hand-off.test (four cases); hub.test "the     |
-//   | kMailProducer| take), producers (handOff),| hub (repairMail)     | hand-off: ..."; reliability/faults.test "20   |
-//   | kMailThread | hub (repairMail)           |                      | consumers terminated in get() ..."            |
+//   | kMailProducer| takeMail), producers      | size(), hub          | hand-off: ..."; reliability/faults.test "20   |
+//   |             | (handOff), hub (repairMail)| (repairMail)         | consumers terminated in get() ..."            |
 //
 // The hand-off, a put straight to a waiting get past the hub, is argued in cells.ts ("The hand-off").
 // settle(), argued. A holder stopped between the two steps of reserve() (kReserved, then kPutCount) leaves
@@ -101,10 +101,8 @@ export const Op = {
   Attach: 'attach', // a new holder of this queue (its port travels in the message)
   Leases: 'leases', // my lease ring is full: read my leases from this new one
   Close: 'close', // this holder will send nothing more; its port closes next
-  Orphaned: 'orphaned', // an item handed over to me is an orphan now (cells.ts, "The hand-off"): wake the others
   // hub -> holder
   Items: 'items', // items with indexes [base, base + n); `deferred`: only a placeholder, Fetch it when claimed
-  Wake: 'wake', // look at the queue's cells again: an orphaned hand-off item waits for the next get
   // a thread -> the hub, on the thread's own port to it
   Create: 'create', // a new queue with its cells and its first holder
   Adopt: 'adopt', // a port for a child thread: serve it as you serve me
@@ -143,9 +141,6 @@ export interface LeasesMessage {
 export interface CloseMessage {
   op: typeof Op.Close;
 }
-export interface OrphanedMessage {
-  op: typeof Op.Orphaned;
-}
 export type HolderMessage =
   | PutMessage
   | WantMessage
@@ -153,8 +148,7 @@ export type HolderMessage =
   | ReleaseMessage
   | AttachMessage
   | LeasesMessage
-  | CloseMessage
-  | OrphanedMessage;
+  | CloseMessage;
 
 /** `fetched`: the answer to a Fetch (n 0: the hub does not have it, a bug). */
 export interface ItemsMessage {
@@ -165,10 +159,7 @@ export interface ItemsMessage {
   deferred?: boolean;
   fetched?: boolean;
 }
-export interface WakeMessage {
-  op: typeof Op.Wake;
-}
-export type HubMessage = ItemsMessage | WakeMessage;
+export type HubMessage = ItemsMessage;
 
 /** What the hub needs to serve one holder. */
 export interface HolderWire {

@@ -1,10 +1,11 @@
 // The hand-off (lib/queue/cells.ts, "The hand-off"): a put into an empty queue whose get waits goes straight to
-// that get, never counted and never seen by the hub; what cannot go that way (too big, carrying shared memory
-// or handles) takes the usual way; a get that stops waiting as a put takes its offer returns the item (abort) or
-// leaves it to the next get of any holder (orphaned). The cells are read directly, as the protocol's tests do;
-// the hub's repairs of the same cells are in hub.test.ts.
+// that get, never seen by the hub; what cannot go that way (too big, carrying shared memory or handles) takes
+// the usual way; an item in the mailbox is any get's, first (a busy or departed getter holds nothing up, and
+// per-producer order holds), counts in qsize() and against maxsize; a get aborted as the item is written lets
+// it go to the next get. The cells are read directly, as the protocol's tests do; the hub's repairs of the same
+// cells are in hub.test.ts.
 import * as assert from 'uvu/assert';
-import { Pipe, Queue } from '../../lib/index.ts';
+import { Full, Pipe, Queue } from '../../lib/index.ts';
 import { backendOf } from '../../lib/queue.ts';
 import {
   kHolderId,
@@ -16,6 +17,7 @@ import {
   kReserved,
   MailState,
   mailWord,
+  ring,
 } from '../../lib/queue/cells.ts';
 import type { Holder } from '../../lib/queue/holder.ts';
 import { captureItem } from '../../lib/handles.ts';
@@ -45,7 +47,7 @@ function mailIs(q: Int32Array, word: number, what: string): Promise<void> {
 function takeOffer(q: Int32Array, id: number): void {
   Atomics.store(q, kMailProducer, 999);
   assert.is(
-    Atomics.compareExchange(q, kMail, mailWord(id, MailState.Open), mailWord(id, MailState.Taken)),
+    Atomics.compareExchange(q, kMail, mailWord(id, MailState.Open), mailWord(id, MailState.Writing)),
     mailWord(id, MailState.Open),
     'the offer was open',
   );
@@ -58,8 +60,8 @@ function fillOffer(q: Int32Array, id: number, value: unknown): void {
   Atomics.store(q, kMailLength, bytes.byteLength);
   Atomics.store(q, kMailFlags, 0);
   Atomics.store(q, kMail, mailWord(id, MailState.Full));
-  Atomics.notify(q, kMail);
   Atomics.store(q, kMailProducer, 0);
+  ring(q);
 }
 
 t('a put into an empty queue whose get waits in another thread goes straight to it: never counted', async () => {
@@ -105,40 +107,70 @@ t('what cannot be handed over goes the usual way: too big, shared memory, a hand
   assert.is(await inner.get(), 1);
 });
 
-t('a get aborted after a put took its offer returns the item: the abort lost the race', async () => {
-  const q = open(new Queue<string>());
-  const { q: cells, id } = cellsOf(q);
-  const controller = new AbortController();
-  const got = q.get({ signal: controller.signal });
-  takeOffer(cells, id);
-  controller.abort(new Error('too late'));
-  fillOffer(cells, id, 'handed over');
-  assert.is(await got, 'handed over');
-  assert.is(Atomics.load(cells, kMail), MailState.Empty);
-  // And an abort before any put took the offer rejects, and withdraws the offer.
-  const again = new AbortController();
-  const next = q.get({ signal: again.signal });
-  again.abort(new Error('stop'));
-  await next.then(
-    () => assert.unreachable('resolved'),
-    (error: Error) => assert.is(error.message, 'stop'),
-  );
-  assert.is(Atomics.load(cells, kMail), MailState.Empty, 'withdrawn');
-});
+t(
+  'a get whose abort finds the item written returns it; one aborted while it is written leaves it for the next get',
+  async () => {
+    const q = open(new Queue<string>());
+    const { q: cells, id } = cellsOf(q);
+    const controller = new AbortController();
+    const got = q.get({ signal: controller.signal });
+    takeOffer(cells, id);
+    fillOffer(cells, id, 'written');
+    controller.abort(new Error('too late')); // before this thread ran the mailbox's wake-up
+    assert.is(await got, 'written', 'the abort lost the race');
 
-t('an item handed over as the last get was served another way is left to the next get of any holder', async () => {
-  const q = open(new Queue<string>());
-  const { q: cells, id } = cellsOf(q);
-  const first = q.get({ timeout: 10_000 });
-  takeOffer(cells, id);
-  // Meanwhile an item comes the usual way (the offer is taken, so this put cannot hand over) and serves the get.
-  await q.put('counted');
-  assert.is(await first, 'counted');
-  fillOffer(cells, id, 'handed over');
-  // No get of this holder waits: the item is orphaned (Full, holder 0), and the next get takes it.
-  await mailIs(cells, mailWord(0, MailState.Full), 'the orphaned item');
-  assert.is(await q.get({ timeout: 10_000 }), 'handed over');
-  assert.is(q.qsize(), 0);
+    const again = new AbortController();
+    const next = q.get({ signal: again.signal });
+    takeOffer(cells, id);
+    again.abort(new Error('in time'));
+    await next.then(
+      () => assert.unreachable('resolved'),
+      (error: Error) => assert.is(error.message, 'in time'),
+    );
+    fillOffer(cells, id, 'written late');
+    assert.is(q.qsize(), 1, 'the mailbox counts in the size');
+    assert.is(await q.get({ timeout: 10_000 }), 'written late');
+    assert.is(q.qsize(), 0);
+    assert.is(Atomics.load(cells, kMail), MailState.Empty);
+  },
+);
+
+t("an item handed to a busy thread's get is any get's: taken first, in order, counted against maxsize", async () => {
+  // The worker's get offers the hand-off and then its thread stays busy: the item handed to it must not wait
+  // for that thread, nor come after what the same producer put next.
+  const q = open(new Queue<string>({ maxsize: 2 }));
+  const { q: cells } = cellsOf(q);
+  const flag = new Int32Array(new SharedArrayBuffer(4));
+  const [conn, child] = Pipe<unknown>();
+  const p = startTask(tasks, 'getWhileBusy', [q, child, flag]);
+  try {
+    assert.is(await conn.recv(), 'offered');
+    await deadline(
+      (async () => {
+        while ((Atomics.load(cells, kMail) & 7) !== MailState.Open) await new Promise((r) => setTimeout(r, 1));
+      })(),
+      10_000,
+      "the worker's offer",
+    );
+    await q.put('B'); // handed over to the busy worker's get
+    assert.is(Atomics.load(cells, kMail) & 7, MailState.Full);
+    await q.put('C'); // counted: it goes the usual way
+    assert.is(q.qsize(), 2);
+    assert.ok(q.full(), 'the mailbox counts against maxsize');
+    assert.throws(
+      () => q.putNowait('D'),
+      (error: unknown) => error instanceof Full,
+    );
+    assert.is(await q.get({ timeout: 10_000 }), 'B', 'the item handed over first, in put order');
+    assert.is(await q.get({ timeout: 10_000 }), 'C');
+  } finally {
+    Atomics.store(flag, 0, 1);
+    Atomics.notify(flag, 0);
+  }
+  await q.put('end');
+  assert.is(await conn.recv(), 'end', "the worker's get, once its thread runs again");
+  await p.join();
+  assert.is(p.exitCode, 0);
 });
 
 t.run();
