@@ -29,21 +29,25 @@ export const kJoinWake = 33;
 /** Holders of this queue made so far: each one's kHolderId is this count when it was made (never 0). */
 export const kHolderIds = 34;
 /**
- * The hand-off (a put straight to a get that waits, see "The hand-off" below): (opener's kHolderId << 2) |
- * MailState. On its own cache line: openers and producers write it.
+ * The hand-off's mailbox (see "The hand-off" below): MailState | (holder number << 3). On its own cache line
+ * with the other cells of the hand-off: puts into an empty queue, and gets, write it.
  */
 export const kMail = 48;
-/** The kHolderId of the producer inside a hand-off, 0 for none: taken before kMail moves to Taken, freed after Full. */
-export const kMailProducer = 49;
-/** The hand-off item's byte length, and its batch flags (1: refs, 2: scalars). */
+/** The mailbox item's byte length, and its batch flags (1: refs, 2: scalars). */
 export const kMailLength = 50;
 export const kMailFlags = 51;
-/** Puts waiting for room in a bounded queue, in any thread: while it is above 0, a claim notifies kClaimed. */
+/** Puts waiting for room in a bounded queue, in any thread: while it is above 0, a claim rings kRoom. */
 export const kRoomWaiters = 52;
 /** Bumped and notified whenever a get blocked in getSync() may find something: a hand-off, a push to it. */
 export const kBell = 53;
+/**
+ * Bumped and notified whenever room may have freed up in a bounded queue (a claim or a mailbox take while puts
+ * wait, a put given back, the hub's corrections). Puts waiting for room sleep on it: it changes, so none of
+ * those wake-ups is lost between a waiter's look and its sleep.
+ */
+export const kRoom = 54;
 export const kQueueCells = 64;
-/** The hand-off item's bytes follow the queue cells, in the same buffer. */
+/** The mailbox item's bytes follow the queue cells, in the same buffer. */
 export const kMailOffset = kQueueCells * Int32Array.BYTES_PER_ELEMENT;
 export const kMailBytes = 1024;
 
@@ -154,7 +158,13 @@ export function unreserve(q: Int32Array, h: Int32Array, joinable: boolean, maxsi
   Atomics.sub(q, kReserved, 1);
   Atomics.store(h, kCounting, 0);
   if (joinable) wakeJoiners(q);
-  if (maxsize > 0) Atomics.notify(q, kClaimed);
+  if (maxsize > 0) wakeRoom(q);
+}
+
+/** Tells puts waiting for room to look again. */
+export function wakeRoom(q: Int32Array): void {
+  Atomics.add(q, kRoom, 1);
+  Atomics.notify(q, kRoom);
 }
 
 /** Tells join() to look again: after any change that may bring the unfinished count to 0. */
@@ -166,8 +176,8 @@ export function wakeJoiners(q: Int32Array): void {
 /** Claims index `next` (the value read from kClaimed): true if this caller got it. Wakes blocked puts. */
 export function claim(q: Int32Array, next: number, maxsize: number): boolean {
   if (Atomics.compareExchange(q, kClaimed, next, (next + 1) | 0) !== next) return false;
-  // A waiter counts itself before it reads kClaimed to wait on it, so either it sees this claim or we see it.
-  if (maxsize > 0 && Atomics.load(q, kRoomWaiters) > 0) Atomics.notify(q, kClaimed);
+  // A waiter counts itself before it reads kRoom to sleep on it, so either it sees this claim or we see it.
+  if (maxsize > 0 && Atomics.load(q, kRoomWaiters) > 0) wakeRoom(q);
   return true;
 }
 
@@ -258,30 +268,25 @@ export function taskDone(q: Int32Array, h: Int32Array): boolean {
 
 // ---- the hand-off ----------------------------------------------------------------------------------------
 //
-// A get that waits on an empty Queue or SimpleQueue (not a JoinableQueue) *opens* the queue's one mailbox:
-// kMail = Open, with its holder's number. A put that finds it open while the queue is empty (size 0: every
-// item counted anywhere is claimed, this producer's own included) takes the producer lock (kMailProducer = its
-// number), moves it to Writing, writes the item's bytes after the cells and marks it Full, then rings: it
-// notifies kMail (gets waiting with Atomics.waitAsync) and kBell (getSync). The item goes from the producer's
-// thread to a getter's with one wake-up, never seen by the hub. An item that carries things or does not fit
-// takes the usual way.
+// A put into an empty Queue or SimpleQueue (not a JoinableQueue) writes its item into the queue's one mailbox,
+// after the cells, instead of counting it and sending it to the hub: it moves kMail from Empty to Writing (with
+// its holder's number), writes the bytes, marks it Full and rings: it notifies kMail (gets waiting with
+// Atomics.waitAsync watch it) and kBell (getSync sleeps on it). So an item put while a get waits goes from the
+// producer's thread to the getter's with one wake-up, never seen by the hub. An item that carries things or
+// does not fit, or finds the mailbox taken, takes the usual way.
 //
-//   Empty --open (a getter)--> Open(o) --a producer--> Writing(o) --> Full(o) --takeMail (any getter r)-->
-//   Reading(r) --> Empty;            Open(o) --withdraw (o; the hub when o departs)--> Empty
+//   Empty --a put (p)--> Writing(p) --> Full --takeMail (any get, r)--> Reading(r) --> Empty
 //
-// A Full mailbox is the queue's oldest item, and *any* holder's get takes it before claiming anything counted:
-// the opener is only the one woken first. So an opener that is busy, stops waiting (its timeout fires while the
-// item is being written: the item stays for the next get) or dies holds nothing up, and per-producer order
-// holds: the producer's earlier items were all claimed when it handed this one over, and its later ones are
-// counted after it was Full, so every get that could claim them looks at the mailbox first. size() counts a
-// Writing or Full mailbox, and a bounded queue counts it against maxsize. Reading is a state of its own, so that
-// one reader only copies the item, and so that the hub tells a dead reader (the item it was returning is lost
-// with it, as for any get) from a dead producer. Repairs, by the hub when a holder departs: a producer that died
-// inside a hand-off (kMailProducer is its number: a holder cannot close inside its own synchronous put) leaves
-// Writing, which is emptied (its put never returned) and the lock freed; an opener's offer is withdrawn; a
-// reader's Reading is emptied.
+// The mailbox item is the queue's oldest, and every get, of any holder, takes it before claiming anything
+// counted. Per-producer order holds: "empty" (size 0) means the producer's earlier items were all claimed, and
+// its later ones are counted after the item was Full, so every get that could claim them looks at the mailbox
+// first. size() counts a Writing or Full mailbox, and a bounded queue counts it against maxsize. Reading is a
+// state of its own, so that one reader only copies the item. Repairs, by the hub when a holder departs (a
+// holder cannot close inside its own synchronous put or get): a producer that died writing leaves Writing,
+// emptied (its put never returned); a reader that died reading leaves Reading, emptied (the item it was
+// returning went with it, as for any get).
 
-export const MailState = { Empty: 0, Open: 1, Writing: 2, Full: 3, Reading: 4 } as const;
+export const MailState = { Empty: 0, Writing: 2, Full: 3, Reading: 4 } as const;
 /** Holder numbers wrap within 29 bits (kMail keeps three bits for the state). */
 const kMaxHolderId = 0x1fffffff;
 
@@ -296,41 +301,20 @@ export function mailHeld(q: Int32Array): number {
   return state === MailState.Writing || state === MailState.Full ? 1 : 0;
 }
 
-/** Open: an empty queue's getter offers the hand-off; true once this holder's offer is open (now or before). */
-export function openMail(q: Int32Array, h: Int32Array): boolean {
-  const id = Atomics.load(h, kHolderId);
-  if (id === 0) return false;
-  const open = mailWord(id, MailState.Open);
-  const was = Atomics.compareExchange(q, kMail, MailState.Empty, open);
-  return was === MailState.Empty || was === open;
-}
-
-/** Withdraws this holder's open offer, if it still stands (an item already written or being written stays). */
-export function withdrawMail(q: Int32Array, h: Int32Array): void {
-  const open = mailWord(Atomics.load(h, kHolderId), MailState.Open);
-  if (Atomics.compareExchange(q, kMail, open, MailState.Empty) === open) Atomics.notify(q, kMail);
-}
-
 /**
- * Producer: hands `batch` (one item, carrying nothing) to the getter whose offer is open, if it fits. The
- * caller checked that the queue is empty and that this holder buffers nothing.
+ * Producer: writes `batch` (one item, carrying nothing) into the mailbox, if it fits and the mailbox is free.
+ * The caller checked that the queue is empty and that this holder buffers nothing.
  */
 export function handOff(q: Int32Array, h: Int32Array, batch: Batch): boolean {
   const n = batch.bytes.byteLength;
   const id = Atomics.load(h, kHolderId);
-  const offer = Atomics.load(q, kMail);
-  if (n > kMailBytes || id === 0 || (offer & 7) !== MailState.Open) return false;
-  if (Atomics.compareExchange(q, kMailProducer, 0, id) !== 0) return false;
-  const opener = offer >>> 3;
-  if (Atomics.compareExchange(q, kMail, offer, mailWord(opener, MailState.Writing)) !== offer) {
-    Atomics.store(q, kMailProducer, 0);
-    return false;
-  }
+  if (n > kMailBytes || id === 0) return false;
+  const writing = mailWord(id, MailState.Writing);
+  if (Atomics.compareExchange(q, kMail, MailState.Empty, writing) !== MailState.Empty) return false;
   new Uint8Array(q.buffer, kMailOffset, n).set(new Uint8Array(batch.bytes));
   Atomics.store(q, kMailLength, n);
   Atomics.store(q, kMailFlags, (batch.refs ? 1 : 0) | (batch.scalars ? 2 : 0));
-  Atomics.store(q, kMail, mailWord(opener, MailState.Full)); // the bytes above are visible to whoever sees this
-  Atomics.store(q, kMailProducer, 0);
+  Atomics.store(q, kMail, MailState.Full); // the bytes above are visible to whoever sees this
   ring(q);
   return true;
 }
@@ -342,18 +326,17 @@ export function ring(q: Int32Array): void {
   Atomics.notify(q, kBell);
 }
 
-/** The item in the mailbox, if it is full (whoever opened it), taken by holder `id`; the mailbox empties. */
+/** The item in the mailbox, if it is full, taken by holder `id`; the mailbox empties. */
 export function takeMail(q: Int32Array, id: number): Batch | undefined {
-  const word = Atomics.load(q, kMail);
-  if ((word & 7) !== MailState.Full) return undefined;
+  if (Atomics.load(q, kMail) !== MailState.Full) return undefined;
   const reading = mailWord(id, MailState.Reading);
-  if (Atomics.compareExchange(q, kMail, word, reading) !== word) return undefined;
+  if (Atomics.compareExchange(q, kMail, MailState.Full, reading) !== MailState.Full) return undefined;
   const n = Atomics.load(q, kMailLength);
   const flags = Atomics.load(q, kMailFlags);
-  const bytes = new ArrayBuffer(n); // a copy: the next hand-off reuses the mailbox
+  const bytes = new ArrayBuffer(n); // a copy: the next put reuses the mailbox
   new Uint8Array(bytes).set(new Uint8Array(q.buffer, kMailOffset, n));
-  Atomics.compareExchange(q, kMail, reading, MailState.Empty);
-  if (word >>> 3 !== id) Atomics.notify(q, kMail); // its opener may be watching: it offers again
+  Atomics.store(q, kMail, MailState.Empty);
+  if (Atomics.load(q, kRoomWaiters) > 0) wakeRoom(q); // the mailbox counted against maxsize
   return { n: 1, bytes, offsets: [8], refs: (flags & 1) !== 0, scalars: (flags & 2) !== 0 };
 }
 
@@ -365,7 +348,7 @@ export function takeMail(q: Int32Array, id: number): Batch | undefined {
  */
 export function uncount(q: Int32Array, n: number, joinable: boolean): void {
   Atomics.sub(q, kReserved, n);
-  Atomics.notify(q, kClaimed);
+  wakeRoom(q);
   if (joinable) wakeJoiners(q);
 }
 

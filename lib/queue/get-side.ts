@@ -36,11 +36,9 @@ import {
   leaseRoom,
   MailState,
   mailHeld,
-  openMail,
   size,
   takeMail,
   unpin,
-  withdrawMail,
 } from './cells.ts';
 import { Op, type HolderMessage, type HubMessage, type WantMessage } from './protocol.ts';
 
@@ -49,8 +47,6 @@ const kWindowItems = 4096;
 const kFirstWindow = 64;
 /** ... and about how many bytes (the window shrinks for big items). */
 const kWindowBytes = 4 << 20;
-/** Longest wait of a watch on the hand-off's mailbox before it looks again (ms). */
-const kWatchMs = 1_000;
 /** How long getNowait() may block its thread for the hub's answer. */
 const kNowaitReplyMs = 5_000;
 
@@ -107,8 +103,6 @@ export class GetSide {
   #kept: unknown[] = [];
   /** This holder's number (cells.ts: kHolderId), as hand-offs name it. */
   readonly #id: number;
-  /** This holder may have an offer of the hand-off open (a hint: withdrawing checks). */
-  #offered = false;
   /** A waitAsync on kMail is pending (at most one). */
   #watching = false;
 
@@ -149,7 +143,7 @@ export class GetSide {
     this.#holder.flushPuts();
     return wait<unknown>(
       (waiter) => {
-        // A timeout or abort that finds a handed-over item in the mailbox loses the race: the get takes it.
+        // A timeout or abort that finds an item in the mailbox loses the race: the get takes it.
         if (this.#holder.handsOff) waiter.decided = () => this.#takeMailFor(waiter);
         this.#waiters.push(waiter);
         this.serve();
@@ -157,10 +151,7 @@ export class GetSide {
           const i = this.#waiters.indexOf(waiter);
           if (i !== -1) this.#waiters.splice(i, 1);
           // The last get stopped waiting (timeout, abort): no put may hand this holder an item any more.
-          if (this.#waiters.length === 0 && this.#fetching === undefined) {
-            this.#withdraw();
-            this.#unwatch();
-          }
+          if (this.#waiters.length === 0 && this.#fetching === undefined) this.#unwatch();
           this.#holder.updateRef();
         };
       },
@@ -284,22 +275,16 @@ export class GetSide {
         break;
       }
     }
-    if (this.#waiters.length === 0 && this.#fetching === undefined) {
-      this.#withdraw();
-      this.#unwatch();
-    }
+    if (this.#waiters.length === 0 && this.#fetching === undefined) this.#unwatch();
     this.#holder.updateRef();
   }
 
-  /** A get waits on an empty queue: offer the hand-off, and watch the mailbox (a put into it rings every get). */
+  /** A get waits on an empty queue: watch the mailbox, which a put into the empty queue fills and rings. */
   #offer(): void {
     const holder = this.#holder;
     if (!holder.handsOff || this.#kept.length > 0) return;
-    const q = holder.queueCells;
-    const empty = size(q) === 0;
-    if (empty && openMail(q, holder.holderCells)) this.#offered = true;
-    // Otherwise what comes is on its way through the hub (its push wakes us), unless it is in the mailbox.
-    if (empty || mailHeld(q)) this.#watchMail();
+    // Otherwise what comes is on its way through the hub, whose push wakes us.
+    if (size(holder.queueCells) === 0 || mailHeld(holder.queueCells)) this.#watchMail();
   }
 
   /** No get waits any more: a pending watch ends now (a notify), so that it holds nothing alive. */
@@ -307,19 +292,11 @@ export class GetSide {
     if (this.#watching) Atomics.notify(this.#holder.queueCells, kMail);
   }
 
-  /** No get waits any more: withdraw the offer (an item written into the mailbox meanwhile stays for any get). */
-  #withdraw(): void {
-    if (!this.#offered) return;
-    this.#offered = false;
-    withdrawMail(this.#holder.queueCells, this.#holder.holderCells);
-  }
-
-  /** The oldest waiting get takes a handed-over item now, if one is in the mailbox (its timeout or abort came). */
+  /** The oldest waiting get takes the mailbox item now, if there is one (its timeout or abort came). */
   #takeMailFor(waiter: Waiter<unknown>): boolean {
     if (this.#waiters[0] !== waiter || this.#fetching !== undefined || this.#kept.length > 0) return false;
     const batch = takeMail(this.#holder.queueCells, this.#id);
     if (batch === undefined) return false;
-    this.#offered = false;
     this.#waiters.shift();
     let value: unknown;
     try {
@@ -332,15 +309,14 @@ export class GetSide {
     return true;
   }
 
-  /**
-   * Serves again when kMail changes (or after kWatchMs, so that a watch no get needs any more ends by itself
-   * and holds nothing alive). At most one watch per holder.
-   */
+  /** Serves again when kMail changes. At most one watch per holder; #unwatch() ends it when no get waits. */
   #watchMail(): void {
     if (this.#watching) return;
     const q = this.#holder.queueCells;
     const word = Atomics.load(q, kMail);
-    const result = (word & 7) === MailState.Full ? undefined : Atomics.waitAsync(q, kMail, word, kWatchMs);
+    // No timeout: V8 keeps a timed waitAsync's timer task until it expires, even once notified (20,000 waits a
+    // second left 20,000 timers a second firing later, and round trips stalled on them). #unwatch() ends it.
+    const result = (word & 7) === MailState.Full ? undefined : Atomics.waitAsync(q, kMail, word);
     this.#watching = true;
     if (result === undefined || !result.async) queueMicrotask(this.#onMail);
     else void result.value.then(this.#onMail);
@@ -351,21 +327,8 @@ export class GetSide {
     if (!this.#holder.closed) this.serve();
   };
 
-  /** For getSync(): offers the hand-off if the queue is empty (it then sleeps on kBell, which a put rings). */
-  offerSync(): void {
-    const holder = this.#holder;
-    if (!holder.handsOff || this.#kept.length > 0 || size(holder.queueCells) !== 0) return;
-    if (openMail(holder.queueCells, holder.holderCells)) this.#offered = true;
-  }
-
-  /** For getSync(): it ends. */
-  withdrawSync(): void {
-    this.#withdraw();
-  }
-
   /** The holder closed: waiting gets reject with `error`. An item being fetched goes back to the queue (the hub sees the claim when the port closes). */
   close(error: unknown): void {
-    this.#withdraw();
     this.#unwatch();
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     this.#fetching?.reject(error);
@@ -380,10 +343,9 @@ export class GetSide {
     if (this.#kept.length > 0) return { kind: 'item', value: this.#kept.shift() };
     const holder = this.#holder;
     const q = holder.queueCells;
-    // A handed-over item (whoever's get it woke) comes before anything counted: it was put when the queue was empty.
+    // The mailbox item comes before anything counted: it was put when the queue was empty.
     const mail = holder.handsOff ? takeMail(q, this.#id) : undefined;
     if (mail !== undefined) {
-      this.#offered = false;
       return { kind: 'item', value: new BatchReader(mail).item(0) };
     }
     const segments = this.#segments;

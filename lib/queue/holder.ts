@@ -142,8 +142,8 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
       throw this.#wouldDeadlock('getSync() on an empty queue');
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
     // While kSyncGetting is 1 the hub slides this holder's window along with the claims and rings the queue's
-    // kBell after every push to it; a put into the mailbox rings it too (and on an empty queue we offer the
-    // hand-off). So we sleep on kBell, read before each look: a ring after the look changes it, none is missed.
+    // kBell after every push to it; a put into the mailbox rings it too. So we sleep on kBell, read before each
+    // look: a ring after the look changes it, none is missed.
     Atomics.store(mine, kSyncGetting, 1);
     try {
       for (;;) {
@@ -156,14 +156,12 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
         const left = deadline - performance.now();
         if (left <= 0) throw new Empty(`queue is empty: getSync() timed out after ${timeout} ms`);
         this.gets.coverNext();
-        this.gets.offerSync();
         // A slice, to look again at a window that other consumers' claims left behind (the hub slides it only
         // when it pushes).
         blockUntil(cells, kBell, () => Atomics.load(cells, kBell) !== bell, { timeout: Math.min(left, kGetSyncPoll) });
       }
     } finally {
       Atomics.store(mine, kSyncGetting, 0);
-      this.gets.withdrawSync();
     }
   }
 

@@ -34,7 +34,6 @@ import {
   kBell,
   kHolderId,
   kMail,
-  kMailProducer,
   kPutCount,
   kReply,
   kSyncGetting,
@@ -96,20 +95,13 @@ class HubQueue {
   }
 
   /**
-   * Holder `id` departed: what it left in the hand-off (cells.ts, "The hand-off"). A producer that died inside
-   * one leaves Writing: emptied, its put never having returned; an opener's offer is withdrawn; a reader's
-   * Reading is emptied (the item it was returning went with it). A Full mailbox stays for any get.
+   * Holder `id` departed: what it left in the hand-off's mailbox (cells.ts, "The hand-off"). Writing: it died
+   * writing, its put never returned; Reading: it died returning the item, which went with it. Both are emptied.
    */
   repairMail(id: number): void {
     if (id === 0) return;
     const q = this.cells;
-    if (Atomics.load(q, kMailProducer) === id) {
-      const word = Atomics.load(q, kMail);
-      if ((word & 7) === MailState.Writing) Atomics.compareExchange(q, kMail, word, MailState.Empty);
-      Atomics.compareExchange(q, kMailProducer, id, 0);
-      Atomics.notify(q, kMail);
-    }
-    for (const state of [MailState.Open, MailState.Reading]) {
+    for (const state of [MailState.Writing, MailState.Reading]) {
       const word = mailWord(id, state);
       if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) Atomics.notify(q, kMail);
     }

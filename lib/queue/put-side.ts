@@ -20,14 +20,12 @@ import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOp
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { Encoder, type LoneItem } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
-import { handOff, kClaimed, kMail, kRoomWaiters, MailState, reserve, size, unreserve } from './cells.ts';
+import { handOff, kMail, kRoom, kRoomWaiters, MailState, reserve, size, unreserve, wakeRoom } from './cells.ts';
 import { Op, type HolderMessage } from './protocol.ts';
 
 /** Items per batch, and bytes per batch, past which put() hands the batch over at once. */
 const kBatchItems = 1024;
 const kBatchBytes = 1 << 20;
-/** Loads of kMail a put into an empty queue makes, waiting for a getter's offer (about 1 µs). */
-const kHandOffSpin = 256;
 /** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
 const kMaxTimer = 0x7fffffff;
 
@@ -162,9 +160,9 @@ export class PutSide {
   }
 
   /**
-   * Hands `item` straight to a get that waits (cells.ts, "The hand-off") when one has offered and the queue is
-   * empty: true once done. Otherwise undefined, or the item captured on the way (the caller puts that). Throws
-   * what capturing throws.
+   * Puts `item` into the mailbox of an empty queue (cells.ts, "The hand-off"), where a waiting get finds it with
+   * one wake-up: true once done. Otherwise undefined, or the item captured on the way (the caller puts that).
+   * Throws what capturing throws.
    */
   #handOff(item: unknown): true | LoneItem | undefined {
     const holder = this.#holder;
@@ -172,10 +170,7 @@ export class PutSide {
     // Items of ours in the batch are counted, so the queue is not empty: the common case of a put loop, decided
     // without reading kClaimed (the consumers' cache line).
     if (!holder.handsOff || (this.#encoder !== undefined && this.#encoder.count > 0)) return undefined;
-    // An empty queue: a getter may be on its way back to wait (a round trip), so look for its offer a little
-    // while (about 1 µs; blocking queue round trips measured 80 µs p50 without, 16 µs with).
-    for (let i = 0; i < kHandOffSpin && Atomics.load(q, kMail) === MailState.Empty && size(q) === 0; i++);
-    if ((Atomics.load(q, kMail) & 7) !== MailState.Open || size(q) !== 0) return undefined;
+    if (Atomics.load(q, kMail) !== MailState.Empty || size(q) !== 0) return undefined;
     const lone = captureItem(item);
     return lone.carrying === Carrying.Nothing && handOff(q, holder.holderCells, lone.batch) ? true : lone;
   }
@@ -199,7 +194,7 @@ export class PutSide {
     Atomics.add(cells, kRoomWaiters, 1);
     let reserved: boolean;
     try {
-      reserved = blockUntil(cells, kClaimed, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
+      reserved = blockUntil(cells, kRoom, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
     } finally {
       Atomics.sub(cells, kRoomWaiters, 1);
     }
@@ -228,7 +223,7 @@ export class PutSide {
       this.#settle(blocked);
       blocked.reject(error);
     }
-    Atomics.notify(this.#holder.queueCells, kClaimed); // ends the drain loop's wait
+    wakeRoom(this.#holder.queueCells); // ends the drain loop's wait
   }
 
   /** Adds an item whose slot is reserved: into the batch, or alone if it moves things. */
@@ -310,7 +305,7 @@ export class PutSide {
         try {
           await waitUntil(
             q,
-            kClaimed,
+            kRoom,
             () => size(q) < holder.maxsize || this.#blocked[0] !== head,
             { timeout: Infinity, keepAlive: false },
             undefined,
@@ -332,7 +327,7 @@ export class PutSide {
     this.#blocked.splice(i, 1);
     this.#settle(blocked);
     blocked.reject(error);
-    if (i === 0) Atomics.notify(this.#holder.queueCells, kClaimed); // the drain loop waits for the head
+    if (i === 0) wakeRoom(this.#holder.queueCells); // the drain loop waits for the head
     this.#holder.updateRef();
   }
 
