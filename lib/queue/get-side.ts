@@ -271,7 +271,7 @@ export class GetSide {
       } else {
         const next = Atomics.load(this.#holder.queueCells, kClaimed);
         if (!this.#asked || diff(this.#windowTo, next) <= 0) this.#want(next);
-        this.#offer();
+        this.#watchIfEmpty();
         break;
       }
     }
@@ -280,7 +280,7 @@ export class GetSide {
   }
 
   /** A get waits on an empty queue: watch the mailbox, which a put into the empty queue fills and rings. */
-  #offer(): void {
+  #watchIfEmpty(): void {
     const holder = this.#holder;
     if (!holder.handsOff || this.#kept.length > 0) return;
     // Otherwise what comes is on its way through the hub, whose push wakes us.

@@ -35,8 +35,8 @@
 //   | handover    | flushes; kAttaching += 1; a new channel; Attach    | a new Holder; kAttaching -= 1              |
 //   |             | {port, cells, ring} -> B; the other port travels   |                                            |
 //   | lease ring  | a full ring: a new ring, Leases{ring} -> B         | reads leases from the new ring             |
-//   | hand-off    | a get waiting on an empty queue opens the mailbox; | (nothing: the item never reaches the hub)  |
-//   |             | a put into the empty queue fills it (cells.ts)     |                                            |
+//   | hand-off    | a put into an empty queue fills its mailbox and    | (nothing: the item never reaches the hub)  |
+//   |             | rings; any get takes it first (cells.ts)           |                                            |
 //   | close       | flushes; Close; closes its port                    | depart (below)                             |
 //   | depart      | (closed, exited, terminated, or collected)         | takes off what it counted and never sent;  |
 //   |             |                                                    | queues again what it claimed and was not   |
@@ -71,14 +71,16 @@
 //   | kSyncGetting| its holder (getSync)       | hub (push)           | blocking.test "two blocking consumers share"  |
 //   | kBell       | hub (push to a getSync),   | getSync              | blocking.test "20,000 blocking round trips"   |
 //   |             | producers (handOff)        |                      |                                               |
-//   | kRoomWaiters| puts waiting for room      | claim (notify or not)| queue.test "when the put at the head ..."     |
-//   | kHolderIds, | newHolderCells(q)          | hand-off, hub        | hub.test "the hand-off: ..." (two cases)      |
-//   | kHolderId   |                            | (repairMail)         |                                               |
-//   | kMail,      | getters (open, withdraw,   | producers, getters,  | hand-off.test (four cases); hub.test "the     |
-//   | kMailProducer| takeMail), producers      | size(), hub          | hand-off: ..."; reliability/faults.test "20   |
-//   |             | (handOff), hub (repairMail)| (repairMail)         | consumers terminated in get() ..."            |
+//   | kRoomWaiters| puts waiting for room      | claim, takeMail      | queue.test "when the put at the head ..."     |
+//   | kRoom       | claim, takeMail, unreserve,| puts waiting for room| queue.test "the value is captured when put is |
+//   |             | hub (uncount)              |                      | called" (a put waiting behind a mailbox item) |
+//   | kHolderIds, | newHolderCells(q)          | handOff, takeMail,   | hub.test "the hand-off: ..."                  |
+//   | kHolderId   |                            | hub (repairMail)     |                                               |
+//   | kMail       | handOff, takeMail, hub     | size(), reserve,     | hand-off.test (four cases); hub.test "the     |
+//   |             | (repairMail)               | gets (watch), puts   | hand-off: ..."; reliability/faults.test       |
 //
-// The hand-off, a put straight to a waiting get past the hub, is argued in cells.ts ("The hand-off").
+// The hand-off, a put into an empty queue straight to a waiting get past the hub, is argued in cells.ts ("The
+// hand-off").
 // settle(), argued. A holder stopped between the two steps of reserve() (kReserved, then kPutCount) leaves
 // kReserved one higher than the counts the hub can see, for good. The hub knows this happened (kCounting was 1
 // when the holder departed) but not in which direction, so it recomputes kReserved from first principles:
