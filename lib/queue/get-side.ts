@@ -150,7 +150,7 @@ export class GetSide {
         return () => {
           const i = this.#waiters.indexOf(waiter);
           if (i !== -1) this.#waiters.splice(i, 1);
-          // The last get stopped waiting (timeout, abort): no put may hand this holder an item any more.
+          // The last get stopped waiting (timeout, abort): its watch on the mailbox ends.
           if (this.#waiters.length === 0 && this.#fetching === undefined) this.#unwatch();
           this.#holder.updateRef();
         };
@@ -199,7 +199,7 @@ export class GetSide {
   /**
    * For getSync(): makes sure the hub pushes this holder the next item when it comes. The holder's own buffered
    * puts go first; the window is asked for only when the claims passed it (while the holder is in getSync()
-   * the hub slides it along with the claims, and bumps kPushed after each push).
+   * the hub slides it along with the claims, and rings the queue's kBell after each push).
    */
   coverNext(): void {
     this.#holder.flushPuts();

@@ -6,7 +6,8 @@
 // kBatchBytes, on flush(), when a handle of the queue is handed to another thread, and when the thread exits.
 // An item that moves things (a transfer list, ports, handles) or holds host objects the platform must clone
 // travels alone, posted at the call (after the batch before it, to keep this holder's order), so that the
-// platform's own errors reach the caller.
+// platform's own errors reach the caller. A put into an empty queue, with nothing of this holder's buffered,
+// writes a small item into the queue's mailbox instead, where a waiting get finds it (cells.ts, "The hand-off").
 //
 // Invariants:
 //   Blocked puts (bounded queue full) are served in call order, one at a time; each leaves the line on its own
