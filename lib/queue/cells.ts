@@ -322,8 +322,25 @@ export function handOff(q: Int32Array, h: Int32Array, batch: Batch): boolean {
 /** Wakes every get that waits on this queue, asynchronously (kMail) or blocked (kBell). */
 export function ring(q: Int32Array): void {
   Atomics.notify(q, kMail);
+  ringBell(q);
+}
+
+/** Wakes the gets blocked in getSync() on this queue (the hub, after a push to one of them). */
+export function ringBell(q: Int32Array): void {
   Atomics.add(q, kBell, 1);
   Atomics.notify(q, kBell);
+}
+
+/**
+ * Hub: holder `id` departed; empties what it left half done in the mailbox. Writing: it died writing, its put
+ * never returned; Reading: it died returning the item, which went with it.
+ */
+export function clearMailOf(q: Int32Array, id: number): void {
+  if (id === 0) return;
+  for (const state of [MailState.Writing, MailState.Reading]) {
+    const word = mailWord(id, state);
+    if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) Atomics.notify(q, kMail);
+  }
 }
 
 /** The item in the mailbox, if it is full, taken by holder `id`; the mailbox empties. */

@@ -25,23 +25,21 @@ import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
 import type { Batch } from '../wire/format.ts';
 import {
   abandon,
+  clearMailOf,
   FetchState,
   kAttaching,
   kClaimed,
   kCounting,
   kFetchIndex,
   kFetching,
-  kBell,
   kHolderId,
-  kMail,
   kPutCount,
   kReply,
   kSyncGetting,
   kReserved,
   leasesOf,
-  MailState,
-  mailWord,
   recount,
+  ringBell,
   uncount,
 } from './cells.ts';
 import { Op, type ClientMessage, type HolderMessage, type HolderWire, type HubMessage } from './protocol.ts';
@@ -92,19 +90,6 @@ class HubQueue {
     recount(this.cells, this.joinable, requeued);
     this.adjusted = (this.adjusted - 1) | 0;
     this.sequence(batch, transfer);
-  }
-
-  /**
-   * Holder `id` departed: what it left in the hand-off's mailbox (cells.ts, "The hand-off"). Writing: it died
-   * writing, its put never returned; Reading: it died returning the item, which went with it. Both are emptied.
-   */
-  repairMail(id: number): void {
-    if (id === 0) return;
-    const q = this.cells;
-    for (const state of [MailState.Writing, MailState.Reading]) {
-      const word = mailWord(id, state);
-      if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) Atomics.notify(q, kMail);
-    }
   }
 
   /** See protocol.ts, "settle(), argued". */
@@ -269,10 +254,7 @@ class Holder {
       this.sentTo = base + batch.n;
     }
     // A holder blocked in getSync() cannot hear the port: ring the queue's bell once the items are posted.
-    if (this.sentTo !== from && syncGetting) {
-      Atomics.add(queue.cells, kBell, 1);
-      Atomics.notify(queue.cells, kBell);
-    }
+    if (this.sentTo !== from && syncGetting) ringBell(queue.cells);
   }
 
   /** Nothing below kClaimed is worth sending (it is taken), and the window reaches `width` past it. */
@@ -380,7 +362,7 @@ class Holder {
       queue.requeue(batch, entry.transfer, ++requeued);
       if (entry.transfer !== undefined) entry.gone = true; // its things moved to the new entry
     }
-    queue.repairMail(Atomics.load(this.cells, kHolderId));
+    clearMailOf(queue.cells, Atomics.load(this.cells, kHolderId)); // cells.ts, "The hand-off"
     if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
     if (queue.holders.size === 0) {
       queues.delete(queue);

@@ -75,9 +75,9 @@
 //   | kRoom       | claim, takeMail, unreserve,| puts waiting for room| queue.test "the value is captured when put is |
 //   |             | hub (uncount)              |                      | called" (a put waiting behind a mailbox item) |
 //   | kHolderIds, | newHolderCells(q)          | handOff, takeMail,   | hub.test "the hand-off: ..."                  |
-//   | kHolderId   |                            | hub (repairMail)     |                                               |
+//   | kHolderId   |                            | hub (clearMailOf)    |                                               |
 //   | kMail       | handOff, takeMail, hub     | size(), reserve,     | hand-off.test (four cases); hub.test "the     |
-//   |             | (repairMail)               | gets (watch), puts   | hand-off: ..."; reliability/faults.test       |
+//   |             | (clearMailOf)              | gets (watch), puts   | hand-off: ..."; reliability/faults.test       |
 //
 // The hand-off, a put into an empty queue straight to a waiting get past the hub, is argued in cells.ts ("The
 // hand-off").
