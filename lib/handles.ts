@@ -11,7 +11,7 @@
 import { bug } from './errors.ts';
 import { setHandleReviver } from './wire/decode.ts';
 import { Encoder, type LoneItem } from './wire/encode.ts';
-import type { Batch } from './wire/format.ts';
+import { Carrying, type Batch } from './wire/format.ts';
 
 export const kMarshal: unique symbol = Symbol.for('mpthreads.marshal');
 export const kCommit: unique symbol = Symbol.for('mpthreads.commit');
@@ -92,6 +92,27 @@ export function captureItem(value: unknown, transfer?: readonly unknown[]): Lone
   try {
     encoder.put(value, { transfer });
     return encoder.takeLast(transfer);
+  } finally {
+    if (encoder === loneEncoder) encoding = false;
+  }
+}
+
+/** Where a captured item's bytes can go straight from the encoder (the queues' hand-off ring). */
+export interface ItemSink {
+  /** Takes the item just put into `encoder` (it carries nothing) with encoder.moveLastInto(), or leaves it. */
+  take(encoder: Encoder): boolean;
+}
+
+/**
+ * captureItem(), but an item that carries nothing is first offered to `sink`, sparing the copy into an
+ * ArrayBuffer of its own: true when the sink took it, otherwise the captured item.
+ */
+export function captureOrSink(value: unknown, sink: ItemSink): LoneItem | true {
+  const encoder = encoding ? new Encoder({ isHandle, shapes: false }) : loneEncoder;
+  encoding = true;
+  try {
+    if (encoder.put(value) === Carrying.Nothing && sink.take(encoder)) return true;
+    return encoder.takeLast(undefined);
   } finally {
     if (encoder === loneEncoder) encoding = false;
   }

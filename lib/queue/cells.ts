@@ -10,8 +10,8 @@
 //
 // Counts and indexes wrap around at 2^32: compare them with diff(), never directly. A thread can be stopped
 // (terminate()) between any two atomic steps, so every pair of steps below is ordered so that a stop between
-// them either loses nothing or leaves a trace (kCounting, kFetching, kLeasing) the hub can repair from.
-import type { Batch } from '../wire/format.ts';
+// them either loses nothing or leaves a trace (kCounting, kFetching, kLeasing, kRingLock) the hub can repair
+// from.
 
 // ---- queue cells --------------------------------------------------------------------------------------
 /**
@@ -28,28 +28,29 @@ export const kDone = 32;
 export const kJoinWake = 33;
 /** Holders of this queue made so far: each one's kHolderId is this count when it was made (never 0). */
 export const kHolderIds = 34;
-/**
- * The hand-off's mailbox (see "The hand-off" below): MailState | (holder number << 3). On its own cache line
- * with the other cells of the hand-off: puts into an empty queue, and gets, write it.
- */
-export const kMail = 48;
-/** The mailbox item's byte length, and its batch flags (1: refs, 2: scalars). */
-export const kMailLength = 50;
-export const kMailFlags = 51;
+/** The hand-off ring (see "The hand-off" below): items taken from it, ever. Gets write it. */
+export const kRingHead = 40;
+/** Items put into the hand-off ring, ever: the lock's holder moves it once an item is written. */
+export const kRingTail = 48;
+/** The holder number of the put writing into the ring now, or 0: one put writes at a time. */
+export const kRingLock = 49;
 /** Puts waiting for room in a bounded queue, in any thread: while it is above 0, a claim rings kRoom. */
 export const kRoomWaiters = 52;
 /** Bumped and notified whenever a get blocked in getSync() may find something: a hand-off, a push to it. */
 export const kBell = 53;
 /**
- * Bumped and notified whenever room may have freed up in a bounded queue (a claim or a mailbox take while puts
+ * Bumped and notified whenever room may have freed up in a bounded queue (a claim or a take from the ring while puts
  * wait, a put given back, the hub's corrections). Puts waiting for room sleep on it: it changes, so none of
  * those wake-ups is lost between a waiter's look and its sleep.
  */
 export const kRoom = 54;
-export const kQueueCells = 64;
-/** The mailbox item's bytes follow the queue cells, in the same buffer. */
-export const kMailOffset = kQueueCells * Int32Array.BYTES_PER_ELEMENT;
-export const kMailBytes = 1024;
+/** Each ring slot's meta word: the item's byte length | kRefsFlag. */
+export const kRingMeta = 64;
+export const kRingSlots = 16;
+export const kQueueCells = kRingMeta + kRingSlots;
+/** The ring's slots follow the queue cells, in the same buffer: a slot holds an item of at most kSlotBytes. */
+export const kRingOffset = kQueueCells * Int32Array.BYTES_PER_ELEMENT;
+export const kSlotBytes = 1024;
 
 // ---- holder cells -------------------------------------------------------------------------------------
 /** Items this holder counted in kReserved (at put time, before they leave the thread). */
@@ -90,12 +91,15 @@ export const FetchState = {
 /** Lease ring entries to start with; the holder grows the ring (and tells the hub) when it fills. */
 export const kFirstLeaseCapacity = 64;
 
-/** The queue cells, over a buffer that also holds the hand-off item's bytes (after kQueueCells). */
+/** The queue cells, over a buffer that also holds the hand-off ring's slots (after kQueueCells). */
 export function newQueueCells(): Int32Array {
-  return new Int32Array(new SharedArrayBuffer(kMailOffset + kMailBytes), 0, kQueueCells);
+  return new Int32Array(new SharedArrayBuffer(kRingOffset + kRingSlots * kSlotBytes), 0, kQueueCells);
 }
 
 /** A holder's cells; with `q`, numbered among the queue's holders, so that it can take part in hand-offs. */
+/** Holder numbers wrap within 31 bits, skipping 0. */
+const kMaxHolderId = 0x7fffffff;
+
 export function newHolderCells(q?: Int32Array): Int32Array {
   const h = new Int32Array(new SharedArrayBuffer(kHolderCells * Int32Array.BYTES_PER_ELEMENT));
   if (q !== undefined) Atomics.store(h, kHolderId, (Atomics.add(q, kHolderIds, 1) + 1) & kMaxHolderId || 1);
@@ -113,10 +117,15 @@ export function diff(a: number, b: number): number {
 
 /**
  * Items in the queue: counted by puts and not yet claimed (both cells only grow, but for the hub's
- * corrections), and one in the hand-off's mailbox.
+ * corrections), and those in the hand-off ring.
  */
 export function size(q: Int32Array): number {
-  return diff(Atomics.load(q, kReserved), Atomics.load(q, kClaimed)) + mailHeld(q);
+  return counted(q) + handedOff(q);
+}
+
+/** Items counted by puts and not yet claimed: those that go through the hub. */
+export function counted(q: Int32Array): number {
+  return diff(Atomics.load(q, kReserved), Atomics.load(q, kClaimed));
 }
 
 /** JoinableQueue: items put whose taskDone() has not been called. */
@@ -139,7 +148,7 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
     for (;;) {
       // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
       const reserved = Atomics.load(q, kReserved);
-      if (diff(reserved, Atomics.load(q, kClaimed)) + mailHeld(q) >= maxsize) {
+      if (diff(reserved, Atomics.load(q, kClaimed)) + handedOff(q) >= maxsize) {
         Atomics.store(h, kCounting, 0);
         return false;
       }
@@ -268,60 +277,76 @@ export function taskDone(q: Int32Array, h: Int32Array): boolean {
 
 // ---- the hand-off ----------------------------------------------------------------------------------------
 //
-// A put into an empty Queue or SimpleQueue (not a JoinableQueue) writes its item into the queue's one mailbox,
-// after the cells, instead of counting it and sending it to the hub: it moves kMail from Empty to Writing (with
-// its holder's number), writes the bytes, marks it Full and rings: it notifies kMail (gets waiting with
-// Atomics.waitAsync watch it) and kBell (getSync sleeps on it). So an item put while a get waits goes from the
-// producer's thread to the getter's with one wake-up, never seen by the hub. An item that carries things or
-// does not fit, or finds the mailbox taken, takes the usual way.
+// A put into a Queue or SimpleQueue (not a JoinableQueue) whose counted items are all claimed, with nothing of
+// its own holder buffered, writes a small item that carries nothing into the queue's ring of kRingSlots slots,
+// after the cells, instead of counting it and sending it to the hub; then it rings: it notifies kRingTail (gets
+// waiting with Atomics.waitAsync watch it) and kBell (getSync sleeps on it). So while consumers keep up (a
+// bounded pipeline, a round trip) items go from the producer's thread to the getter's through shared memory,
+// with at most one wake-up, never seen by the hub. An item that carries things or does not fit, or finds the
+// ring full or another put writing, takes the usual way.
 //
-//   Empty --a put (p)--> Writing(p) --> Full --takeMail (any get, r)--> Reading(r) --> Empty
+// Puts write one at a time: a put takes kRingLock (compare-and-swap 0 -> its holder number; a put that finds it
+// taken goes the usual way, it does not wait), writes slot kRingTail % kRingSlots, moves kRingTail, which
+// publishes the item, and lets go of the lock. Gets take from any thread at once, without a lock: a get copies
+// the slot at kRingHead, then moves kRingHead by compare-and-swap; only the get whose swap succeeds keeps its
+// copy. A put writes a slot only once kRingHead passed its last item, which every other get's swap then fails
+// on, so a kept copy was never written over while it was made. So a get has nothing half done that anyone
+// must repair; a put stopped inside its write leaves the lock taken (its item was never published, and its put
+// never returned): the hub frees it when that holder departs.
 //
-// The mailbox item is the queue's oldest, and every get, of any holder, takes it before claiming anything
-// counted. Per-producer order holds: "empty" (size 0) means the producer's earlier items were all claimed, and
-// its later ones are counted after the item was Full, so every get that could claim them looks at the mailbox
-// first. size() counts a Writing or Full mailbox, and a bounded queue counts it against maxsize. Reading is a
-// state of its own, so that one reader only copies the item. Repairs, by the hub when a holder departs (a
-// holder cannot close inside its own synchronous put or get): a producer that died writing leaves Writing,
-// emptied (its put never returned); a reader that died reading leaves Reading, emptied (the item it was
-// returning went with it, as for any get).
+// Items in the ring come before anything counted: every get, of any holder, takes from the ring before it
+// claims a counted item. Per-producer order holds. A producer writes into the ring only when all its earlier
+// items are claimed or in the ring ahead of this one (no counted item is unclaimed); its later items are
+// counted after this one was published, and a get can claim a counted item only once the hub pushed it to
+// the get's thread, so any get that could claim them sees this one in the ring first. size() counts the
+// ring's items, and a bounded queue counts them against maxsize.
 
-export const MailState = { Empty: 0, Writing: 2, Full: 3, Reading: 4 } as const;
-/** Holder numbers wrap within 29 bits (kMail keeps three bits for the state). */
-const kMaxHolderId = 0x1fffffff;
-
-/** kMail's value for holder number `id` in `state`. */
-export function mailWord(id: number, state: number): number {
-  return (id << 3) | state;
-}
-
-/** The mailbox holds an item, or one is being written to it: it counts in the queue's size. */
-export function mailHeld(q: Int32Array): number {
-  const state = Atomics.load(q, kMail) & 7;
-  return state === MailState.Writing || state === MailState.Full ? 1 : 0;
+/** Items in the hand-off ring. */
+export function handedOff(q: Int32Array): number {
+  return diff(Atomics.load(q, kRingTail), Atomics.load(q, kRingHead));
 }
 
 /**
- * Producer: writes `batch` (one item, carrying nothing) into the mailbox, if it fits and the mailbox is free.
- * The caller checked that the queue is empty and that this holder buffers nothing.
+ * Producer: takes the ring's lock and its next slot for an item of `n` bytes, if the item fits, the ring has
+ * room (and the queue, at `maxsize`) and no other put is writing: the slot's byte offset in the queue's buffer,
+ * or -1. The caller writes the item there (a batch of one, carrying nothing) and calls endHandOff(). It checked
+ * that nothing counted is unclaimed and that its holder buffers nothing.
  */
-export function handOff(q: Int32Array, h: Int32Array, batch: Batch): boolean {
-  const n = batch.bytes.byteLength;
+export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: number): number {
   const id = Atomics.load(h, kHolderId);
-  if (n > kMailBytes || id === 0) return false;
-  const writing = mailWord(id, MailState.Writing);
-  if (Atomics.compareExchange(q, kMail, MailState.Empty, writing) !== MailState.Empty) return false;
-  new Uint8Array(q.buffer, kMailOffset, n).set(new Uint8Array(batch.bytes));
-  Atomics.store(q, kMailLength, n);
-  Atomics.store(q, kMailFlags, (batch.refs ? 1 : 0) | (batch.scalars ? 2 : 0));
-  Atomics.store(q, kMail, MailState.Full); // the bytes above are visible to whoever sees this
-  ring(q);
-  return true;
+  if (n > kSlotBytes || id === 0) return -1;
+  if (Atomics.compareExchange(q, kRingLock, 0, id) !== 0) return -1;
+  const tail = Atomics.load(q, kRingTail);
+  const held = diff(tail, Atomics.load(q, kRingHead));
+  if (held >= kRingSlots || (maxsize > 0 && held + counted(q) >= maxsize)) {
+    Atomics.store(q, kRingLock, 0);
+    return -1;
+  }
+  return kRingOffset + (tail & (kRingSlots - 1)) * kSlotBytes;
 }
 
-/** Wakes every get that waits on this queue, asynchronously (kMail) or blocked (kBell). */
+/** Producer: the item of `n` bytes is written (`refs`: decode it keeping object ids): publish it, and ring. */
+export function endHandOff(q: Int32Array, n: number, refs: boolean): void {
+  const tail = Atomics.load(q, kRingTail);
+  q[kRingMeta + (tail & (kRingSlots - 1))] = n | (refs ? kRefsFlag : 0);
+  Atomics.store(q, kRingTail, (tail + 1) | 0); // publishes the bytes written to whoever loads it
+  Atomics.store(q, kRingLock, 0);
+  ring(q);
+}
+
+/** Producer: the item could not be written after all; the slot stays free. */
+export function cancelHandOff(q: Int32Array): void {
+  Atomics.store(q, kRingLock, 0);
+}
+
+/** A ring slot's meta word: the batch must be decoded keeping object ids. */
+export const kRefsFlag = 1 << 16;
+/** A ring slot's meta word: the item's byte length. */
+export const kLengthMask = 0xffff;
+
+/** Wakes every get that waits on this queue, asynchronously (kRingTail) or blocked (kBell). */
 export function ring(q: Int32Array): void {
-  Atomics.notify(q, kMail);
+  Atomics.notify(q, kRingTail);
   ringBell(q);
 }
 
@@ -331,30 +356,30 @@ export function ringBell(q: Int32Array): void {
   Atomics.notify(q, kBell);
 }
 
-/**
- * Hub: holder `id` departed; empties what it left half done in the mailbox. Writing: it died writing, its put
- * never returned; Reading: it died returning the item, which went with it.
- */
-export function clearMailOf(q: Int32Array, id: number): void {
-  if (id === 0) return;
-  for (const state of [MailState.Writing, MailState.Reading]) {
-    const word = mailWord(id, state);
-    if (Atomics.compareExchange(q, kMail, word, MailState.Empty) === word) Atomics.notify(q, kMail);
-  }
+/** Hub: holder `id` departed; if it was inside a put's write into the ring, that write is dropped. */
+export function unlockRingOf(q: Int32Array, id: number): void {
+  if (id !== 0) Atomics.compareExchange(q, kRingLock, id, 0);
 }
 
-/** The item in the mailbox, if it is full, taken by holder `id`; the mailbox empties. */
-export function takeMail(q: Int32Array, id: number): Batch | undefined {
-  if (Atomics.load(q, kMail) !== MailState.Full) return undefined;
-  const reading = mailWord(id, MailState.Reading);
-  if (Atomics.compareExchange(q, kMail, MailState.Full, reading) !== MailState.Full) return undefined;
-  const n = Atomics.load(q, kMailLength);
-  const flags = Atomics.load(q, kMailFlags);
-  const bytes = new ArrayBuffer(n); // a copy: the next put reuses the mailbox
-  new Uint8Array(bytes).set(new Uint8Array(q.buffer, kMailOffset, n));
-  Atomics.store(q, kMail, MailState.Empty);
-  if (Atomics.load(q, kRoomWaiters) > 0) wakeRoom(q); // the mailbox counted against maxsize
-  return { n: 1, bytes, offsets: [8], refs: (flags & 1) !== 0, scalars: (flags & 2) !== 0 };
+/**
+ * Takes the oldest item in the ring, copied into `into` (kSlotBytes at least; `bytes` views the queue's whole
+ * buffer): its meta word (length | kRefsFlag), or -1 when the ring is empty.
+ */
+export function takeHandedOff(q: Int32Array, bytes: Uint8Array, into: Uint8Array): number {
+  for (;;) {
+    const head = Atomics.load(q, kRingHead);
+    if (head === Atomics.load(q, kRingTail)) return -1;
+    const slot = head & (kRingSlots - 1);
+    // Plain reads: a put may be writing this slot again if another get took it already; then the swap below
+    // fails and the copy is dropped (a length read then may be anything, hence the bound).
+    const meta = q[kRingMeta + slot]!;
+    const at = kRingOffset + slot * kSlotBytes;
+    const n = Math.min(meta & kLengthMask, kSlotBytes);
+    for (let i = 0; i < n; i++) into[i] = bytes[at + i]!; // no view to allocate: items here are small
+    if (Atomics.compareExchange(q, kRingHead, head, (head + 1) | 0) !== head) continue;
+    if (Atomics.load(q, kRoomWaiters) > 0) wakeRoom(q); // the item counted against maxsize
+    return meta;
+  }
 }
 
 // ---- the hub's corrections -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import { bug, describe, Empty } from '../errors.ts';
 import { checkWaitOptions, type WaitOptions } from '../options.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { batchByteLength } from '../wire/batch.ts';
-import { BatchReader } from '../wire/decode.ts';
+import { BatchReader, decodeLone } from '../wire/decode.ts';
 import type { Batch } from '../wire/format.ts';
 import {
   claim,
@@ -29,18 +29,23 @@ import {
   claimPinned,
   diff,
   growLeaseRing,
+  counted,
+  handedOff,
   kClaimed,
-  kHolderId,
-  kMail,
   kReply,
+  kRefsFlag,
+  kRingHead,
+  kRingTail,
+  kSlotBytes,
   leaseRoom,
-  MailState,
-  mailHeld,
   size,
-  takeMail,
+  takeHandedOff,
   unpin,
 } from './cells.ts';
 import { Op, type HolderMessage, type HubMessage, type WantMessage } from './protocol.ts';
+
+/** What #takeHandedOff() returns when the ring is empty. */
+const kNoItem: unique symbol = Symbol('no item');
 
 /** The window: how many items past the claims a holder asks the hub to push, at most and at first. */
 const kWindowItems = 4096;
@@ -53,6 +58,8 @@ const kNowaitReplyMs = 5_000;
 /** What the get side needs of its queue holder. */
 export interface GetHolder {
   readonly queueCells: Int32Array;
+  /** The queue's whole shared buffer as bytes (the hand-off ring's slots). */
+  readonly queueBytes: Uint8Array;
   readonly holderCells: Int32Array;
   readonly maxsize: number;
   readonly port: MessagePort;
@@ -101,14 +108,15 @@ export class GetSide {
   #fetching: Waiter<unknown> | undefined;
   #fetchIndex = 0;
   #kept: unknown[] = [];
-  /** This holder's number (cells.ts: kHolderId), as hand-offs name it. */
-  readonly #id: number;
-  /** A waitAsync on kMail is pending (at most one). */
+  /** A waitAsync on kRingTail is pending (at most one). */
   #watching = false;
+  /** Where items taken from the hand-off ring are copied to and decoded from (made at the first one). */
+  #scratch: Uint8Array | undefined;
+  #scratchBuffer: Buffer | undefined;
+  #scratchBusy = false;
 
   constructor(holder: GetHolder) {
     this.#holder = holder;
-    this.#id = Atomics.load(holder.holderCells, kHolderId);
   }
 
   /** Gets wait: the holder's port must keep the program alive. */
@@ -143,14 +151,14 @@ export class GetSide {
     this.#holder.flushPuts();
     return wait<unknown>(
       (waiter) => {
-        // A timeout or abort that finds an item in the mailbox loses the race: the get takes it.
-        if (this.#holder.handsOff) waiter.decided = () => this.#takeMailFor(waiter);
+        // A timeout or abort that finds an item in the hand-off ring loses the race: the get takes it.
+        if (this.#holder.handsOff) waiter.decided = () => this.#takeHandedOffFor(waiter);
         this.#waiters.push(waiter);
         this.serve();
         return () => {
           const i = this.#waiters.indexOf(waiter);
           if (i !== -1) this.#waiters.splice(i, 1);
-          // The last get stopped waiting (timeout, abort): its watch on the mailbox ends.
+          // The last get stopped waiting (timeout, abort): its watch on the ring ends.
           if (this.#waiters.length === 0 && this.#fetching === undefined) this.#unwatch();
           this.#holder.updateRef();
         };
@@ -279,50 +287,74 @@ export class GetSide {
     this.#holder.updateRef();
   }
 
-  /** A get waits on an empty queue: watch the mailbox, which a put into the empty queue fills and rings. */
+  /**
+   * A get waits with nothing here: watch the hand-off ring, which puts fill and ring while nothing counted is
+   * unclaimed. (Otherwise what comes is on its way through the hub, whose push wakes us.)
+   */
   #watchIfEmpty(): void {
     const holder = this.#holder;
     if (!holder.handsOff || this.#kept.length > 0) return;
-    // Otherwise what comes is on its way through the hub, whose push wakes us.
-    if (size(holder.queueCells) === 0 || mailHeld(holder.queueCells)) this.#watchMail();
+    const q = holder.queueCells;
+    if (counted(q) === 0 || handedOff(q) > 0) this.#watchRing();
   }
 
   /** No get waits any more: a pending watch ends now (a notify), so that it holds nothing alive. */
   #unwatch(): void {
-    if (this.#watching) Atomics.notify(this.#holder.queueCells, kMail);
+    if (this.#watching) Atomics.notify(this.#holder.queueCells, kRingTail);
   }
 
-  /** The oldest waiting get takes the mailbox item now, if there is one (its timeout or abort came). */
-  #takeMailFor(waiter: Waiter<unknown>): boolean {
+  /** The oldest waiting get takes the ring's oldest item now, if there is one (its timeout or abort came). */
+  #takeHandedOffFor(waiter: Waiter<unknown>): boolean {
     if (this.#waiters[0] !== waiter || this.#fetching !== undefined || this.#kept.length > 0) return false;
-    const batch = takeMail(this.#holder.queueCells, this.#id);
-    if (batch === undefined) return false;
-    this.#waiters.shift();
     let value: unknown;
     try {
-      value = new BatchReader(batch).item(0);
+      value = this.#takeHandedOff();
     } catch (error) {
+      this.#waiters.shift();
       waiter.reject(error);
       return true;
     }
+    if (value === kNoItem) return false;
+    this.#waiters.shift();
     waiter.resolve(value);
     return true;
   }
 
-  /** Serves again when kMail changes. At most one watch per holder; #unwatch() ends it when no get waits. */
-  #watchMail(): void {
-    if (this.#watching) return;
-    const q = this.#holder.queueCells;
-    const word = Atomics.load(q, kMail);
-    // No timeout: V8 keeps a timed waitAsync's timer task until it expires, even once notified (20,000 waits a
-    // second left 20,000 timers a second firing later, and round trips stalled on them). #unwatch() ends it.
-    const result = (word & 7) === MailState.Full ? undefined : Atomics.waitAsync(q, kMail, word);
-    this.#watching = true;
-    if (result === undefined || !result.async) queueMicrotask(this.#onMail);
-    else void result.value.then(this.#onMail);
+  /**
+   * The hand-off ring's oldest item, taken and decoded here; kNoItem when the ring is empty. Throws (the item
+   * taken) when this thread cannot rebuild it. Copied into this holder's scratch bytes, unless a decode in
+   * progress uses them (a registered class whose revival gets from this queue).
+   */
+  #takeHandedOff(): unknown {
+    const holder = this.#holder;
+    const own = !this.#scratchBusy;
+    const u8 = own ? (this.#scratch ??= new Uint8Array(kSlotBytes)) : new Uint8Array(kSlotBytes);
+    const meta = takeHandedOff(holder.queueCells, holder.queueBytes, u8);
+    if (meta < 0) return kNoItem;
+    if (!own) return decodeLone(u8, Buffer.from(u8.buffer), (meta & kRefsFlag) !== 0);
+    this.#scratchBuffer ??= Buffer.from(u8.buffer);
+    this.#scratchBusy = true;
+    try {
+      return decodeLone(u8, this.#scratchBuffer, (meta & kRefsFlag) !== 0);
+    } finally {
+      this.#scratchBusy = false;
+    }
   }
 
-  #onMail = (): void => {
+  /** Serves again when kRingTail moves. At most one watch per holder; #unwatch() ends it when no get waits. */
+  #watchRing(): void {
+    if (this.#watching) return;
+    const q = this.#holder.queueCells;
+    const tail = Atomics.load(q, kRingTail);
+    // No timeout: V8 keeps a timed waitAsync's timer task until it expires, even once notified (20,000 waits a
+    // second left 20,000 timers a second firing later, and round trips stalled on them). #unwatch() ends it.
+    const result = tail !== Atomics.load(q, kRingHead) ? undefined : Atomics.waitAsync(q, kRingTail, tail);
+    this.#watching = true;
+    if (result === undefined || !result.async) queueMicrotask(this.#onRing);
+    else void result.value.then(this.#onRing);
+  }
+
+  #onRing = (): void => {
     this.#watching = false;
     if (!this.#holder.closed) this.serve();
   };
@@ -343,10 +375,10 @@ export class GetSide {
     if (this.#kept.length > 0) return { kind: 'item', value: this.#kept.shift() };
     const holder = this.#holder;
     const q = holder.queueCells;
-    // The mailbox item comes before anything counted: it was put when the queue was empty.
-    const mail = holder.handsOff ? takeMail(q, this.#id) : undefined;
-    if (mail !== undefined) {
-      return { kind: 'item', value: new BatchReader(mail).item(0) };
+    // The ring's items come before anything counted (cells.ts, "The hand-off").
+    if (holder.handsOff) {
+      const handed = this.#takeHandedOff();
+      if (handed !== kNoItem) return { kind: 'item', value: handed };
     }
     const segments = this.#segments;
     for (;;) {

@@ -57,6 +57,8 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   readonly handsOff: boolean;
   readonly maxsize: number;
   readonly queueCells: Int32Array;
+  /** The queue's whole shared buffer as bytes: the hand-off ring's slots are in it. */
+  readonly queueBytes: Uint8Array;
   readonly holderCells: Int32Array;
   readonly port: MessagePort;
   /** JoinableQueue: the lease ring (the get side replaces it when it grows); null for other kinds. */
@@ -87,6 +89,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     this.handsOff = !this.joinable;
     this.maxsize = maxsize;
     this.queueCells = queueCells;
+    this.queueBytes = new Uint8Array(queueCells.buffer);
     this.holderCells = holderCells;
     this.ring = ring;
     this.port = port;
@@ -142,7 +145,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
       throw this.#wouldDeadlock('getSync() on an empty queue');
     const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
     // While kSyncGetting is 1 the hub slides this holder's window along with the claims and rings the queue's
-    // kBell after every push to it; a put into the mailbox rings it too. So we sleep on kBell, read before each
+    // kBell after every push to it; a put into the hand-off ring rings it too. So we sleep on kBell, read before each
     // look: a ring after the look changes it, none is missed.
     Atomics.store(mine, kSyncGetting, 1);
     try {

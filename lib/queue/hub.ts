@@ -25,7 +25,6 @@ import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
 import type { Batch } from '../wire/format.ts';
 import {
   abandon,
-  clearMailOf,
   FetchState,
   kAttaching,
   kClaimed,
@@ -41,6 +40,7 @@ import {
   recount,
   ringBell,
   uncount,
+  unlockRingOf,
 } from './cells.ts';
 import { Op, type ClientMessage, type HolderMessage, type HolderWire, type HubMessage } from './protocol.ts';
 
@@ -362,7 +362,7 @@ class Holder {
       queue.requeue(batch, entry.transfer, ++requeued);
       if (entry.transfer !== undefined) entry.gone = true; // its things moved to the new entry
     }
-    clearMailOf(queue.cells, Atomics.load(this.cells, kHolderId)); // cells.ts, "The hand-off"
+    unlockRingOf(queue.cells, Atomics.load(this.cells, kHolderId)); // cells.ts, "The hand-off"
     if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
     if (queue.holders.size === 0) {
       queues.delete(queue);

@@ -35,8 +35,9 @@
 //   | handover    | flushes; kAttaching += 1; a new channel; Attach    | a new Holder; kAttaching -= 1              |
 //   |             | {port, cells, ring} -> B; the other port travels   |                                            |
 //   | lease ring  | a full ring: a new ring, Leases{ring} -> B         | reads leases from the new ring             |
-//   | hand-off    | a put into an empty queue fills its mailbox and    | (nothing: the item never reaches the hub)  |
-//   |             | rings; any get takes it first (cells.ts)           |                                            |
+//   | hand-off    | a put while every counted item is claimed writes a | (nothing: the item never reaches the hub)  |
+//   |             | small item into the queue's ring and rings; any    |                                            |
+//   |             | get takes from the ring first (cells.ts)           |                                            |
 //   | close       | flushes; Close; closes its port                    | depart (below)                             |
 //   | depart      | (closed, exited, terminated, or collected)         | takes off what it counted and never sent;  |
 //   |             |                                                    | queues again what it claimed and was not   |
@@ -71,16 +72,19 @@
 //   | kSyncGetting| its holder (getSync)       | hub (push)           | blocking.test "two blocking consumers share"  |
 //   | kBell       | hub (push to a getSync),   | getSync              | blocking.test "20,000 blocking round trips"   |
 //   |             | producers (handOff)        |                      |                                               |
-//   | kRoomWaiters| puts waiting for room      | claim, takeMail      | queue.test "when the put at the head ..."     |
-//   | kRoom       | claim, takeMail, unreserve,| puts waiting for room| queue.test "the value is captured when put is |
-//   |             | hub (uncount)              |                      | called" (a put waiting behind a mailbox item) |
-//   | kHolderIds, | newHolderCells(q)          | handOff, takeMail,   | hub.test "the hand-off: ..."                  |
-//   | kHolderId   |                            | hub (clearMailOf)    |                                               |
-//   | kMail       | handOff, takeMail, hub     | size(), reserve,     | hand-off.test (four cases); hub.test "the     |
-//   |             | (clearMailOf)              | gets (watch), puts   | hand-off: ..."; reliability/faults.test       |
+//   | kRoomWaiters| puts waiting for room      | claim, takeHandedOff | queue.test "when the put at the head ..."     |
+//   | kRoom       | claim, takeHandedOff,      | puts waiting for room| queue.test "the value is captured when put is |
+//   |             | unreserve, hub (uncount)   |                      | called" (a put waiting behind a ring item)    |
+//   | kHolderIds, | newHolderCells(q)          | beginHandOff, hub    | hub.test "the hand-off: ..."                  |
+//   | kHolderId   |                            | (unlockRingOf)       |                                               |
+//   | kRingLock   | beginHandOff, endHandOff,  | beginHandOff         | hand-off.test "a put that finds another put   |
+//   |             | hub (unlockRingOf)         |                      | writing ..."; hub.test "the hand-off: ..."    |
+//   | kRingTail,  | endHandOff (tail, meta,    | size(), reserve,     | hand-off.test (six cases); queue.test,        |
+//   | kRingMeta,  | slot bytes); takeHandedOff | gets (watch), puts   | reliability/load.test (per-producer order);   |
+//   | kRingHead   | (head)                     |                      | reliability/faults.test                       |
 //
-// The hand-off, a put into an empty queue straight to a waiting get past the hub, is argued in cells.ts ("The
-// hand-off").
+// The hand-off, a small put straight to any get past the hub while the hub holds nothing, is argued in
+// cells.ts ("The hand-off").
 // settle(), argued. A holder stopped between the two steps of reserve() (kReserved, then kPutCount) leaves
 // kReserved one higher than the counts the hub can see, for good. The hub knows this happened (kCounting was 1
 // when the holder departed) but not in which direction, so it recomputes kReserved from first principles:

@@ -6,8 +6,9 @@
 // kBatchBytes, on flush(), when a handle of the queue is handed to another thread, and when the thread exits.
 // An item that moves things (a transfer list, ports, handles) or holds host objects the platform must clone
 // travels alone, posted at the call (after the batch before it, to keep this holder's order), so that the
-// platform's own errors reach the caller. A put into an empty queue, with nothing of this holder's buffered,
-// writes a small item into the queue's mailbox instead, where a waiting get finds it (cells.ts, "The hand-off").
+// platform's own errors reach the caller. A put while every counted item is claimed, with nothing of this
+// holder's buffered, writes a small item into the queue's hand-off ring instead, where any get finds it without
+// the hub (cells.ts, "The hand-off").
 //
 // Invariants:
 //   Blocked puts (bounded queue full) are served in call order, one at a time; each leaves the line on its own
@@ -16,12 +17,34 @@
 //   #encoder holds only items whose slots are reserved; #flushScheduled is set exactly while it holds some and
 //     the feeder has not run.
 import { ErrorCode, Full, ProcessError } from '../errors.ts';
-import { abort, captureItem, commit, isHandle, marshalHandles, type Handle } from '../handles.ts';
+import {
+  abort,
+  captureItem,
+  captureOrSink,
+  commit,
+  isHandle,
+  marshalHandles,
+  type Handle,
+  type ItemSink,
+} from '../handles.ts';
 import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { Encoder, type LoneItem } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
-import { handOff, kMail, kRoom, kRoomWaiters, MailState, reserve, size, unreserve, wakeRoom } from './cells.ts';
+import {
+  beginHandOff,
+  cancelHandOff,
+  counted,
+  endHandOff,
+  handedOff,
+  kRingSlots,
+  kRoom,
+  kRoomWaiters,
+  reserve,
+  size,
+  unreserve,
+  wakeRoom,
+} from './cells.ts';
 import { Op, type HolderMessage } from './protocol.ts';
 
 /** Items per batch, and bytes per batch, past which put() hands the batch over at once. */
@@ -43,6 +66,8 @@ const putKeys = ['timeout', 'signal', 'transfer'] as const;
 export interface PutHolder {
   readonly closed: boolean;
   readonly queueCells: Int32Array;
+  /** The queue's whole shared buffer as bytes (the hand-off ring's slots). */
+  readonly queueBytes: Uint8Array;
   readonly holderCells: Int32Array;
   readonly maxsize: number;
   readonly joinable: boolean;
@@ -110,13 +135,20 @@ export class PutSide {
       transfer = checkTransferList(o.transfer);
       holder.checkOpen();
       if (signal?.aborted) throw signal.reason;
-      if (this.#blocked.length === 0 && reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
-        this.#add(item, transfer);
-        return resolved;
+      let lone: LoneItem | undefined;
+      if (this.#blocked.length === 0) {
+        const handed = transfer === undefined ? this.#handOff(item) : undefined;
+        if (handed === true) return resolved;
+        lone = handed;
+        if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
+          if (lone === undefined) this.#add(item, transfer);
+          else this.#addCaptured(lone);
+          return resolved;
+        }
       }
       if (timeout === 0) throw new Full();
       // Captured now, so the value is still the one of this call when a slot frees up.
-      return this.#waitInLine(captureItem(item, transfer), timeout, signal);
+      return this.#waitInLine(lone ?? captureItem(item, transfer), timeout, signal);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -161,19 +193,57 @@ export class PutSide {
   }
 
   /**
-   * Puts `item` into the mailbox of an empty queue (cells.ts, "The hand-off"), where a waiting get finds it with
-   * one wake-up: true once done. Otherwise undefined, or the item captured on the way (the caller puts that).
-   * Throws what capturing throws.
+   * Puts `item` into the queue's hand-off ring (cells.ts, "The hand-off"), where any get finds it without the
+   * hub: true once done. Otherwise undefined, or the item captured on the way (the caller puts that). Throws
+   * what capturing throws.
    */
   #handOff(item: unknown): true | LoneItem | undefined {
+    return this.#mayHandOff() ? captureOrSink(item, this.#ringSink) : undefined;
+  }
+
+  /** Takes a captured item's bytes from the encoder straight into the ring. */
+  readonly #ringSink: ItemSink = {
+    take: (encoder: Encoder): boolean => {
+      const holder = this.#holder;
+      const q = holder.queueCells;
+      const n = encoder.lastLength;
+      const at = beginHandOff(q, holder.holderCells, n, holder.maxsize);
+      if (at < 0) return false;
+      try {
+        encoder.moveLastInto(holder.queueBytes, at);
+      } catch (error) {
+        cancelHandOff(q);
+        throw error;
+      }
+      endHandOff(q, n, encoder.refs);
+      return true;
+    },
+  };
+
+  /** Puts an item captured earlier into the hand-off ring, if it may go there now. */
+  #handOffCaptured(lone: LoneItem): boolean {
     const holder = this.#holder;
     const q = holder.queueCells;
-    // Items of ours in the batch are counted, so the queue is not empty: the common case of a put loop, decided
-    // without reading kClaimed (the consumers' cache line).
-    if (!holder.handsOff || (this.#encoder !== undefined && this.#encoder.count > 0)) return undefined;
-    if (Atomics.load(q, kMail) !== MailState.Empty || size(q) !== 0) return undefined;
-    const lone = captureItem(item);
-    return lone.carrying === Carrying.Nothing && handOff(q, holder.holderCells, lone.batch) ? true : lone;
+    if (lone.carrying !== Carrying.Nothing || !this.#mayHandOff()) return false;
+    const bytes = new Uint8Array(lone.batch.bytes);
+    const at = beginHandOff(q, holder.holderCells, bytes.length, holder.maxsize);
+    if (at < 0) return false;
+    holder.queueBytes.set(bytes, at);
+    endHandOff(q, bytes.length, lone.batch.refs);
+    return true;
+  }
+
+  /**
+   * Whether a put of this holder may go into the ring now: every item counted is claimed (so are this holder's
+   * earlier items, which keeps its order), and the ring has a free slot.
+   */
+  #mayHandOff(): boolean {
+    const holder = this.#holder;
+    const q = holder.queueCells;
+    // Items of ours in the batch are counted: the common case of a put loop, decided without reading kClaimed
+    // (the consumers' cache line).
+    if (!holder.handsOff || (this.#encoder !== undefined && this.#encoder.count > 0)) return false;
+    return counted(q) === 0 && handedOff(q) < kRingSlots;
   }
 
   /**
@@ -194,12 +264,21 @@ export class PutSide {
     if (handed === true) return;
     Atomics.add(cells, kRoomWaiters, 1);
     let reserved: boolean;
+    let ringed = false;
     try {
-      reserved = blockUntil(cells, kRoom, () => reserve(cells, holder.holderCells, holder.maxsize), { timeout });
+      reserved = blockUntil(
+        cells,
+        kRoom,
+        () =>
+          (handed !== undefined && (ringed = this.#handOffCaptured(handed))) ||
+          reserve(cells, holder.holderCells, holder.maxsize),
+        { timeout },
+      );
     } finally {
       Atomics.sub(cells, kRoomWaiters, 1);
     }
     if (!reserved) throw new Full(`queue is full: putSync() timed out after ${timeout} ms`);
+    if (ringed) return;
     if (handed === undefined) this.#add(item, transfer);
     else this.#addCaptured(handed);
     this.flush();
@@ -288,6 +367,12 @@ export class PutSide {
     try {
       while (this.#blocked.length > 0) {
         const head = this.#blocked[0]!;
+        if (this.#handOffCaptured(head.item)) {
+          this.#blocked.shift();
+          this.#settle(head);
+          head.resolve();
+          continue;
+        }
         if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
           this.#blocked.shift();
           this.#settle(head);

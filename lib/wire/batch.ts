@@ -44,12 +44,41 @@ export function itemBytes(batch: Batch, i: number): Uint8Array {
 
 /** The bytes of a batch of one item: `header` (2 bytes), the array of one, `item`. */
 export function wrapItem(header: Uint8Array, item: Uint8Array): ArrayBuffer {
-  const u8 = new Uint8Array(8 + item.length + 3);
-  u8.set(header.subarray(0, 2), 0);
-  u8.set([Tag.BeginDenseArray, 0x81, 0x80, 0x80, 0x80, 0x00], 2); // 1 as a 5-byte varint
+  const u8 = new Uint8Array(wrappedLength(item.length));
   u8.set(item, 8);
-  u8.set([Tag.EndDenseArray, 0, 1], 8 + item.length);
+  writeFrame(u8, 0, header, item.length);
   return u8.buffer;
+}
+
+/** The byte length of wrapItem()'s batch for an item of `n` bytes. */
+export function wrappedLength(n: number): number {
+  return 8 + n + 3;
+}
+
+/**
+ * Writes wrapItem()'s batch for the item at bytes [from, to) of `source` (whose first 2 bytes are the
+ * header) into `into` at `at`.
+ */
+export function writeWrapped(into: Uint8Array, at: number, source: Uint8Array, from: number, to: number): void {
+  if (to - from > 256) into.set(source.subarray(from, to), at + 8);
+  else for (let i = from, j = at + 8; i < to; i++, j++) into[j] = source[i]!; // no view to allocate
+  writeFrame(into, at, source, to - from);
+}
+
+/** The header, the array of one around an item of `n` bytes at `at` + 8, and the array's end. */
+function writeFrame(u8: Uint8Array, at: number, header: Uint8Array, n: number): void {
+  u8[at] = header[0]!;
+  u8[at + 1] = header[1]!;
+  u8[at + 2] = Tag.BeginDenseArray;
+  u8[at + 3] = 0x81; // 1 as a 5-byte varint
+  u8[at + 4] = 0x80;
+  u8[at + 5] = 0x80;
+  u8[at + 6] = 0x80;
+  u8[at + 7] = 0x00;
+  const end = at + 8 + n;
+  u8[end] = Tag.EndDenseArray;
+  u8[end + 1] = 0;
+  u8[end + 2] = 1;
 }
 
 /** Item `i` of `batch` as a batch of its own, bytes copied, with the shapes and carry it may need. */

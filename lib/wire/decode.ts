@@ -62,7 +62,7 @@ class Decoder {
   svUsed = 0;
 
   start(
-    bytes: ArrayBuffer,
+    u8: Uint8Array,
     buffer: Buffer,
     offset: number,
     refs: boolean,
@@ -70,7 +70,7 @@ class Decoder {
     carry: Carry | undefined,
   ): void {
     this.busy = true;
-    this.u8 = new Uint8Array(bytes);
+    this.u8 = u8;
     this.buf = buffer;
     this.p = offset;
     this.refs = refs;
@@ -529,7 +529,21 @@ export class BatchReader {
 
 function decodeAt(batch: Batch, buffer: Buffer, shapes: Shape[], i: number): unknown {
   const d = decoder();
-  d.start(batch.bytes, buffer, batch.offsets[i]!, batch.refs, shapes, batch.carry?.[i]);
+  d.start(new Uint8Array(batch.bytes), buffer, batch.offsets[i]!, batch.refs, shapes, batch.carry?.[i]);
+  try {
+    return d.read();
+  } finally {
+    d.end();
+  }
+}
+
+/**
+ * Decodes a batch of one item, carrying nothing and without shapes, whose bytes are in `u8` from 0 (`buffer`
+ * over the same memory): the hand-off ring's items, decoded where they were copied to.
+ */
+export function decodeLone(u8: Uint8Array, buffer: Buffer, refs: boolean): unknown {
+  const d = decoder();
+  d.start(u8, buffer, 8, refs, NO_SHAPES, undefined);
   try {
     return d.read();
   } finally {

@@ -18,7 +18,7 @@
 import v8 from 'node:v8';
 import { types } from 'node:util';
 import { bug } from '../errors.ts';
-import { itemBytes, wrapItem } from './batch.ts';
+import { itemBytes, wrapItem, wrappedLength, writeWrapped } from './batch.ts';
 import { Carrying, ErrorTag, kMaxDepth, kShapeMaxKeys, Tag, type Batch, type Carry } from './format.ts';
 import {
   ArrayProto,
@@ -238,6 +238,31 @@ export class Encoder {
     this.#handleSlots = [];
     this.#endItem();
     return lone;
+  }
+
+  /** Some item so far refers back to one of its objects: the batch must be decoded keeping object ids. */
+  get refs(): boolean {
+    return this.#refs;
+  }
+
+  /** The byte length of the item just put, as a batch of its own (what takeLast() would make of it). */
+  get lastLength(): number {
+    return wrappedLength(this.#pos - this.#offsets[this.#n - 1]!);
+  }
+
+  /**
+   * Writes the item just put (whose put() returned Nothing, in an encoder without shapes) into `into` at `at`,
+   * as a batch of its own, and takes it out of the batch: takeLast() without a buffer of its own.
+   */
+  moveLastInto(into: Uint8Array, at: number): void {
+    const i = this.#n - 1;
+    const start = this.#offsets[i]!;
+    if (this.#shapeKeys.length > 0 || this.#batchCarry?.[i] !== undefined)
+      throw bug('wire: moveLastInto() of an item that needs more than its bytes');
+    writeWrapped(into, at, this.#u8, start, this.#pos);
+    this.#pos = start;
+    this.#n = i;
+    if (this.#batchCarry !== null) this.#batchCarry.length = i;
   }
 
   /**

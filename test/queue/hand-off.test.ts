@@ -1,69 +1,64 @@
-// The hand-off (lib/queue/cells.ts, "The hand-off"): a put into an empty queue goes into its mailbox, where a
-// waiting get finds it with one wake-up, never seen by the hub; what cannot go that way (too big, carrying
-// shared memory or handles) takes the usual way; the mailbox item is any get's, first (a busy getter holds
-// nothing up, and per-producer order holds), counts in qsize() and against maxsize; a get aborted while the item
-// is written lets it go to the next get. The cells are read directly, as the protocol's tests do; the hub's
-// repairs of the same cells are in hub.test.ts.
+// The hand-off (lib/queue/cells.ts, "The hand-off"): a put while every counted item is claimed writes into the
+// queue's ring, where any get finds it without the hub; what cannot go that way (too big, carrying shared
+// memory or handles, the ring full, another put writing) takes the usual way; the ring's items are any get's,
+// first (a busy getter holds nothing up, and per-producer order holds across the ring and the hub), count in
+// qsize() and against maxsize; a get aborted while an item is written lets it go to the next get. The cells
+// are read directly, as the protocol's tests do; the hub's repair of the same cells is in hub.test.ts.
 import * as assert from 'uvu/assert';
 import { Full, Pipe, Queue } from '../../lib/index.ts';
-import { captureItem } from '../../lib/handles.ts';
 import { backendOf } from '../../lib/queue.ts';
 import {
-  kMail,
-  kMailFlags,
-  kMailLength,
-  kMailOffset,
+  beginHandOff,
+  endHandOff,
+  handedOff,
   kReserved,
-  MailState,
-  mailWord,
-  ring,
+  kRingLock,
+  kRingSlots,
+  newHolderCells,
 } from '../../lib/queue/cells.ts';
 import type { Holder } from '../../lib/queue/holder.ts';
+import { ringBytes } from '../_support/hand-off.ts';
 import { openQueues, startTask, suite } from '../_support/harness.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
-const t = suite('queues: the hand-off to a waiting get', 60_000);
+const t = suite('queues: the hand-off ring', 60_000);
 const { open } = openQueues(t);
 
 function cellsOf(q: Queue<unknown>): Int32Array {
   return (backendOf(q) as Holder).queueCells;
 }
 
-/** Plays a producer in another thread that began to put an item into the mailbox (cells.ts handOff()). */
-function startWriting(q: Int32Array): void {
-  assert.is(
-    Atomics.compareExchange(q, kMail, MailState.Empty, mailWord(999, MailState.Writing)),
-    MailState.Empty,
-    'the mailbox was free',
-  );
+/** Plays a put of another thread that took the ring's lock and a slot, and is writing `value` there. */
+function startWriting(q: Int32Array, value: unknown): () => void {
+  const bytes = ringBytes(value);
+  const at = beginHandOff(q, newHolderCells(q), bytes.length, 0);
+  assert.ok(at >= 0, 'the ring was free');
+  new Uint8Array(q.buffer).set(bytes.subarray(0, 4), at); // half written
+  return () => {
+    new Uint8Array(q.buffer).set(bytes, at);
+    endHandOff(q, bytes.length, false);
+  };
 }
 
-/** ... and finishes writing `value`, as handOff() does. */
-function finishWriting(q: Int32Array, value: unknown): void {
-  const { bytes } = captureItem(value).batch;
-  new Uint8Array(q.buffer, kMailOffset, bytes.byteLength).set(new Uint8Array(bytes));
-  Atomics.store(q, kMailLength, bytes.byteLength);
-  Atomics.store(q, kMailFlags, 0);
-  Atomics.store(q, kMail, MailState.Full);
-  ring(q);
-}
-
-t('a put into an empty queue whose get waits in another thread goes straight to it, past the hub', async () => {
+t('a put whose get waits in another thread goes straight to it, past the hub', async () => {
   const q = open(new Queue<unknown>());
   const cells = cellsOf(q);
   const [conn, child] = Pipe<unknown>();
   const p = startTask(tasks, 'getOne', [q, child]);
   assert.is(await conn.recv(), 'waiting');
-  const item = { id: 7, name: 'seven', tags: ['a', 'b'], at: 1.5, none: null };
+  const item = { id: 7, name: 'seven', tags: ['a', 'b'], at: 1.5, none: null, same: [] as unknown[] };
+  item.same.push(item.tags, item.tags); // refers back: decoded keeping object ids
   await q.put(item);
   assert.is(Atomics.load(cells, kReserved), 0, 'never counted: it did not go through the hub');
-  assert.equal(await conn.recv(), item);
+  const got = (await conn.recv()) as typeof item;
+  assert.equal(got, item);
+  assert.ok(got.same[0] === got.same[1], 'one array, twice');
   await p.join();
   assert.is(p.exitCode, 0);
   assert.is(q.qsize(), 0);
 });
 
-t('what cannot go into the mailbox goes the usual way: too big, shared memory, a handle', async () => {
+t('what cannot go into the ring goes the usual way: too big, shared memory, a handle', async () => {
   const q = open(new Queue<unknown>());
   const cells = cellsOf(q);
   const shared = new Int32Array(new SharedArrayBuffer(8));
@@ -73,7 +68,7 @@ t('what cannot go into the mailbox goes the usual way: too big, shared memory, a
     const got = q.get({ timeout: 10_000 });
     const counted = Atomics.load(cells, kReserved);
     await q.put(item);
-    assert.is(Atomics.load(cells, kMail), MailState.Empty, 'not in the mailbox');
+    assert.is(handedOff(cells), 0, 'not in the ring');
     assert.is(Atomics.load(cells, kReserved), counted + 1, 'counted: it goes through the hub');
     const value = (await got) as Record<string, unknown>;
     if (typeof item === 'string') assert.is(value, item);
@@ -86,39 +81,51 @@ t('what cannot go into the mailbox goes the usual way: too big, shared memory, a
   assert.is(await inner.get(), 1);
 });
 
+t('a put that finds another put writing into the ring goes the usual way, and stays behind nothing', async () => {
+  const q = open(new Queue<string>());
+  const cells = cellsOf(q);
+  const finish = startWriting(cells, 'theirs');
+  await q.put('mine');
+  assert.is(Atomics.load(cells, kReserved), 1, 'counted: the ring was locked');
+  finish();
+  assert.is(Atomics.load(cells, kRingLock), 0);
+  // Two producers: each one's order holds, not an order between them. The ring comes first.
+  assert.is(await q.get({ timeout: 10_000 }), 'theirs');
+  assert.is(await q.get({ timeout: 10_000 }), 'mine');
+  assert.is(q.qsize(), 0);
+});
+
 t(
-  'a get whose abort finds an item in the mailbox returns it; one aborted while it is written leaves it for the next get',
+  'a get whose abort finds an item in the ring returns it; one aborted while an item is written leaves it for the next get',
   async () => {
     const q = open(new Queue<string>());
     const cells = cellsOf(q);
     const controller = new AbortController();
     const got = q.get({ signal: controller.signal });
-    startWriting(cells);
-    finishWriting(cells, 'written');
-    controller.abort(new Error('too late')); // before this thread ran the mailbox's wake-up
+    startWriting(cells, 'written')();
+    controller.abort(new Error('too late')); // before this thread ran the ring's wake-up
     assert.is(await got, 'written', 'the abort lost the race');
 
     const again = new AbortController();
     const next = q.get({ signal: again.signal });
-    startWriting(cells);
+    const finish = startWriting(cells, 'written late');
     again.abort(new Error('in time'));
     await next.then(
       () => assert.unreachable('resolved'),
       (error: Error) => assert.is(error.message, 'in time'),
     );
-    assert.is(q.qsize(), 1, 'an item being written counts in the size');
-    finishWriting(cells, 'written late');
+    assert.is(q.qsize(), 0, 'an item not yet published is not in the queue');
+    finish();
+    assert.is(q.qsize(), 1);
     assert.is(await q.get({ timeout: 10_000 }), 'written late');
     assert.is(q.qsize(), 0);
-    assert.is(Atomics.load(cells, kMail), MailState.Empty);
   },
 );
 
 t(
-  "the mailbox item while the waiting get's thread is busy: any get's, first, in order, counted against maxsize",
+  "the ring's items while the waiting get's thread is busy: any get's, first, in order, counted against maxsize",
   async () => {
-    // The worker's get waits and then its thread stays busy: the item must not wait for that thread, nor come
-    // after what the same producer put next.
+    // The worker's get waits and then its thread stays busy: the items must not wait for that thread.
     const q = open(new Queue<string>({ maxsize: 2 }));
     const cells = cellsOf(q);
     const flag = new Int32Array(new SharedArrayBuffer(4));
@@ -126,16 +133,16 @@ t(
     const p = startTask(tasks, 'getWhileBusy', [q, child, flag]);
     try {
       assert.is(await conn.recv(), 'offered');
-      await q.put('B'); // into the mailbox, where the busy worker's get would find it
-      assert.is(Atomics.load(cells, kMail), MailState.Full);
-      await q.put('C'); // counted: it goes the usual way
+      await q.put('B'); // into the ring, where the busy worker's get would find it
+      await q.put('C');
+      assert.is(handedOff(cells), 2);
       assert.is(q.qsize(), 2);
-      assert.ok(q.full(), 'the mailbox counts against maxsize');
+      assert.ok(q.full(), 'the ring counts against maxsize');
       assert.throws(
         () => q.putNowait('D'),
         (error: unknown) => error instanceof Full,
       );
-      assert.is(await q.get({ timeout: 10_000 }), 'B', 'the mailbox item first, in put order');
+      assert.is(await q.get({ timeout: 10_000 }), 'B', 'in put order');
       assert.is(await q.get({ timeout: 10_000 }), 'C');
     } finally {
       Atomics.store(flag, 0, 1);
@@ -147,5 +154,23 @@ t(
     assert.is(p.exitCode, 0);
   },
 );
+
+t('a full ring: the next puts go through the hub, behind the ring, until every counted item is claimed', async () => {
+  const q = open(new Queue<number>());
+  const cells = cellsOf(q);
+  const n = kRingSlots + 5;
+  for (let i = 0; i < n; i++) q.putNowait(i);
+  assert.is(handedOff(cells), kRingSlots, 'the ring is full');
+  assert.is(Atomics.load(cells, kReserved), 5, 'the rest counted');
+  assert.is(q.qsize(), n);
+  // While counted items wait, a put must not pass them through the ring (its order).
+  assert.is(await q.get({ timeout: 10_000 }), 0);
+  q.putNowait(n);
+  assert.is(Atomics.load(cells, kReserved), 6, 'counted, behind its earlier items');
+  for (let i = 1; i <= n; i++) assert.is(await q.get({ timeout: 10_000 }), i);
+  q.putNowait(-1);
+  assert.is(handedOff(cells), 1, 'every counted item claimed: the ring again');
+  assert.is(q.getNowait(), -1);
+});
 
 t.run();

@@ -20,22 +20,19 @@ import {
   kFetching,
   kHolderId,
   kJoinWake,
-  kMail,
   kPutCount,
   kReserved,
+  kRingLock,
   newHolderCells,
   newLeaseRing,
-  MailState,
-  mailWord,
   newQueueCells,
-  handOff,
+  beginHandOff,
   reserve,
   size,
-  takeMail,
   taskDone,
   unfinished,
 } from '../../lib/queue/cells.ts';
-import { captureItem } from '../../lib/handles.ts';
+import { handOffValue, takeFromRing } from '../_support/hand-off.ts';
 import { hubQueues, main } from '../../lib/queue/hub.ts';
 import { Op, type HolderMessage, type HubMessage } from '../../lib/queue/protocol.ts';
 import { decodeItem } from '../../lib/wire/decode.ts';
@@ -310,38 +307,30 @@ function numbered(h: FakeHolder, id: number): FakeHolder {
   return h;
 }
 
-/** The bytes a put hands over for `value` (a batch of one, carrying nothing). */
-function handed(value: unknown): Batch {
-  return captureItem(value).batch;
-}
-
 t(
-  "the hand-off: a holder that departs leaves the mailbox item for any get; a dead writer's or reader's half-step is emptied",
+  "the hand-off: a holder that departs leaves its items in the ring for any get; a dead writer's lock is freed",
   async () => {
     const { q, first } = createQueue(false);
     numbered(first, 1);
     const producer = numbered(attach(first, false), 2);
     const writer = numbered(attach(first, false), 3);
-    const reader = numbered(attach(first, false), 4);
     await settled(first);
-    assert.ok(handOff(q, producer.cells, handed('in the mailbox')));
-    assert.is(size(q), 1, 'the mailbox counts');
+    handOffValue(q, producer.cells, 'in the ring');
+    assert.is(size(q), 1, 'the ring counts');
     await depart(producer, first);
-    assert.is(Atomics.load(q, kMail), MailState.Full, 'left for any get');
-    assert.equal(decodeItem(takeMail(q, 1)!, 0), 'in the mailbox');
+    assert.is(size(q), 1, 'left for any get');
+    assert.equal(takeFromRing(q), 'in the ring');
     assert.is(size(q), 0);
 
-    // handOff() stopped after its compare-and-swap: Writing, the bytes half written. Its put never returned.
-    Atomics.store(q, kMail, mailWord(3, MailState.Writing));
-    assert.is(size(q), 1);
+    // A put stopped inside its write: the lock taken, the bytes half written, nothing published. Its put never
+    // returned.
+    assert.ok(beginHandOff(q, writer.cells, 100, 0) >= 0, 'the writer took the lock');
+    assert.is(beginHandOff(q, first.cells, 100, 0), -1, 'while it writes, other puts go the usual way');
+    assert.is(size(q), 0, 'an item not yet published is not in the queue');
     await depart(writer, first);
-    assert.is(Atomics.load(q, kMail), MailState.Empty);
-    assert.is(size(q), 0);
-    assert.ok(handOff(q, first.cells, handed('next')), 'the next put can use the mailbox');
-    // takeMail() stopped after its compare-and-swap: what it was returning went with it.
-    assert.is(Atomics.compareExchange(q, kMail, MailState.Full, mailWord(4, MailState.Reading)), MailState.Full);
-    await depart(reader, first);
-    assert.is(Atomics.load(q, kMail), MailState.Empty);
+    assert.is(Atomics.load(q, kRingLock), 0, 'the hub freed the lock');
+    handOffValue(q, first.cells, 'next');
+    assert.equal(takeFromRing(q), 'next', 'the next put uses the slot the dead writer had');
     assert.is(size(q), 0);
   },
 );
