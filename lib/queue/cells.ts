@@ -44,6 +44,12 @@ export const kBell = 53;
  * those wake-ups is lost between a waiter's look and its sleep.
  */
 export const kRoom = 54;
+/**
+ * Gets watching the hand-off ring, in any thread: async gets waiting on kRingTail and getSync() calls sleeping
+ * on kBell. A put into the ring wakes them only while it is above 0. (A thread terminated while it watches
+ * leaves it one too high for good: puts then wake nobody in vain, which costs a notify, never a lost wake-up.)
+ */
+export const kRingWatchers = 55;
 /** Each ring slot's meta word: the item's byte length | kRefsFlag. */
 export const kRingMeta = 64;
 export const kRingSlots = 16;
@@ -77,7 +83,12 @@ export const kLeasing = 8;
 export const kSyncGetting = 9;
 /** This holder's number among the queue's holders (kHolderIds); 0 for none (then it takes no part in hand-offs). */
 export const kHolderId = 10;
-export const kHolderCells = 11;
+/**
+ * 1 while a get() of this holder waits: the hub then slides its window along with the claims, as for getSync()
+ * (other holders' claims may pass the window's end, and then nothing in it would ever be pushed to wake it).
+ */
+export const kWaiting = 11;
+export const kHolderCells = 12;
 
 export const FetchState = {
   /** Not fetching. */
@@ -331,7 +342,8 @@ export function endHandOff(q: Int32Array, n: number, refs: boolean): void {
   q[kRingMeta + (tail & (kRingSlots - 1))] = n | (refs ? kRefsFlag : 0);
   Atomics.store(q, kRingTail, (tail + 1) | 0); // publishes the bytes written to whoever loads it
   Atomics.store(q, kRingLock, 0);
-  ring(q);
+  // A watcher counts itself before it reads kRingTail to wait on it: it sees this item, or we see it.
+  if (Atomics.load(q, kRingWatchers) > 0) ring(q);
 }
 
 /** Producer: the item could not be written after all; the slot stays free. */

@@ -29,14 +29,14 @@ import {
   claimPinned,
   diff,
   growLeaseRing,
-  counted,
-  handedOff,
   kClaimed,
   kReply,
   kRefsFlag,
   kRingHead,
   kRingTail,
+  kRingWatchers,
   kSlotBytes,
+  kWaiting,
   leaseRoom,
   size,
   takeHandedOff,
@@ -110,6 +110,8 @@ export class GetSide {
   #kept: unknown[] = [];
   /** A waitAsync on kRingTail is pending (at most one). */
   #watching = false;
+  /** What this holder last told the hub in kWaiting. */
+  #waitingSet = false;
   /** Where items taken from the hand-off ring are copied to and decoded from (made at the first one). */
   #scratch: Uint8Array | undefined;
   #scratchBuffer: Buffer | undefined;
@@ -159,7 +161,7 @@ export class GetSide {
           const i = this.#waiters.indexOf(waiter);
           if (i !== -1) this.#waiters.splice(i, 1);
           // The last get stopped waiting (timeout, abort): its watch on the ring ends.
-          if (this.#waiters.length === 0 && this.#fetching === undefined) this.#unwatch();
+          if (this.#waiters.length === 0) this.#stopWaiting();
           this.#holder.updateRef();
         };
       },
@@ -277,25 +279,29 @@ export class GetSide {
         drained = true;
         this.#drain();
       } else {
+        // Told before the look at the window: from here on the hub slides it along with the claims.
+        this.#setWaiting(true);
         const next = Atomics.load(this.#holder.queueCells, kClaimed);
         if (!this.#asked || diff(this.#windowTo, next) <= 0) this.#want(next);
-        this.#watchIfEmpty();
+        if (this.#holder.handsOff) this.#watchRing();
         break;
       }
     }
-    if (this.#waiters.length === 0 && this.#fetching === undefined) this.#unwatch();
+    if (this.#waiters.length === 0) this.#stopWaiting();
     this.#holder.updateRef();
   }
 
-  /**
-   * A get waits with nothing here: watch the hand-off ring, which puts fill and ring while nothing counted is
-   * unclaimed. (Otherwise what comes is on its way through the hub, whose push wakes us.)
-   */
-  #watchIfEmpty(): void {
-    const holder = this.#holder;
-    if (!holder.handsOff || this.#kept.length > 0) return;
-    const q = holder.queueCells;
-    if (counted(q) === 0 || handedOff(q) > 0) this.#watchRing();
+  /** Tells the hub whether a get of this holder waits (cells.ts: kWaiting). */
+  #setWaiting(waiting: boolean): void {
+    if (this.#waitingSet === waiting) return;
+    this.#waitingSet = waiting;
+    Atomics.store(this.#holder.holderCells, kWaiting, waiting ? 1 : 0);
+  }
+
+  /** No get waits any more (a fetch may): the window stops sliding, and the watch on the ring ends. */
+  #stopWaiting(): void {
+    this.#setWaiting(false);
+    if (this.#fetching === undefined) this.#unwatch();
   }
 
   /** No get waits any more: a pending watch ends now (a notify), so that it holds nothing alive. */
@@ -341,27 +347,34 @@ export class GetSide {
     }
   }
 
-  /** Serves again when kRingTail moves. At most one watch per holder; #unwatch() ends it when no get waits. */
+  /**
+   * Serves again when kRingTail moves: whatever the hub holds now, the next put may go into the ring once it is
+   * all claimed, by others perhaps, with nothing pushed here. At most one watch per holder; #unwatch() ends it
+   * when no get waits.
+   */
   #watchRing(): void {
     if (this.#watching) return;
     const q = this.#holder.queueCells;
+    this.#watching = true;
+    Atomics.add(q, kRingWatchers, 1); // before the look at kRingTail: a put sees us, or we see its item
     const tail = Atomics.load(q, kRingTail);
     // No timeout: V8 keeps a timed waitAsync's timer task until it expires, even once notified (20,000 waits a
     // second left 20,000 timers a second firing later, and round trips stalled on them). #unwatch() ends it.
     const result = tail !== Atomics.load(q, kRingHead) ? undefined : Atomics.waitAsync(q, kRingTail, tail);
-    this.#watching = true;
     if (result === undefined || !result.async) queueMicrotask(this.#onRing);
     else void result.value.then(this.#onRing);
   }
 
   #onRing = (): void => {
     this.#watching = false;
+    Atomics.sub(this.#holder.queueCells, kRingWatchers, 1);
     if (!this.#holder.closed) this.serve();
   };
 
   /** The holder closed: waiting gets reject with `error`. An item being fetched goes back to the queue (the hub sees the claim when the port closes). */
   close(error: unknown): void {
     this.#unwatch();
+    this.#setWaiting(false);
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
     this.#fetching?.reject(error);
     this.#fetching = undefined;

@@ -19,6 +19,7 @@ import {
   kAttaching,
   kBell,
   kJoinWake,
+  kRingWatchers,
   kSyncGetting,
   newHolderCells,
   newLeaseRing,
@@ -148,6 +149,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     // kBell after every push to it; a put into the hand-off ring rings it too. So we sleep on kBell, read before each
     // look: a ring after the look changes it, none is missed.
     Atomics.store(mine, kSyncGetting, 1);
+    Atomics.add(cells, kRingWatchers, 1);
     try {
       for (;;) {
         const bell = Atomics.load(cells, kBell);
@@ -164,6 +166,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
         blockUntil(cells, kBell, () => Atomics.load(cells, kBell) !== bell, { timeout: Math.min(left, kGetSyncPoll) });
       }
     } finally {
+      Atomics.sub(cells, kRingWatchers, 1);
       Atomics.store(mine, kSyncGetting, 0);
     }
   }

@@ -35,6 +35,7 @@ import {
   kPutCount,
   kReply,
   kSyncGetting,
+  kWaiting,
   kReserved,
   leasesOf,
   recount,
@@ -235,9 +236,10 @@ class Holder {
   /** Sends what the window asks for and this holder has not been sent. */
   push(): void {
     const queue = this.queue;
-    // A holder blocked in getSync() cannot ask for more: its window slides along with the claims.
+    // A holder whose gets wait (in getSync(), or async) slides its window along with the claims: a blocked one
+    // cannot ask for more, and others' claims may pass the end of a waiting one's window.
     const syncGetting = Atomics.load(this.cells, kSyncGetting) === 1;
-    if (syncGetting) this.slide();
+    if (syncGetting || Atomics.load(this.cells, kWaiting) === 1) this.slide();
     const end = Math.min(this.until, queue.available);
     if (this.sentTo >= end) return;
     const from = this.sentTo;

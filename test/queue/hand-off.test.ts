@@ -18,7 +18,7 @@ import {
 } from '../../lib/queue/cells.ts';
 import type { Holder } from '../../lib/queue/holder.ts';
 import { ringBytes } from '../_support/hand-off.ts';
-import { openQueues, startTask, suite } from '../_support/harness.ts';
+import { deadline, openQueues, startTask, suite } from '../_support/harness.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 const t = suite('queues: the hand-off ring', 60_000);
@@ -171,6 +171,24 @@ t('a full ring: the next puts go through the hub, behind the ring, until every c
   q.putNowait(-1);
   assert.is(handedOff(cells), 1, 'every counted item claimed: the ring again');
   assert.is(q.getNowait(), -1);
+});
+
+t('a get that began to wait while the hub held items still hears a put into the ring once they are gone', async () => {
+  // The bench's mpmc hang: a consumer waited while the hub held items, another consumer took them all (nothing
+  // was pushed to the first), and the sentinel that followed went into the ring, which it did not watch.
+  const q = open(new Queue<string>());
+  const cells = cellsOf(q);
+  Atomics.add(cells, kReserved, 1); // an item counted elsewhere, not yet claimed
+  const got = q.get(); // no timeout: one that fires would take the item from the ring and hide a missed wake-up
+  let done = false;
+  void got.then(() => {
+    done = true;
+  });
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.not.ok(done, 'its get found nothing and waits');
+  Atomics.sub(cells, kReserved, 1); // gone (as if claimed by another consumer): nothing left in the hub
+  startWriting(cells, 'sentinel')(); // so the next put goes into the ring
+  assert.is(await deadline(got, 5_000, 'the waiting get'), 'sentinel');
 });
 
 t.run();

@@ -23,6 +23,7 @@ import {
   kPutCount,
   kReserved,
   kRingLock,
+  kWaiting,
   newHolderCells,
   newLeaseRing,
   newQueueCells,
@@ -148,6 +149,35 @@ function queueOf(q: Int32Array) {
 const t = suite('hub: repairs after a holder leaves');
 t.after(() => {
   for (const port of ports) port.close();
+});
+
+/** What the hub pushed to `h` so far: the indexes of the items, in order. */
+function received(h: FakeHolder): number[] {
+  const out: number[] = [];
+  for (let m = receiveMessageOnPort(h.port); m !== undefined; m = receiveMessageOnPort(h.port)) {
+    const message = m.message as HubMessage;
+    if (message.op === Op.Items) for (let i = 0; i < message.n; i++) out.push(message.base + i);
+  }
+  return out;
+}
+
+t("a holder whose get waits has its window slide along with others' claims (kWaiting)", async () => {
+  const { q, first: consumer } = createQueue(false);
+  const producer = attach(consumer, false);
+  post(consumer, { op: Op.Want, from: 0, until: 2, width: 2 });
+  put(q, producer, ['a', 'b']);
+  await settled(producer); // the producer's own Want (width 0) syncs without touching the consumer's window
+  assert.equal(received(consumer), [0, 1], 'its window');
+  // Another consumer claims both: the window's end is passed, and the consumer was told of nothing.
+  assert.ok(claim(q, 0, 0));
+  assert.ok(claim(q, 1, 0));
+  put(q, producer, ['c']);
+  await settled(producer);
+  assert.equal(received(consumer), [], 'past its window: not pushed while its gets do not wait');
+  Atomics.store(consumer.cells, kWaiting, 1);
+  put(q, producer, ['d']);
+  await settled(producer);
+  assert.equal(received(consumer), [2, 3], 'a waiting holder: the window slid past the claims');
 });
 
 t('what a departed producer counted and never sent is taken off the size (uncount)', async () => {
