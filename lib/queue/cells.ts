@@ -320,8 +320,13 @@ export function handedOff(q: Int32Array): number {
 /**
  * Producer: takes the ring's lock and its next slot for an item of `n` bytes, if the item fits, the ring has
  * room (and the queue, at `maxsize`) and no other put is writing: the slot's byte offset in the queue's buffer,
- * or -1. The caller writes the item there (a batch of one, carrying nothing) and calls endHandOff(). It checked
- * that nothing counted is unclaimed and that its holder buffers nothing.
+ * or -1. The caller writes the item there (a batch of one, carrying nothing) and calls endHandOff(), or
+ * cancelHandOff(). It checked that nothing counted is unclaimed and that its holder buffers nothing.
+ *
+ * In a bounded queue the slot is also held in kReserved until the item is published, so that the queue never
+ * holds more than maxsize: a counted put's reserve() and this check then both compare-and-swap kReserved, and
+ * neither can pass the other unseen. The hold is bracketed by kCounting as reserve() is (it is in kReserved and
+ * in no kPutCount), so a holder that dies holding it is settled by the hub.
  */
 export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: number): number {
   const id = Atomics.load(h, kHolderId);
@@ -329,25 +334,52 @@ export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: n
   if (Atomics.compareExchange(q, kRingLock, 0, id) !== 0) return -1;
   const tail = Atomics.load(q, kRingTail);
   const held = diff(tail, Atomics.load(q, kRingHead));
-  if (held >= kRingSlots || (maxsize > 0 && held + counted(q) >= maxsize)) {
+  if (held >= kRingSlots || (maxsize > 0 && !holdSlot(q, h, held, maxsize))) {
     Atomics.store(q, kRingLock, 0);
     return -1;
   }
   return kRingOffset + (tail & (kRingSlots - 1)) * kSlotBytes;
 }
 
-/** Producer: the item of `n` bytes is written (`refs`: decode it keeping object ids): publish it, and ring. */
-export function endHandOff(q: Int32Array, n: number, refs: boolean): void {
+/** Bounded queue: counts one more in kReserved if the queue (with `held` items in the ring) has room. */
+function holdSlot(q: Int32Array, h: Int32Array, held: number, maxsize: number): boolean {
+  Atomics.store(h, kCounting, 1);
+  for (;;) {
+    const reserved = Atomics.load(q, kReserved);
+    if (diff(reserved, Atomics.load(q, kClaimed)) + held >= maxsize) {
+      Atomics.store(h, kCounting, 0);
+      return false;
+    }
+    if (Atomics.compareExchange(q, kReserved, reserved, (reserved + 1) | 0) === reserved) return true;
+  }
+}
+
+/** The slot held by holdSlot() is given back: the item is in the ring now, or was not written. */
+function releaseSlot(q: Int32Array, h: Int32Array): void {
+  Atomics.sub(q, kReserved, 1);
+  Atomics.store(h, kCounting, 0);
+}
+
+/**
+ * Producer: the item of `n` bytes is written (`refs`: decode it keeping object ids): publish it, and wake the
+ * gets that watch the ring.
+ */
+export function endHandOff(q: Int32Array, h: Int32Array, n: number, refs: boolean, maxsize: number): void {
   const tail = Atomics.load(q, kRingTail);
   q[kRingMeta + (tail & (kRingSlots - 1))] = n | (refs ? kRefsFlag : 0);
   Atomics.store(q, kRingTail, (tail + 1) | 0); // publishes the bytes written to whoever loads it
+  if (maxsize > 0) releaseSlot(q, h); // counted twice for a moment: never above maxsize
   Atomics.store(q, kRingLock, 0);
   // A watcher counts itself before it reads kRingTail to wait on it: it sees this item, or we see it.
   if (Atomics.load(q, kRingWatchers) > 0) ring(q);
 }
 
 /** Producer: the item could not be written after all; the slot stays free. */
-export function cancelHandOff(q: Int32Array): void {
+export function cancelHandOff(q: Int32Array, h: Int32Array, maxsize: number): void {
+  if (maxsize > 0) {
+    releaseSlot(q, h);
+    wakeRoom(q);
+  }
   Atomics.store(q, kRingLock, 0);
 }
 

@@ -112,6 +112,8 @@ export class GetSide {
   #watching = false;
   /** What this holder last told the hub in kWaiting. */
   #waitingSet = false;
+  /** serve() is running (it does not run again inside itself). */
+  #serving = false;
   /** Where items taken from the hand-off ring are copied to and decoded from (made at the first one). */
   #scratch: Uint8Array | undefined;
   #scratchBuffer: Buffer | undefined;
@@ -257,6 +259,18 @@ export class GetSide {
 
   /** Serves waiting gets from what this holder has; with nothing here, makes sure the window covers the next index. */
   serve(): void {
+    // Decoding an item can run user code (a registered class's revival) that gets from this queue: that get
+    // waits in line, and this loop serves it in its turn, after the get whose item is being decoded.
+    if (this.#serving) return;
+    this.#serving = true;
+    try {
+      this.#serveWaiters();
+    } finally {
+      this.#serving = false;
+    }
+  }
+
+  #serveWaiters(): void {
     let drained = false;
     while (this.#waiters.length > 0 && this.#fetching === undefined) {
       let found: Claim;

@@ -19,6 +19,7 @@ import {
   kAttaching,
   kBell,
   kJoinWake,
+  kReply,
   kRingWatchers,
   kSyncGetting,
   newHolderCells,
@@ -45,6 +46,9 @@ export interface HolderRecord extends WireHandle {
 
 /** Longest sleep (ms) of a getSync() that sees an item counted but not pushed to it, between two looks. */
 const kGetSyncPoll = 16;
+
+/** How long a thread's exit waits for the hub to have numbered what each of its holders sent. */
+const kExitSyncMs = 5_000;
 
 /** Holders something waits on: kept alive while it does. */
 const waiting = new Set<Holder>();
@@ -263,9 +267,26 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     this.puts.flush();
   }
 
-  /** This thread exits (process.exit(), a return, an uncaught exception): hand over what is buffered. */
+  /**
+   * This thread exits (process.exit(), a return, an uncaught exception): hand over what is buffered, and wait
+   * (kExitSyncMs at most) until the hub has numbered everything this holder sent. Otherwise a thread that
+   * join()ed this one and then puts could come first: the hub reads its holders' ports in no set order. So,
+   * as in Python, whose exiting process joins its feeder thread, an item put after a join() comes after the
+   * joined thread's items.
+   */
   flushOnExit(): void {
-    if (!this.closed && !this.joinCancelled) this.puts.flush();
+    if (this.closed || this.joinCancelled) return;
+    this.puts.flush();
+    if (!this.puts.posted) return;
+    this.puts.posted = false;
+    const cells = this.holderCells;
+    const before = Atomics.load(cells, kReply);
+    this.post({ op: Op.Sync });
+    const deadline = performance.now() + kExitSyncMs;
+    for (let left = kExitSyncMs; Atomics.load(cells, kReply) === before && left > 0; ) {
+      Atomics.wait(cells, kReply, before, left);
+      left = deadline - performance.now();
+    }
   }
 
   /** The port keeps the program alive exactly while something waits on this holder. */

@@ -300,6 +300,9 @@ class Holder {
       case Op.Leases:
         this.ring = message.ring;
         return;
+      case Op.Sync:
+        this.reply();
+        return;
       case Op.Close:
         this.port.close();
         return;

@@ -38,6 +38,8 @@
 //   | hand-off    | a put while every counted item is claimed writes a | (nothing: the item never reaches the hub)  |
 //   |             | small item into the queue's ring and rings; any    |                                            |
 //   |             | get takes from the ring first (cells.ts)           |                                            |
+//   | exit        | flushes; Sync; waits (5 s at most) for kReply, so  | bumps kReply: everything the holder sent   |
+//   |             | that a join() of the thread comes after its items  | before is numbered                         |
 //   | close       | flushes; Close; closes its port                    | depart (below)                             |
 //   | depart      | (closed, exited, terminated, or collected)         | takes off what it counted and never sent;  |
 //   |             |                                                    | queues again what it claimed and was not   |
@@ -107,6 +109,7 @@ export const Op = {
   Attach: 'attach', // a new holder of this queue (its port travels in the message)
   Leases: 'leases', // my lease ring is full: read my leases from this new one
   Close: 'close', // this holder will send nothing more; its port closes next
+  Sync: 'sync', // bump my kReply: you have everything I sent before this (a thread about to exit waits for it)
   // hub -> holder
   Items: 'items', // items with indexes [base, base + n); `deferred`: only a placeholder, Fetch it when claimed
   // a thread -> the hub, on the thread's own port to it
@@ -147,6 +150,9 @@ export interface LeasesMessage {
 export interface CloseMessage {
   op: typeof Op.Close;
 }
+export interface SyncMessage {
+  op: typeof Op.Sync;
+}
 export type HolderMessage =
   | PutMessage
   | WantMessage
@@ -154,7 +160,8 @@ export type HolderMessage =
   | ReleaseMessage
   | AttachMessage
   | LeasesMessage
-  | CloseMessage;
+  | CloseMessage
+  | SyncMessage;
 
 /** `fetched`: the answer to a Fetch (n 0: the hub does not have it, a bug). */
 export interface ItemsMessage {

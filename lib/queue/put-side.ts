@@ -98,6 +98,8 @@ export class PutSide {
   #blocked: BlockedPut[] = [];
   /** #drainBlocked() is running (it waits for slots in a loop). */
   #draining = false;
+  /** Items went to the hub since the holder last synced with it (Holder.flushOnExit). */
+  posted = false;
 
   constructor(holder: PutHolder) {
     this.#holder = holder;
@@ -212,10 +214,10 @@ export class PutSide {
       try {
         encoder.moveLastInto(holder.queueBytes, at);
       } catch (error) {
-        cancelHandOff(q);
+        cancelHandOff(q, holder.holderCells, holder.maxsize);
         throw error;
       }
-      endHandOff(q, n, encoder.refs);
+      endHandOff(q, holder.holderCells, n, encoder.refs, holder.maxsize);
       return true;
     },
   };
@@ -229,7 +231,7 @@ export class PutSide {
     const at = beginHandOff(q, holder.holderCells, bytes.length, holder.maxsize);
     if (at < 0) return false;
     holder.queueBytes.set(bytes, at);
-    endHandOff(q, bytes.length, lone.batch.refs);
+    endHandOff(q, holder.holderCells, bytes.length, lone.batch.refs, holder.maxsize);
     return true;
   }
 
@@ -294,6 +296,7 @@ export class PutSide {
     if (encoder === undefined || encoder.count === 0) return;
     const { batch, transfer } = encoder.finish();
     this.#holder.post({ op: Op.Put, batch }, transfer);
+    this.posted = true;
   }
 
   /** The holder closed: waiting puts reject with `error`; what is buffered is flushed first. */
@@ -352,6 +355,7 @@ export class PutSide {
       this.flush();
       const moves = lone.carrying === Carrying.Moved ? captured.transfer.slice(1) : undefined; // not the bytes
       this.#holder.post({ op: Op.Put, batch: lone.batch, transfer: moves }, captured.transfer);
+      this.posted = true;
     } catch (error) {
       abort(captured);
       throw error;

@@ -19,7 +19,7 @@ export function handOffValue(q: Int32Array, h: Int32Array, value: unknown): void
   const at = beginHandOff(q, h, bytes.length, 0);
   assert.ok(at >= 0, 'the ring took the item');
   new Uint8Array(q.buffer).set(bytes, at);
-  endHandOff(q, bytes.length, false);
+  endHandOff(q, h, bytes.length, false, 0);
 }
 
 /** Takes the ring's oldest item as a get does; undefined when it is empty. */

@@ -5,7 +5,7 @@
 // qsize() and against maxsize; a get aborted while an item is written lets it go to the next get. The cells
 // are read directly, as the protocol's tests do; the hub's repair of the same cells is in hub.test.ts.
 import * as assert from 'uvu/assert';
-import { Full, Pipe, Queue } from '../../lib/index.ts';
+import { Full, Pipe, Queue, registerClass } from '../../lib/index.ts';
 import { backendOf } from '../../lib/queue.ts';
 import {
   beginHandOff,
@@ -31,12 +31,13 @@ function cellsOf(q: Queue<unknown>): Int32Array {
 /** Plays a put of another thread that took the ring's lock and a slot, and is writing `value` there. */
 function startWriting(q: Int32Array, value: unknown): () => void {
   const bytes = ringBytes(value);
-  const at = beginHandOff(q, newHolderCells(q), bytes.length, 0);
+  const h = newHolderCells(q);
+  const at = beginHandOff(q, h, bytes.length, 0);
   assert.ok(at >= 0, 'the ring was free');
   new Uint8Array(q.buffer).set(bytes.subarray(0, 4), at); // half written
   return () => {
     new Uint8Array(q.buffer).set(bytes, at);
-    endHandOff(q, bytes.length, false);
+    endHandOff(q, h, bytes.length, false, 0);
   };
 }
 
@@ -189,6 +190,54 @@ t('a get that began to wait while the hub held items still hears a put into the 
   Atomics.sub(cells, kReserved, 1); // gone (as if claimed by another consumer): nothing left in the hub
   startWriting(cells, 'sentinel')(); // so the next put goes into the ring
   assert.is(await deadline(got, 5_000, 'the waiting get'), 'sentinel');
+});
+
+t('a bounded queue never holds more than maxsize: a put into the ring and a counted put both take the slot', () => {
+  const q = open(new Queue<string>({ maxsize: 1 }));
+  const cells = cellsOf(q);
+  // A put of another thread is writing into the ring (it checked the room, not yet published).
+  const writer = newHolderCells(cells);
+  const bytes = ringBytes('ring');
+  const at = beginHandOff(cells, writer, bytes.length, 1);
+  assert.ok(at >= 0);
+  assert.throws(
+    () => q.putNowait('counted'),
+    (error: unknown) => error instanceof Full,
+    'the slot is taken by the item being written',
+  );
+  new Uint8Array(cells.buffer).set(bytes, at);
+  endHandOff(cells, writer, bytes.length, false, 1);
+  assert.is(q.qsize(), 1);
+  assert.throws(
+    () => q.putNowait('counted'),
+    (error: unknown) => error instanceof Full,
+  );
+  assert.is(q.getNowait(), 'ring');
+  q.putNowait('next');
+  assert.is(q.getNowait(), 'next');
+});
+
+t('a registered class whose revival gets from the same queue: each get has its own item, in call order', async () => {
+  class Token {
+    constructor(readonly n: number) {}
+  }
+  const q = open(new Queue<Token>());
+  let inner: Promise<Token> | undefined;
+  registerClass(Token, {
+    name: 'hand-off.test Token',
+    serialize: (token) => token.n,
+    deserialize: (n) => {
+      if (n === 1) inner = q.get({ timeout: 10_000 });
+      return new Token(n as number);
+    },
+  });
+  const outer = q.get({ timeout: 10_000 });
+  await new Promise((resolve) => setImmediate(resolve)); // it waits on the ring
+  await q.put(new Token(1));
+  await q.put(new Token(2));
+  assert.is((await outer).n, 1, 'the get called first');
+  assert.ok(inner !== undefined, 'the revival ran');
+  assert.is((await inner).n, 2, 'the get called inside the revival of item 1');
 });
 
 t.run();
