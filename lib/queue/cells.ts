@@ -61,7 +61,10 @@ export const kSlotBytes = 1024;
 // ---- holder cells -------------------------------------------------------------------------------------
 /** Items this holder counted in kReserved (at put time, before they leave the thread). */
 export const kPutCount = 0;
-/** 1 while this holder changes kReserved and kPutCount (two cells no single step changes together). */
+/**
+ * Odd while this holder changes kReserved and kPutCount (two cells no single step changes together): bumped
+ * when it starts and when it ends, so that the hub sees a step that began and ended between two of its looks.
+ */
 export const kCounting = 1;
 /** What this holder does about a deferred item (one the hub sends only on Fetch): see FetchState. */
 export const kFetching = 2;
@@ -152,7 +155,7 @@ export function unfinished(q: Int32Array): number {
  * Returns false (nothing counted) when a bounded queue is full.
  */
 export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean {
-  Atomics.store(h, kCounting, 1);
+  beginCounting(h);
   if (maxsize === 0) {
     Atomics.add(q, kReserved, 1);
   } else {
@@ -160,23 +163,38 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
       // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
       const reserved = Atomics.load(q, kReserved);
       if (diff(reserved, Atomics.load(q, kClaimed)) + handedOff(q) >= maxsize) {
-        Atomics.store(h, kCounting, 0);
+        endCounting(h);
         return false;
       }
       if (Atomics.compareExchange(q, kReserved, reserved, (reserved + 1) | 0) === reserved) break;
     }
   }
   Atomics.add(h, kPutCount, 1);
-  Atomics.store(h, kCounting, 0);
+  endCounting(h);
   return true;
+}
+
+/** kCounting becomes odd: this holder is between its counting steps. */
+function beginCounting(h: Int32Array): void {
+  Atomics.add(h, kCounting, 1);
+}
+
+/** kCounting becomes even again. */
+function endCounting(h: Int32Array): void {
+  Atomics.add(h, kCounting, 1);
+}
+
+/** A kCounting value read while its holder was between its counting steps. */
+export function isCounting(counting: number): boolean {
+  return (counting & 1) !== 0;
 }
 
 /** Gives back a slot whose item could not be captured or sent (bracketed as reserve() is). */
 export function unreserve(q: Int32Array, h: Int32Array, joinable: boolean, maxsize: number): void {
-  Atomics.store(h, kCounting, 1);
+  beginCounting(h);
   Atomics.sub(h, kPutCount, 1);
   Atomics.sub(q, kReserved, 1);
-  Atomics.store(h, kCounting, 0);
+  endCounting(h);
   if (joinable) wakeJoiners(q);
   if (maxsize > 0) wakeRoom(q);
 }
@@ -343,11 +361,11 @@ export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: n
 
 /** Bounded queue: counts one more in kReserved if the queue (with `held` items in the ring) has room. */
 function holdSlot(q: Int32Array, h: Int32Array, held: number, maxsize: number): boolean {
-  Atomics.store(h, kCounting, 1);
+  beginCounting(h);
   for (;;) {
     const reserved = Atomics.load(q, kReserved);
     if (diff(reserved, Atomics.load(q, kClaimed)) + held >= maxsize) {
-      Atomics.store(h, kCounting, 0);
+      endCounting(h);
       return false;
     }
     if (Atomics.compareExchange(q, kReserved, reserved, (reserved + 1) | 0) === reserved) return true;
@@ -357,7 +375,7 @@ function holdSlot(q: Int32Array, h: Int32Array, held: number, maxsize: number): 
 /** The slot held by holdSlot() is given back: the item is in the ring now, or was not written. */
 function releaseSlot(q: Int32Array, h: Int32Array): void {
   Atomics.sub(q, kReserved, 1);
-  Atomics.store(h, kCounting, 0);
+  endCounting(h);
 }
 
 /**

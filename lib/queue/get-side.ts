@@ -325,18 +325,26 @@ export class GetSide {
 
   /** The oldest waiting get takes the ring's oldest item now, if there is one (its timeout or abort came). */
   #takeHandedOffFor(waiter: Waiter<unknown>): boolean {
-    if (this.#waiters[0] !== waiter || this.#fetching !== undefined || this.#kept.length > 0) return false;
+    if (this.#serving || this.#waiters[0] !== waiter || this.#fetching !== undefined || this.#kept.length > 0)
+      return false;
+    // As in serve(): a get made while the item is decoded (a registered class's revival) waits in line behind
+    // this one, and is served after it.
+    this.#serving = true;
     let value: unknown;
+    let failure: { error: unknown } | undefined;
     try {
       value = this.#takeHandedOff();
     } catch (error) {
-      this.#waiters.shift();
-      waiter.reject(error);
-      return true;
+      failure = { error };
+    } finally {
+      this.#serving = false;
     }
-    if (value === kNoItem) return false;
-    this.#waiters.shift();
-    waiter.resolve(value);
+    if (failure === undefined && value === kNoItem) return false;
+    const i = this.#waiters.indexOf(waiter);
+    if (i !== -1) this.#waiters.splice(i, 1);
+    if (failure !== undefined) waiter.reject(failure.error);
+    else waiter.resolve(value);
+    if (this.#waiters.length > 0) this.serve();
     return true;
   }
 

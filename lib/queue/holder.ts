@@ -28,6 +28,7 @@ import {
   taskDone,
   unfinished,
 } from './cells.ts';
+import { ownsHub } from './hub-client.ts';
 import { GetSide, type GetHolder } from './get-side.ts';
 import { Op, type HolderMessage, type HubMessage } from './protocol.ts';
 import { PutSide, type PutHolder, type PutOptions } from './put-side.ts';
@@ -277,7 +278,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   flushOnExit(): void {
     if (this.closed || this.joinCancelled) return;
     this.puts.flush();
-    if (!this.puts.posted) return;
+    if (!this.puts.posted || ownsHub()) return;
     this.puts.posted = false;
     const cells = this.holderCells;
     const before = Atomics.load(cells, kReply);

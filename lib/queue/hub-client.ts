@@ -17,7 +17,8 @@ import { Op, type AdoptMessage, type ClientMessage, type CreateMessage, type Hol
 
 // Per thread on globalThis: every copy of the library in a thread shares the one port.
 const kHubPort = Symbol.for('mpthreads.hubPort');
-type Global = typeof globalThis & { [kHubPort]?: MessagePort };
+const kOwnHub = Symbol.for('mpthreads.ownHub');
+type Global = typeof globalThis & { [kHubPort]?: MessagePort; [kOwnHub]?: boolean };
 
 function startHub(): MessagePort {
   const { port1, port2 } = new MessageChannel();
@@ -60,7 +61,16 @@ export function setHubPort(port: MessagePort): void {
 
 function hubPort(): MessagePort {
   const g = globalThis as Global;
+  if (g[kHubPort] === undefined && !isMainThread) g[kOwnHub] = true;
   return (g[kHubPort] ??= startHub());
+}
+
+/**
+ * This worker started a hub of its own (it was not started by a Process, so it had no port to one): its
+ * queues end with it, and its exit has nothing to wait for.
+ */
+export function ownsHub(): boolean {
+  return (globalThis as Global)[kOwnHub] === true;
 }
 
 /** Registers a new queue with the hub, with its first holder. */

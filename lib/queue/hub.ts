@@ -26,6 +26,7 @@ import type { Batch } from '../wire/format.ts';
 import {
   abandon,
   FetchState,
+  isCounting,
   kAttaching,
   kClaimed,
   kCounting,
@@ -97,9 +98,22 @@ class HubQueue {
   settle(): void {
     this.settleTimer = undefined;
     if (!this.unsettled || this.holders.size === 0) return;
+    const retry = () => {
+      this.settleDelay = Math.min(this.settleDelay * 2, 100);
+      this.settleTimer = setTimeout(() => this.settle(), this.settleDelay);
+    };
+    // Each holder's kCounting is read first and again last: a counting step that began and ended in between
+    // (reserve() then unreserve(), a hand-off's hold of its slot) changes it, and the snapshot is not used.
+    const countings: number[] = [];
     const puts: number[] = [];
     let sum = this.departedPuts;
     for (const holder of this.holders) {
+      const counting = Atomics.load(holder.cells, kCounting);
+      if (isCounting(counting)) {
+        retry();
+        return;
+      }
+      countings.push(counting);
       const n = Atomics.load(holder.cells, kPutCount);
       puts.push(n);
       sum += n;
@@ -109,14 +123,14 @@ class HubQueue {
     for (const holder of this.holders) {
       const c = holder.cells;
       if (
-        Atomics.load(c, kCounting) !== 0 ||
         Atomics.load(c, kAttaching) !== 0 ||
-        Atomics.load(c, kPutCount) !== puts[i++]
+        Atomics.load(c, kPutCount) !== puts[i] ||
+        Atomics.load(c, kCounting) !== countings[i]
       ) {
-        this.settleDelay = Math.min(this.settleDelay * 2, 100);
-        this.settleTimer = setTimeout(() => this.settle(), this.settleDelay);
+        retry();
         return;
       }
+      i++;
     }
     const uncounted = (reserved + this.adjusted - sum) | 0;
     if (uncounted !== 0) this.uncount(uncounted);
@@ -345,7 +359,7 @@ class Holder {
     queue.departedPuts = (queue.departedPuts + puts) | 0;
     const lost = (puts - this.received) | 0;
     if (lost > 0) queue.uncount(lost);
-    if (Atomics.load(this.cells, kCounting) !== 0) queue.unsettled = true;
+    if (isCounting(Atomics.load(this.cells, kCounting))) queue.unsettled = true;
     // What it claimed and was not done with goes back to the queue, at the end: a JoinableQueue's leases (a
     // lease may be tentative: counted if its index was claimed at all), or a plain queue's item in fetch.
     const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));

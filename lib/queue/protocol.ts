@@ -91,9 +91,11 @@
 // kReserved one higher than the counts the hub can see, for good. The hub knows this happened (kCounting was 1
 // when the holder departed) but not in which direction, so it recomputes kReserved from first principles:
 // kReserved = (sum of every holder's kPutCount, departed ones included) - (what the hub itself took off and
-// added back). That identity holds whenever no live holder is inside reserve()/unreserve() and no holder
-// exists that the hub has not heard of (a handle in flight: kAttaching). The hub reads every kPutCount, then
-// kReserved, then checks that no holder is counting or attaching and that no kPutCount moved; if so, the
+// added back). That identity holds whenever no live holder is inside reserve()/unreserve() (or holds a
+// hand-off's slot: beginHandOff) and no holder exists that the hub has not heard of (a handle in flight:
+// kAttaching). The hub reads every holder's kCounting (none odd: none counting) and kPutCount, then kReserved,
+// then checks that no holder is attaching and that no kCounting or kPutCount moved (kCounting is bumped at the
+// start and at the end of each counting step, so one that began and ended in between is seen); if so, the
 // snapshot was taken at a moment when the identity held (every cell it read was unchanged across the window),
 // and the difference is the dead holder's half-step. Otherwise it tries again later (1, 2, 4 ... 100 ms);
 // meanwhile the size is at most one too high per such death. Tested by hub.test.ts directly (and shown to

@@ -240,4 +240,32 @@ t('a registered class whose revival gets from the same queue: each get has its o
   assert.is((await inner).n, 2, 'the get called inside the revival of item 1');
 });
 
+t(
+  'a timeout that takes a registered class from the ring, whose revival gets from the same queue: each get its own',
+  async () => {
+    class Ticket {
+      constructor(readonly n: number) {}
+    }
+    const q = open(new Queue<Ticket>());
+    let inner: Promise<Ticket> | undefined;
+    registerClass(Ticket, {
+      name: 'hand-off.test Ticket',
+      serialize: (ticket) => ticket.n,
+      deserialize: (n) => {
+        if (n === 1) inner = q.get(); // no timeout: a lost item would leave it waiting (the deadline below)
+        return new Ticket(n as number);
+      },
+    });
+    const outer = q.get({ timeout: 5 });
+    await new Promise((resolve) => setImmediate(resolve)); // it waits on the ring
+    q.putNowait(new Ticket(1));
+    q.putNowait(new Ticket(2));
+    // Busy past the timeout: its timer runs before the ring's wake-up, and takes item 1 itself (waiter.decided).
+    for (const end = performance.now() + 20; performance.now() < end; );
+    assert.is((await outer).n, 1, 'the get called first');
+    assert.ok(inner !== undefined, 'the revival ran');
+    assert.is((await deadline(inner, 5_000, 'the get made inside the revival')).n, 2);
+  },
+);
+
 t.run();

@@ -40,7 +40,10 @@ import { decodeItem } from '../../lib/wire/decode.ts';
 import { Encoder } from '../../lib/wire/encode.ts';
 import type { Batch } from '../../lib/wire/format.ts';
 import type { BootData } from '../../lib/protocol.ts';
+import { Process } from '../../lib/index.ts';
 import { deadline, suite } from '../_support/harness.ts';
+
+const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 
 // One hub for the whole file, in this thread.
 const { port1: client, port2: hubSide } = new MessageChannel();
@@ -362,6 +365,48 @@ t(
     handOffValue(q, first.cells, 'next');
     assert.equal(takeFromRing(q), 'next', 'the next put uses the slot the dead writer had');
     assert.is(size(q), 0);
+  },
+);
+
+t(
+  'settle() is not fooled by a counting step that began and ended between its looks (live hand-offs into a bounded queue)',
+  async () => {
+    // A ring put into a bounded queue holds a unit in kReserved (and in no kPutCount) while it writes. Nobody
+    // dies here and every count is right, so any correction settle() makes is wrong.
+    const { q, first } = createQueue(false);
+    numbered(first, 1);
+    await settled(first);
+    const hq = queueOf(q)!;
+    const stop = new Int32Array(new SharedArrayBuffer(8));
+    const producer = new Process({ target: 'handOffLoop', module: tasks, args: [q, first.cells, stop] });
+    producer.start();
+    try {
+      await deadline(
+        (async () => {
+          while (Atomics.load(stop, 1) === 0) await new Promise((r) => setTimeout(r, 1));
+        })(),
+        30_000,
+        'the producer starting',
+      );
+      let wrong = 0;
+      for (let i = 0; i < 300_000; i++) {
+        hq.unsettled = true;
+        const before = hq.adjusted;
+        hq.settle();
+        clearTimeout(hq.settleTimer);
+        hq.settleTimer = undefined;
+        if (hq.adjusted !== before) {
+          wrong++;
+          Atomics.add(q, kReserved, hq.adjusted - before); // put the count back for the next look
+          hq.adjusted = before;
+        }
+      }
+      assert.is(wrong, 0, 'corrections made while nothing needed correcting');
+    } finally {
+      Atomics.store(stop, 0, 1);
+      await producer.join();
+      hq.unsettled = false;
+    }
   },
 );
 
