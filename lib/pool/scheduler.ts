@@ -16,7 +16,7 @@
 //     to a worker that runs nothing else, so that stopping that worker stops that task only.
 //   While any task is queued or in flight the workers' ports are ref'd: the program waits for its work; an idle
 //     pool keeps nothing alive (its workers are daemons).
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug, deserializeError, ErrorCode, ProcessError, TimeoutError, WorkerLostError } from '../errors.ts';
 import { commit, type Captured } from '../handles.ts';
 import { configureProcess, Process } from '../process.ts';
@@ -302,6 +302,10 @@ export class Scheduler {
   /** A worker exited (its tasks done and stopped, or it died): settle or requeue what it had, replace it. */
   #onExit(slot: Slot, code: number): void {
     this.#slots.delete(slot);
+    // What it posted before it exited and this thread has not read yet (results, its initializer's failure)
+    // is on the port now: read it before the port closes, as its exit may come first.
+    for (let m = receiveMessageOnPort(slot.port); m !== undefined; m = receiveMessageOnPort(slot.port))
+      this.#onMessage(slot, m.message as FromWorker);
     slot.port.close();
     const runningChunk =
       Atomics.load(slot.progress, kProgressRunning) === 1 ? Atomics.load(slot.progress, kProgressChunk) : -1;

@@ -116,14 +116,9 @@ export class PutSide {
     if (options === undefined && this.#blocked.length === 0 && !holder.closed) {
       let lone: LoneItem | undefined;
       try {
-        const handed = this.#handOff(item);
-        if (handed === true) return resolved;
-        lone = handed;
-        if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
-          if (lone === undefined) this.#add(item, undefined);
-          else this.#addCaptured(lone);
-          return resolved;
-        }
+        const put = this.#putIfRoom(item, undefined);
+        if (put === true) return resolved;
+        lone = put;
       } catch (error) {
         return Promise.reject(error);
       }
@@ -139,14 +134,9 @@ export class PutSide {
       if (signal?.aborted) throw signal.reason;
       let lone: LoneItem | undefined;
       if (this.#blocked.length === 0) {
-        const handed = transfer === undefined ? this.#handOff(item) : undefined;
-        if (handed === true) return resolved;
-        lone = handed;
-        if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
-          if (lone === undefined) this.#add(item, transfer);
-          else this.#addCaptured(lone);
-          return resolved;
-        }
+        const put = this.#putIfRoom(item, transfer);
+        if (put === true) return resolved;
+        lone = put;
       }
       if (timeout === 0) throw new Full();
       // Captured now, so the value is still the one of this call when a slot frees up.
@@ -184,14 +174,23 @@ export class PutSide {
   }
 
   putNowait(item: unknown): void {
+    this.#holder.checkOpen();
+    if (this.#blocked.length > 0 || this.#putIfRoom(item, undefined) !== true) throw new Full();
+  }
+
+  /**
+   * Puts `item` now if the queue has room: into the hand-off ring, or counted into the batch. Returns true once
+   * done; when the queue is full, the item captured on the way (or undefined if it was not). Throws what
+   * capturing throws.
+   */
+  #putIfRoom(item: unknown, transfer: unknown[] | undefined): true | LoneItem | undefined {
+    const handed = transfer === undefined ? this.#handOff(item) : undefined;
+    if (handed === true) return true;
     const holder = this.#holder;
-    holder.checkOpen();
-    if (this.#blocked.length > 0) throw new Full();
-    const handed = this.#handOff(item);
-    if (handed === true) return;
-    if (!reserve(holder.queueCells, holder.holderCells, holder.maxsize)) throw new Full();
-    if (handed === undefined) this.#add(item, undefined);
+    if (!reserve(holder.queueCells, holder.holderCells, holder.maxsize)) return handed;
+    if (handed === undefined) this.#add(item, transfer);
     else this.#addCaptured(handed);
+    return true;
   }
 
   /**
