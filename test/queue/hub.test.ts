@@ -4,8 +4,9 @@
 // departing holder counted and never sent (uncount), a death between the two counting steps (settle, and its
 // wait for holders counting or attaching), an item claimed and being fetched (requeued), a JoinableQueue's
 // leases (requeued, with the unfinished count kept, or abandoned when their things moved), old batches kept
-// alive by leases alone (cut out), and the hand-off's mailbox (cells.ts): its item left for any get, a dead
-// writer's or reader's half-step emptied.
+// alive by leases alone (cut out), the hand-off ring (cells.ts): its items left for any get, a dead writer's
+// lock freed; a waiting holder's window slid along with others' claims, and settle() not fooled by a counting
+// step that began and ended between its looks.
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import {
