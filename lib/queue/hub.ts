@@ -67,7 +67,11 @@ class HubQueue {
   readonly log: Entry[] = [];
   available = 0;
   readonly holders = new Set<Holder>();
-  /** Taken off kReserved by the hub minus added back (items queued again). */
+  /**
+   * Items holders counted that the hub took off kReserved (never sent) minus those it added back (queued
+   * again). Not settle()'s corrections: those bring kReserved back to the identity this term is part of, so
+   * counting them here would have every later settle() make them again.
+   */
   adjusted = 0;
   /** The kPutCount of every departed holder, summed (modulo 2^32). */
   departedPuts = 0;
@@ -133,7 +137,7 @@ class HubQueue {
       i++;
     }
     const uncounted = (reserved + this.adjusted - sum) | 0;
-    if (uncounted !== 0) this.uncount(uncounted);
+    if (uncounted !== 0) uncount(this.cells, uncounted, this.joinable); // not this.uncount(): see `adjusted`
     this.unsettled = false;
     this.settleDelay = 1;
   }

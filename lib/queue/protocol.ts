@@ -90,8 +90,9 @@
 // settle(), argued. A holder stopped between the two steps of reserve() (kReserved, then kPutCount) leaves
 // kReserved one higher than the counts the hub can see, for good. The hub knows this happened (kCounting was 1
 // when the holder departed) but not in which direction, so it recomputes kReserved from first principles:
-// kReserved = (sum of every holder's kPutCount, departed ones included) - (what the hub itself took off and
-// added back). That identity holds whenever no live holder is inside reserve()/unreserve() (or holds a
+// kReserved = (sum of every holder's kPutCount, departed ones included) - (what the hub itself took off as
+// never sent and added back as queued again; not its earlier settle() corrections, which restored this very
+// identity, so that counting them would make every later settle() repeat them). That identity holds whenever no live holder is inside reserve()/unreserve() (or holds a
 // hand-off's slot: beginHandOff) and no holder exists that the hub has not heard of (a handle in flight:
 // kAttaching). The hub reads every holder's kCounting (none odd: none counting) and kPutCount, then kReserved,
 // then checks that no holder is attaching and that no kCounting or kPutCount moved (kCounting is bumped at the

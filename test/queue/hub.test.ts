@@ -229,6 +229,40 @@ t(
 );
 
 t(
+  'settle() corrects each death once: a later death between counting steps does not take the earlier correction off again',
+  async () => {
+    const { q, first } = createQueue(false);
+    put(q, first, ['a']);
+    await settled(first);
+    // A ring put's slot held (kReserved only) by a holder that dies holding it: settle() takes it off.
+    const holding = attach(first, false);
+    Atomics.store(holding.cells, kCounting, 1);
+    Atomics.add(q, kReserved, 1);
+    await depart(holding, first);
+    assert.not.ok(queueOf(q)!.unsettled);
+    assert.is(size(q), 1, 'the held slot is taken off');
+    // Then a producer dies after both steps of reserve() but before kCounting ended: nothing to correct. The
+    // item it counted was never sent, which the hub takes off as lost.
+    const counted = attach(first, false);
+    assert.ok(reserve(q, counted.cells, 0));
+    Atomics.add(counted.cells, kCounting, 1);
+    await depart(counted, first);
+    assert.not.ok(queueOf(q)!.unsettled);
+    assert.is(size(q), 1, 'the first correction is not made again');
+    // And a third, that dies between the two steps: one more taken off, and only that one.
+    const half = attach(first, false);
+    Atomics.store(half.cells, kCounting, 1);
+    Atomics.add(q, kReserved, 1);
+    await depart(half, first);
+    assert.is(size(q), 1, 'the half-counted item is taken off, once');
+    assert.equal(
+      (await pushed(q, first)).map((x) => x.value),
+      ['a'],
+    );
+  },
+);
+
+t(
   'a consumer that claimed a deferred item and died while fetching it: the hub queues it again, at the end',
   async () => {
     const { q, first } = createQueue(false);
