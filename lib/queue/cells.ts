@@ -335,10 +335,13 @@ export function handedOff(q: Int32Array): number {
   return diff(Atomics.load(q, kRingTail), Atomics.load(q, kRingHead));
 }
 
+/** beginHandOff(): the bounded queue is full (the put waits for room: a count would find none either). */
+export const kNoRoom = -2;
+
 /**
  * Producer: takes the ring's lock and its next slot for an item of `n` bytes, if the item fits, the ring has
- * room (and the queue, at `maxsize`) and no other put is writing: the slot's byte offset in the queue's buffer,
- * or -1. The caller writes the item there (a batch of one, carrying nothing) and calls endHandOff(), or
+ * room (and the queue, at `maxsize`) and no other put is writing: the slot's byte offset in the queue's buffer;
+ * kNoRoom when the queue is full; otherwise -1 (the item goes the usual way). The caller writes the item there (a batch of one, carrying nothing) and calls endHandOff(), or
  * cancelHandOff(). It checked that nothing counted is unclaimed and that its holder buffers nothing.
  *
  * In a bounded queue the slot is also held in kReserved until the item is published, so that the queue never
@@ -352,9 +355,10 @@ export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: n
   if (Atomics.compareExchange(q, kRingLock, 0, id) !== 0) return -1;
   const tail = Atomics.load(q, kRingTail);
   const held = diff(tail, Atomics.load(q, kRingHead));
-  if (held >= kRingSlots || (maxsize > 0 && !holdSlot(q, h, held, maxsize))) {
+  const full = held < kRingSlots && maxsize > 0 && !holdSlot(q, h, held, maxsize);
+  if (held >= kRingSlots || full) {
     Atomics.store(q, kRingLock, 0);
-    return -1;
+    return full ? kNoRoom : -1;
   }
   return kRingOffset + (tail & (kRingSlots - 1)) * kSlotBytes;
 }

@@ -34,6 +34,7 @@ import { Carrying } from '../wire/format.ts';
 import {
   beginHandOff,
   cancelHandOff,
+  kNoRoom,
   counted,
   endHandOff,
   handedOff,
@@ -100,6 +101,12 @@ export class PutSide {
   #draining = false;
   /** Items went to the hub since the holder last synced with it (Holder.flushOnExit). */
   posted = false;
+  /**
+   * The last try at the hand-off ring found the bounded queue full: the put waits for room rather than count
+   * its item, since a count made just after a get freed a slot would send it through the hub, and every put
+   * after it too until the hub pushed it and it was claimed (that race sent 1-2% of a pipeline's items there).
+   */
+  #ringFull = false;
 
   constructor(holder: PutHolder) {
     this.#holder = holder;
@@ -187,7 +194,8 @@ export class PutSide {
     const handed = transfer === undefined ? this.#handOff(item) : undefined;
     if (handed === true) return true;
     const holder = this.#holder;
-    if (!reserve(holder.queueCells, holder.holderCells, holder.maxsize)) return handed;
+    if ((handed !== undefined && this.#ringFull) || !reserve(holder.queueCells, holder.holderCells, holder.maxsize))
+      return handed;
     if (handed === undefined) this.#add(item, transfer);
     else this.#addCaptured(handed);
     return true;
@@ -199,6 +207,7 @@ export class PutSide {
    * what capturing throws.
    */
   #handOff(item: unknown): true | LoneItem | undefined {
+    this.#ringFull = false;
     return this.#mayHandOff() ? captureOrSink(item, this.#ringSink) : undefined;
   }
 
@@ -209,6 +218,7 @@ export class PutSide {
       const q = holder.queueCells;
       const n = encoder.lastLength;
       const at = beginHandOff(q, holder.holderCells, n, holder.maxsize);
+      this.#ringFull = at === kNoRoom;
       if (at < 0) return false;
       try {
         encoder.moveLastInto(holder.queueBytes, at);
@@ -221,13 +231,15 @@ export class PutSide {
     },
   };
 
-  /** Puts an item captured earlier into the hand-off ring, if it may go there now. */
+  /** Puts an item captured earlier into the hand-off ring, if it may go there now (see #ringFull). */
   #handOffCaptured(lone: LoneItem): boolean {
     const holder = this.#holder;
     const q = holder.queueCells;
+    this.#ringFull = false;
     if (lone.carrying !== Carrying.Nothing || !this.#mayHandOff()) return false;
     const bytes = new Uint8Array(lone.batch.bytes);
     const at = beginHandOff(q, holder.holderCells, bytes.length, holder.maxsize);
+    this.#ringFull = at === kNoRoom;
     if (at < 0) return false;
     holder.queueBytes.set(bytes, at);
     endHandOff(q, holder.holderCells, bytes.length, lone.batch.refs, holder.maxsize);
@@ -270,9 +282,13 @@ export class PutSide {
       reserved = blockUntil(
         cells,
         kRoom,
-        () =>
-          (handed !== undefined && (ringed = this.#handOffCaptured(handed))) ||
-          reserve(cells, holder.holderCells, holder.maxsize),
+        () => {
+          if (handed !== undefined) {
+            ringed = this.#handOffCaptured(handed);
+            if (ringed || this.#ringFull) return ringed;
+          }
+          return reserve(cells, holder.holderCells, holder.maxsize);
+        },
         { timeout },
       );
     } finally {
@@ -376,7 +392,7 @@ export class PutSide {
           head.resolve();
           continue;
         }
-        if (reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
+        if (!this.#ringFull && reserve(holder.queueCells, holder.holderCells, holder.maxsize)) {
           this.#blocked.shift();
           this.#settle(head);
           try {

@@ -11,6 +11,7 @@ import {
   beginHandOff,
   endHandOff,
   handedOff,
+  kNoRoom,
   kReserved,
   kRingLock,
   kRingSlots,
@@ -216,6 +217,37 @@ t('a bounded queue never holds more than maxsize: a put into the ring and a coun
   q.putNowait('next');
   assert.is(q.getNowait(), 'next');
 });
+
+t(
+  'a bounded pipeline goes through the ring only: a put that finds the queue full waits for room, it does not count its item',
+  async () => {
+    // A count made just after a get freed the slot would send that item through the hub, and every put after it
+    // too until it was claimed: 1-2% of a maxsize-10 pipeline's items went that way.
+    const q = open(new Queue<number>({ maxsize: 10 }));
+    const cells = cellsOf(q);
+    const bytes = ringBytes(0);
+    const full = newHolderCells(cells);
+    for (let i = 0; i < 10; i++) {
+      const at = beginHandOff(cells, full, bytes.length, 10);
+      new Uint8Array(cells.buffer).set(bytes, at);
+      endHandOff(cells, full, bytes.length, false, 10);
+    }
+    assert.is(beginHandOff(cells, full, bytes.length, 10), kNoRoom, 'a full queue: the put waits for room');
+    for (let i = 0; i < 10; i++) await q.get();
+    // One producer at a time (two would find each other writing, and one of them go the usual way).
+    const n = 20_000;
+    const p = startTask(tasks, 'putRange', [q, 0, n]);
+    for (let i = 0; i < n; i++) assert.is(await q.get(), i);
+    await p.join();
+    assert.is(p.exitCode, 0);
+    const values = Array.from({ length: n / 4 }, (_, i) => i);
+    const s = startTask(tasks, 'putAllSync', [q, values]);
+    for (const value of values) assert.is(await q.get(), value);
+    await s.join();
+    assert.is(s.exitCode, 0);
+    assert.is(Atomics.load(cells, kReserved), 0, 'no item was counted: none went through the hub');
+  },
+);
 
 t('a registered class whose revival gets from the same queue: each get has its own item, in call order', async () => {
   class Token {
