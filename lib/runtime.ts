@@ -1,8 +1,9 @@
 // Where a worker finds the library: the bootstrap it starts from, the module it imports, and the entry that
-// module registers for it to call (the Process runtime, or the queue hub: see entries.ts). Built as one file
-// (dist/lib/mpthreads.js: esbuild defines MPTHREADS_BUNDLE) both modules are that file itself, so a new
-// worker loads one module rather than every file of lib/; run from lib/ under tsx, they are the files beside
-// this one. And how a worker is started with the right Node options.
+// module registers for it to call (the Process runtime, the pool's worker, or the queue hub: see entries.ts).
+// Built (dist/lib/mpthreads.js: esbuild defines MPTHREADS_BUNDLE), a Process's and a pool's worker import that
+// file itself, so that a new worker loads one module rather than every file of lib/, and the very module its
+// task module imports; the hub imports its own small bundle, dist/lib/queue-hub.js. Run from lib/ under tsx,
+// they are the files beside this one. And how a worker is started with the right Node options.
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import type { EntryName } from './entries.ts';
 
@@ -22,8 +23,10 @@ export const bootstrapUrl = new URL('../workers/bootstrap.mjs', here);
 export const processRuntime: Runtime = bundled
   ? { url: here, entry: 'process' }
   : { url: new URL(`./worker-main${extension}`, here).href, entry: 'process' };
+// The hub's own bundle: it needs 18 KB of the library, and loading the whole of it costs the hub's worker
+// ~2 MiB more.
 export const hubRuntime: Runtime = bundled
-  ? { url: here, entry: 'hub' }
+  ? { url: new URL('./queue-hub.js', here).href, entry: 'hub' }
   : { url: new URL(`./queue/hub-entry${extension}`, here).href, entry: 'hub' };
 
 export const poolRuntime: Runtime = bundled

@@ -15,8 +15,9 @@ import { run, type Ran } from './_support/run-program.ts';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const requireHere = createRequire(import.meta.url);
 
-/** What the tarball holds besides declarations: the bundle (with its source map), the worker bootstrap the
- * bundle starts workers from, the file `require('mpthreads')` lands on, and npm's usual three. */
+/** What the tarball holds besides declarations: the bundle and the queue hub's (with their source maps), the
+ * worker bootstrap the bundle starts workers from, the file `require('mpthreads')` lands on, and npm's usual
+ * three. */
 const SHIPPED = [
   'LICENSE',
   'README.md',
@@ -24,6 +25,8 @@ const SHIPPED = [
   'dist/lib/mpthreads.js',
   'dist/lib/mpthreads.js.map',
   'dist/lib/mpthreads.d.ts',
+  'dist/lib/queue-hub.js',
+  'dist/lib/queue-hub.js.map',
   'dist/lib/redis.js',
   'dist/lib/redis.d.ts',
   'dist/workers/bootstrap.mjs',

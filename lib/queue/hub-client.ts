@@ -83,7 +83,7 @@ export function createQueue(cells: Int32Array, joinable: boolean, holder: Holder
  * A port to the hub for a child thread about to start (its BootData's `hub`).
  *
  * The main thread starts the hub lazily: most programs that start a Process never make a queue, and the hub's
- * worker costs ~15 ms and ~12 MiB. Until the hub runs, the child's port leads here; the first message on it
+ * worker costs ~15 ms and ~10 MiB. Until the hub runs, the child's port leads here; the first message on it
  * (a Create or an Adopt) starts the hub, is passed on, and the port itself follows it to the hub, with any
  * messages queued behind it. So a child's first queue waits for this thread's event loop once: before this
  * thread blocks (a ...Sync call, shared-wait.ts), the hub is started and every waiting port handed to it.
