@@ -134,7 +134,13 @@ export class Encoder {
   readonly #isHandle: ((value: object) => boolean) | undefined;
 
   // The item being written.
-  #seen: object[] = [];
+  /**
+   * The objects of the item being put, in id order, up to #seenCount (the rest are undefined): an array kept
+   * across items, since emptying it by its length frees its storage, and every item then paid ~150 bytes for
+   * a new one.
+   */
+  #seen: (object | undefined)[] = [];
+  #seenCount = 0;
   #seenMap: Map<object, number> | null = null;
   #nextId = 0;
   #depth = 0;
@@ -336,7 +342,9 @@ export class Encoder {
   }
 
   #endItem(): void {
-    if (this.#seen.length > 0) this.#seen.length = 0;
+    const seen = this.#seen;
+    for (let i = 0; i < this.#seenCount; i++) seen[i] = undefined; // holds nothing of the item past its put
+    this.#seenCount = 0;
     this.#seenMap = null;
     this.#itemCarry = null;
     this.#carryIndex = null;
@@ -492,7 +500,7 @@ export class Encoder {
   #lookup(x: object): number {
     if (this.#seenMap !== null) return this.#seenMap.get(x) ?? -1;
     const seen = this.#seen;
-    for (let i = 0; i < seen.length; i++) if (seen[i] === x) return i;
+    for (let i = 0; i < this.#seenCount; i++) if (seen[i] === x) return i;
     return -1;
   }
 
@@ -503,10 +511,10 @@ export class Encoder {
       return;
     }
     const seen = this.#seen;
-    seen.push(x);
-    if (seen.length > 16) {
+    seen[this.#seenCount++] = x;
+    if (this.#seenCount > 16) {
       const map = (this.#seenMap = new Map());
-      for (let i = 0; i < seen.length; i++) map.set(seen[i]!, i);
+      for (let i = 0; i < this.#seenCount; i++) map.set(seen[i]!, i);
     }
   }
 
