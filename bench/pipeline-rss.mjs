@@ -1,6 +1,7 @@
 // How much memory a bounded pipeline costs: main -> a stage thread -> main, 200,000 small records, through two
 // `Queue({ maxsize: 10 })` and a Process (mode `mp`), against the same pipeline on two raw MessageChannels and
-// a bare Worker that keeps at most 10 items in flight (mode `raw`, credits). Prints the peak rise of the whole
+// a bare Worker that keeps at most 10 items in flight (mode `raw`, credits, with callbacks; `raw-await`, the
+// same with one `await` per message, as async code over ports would be written). Prints the peak rise of the whole
 // process's RSS (sampled every 5 ms) over its RSS before anything started, the rise once the threads are up
 // and one item went round, and each heap at the end. One mode per process, so run both, alternately:
 //   npm run build && for i in 1 2; do node bench/pipeline-rss.mjs mp; node bench/pipeline-rss.mjs raw; done
@@ -25,13 +26,37 @@ export async function stage(input, output, n) {
   console.log(heap('stage'));
 }
 
+/**
+ * The messages of `port`, one `await` at a time, as async code over a raw port would take them.
+ * @param {import('node:worker_threads').MessagePort} port
+ * @returns {() => Promise<any>}
+ */
+function receiver(port) {
+  /** @type {unknown[]} */
+  const buffered = [];
+  /** @type {((m: unknown) => void) | undefined} */
+  let waiting;
+  port.on('message', (m) => {
+    const resolve = waiting;
+    waiting = undefined;
+    if (resolve !== undefined) resolve(m);
+    else buffered.push(m);
+  });
+  return () =>
+    buffered.length > 0 ? Promise.resolve(buffered.shift()) : new Promise((resolve) => (waiting = resolve));
+}
+
 if (!isMainThread && workerData?.raw) {
-  const { input, output } = workerData;
-  input.on('message', (/** @type {unknown} */ m) => output.postMessage(m));
+  const { input, output, awaits, n } = workerData;
+  if (awaits) {
+    const next = receiver(input);
+    for (let i = 0; i < n; i++) output.postMessage(await next());
+  } else input.on('message', (/** @type {unknown} */ m) => output.postMessage(m));
 } else if (isMainThread) {
   const mode = process.argv[2];
   const n = Number(process.argv[3] ?? 200_000);
-  if (mode !== 'mp' && mode !== 'raw') throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw [items]');
+  if (mode !== 'mp' && mode !== 'raw' && mode !== 'raw-await')
+    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await [items]');
   const rss0 = process.memoryUsage().rss;
   let peak = rss0;
   let started = 0;
@@ -54,6 +79,39 @@ if (!isMainThread && workerData?.raw) {
     for (let i = 0; i < n; i++) await a.put(item(i));
     await consume;
     await p.join();
+  } else if (mode === 'raw-await') {
+    const into = new MessageChannel();
+    const back = new MessageChannel();
+    const w = new Worker(new URL(import.meta.url), {
+      workerData: { raw: true, awaits: true, n: n + 1, input: into.port2, output: back.port1 },
+      transferList: [into.port2, back.port1],
+    });
+    const next = receiver(back.port2);
+    into.port1.postMessage(item(-1));
+    await next();
+    started = process.memoryUsage().rss;
+    // 10 credits: a put awaits one, a get gives one back.
+    let credits = 10;
+    /** @type {(() => void) | undefined} */
+    let freed;
+    const consume = (async () => {
+      for (let i = 0; i < n; i++) {
+        if ((await next()).i !== i) throw new Error('out of order');
+        credits++;
+        const wake = freed;
+        freed = undefined;
+        wake?.();
+      }
+    })();
+    for (let i = 0; i < n; i++) {
+      if (credits === 0) await new Promise((resolve) => (freed = () => resolve(undefined)));
+      credits--;
+      into.port1.postMessage(item(i));
+    }
+    await consume;
+    into.port1.close();
+    back.port2.close();
+    await w.terminate();
   } else {
     const into = new MessageChannel();
     const back = new MessageChannel();
