@@ -390,7 +390,12 @@ export function endHandOff(q: Int32Array, h: Int32Array, n: number, refs: boolea
   const tail = Atomics.load(q, kRingTail);
   q[kRingMeta + (tail & (kRingSlots - 1))] = n | (refs ? kRefsFlag : 0);
   Atomics.store(q, kRingTail, (tail + 1) | 0); // publishes the bytes written to whoever loads it
-  if (maxsize > 0) releaseSlot(q, h); // counted twice for a moment: never above maxsize
+  if (maxsize > 0) {
+    releaseSlot(q, h); // counted twice for a moment: never above maxsize
+    // A put that looked in that moment saw the queue one fuller than it is, and may sleep on kRoom: it counted
+    // itself among the waiters before it looked, so it is woken here.
+    if (Atomics.load(q, kRoomWaiters) > 0) wakeRoom(q);
+  }
   Atomics.store(q, kRingLock, 0);
   // A watcher counts itself before it reads kRingTail to wait on it: it sees this item, or we see it.
   if (Atomics.load(q, kRingWatchers) > 0) ring(q);

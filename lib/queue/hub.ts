@@ -40,9 +40,12 @@ import {
   kReserved,
   leasesOf,
   recount,
+  ring,
   ringBell,
   uncount,
   unlockRingOf,
+  wakeJoiners,
+  wakeRoom,
 } from './cells.ts';
 import { Op, type ClientMessage, type HolderMessage, type HolderWire, type HubMessage } from './protocol.ts';
 
@@ -386,6 +389,12 @@ class Holder {
       if (entry.transfer !== undefined) entry.gone = true; // its things moved to the new entry
     }
     unlockRingOf(queue.cells, Atomics.load(this.cells, kHolderId)); // cells.ts, "The hand-off"
+    // A holder stopped between a step and the wake-up that follows it (a take that freed a slot, a put it
+    // published into the ring, a taskDone() that finished the last task) left its waiters asleep: wake them
+    // all, in every thread; each looks again.
+    wakeRoom(queue.cells);
+    ring(queue.cells);
+    if (queue.joinable) wakeJoiners(queue.cells);
     if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
     if (queue.holders.size === 0) {
       queues.delete(queue);

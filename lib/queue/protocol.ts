@@ -45,7 +45,9 @@
 //   |             |                                                    | queues again what it claimed and was not   |
 //   |             |                                                    | done with (a fetch; a JoinableQueue's      |
 //   |             |                                                    | leases); forgets the queue with no holders;|
-//   |             |                                                    | repairs the hand-off (cells.ts)            |
+//   |             |                                                    | repairs the hand-off (cells.ts); wakes     |
+//   |             |                                                    | every waiter (it may have died between a   |
+//   |             |                                                    | step and its wake-up)                      |
 //
 // Cells, who writes and reads them, and the tests that guard each (hub.test = test/queue/hub.test.ts, which
 // drives the hub's repairs directly; the others are test/*.test.ts):

@@ -14,6 +14,8 @@ import {
   kNoRoom,
   kReserved,
   kRingLock,
+  kRoom,
+  kRoomWaiters,
   kRingSlots,
   newHolderCells,
 } from '../../lib/queue/cells.ts';
@@ -248,6 +250,29 @@ t(
     assert.is(Atomics.load(cells, kReserved), 0, 'no item was counted: none went through the hub');
   },
 );
+
+t("a put into a bounded queue's ring wakes the puts waiting for room once it gives its slot back", () => {
+  // Between publishing its item and giving back the slot it held, a put counts the item twice: a put of another
+  // thread that looked then saw the queue one fuller than it is and may sleep on kRoom, which nothing else
+  // would bump while the consumer waits for that very put. (The moment is two atomic steps of another thread,
+  // so the test plays the sleeper: it counts itself as a waiter and watches kRoom.)
+  const q = open(new Queue<string>({ maxsize: 2 }));
+  const cells = cellsOf(q);
+  Atomics.add(cells, kRoomWaiters, 1);
+  try {
+    const before = Atomics.load(cells, kRoom);
+    const writer = newHolderCells(cells);
+    const bytes = ringBytes('ring');
+    const at = beginHandOff(cells, writer, bytes.length, 2);
+    assert.ok(at >= 0);
+    new Uint8Array(cells.buffer).set(bytes, at);
+    endHandOff(cells, writer, bytes.length, false, 2);
+    assert.is.not(Atomics.load(cells, kRoom), before, 'the puts waiting for room were woken');
+  } finally {
+    Atomics.sub(cells, kRoomWaiters, 1);
+  }
+  assert.is(q.getNowait(), 'ring');
+});
 
 t('a registered class whose revival gets from the same queue: each get has its own item, in call order', async () => {
   class Token {

@@ -15,6 +15,7 @@ import {
   claimPinned,
   FetchState,
   kAttaching,
+  kBell,
   kClaimed,
   kCounting,
   kDone,
@@ -24,6 +25,7 @@ import {
   kPutCount,
   kReserved,
   kRingLock,
+  kRoom,
   kWaiting,
   newHolderCells,
   newLeaseRing,
@@ -261,6 +263,23 @@ t(
     );
   },
 );
+
+t('a departing holder wakes every waiter of its queue: puts waiting for room, gets on the ring, join()', async () => {
+  // It may have died between a step and the wake-up after it: a take that freed the last slot, a put it
+  // published into the ring, a taskDone() that finished the last task. Nothing else would wake them.
+  for (const joinable of [false, true]) {
+    const { q, first } = createQueue(joinable);
+    const leaving = attach(first, joinable);
+    await settled(first);
+    const room = Atomics.load(q, kRoom);
+    const bell = Atomics.load(q, kBell);
+    const joins = Atomics.load(q, kJoinWake);
+    await depart(leaving, first);
+    assert.is.not(Atomics.load(q, kRoom), room, 'puts waiting for room are woken');
+    assert.is.not(Atomics.load(q, kBell), bell, 'gets waiting on the ring are woken');
+    if (joinable) assert.is.not(Atomics.load(q, kJoinWake), joins, 'join() is woken');
+  }
+});
 
 t(
   'a consumer that claimed a deferred item and died while fetching it: the hub queues it again, at the end',
