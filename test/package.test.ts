@@ -34,20 +34,21 @@ const SHIPPED = [
   'lib/esm-only.cjs',
 ];
 
-// A Process doubles what it receives through a Pipe and puts it on a Queue; the main thread checks both, and
-// closes nothing: the program must still exit by itself.
+// A Process doubles what it receives through a Pipe and puts it on a Queue (with a pad over 1 KiB, so that the
+// item goes through the queue's hub, a worker of its own bundle, rather than its hand-off ring); the main thread
+// checks both, and closes nothing: the program must still exit by itself.
 const program = (typed: boolean) => `
 import { Process, Pipe, Queue, isMainThread${typed ? ', type Connection' : ''} } from 'mpthreads';
 
-export async function doubler(conn${typed ? ': Connection<number>' : ''}, q${typed ? ': Queue<{ doubled: number; isQueue: boolean }>' : ''}) {
+export async function doubler(conn${typed ? ': Connection<number>' : ''}, q${typed ? ': Queue<{ doubled: number; isQueue: boolean; pad: string }>' : ''}) {
   const n = await conn.recv();
   conn.send(n * 2);
-  await q.put({ doubled: n * 2, isQueue: q instanceof Queue });
+  await q.put({ doubled: n * 2, isQueue: q instanceof Queue, pad: 'x'.repeat(2048) });
 }
 
 if (isMainThread) {
   const [here, there] = Pipe${typed ? '<number>' : ''}();
-  const q = new Queue${typed ? '<{ doubled: number; isQueue: boolean }>' : ''}();
+  const q = new Queue${typed ? '<{ doubled: number; isQueue: boolean; pad: string }>' : ''}();
   const p = new Process({ target: doubler, module: import.meta.url, args: [there, q] });
   p.start();
   here.send(21);
@@ -61,11 +62,12 @@ if (isMainThread) {
   if (false) await q.put('not an item');`
       : ''
   }
-  console.log(JSON.stringify({ reply, item, exitCode: p.exitCode }));
+  const { pad, ...rest } = item;
+  console.log(JSON.stringify({ reply, item: rest, pad: pad.length, exitCode: p.exitCode }));
 }
 `;
 
-const expected = { reply: 42, item: { doubled: 42, isQueue: true }, exitCode: 0 };
+const expected = { reply: 42, item: { doubled: 42, isQueue: true }, pad: 2048, exitCode: 0 };
 
 interface Packed {
   app: string;
