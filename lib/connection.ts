@@ -233,11 +233,16 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
     if (this.#inbox.length > 0 || this.#peerGone) return Promise.resolve(true);
     if (this.#waiters.length === 0) {
+      // The port's 'close' may not have come yet (it comes only while the port is listened to): the other end's
+      // record in shared memory says so first. Read before the take: whatever it sent before it went is on the
+      // port by then.
+      const gone = this.#otherGone();
       const message = this.#take();
       if (message !== NONE) {
         this.#inbox.unshift(message);
         return Promise.resolve(true);
       }
+      if (gone) return Promise.resolve(true);
     }
     if (ms === 0) return Promise.resolve(false);
     return wait<boolean>(

@@ -455,12 +455,29 @@ order.run();
 // ---------------------------------------------------------------------------------------------------------
 const eof = suite('Connection: EOF and close');
 
+eof('poll() is true at EOF at once: right after the peer closed, and once the last message is taken', async () => {
+  // The port's 'close' event comes only while someone listens, and a poll() that finds nothing does not
+  // listen: it reads the other end's record in shared memory instead.
+  const [a, b] = Pipe();
+  a.close();
+  assert.is(await b.poll(), true, 'right after the peer closed');
+  await rejects(b.recv(), EOFError, 'recv() at EOF');
+  const [c, d] = Pipe();
+  c.send(1);
+  c.close();
+  assert.is(await d.poll(), true, 'a message is there');
+  assert.is(await d.recv(), 1);
+  assert.is(await d.poll(), true, 'taken the last message: EOF');
+  await rejects(d.recv(), EOFError, 'recv() at EOF');
+});
+
 eof('EOF after the peer worker exits comes only after every earlier message', async () => {
   const [a, b] = Pipe<number>();
   const p = start('sendRange', [b, 100]);
   assert.is(await joined(p), 0); // the worker is gone before we read anything
   assert.is(await a.poll(), true);
   for (let i = 0; i < 100; i++) assert.is(await a.recv(), i);
+  assert.is(await a.poll(), true, 'taken the last message: poll() sees EOF');
   await rejects(a.recv(), EOFError, 'recv() after the last message');
   await rejects(a.recv(), EOFError, 'recv() again: EOF is final');
   assert.is(await a.poll(), true, 'poll() is true at EOF');
