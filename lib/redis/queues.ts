@@ -5,7 +5,8 @@
 // receiving thread opens the same queue through its own connection (context.ts: contextFor).
 import { ClosedError } from '../errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Handle, type WireHandle } from '../handles.ts';
-import { checkOptions, checkWaitOptions, type WaitOptions } from '../options.ts';
+import { checkOptions, checkTransferList, checkWaitOptions, type WaitOptions } from '../options.ts';
+import type { PutOptions } from '../queue/put-side.ts';
 import type { Owner, StreamQueue } from './stream-queue.ts';
 
 /** Options of `Queue(name, options)` on a server. */
@@ -113,11 +114,14 @@ export class RedisQueue<T = unknown> implements Handle {
    * Adds `item`, copied now. Resolves once it is buffered in this thread (a bounded queue: once the server
    * took it); items reach the server when the thread yields, and for sure at `flush()`. Rejects with `Full`
    * after `timeout`, with the signal's reason on abort, with `DataCloneError` (nothing added) if the item
-   * cannot be copied or cannot leave this process.
+   * cannot be copied or cannot leave this process. `transfer` is taken as a local queue takes it, but an item
+   * on a server is always a copy: the buffers listed stay usable here.
    */
-  put(item: T, options?: WaitOptions): Promise<void> {
+  put(item: T, options?: PutOptions): Promise<void> {
     try {
-      const { timeout, signal } = checkWaitOptions(options);
+      const { transfer, ...wait } = checkOptions(options, 'options', ['timeout', 'signal', 'transfer']);
+      checkTransferList(transfer);
+      const { timeout, signal } = checkWaitOptions(wait);
       // Buffered now, even before the queue is open: what a thread put before its task ended is sent.
       return this.#afterOpen(this.#open().put(this.#owner, item, timeout, signal, false));
     } catch (error) {
@@ -165,6 +169,17 @@ export class RedisQueue<T = unknown> implements Handle {
   async flush(): Promise<void> {
     return (await this.#ready()).flush();
   }
+
+  /** As a local queue's (Python's `join_thread`): resolves once this thread's buffered items are on the server. */
+  joinThread(): Promise<void> {
+    return this.flush();
+  }
+
+  /**
+   * As a local queue's, for code written for both; it changes nothing here: there is no feeder to join on a
+   * server's queue (what a thread put is sent when its task ends, and at the context's close()).
+   */
+  cancelJoinThread(): void {}
 
   /**
    * This handle will be used no more: its waiting calls reject with `ClosedError` now, and so do later calls.

@@ -502,7 +502,7 @@ export class StreamQueue {
     const id = owner.leases.shift()?.id;
     if (id === undefined) {
       throw new ProcessError(
-        'taskDone() called more times than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
+        'taskDone() called too many times: more than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
         ErrorCode.TaskDoneTooMany,
       );
     }

@@ -8,7 +8,7 @@ import { openQueues, rejects, suite } from '../_support/harness.ts';
 
 /** The calls of a queue the suite uses; `T | Promise<T>` where an engine may answer either way. */
 export interface AnyQueue<T> {
-  put(item: T, options?: { timeout?: number; signal?: AbortSignal }): Promise<void>;
+  put(item: T, options?: { timeout?: number; signal?: AbortSignal; transfer?: ArrayBuffer[] }): Promise<void>;
   putNowait(item: T): void | Promise<void>;
   get(options?: { timeout?: number; signal?: AbortSignal }): Promise<T>;
   getNowait(): T | Promise<T>;
@@ -16,6 +16,8 @@ export interface AnyQueue<T> {
   empty(): boolean | Promise<boolean>;
   full(): boolean | Promise<boolean>;
   flush(): Promise<void>;
+  joinThread(): Promise<void>;
+  cancelJoinThread(): void;
   close(): void | Promise<void>;
 }
 export interface AnyJoinableQueue<T> extends AnyQueue<T> {
@@ -209,9 +211,20 @@ export function queueConformance(engine: Engine): void {
       assert.unreachable('taskDone() with nothing unfinished');
     } catch (error) {
       assert.ok(error instanceof ProcessError && error.code === 'ERR_TASK_DONE_TOO_MANY', String(error));
+      assert.match((error as Error).message, 'taskDone() called too many times');
     }
     await tasks.put(1);
     await rejects(tasks.join({ timeout: 20 }), TimeoutError, 'join() with a task unfinished');
+  });
+
+  t("the local Queue's whole method set: put takes `transfer`, joinThread() and cancelJoinThread()", async () => {
+    const q = open(engine.Queue<Uint8Array>());
+    const bytes = new Uint8Array([1, 2, 3]);
+    await q.put(bytes, { transfer: [bytes.buffer] });
+    await q.joinThread();
+    q.cancelJoinThread();
+    assert.equal([...(await q.get({ timeout: 30_000 }))], [1, 2, 3]);
+    await rejects(q.put(bytes, { transfer: 'no' as never }), TypeError, 'a transfer list that is not an array');
   });
 
   t('SimpleQueue: put, get, empty, close, across a worker', async () => {
