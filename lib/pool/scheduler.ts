@@ -155,7 +155,18 @@ export class Scheduler {
       return;
     }
     this.#queue.push(job);
+    if (this.#state === 'closing') this.#replenish();
     this.#pump();
+  }
+
+  /**
+   * A call made before close() may still submit (an imap's later windows, as its consumer catches up), after
+   * every worker was told to stop for want of work: start workers again, or nothing would ever run them.
+   */
+  #replenish(): void {
+    let usable = 0;
+    for (const slot of this.#slots) if (!slot.stopping) usable++;
+    for (; usable < this.#options.processes && this.#broken === undefined; usable++) this.#startWorker();
   }
 
   /** A call no longer wants its tasks: those queued are dropped; those running stop with their workers. */

@@ -173,6 +173,20 @@ cpython('test_imap, test_imap_unordered', async () => {
   );
 });
 
+cpython('an imap made before close() finishes though its consumer is slower than the workers', async () => {
+  // The pool's workers ran out of work and were told to stop before the consumer asked for the next window.
+  const p = pool({ processes: 2 });
+  const it = p.imap(tasks.sqr, range(10_000));
+  p.close();
+  let n = 0;
+  for await (const y of it) {
+    assert.is(y, n * n);
+    if (++n % 3_000 === 0) await new Promise((resolve) => setTimeout(resolve, 200)); // the workers go idle
+  }
+  assert.is(n, 10_000);
+  await deadline(p.join(), 20_000, 'join() after the imap');
+});
+
 cpython('test_imap_handle_iterable_exception, test_imap_unordered_handle_iterable_exception', async () => {
   const p = pool();
   const got: number[] = [];
