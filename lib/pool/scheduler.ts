@@ -245,6 +245,7 @@ export class Scheduler {
     switch (message.op) {
       case PoolOp.Ready:
         slot.ready = true;
+        for (const chunk of slot.chunks) this.#armTimeout(chunk, slot);
         return;
       case PoolOp.InitFailed: {
         const cause = deserializeError(message.error);
@@ -464,22 +465,29 @@ export class Scheduler {
     slot.chunks.push(chunk);
     slot.sent += size;
     this.#chunks.set(chunk.id, { chunk, slot });
-    if (job.alone && job.timeout !== Infinity) {
-      chunk.timer = setTimeout(
-        () => {
-          chunk.stopped = true;
-          settleTask(
-            job,
-            from,
-            false,
-            new TimeoutError(`the task did not finish within ${job.timeout} ms; its worker was stopped`),
-          );
-          this.#stop(slot);
-        },
-        Math.min(job.timeout, 0x7fffffff),
-      );
-    }
+    // A timeout counts from when the task starts running: at once on a ready worker (an alone task goes only to
+    // an idle one), else once the worker is ready (started, its initializer run).
+    if (slot.ready) this.#armTimeout(chunk, slot);
     if (this.#quota(slot) <= 0 && this.#options.maxtasksperchild !== undefined) this.#sendStop(slot);
+  }
+
+  /** A task with a timeout (a chunk of one): stopped, with its worker, if it is still running when it passes. */
+  #armTimeout(chunk: Chunk, slot: Slot): void {
+    const job = chunk.job;
+    if (!job.alone || job.timeout === Infinity || chunk.timer !== undefined || chunk.stopped) return;
+    chunk.timer = setTimeout(
+      () => {
+        chunk.stopped = true;
+        settleTask(
+          job,
+          chunk.from,
+          false,
+          new TimeoutError(`the task did not finish within ${job.timeout} ms; its worker was stopped`),
+        );
+        this.#stop(slot);
+      },
+      Math.min(job.timeout, 0x7fffffff),
+    );
   }
 
   #sendStop(slot: Slot): void {

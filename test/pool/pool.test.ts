@@ -365,6 +365,13 @@ contract('seeded worker kills among many tasks: every call settles exactly once,
   for (const [i, o] of outcomes.entries()) assert.is(o, kills.has(i) ? 'lost' : 'ok', `task ${i}`);
 });
 
+contract("a task's timeout does not count its worker's start or initializer: only its own run", async () => {
+  // The worker's initializer spins for 600 ms; the task itself takes 50 ms, within its 300 ms.
+  const p = pool({ processes: 1, initializer: tasks.spin, initargs: [600] });
+  assert.is(await p.apply(tasks.sqr, [3, 50], { timeout: 300 }), 9);
+  await rejects(p.apply(tasks.sqr, [3, 2_000], { timeout: 300 }), TimeoutError, 'a task that runs past it');
+});
+
 contract(
   'timeout and signal: a queued task never runs; a running one is stopped with its worker; both reject',
   async () => {
