@@ -26,6 +26,8 @@ interface PendingPut {
   deadline?: number;
   signal?: AbortSignal | undefined;
   nowait?: boolean;
+  /** The server found no room for it: it waits for room (a later putNowait() would overtake it). */
+  refused?: boolean;
 }
 
 /** What the buffer needs of its queue. */
@@ -93,7 +95,9 @@ export class PutBuffer {
       this.#buffer(put);
       return Promise.resolve();
     }
-    if (nowait && this.#puts.some((p) => p.waiter !== undefined)) return Promise.reject(new Full()); // puts ahead of it already wait for room
+    // Puts ahead of it that wait for room: it cannot go in before them. (Puts merely on their way do not count:
+    // the server takes them in order, and says Full for this one if it does not fit.)
+    if (nowait && this.#puts.some((p) => p.refused === true)) return Promise.reject(new Full());
     put.nowait = nowait;
     put.signal = signal;
     put.deadline = nowait ? 0 : Date.now() + timeout;
@@ -203,7 +207,7 @@ export class PutBuffer {
       } else if (p.signal?.aborted) {
         this.#unbuffer(p);
         w.reject(p.signal.reason);
-      }
+      } else p.refused = true;
     }
     if (added < batch.length) this.#fullPoll = Math.min(this.#fullPoll * 2, kMaxPoll);
     else this.#fullPoll = 1;

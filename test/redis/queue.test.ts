@@ -70,6 +70,22 @@ whenRedis(() => {
     );
   });
 
+  t('putNowait()s made together into a bounded queue with room all land; past maxsize they say Full', async () => {
+    // A put on its way to the server is not a put waiting for room: one behind it must not say Full for it.
+    const a = await open();
+    const q = a.Queue<number>(name('nowait'), { maxsize: 5 });
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        q.putNowait(i).then(
+          () => 'ok',
+          (error: unknown) => (error instanceof Full ? 'Full' : String(error)),
+        ),
+      ),
+    );
+    assert.equal(outcomes, ['ok', 'ok', 'ok', 'ok', 'ok', 'Full', 'Full', 'Full']);
+    assert.is(await q.qsize(), 5);
+  });
+
   t('options are checked at the call: names, maxsize, visibilityTimeout, unknown options', async () => {
     const a = await open();
     assert.throws(() => a.Queue(''), TypeError);
