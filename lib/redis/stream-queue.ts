@@ -178,10 +178,15 @@ export class StreamQueue {
     return this.#puts.flush();
   }
 
-  /** Items on the server not yet gotten (this thread's buffered puts are sent first). */
+  /**
+   * Items on the server not yet gotten (this thread's buffered puts are sent first): the server counts what
+   * no consumer has read, and this thread adds what it read ahead and no get took yet (read, so pending on the
+   * server, but not gotten). Other threads' read-ahead is not seen: approximate across threads.
+   */
   async size(): Promise<number> {
     await this.flush();
-    return await this.#linkNow!.script<number>(SIZE, [this.key, metaKey(this.name)], []);
+    const unread = await this.#linkNow!.script<number>(SIZE, [this.key, metaKey(this.name)], []);
+    return unread + this.#ready.length;
   }
 
   // ---- get ----------------------------------------------------------------------------------------------

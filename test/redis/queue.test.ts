@@ -86,6 +86,19 @@ whenRedis(() => {
     assert.is(await q.qsize(), 5);
   });
 
+  t('qsize() is exact for a single handle: items it read ahead and no get took yet still count', async () => {
+    const a = await open();
+    for (const kind of ['Queue', 'JoinableQueue'] as const) {
+      const q = a[kind]<number>(name(`size-${kind}`));
+      for (let i = 0; i < 10; i++) await q.put(i);
+      assert.is(await q.qsize(), 10);
+      assert.is(await q.get({ timeout: 5_000 }), 0);
+      assert.is(await q.get({ timeout: 5_000 }), 1);
+      assert.is(await q.qsize(), 8, `${kind}: put 10, got 2`);
+      assert.is(await q.empty(), false);
+    }
+  });
+
   t('options are checked at the call: names, maxsize, visibilityTimeout, unknown options', async () => {
     const a = await open();
     assert.throws(() => a.Queue(''), TypeError);
@@ -226,10 +239,12 @@ whenRedis(() => {
     const qa = a.Queue<number>(name('give-back-order'));
     for (let i = 0; i < 10; i++) await qa.put(i);
     // A reads ahead (a fast loop of gets), then stops; its read-ahead goes back 20 ms after its last get.
-    // Until then it counts as gotten: qsize says when it is back (a get elsewhere meanwhile would get 7 first).
+    // Until then the server counts it as read: B's qsize (B read nothing ahead) says when it is back (a get
+    // elsewhere meanwhile would get 7 first). A's own qsize counts its read-ahead all along.
     for (let i = 0; i < 3; i++) assert.is(await qa.get(), i);
-    while ((await qa.qsize()) < 7) await new Promise((resolve) => setImmediate(resolve));
+    assert.is(await qa.qsize(), 7, 'the handle that read ahead counts what no get took');
     const qb = b.Queue<number>(qa.name);
+    while ((await qb.qsize()) < 7) await new Promise((resolve) => setImmediate(resolve));
     const got: number[] = [];
     for (let i = 3; i < 10; i++) got.push(await qb.get({ timeout: 5_000 }));
     assert.equal(got, [3, 4, 5, 6, 7, 8, 9], 'the given-back items first, in put order');
