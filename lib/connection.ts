@@ -204,10 +204,13 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       return Promise.reject(error);
     }
     if (this.#waiters.length === 0) {
+      // As in poll(): the other end's record says it is gone even when the port's 'close' never comes (a port
+      // moved to this thread after its peer closed). Read before the take.
+      const gone = this.#otherGone();
       const message = this.#take();
       if (message instanceof Undeliverable) return Promise.reject(message.error);
       if (message !== NONE) return Promise.resolve(message as T);
-      if (this.#peerGone) return Promise.reject(new EOFError());
+      if (this.#peerGone || gone) return Promise.reject(new EOFError());
     }
     return wait<unknown>(
       (waiter) => {

@@ -471,6 +471,19 @@ eof('poll() is true at EOF at once: right after the peer closed, and once the la
   await rejects(d.recv(), EOFError, 'recv() at EOF');
 });
 
+eof('an end whose peer closed before the end was sent to a worker: there, the messages, then EOF', async () => {
+  // The port's 'close' does not come in the receiving thread then: EOF is read from the other end's record.
+  for (const sent of [[1, 2], []]) {
+    const [a, b] = Pipe();
+    for (const m of sent) a.send(m);
+    a.close();
+    const [report, childReport] = Pipe();
+    const p = start('collectUntilEof', [b, childReport]);
+    assert.equal(await report.recv({ timeout: 20_000 }), sent);
+    assert.is(await joined(p), 0);
+  }
+});
+
 eof('EOF after the peer worker exits comes only after every earlier message', async () => {
   const [a, b] = Pipe<number>();
   const p = start('sendRange', [b, 100]);

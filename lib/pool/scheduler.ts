@@ -164,9 +164,9 @@ export class Scheduler {
    * every worker was told to stop for want of work: start workers again, or nothing would ever run them.
    */
   #replenish(): void {
-    let usable = 0;
-    for (const slot of this.#slots) if (!slot.stopping) usable++;
-    for (; usable < this.#options.processes && this.#broken === undefined; usable++) this.#startWorker();
+    // Only for workers already gone: one that is stopping still runs its last tasks, and is replaced when it
+    // exits if work is left (#onExit), so counting it keeps the pool at `processes` workers at once.
+    for (let n = this.#slots.size; n < this.#options.processes && this.#broken === undefined; n++) this.#startWorker();
   }
 
   /** A call no longer wants its tasks: those queued are dropped; those running stop with their workers. */
