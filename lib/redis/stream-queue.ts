@@ -80,6 +80,8 @@ export class StreamQueue {
   readonly #waiters: GetWaiter[] = [];
   #filling = false;
   #readAhead = 1;
+  /** Read-ahead entries whose hand-back (HAND_BACK, on #linkNow) has not answered yet. */
+  #handingBack = 0;
   /** When this thread last looked for orphaned and expired entries. */
   #lastClaim = 0;
   /** Entries given back and not claimed yet, at the last fetch. */
@@ -181,12 +183,14 @@ export class StreamQueue {
   /**
    * Items on the server not yet gotten (this thread's buffered puts are sent first): the server counts what
    * no consumer has read, and this thread adds what it read ahead and no get took yet (read, so pending on the
-   * server, but not gotten). Other threads' read-ahead is not seen: approximate across threads.
+   * server, but not gotten), and what it is handing back (the server counts that once the hand-back ran, and
+   * the two scripts' replies come in order on the one link). Other threads' read-ahead is not seen:
+   * approximate across threads.
    */
   async size(): Promise<number> {
     await this.flush();
     const unread = await this.#linkNow!.script<number>(SIZE, [this.key, metaKey(this.name)], []);
-    return unread + this.#ready.length;
+    return unread + this.#ready.length + this.#handingBack;
   }
 
   // ---- get ----------------------------------------------------------------------------------------------
@@ -415,14 +419,18 @@ export class StreamQueue {
     if (entries.length === 0 || this.#linkNow === undefined) return Promise.resolve();
     this.#readAhead = 1;
     this.#hold();
+    this.#handingBack += entries.length;
+    // Counted off in the script's own reaction, the first thing to run once its reply came: a size() whose
+    // SIZE ran after it on the server (and so counts these) resumes only later.
+    const handedBack = () => {
+      this.#handingBack -= entries.length;
+    };
     return this.#linkNow
       .script(HAND_BACK, [this.key, metaKey(this.name)], [this.#consumer, ...entries.map((e) => e.id)])
-      .then(
-        () => {},
-        () => {
-          // The server is gone: the entries stay in our pending list, claimed by another consumer later.
-        },
-      )
+      .then(handedBack, () => {
+        handedBack();
+        // The server is gone: the entries stay in our pending list, claimed by another consumer later.
+      })
       .finally(() => this.#release());
   }
 

@@ -88,6 +88,7 @@ whenRedis(() => {
 
   t('qsize() is exact for a single handle: items it read ahead and no get took yet still count', async () => {
     const a = await open();
+    const b = await open();
     for (const kind of ['Queue', 'JoinableQueue'] as const) {
       const q = a[kind]<number>(name(`size-${kind}`));
       for (let i = 0; i < 10; i++) await q.put(i);
@@ -96,6 +97,13 @@ whenRedis(() => {
       assert.is(await q.get({ timeout: 5_000 }), 1);
       assert.is(await q.qsize(), 8, `${kind}: put 10, got 2`);
       assert.is(await q.empty(), false);
+      // And while what it read ahead goes back to the server (20 ms after its last get), until another handle,
+      // which read nothing ahead, sees all 8 there.
+      const other = b[kind]<number>(q.name);
+      const deadline = Date.now() + 10_000;
+      while ((await other.qsize()) < 8 && Date.now() < deadline) assert.is(await q.qsize(), 8, 'during the hand-back');
+      assert.is(await other.qsize(), 8);
+      await other.close();
     }
   });
 
