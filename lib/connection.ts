@@ -58,6 +58,8 @@ export interface SendOptions {
 }
 
 const NONE: unique symbol = Symbol('none');
+/** #takeNow(): nothing is left and the other end is gone (EOF). */
+const END: unique symbol = Symbol('end');
 
 // The cells the two ends of one Pipe share (see the invariants above); `side` is 0 or 1.
 const kSent = (side: number) => side;
@@ -204,13 +206,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       return Promise.reject(error);
     }
     if (this.#waiters.length === 0) {
-      // As in poll(): the other end's record says it is gone even when the port's 'close' never comes (a port
-      // moved to this thread after its peer closed). Read before the take.
-      const gone = this.#otherGone();
-      const message = this.#take();
+      const message = this.#takeNow();
       if (message instanceof Undeliverable) return Promise.reject(message.error);
+      if (message === END) return Promise.reject(new EOFError());
       if (message !== NONE) return Promise.resolve(message as T);
-      if (this.#peerGone || gone) return Promise.reject(new EOFError());
     }
     return wait<unknown>(
       (waiter) => {
@@ -236,16 +235,12 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
     if (this.#inbox.length > 0 || this.#peerGone) return Promise.resolve(true);
     if (this.#waiters.length === 0) {
-      // The port's 'close' may not have come yet (it comes only while the port is listened to): the other end's
-      // record in shared memory says so first. Read before the take: whatever it sent before it went is on the
-      // port by then.
-      const gone = this.#otherGone();
-      const message = this.#take();
+      const message = this.#takeNow();
+      if (message === END) return Promise.resolve(true);
       if (message !== NONE) {
         this.#inbox.unshift(message);
         return Promise.resolve(true);
       }
-      if (gone) return Promise.resolve(true);
     }
     if (ms === 0) return Promise.resolve(false);
     return wait<boolean>(
@@ -460,6 +455,18 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   // Takes the next message without waiting, or NONE.
+  /**
+   * The next message if one is here; END when none is left and the other end is gone; NONE otherwise. The port's
+   * 'close' comes only while the port is listened to, and never to a port moved to this thread after its peer
+   * closed: the other end's record in shared memory says so first. Read before the take: whatever the other
+   * end sent before it went is on the port by then.
+   */
+  #takeNow(): unknown {
+    const gone = this.#peerGone || this.#otherGone();
+    const message = this.#take();
+    return message === NONE && gone ? END : message;
+  }
+
   #take(): unknown {
     if (this.#inbox.length > 0) return this.#inbox.shift();
     if (this.#peerGone || this.#port === null) return NONE;
