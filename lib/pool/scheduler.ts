@@ -13,7 +13,10 @@
 //     run, or ran without their results reaching us: they are queued again, at the front (so a task can run
 //     twice, never settle twice).
 //   A job marked `alone` (a per-task timeout or signal, or arguments that move things) goes one task at a time
-//     to a worker that runs nothing else, so that stopping that worker stops that task only.
+//     to a worker that runs nothing else, so that stopping that worker stops that task only. Its batch's bytes
+//     are copied, not moved, so that it can be sent again if that worker dies before running it; one whose
+//     arguments move things (transferred buffers, ports, handles) goes only to a ready worker, as what it
+//     moved cannot be sent twice.
 //   While any task is queued or in flight the workers' ports are ref'd: the program waits for its work; an idle
 //     pool keeps nothing alive (its workers are daemons).
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -94,6 +97,8 @@ const kDepth = 2;
 const kChunkMs = 4;
 /** The first chunk of a function whose cost is not known yet. */
 const kFirstChunk = 16;
+/** Workers that exit before they are ready, in a row, before the pool gives up (its initializer exits). */
+const kStartFailures = 3;
 
 export interface SchedulerOptions {
   module: string;
@@ -115,6 +120,8 @@ export class Scheduler {
   readonly #cost = new Map<string, number>();
   #nextChunkId = 1;
   #workerCount = 0;
+  /** Workers that exited before they were ready since one last was. */
+  #startFailures = 0;
   #state: 'running' | 'closing' | 'terminated' = 'running';
   /** Why the pool cannot run anything (a module that does not load, an initializer that throws). */
   #broken: Error | undefined;
@@ -245,7 +252,9 @@ export class Scheduler {
     switch (message.op) {
       case PoolOp.Ready:
         slot.ready = true;
+        this.#startFailures = 0;
         for (const chunk of slot.chunks) this.#armTimeout(chunk, slot);
+        this.#pump(); // a job that moves things may have waited for a ready worker
         return;
       case PoolOp.InitFailed: {
         const cause = deserializeError(message.error);
@@ -328,6 +337,22 @@ export class Scheduler {
       this.#chunks.delete(chunk.id);
       if (chunk.stopped || this.#state === 'terminated') continue; // settled by whoever stopped it
       let start = chunk.from + chunk.answered;
+      if (movesThings(chunk.job)) {
+        // What its arguments moved went to the dead worker: the task cannot be sent again.
+        if (start < chunk.to) {
+          const when = chunk.id === runningChunk ? 'while running this task' : 'before this task started';
+          settleTask(
+            chunk.job,
+            start,
+            false,
+            new WorkerLostError(
+              `worker ${slot.process.name} (pid ${slot.process.pid}) died (exit code ${code}) ${when}; ` +
+                'what its arguments moved (transferred buffers, ports, handles) went with it',
+            ),
+          );
+        }
+        continue;
+      }
       if (chunk.id === runningChunk && runningIndex >= chunk.answered) {
         const lost = chunk.from + runningIndex;
         // Its tasks before the one that was running finished, but their results died with the worker.
@@ -356,11 +381,23 @@ export class Scheduler {
             cause: error,
           }),
         );
+      else if (++this.#startFailures >= kStartFailures)
+        // It exits (process.exit() in the initializer): once may be chance, every time would replace it forever.
+        this.#break(
+          new ProcessError(
+            `the pool's workers exit before they are ready: ${kStartFailures} in a row, the last with exit ` +
+              `code ${code} (does the initializer or the module call process.exit()?)`,
+            ErrorCode.PoolInitializer,
+          ),
+        );
     }
+    // Replaced while the pool runs, or while closing if tasks wait to be dispatched. Not for work in flight on
+    // other workers: a worker started then would find nothing to do, be told to stop, and be replaced again,
+    // in a loop, until that work ended. If one of those dies, its exit replaces it for its requeued tasks.
     if (
       this.#state !== 'terminated' &&
       this.#broken === undefined &&
-      (this.#state === 'running' || this.#queue.length > 0 || this.#chunks.size > 0)
+      (this.#state === 'running' || this.#queue.length > 0)
     ) {
       this.#startWorker();
     }
@@ -399,7 +436,7 @@ export class Scheduler {
         this.#queue.shift();
         continue;
       }
-      const slot = this.#freeSlot(job.alone);
+      const slot = this.#freeSlot(job);
       if (slot === undefined) break;
       this.#dispatch(slot, job);
     }
@@ -411,11 +448,16 @@ export class Scheduler {
     this.#updateRef();
   }
 
-  /** A worker that can take a chunk now: room in its depth, not stopping; for an alone job, an idle one. */
-  #freeSlot(alone: boolean): Slot | undefined {
+  /**
+   * A worker that can take a chunk of `job` now: room in its depth, not stopping; for an alone job, an idle
+   * one; for a job that moves things, a ready one.
+   */
+  #freeSlot(job: Job): Slot | undefined {
+    const alone = job.alone;
+    const ready = movesThings(job);
     let best: Slot | undefined;
     for (const slot of this.#slots) {
-      if (slot.stopping || this.#quota(slot) <= 0) continue;
+      if (slot.stopping || this.#quota(slot) <= 0 || (ready && !slot.ready)) continue;
       if (slot.chunks.length > 0 && (alone || slot.chunks[0]!.job.alone)) continue;
       if (slot.chunks.length >= kDepth) continue;
       if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;
@@ -452,7 +494,8 @@ export class Scheduler {
       timer: undefined,
     };
     const batch = sliceItems(job.batch, from, from + size);
-    const transfer = job.captured?.transfer ?? [];
+    // The batch's own bytes are copied: if the worker dies before the task starts, the task is sent again.
+    const transfer = job.captured === undefined ? [] : job.captured.transfer.filter((t) => t !== job.batch.bytes);
     const message: ToWorker = { op: PoolOp.Run, id: chunk.id, fn: job.fn, star: job.star, batch };
     try {
       slot.port.postMessage(message, transfer as never[]);
@@ -541,6 +584,13 @@ function chunkHas(chunk: Chunk, call: Call): boolean {
   if (!Array.isArray(calls)) return calls === call;
   for (let i = chunk.from; i < chunk.to; i++) if (calls[i] === call) return true;
   return false;
+}
+
+/** Its arguments move things (buffers, ports, handles) that one post takes away: it can be sent once only. */
+function movesThings(job: Job): boolean {
+  const captured = job.captured;
+  if (captured === undefined) return false;
+  return captured.handles.length > 0 || captured.transfer.some((t) => t !== job.batch.bytes);
 }
 
 /** Items [from, to) of `job` as a job of their own (tasks to run again). */

@@ -486,8 +486,61 @@ contract(
     });
     assert.is(error.code, 'ERR_POOL_INITIALIZER');
     assert.match(error.message, /initializer fails/);
+    // An initializer that calls process.exit() every time: the pool replaced its worker for ever and the call
+    // hung. Three workers in a row that exit before they are ready fail the calls.
+    const exiting = pool({ processes: 1, initializer: 'exitInit' });
+    const exited = await rejects(exiting.apply(tasks.sqr, [2]), ProcessError, 'a call to a pool whose workers exit');
+    assert.is(exited.code, 'ERR_POOL_INITIALIZER');
+    assert.match(exited.message, /exit before they are ready: 3 in a row, the last with exit code 4/);
+    await rejects(exiting.apply(tasks.sqr, [3]), ProcessError, 'a later call');
   },
 );
+
+contract(
+  'a task with a timeout, a signal or moved buffers, sent to a worker that dies before it is ready, runs on its replacement',
+  async () => {
+    // The first worker's initializer exits; each task must run on the worker started in its place. The bytes of
+    // a timed or abortable task were moved to the dead worker, and its requeue failed ("ArrayBuffer is
+    // detached"); a task that moves buffers now waits for a ready worker.
+    const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
+    const calls: [string, (p: Pool) => Promise<unknown>, unknown][] = [
+      ['timeout', (p) => p.apply(tasks.sqr, [7], { timeout: 30_000 }), 49],
+      ['signal', (p) => p.apply(tasks.sqr, [7], { signal: new AbortController().signal }), 49],
+      ['transfer', (p) => p.apply(tasks.byteSum, [buffer], { transfer: [buffer] }), 10],
+    ];
+    for (const [what, call, expected] of calls) {
+      const runs = new Int32Array(new SharedArrayBuffer(4));
+      const p = pool({ processes: 1, initializer: tasks.exitFirstInit, initargs: [runs] });
+      assert.is(await call(p).catch(String), expected, what);
+      assert.is(Atomics.load(runs, 0), 2, `${what}: the first worker died and was replaced`);
+    }
+  },
+);
+
+contract('a closing pool does not start workers while its last task runs on another', async () => {
+  // One long task on one worker, the other idle, then close(): the idle worker is told to stop. Its exit
+  // started a replacement, which found nothing to do and stopped in turn, in a loop (16 workers for one 2 s task).
+  const starts = new Int32Array(new SharedArrayBuffer(4));
+  const p = pool({ processes: 2, initializer: tasks.countStart, initargs: [starts] });
+  await p.map(tasks.sqr, [1, 2]);
+  const [conn, child] = Pipe<string>();
+  const long = p.apply(tasks.announceThenSpin, [child]).catch((e: unknown) => e); // handled if an assert fails
+  await conn.recv({ timeout: 30_000 });
+  p.close();
+  // Wait for the idle worker to be gone (its exit is what started a replacement), then a while longer.
+  await deadline(
+    (async () => {
+      while (activeChildren().filter((c) => c.name.startsWith('PoolWorker')).length > 1)
+        await new Promise((r) => setTimeout(r, 20));
+    })(),
+    30_000,
+    'the idle worker exiting',
+  );
+  for (let i = 0; i < 25; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.is(Atomics.load(starts, 0), 2, 'no worker started after close()');
+  p.terminate();
+  assert.instance(await long, ClosedError, 'the long task, stopped by terminate()');
+});
 
 contract('bad input is a typed error at the call; submitting to a closed pool throws ClosedError', async () => {
   throws(() => new Pool({ module, processes: 0 }), RangeError);
