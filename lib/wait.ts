@@ -12,10 +12,11 @@ export interface Waiter<T> {
   /** Set by the event's side once the outcome is decided but not yet delivered: the timeout and the signal no longer settle it. */
   committed: boolean;
   /**
-   * Asked when the timeout or the abort comes, for an outcome another thread may have decided without this
-   * one knowing yet: true commits the waiter (the timeout or abort then does nothing).
+   * Asked when the timeout or the abort comes, for an outcome another thread (or a server) may have decided
+   * without this one knowing yet: true commits the waiter (the timeout or abort then does nothing; whoever
+   * said true settles it, with `reason()` if nothing came).
    */
-  decided?: () => boolean;
+  decided?: (reason: () => unknown) => boolean;
 }
 
 /**
@@ -33,7 +34,7 @@ export function wait<T>(
     let timer: NodeJS.Timeout | undefined;
     let disarm: (() => void) | undefined;
     const onAbort = () => {
-      if (!waiter.committed && !waiter.decided?.()) waiter.reject(signal!.reason);
+      if (!waiter.committed && !waiter.decided?.(() => signal!.reason)) waiter.reject(signal!.reason);
     };
     const finish = () => {
       waiter.settled = true;
@@ -64,7 +65,7 @@ export function wait<T>(
     }
     if (timeout !== Infinity && timeout <= kMaxTimer)
       timer = setTimeout(() => {
-        if (!waiter.committed && !waiter.decided?.()) waiter.reject(onTimeout());
+        if (!waiter.committed && !waiter.decided?.(onTimeout)) waiter.reject(onTimeout());
       }, timeout);
     signal?.addEventListener('abort', onAbort, { once: true });
   });

@@ -44,6 +44,11 @@ export class BlockingReader {
     this.#wanting.delete(q);
   }
 
+  /** Ends the read in flight if it includes `q` (a bounded queue's get gave up and waits for what it brings). */
+  end(q: StreamQueue): void {
+    if (this.#reading?.has(q)) this.#link.unblock();
+  }
+
   /**
    * `q` is closing: no more reads of it, and one in flight that includes it is ended now and waited for, so
    * that what it brings lands in `q`'s read-ahead before `q` gives that back.
@@ -71,6 +76,7 @@ export class BlockingReader {
         const count = Math.min(Math.max(...queues.map((q) => q.wanted)), kMaxCount);
         const block = Math.min(...queues.map((q) => q.blockFor));
         this.#reading = new Set(queues);
+        for (const q of queues) q.readStarted();
         let reply: StreamReply | null;
         let landed!: () => void;
         this.#inFlight = new Promise<void>((resolve) => {
@@ -95,6 +101,7 @@ export class BlockingReader {
           );
         } catch (error) {
           this.#reading = null;
+          for (const q of queues) q.readStopped();
           landed();
           if (this.#stopped) return;
           // The server went away: node-redis reconnects; the gets fail only if it stays away.

@@ -14,7 +14,9 @@
 //   end of the stream, scripts.ts: GIVE_BACK), so a consumer that slows down or stops does not strand items
 //   that another consumer waits for, and qsize counts them again. So are they when the thread's task ends,
 //   when the program ends without close() ('beforeExit'), and at close(). A bounded queue does not read
-//   ahead at all (a read-ahead entry counts as gotten, so another put could pass maxsize meanwhile).
+//   ahead at all (a read-ahead entry counts as gotten, so another put could pass maxsize meanwhile), and a
+//   get of one that gives up (timeout, abort) while a read or fetch is out for it waits for that to come back
+//   (the read is ended at once): what it brings goes to a get, the given-up one last, never to the read-ahead.
 //   What a consumer killed outright held is claimed by another after kOrphanAfter ms (a JoinableQueue's:
 //   after its visibilityTimeout).
 //   Whatever waits (a get, a join, a buffered put) holds the link, so the process stays alive for it.
@@ -43,6 +45,8 @@ export interface Owner {
 interface GetWaiter {
   waiter: Waiter<unknown>;
   owner: Owner;
+  /** A bounded queue's get that gave up while a read was out for it: what it rejects with if nothing comes. */
+  givingUp?: () => unknown;
 }
 
 /** Most entries read ahead for one thread's gets. */
@@ -79,6 +83,8 @@ export class StreamQueue {
   readonly #ready: Entry[] = [];
   readonly #waiters: GetWaiter[] = [];
   #filling = false;
+  /** The thread's blocking read is out and includes this queue. */
+  #inRead = false;
   #readAhead = 1;
   /** Read-ahead entries whose hand-back (HAND_BACK, on #linkNow) has not answered yet. */
   #handingBack = 0;
@@ -207,7 +213,8 @@ export class StreamQueue {
     this.#puts.sendNow();
     return wait<unknown>(
       (waiter) => {
-        const entry = { waiter, owner };
+        const entry: GetWaiter = { waiter, owner };
+        waiter.decided = (reason) => this.#deferGiveUp(entry, reason);
         this.#waiters.push(entry);
         if (this.#waiters.length === 1) this.#hold();
         this.#fill();
@@ -243,6 +250,29 @@ export class StreamQueue {
     }
   }
 
+  /**
+   * A get's timeout or abort came. In a bounded queue, while a read or a fetch is out that may bring an entry
+   * for it, it waits for that (true): an entry read and not delivered would count as gotten on the server,
+   * and let the queue pass maxsize. The read is ended now, so that the wait costs one round trip.
+   */
+  #deferGiveUp(entry: GetWaiter, reason: () => unknown): boolean {
+    if (entry.givingUp !== undefined) return true;
+    if ((this.#known && this.maxsize === 0) || (!this.#inRead && this.#fetches.size === 0)) return false;
+    entry.givingUp = reason;
+    if (this.#inRead)
+      this.#reader().then(
+        (r) => r.end(this),
+        () => {},
+      );
+    return true;
+  }
+
+  /** Gets that gave up and are no longer waiting for a read or fetch: they settle now, with their reason. */
+  #settleGivenUp(): void {
+    if (this.#inRead || this.#fetches.size > 0) return;
+    for (const entry of this.#waiters.filter((w) => w.givingUp !== undefined)) entry.waiter.reject(entry.givingUp!());
+  }
+
   /** Hands `entry` to a get of `owner`: a Queue item is taken for good, a JoinableQueue one leased. */
   #deliver(owner: Owner, entry: Entry): unknown {
     if (this.kind === 'plain') {
@@ -275,10 +305,11 @@ export class StreamQueue {
     return Promise.all(sent);
   }
 
-  /** Serves waiting gets from `ready`, oldest first. */
+  /** Serves waiting gets from `ready`, oldest first (those that gave up last). */
   #serve(): void {
     while (this.#waiters.length > 0 && this.#ready.length > 0) {
-      const { waiter, owner } = this.#waiters.shift()!;
+      const live = this.#waiters.findIndex((w) => w.givingUp === undefined);
+      const [{ waiter, owner }] = this.#waiters.splice(live === -1 ? 0 : live, 1) as [GetWaiter];
       if (this.#waiters.length === 0) this.#release();
       waiter.committed = true;
       let value: unknown;
@@ -356,12 +387,14 @@ export class StreamQueue {
    */
   #fetch(count: number): Promise<number> {
     const fetched = this.#fetchNow(count);
-    const settled = fetched.then(
-      () => {},
-      () => {},
-    );
+    // The first reaction to the fetch, before its caller's: what it brought was served (arrived()), so the gets
+    // that gave up meanwhile and got nothing settle now.
+    const done = () => {
+      this.#fetches.delete(settled);
+      this.#settleGivenUp();
+    };
+    const settled: Promise<void> = fetched.then(done, done);
     this.#fetches.add(settled);
-    void settled.then(() => this.#fetches.delete(settled));
     return fetched;
   }
 
@@ -453,8 +486,20 @@ export class StreamQueue {
     return this.maxsize > 0 ? 1 : kMaxReadAhead[this.kind];
   }
 
+  /** The blocking read includes this queue from now on. */
+  readStarted(): void {
+    this.#inRead = true;
+  }
+
+  /** The blocking read is over (what it brought, if anything, has arrived). */
+  readStopped(): void {
+    this.#inRead = false;
+    this.#settleGivenUp();
+  }
+
   /** The blocking read came back: look again (a fetch claims what was handed back or expired meanwhile). */
   readEnded(): void {
+    this.readStopped();
     this.#fill();
   }
 

@@ -86,6 +86,37 @@ whenRedis(() => {
     assert.is(await q.qsize(), 5);
   });
 
+  t("a bounded queue's get that gives up while its read is out leaves nothing read ahead: maxsize holds", async () => {
+    // The get's timeout came while the thread's blocking read of the queue was out. The read brought the next
+    // item put into the read-ahead, where the server counts it as gotten: a fourth put fitted into maxsize 3
+    // (5 of 5 runs of a review's probe). The get now waits for the read to come back, and ends it.
+    for (const kind of ['Queue', 'JoinableQueue'] as const) {
+      const a = await open();
+      const b = await open();
+      const consumer = a[kind]<number>(name(`give-up-${kind}`), { maxsize: 3 });
+      const producer = b[kind]<number>(consumer.name, { maxsize: 3 });
+      await Promise.all([consumer.qsize(), producer.qsize()]);
+      await rejects(consumer.get({ timeout: 60 }), Empty, `${kind}: a get of an empty queue`);
+      const aborted = new AbortController();
+      const abortedGet = consumer.get({ signal: aborted.signal });
+      await producer.qsize(); // a round trip: the aborted get's read is out by now, or it got nothing
+      aborted.abort(new Error('stop'));
+      await rejects(abortedGet, Error, `${kind}: an aborted get`);
+      for (const x of [1, 2, 3]) await producer.put(x);
+      await producer.flush();
+      const fourth = await producer.putNowait(4).then(
+        () => 'it fitted',
+        (e: unknown) => e,
+      );
+      assert.instance(fourth, Full, `${kind}: a fourth item into maxsize 3`);
+      assert.is(await producer.qsize(), 3, `${kind}: qsize`);
+      const got: number[] = [];
+      for (let i = 0; i < 3; i++) got.push(await producer.getNowait());
+      await rejects(producer.getNowait(), Empty, `${kind}: the queue after three gets`);
+      assert.equal(got, [1, 2, 3], kind);
+    }
+  });
+
   t('qsize() is exact for a single handle: items it read ahead and no get took yet still count', async () => {
     const a = await open();
     const b = await open();
