@@ -88,7 +88,10 @@ interface Slot {
   /** Tasks sent to it, ever (maxtasksperchild). */
   sent: number;
   ready: boolean;
+  /** Sent no more work: told to stop (Stop), or stopped. */
   stopping: boolean;
+  /** Terminated on purpose by the pool (a timeout, an abort). */
+  killed: boolean;
 }
 
 /** Chunks a worker holds at once: one running, one waiting, so that it never waits for the next. */
@@ -233,7 +236,7 @@ export class Scheduler {
       args,
       ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
     });
-    const slot: Slot = { process: worker, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false };
+    const slot: Slot = { process: worker, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false, killed: false };
     configureProcess(worker, poolRuntime, [port2], (code) => this.#onExit(slot, code));
     try {
       worker.start();
@@ -372,7 +375,9 @@ export class Scheduler {
     }
     slot.chunks = [];
     this.#queue.unshift(...requeue);
-    if (!slot.ready && !slot.stopping && this.#state !== 'terminated' && code !== 0) {
+    // A worker is sent Ready-or-fail by its initializer before it reads anything (a Stop included), so one that
+    // exits before it was ready and was not terminated (by the pool, or by anyone: -15) failed to start.
+    if (!slot.ready && !slot.killed && this.#state !== 'terminated' && code !== -15) {
       // It never got as far as running a task: its module or initializer fails, and so would the next worker's.
       const error = slot.process.error;
       if (error !== undefined)
@@ -424,6 +429,7 @@ export class Scheduler {
   /** Stops a worker on purpose (a timeout, an abort): its other tasks are queued again when it exits. */
   #stop(slot: Slot): void {
     slot.stopping = true;
+    slot.killed = true;
     slot.process.terminate();
   }
 

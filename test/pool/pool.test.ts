@@ -488,13 +488,43 @@ contract(
     assert.match(error.message, /initializer fails/);
     // An initializer that calls process.exit() every time: the pool replaced its worker for ever and the call
     // hung. Three workers in a row that exit before they are ready fail the calls.
-    const exiting = pool({ processes: 1, initializer: 'exitInit' });
-    const exited = await rejects(exiting.apply(tasks.sqr, [2]), ProcessError, 'a call to a pool whose workers exit');
-    assert.is(exited.code, 'ERR_POOL_INITIALIZER');
-    assert.match(exited.message, /exit before they are ready: 3 in a row, the last with exit code 4/);
-    await rejects(exiting.apply(tasks.sqr, [3]), ProcessError, 'a later call');
+    // So did it with maxtasksperchild (a worker sent its quota is told to stop before it is ready), and with
+    // process.exit(0).
+    const cases = [
+      { initializer: 'exitInit', code: 4 },
+      { initializer: 'exitInit', maxtasksperchild: 1, code: 4 },
+      { initializer: 'exitZeroInit', code: 0 },
+    ];
+    for (const { code, ...options } of cases) {
+      const exiting = pool({ processes: 1, ...options });
+      const what = JSON.stringify(options);
+      const exited = await rejects(exiting.apply(tasks.sqr, [2]), ProcessError, `a call to a pool ${what}`);
+      assert.is(exited.code, 'ERR_POOL_INITIALIZER', what);
+      assert.match(exited.message, new RegExp(`exit before they are ready: 3 in a row, the last with exit code ${code}`));
+      await rejects(exiting.apply(tasks.sqr, [3]), ProcessError, `a later call ${what}`);
+    }
   },
 );
+
+contract("starting workers terminated from outside are replaced, not taken for an initializer's failure", async () => {
+  // Three workers in a row terminated (activeChildren()) in their initializer broke the pool with
+  // ERR_POOL_INITIALIZER ("does the initializer call process.exit()?"): a terminate() is nobody's failure to start.
+  const gate = new Int32Array(new SharedArrayBuffer(8));
+  const p = pool({ processes: 1, initializer: tasks.gatedInit, initargs: [gate] });
+  const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
+  const call = p.apply(tasks.byteSum, [buffer], { transfer: [buffer] }).catch((e: unknown) => e); // handled at once
+  for (let started = 1; started <= 4; started++) {
+    // Handshake: the started-th worker is in its initializer.
+    while (Atomics.load(gate, 0) < started) await Atomics.waitAsync(gate, 0, Atomics.load(gate, 0), 30_000).value;
+    if (started === 4) break;
+    const starting = activeChildren().filter((c) => c.name.startsWith('PoolWorker') && c.isAlive());
+    assert.is(starting.length, 1, 'one worker, in its initializer');
+    starting[0]!.terminate();
+  }
+  Atomics.store(gate, 1, 1);
+  Atomics.notify(gate, 1);
+  assert.is(await call, 10, 'the task ran on the fourth worker');
+});
 
 contract(
   'a task with a timeout, a signal or moved buffers, sent to a worker that dies before it is ready, runs on its replacement',
