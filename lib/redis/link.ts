@@ -209,6 +209,24 @@ export class Link {
    * when `blockMs` passed, or unblock() ended it).
    */
   async blocking<T>(args: readonly (string | Buffer)[], blockMs: number): Promise<T> {
+    this.#blockingNow = true;
+    this.#unblockWanted = false;
+    this.#readSeq++;
+    try {
+      return await this.#blocking<T>(args, blockMs);
+    } finally {
+      this.#blockingNow = false;
+    }
+  }
+
+  /** A blocking read is under way (connecting, asking the connection's id, or sent). */
+  #blockingNow = false;
+  /** Which blocking read is (or was last) under way. */
+  #readSeq = 0;
+  /** unblock() came while the read's connection id was not known yet: the read is not sent. */
+  #unblockWanted = false;
+
+  async #blocking<T>(args: readonly (string | Buffer)[], blockMs: number): Promise<T> {
     if (this.#blocker === undefined) {
       const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed);
       // Within what is left of kLostAfter, if the server is already missing.
@@ -230,6 +248,7 @@ export class Link {
         ['CLIENT', 'ID'],
         this.#options(false, kLostAfter),
       )) as number;
+      if (this.#unblockWanted) return null as T;
       const reply = (await this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter))) as T;
       this.#lostAt = undefined;
       return reply;
@@ -242,10 +261,28 @@ export class Link {
     }
   }
 
-  /** Ends the blocking read in progress now (it answers null), so that the reader can read other streams. */
+  /**
+   * Ends the blocking read in progress now (it answers null), so that the reader can read other streams. The
+   * UNBLOCK goes on the other connection, so it may reach the server before the read does: then it unblocks
+   * nothing (0), and is sent again while that read is still under way.
+   */
   unblock(): void {
+    this.#unblock(this.#readSeq, 20);
+  }
+
+  #unblock(read: number, tries: number): void {
+    if (!this.#blockingNow || this.#readSeq !== read) return;
     const id = this.#blockerId;
-    if (id !== undefined) this.call(['CLIENT', 'UNBLOCK', String(id)]).catch(() => {});
+    if (id === undefined) {
+      this.#unblockWanted = true;
+      return;
+    }
+    this.call<number>(['CLIENT', 'UNBLOCK', String(id)]).then(
+      (unblocked) => {
+        if (unblocked === 0 && tries > 1) setTimeout(() => this.#unblock(read, tries - 1), 1);
+      },
+      () => {},
+    );
   }
 
   /** Whether the server answers now (after a loss: once node-redis reconnected). */

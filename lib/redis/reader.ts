@@ -5,8 +5,10 @@
 // Invariants:
 //   At most one read is in flight. A queue that starts waiting while a read is in flight and is not part of
 //   it ends that read (CLIENT UNBLOCK), so that the next read includes it.
-//   A read asks each stream for at most as many entries as gets wait on it; what arrives for a queue whose
-//   gets gave up meanwhile waits in that queue's read-ahead for the next get (or goes back at close).
+//   A read asks each stream for at most as many entries as gets wait on it (one COUNT for all: the fewest a
+//   bounded queue in the read wants, else the most any queue wants); what arrives for an unbounded queue whose
+//   gets gave up meanwhile waits in that queue's read-ahead for the next get (or goes back at close); a
+//   bounded queue's gets that give up wait for the read (stream-queue.ts).
 //   A read never blocks longer than the shortest `blockFor` of its queues, so JoinableQueue sweeps run on time
 //   and a lost server is noticed.
 import { ConnectionError } from '../errors.ts';
@@ -73,7 +75,13 @@ export class BlockingReader {
         for (const q of this.#wanting) if (q.waiting === 0) this.#wanting.delete(q);
         if (this.#wanting.size === 0) return;
         const queues = [...this.#wanting];
-        const count = Math.min(Math.max(...queues.map((q) => q.wanted)), kMaxCount);
+        // One COUNT for every stream: a bounded queue must not get more than its gets take (a read-ahead entry
+        // counts as gotten on the server), so with one in the read, the fewest a bounded queue wants.
+        const bounded = queues.filter((q) => q.bounded);
+        const count = Math.min(
+          bounded.length > 0 ? Math.min(...bounded.map((q) => q.wanted)) : Math.max(...queues.map((q) => q.wanted)),
+          kMaxCount,
+        );
         const block = Math.min(...queues.map((q) => q.blockFor));
         this.#reading = new Set(queues);
         for (const q of queues) q.readStarted();

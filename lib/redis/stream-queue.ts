@@ -16,7 +16,11 @@
 //   when the program ends without close() ('beforeExit'), and at close(). A bounded queue does not read
 //   ahead at all (a read-ahead entry counts as gotten, so another put could pass maxsize meanwhile), and a
 //   get of one that gives up (timeout, abort) while a read or fetch is out for it waits for that to come back
-//   (the read is ended at once): what it brings goes to a get, the given-up one last, never to the read-ahead.
+//   (the read is ended at once): what it brings goes to a get, the given-up one last, never to the read-ahead
+//   (unless the server does not answer within kGiveUpWait: the get gives up then, and what the read brings
+//   later is read-ahead).
+//   The thread's one read asks no more of any stream than the fewest entries a bounded queue in it wants
+//   (reader.ts), so a bounded queue read beside another gets no more than its gets take.
 //   What a consumer killed outright held is claimed by another after kOrphanAfter ms (a JoinableQueue's:
 //   after its visibilityTimeout).
 //   Whatever waits (a get, a join, a buffered put) holds the link, so the process stays alive for it.
@@ -47,6 +51,7 @@ interface GetWaiter {
   owner: Owner;
   /** A bounded queue's get that gave up while a read was out for it: what it rejects with if nothing comes. */
   givingUp?: () => unknown;
+  giveUpTimer?: NodeJS.Timeout;
 }
 
 /** Most entries read ahead for one thread's gets. */
@@ -57,6 +62,8 @@ const kTakeAfter = 2;
 const kOrphanAfter = 60_000;
 /** Read-ahead that no get took for this long goes back to the server (ms). */
 const kLinger = 20;
+/** Longest a bounded queue's get that gave up waits for the read out for it (ms): the server may hang. */
+const kGiveUpWait = 1_000;
 /** How long join() waits between two looks at the server, at most (ms). */
 const kMaxPoll = 25;
 
@@ -238,6 +245,7 @@ export class StreamQueue {
   }
 
   #removeWaiter(entry: GetWaiter): void {
+    clearTimeout(entry.giveUpTimer);
     const i = this.#waiters.indexOf(entry);
     if (i < 0) return;
     this.#waiters.splice(i, 1);
@@ -257,13 +265,16 @@ export class StreamQueue {
    */
   #deferGiveUp(entry: GetWaiter, reason: () => unknown): boolean {
     if (entry.givingUp !== undefined) return true;
-    if ((this.#known && this.maxsize === 0) || (!this.#inRead && this.#fetches.size === 0)) return false;
+    if (!this.bounded || (!this.#inRead && this.#fetches.size === 0)) return false;
     entry.givingUp = reason;
     if (this.#inRead)
       this.#reader().then(
         (r) => r.end(this),
         () => {},
       );
+    // A server that stops answering (but keeps the connection) would hold the get for ever: it gives up anyway.
+    entry.giveUpTimer = setTimeout(() => entry.waiter.reject(reason()), kGiveUpWait);
+    entry.giveUpTimer.unref();
     return true;
   }
 
@@ -271,6 +282,11 @@ export class StreamQueue {
   #settleGivenUp(): void {
     if (this.#inRead || this.#fetches.size > 0) return;
     for (const entry of this.#waiters.filter((w) => w.givingUp !== undefined)) entry.waiter.reject(entry.givingUp!());
+  }
+
+  /** Whether the queue has a maxsize (so far as this thread knows: not yet opened counts as bounded). */
+  get bounded(): boolean {
+    return !this.#known || this.maxsize > 0;
   }
 
   /** Hands `entry` to a get of `owner`: a Queue item is taken for good, a JoinableQueue one leased. */

@@ -15,7 +15,7 @@ import {
   TimeoutError,
 } from '../../lib/redis/index.ts';
 import { Pool } from '../../lib/index.ts';
-import { rejects, startTask, suite } from '../_support/harness.ts';
+import { deadline, rejects, startTask, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { startRedis, whenRedis } from '../_support/redis-server.ts';
 
@@ -114,6 +114,70 @@ whenRedis(() => {
       for (let i = 0; i < 3; i++) got.push(await producer.getNowait());
       await rejects(producer.getNowait(), Empty, `${kind}: the queue after three gets`);
       assert.equal(got, [1, 2, 3], kind);
+    }
+  });
+
+  t(
+    "a bounded queue read beside another queue's waiting gets gets no more entries than its own gets take",
+    async () => {
+      // The thread's one read has one COUNT for every stream: it was the most any queue wanted (5 gets on
+      // `other`), so the bounded queue's read brought 3 entries for 1 get, 2 sat read ahead, and the server let
+      // the queue take 2 more than maxsize (5 of 5 runs of a review's probe). With a bounded queue in the read,
+      // COUNT is the fewest it wants.
+      const a = await open();
+      const b = await open();
+      const bounded = a.Queue<number>(name('count-bounded'), { maxsize: 3 });
+      const other = a.Queue<number>(name('count-other'));
+      const third = a.Queue<number>(name('count-third'));
+      const producer = b.Queue<number>(bounded.name, { maxsize: 3 });
+      const otherProducer = b.Queue<number>(other.name);
+      const thirdProducer = b.Queue<number>(third.name);
+      await Promise.all([bounded.qsize(), other.qsize(), third.qsize(), producer.qsize(), otherProducer.qsize()]);
+      for (const x of [1, 2, 3]) await producer.put(x);
+      await otherProducer.put(100);
+      await Promise.all([producer.flush(), otherProducer.flush()]);
+      const waitingOnThird = third.get({ timeout: 30_000 }).catch((e: unknown) => e); // the thread's read holds `third`
+      // One get each: a fetch, after which, for 250 ms, their gets wait on the thread's read instead.
+      assert.is(await bounded.get({ timeout: 5_000 }), 1);
+      assert.is(await other.get({ timeout: 5_000 }), 100);
+      await producer.put(4); // full again: 2, 3, 4
+      await producer.flush();
+      // Together: both end the read of `third`, and the next read holds all three streams.
+      const others = Array.from({ length: 5 }, () => other.get({ timeout: 30_000 }).catch((e: unknown) => e));
+      assert.is(await bounded.get({ timeout: 5_000 }), 2, 'the get on the shared read');
+      const fits: string[] = [];
+      for (const x of [5, 6, 7])
+        fits.push(
+          await producer.putNowait(x).then(
+            () => `${x} fits`,
+            (e: unknown) => (e instanceof Full ? `${x} Full` : `${e}`),
+          ),
+        );
+      assert.equal(fits, ['5 fits', '6 Full', '7 Full'], 'maxsize 3 holds');
+      for (let x = 1; x <= 5; x++) await otherProducer.put(100 + x);
+      await thirdProducer.put(7);
+      assert.equal((await Promise.all(others)).sort(), [101, 102, 103, 104, 105]);
+      assert.is(await waitingOnThird, 7);
+    },
+  );
+
+  t("a bounded queue's get that gave up settles though the server stops answering", async () => {
+    // A get whose timeout came while its read or fetch was out waits for it (see above); a server that stops
+    // (SIGSTOP, like a partition) never answers, and the get hung (2 of 2 review runs). It gives up within 1 s.
+    const server = await startRedis();
+    const context = await connect(server.url);
+    try {
+      const q = context.Queue<number>(name('stalled'), { maxsize: 3 });
+      await q.qsize();
+      await rejects(q.get({ timeout: 50 }), Empty, 'a get of an empty queue (the read is up)');
+      const get = q.get({ timeout: 100 });
+      await new Promise((resolve) => setImmediate(resolve)); // its fetch or read is sent
+      process.kill(server.pid, 'SIGSTOP');
+      await rejects(deadline(get, 10_000, 'the get on a stopped server'), Empty, 'the get on a stopped server');
+    } finally {
+      process.kill(server.pid, 'SIGCONT');
+      await context.close();
+      await server.stop();
     }
   });
 
