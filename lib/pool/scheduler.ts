@@ -236,7 +236,16 @@ export class Scheduler {
       args,
       ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
     });
-    const slot: Slot = { process: worker, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false, killed: false };
+    const slot: Slot = {
+      process: worker,
+      port: port1,
+      progress,
+      chunks: [],
+      sent: 0,
+      ready: false,
+      stopping: false,
+      killed: false,
+    };
     configureProcess(worker, poolRuntime, [port2], (code) => this.#onExit(slot, code));
     try {
       worker.start();

@@ -500,7 +500,10 @@ contract(
       const what = JSON.stringify(options);
       const exited = await rejects(exiting.apply(tasks.sqr, [2]), ProcessError, `a call to a pool ${what}`);
       assert.is(exited.code, 'ERR_POOL_INITIALIZER', what);
-      assert.match(exited.message, new RegExp(`exit before they are ready: 3 in a row, the last with exit code ${code}`));
+      assert.match(
+        exited.message,
+        new RegExp(`exit before they are ready: 3 in a row, the last with exit code ${code}`),
+      );
       await rejects(exiting.apply(tasks.sqr, [3]), ProcessError, `a later call ${what}`);
     }
   },
