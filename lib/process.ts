@@ -26,7 +26,7 @@ export let configureProcess: (
   process: Process<any>,
   runtime: Runtime,
   transfer: readonly unknown[],
-  onExit: (code: number) => void,
+  onExit: (code: number, stopped: boolean) => void,
 ) => void;
 
 /** A function a Process runs: sync or async, exported by its module; what it returns is ignored. */
@@ -93,8 +93,11 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   #runtime: Runtime = processRuntime;
   /** Ports and buffers moved with the args (a Pool's channel to its worker). */
   #transfer: readonly unknown[] | undefined;
-  /** Told the exit code when the worker exits (a Pool watching its workers without keeping them alive). */
-  #onExit: ((code: number) => void) | undefined;
+  /**
+   * Told the exit code when the worker exits, and whether terminate() or kill() stopped it (a Pool watching its
+   * workers without keeping them alive; a worker's own process.exit(-15) gives the same code).
+   */
+  #onExit: ((code: number, stopped: boolean) => void) | undefined;
 
   static {
     configureProcess = (process, runtime, transfer, onExit) => {
@@ -238,7 +241,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
         this.#exitCode = this.#signal ?? code;
         running.delete(this);
         resolve();
-        this.#onExit?.(this.#exitCode);
+        this.#onExit?.(this.#exitCode, this.#signal !== undefined);
       });
     });
     // Only after the 'message' listener: adding one refs the worker's port again, so a daemon unref'd

@@ -90,8 +90,6 @@ interface Slot {
   ready: boolean;
   /** Sent no more work: told to stop (Stop), or stopped. */
   stopping: boolean;
-  /** Terminated on purpose by the pool (a timeout, an abort). */
-  killed: boolean;
 }
 
 /** Chunks a worker holds at once: one running, one waiting, so that it never waits for the next. */
@@ -244,9 +242,8 @@ export class Scheduler {
       sent: 0,
       ready: false,
       stopping: false,
-      killed: false,
     };
-    configureProcess(worker, poolRuntime, [port2], (code) => this.#onExit(slot, code));
+    configureProcess(worker, poolRuntime, [port2], (code, stopped) => this.#onExit(slot, code, stopped));
     try {
       worker.start();
     } catch (error) {
@@ -333,7 +330,7 @@ export class Scheduler {
   }
 
   /** A worker exited (its tasks done and stopped, or it died): settle or requeue what it had, replace it. */
-  #onExit(slot: Slot, code: number): void {
+  #onExit(slot: Slot, code: number, stopped: boolean): void {
     this.#slots.delete(slot);
     // What it posted before it exited and this thread has not read yet (results, its initializer's failure)
     // is on the port now: read it before the port closes, as its exit may come first.
@@ -384,9 +381,9 @@ export class Scheduler {
     }
     slot.chunks = [];
     this.#queue.unshift(...requeue);
-    // A worker is sent Ready-or-fail by its initializer before it reads anything (a Stop included), so one that
-    // exits before it was ready and was not terminated (by the pool, or by anyone: -15) failed to start.
-    if (!slot.ready && !slot.killed && this.#state !== 'terminated' && code !== -15) {
+    // A worker sends Ready (or its initializer's failure) before it reads anything, a Stop included: one that
+    // exits before it was ready, and was not stopped (terminate() or kill(), by the pool or anyone), failed to start.
+    if (!slot.ready && !stopped && this.#state !== 'terminated') {
       // It never got as far as running a task: its module or initializer fails, and so would the next worker's.
       const error = slot.process.error;
       if (error !== undefined)
@@ -438,7 +435,6 @@ export class Scheduler {
   /** Stops a worker on purpose (a timeout, an abort): its other tasks are queued again when it exits. */
   #stop(slot: Slot): void {
     slot.stopping = true;
-    slot.killed = true;
     slot.process.terminate();
   }
 

@@ -494,6 +494,8 @@ contract(
       { initializer: 'exitInit', code: 4 },
       { initializer: 'exitInit', maxtasksperchild: 1, code: 4 },
       { initializer: 'exitZeroInit', code: 0 },
+      // The code terminate() gives: told apart by how the worker ended, not by the number.
+      { initializer: 'exitCodeInit', initargs: [-15], code: -15 },
     ];
     for (const { code, ...options } of cases) {
       const exiting = pool({ processes: 1, ...options });
@@ -509,25 +511,30 @@ contract(
   },
 );
 
-contract("starting workers terminated from outside are replaced, not taken for an initializer's failure", async () => {
-  // Three workers in a row terminated (activeChildren()) in their initializer broke the pool with
-  // ERR_POOL_INITIALIZER ("does the initializer call process.exit()?"): a terminate() is nobody's failure to start.
-  const gate = new Int32Array(new SharedArrayBuffer(8));
-  const p = pool({ processes: 1, initializer: tasks.gatedInit, initargs: [gate] });
-  const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
-  const call = p.apply(tasks.byteSum, [buffer], { transfer: [buffer] }).catch((e: unknown) => e); // handled at once
-  for (let started = 1; started <= 4; started++) {
-    // Handshake: the started-th worker is in its initializer.
-    while (Atomics.load(gate, 0) < started) await Atomics.waitAsync(gate, 0, Atomics.load(gate, 0), 30_000).value;
-    if (started === 4) break;
-    const starting = activeChildren().filter((c) => c.name.startsWith('PoolWorker') && c.isAlive());
-    assert.is(starting.length, 1, 'one worker, in its initializer');
-    starting[0]!.terminate();
-  }
-  Atomics.store(gate, 1, 1);
-  Atomics.notify(gate, 1);
-  assert.is(await call, 10, 'the task ran on the fourth worker');
-});
+contract(
+  "starting workers terminated or killed from outside are replaced, not taken for an initializer's failure",
+  async () => {
+    // Three workers in a row terminated or killed (activeChildren()) in their initializer broke the pool with
+    // ERR_POOL_INITIALIZER ("does the initializer call process.exit()?"): a stop from outside is no failure to start.
+    const gate = new Int32Array(new SharedArrayBuffer(8));
+    const p = pool({ processes: 1, initializer: tasks.gatedInit, initargs: [gate] });
+    const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
+    const call = p.apply(tasks.byteSum, [buffer], { transfer: [buffer] }).catch((e: unknown) => e); // handled at once
+    for (let started = 1; started <= 5; started++) {
+      // Handshake: the started-th worker is in its initializer.
+      while (Atomics.load(gate, 0) < started) await Atomics.waitAsync(gate, 0, Atomics.load(gate, 0), 30_000).value;
+      if (started === 5) break;
+      const starting = activeChildren().filter((c) => c.name.startsWith('PoolWorker') && c.isAlive());
+      assert.is(starting.length, 1, 'one worker, in its initializer');
+      // terminate() once, then kill() three times (each of the two would break the pool three times in a row).
+      if (started === 1) starting[0]!.terminate();
+      else starting[0]!.kill();
+    }
+    Atomics.store(gate, 1, 1);
+    Atomics.notify(gate, 1);
+    assert.is(await call, 10, 'the task ran on the fifth worker');
+  },
+);
 
 contract(
   'a task with a timeout, a signal or moved buffers, sent to a worker that dies before it is ready, runs on its replacement',
