@@ -161,6 +161,32 @@ whenRedis(() => {
     },
   );
 
+  t('two idle queues of one thread, each with a get waiting, do not keep the reader busy', async () => {
+    // After each read, both queues asked to be read again a step late, each found the next read already out
+    // without it and ended it (CLIENT UNBLOCK): ~5,000 reads a second and a core busy while nothing happened.
+    // Idle, the read blocks for 250 ms (a queue looks for handed-back items as often): a few reads a second.
+    const a = await open();
+    const first = a.Queue<number>(name('idle-1'));
+    const second = a.Queue<number>(name('idle-2'));
+    await Promise.all([first.qsize(), second.qsize()]);
+    const gets = [first.get({ timeout: 30_000 }), second.get({ timeout: 30_000 })].map((g) =>
+      g.catch((e: unknown) => e),
+    );
+    const reads = async () => {
+      const info = String(await inspect.sendCommand(['INFO', 'commandstats']));
+      return Number(/cmdstat_xreadgroup:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    };
+    await first.qsize(); // both gets have had their first look
+    const before = await reads();
+    await new Promise((resolve) => setTimeout(resolve, 1_000)); // a window to count in, not a handshake
+    const during = (await reads()) - before;
+    assert.ok(during < 100, `${during} reads in 1 s of waiting on two empty queues`);
+    const b = await open();
+    await b.Queue<number>(first.name).put(1);
+    await b.Queue<number>(second.name).put(2);
+    assert.equal(await Promise.all(gets), [1, 2]);
+  });
+
   t("a bounded queue's get that gave up settles though the server stops answering", async () => {
     // A get whose timeout came while its read or fetch was out waits for it (see above); a server that stops
     // (SIGSTOP, like a partition) never answers, and the get hung (2 of 2 review runs). It gives up within 1 s.
