@@ -42,8 +42,9 @@ export class BlockingReader {
     if (!this.#running) void this.#run();
   }
 
+  /** `q` has no gets waiting any more (asked a step late, perhaps: a get made since keeps it wanted). */
   stopWanting(q: StreamQueue): void {
-    this.#wanting.delete(q);
+    if (q.waiting === 0) this.#wanting.delete(q);
   }
 
   /** Ends the read in flight if it includes `q` (a bounded queue's get gave up and waits for what it brings). */

@@ -251,10 +251,13 @@ export class StreamQueue {
     this.#waiters.splice(i, 1);
     if (this.#waiters.length === 0) {
       this.#release();
-      this.#reader().then(
-        (r) => r.stopWanting(this),
-        () => {},
-      );
+      // At once when the reader is known, as #wait() asks: in the same order as the gets that come and go.
+      if (this.#readerNow !== undefined) this.#readerNow.stopWanting(this);
+      else
+        this.#reader().then(
+          (r) => r.stopWanting(this),
+          () => {},
+        );
     }
   }
 

@@ -187,6 +187,43 @@ whenRedis(() => {
     assert.equal(await Promise.all(gets), [1, 2]);
   });
 
+  t('a get made just after another get on the same queue left is still read', async () => {
+    // A get that left (aborted) told the reader to stop reading its queue one promise step late; a get made in
+    // between had already asked to be read (at once, since 416d6f6), so the late word dropped the queue and the
+    // new get was never read (4 of 16 microtask spacings in a review's probe, each run). The reader now keeps a
+    // queue that has gets waiting. The timers below only set the scene (a read of `a` alone is out, no claim is
+    // due on `b`); the gets' outcome does not depend on them.
+    const ctx = await open();
+    const producer = (await open()).Queue<number>(name('left-b'));
+    const a = ctx.Queue<number>(name('left-a'));
+    const b = ctx.Queue<number>(producer.name);
+    await Promise.all([a.qsize(), b.qsize(), producer.qsize()]);
+    const onA = a.get({ timeout: 30_000 }).catch((e: unknown) => e);
+    const hops = async (n: number) => {
+      for (let i = 0; i < n; i++) await null;
+    };
+    for (const j of [0, 1, 2, 3]) {
+      await rejects(b.get({ timeout: 50 }), Empty, 'a first get on b');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await rejects(b.getNowait(), Empty, 'a look at b (its claim)');
+      const aborting = new AbortController();
+      const first = b.get({ signal: aborting.signal }).catch((e: unknown) => e);
+      let second!: Promise<unknown>;
+      const made = hops(j).then(() => {
+        second = b.get({ timeout: 10_000 }).catch((e: unknown) => e);
+      });
+      await hops(j + 1);
+      aborting.abort(new Error('left'));
+      await made;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await producer.put(j);
+      assert.is(((await first) as Error).message, 'left');
+      assert.is(await second, j, `the second get, made ${j} microtasks after the first`);
+    }
+    await (await open()).Queue<number>(a.name).put(7);
+    assert.is(await onA, 7);
+  });
+
   t("a bounded queue's get that gave up settles though the server stops answering", async () => {
     // A get whose timeout came while its read or fetch was out waits for it (see above); a server that stops
     // (SIGSTOP, like a partition) never answers, and the get hung (2 of 2 review runs). It gives up within 1 s.
