@@ -234,15 +234,7 @@ export class Scheduler {
       args,
       ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
     });
-    const slot: Slot = {
-      process: worker,
-      port: port1,
-      progress,
-      chunks: [],
-      sent: 0,
-      ready: false,
-      stopping: false,
-    };
+    const slot: Slot = { process: worker, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false };
     configureProcess(worker, poolRuntime, [port2], (code, stopped) => this.#onExit(slot, code, stopped));
     try {
       worker.start();
@@ -464,7 +456,7 @@ export class Scheduler {
    * one; for a job that moves things, a ready one.
    */
   #freeSlot(job: Job): Slot | undefined {
-    const alone = job.alone;
+    const { alone } = job;
     const ready = movesThings(job);
     let best: Slot | undefined;
     for (const slot of this.#slots) {

@@ -251,13 +251,7 @@ export class StreamQueue {
     this.#waiters.splice(i, 1);
     if (this.#waiters.length === 0) {
       this.#release();
-      // At once when the reader is known, as #wait() asks: in the same order as the gets that come and go.
-      if (this.#readerNow !== undefined) this.#readerNow.stopWanting(this);
-      else
-        this.#reader().then(
-          (r) => r.stopWanting(this),
-          () => {},
-        );
+      this.#withReader((r) => r.stopWanting(this));
     }
   }
 
@@ -270,11 +264,7 @@ export class StreamQueue {
     if (entry.givingUp !== undefined) return true;
     if (!this.bounded || (!this.#inRead && this.#fetches.size === 0)) return false;
     entry.givingUp = reason;
-    if (this.#inRead)
-      this.#reader().then(
-        (r) => r.end(this),
-        () => {},
-      );
+    if (this.#inRead) this.#withReader((r) => r.end(this));
     // A server that stops answering (but keeps the connection) would hold the get for ever: it gives up anyway.
     entry.giveUpTimer = setTimeout(() => entry.waiter.reject(reason()), kGiveUpWait);
     entry.giveUpTimer.unref();
@@ -373,24 +363,31 @@ export class StreamQueue {
   }
 
   #wait(): void {
-    // At once once the reader is known: a queue that asks again while the reader ends a read (readEnded) is then
-    // in the next read. Asked a step later, it found the next read already out without it and ended that read,
-    // whose other queue did the same in turn: two idle queues kept the reader busy, ~5,000 reads a second.
-    if (this.#readerNow !== undefined) {
-      this.#readerNow.want(this);
-      return;
-    }
-    this.#reader().then(
-      (r) => {
-        this.#readerNow = r;
-        r.want(this);
-      },
+    this.#withReader(
+      (r) => r.want(this),
       (error) => this.#failWaiters(error),
     );
   }
 
   /** The thread's reader, once #reader() resolved. */
   #readerNow: BlockingReader | undefined;
+
+  /**
+   * Calls `use` with the thread's reader: at once once it is known, so that the reader hears of gets that come
+   * and go in their order, and a queue that asks to be read again while the reader ends a read (readEnded) is
+   * in the next read. Asked a promise step later, it found the next read already out without it and ended it,
+   * whose other queue did the same in turn: two idle queues kept the reader busy, ~5,000 reads a second.
+   */
+  #withReader(use: (reader: BlockingReader) => void, onError: (error: unknown) => void = () => {}): void {
+    if (this.#readerNow !== undefined) {
+      use(this.#readerNow);
+      return;
+    }
+    this.#reader().then((r) => {
+      this.#readerNow = r;
+      use(r);
+    }, onError);
+  }
 
   /** Whether the next read should be a fetch: entries were given back, or a look for orphans is due. */
   #claimDue(): boolean {
