@@ -333,6 +333,8 @@ export class Scheduler {
       Atomics.load(slot.progress, kProgressRunning) === 1 ? Atomics.load(slot.progress, kProgressChunk) : -1;
     const runningIndex = Atomics.load(slot.progress, kProgressIndex);
     const requeue: Job[] = [];
+    const died = (why: string) =>
+      new WorkerLostError(`worker ${slot.process.name} (pid ${slot.process.pid}) died (exit code ${code}) ${why}`);
     for (const chunk of slot.chunks) {
       if (chunk.timer !== undefined) clearTimeout(chunk.timer);
       this.#chunks.delete(chunk.id);
@@ -342,15 +344,8 @@ export class Scheduler {
         // What its arguments moved went to the dead worker: the task cannot be sent again.
         if (start < chunk.to) {
           const when = chunk.id === runningChunk ? 'while running this task' : 'before this task started';
-          settleTask(
-            chunk.job,
-            start,
-            false,
-            new WorkerLostError(
-              `worker ${slot.process.name} (pid ${slot.process.pid}) died (exit code ${code}) ${when}; ` +
-                'what its arguments moved (transferred buffers, ports, handles) went with it',
-            ),
-          );
+          const why = `${when}; what its arguments moved (transferred buffers, ports, handles) went with it`;
+          settleTask(chunk.job, start, false, died(why));
         }
         continue;
       }
@@ -358,15 +353,7 @@ export class Scheduler {
         const lost = chunk.from + runningIndex;
         // Its tasks before the one that was running finished, but their results died with the worker.
         if (lost > start) requeue.push(subJob(chunk.job, start, lost));
-        const why = slot.ready
-          ? `died (exit code ${code}) while running this task`
-          : `died (exit code ${code}) before it was ready`;
-        settleTask(
-          chunk.job,
-          lost,
-          false,
-          new WorkerLostError(`worker ${slot.process.name} (pid ${slot.process.pid}) ${why}`),
-        );
+        settleTask(chunk.job, lost, false, died(slot.ready ? 'while running this task' : 'before it was ready'));
         start = lost + 1;
       }
       if (start < chunk.to) requeue.push(subJob(chunk.job, start, chunk.to));
