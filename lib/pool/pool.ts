@@ -111,6 +111,10 @@ export class Pool {
   /** Applies captured since the thread last yielded, for one function. */
   #open: { fn: string; encoder: Encoder; calls: ApplyCall[] } | undefined;
   #openScheduled = false;
+  /** imaps whose input is not read to its end: close() reads the rest of it, as Python's imap submits it all. */
+  readonly #imaps = new Set<ImapCall>();
+  /** After close(): resolves once every imap submitted the rest of its input (the workers are closed then). */
+  #drained: Promise<void> | undefined;
 
   constructor(options: PoolOptions) {
     const o = checkOptions(options, 'options', [
@@ -241,12 +245,21 @@ export class Pool {
     return this.#imap(fn, iterable, false, options) as AsyncIterableIterator<Awaited<R>>;
   }
 
-  /** No more tasks; those submitted still run, then the workers exit. */
+  /**
+   * No more tasks; those submitted still run, then the workers exit. An imap made before counts as submitted
+   * whole (as in Python): the rest of its input is read now, and its results wait for its consumer.
+   */
   close(): void {
     if (this.#state !== 'running') return;
     this.#flushOpen();
     this.#state = 'closed';
-    this.#scheduler.close();
+    if (this.#imaps.size === 0) {
+      this.#scheduler.close();
+      return;
+    }
+    this.#drained = Promise.all([...this.#imaps].map((call) => call.drain())).then(() => {
+      if (this.#state === 'closed') this.#scheduler.close();
+    });
   }
 
   /** Stops the workers now; calls not yet settled reject with ClosedError. */
@@ -264,7 +277,11 @@ export class Pool {
         new ProcessError('pool is still running: call close() or terminate() before join()', ErrorCode.ProcessRunning),
       );
     }
-    return this.#scheduler.exited();
+    const drained = this.#state === 'closed' ? this.#drained : undefined;
+    if (drained === undefined) return this.#scheduler.exited();
+    // Kept alive while the inputs are read: the workers are daemons, and an input may wait on nothing that is.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    return drained.finally(() => clearInterval(keepAlive)).then(() => this.#scheduler.exited());
   }
 
   /** `await using pool = new Pool(...)`: close(), then join() (Python's context manager calls terminate()). */
@@ -482,7 +499,7 @@ export class Pool {
     const chunksize = o.chunksize === undefined ? 1 : positiveInteger(o.chunksize, 'options.chunksize');
     const source = iteratorOf(iterable);
     this.#checkRunning();
-    return new ImapCall(
+    const call = new ImapCall(
       ordered,
       source,
       (items, base, call) => {
@@ -492,7 +509,10 @@ export class Pool {
         this.#submitMap(name, false, batch, call, chunksize, lones, base);
       },
       (call) => this.#scheduler.cancel(call),
+      (call) => this.#imaps.delete(call),
     );
+    this.#imaps.add(call);
+    return call;
   }
 }
 
@@ -622,6 +642,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   readonly #source: Iterator<unknown> | AsyncIterator<unknown>;
   readonly #submit: (items: unknown[], base: number, call: Call) => void;
   readonly #cancel: (call: Call) => void;
+  readonly #inputEnded: (call: ImapCall) => void;
   /** Outcomes by index (ordered), or in arrival order (unordered). */
   readonly #outcomes = new Map<number, { ok: boolean; value: unknown }>();
   readonly #arrived: { ok: boolean; value: unknown }[] = [];
@@ -634,17 +655,38 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   #done = false;
   #waiting: (() => void) | undefined;
   #pulling: Promise<void> | undefined;
+  /** The pool closed: the input is read to its end, not a window ahead of the consumer. */
+  #draining = false;
 
   constructor(
     ordered: boolean,
     source: Iterator<unknown> | AsyncIterator<unknown>,
     submit: (items: unknown[], base: number, call: Call) => void,
     cancel: (call: Call) => void,
+    inputEnded: (call: ImapCall) => void,
   ) {
     this.#ordered = ordered;
     this.#source = source;
     this.#submit = submit;
     this.#cancel = cancel;
+    this.#inputEnded = inputEnded;
+  }
+
+  /** Nothing more will be submitted: the input ended or failed, or the call closed. */
+  get #ended(): boolean {
+    return this.#done || this.#exhausted || this.#sourceError !== undefined;
+  }
+
+  /**
+   * The pool closed: reads the rest of the input and submits it, a window at a time, letting the thread run
+   * between windows. Resolves once nothing more will be submitted; never rejects (failures go to the consumer).
+   */
+  async drain(): Promise<void> {
+    this.#draining = true;
+    while (!this.#ended) {
+      await this.#fill();
+      if (!this.#ended) await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   get live(): boolean {
@@ -681,15 +723,13 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
         if (sourceError !== undefined) throw sourceError.error;
         return { done: true, value: undefined };
       }
-      if (this.#consumed < this.#submitted) {
-        // Tasks are out: wait for a result (the input goes on being read meanwhile, up to the window).
-        void this.#fill();
-        await new Promise<void>((resolve) => {
-          this.#waiting = resolve;
-        });
-      } else {
-        await this.#fill();
-      }
+      // Wait for a result, or for a pull to end (the input went on being read meanwhile, up to the window). Not
+      // for the pull itself: an async input may submit an item and then wait for its next one for good.
+      const woken = new Promise<void>((resolve) => {
+        this.#waiting = resolve;
+      });
+      void this.#fill();
+      await woken;
     }
   }
 
@@ -726,14 +766,9 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
 
   async #pull(): Promise<void> {
     // Refill once half the window is free, not after every result: a few big jobs, not many of one task.
-    if (this.#submitted - this.#consumed > kImapWindow / 2) return;
-    while (
-      !this.#done &&
-      !this.#exhausted &&
-      this.#sourceError === undefined &&
-      this.#submitted - this.#consumed < kImapWindow
-    ) {
-      const room = kImapWindow - (this.#submitted - this.#consumed);
+    if (this.#ended || (!this.#draining && this.#submitted - this.#consumed > kImapWindow / 2)) return;
+    while (!this.#ended && (this.#draining || this.#submitted - this.#consumed < kImapWindow)) {
+      const room = this.#draining ? kImapWindow : kImapWindow - (this.#submitted - this.#consumed);
       const items: unknown[] = [];
       try {
         while (items.length < room) {
@@ -768,13 +803,19 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
           this.#sourceError = { error };
         }
       }
+      if (this.#draining) break; // a window at a time: drain() lets the thread run between them
     }
-    this.#wake();
+    // The consumer waits for a result or for this (results wake it themselves; waking it for nothing would spin).
+    if (this.#ended) {
+      this.#inputEnded(this);
+      this.#wake();
+    }
   }
 
   async #close(): Promise<void> {
     if (this.#done) return;
     this.#done = true;
+    this.#inputEnded(this);
     this.#cancel(this);
     this.#wake();
     if (!this.#exhausted) {

@@ -162,19 +162,13 @@ export class Scheduler {
       this.#failJob(job, this.#broken);
       return;
     }
+    // The pool closes the scheduler only once its imaps submitted all of their input: nothing comes later.
+    if (this.#state !== 'running') {
+      this.#failJob(job, bug(`a task was submitted to a ${this.#state} scheduler`));
+      return;
+    }
     this.#queue.push(job);
-    if (this.#state === 'closing') this.#replenish();
     this.#pump();
-  }
-
-  /**
-   * A call made before close() may still submit (an imap's later windows, as its consumer catches up), after
-   * every worker was told to stop for want of work: start workers again, or nothing would ever run them.
-   */
-  #replenish(): void {
-    // Only for workers already gone: one that is stopping still runs its last tasks, and is replaced when it
-    // exits if work is left (#onExit), so counting it keeps the pool at `processes` workers at once.
-    for (let n = this.#slots.size; n < this.#options.processes && this.#broken === undefined; n++) this.#startWorker();
   }
 
   /** A call no longer wants its tasks: those queued are dropped; those running stop with their workers. */

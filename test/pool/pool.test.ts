@@ -187,6 +187,60 @@ cpython('an imap made before close() finishes though its consumer is slower than
   await deadline(p.join(), 20_000, 'join() after the imap');
 });
 
+cpython(
+  'close() then join() runs the whole input of an imap made before, whose results wait for its consumer',
+  async () => {
+    // Python's imap submits its whole input: join() after close() returns once all of it ran. Here an imap reads
+    // a window ahead of its consumer, so close() reads the rest; before, join() returned after the first window.
+    async function* slowly(n: number): AsyncGenerator<number> {
+      for (let i = 0; i < n; i++) {
+        if (i % 1_000 === 0) await new Promise((resolve) => setImmediate(resolve));
+        yield i;
+      }
+    }
+    const n = 3 * 4_096 + 5; // three windows and more
+    for (const [what, ordered, input] of [
+      ['imap', true, range(n)],
+      ['imapUnordered of an async generator', false, slowly(n)],
+    ] as const) {
+      const cells = new Int32Array(new SharedArrayBuffer(8));
+      const p = pool({ processes: 2, initializer: tasks.keepCounter, initargs: [cells] });
+      const it = ordered ? p.imap(tasks.counted, input) : p.imapUnordered(tasks.counted, input);
+      const first = await it.next();
+      p.close();
+      await deadline(p.join(), 30_000, `${what}: join() after close()`);
+      assert.is(Atomics.load(cells, 1), n, `${what}: every task ran before join() resolved`);
+      const started = Atomics.load(cells, 0);
+      const results = [first.value as number];
+      for await (const y of it) results.push(y);
+      if (!ordered) results.sort((a, b) => a - b);
+      assert.equal(
+        results,
+        range(n).map((x) => x * x),
+        `${what}: every result, once`,
+      );
+      assert.is(Atomics.load(cells, 0), started, `${what}: no worker started after join()`);
+    }
+  },
+);
+
+cpython(
+  "an imap whose async input waits for good yields what it read; terminate() then ends close()'s read of it",
+  async () => {
+    // The first next() hung: it waited for the pull, which waited for the input's next item.
+    async function* stuck(): AsyncGenerator<number> {
+      yield 1;
+      await new Promise(() => {});
+    }
+    const p = pool();
+    const it = p.imap(tasks.sqr, stuck());
+    assert.equal(await deadline(it.next(), 10_000, 'the first result'), { done: false, value: 1 });
+    p.close();
+    p.terminate();
+    await deadline(p.join(), 10_000, 'join() after terminate()');
+  },
+);
+
 cpython('test_imap_handle_iterable_exception, test_imap_unordered_handle_iterable_exception', async () => {
   const p = pool();
   const got: number[] = [];
