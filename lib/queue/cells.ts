@@ -159,10 +159,18 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
   if (maxsize === 0) {
     Atomics.add(q, kReserved, 1);
   } else {
-    for (;;) {
+    for (let looks = 0; ; looks++) {
       // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
       const reserved = Atomics.load(q, kReserved);
       if (diff(reserved, Atomics.load(q, kClaimed)) + handedOff(q) >= maxsize) {
+        // A put into the ring counts its item twice for a moment (endHandOff()): it publishes the item, then lets
+        // go of the slot it held, then of the lock. Look again once it let go of the slot.
+        const lock = Atomics.load(q, kRingLock);
+        if ((Atomics.load(q, kReserved) !== reserved || lock !== 0) && looks < kHandOffLooks) {
+          // Past the spin, that thread was likely descheduled or collecting garbage there: give it the core.
+          if (looks >= kHandOffSpins && lock !== 0) Atomics.wait(q, kRingLock, lock, kHandOffSleepMs);
+          continue;
+        }
         endCounting(h);
         return false;
       }
@@ -173,6 +181,16 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
   endCounting(h);
   return true;
 }
+
+/**
+ * How reserve() looks again at a full bounded queue while another put holds the hand-off ring, which ends within
+ * a copy of at most kSlotBytes unless that thread is descheduled there, or stopped (then the hub frees the
+ * lock): kHandOffSpins looks at once, then looks kHandOffSleepMs apart, kHandOffLooks in all (at most ~5 ms).
+ * Without the sleeps, 1 putNowait() in 200,000-400,000 still found a queue with room full (test/queue/hand-off.test.ts).
+ */
+const kHandOffSpins = 1024;
+const kHandOffLooks = kHandOffSpins + 50;
+const kHandOffSleepMs = 0.1;
 
 /** kCounting becomes odd: this holder is between its counting steps. */
 function beginCounting(h: Int32Array): void {
@@ -355,7 +373,7 @@ export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: n
   if (Atomics.compareExchange(q, kRingLock, 0, id) !== 0) return -1;
   const tail = Atomics.load(q, kRingTail);
   const held = diff(tail, Atomics.load(q, kRingHead));
-  const full = held < kRingSlots && maxsize > 0 && !holdSlot(q, h, held, maxsize);
+  const full = held < kRingSlots && maxsize > 0 && !holdSlot(q, h, maxsize);
   if (held >= kRingSlots || full) {
     Atomics.store(q, kRingLock, 0);
     return full ? kNoRoom : -1;
@@ -363,12 +381,16 @@ export function beginHandOff(q: Int32Array, h: Int32Array, n: number, maxsize: n
   return kRingOffset + (tail & (kRingSlots - 1)) * kSlotBytes;
 }
 
-/** Bounded queue: counts one more in kReserved if the queue (with `held` items in the ring) has room. */
-function holdSlot(q: Int32Array, h: Int32Array, held: number, maxsize: number): boolean {
+/**
+ * Bounded queue: counts one more in kReserved if the queue has room. The caller holds the ring's lock, so its
+ * item count can only fall meanwhile: it is read again at each look (a count read once, before another thread
+ * took from the ring and counted a put, saw the queue one fuller than it was).
+ */
+function holdSlot(q: Int32Array, h: Int32Array, maxsize: number): boolean {
   beginCounting(h);
   for (;;) {
     const reserved = Atomics.load(q, kReserved);
-    if (diff(reserved, Atomics.load(q, kClaimed)) + held >= maxsize) {
+    if (diff(reserved, Atomics.load(q, kClaimed)) + handedOff(q) >= maxsize) {
       endCounting(h);
       return false;
     }

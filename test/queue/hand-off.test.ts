@@ -251,6 +251,31 @@ t(
   },
 );
 
+t(
+  'putNowait() never finds a bounded queue full while it has room, though puts of another thread go through the ring',
+  async () => {
+    // Two ways a look saw one item too many: a put into the ring counted the ring's items once, before a get took
+    // one and another put counted its item; and a put that looked while another published its item into the ring
+    // and had not yet given back the slot it held. 1-23 spurious Full per 20,000 putNowait() here before.
+    const q = open(new Queue<number>({ maxsize: 2 }));
+    const counts = new Int32Array(new SharedArrayBuffer(16));
+    const n = 20_000;
+    const threads = [
+      startTask(tasks, 'originCounter', [q, counts]),
+      startTask(tasks, 'ringPutter', [q, counts, n]),
+      startTask(tasks, 'nowaitPutter', [q, counts, n]),
+    ];
+    for (const p of threads) await deadline(p.join(), 50_000, `${p.name} ending`);
+    assert.equal(
+      threads.map((p) => p.exitCode),
+      [0, 0, 0],
+    );
+    assert.is(Atomics.load(counts, 0), n, 'every item of the ring putter arrived');
+    assert.ok(Atomics.load(counts, 1) > 0, 'putNowait() put items');
+    assert.is(Atomics.load(counts, 2), 0, 'putNowait() found no room');
+  },
+);
+
 t("a put into a bounded queue's ring wakes the puts waiting for room once it gives its slot back", () => {
   // Between publishing its item and giving back the slot it held, a put counts the item twice: a put of another
   // thread that looked then saw the queue one fuller than it is and may sleep on kRoom, which nothing else
