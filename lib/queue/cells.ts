@@ -46,8 +46,9 @@ export const kBell = 53;
 export const kRoom = 54;
 /**
  * Gets watching the hand-off ring, in any thread: async gets waiting on kRingTail and getSync() calls sleeping
- * on kBell. A put into the ring wakes them only while it is above 0. (A thread terminated while it watches
- * leaves it one too high for good: puts then wake nobody in vain, which costs a notify, never a lost wake-up.)
+ * on kBell. A put into the ring wakes them only while it is above 0. Each holder counts its own watches too
+ * (kWatches), which the hub takes off when the holder departs, so a thread terminated while it watches does not
+ * leave it high (puts would then notify nobody, in vain, for good).
  */
 export const kRingWatchers = 55;
 /** Each ring slot's meta word: the item's byte length | kRefsFlag. */
@@ -91,7 +92,9 @@ export const kHolderId = 10;
  * (other holders' claims may pass the window's end, and then nothing in it would ever be pushed to wake it).
  */
 export const kWaiting = 11;
-export const kHolderCells = 12;
+/** Watches of the ring this holder counted in the queue's kRingWatchers and has not ended (watchRing()). */
+export const kWatches = 12;
+export const kHolderCells = 13;
 
 export const FetchState = {
   /** Not fetching. */
@@ -347,6 +350,32 @@ export function taskDone(q: Int32Array, h: Int32Array): boolean {
 // counted after this one was published, and a get can claim a counted item only once the hub pushed it to
 // the get's thread, so any get that could claim them sees this one in the ring first. size() counts the
 // ring's items, and a bounded queue counts them against maxsize.
+
+/**
+ * A get of holder `h` watches the ring: counted before it looks at kRingTail (a put then sees it, or it sees the
+ * put's item). The queue's count first: a thread stopped between the two leaves it one high (a notify in vain),
+ * while the other order would let the hub take off a watch never counted, and a watcher sleep through its item.
+ */
+export function watchRing(q: Int32Array, h: Int32Array): void {
+  Atomics.add(q, kRingWatchers, 1);
+  Atomics.add(h, kWatches, 1);
+}
+
+/** The watch ends: taken off the queue's count, unless the hub took it off already (the holder departed). */
+export function unwatchRing(q: Int32Array, h: Int32Array): void {
+  for (;;) {
+    const n = Atomics.load(h, kWatches);
+    if (n <= 0) return;
+    if (Atomics.compareExchange(h, kWatches, n, n - 1) === n) break;
+  }
+  Atomics.sub(q, kRingWatchers, 1);
+}
+
+/** The hub: holder `h` departed, and the watches it had not ended end with it. */
+export function dropWatches(q: Int32Array, h: Int32Array): void {
+  const n = Atomics.exchange(h, kWatches, 0);
+  if (n > 0) Atomics.sub(q, kRingWatchers, n);
+}
 
 /** Items in the hand-off ring. */
 export function handedOff(q: Int32Array): number {

@@ -34,7 +34,8 @@ import {
   kRefsFlag,
   kRingHead,
   kRingTail,
-  kRingWatchers,
+  unwatchRing,
+  watchRing,
   kSlotBytes,
   kWaiting,
   leaseRoom,
@@ -378,7 +379,7 @@ export class GetSide {
     if (this.#watching) return;
     const q = this.#holder.queueCells;
     this.#watching = true;
-    Atomics.add(q, kRingWatchers, 1); // before the look at kRingTail: a put sees us, or we see its item
+    watchRing(q, this.#holder.holderCells);
     const tail = Atomics.load(q, kRingTail);
     // No timeout: V8 keeps a timed waitAsync's timer task until it expires, even once notified (20,000 waits a
     // second left 20,000 timers a second firing later, and round trips stalled on them). #unwatch() ends it.
@@ -389,7 +390,7 @@ export class GetSide {
 
   #onRing = (): void => {
     this.#watching = false;
-    Atomics.sub(this.#holder.queueCells, kRingWatchers, 1);
+    unwatchRing(this.#holder.queueCells, this.#holder.holderCells);
     if (!this.#holder.closed) this.serve();
   };
 

@@ -20,7 +20,8 @@ import {
   kBell,
   kJoinWake,
   kReply,
-  kRingWatchers,
+  unwatchRing,
+  watchRing,
   kSyncGetting,
   newHolderCells,
   newLeaseRing,
@@ -154,7 +155,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     // kBell after every push to it; a put into the hand-off ring rings it too. So we sleep on kBell, read before each
     // look: a ring after the look changes it, none is missed.
     Atomics.store(mine, kSyncGetting, 1);
-    Atomics.add(cells, kRingWatchers, 1);
+    watchRing(cells, mine);
     try {
       for (;;) {
         const bell = Atomics.load(cells, kBell);
@@ -171,7 +172,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
         blockUntil(cells, kBell, () => Atomics.load(cells, kBell) !== bell, { timeout: Math.min(left, kGetSyncPoll) });
       }
     } finally {
-      Atomics.sub(cells, kRingWatchers, 1);
+      unwatchRing(cells, mine);
       Atomics.store(mine, kSyncGetting, 0);
     }
   }

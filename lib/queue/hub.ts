@@ -44,6 +44,7 @@ import {
   ringBell,
   uncount,
   unlockRingOf,
+  dropWatches,
   wakeJoiners,
   wakeRoom,
 } from './cells.ts';
@@ -389,6 +390,7 @@ class Holder {
       if (entry.transfer !== undefined) entry.gone = true; // its things moved to the new entry
     }
     unlockRingOf(queue.cells, Atomics.load(this.cells, kHolderId)); // cells.ts, "The hand-off"
+    dropWatches(queue.cells, this.cells);
     // A holder stopped between a step and the wake-up that follows it (a take that freed a slot, a put it
     // published into the ring, a taskDone() that finished the last task) left its waiters asleep: wake them
     // all, in every thread; each looks again.

@@ -16,6 +16,18 @@ export function deadline<T>(promise: Promise<T>, ms: number, what = 'operation')
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * Resolves once `done()` holds, looking every `every` ms; rejects after `ms` and stops looking (a look left
+ * running would keep a failed run from exiting).
+ */
+export async function eventually(done: () => boolean, ms: number, what: string, every = 5): Promise<void> {
+  const end = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > end) throw new Error(`${what} did not happen within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, every));
+  }
+}
+
 const started = new Set<Process>();
 
 /** Registers processes so that `cleanup()` terminates any left running. Returns its argument. */

@@ -19,7 +19,7 @@ import {
   WorkerLostError,
 } from '../../lib/index.ts';
 import * as tasks from '../fixtures/pool-tasks.ts';
-import { captureStderr, deadline, rejects, suite, throws } from '../_support/harness.ts';
+import { captureStderr, deadline, eventually, rejects, suite, throws } from '../_support/harness.ts';
 import { run } from '../_support/run-program.ts';
 
 const module = new URL('../fixtures/pool-tasks.ts', import.meta.url);
@@ -622,13 +622,11 @@ contract('a closing pool does not start workers while its last task runs on anot
   await conn.recv({ timeout: 30_000 });
   p.close();
   // Wait for the idle worker to be gone (its exit is what started a replacement), then a while longer.
-  await deadline(
-    (async () => {
-      while (activeChildren().filter((c) => c.name.startsWith('PoolWorker')).length > 1)
-        await new Promise((r) => setTimeout(r, 20));
-    })(),
+  await eventually(
+    () => activeChildren().filter((c) => c.name.startsWith('PoolWorker')).length <= 1,
     30_000,
     'the idle worker exiting',
+    20,
   );
   for (let i = 0; i < 25; i++) await new Promise((r) => setTimeout(r, 20));
   assert.is(Atomics.load(starts, 0), 2, 'no worker started after close()');

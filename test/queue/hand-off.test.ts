@@ -14,6 +14,7 @@ import {
   kNoRoom,
   kReserved,
   kRingLock,
+  kRingWatchers,
   kRoom,
   kRoomWaiters,
   kRingSlots,
@@ -21,7 +22,7 @@ import {
 } from '../../lib/queue/cells.ts';
 import type { Holder } from '../../lib/queue/holder.ts';
 import { ringBytes } from '../_support/hand-off.ts';
-import { deadline, openQueues, startTask, suite } from '../_support/harness.ts';
+import { deadline, eventually, openQueues, startTask, suite } from '../_support/harness.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 const t = suite('queues: the hand-off ring', 60_000);
@@ -275,6 +276,17 @@ t(
     assert.is(Atomics.load(counts, 2), 0, 'putNowait() found no room');
   },
 );
+
+t('a thread terminated while its get watches the ring leaves no watch counted', async () => {
+  const q = open(new Queue<unknown>());
+  const cells = cellsOf(q);
+  const [conn, child] = Pipe<unknown>();
+  const p = startTask(tasks, 'getOne', [q, child]);
+  assert.is(await conn.recv(), 'waiting');
+  await eventually(() => Atomics.load(cells, kRingWatchers) === 1, 10_000, 'the get watching');
+  await p.terminate();
+  await eventually(() => Atomics.load(cells, kRingWatchers) === 0, 10_000, 'the watch taken off');
+});
 
 t("a put into a bounded queue's ring wakes the puts waiting for room once it gives its slot back", () => {
   // Between publishing its item and giving back the slot it held, a put counts the item twice: a put of another

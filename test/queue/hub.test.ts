@@ -25,6 +25,7 @@ import {
   kPutCount,
   kReserved,
   kRingLock,
+  kRingWatchers,
   kRoom,
   kWaiting,
   newHolderCells,
@@ -35,6 +36,8 @@ import {
   size,
   taskDone,
   unfinished,
+  unwatchRing,
+  watchRing,
 } from '../../lib/queue/cells.ts';
 import { handOffValue, takeFromRing } from '../_support/hand-off.ts';
 import { hubQueues, main } from '../../lib/queue/hub.ts';
@@ -44,7 +47,7 @@ import { Encoder } from '../../lib/wire/encode.ts';
 import type { Batch } from '../../lib/wire/format.ts';
 import type { BootData } from '../../lib/protocol.ts';
 import { Process } from '../../lib/index.ts';
-import { deadline, suite } from '../_support/harness.ts';
+import { eventually, suite } from '../_support/harness.ts';
 
 const tasks = new URL('../fixtures/queue-tasks.ts', import.meta.url);
 
@@ -106,13 +109,7 @@ function put(q: Int32Array, h: FakeHolder, items: unknown[], send = true): void 
 async function settled(h: FakeHolder): Promise<HubMessage[]> {
   const before = Atomics.load(h.cells, 4 /* kReply */);
   post(h, { op: Op.Want, from: Atomics.load(h.cells, 0) * 0, until: 0, width: 0, now: true });
-  await deadline(
-    (async () => {
-      while (Atomics.load(h.cells, 4) === before) await new Promise((r) => setTimeout(r, 1));
-    })(),
-    5_000,
-    'the hub answering',
-  );
+  await eventually(() => Atomics.load(h.cells, 4) !== before, 5_000, 'the hub answering', 1);
   const messages: HubMessage[] = [];
   for (let m = receiveMessageOnPort(h.port); m !== undefined; m = receiveMessageOnPort(h.port))
     messages.push(m.message as HubMessage);
@@ -219,13 +216,7 @@ t(
     assert.ok(queueOf(q)!.unsettled);
     Atomics.store(first.cells, kCounting, 0);
     Atomics.sub(first.cells, kAttaching, 1);
-    await deadline(
-      (async () => {
-        while (queueOf(q)!.unsettled) await new Promise((r) => setTimeout(r, 5));
-      })(),
-      5_000,
-      'settle() retrying',
-    );
+    await eventually(() => !queueOf(q)!.unsettled, 5_000, 'settle() retrying');
     assert.is(size(q), 1, 'the half-counted item is taken off');
   },
 );
@@ -435,13 +426,7 @@ t(
     const producer = new Process({ target: 'handOffLoop', module: tasks, args: [q, first.cells, stop] });
     producer.start();
     try {
-      await deadline(
-        (async () => {
-          while (Atomics.load(stop, 1) === 0) await new Promise((r) => setTimeout(r, 1));
-        })(),
-        30_000,
-        'the producer starting',
-      );
+      await eventually(() => Atomics.load(stop, 1) !== 0, 30_000, 'the producer starting', 1);
       let wrong = 0;
       for (let i = 0; i < 300_000; i++) {
         hq.unsettled = true;
@@ -463,6 +448,24 @@ t(
     }
   },
 );
+
+t("a holder that departs while its gets watch the ring takes its watches off the queue's count", async () => {
+  // A thread terminated while a get of it watched the ring left kRingWatchers high for good: every put into the
+  // ring then notified nobody, in vain.
+  const { q, first } = createQueue(false);
+  const watcher = attach(first, false);
+  await settled(first);
+  watchRing(q, watcher.cells); // an async get's watch
+  watchRing(q, watcher.cells); // and a getSync()'s, of the same holder
+  watchRing(q, first.cells);
+  assert.is(Atomics.load(q, kRingWatchers), 3);
+  await depart(watcher, first);
+  assert.is(Atomics.load(q, kRingWatchers), 1, "the departed holder's two watches are off; the other's stays");
+  unwatchRing(q, watcher.cells); // a watch that ends after the hub took it off counts nothing again
+  assert.is(Atomics.load(q, kRingWatchers), 1);
+  unwatchRing(q, first.cells);
+  assert.is(Atomics.load(q, kRingWatchers), 0);
+});
 
 t('JoinableQueue: batches kept alive only by an old lease are cut down to the leased items', async () => {
   const { q, first } = createQueue(true);
