@@ -113,8 +113,12 @@ export class Pool {
   #openScheduled = false;
   /** imaps whose input is not read to its end: close() reads the rest of it, as Python's imap submits it all. */
   readonly #imaps = new Set<ImapCall>();
-  /** After close(): resolves once every imap submitted the rest of its input (the workers are closed then). */
+  /**
+   * After close(): resolves once every imap submitted the rest of its input (the workers are closed then), or
+   * at terminate() (#endDrains).
+   */
   #drained: Promise<void> | undefined;
+  #endDrains: (() => void) | undefined;
 
   constructor(options: PoolOptions) {
     const o = checkOptions(options, 'options', [
@@ -257,8 +261,13 @@ export class Pool {
       this.#scheduler.close();
       return;
     }
-    this.#drained = Promise.all([...this.#imaps].map((call) => call.drain())).then(() => {
-      if (this.#state === 'closed') this.#scheduler.close();
+    const drains = [...this.#imaps].map((call) => call.drain());
+    this.#drained = new Promise((resolve) => {
+      this.#endDrains = resolve;
+      void Promise.all(drains).then(() => {
+        if (this.#state === 'closed') this.#scheduler.close();
+        resolve();
+      });
     });
   }
 
@@ -268,6 +277,7 @@ export class Pool {
     this.#flushOpen();
     this.#state = 'terminated';
     this.#scheduler.terminate(new ClosedError('pool was terminated'));
+    this.#endDrains?.(); // a join() waiting for an input that never ends waits for the workers only
   }
 
   /** After close() or terminate(): resolves when every worker has exited. */
@@ -767,6 +777,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   async #pull(): Promise<void> {
     // Refill once half the window is free, not after every result: a few big jobs, not many of one task.
     if (this.#ended || (!this.#draining && this.#submitted - this.#consumed > kImapWindow / 2)) return;
+    let pulled = 0;
     while (!this.#ended && (this.#draining || this.#submitted - this.#consumed < kImapWindow)) {
       const room = this.#draining ? kImapWindow : kImapWindow - (this.#submitted - this.#consumed);
       const items: unknown[] = [];
@@ -777,7 +788,10 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
           if (step !== null && typeof step === 'object' && typeof (step as PromiseLike<unknown>).then === 'function') {
             // An async input: submit what we have before waiting for more (the step is kept for the next pull).
             if (items.length > 0) {
-              this.#pendingStep = step as Promise<IteratorResult<unknown>>;
+              // Handled now: if it rejects, the next pull throws it, and until then it is not unhandled.
+              const pending = Promise.resolve(step as PromiseLike<IteratorResult<unknown>>);
+              pending.catch(() => {});
+              this.#pendingStep = pending;
               break;
             }
             step = await step;
@@ -803,7 +817,8 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
           this.#sourceError = { error };
         }
       }
-      if (this.#draining) break; // a window at a time: drain() lets the thread run between them
+      pulled += items.length;
+      if (this.#draining && pulled >= kImapWindow) break; // a window at a time: drain() lets the thread run
     }
     // The consumer waits for a result or for this (results wake it themselves; waking it for nothing would spin).
     if (this.#ended) {

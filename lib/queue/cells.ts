@@ -162,22 +162,37 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
   if (maxsize === 0) {
     Atomics.add(q, kReserved, 1);
   } else {
+    let sleepsEnd = 0;
     for (let looks = 0; ; looks++) {
-      // kClaimed only grows, so a stale read can only make the queue look fuller than it is.
+      // The ring's tail first, so that a put into the ring that holds a slot, publishes its item and gives the
+      // slot back between this look and the swap below (kReserved as read again, one more item in the ring) is
+      // seen after the swap, which is then undone. kClaimed and kRingHead only grow: read late, they can only
+      // make the queue look emptier than it was, which the same check after the swap covers.
+      const tail = Atomics.load(q, kRingTail);
       const reserved = Atomics.load(q, kReserved);
-      if (diff(reserved, Atomics.load(q, kClaimed)) + handedOff(q) >= maxsize) {
+      if (diff(reserved, Atomics.load(q, kClaimed)) + diff(tail, Atomics.load(q, kRingHead)) >= maxsize) {
         // A put into the ring counts its item twice for a moment (endHandOff()): it publishes the item, then lets
         // go of the slot it held, then of the lock. Look again once it let go of the slot.
         const lock = Atomics.load(q, kRingLock);
-        if ((Atomics.load(q, kReserved) !== reserved || lock !== 0) && looks < kHandOffLooks) {
+        if (Atomics.load(q, kReserved) !== reserved || lock !== 0) {
+          if (looks < kHandOffSpins) continue;
           // Past the spin, that thread was likely descheduled or collecting garbage there: give it the core.
-          if (looks >= kHandOffSpins && lock !== 0) Atomics.wait(q, kRingLock, lock, kHandOffSleepMs);
-          continue;
+          if (lock !== 0) {
+            const now = performance.now();
+            sleepsEnd ||= now + kHandOffSleepsMs;
+            if (now < sleepsEnd) {
+              Atomics.wait(q, kRingLock, lock, kHandOffSleepMs);
+              continue;
+            }
+          }
         }
         endCounting(h);
         return false;
       }
-      if (Atomics.compareExchange(q, kReserved, reserved, (reserved + 1) | 0) === reserved) break;
+      if (Atomics.compareExchange(q, kReserved, reserved, (reserved + 1) | 0) !== reserved) continue;
+      if (Atomics.load(q, kRingTail) === tail) break;
+      Atomics.sub(q, kReserved, 1); // an item went into the ring meanwhile: the look above may be one short
+      if (Atomics.load(q, kRoomWaiters) > 0) wakeRoom(q);
     }
   }
   Atomics.add(h, kPutCount, 1);
@@ -188,12 +203,12 @@ export function reserve(q: Int32Array, h: Int32Array, maxsize: number): boolean 
 /**
  * How reserve() looks again at a full bounded queue while another put holds the hand-off ring, which ends within
  * a copy of at most kSlotBytes unless that thread is descheduled there, or stopped (then the hub frees the
- * lock): kHandOffSpins looks at once, then looks kHandOffSleepMs apart, kHandOffLooks in all (at most ~5 ms).
- * Without the sleeps, 1 putNowait() in 200,000-400,000 still found a queue with room full (test/queue/hand-off.test.ts).
+ * lock): kHandOffSpins looks at once, then sleeps of kHandOffSleepMs between looks, for kHandOffSleepsMs. Without
+ * the sleeps, 1 putNowait() in 200,000-400,000 still found a queue with room full (test/queue/hand-off.test.ts).
  */
 const kHandOffSpins = 1024;
-const kHandOffLooks = kHandOffSpins + 50;
 const kHandOffSleepMs = 0.1;
+const kHandOffSleepsMs = 2;
 
 /** kCounting becomes odd: this holder is between its counting steps. */
 function beginCounting(h: Int32Array): void {

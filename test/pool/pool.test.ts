@@ -241,6 +241,57 @@ cpython(
   },
 );
 
+cpython(
+  'close() reading an imap input that fails or never ends: the failure reaches the consumer only, and terminate() ends a join() already waiting',
+  async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      async function* failsAt(n: number): AsyncGenerator<number> {
+        for (let i = 0; ; i++) {
+          await null;
+          if (i === n) throw new tasks.SayWhenError('input failed', i);
+          yield i;
+        }
+      }
+      const p = pool();
+      const it = p.imap(tasks.sqr, failsAt(6_000));
+      const results = [(await it.next()).value as number];
+      p.close();
+      await deadline(p.join(), 30_000, 'join() after an input that failed');
+      const error = await (async () => {
+        try {
+          for await (const y of it) results.push(y);
+        } catch (e) {
+          return e;
+        }
+      })();
+      assert.instance(error, tasks.SayWhenError, 'the input failure, after its results');
+      assert.equal(
+        results,
+        range(6_000).map((x) => x * x),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(unhandled, [], 'no unhandled rejection');
+
+      async function* stuck(): AsyncGenerator<number> {
+        yield 1;
+        await new Promise(() => {});
+      }
+      const q = pool();
+      const stuckIt = q.imap(tasks.sqr, stuck());
+      await stuckIt.next();
+      q.close();
+      const joined = q.join();
+      q.terminate();
+      await deadline(joined, 10_000, 'a join() made before terminate()');
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  },
+);
+
 cpython('test_imap_handle_iterable_exception, test_imap_unordered_handle_iterable_exception', async () => {
   const p = pool();
   const got: number[] = [];
