@@ -86,6 +86,9 @@
 //   | kRingTail,  | endHandOff (tail, meta,    | size(), reserve,     | hand-off.test (six cases); queue.test,        |
 //   | kRingMeta,  | slot bytes); takeHandedOff | gets (watch), puts   | reliability/load.test (per-producer order);   |
 //   | kRingHead   | (head)                     |                      | reliability/faults.test                       |
+//   | kRingWatch- | gets watching the ring     | endHandOff (rings    | hand-off.test "a thread terminated while its  |
+//   | ers, kWatch-| (watchRing, unwatchRing),  | only if above 0)     | get watches the ring ..."; hub.test "a holder |
+//   | es          | hub (depart: dropWatches)  |                      | that departs while its gets watch the ring"   |
 //
 // The hand-off, a small put straight to any get past the hub while the hub holds nothing, is argued in
 // cells.ts ("The hand-off").
