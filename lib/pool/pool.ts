@@ -664,6 +664,8 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   #pendingStep: Promise<IteratorResult<unknown>> | undefined;
   #done = false;
   #waiting: (() => void) | undefined;
+  /** The last next() not settled: a next() called meanwhile runs after it (as an async generator's do). */
+  #inFlight: Promise<IteratorResult<unknown>> | undefined;
   #pulling: Promise<void> | undefined;
   /** The pool closed: the input is read to its end, not a window ahead of the consumer. */
   #draining = false;
@@ -714,7 +716,20 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     return this;
   }
 
-  async next(): Promise<IteratorResult<unknown>> {
+  next(): Promise<IteratorResult<unknown>> {
+    const previous = this.#inFlight;
+    const run = previous === undefined ? this.#next() : previous.then(this.#nextAfter, this.#nextAfter);
+    this.#inFlight = run;
+    const settled = () => {
+      if (this.#inFlight === run) this.#inFlight = undefined;
+    };
+    run.then(settled, settled);
+    return run;
+  }
+
+  readonly #nextAfter = () => this.#next();
+
+  async #next(): Promise<IteratorResult<unknown>> {
     for (;;) {
       if (this.#done) return { done: true, value: undefined };
       const outcome = this.#take();

@@ -292,6 +292,19 @@ cpython(
   },
 );
 
+cpython('next() called several times at once on an imap: each gets a result, in order, then done', async () => {
+  // One waiting slot: all but the last call hung.
+  const p = pool();
+  const it = p.imap(tasks.sqr, [1, 2, 3]);
+  const all = Promise.all([it.next(), it.next(), it.next(), it.next()]);
+  assert.equal(await deadline(all, 10_000, 'four next() at once'), [
+    { done: false, value: 1 },
+    { done: false, value: 4 },
+    { done: false, value: 9 },
+    { done: true, value: undefined },
+  ]);
+});
+
 cpython('test_imap_handle_iterable_exception, test_imap_unordered_handle_iterable_exception', async () => {
   const p = pool();
   const got: number[] = [];
