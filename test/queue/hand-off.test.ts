@@ -45,12 +45,17 @@ function startWriting(q: Int32Array, value: unknown): () => void {
   };
 }
 
-t('a put whose get waits in another thread goes straight to it, past the hub', async () => {
+/** A queue, and a thread whose get waits on it (it sends the item it gets through `conn`). */
+async function getWaitingInAnotherThread() {
   const q = open(new Queue<unknown>());
-  const cells = cellsOf(q);
   const [conn, child] = Pipe<unknown>();
   const p = startTask(tasks, 'getOne', [q, child]);
   assert.is(await conn.recv(), 'waiting');
+  return { q, cells: cellsOf(q), conn, p };
+}
+
+t('a put whose get waits in another thread goes straight to it, past the hub', async () => {
+  const { q, cells, conn, p } = await getWaitingInAnotherThread();
   const item = { id: 7, name: 'seven', tags: ['a', 'b'], at: 1.5, none: null, same: [] as unknown[] };
   item.same.push(item.tags, item.tags); // refers back: decoded keeping object ids
   await q.put(item);
@@ -278,11 +283,7 @@ t(
 );
 
 t('a thread terminated while its get watches the ring leaves no watch counted', async () => {
-  const q = open(new Queue<unknown>());
-  const cells = cellsOf(q);
-  const [conn, child] = Pipe<unknown>();
-  const p = startTask(tasks, 'getOne', [q, child]);
-  assert.is(await conn.recv(), 'waiting');
+  const { cells, p } = await getWaitingInAnotherThread();
   await eventually(() => Atomics.load(cells, kRingWatchers) === 1, 10_000, 'the get watching');
   await p.terminate();
   await eventually(() => Atomics.load(cells, kRingWatchers) === 0, 10_000, 'the watch taken off');
