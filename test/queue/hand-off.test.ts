@@ -19,6 +19,7 @@ import {
   kRoomWaiters,
   kRingSlots,
   newHolderCells,
+  newQueueCells,
 } from '../../lib/queue/cells.ts';
 import type { Holder } from '../../lib/queue/holder.ts';
 import { ringBytes } from '../_support/hand-off.ts';
@@ -288,6 +289,27 @@ t('a thread terminated while its get watches the ring leaves no watch counted', 
   await p.terminate();
   await eventually(() => Atomics.load(cells, kRingWatchers) === 0, 10_000, 'the watch taken off');
 });
+
+t(
+  'a counted put never passes maxsize though a whole put into the ring goes by between its look and its swap',
+  async () => {
+    // The put read kReserved, a put into the ring held a slot, published and gave the slot back (kReserved as read,
+    // one more item in the ring), and the swap succeeded: maxsize + 1. 18-24 times in 1,000,000 reserves before.
+    const q = newQueueCells();
+    const stop = new Int32Array(new SharedArrayBuffer(20));
+    const threads = [
+      startTask(tasks, 'ringPutTake', [q, newHolderCells(q), stop]),
+      startTask(tasks, 'reserveAgainstRing', [q, newHolderCells(q), stop, 1_000_000]),
+    ];
+    for (const p of threads) await deadline(p.join(), 50_000, `${p.name} ending`);
+    assert.equal(
+      threads.map((p) => p.exitCode),
+      [0, 0],
+    );
+    assert.ok(Atomics.load(stop, 3) > 0 && Atomics.load(stop, 4) > 0, 'both kinds of put succeeded');
+    assert.is(Atomics.load(stop, 2), 0, 'the queue never held more than maxsize');
+  },
+);
 
 t("a put into a bounded queue's ring wakes the puts waiting for room once it gives its slot back", () => {
   // Between publishing its item and giving back the slot it held, a put counts the item twice: a put of another
