@@ -1,10 +1,13 @@
 // How much memory a bounded pipeline costs: main -> a stage thread -> main, 200,000 small records, through two
 // `Queue({ maxsize: 10 })` and a Process (mode `mp`), against the same pipeline on two raw MessageChannels and
 // a bare Worker that keeps at most 10 items in flight (mode `raw`, credits, with callbacks; `raw-await`, the
-// same with one `await` per message, as async code over ports would be written). Prints the peak rise of the whole
-// process's RSS (sampled every 5 ms) over its RSS before anything started, the rise once the threads are up
-// and one item went round, and each heap at the end. One mode per process, so run both, alternately:
-//   npm run build && for i in 1 2; do node bench/pipeline-rss.mjs mp; node bench/pipeline-rss.mjs raw; done
+// same with one `await` per message, as async code over ports would be written). A mode ending in `+thread`
+// also starts one more Worker that sits idle: the floor of any design that, like mpthreads' queue hub, keeps a
+// thread of its own so that a queue goes on delivering while the thread that made it is busy (SPEC). Prints
+// the peak rise of the whole process's RSS (sampled every 5 ms) over its RSS before anything started, the rise
+// once the threads are up and one item went round, and each heap at the end. One mode per process, so run them
+// alternately:
+//   npm run build && for i in 1 2; do for m in mp raw raw+thread raw-await+thread; do node bench/pipeline-rss.mjs $m; done; done
 import { MessageChannel, Worker, isMainThread, workerData } from 'node:worker_threads';
 // biome-ignore lint/suspicious/noTsIgnore: dist/ exists only after `npm run build` (an expect-error would fail once it does).
 // @ts-ignore -- dist/ exists only after `npm run build`.
@@ -46,18 +49,29 @@ function receiver(port) {
     buffered.length > 0 ? Promise.resolve(buffered.shift()) : new Promise((resolve) => (waiting = resolve));
 }
 
-if (!isMainThread && workerData?.raw) {
+if (!isMainThread && workerData?.idle) {
+  // The idle thread: alive, and doing nothing, until the pipeline ends (its port closes).
+  workerData.idle.on('message', () => {});
+} else if (!isMainThread && workerData?.raw) {
   const { input, output, awaits, n } = workerData;
   if (awaits) {
     const next = receiver(input);
     for (let i = 0; i < n; i++) output.postMessage(await next());
   } else input.on('message', (/** @type {unknown} */ m) => output.postMessage(m));
 } else if (isMainThread) {
-  const mode = process.argv[2];
+  const modeArg = process.argv[2] ?? '';
+  const idleThread = modeArg.endsWith('+thread');
+  const mode = idleThread ? modeArg.slice(0, -'+thread'.length) : modeArg;
   const n = Number(process.argv[3] ?? 200_000);
   if (mode !== 'mp' && mode !== 'raw' && mode !== 'raw-await')
-    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await [items]');
+    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await[+thread] [items]');
   const rss0 = process.memoryUsage().rss;
+  const idle = new MessageChannel();
+  if (idleThread) {
+    const w = new Worker(new URL(import.meta.url), { workerData: { idle: idle.port2 }, transferList: [idle.port2] });
+    await new Promise((resolve) => w.once('online', resolve));
+    w.unref();
+  }
   let peak = rss0;
   let started = 0;
   const sampler = setInterval(() => {
@@ -145,10 +159,17 @@ if (!isMainThread && workerData?.raw) {
   }
   peak = Math.max(peak, process.memoryUsage().rss);
   clearInterval(sampler);
+  idle.port1.close();
   console.log(heap('main'));
   const mib = (/** @type {number} */ b) => +(b / 2 ** 20).toFixed(1);
   const seconds = +((performance.now() - t0) / 1000).toFixed(2);
   console.log(
-    JSON.stringify({ mode, items: n, peakRiseMiB: mib(peak - rss0), riseOnceStartedMiB: mib(started - rss0), seconds }),
+    JSON.stringify({
+      mode: modeArg,
+      items: n,
+      peakRiseMiB: mib(peak - rss0),
+      riseOnceStartedMiB: mib(started - rss0),
+      seconds,
+    }),
   );
 }
