@@ -276,7 +276,10 @@ export class Pool {
     if (this.#state === 'terminated') return;
     this.#flushOpen();
     this.#state = 'terminated';
-    this.#scheduler.terminate(new ClosedError('pool was terminated'));
+    const error = new ClosedError('pool was terminated');
+    this.#scheduler.terminate(error);
+    // An imap whose input has more to give (or waits for it) has nothing submitted for its next result to fail.
+    for (const call of [...this.#imaps]) call.terminate(error);
     this.#endDrains?.(); // a join() waiting for an input that never ends waits for the workers only
   }
 
@@ -664,9 +667,15 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   #pendingStep: Promise<IteratorResult<unknown>> | undefined;
   #done = false;
   #waiting: (() => void) | undefined;
-  /** The last next() not settled: a next() called meanwhile runs after it (as an async generator's do). */
-  #inFlight: Promise<IteratorResult<unknown>> | undefined;
+  /**
+   * Settles once every next()/return()/throw() called so far has settled: a call made meanwhile runs after it,
+   * as an async generator's do. Internal (it never rejects): the promises callers get carry no handler of ours,
+   * so a rejection nobody handles is reported.
+   */
+  #tail: Promise<void> | undefined;
   #pulling: Promise<void> | undefined;
+  /** A step of the input is being read (its promise has not settled): the input's return() waits behind it. */
+  #reading: Promise<unknown> | undefined;
   /** The pool closed: the input is read to its end, not a window ahead of the consumer. */
   #draining = false;
 
@@ -717,17 +726,54 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   }
 
   next(): Promise<IteratorResult<unknown>> {
-    const previous = this.#inFlight;
-    const run = previous === undefined ? this.#next() : previous.then(this.#nextAfter, this.#nextAfter);
-    this.#inFlight = run;
-    const settled = () => {
-      if (this.#inFlight === run) this.#inFlight = undefined;
-    };
-    run.then(settled, settled);
-    return run;
+    return this.#inTurn(this.#nextStep);
   }
 
-  readonly #nextAfter = () => this.#next();
+  /** The consumer is done: earlier calls settle first (with what comes for them), then the input is closed. */
+  return(value?: unknown): Promise<IteratorResult<unknown>> {
+    return this.#inTurn(async () => {
+      await this.#close();
+      return { done: true, value };
+    });
+  }
+
+  throw(error?: unknown): Promise<IteratorResult<unknown>> {
+    return this.#inTurn(async () => {
+      await this.#close();
+      throw error;
+    });
+  }
+
+  /** Runs `step` once every call before it has settled; its outcome goes to a promise of its own. */
+  #inTurn(step: () => Promise<IteratorResult<unknown>>): Promise<IteratorResult<unknown>> {
+    let resolve!: (result: IteratorResult<unknown>) => void;
+    let reject!: (error: unknown) => void;
+    const outcome = new Promise<IteratorResult<unknown>>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const run = () => step().then(resolve, reject);
+    const tail = this.#tail === undefined ? run() : this.#tail.then(run);
+    this.#tail = tail;
+    void tail.then(() => {
+      if (this.#tail === tail) this.#tail = undefined;
+    });
+    return outcome;
+  }
+
+  readonly #nextStep = () => this.#next();
+
+  /**
+   * The pool was terminated: the results already here are still yielded; then, once the tasks submitted have
+   * failed (the scheduler fails them with `error`), the next call rejects with `error`, and later ones are done.
+   * The input is read no further.
+   */
+  terminate(error: Error): void {
+    if (this.#ended) return;
+    this.#sourceError = { error };
+    this.#inputEnded(this);
+    this.#wake();
+  }
 
   async #next(): Promise<IteratorResult<unknown>> {
     for (;;) {
@@ -756,16 +802,6 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
       void this.#fill();
       await woken;
     }
-  }
-
-  async return(value?: unknown): Promise<IteratorResult<unknown>> {
-    await this.#close();
-    return { done: true, value };
-  }
-
-  async throw(error?: unknown): Promise<IteratorResult<unknown>> {
-    await this.#close();
-    throw error;
   }
 
   #take(): { ok: boolean; value: unknown } | undefined {
@@ -797,10 +833,14 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
       const room = this.#draining ? kImapWindow : kImapWindow - (this.#submitted - this.#consumed);
       const items: unknown[] = [];
       try {
-        while (items.length < room) {
-          let step: unknown = this.#pendingStep ?? this.#source.next();
+        while (items.length < room && !this.#ended) {
+          let step: unknown = this.#pendingStep;
           this.#pendingStep = undefined;
-          if (step !== null && typeof step === 'object' && typeof (step as PromiseLike<unknown>).then === 'function') {
+          if (step === undefined) {
+            step = this.#source.next();
+            if (isThenable(step)) this.#watchRead(step);
+          }
+          if (isThenable(step)) {
             // An async input: submit what we have before waiting for more (the step is kept for the next pull).
             if (items.length > 0) {
               // Handled now: if it rejects, the next pull throws it, and until then it is not unhandled.
@@ -850,13 +890,31 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     this.#wake();
     if (!this.#exhausted) {
       this.#exhausted = true;
-      try {
-        await this.#source.return?.();
-      } catch {
-        // The input's own clean-up failed: nothing left to tell anyone.
-      }
+      const closing = (async () => {
+        try {
+          await this.#source.return?.();
+        } catch {
+          // The input's own clean-up failed: nothing left to tell anyone.
+        }
+      })();
+      // An async generator runs return() after the step it is reading, which may never come: not waited for then.
+      if (this.#reading === undefined) await closing;
     }
   }
+
+  /** Marks the input busy until `step` settles. */
+  #watchRead(step: PromiseLike<unknown>): void {
+    const reading = Promise.resolve(step);
+    this.#reading = reading;
+    const done = () => {
+      if (this.#reading === reading) this.#reading = undefined;
+    };
+    reading.then(done, done);
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 // --- argument checks ------------------------------------------------------------------------------------

@@ -114,72 +114,90 @@ async function runChunk(
     from = to;
     partStart = performance.now();
   };
+  // While an async task waits, the results before it are sent every kPartMs: a task that waits long (or for
+  // good) does not hold back the ones that finished. Armed at the first task that returns a promise.
+  let awaiting = -1;
+  let ticker: NodeJS.Timeout | undefined;
+  const onTick = () => {
+    if (awaiting >= 0 && encoder.count > 0 && performance.now() - partStart >= kPartMs) flush(awaiting, false);
+  };
   Atomics.store(progress, kProgressChunk, chunk.id);
-  for (let i = 0; i < n; i++) {
-    Atomics.store(progress, kProgressIndex, i);
-    Atomics.store(progress, kProgressRunning, 1);
-    let value: unknown;
-    let error: unknown;
-    let failed = false;
-    try {
-      if (fn instanceof ProcessError) throw fn;
-      const args = reader.item(i);
-      value = chunk.star ? fn(...(args as unknown[])) : fn(args);
-      if (value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function')
-        value = await value;
-    } catch (e) {
-      failed = true;
-      error = e;
-    }
-    Atomics.store(progress, kProgressRunning, 0);
-    if (!failed) {
+  try {
+    for (let i = 0; i < n; i++) {
+      Atomics.store(progress, kProgressIndex, i);
+      Atomics.store(progress, kProgressRunning, 1);
+      let value: unknown;
+      let error: unknown;
+      let failed = false;
       try {
-        if (encoder.put(value) >= Carrying.Cloned) {
-          // A result that moves things (a handle, a port) or holds host objects travels alone.
-          const lone = encoder.takeLast(undefined);
-          flush(i, false);
-          const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+        if (fn instanceof ProcessError) throw fn;
+        const args = reader.item(i);
+        value = chunk.star ? fn(...(args as unknown[])) : fn(args);
+        if (value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function') {
+          ticker ??= setInterval(onTick, kPartMs);
+          awaiting = i;
           try {
-            sendResults(
-              send,
-              {
-                op: PoolOp.Results,
-                id: chunk.id,
-                from: i,
-                batch: lone.batch,
-                failures: null,
-                done: i === n - 1,
-                ms: 0,
-              },
-              null,
-              captured.transfer,
-            );
-          } catch (e) {
-            abort(captured);
-            throw e;
+            value = await value;
+          } finally {
+            awaiting = -1;
           }
-          commit(captured, 'the pool');
-          from = i + 1;
-          continue;
         }
       } catch (e) {
         failed = true;
-        error = e; // a result that cannot be copied fails its task, as an uncloneable argument fails its call
+        error = e;
+      }
+      Atomics.store(progress, kProgressRunning, 0);
+      if (!failed) {
+        try {
+          if (encoder.put(value) >= Carrying.Cloned) {
+            // A result that moves things (a handle, a port) or holds host objects travels alone.
+            const lone = encoder.takeLast(undefined);
+            flush(i, false);
+            const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+            try {
+              sendResults(
+                send,
+                {
+                  op: PoolOp.Results,
+                  id: chunk.id,
+                  from: i,
+                  batch: lone.batch,
+                  failures: null,
+                  done: i === n - 1,
+                  ms: 0,
+                },
+                null,
+                captured.transfer,
+              );
+            } catch (e) {
+              abort(captured);
+              throw e;
+            }
+            commit(captured, 'the pool');
+            from = i + 1;
+            continue;
+          }
+        } catch (e) {
+          failed = true;
+          error = e; // a result that cannot be copied fails its task, as an uncloneable argument fails its call
+        }
+      }
+      if (failed) {
+        encoder.put(undefined);
+        (failures ??= []).push([i - from, error]);
+      }
+      if (i === n - 1) flush(n, true);
+      else if (--untilCheck === 0) {
+        const now = performance.now();
+        const perTask = (now - lastCheck) / stride;
+        stride = Math.max(1, Math.min(kMaxStride, Math.floor(kPartMs / 8 / perTask)));
+        untilCheck = stride;
+        lastCheck = now;
+        if (now - partStart >= kPartMs) flush(i + 1, false);
       }
     }
-    if (failed) {
-      encoder.put(undefined);
-      (failures ??= []).push([i - from, error]);
-    }
-    if (i === n - 1) flush(n, true);
-    else if (--untilCheck === 0) {
-      const now = performance.now();
-      const perTask = (now - lastCheck) / stride;
-      stride = Math.max(1, Math.min(kMaxStride, Math.floor(kPartMs / 8 / perTask)));
-      untilCheck = stride;
-      lastCheck = now;
-      if (now - partStart >= kPartMs) flush(i + 1, false);
-    }
+  } finally {
+    clearInterval(ticker);
   }
   if (n === 0) flush(0, true);
 }

@@ -305,6 +305,114 @@ cpython('next() called several times at once on an imap: each gets a result, in 
   ]);
 });
 
+cpython(
+  'return() and throw() on an imap settle after the next() calls made before them, which get their results, as an async generator does',
+  async () => {
+    // return() jumped the line: the calls before it got done, with their results computed or not.
+    const p = pool();
+    const order: string[] = [];
+    const track = <T>(label: string, promise: Promise<T>) =>
+      promise.then(
+        (value) => {
+          order.push(label);
+          return value;
+        },
+        (error: unknown) => {
+          order.push(label);
+          return error;
+        },
+      );
+    const it = p.imap(tasks.sqr, [1, 2, 3, 4, 5]);
+    const calls = [
+      track('n1', it.next()),
+      track('n2', it.next()),
+      track('return', it.return!('R')),
+      track('n3', it.next()),
+    ];
+    assert.equal(await deadline(Promise.all(calls), 10_000, 'next, next, return, next'), [
+      { done: false, value: 1 },
+      { done: false, value: 4 },
+      { done: true, value: 'R' },
+      { done: true, value: undefined },
+    ]);
+    assert.equal(order, ['n1', 'n2', 'return', 'n3'], 'settled in the order they were called');
+
+    const thrown = new Error('stop');
+    const it2 = p.imapUnordered(tasks.sqr, [1, 2, 3]);
+    const [first, stop, after] = await deadline(
+      Promise.all([it2.next(), it2.throw!(thrown).catch((error: unknown) => error), it2.next()]),
+      10_000,
+      'next, throw, next',
+    );
+    assert.is((first as IteratorResult<number>).done, false, 'the next() before throw() gets a result');
+    assert.is(stop, thrown, 'throw() rejects with its error');
+    assert.equal(after, { done: true, value: undefined });
+  },
+);
+
+cpython(
+  'an async task that waits for good does not hold back the results of the tasks run before it in its chunk',
+  async () => {
+    // A worker sent a chunk's results once the chunk ended or after a task that ended 4 ms past the last part:
+    // task 1's result waited behind task 2, which never ends (a Python imap with chunksize 1 yields it at once).
+    const p = pool({ processes: 2 });
+    const it = p.imap(tasks.neverOn2, [1, 2, 3]);
+    assert.equal(await deadline(it.next(), 10_000, "task 1's result while task 2 waits"), { done: false, value: 1 });
+  },
+);
+
+cpython("an ignored rejection of an imap's next() is reported as unhandled, as an async generator's is", async () => {
+  // next() marked its own promise handled (it chained on it), so the task's failure vanished.
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    const p = pool();
+    const it = p.imap(tasks.failOnTwo, [1, 2]);
+    assert.equal(await it.next(), { done: false, value: 1 });
+    void it.next(); // task 2 fails; nobody looks
+    await eventually(() => unhandled.length > 0, 10_000, 'the rejection reported as unhandled');
+    assert.instance(unhandled[0], tasks.SayWhenError);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
+
+cpython(
+  "an imap whose async input waits for good: a task's failure, return() and terminate() each end the calls waiting on it",
+  async () => {
+    // Each hung: closing the input awaited its return(), which an async generator runs only after the step it
+    // is reading, and terminate() failed only the tasks submitted, so a next() past them waited for good.
+    async function* stuck(xs: number[]): AsyncGenerator<number> {
+      yield* xs;
+      await new Promise(() => {});
+    }
+    const p = pool();
+    const failing = p.imap(tasks.failOnTwo, stuck([1, 2]));
+    const outcomes = await deadline(
+      Promise.all([0, 1, 2].map(() => failing.next().catch((error: unknown) => error))),
+      10_000,
+      'three next() on an imap whose task 2 fails',
+    );
+    assert.equal(outcomes[0], { done: false, value: 1 });
+    assert.instance(outcomes[1], tasks.SayWhenError, "task 2's failure");
+    assert.equal(outcomes[2], { done: true, value: undefined });
+
+    const returned = p.imap(tasks.sqr, stuck([1, 2]));
+    assert.equal(await deadline(returned.next(), 10_000, 'the first result'), { done: false, value: 1 });
+    assert.equal(await deadline(returned.return!(), 10_000, 'return() (a break)'), { done: true, value: undefined });
+
+    const q = pool();
+    const ended = q.imap(tasks.sqr, stuck([1, 2]));
+    const pending = [0, 1, 2].map(() => ended.next().catch((error: unknown) => error));
+    assert.equal(await deadline(pending[1]!, 10_000, 'the second result'), { done: false, value: 4 });
+    q.terminate();
+    assert.equal(await pending[0], { done: false, value: 1 });
+    assert.instance(await deadline(pending[2]!, 10_000, 'the next() past the input after terminate()'), ClosedError);
+    assert.equal(await ended.next(), { done: true, value: undefined }, 'then done');
+  },
+);
+
 cpython('test_imap_handle_iterable_exception, test_imap_unordered_handle_iterable_exception', async () => {
   const p = pool();
   const got: number[] = [];
