@@ -668,11 +668,15 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   #done = false;
   #waiting: (() => void) | undefined;
   /**
-   * Settles once every next()/return()/throw() called so far has settled: a call made meanwhile runs after it,
-   * as an async generator's do. Internal (it never rejects): the promises callers get carry no handler of ours,
-   * so a rejection nobody handles is reported.
+   * A next()/return()/throw() is running: calls made meanwhile wait in #queued and run in turn, as an async
+   * generator's do. The promises callers get carry no handler of ours, so a rejection nobody handles is reported.
    */
-  #tail: Promise<void> | undefined;
+  #busy = false;
+  readonly #queued: {
+    step: () => Promise<IteratorResult<unknown>>;
+    resolve: (result: IteratorResult<unknown>) => void;
+    reject: (error: unknown) => void;
+  }[] = [];
   #pulling: Promise<void> | undefined;
   /** A step of the input is being read (its promise has not settled): the input's return() waits behind it. */
   #reading: Promise<unknown> | undefined;
@@ -744,21 +748,22 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     });
   }
 
-  /** Runs `step` once every call before it has settled; its outcome goes to a promise of its own. */
+  /** Runs `step` once every call before it has settled. */
   #inTurn(step: () => Promise<IteratorResult<unknown>>): Promise<IteratorResult<unknown>> {
-    let resolve!: (result: IteratorResult<unknown>) => void;
-    let reject!: (error: unknown) => void;
-    const outcome = new Promise<IteratorResult<unknown>>((res, rej) => {
-      resolve = res;
-      reject = rej;
-    });
-    const run = () => step().then(resolve, reject);
-    const tail = this.#tail === undefined ? run() : this.#tail.then(run);
-    this.#tail = tail;
-    void tail.then(() => {
-      if (this.#tail === tail) this.#tail = undefined;
-    });
-    return outcome;
+    if (!this.#busy) return this.#run(step);
+    return new Promise((resolve, reject) => this.#queued.push({ step, resolve, reject }));
+  }
+
+  async #run(step: () => Promise<IteratorResult<unknown>>): Promise<IteratorResult<unknown>> {
+    this.#busy = true;
+    try {
+      return await step();
+    } finally {
+      // The next call starts now; this one settles first (its promise resolves once this function returns).
+      const next = this.#queued.shift();
+      if (next === undefined) this.#busy = false;
+      else this.#run(next.step).then(next.resolve, next.reject);
+    }
   }
 
   readonly #nextStep = () => this.#next();
