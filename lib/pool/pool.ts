@@ -737,7 +737,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   return(value?: unknown): Promise<IteratorResult<unknown>> {
     return this.#inTurn(async () => {
       await this.#close();
-      return { done: true, value };
+      return { done: true, value: await value }; // as an async generator's return() does
     });
   }
 
@@ -843,15 +843,13 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
           this.#pendingStep = undefined;
           if (step === undefined) {
             step = this.#source.next();
-            if (isThenable(step)) this.#watchRead(step);
+            // Made a promise once: a thenable's then() may do the work of the step each time it is called.
+            if (isThenable(step)) step = this.#watchRead(step as PromiseLike<IteratorResult<unknown>>);
           }
-          if (isThenable(step)) {
+          if (step instanceof Promise) {
             // An async input: submit what we have before waiting for more (the step is kept for the next pull).
             if (items.length > 0) {
-              // Handled now: if it rejects, the next pull throws it, and until then it is not unhandled.
-              const pending = Promise.resolve(step as PromiseLike<IteratorResult<unknown>>);
-              pending.catch(() => {});
-              this.#pendingStep = pending;
+              this.#pendingStep = step;
               break;
             }
             step = await step;
@@ -907,14 +905,18 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     }
   }
 
-  /** Marks the input busy until `step` settles. */
-  #watchRead(step: PromiseLike<unknown>): void {
+  /**
+   * `step` as a promise, the input marked busy until it settles. Handled now: if it rejects while kept for a
+   * later pull, that pull throws it, and until then it is not unhandled.
+   */
+  #watchRead(step: PromiseLike<IteratorResult<unknown>>): Promise<IteratorResult<unknown>> {
     const reading = Promise.resolve(step);
     this.#reading = reading;
     const done = () => {
       if (this.#reading === reading) this.#reading = undefined;
     };
     reading.then(done, done);
+    return reading;
   }
 }
 

@@ -11,7 +11,8 @@
 //   A chunk's results come in order, in parts: chunk.answered counts the tasks settled from its start. When a
 //     worker dies, the task its `progress` names as running fails; the chunk's other unanswered tasks had not
 //     run, or ran without their results reaching us: they are queued again, at the front (so a task can run
-//     twice, never settle twice).
+//     twice, never settle twice). A worker the pool stopped (`killed`) for a chunk it marked `stopped` fails
+//     nothing else: a task of another chunk it was running then is queued again too.
 //   A job marked `alone` (a per-task timeout or signal, or arguments that move things) goes one task at a time
 //     to a worker that runs nothing else, so that stopping that worker stops that task only. Its batch's bytes
 //     are copied, not moved, so that it can be sent again if that worker dies before running it; one whose
@@ -90,6 +91,8 @@ interface Slot {
   ready: boolean;
   /** Sent no more work: told to stop (Stop), or stopped. */
   stopping: boolean;
+  /** Stopped by the pool (a timeout, an abort, a cancel): a task of another call it was running did not fail. */
+  killed: boolean;
 }
 
 /** Chunks a worker holds at once: one running, one waiting, so that it never waits for the next. */
@@ -171,10 +174,14 @@ export class Scheduler {
     this.#pump();
   }
 
-  /** A call no longer wants its tasks: those queued are dropped; those running stop with their workers. */
+  /**
+   * A call no longer wants its tasks: those queued are dropped; a chunk of it that a worker is running stops
+   * with its worker. One waiting on a worker behind another call's chunk is left to run (its results are
+   * dropped): stopping that worker would stop the other call's task.
+   */
   cancel(call: Call): void {
     for (const { chunk, slot } of this.#chunks.values()) {
-      if (!chunkHas(chunk, call)) continue;
+      if (!chunkHas(chunk, call) || slot.chunks[0] !== chunk) continue;
       chunk.stopped = true;
       this.#stop(slot);
     }
@@ -228,7 +235,16 @@ export class Scheduler {
       args,
       ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
     });
-    const slot: Slot = { process: worker, port: port1, progress, chunks: [], sent: 0, ready: false, stopping: false };
+    const slot: Slot = {
+      process: worker,
+      port: port1,
+      progress,
+      chunks: [],
+      sent: 0,
+      ready: false,
+      stopping: false,
+      killed: false,
+    };
     configureProcess(worker, poolRuntime, [port2], (code, stopped) => this.#onExit(slot, code, stopped));
     try {
       worker.start();
@@ -343,7 +359,8 @@ export class Scheduler {
         }
         continue;
       }
-      if (chunk.id === runningChunk && runningIndex >= chunk.answered) {
+      // Stopped by the pool for another chunk's sake (it moved on to this one just then): nothing failed here.
+      if (chunk.id === runningChunk && runningIndex >= chunk.answered && !slot.killed) {
         const lost = chunk.from + runningIndex;
         // Its tasks before the one that was running finished, but their results died with the worker.
         if (lost > start) requeue.push(subJob(chunk.job, start, lost));
@@ -408,6 +425,7 @@ export class Scheduler {
   /** Stops a worker on purpose (a timeout, an abort): its other tasks are queued again when it exits. */
   #stop(slot: Slot): void {
     slot.stopping = true;
+    slot.killed = true;
     slot.process.terminate();
   }
 

@@ -361,6 +361,61 @@ cpython(
   },
 );
 
+cpython('breaking out of an imap stops its own tasks only: a map sharing the workers gets every result', async () => {
+  // Closing the imap stopped every worker that held a chunk of it, also one running the map's task then, whose
+  // call failed with WorkerLostError (3 rounds in 4, in a review's probe).
+  for (let round = 0; round < 4; round++) {
+    const p = pool();
+    const mapped = p.starmap(
+      tasks.sqr,
+      range(120).map((i) => [i, 3]),
+      { chunksize: 8 },
+    );
+    let got = 0;
+    for await (const _ of p.imap(tasks.spin, Array(60).fill(6), { chunksize: 6 })) if (++got === 3) break;
+    assert.equal(
+      await deadline(mapped, 30_000, `round ${round}: the map`),
+      range(120).map((i) => i * i),
+      `round ${round}`,
+    );
+    p.terminate();
+  }
+});
+
+cpython('an imap over an input whose steps are thenables (not promises) calls then() once per step', async () => {
+  // Each step was resolved twice (once to watch it, once to read it): a lazy thenable did its work twice.
+  let nexts = 0;
+  let thens = 0;
+  let i = 0;
+  const input: AsyncIterable<number> = {
+    [Symbol.asyncIterator]: () => ({
+      next: () => {
+        nexts++;
+        return {
+          // biome-ignore lint/suspicious/noThenProperty: the point of the test is a thenable that is not a promise.
+          then(resolve: (step: IteratorResult<number>) => void) {
+            thens++;
+            const x = i++;
+            resolve(x < 6 ? { done: false, value: x } : { done: true, value: undefined });
+          },
+        } as unknown as Promise<IteratorResult<number>>;
+      },
+    }),
+  };
+  const results: number[] = [];
+  for await (const y of pool().imap(tasks.sqr, input)) results.push(y as number);
+  assert.equal(results, [0, 1, 4, 9, 16, 25]);
+  assert.is(thens, nexts, 'then() once per next()');
+});
+
+cpython("return(value) on an imap awaits the value, as an async generator's does", async () => {
+  const p = pool();
+  assert.equal(await p.imap(tasks.sqr, [1]).return!(Promise.resolve('P')), { done: true, value: 'P' });
+  const failure = new Error('R');
+  const error = await rejects(p.imap(tasks.sqr, [1]).return!(Promise.reject(failure)), Error, 'a rejected value');
+  assert.is(error, failure);
+});
+
 cpython("an ignored rejection of an imap's next() is reported as unhandled, as an async generator's is", async () => {
   // next() marked its own promise handled (it chained on it), so the task's failure vanished.
   const unhandled: unknown[] = [];
