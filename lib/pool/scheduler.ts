@@ -11,8 +11,10 @@
 //   A chunk's results come in order, in parts: chunk.answered counts the tasks settled from its start. When a
 //     worker dies, the task its `progress` names as running fails; the chunk's other unanswered tasks had not
 //     run, or ran without their results reaching us: they are queued again, at the front (so a task can run
-//     twice, never settle twice). A worker the pool stopped (`killed`) for a chunk it marked `stopped` fails
-//     nothing else: a task of another chunk it was running then is queued again too.
+//     twice, never settle twice). A chunk whose call gave up (cancel) is `cancelled`: its results are dropped,
+//     it is never queued again, and its worker is stopped while running it, never while running another
+//     call's. A worker the pool stopped (`killed`) fails nothing else: should it have gone on to another
+//     chunk just then, that chunk's running task is queued again too.
 //   A job marked `alone` (a per-task timeout or signal, or arguments that move things) goes one task at a time
 //     to a worker that runs nothing else, so that stopping that worker stops that task only. Its batch's bytes
 //     are copied, not moved, so that it can be sent again if that worker dies before running it; one whose
@@ -78,6 +80,8 @@ interface Chunk {
   answered: number;
   /** Settled by a timeout or an abort while its worker was being stopped. */
   stopped: boolean;
+  /** Its call no longer wants it (cancel()): its results are dropped, and its worker stopped once it runs it. */
+  cancelled: boolean;
   timer: NodeJS.Timeout | undefined;
 }
 
@@ -175,17 +179,23 @@ export class Scheduler {
   }
 
   /**
-   * A call no longer wants its tasks: those queued are dropped; a chunk of it that a worker is running stops
-   * with its worker. One waiting on a worker behind another call's chunk is left to run (its results are
-   * dropped): stopping that worker would stop the other call's task.
+   * A call no longer wants its tasks: those queued are dropped, and its chunks in flight are `cancelled`. A
+   * worker running one is stopped (and replaced); one with a cancelled chunk waiting behind another call's is
+   * stopped when it gets to it (#chunkDone), not before: that would stop the other call's task.
    */
   cancel(call: Call): void {
-    for (const { chunk, slot } of this.#chunks.values()) {
-      if (!chunkHas(chunk, call) || slot.chunks[0] !== chunk) continue;
-      chunk.stopped = true;
-      this.#stop(slot);
+    for (const slot of this.#slots) {
+      for (const chunk of slot.chunks) if (chunkHas(chunk, call) && !chunkLive(chunk)) chunk.cancelled = true;
+      this.#stopIfCancelled(slot, chunkRunningOn(slot));
     }
     this.#pump();
+  }
+
+  /** Stops `slot`'s worker if `chunk`, which it runs, was cancelled. */
+  #stopIfCancelled(slot: Slot, chunk: Chunk | undefined): void {
+    if (chunk === undefined || !chunk.cancelled || slot.stopping) return;
+    chunk.stopped = true;
+    this.#stop(slot);
   }
 
   /** No more submissions: workers exit once the queued and running tasks are done. */
@@ -329,6 +339,7 @@ export class Scheduler {
     this.#chunks.delete(chunk.id);
     const i = slot.chunks.indexOf(chunk);
     if (i !== -1) slot.chunks.splice(i, 1);
+    this.#stopIfCancelled(slot, slot.chunks[0]); // the worker went on to it
   }
 
   /** A worker exited (its tasks done and stopped, or it died): settle or requeue what it had, replace it. */
@@ -348,7 +359,8 @@ export class Scheduler {
     for (const chunk of slot.chunks) {
       if (chunk.timer !== undefined) clearTimeout(chunk.timer);
       this.#chunks.delete(chunk.id);
-      if (chunk.stopped || this.#state === 'terminated') continue; // settled by whoever stopped it
+      // Settled by whoever stopped it, or nobody wants its results.
+      if (chunk.stopped || chunk.cancelled || this.#state === 'terminated') continue;
       let start = chunk.from + chunk.answered;
       if (movesThings(chunk.job)) {
         // What its arguments moved went to the dead worker: the task cannot be sent again.
@@ -493,6 +505,7 @@ export class Scheduler {
       to: from + size,
       answered: 0,
       stopped: false,
+      cancelled: false,
       timer: undefined,
     };
     const batch = sliceItems(job.batch, from, from + size);
@@ -579,6 +592,23 @@ function jobLive(job: Job): boolean {
   if (!Array.isArray(job.calls)) return job.calls.live;
   for (let i = job.next; i < job.calls.length; i++) if (job.calls[i]!.live) return true;
   return false;
+}
+
+/** Some call still wants a result of the chunk's tasks not answered yet. */
+function chunkLive(chunk: Chunk): boolean {
+  const calls = chunk.job.calls;
+  if (!Array.isArray(calls)) return calls.live;
+  for (let i = chunk.from + chunk.answered; i < chunk.to; i++) if (calls[i]!.live) return true;
+  return false;
+}
+
+/**
+ * The chunk `slot`'s worker is on: the first it holds, unless its progress names the second (it finished the
+ * first, whose last results have not been read yet).
+ */
+function chunkRunningOn(slot: Slot): Chunk | undefined {
+  const [first, second] = slot.chunks;
+  return second !== undefined && Atomics.load(slot.progress, kProgressChunk) === second.id ? second : first;
 }
 
 function chunkHas(chunk: Chunk, call: Call): boolean {

@@ -646,6 +646,58 @@ contract('seeded worker kills among many tasks: every call settles exactly once,
   for (const [i, o] of outcomes.entries()) assert.is(o, kills.has(i) ? 'lost' : 'ok', `task ${i}`);
 });
 
+contract(
+  "a map aborted while its chunk waits on a worker behind another call's: that call's task finishes, the worker is stopped once it gets to the aborted chunk, and later tasks run",
+  async () => {
+    // The worker was stopped at once, failing the other call's task (WorkerLostError); then, not stopped at
+    // all, it ran the aborted call's never-ending task for good, and a later apply and join() waited for ever.
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const p = pool({ processes: 1 });
+    const b = p.starmap(tasks.flagThenSpin, [[flag, 300]]);
+    const controller = new AbortController();
+    const reason = new Error('abort A');
+    const a = p.map(tasks.never, [0], { signal: controller.signal });
+    await eventually(() => Atomics.load(flag, 0) === 1, 10_000, "the first call's task running");
+    controller.abort(reason);
+    assert.is(await rejects(a, Error, 'the aborted map'), reason);
+    assert.equal(await deadline(b, 10_000, 'the call whose task was running'), ['B']);
+    assert.is(await deadline(p.apply(tasks.sqr, [3]), 10_000, 'an apply after'), 9);
+    p.close();
+    await deadline(p.join(), 10_000, 'join()');
+  },
+);
+
+contract(
+  'a task that exits its worker is lost (WorkerLostError), not run again, when a call whose results were still unread is aborted then',
+  async () => {
+    // The abort saw the other call's chunk still first on that worker (its results unread: this thread was
+    // blocked), took the exit for its own stop, and queued the task again.
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const p = pool({ processes: 1 });
+    const controller = new AbortController();
+    const a = p.starmap(tasks.sqr, [[2, 200]], { signal: controller.signal });
+    const b = p.map(tasks.flagThenExit, [flag]);
+    // Blocks until b's task runs: a's results then wait here unread.
+    assert.not.equal(Atomics.wait(flag, 0, 0, 20_000), 'timed-out', "b's task ran");
+    controller.abort(new Error('abort A'));
+    await rejects(a, Error, 'the aborted map');
+    await rejects(b, WorkerLostError, 'the task that exited its worker');
+  },
+);
+
+contract('close(), then breaking out of an imap, starts no worker: join() resolves once the two exit', async () => {
+  // The imap's chunks not running were queued again when their workers stopped, as tasks nobody wanted, and a
+  // closing pool started a worker for them, which found nothing to do (2 extra starts in a review's probe).
+  const starts = new Int32Array(new SharedArrayBuffer(4));
+  const p = pool({ processes: 2, initializer: tasks.countStart, initargs: [starts] });
+  const it = p.imap(tasks.spin, Array(200).fill(30), { chunksize: 5 });
+  await deadline(it.next(), 10_000, 'the first result');
+  p.close();
+  await it.return!();
+  await deadline(p.join(), 10_000, 'join()');
+  assert.is(Atomics.load(starts, 0), 2, 'workers started');
+});
+
 contract("a task's timeout does not count its worker's start or initializer: only its own run", async () => {
   // The worker's initializer spins for 600 ms; the task itself takes 50 ms, within its 300 ms.
   const p = pool({ processes: 1, initializer: tasks.spin, initargs: [600] });
