@@ -191,9 +191,13 @@ export class Scheduler {
     this.#pump();
   }
 
-  /** Stops `slot`'s worker if `chunk`, which it runs, was cancelled. */
+  /**
+   * Stops `slot`'s worker if `chunk`, which it runs, was cancelled and has tasks left to run. Also a worker told
+   * to stop once its work is done (maxtasksperchild): the cancelled task may never end.
+   */
   #stopIfCancelled(slot: Slot, chunk: Chunk | undefined): void {
-    if (chunk === undefined || !chunk.cancelled || slot.stopping) return;
+    if (chunk === undefined || !chunk.cancelled || slot.killed || !this.#slots.has(slot)) return;
+    if (ranWhole(slot, chunk)) return; // its last results are on their way: nothing to stop
     chunk.stopped = true;
     this.#stop(slot);
   }
@@ -609,6 +613,16 @@ function chunkLive(chunk: Chunk): boolean {
 function chunkRunningOn(slot: Slot): Chunk | undefined {
   const [first, second] = slot.chunks;
   return second !== undefined && Atomics.load(slot.progress, kProgressChunk) === second.id ? second : first;
+}
+
+/** `slot`'s worker has run the last task of `chunk` (its progress says so). */
+function ranWhole(slot: Slot, chunk: Chunk): boolean {
+  const p = slot.progress;
+  return (
+    Atomics.load(p, kProgressChunk) === chunk.id &&
+    Atomics.load(p, kProgressRunning) === 0 &&
+    Atomics.load(p, kProgressIndex) === chunk.to - chunk.from - 1
+  );
 }
 
 function chunkHas(chunk: Chunk, call: Call): boolean {

@@ -685,6 +685,23 @@ contract(
   },
 );
 
+contract(
+  'with maxtasksperchild, an aborted map whose task never ends still has its worker stopped and replaced',
+  async () => {
+    // A worker at its last tasks is told to stop once they are done; the abort skipped such a worker, so the
+    // never-ending task kept it for good, and nothing after it ran.
+    const p = pool({ processes: 1, maxtasksperchild: 1 });
+    const controller = new AbortController();
+    // Its one task is the worker's last: the worker is told to stop once it is done.
+    const aborted = p.map(tasks.never, [0], { signal: controller.signal });
+    controller.abort(new Error('abort'));
+    await rejects(aborted, Error, 'the aborted map');
+    assert.is(await deadline(p.apply(tasks.sqr, [3]), 10_000, 'an apply after'), 9);
+    p.close();
+    await deadline(p.join(), 10_000, 'join()');
+  },
+);
+
 contract('close(), then breaking out of an imap, starts no worker: join() resolves once the two exit', async () => {
   // The imap's chunks not running were queued again when their workers stopped, as tasks nobody wanted, and a
   // closing pool started a worker for them, which found nothing to do (2 extra starts in a review's probe).
@@ -695,7 +712,9 @@ contract('close(), then breaking out of an imap, starts no worker: join() resolv
   p.close();
   await it.return!();
   await deadline(p.join(), 10_000, 'join()');
-  assert.is(Atomics.load(starts, 0), 2, 'workers started');
+  // At most the two: under load the second may be stopped (it held the imap's chunks) before its initializer ran.
+  const started = Atomics.load(starts, 0);
+  assert.ok(started >= 1 && started <= 2, `workers started: ${started}`);
 });
 
 contract("a task's timeout does not count its worker's start or initializer: only its own run", async () => {
