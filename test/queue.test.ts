@@ -838,6 +838,67 @@ contract('queues travel nested in args, through a Connection and through another
 });
 
 // --- edges found by an outside check (issue 10) ---------------------------------------------------------
+contract(
+  'a put made from inside the capture of another put of the same queue (a getter, serialize()) corrupts nothing',
+  async () => {
+    // Both were encoded into the holder's one batch at once: fields shifted, items were lost, and a getNowait()
+    // from a getter flushed the batch half-written (the next get threw an InternalError).
+    for (const make of [
+      () => new Queue<unknown>(),
+      () => new SimpleQueue<unknown>(),
+      () => new JoinableQueue<unknown>(),
+    ]) {
+      const q = make() as Queue<unknown>;
+      const name = q.constructor.name;
+      await q.put('z'.repeat(2_000)); // held in the batch: the next put goes there too, not to the hand-off ring
+      let reads = 0;
+      await q.put({
+        a: 'A',
+        get b() {
+          if (reads++ === 0) void q.put('inner');
+          return 'B';
+        },
+        c: ['C', 1],
+      });
+      await q.put('last');
+      const got: unknown[] = [];
+      for (let i = 0; i < 4; i++) got.push(await deadline(q.get(), 10_000, `${name}: item ${i}`));
+      assert.equal(got, ['z'.repeat(2_000), { a: 'A', b: 'B', c: ['C', 1] }, 'inner', 'last'], name);
+      q.close();
+    }
+    const q = new Queue<unknown>();
+    await q.put('z'.repeat(2_000));
+    await q.put({
+      get x() {
+        try {
+          return q.getNowait(); // inside a put of this queue: sees what was handed over, or nothing
+        } catch (error) {
+          return (error as Error).name;
+        }
+      },
+    });
+    const first = await deadline(q.get(), 10_000, 'the first item left');
+    const second = await deadline(q.get(), 10_000, 'the second');
+    assert.ok(
+      (first === 'z'.repeat(2_000) && typeof second === 'object') || typeof first === 'object',
+      'items whole, none lost',
+    );
+    q.close();
+  },
+);
+
+contract('get() with a signal already aborted rejects with its reason, with timeout 0 too', async () => {
+  // With timeout 0 it returned the item.
+  const q = new Queue<number>();
+  await q.put(1);
+  const reason = new Error('stop');
+  const signal = AbortSignal.abort(reason);
+  assert.is(await rejects(q.get({ signal }), Error), reason);
+  assert.is(await rejects(q.get({ signal, timeout: 0 }), Error), reason);
+  assert.is(await q.get({ timeout: 0 }), 1, 'the item is still there');
+  q.close();
+});
+
 const edges = suite("Queue: a queue outlives its creator; a worker's exit hands its items over");
 edges.after.each(closeQueues);
 

@@ -146,6 +146,7 @@ export class GetSide {
     } catch (error) {
       return Promise.reject(error);
     }
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (timeout === 0 && this.#waiters.length === 0) {
       try {
         return Promise.resolve(this.getNowait());

@@ -180,6 +180,9 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   joinSync(timeout: number): boolean {
     this.checkOpen();
     const cells = this.queueCells;
+    // Only this thread could mark the tasks done, and it would be blocked here.
+    if (timeout === Infinity && !this.shared && unfinished(cells) > 0)
+      throw this.#wouldDeadlock('joinSync() on a queue with unfinished tasks');
     return blockUntil(cells, kJoinWake, () => unfinished(cells) <= 0, { timeout });
   }
 

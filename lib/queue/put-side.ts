@@ -107,6 +107,12 @@ export class PutSide {
    * after it too until the hub pushed it and it was claimed (that race sent 1-2% of a pipeline's items there).
    */
   #ringFull = false;
+  /**
+   * An item is being encoded into #encoder. A put made meanwhile by that item's own code (a getter, a registered
+   * class's serialize()) is captured apart and added after it (#nested); a flush waits for it to end.
+   */
+  #adding = false;
+  #nested: LoneItem[] = [];
 
   constructor(holder: PutHolder) {
     this.#holder = holder;
@@ -303,6 +309,7 @@ export class PutSide {
 
   /** Hands every item this holder put so far to the hub. */
   flush(): void {
+    if (this.#adding) return; // called from inside an item being encoded: #add() ends by scheduling one
     if (this.#flushScheduled !== undefined) {
       clearImmediate(this.#flushScheduled);
       this.#flushScheduled = undefined;
@@ -327,18 +334,48 @@ export class PutSide {
   /** Adds an item whose slot is reserved: into the batch, or alone if it moves things. */
   #add(item: unknown, transfer: unknown[] | undefined): void {
     const holder = this.#holder;
+    if (this.#adding) {
+      // A put from inside the item being encoded: captured apart, added once that item is (#endAdding).
+      let lone: LoneItem;
+      try {
+        lone = captureItem(item, transfer);
+      } catch (error) {
+        unreserve(holder.queueCells, holder.holderCells, holder.joinable, holder.maxsize);
+        throw error;
+      }
+      this.#nested.push(lone);
+      return;
+    }
     const encoder = (this.#encoder ??= new Encoder({ isHandle }));
+    this.#adding = true;
     try {
       const carrying = encoder.put(item, { transfer });
+      this.#adding = false;
       if (carrying >= Carrying.Cloned) this.#postAlone(encoder.takeLast(transfer));
     } catch (error) {
       unreserve(holder.queueCells, holder.holderCells, holder.joinable, holder.maxsize);
       throw error;
+    } finally {
+      this.#adding = false;
+      this.#endAdding();
     }
     this.#scheduleFlush();
   }
 
-  /** Adds an item captured earlier (a put that waited for its slot). */
+  /** Adds the items put from inside the one just encoded, in the order they were put. */
+  #endAdding(): void {
+    while (this.#nested.length > 0) {
+      const lone = this.#nested.shift()!;
+      try {
+        this.#addCaptured(lone);
+      } catch (error) {
+        // Its put resolved long ago: nobody to tell but the program.
+        process.emitWarning(`mpthreads: an item put from inside another item's capture was lost: ${String(error)}`);
+      }
+    }
+  }
+
+  /** Adds an item captured earlier (a put that waited for its slot, or one put from inside another's capture). */
   #addCaptured(lone: LoneItem): void {
     const holder = this.#holder;
     try {

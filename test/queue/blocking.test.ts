@@ -114,6 +114,28 @@ t('a blocking call that only this thread could end throws ERR_DEADLOCK: a queue 
   assert.is(throws(() => full.putSync(2), ProcessError).code, 'ERR_DEADLOCK');
 });
 
+t('joinSync() with unfinished tasks on a JoinableQueue no other thread holds throws ERR_DEADLOCK', async () => {
+  // It waited for ever: only this thread could mark the task done. A program of its own, so that a regression
+  // blocks that program (ended by run()'s time limit), not this test run.
+  const { code, stdout, stderr } = await runTsProgram(
+    (lib) => `
+import { JoinableQueue } from ${lib};
+const q = new JoinableQueue<number>();
+q.putNowait(1);
+const codeOf = (f: () => void) => { try { f(); return 'returned'; } catch (e) { return (e as { code?: string }).code ?? (e as Error).name; } };
+console.log(codeOf(() => q.joinSync()));
+console.log(codeOf(() => q.joinSync({ timeout: 5 })));
+q.getNowait();
+q.taskDone();
+console.log(codeOf(() => q.joinSync()));
+q.close();
+`,
+    30_000,
+  );
+  assert.is(code, 0, stderr);
+  assert.equal(stdout.trim().split('\n'), ['ERR_DEADLOCK', 'TimeoutError', 'returned']);
+});
+
 t('two blocking consumers share 20,000 items: each item reaches one of them, in put order for each', async () => {
   // Each consumer's window falls behind while the other takes: the hub must slide it, or its getSync would sleep.
   const q = open(new Queue<number | null>());
