@@ -8,6 +8,7 @@ import { registerEntry } from './entries.ts';
 import { ProcessError, describe, serializeError, ErrorCode } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import './redis/context.ts'; // and a queue on a server (its client is loaded only if one arrives)
+import { activeChildren } from './process.ts';
 import { setHubPort } from './queue/hub-client.ts';
 import { adoptDeadThreads, recordDeath } from './sync/threads.ts';
 import { decodeItem } from './wire/decode.ts';
@@ -119,14 +120,28 @@ export async function main(boot: BootData): Promise<void> {
   const { module, args } = await load(boot);
   const target = exported(module, boot.target, boot.module);
   if (target instanceof ProcessError) return fail(target);
+  let failed = false;
   try {
     await target(...args);
   } catch (error) {
-    await runTaskEndHooks();
-    return fail(error);
+    failed = true;
+    report(error);
   }
   await runTaskEndHooks();
-  process.exit();
+  await joinChildren();
+  process.exit(failed ? 1 : 0);
+}
+
+/**
+ * Waits for the processes this one started that are not daemons, as Python does when a process ends: a
+ * worker's workers die with it, so exiting first would stop them without a word. Daemons stop with it.
+ */
+async function joinChildren(): Promise<void> {
+  for (let children = activeChildren(); children.length > 0; children = activeChildren()) {
+    const waiting = children.filter((child) => !child.daemon);
+    if (waiting.length === 0) return;
+    await Promise.all(waiting.map((child) => child.join()));
+  }
 }
 
 registerEntry('process', main);
