@@ -10,7 +10,7 @@ import './index.ts'; // registers every handle kind: handles may arrive later in
 import './redis/context.ts'; // and a queue on a server (its client is loaded only if one arrives)
 import { activeChildren } from './process.ts';
 import { setHubPort } from './queue/hub-client.ts';
-import { adoptDeadThreads, recordDeath } from './sync/threads.ts';
+import { adoptDeadThreads, recordDeath, recordParent } from './sync/threads.ts';
 import { decodeItem } from './wire/decode.ts';
 import { Kind, PROTOCOL_TAG, type BootData, type ErrorMessage } from './protocol.ts';
 
@@ -70,6 +70,7 @@ function why(module: Record<string, unknown>, name: string): string {
 export async function load(boot: BootData): Promise<{ module: Record<string, unknown>; args: unknown[] }> {
   setThreadContext({ ...boot.context, self: { ...boot.context.self, pid: threadId } });
   adoptDeadThreads(boot.threads);
+  recordParent(threadId, boot.context.parent?.pid ?? 0);
   // A lock this thread holds is taken over by the next acquire once its death is on record (sync/threads.ts).
   process.on('exit', () => recordDeath(threadId));
   if (boot.hub !== undefined) setHubPort(boot.hub);

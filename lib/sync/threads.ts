@@ -5,12 +5,18 @@
 // 'exit' event records the death here, and a worker that exits by itself (return, throw, process.exit())
 // records its own in its 'exit' event, which also covers a parent that is blocked just then.
 //
+// A worker's workers die with it, without a word from either: so each thread the library starts records its
+// parent at boot, and a thread whose parent (or grandparent, ...) died is dead too.
+//
 // Invariants:
 //   One table per Node process, shared by every thread the library starts (it travels in BootData) and
 //   adopted from the first primitive a thread receives when it has none (a Worker the user started).
-//   kDead[id & kMask] === id exactly when thread `id` died and no later thread of the same slot died since;
-//   a thread never recorded is alive. The slot is written once per death, by whichever side sees it first.
-//   Thread ids are never reused (Node counts them up), so a dead id never comes back to life.
+//   Three regions of kSlots cells, indexed by id & kMask: kDead, kIds, kParents.
+//   kDead[slot] === id exactly when thread `id` died and no later thread of the same slot died since;
+//   a thread never recorded is alive, unless an ancestor is. The slot is written once per death, by whichever
+//   side sees it first. kIds[slot] === id when kParents[slot] is the parent of thread `id` (written at its
+//   boot, before it can hold anything). Thread ids are never reused (Node counts them up), so a dead id never
+//   comes back to life.
 import { threadId } from 'node:worker_threads';
 
 const kSlots = 1 << 14;
@@ -22,7 +28,7 @@ type GlobalWithTable = typeof globalThis & { [kTable]?: Int32Array };
 /** This process's table of dead threads, made on first use (the main thread, or a thread the user started). */
 export function deadThreads(): SharedArrayBuffer {
   const g = globalThis as GlobalWithTable;
-  g[kTable] ??= new Int32Array(new SharedArrayBuffer(kSlots * 4));
+  g[kTable] ??= new Int32Array(new SharedArrayBuffer(3 * kSlots * 4));
   return g[kTable].buffer as SharedArrayBuffer;
 }
 
@@ -39,11 +45,28 @@ export function recordDeath(id: number): void {
   if (g[kTable] !== undefined) Atomics.store(g[kTable], id & kMask, id);
 }
 
-/** True when thread `id` is known to have died. */
-export function isDead(id: number): boolean {
-  if (id <= 0) return false;
+/** Records that thread `id` was started by thread `parent` (the main thread is 0). */
+export function recordParent(id: number, parent: number): void {
   const table = (globalThis as GlobalWithTable)[kTable];
-  return table !== undefined && Atomics.load(table, id & kMask) === id;
+  if (id <= 0 || table === undefined) return;
+  Atomics.store(table, 2 * kSlots + (id & kMask), parent);
+  Atomics.store(table, kSlots + (id & kMask), id);
+}
+
+/** Lineages deeper than this are not followed (a guard; Process nesting is never that deep). */
+const kMaxDepth = 64;
+
+/** True when thread `id`, or a thread it descends from, is known to have died. */
+export function isDead(id: number): boolean {
+  const table = (globalThis as GlobalWithTable)[kTable];
+  if (table === undefined) return false;
+  for (let thread = id, depth = 0; thread > 0 && depth < kMaxDepth; depth++) {
+    const slot = thread & kMask;
+    if (Atomics.load(table, slot) === thread) return true;
+    if (Atomics.load(table, kSlots + slot) !== thread) return false; // its parent is not on record
+    thread = Atomics.load(table, 2 * kSlots + slot);
+  }
+  return false;
 }
 
 /** This thread's id as the primitives store it: never 0, so 0 can mean "nobody". */

@@ -146,6 +146,19 @@ contract(
   },
 );
 
+contract('a holder that dies with its parent (the parent is terminated): the next acquire gets the lock', async () => {
+  // Node stopped the holder with its parent, and no thread recorded the holder's death: the lock stayed taken.
+  const lock = new Lock();
+  const [conn, child] = Pipe<string>();
+  const p = startTask(tasks, 'parentOfHolder', [lock, child]);
+  assert.is(await conn.recv({ timeout: 30_000 }), 'held');
+  assert.is(lock.acquireSync({ timeout: 0 }), false, 'held by the grandchild');
+  p.terminate();
+  await p.join();
+  assert.is(await lock.acquire({ timeout: 30_000 }), true, 'taken over');
+  lock.release();
+});
+
 contract('acquireSync of a Lock this thread holds throws ERR_DEADLOCK instead of hanging', () => {
   const lock = new Lock();
   lock.acquireSync();
