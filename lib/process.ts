@@ -157,6 +157,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
 
   /** `null` while running; 0 returned, 1 threw, n after `process.exit(n)`, -15 terminated, -9 killed. */
   get exitCode(): number | null {
+    this.#checkNotClosed(); // as Python's exitcode
     return this.#exitCode;
   }
 
@@ -284,6 +285,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
 
   /** True from `start()` until the worker has exited. */
   isAlive(): boolean {
+    this.#checkNotClosed();
     return this.#worker !== undefined && this.#exitCode === null;
   }
 
@@ -299,7 +301,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
 
   /** Releases the Process object; throws while the worker is still running. */
   close(): void {
-    if (this.isAlive())
+    if (this.#worker !== undefined && this.#exitCode === null)
       throw new ProcessError(
         'cannot close a process while it is still running; join() or terminate() it first',
         ErrorCode.ProcessRunning,

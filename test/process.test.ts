@@ -304,6 +304,10 @@ cpython(
     p.close();
     await rejects(p.join(), ProcessError, 'join() after close()');
     throws(() => p.terminate(), ProcessError, 'terminate() after close()');
+    // As Python's is_alive() and exitcode (they returned false and the code).
+    assert.is(throws(() => p.isAlive(), ProcessError, 'isAlive() after close()').code, 'ERR_PROCESS_CLOSED');
+    assert.is(throws(() => p.exitCode, ProcessError, 'exitCode after close()').code, 'ERR_PROCESS_CLOSED');
+    p.close(); // again: nothing to do, as in Python
     throws(() => p.start(), ProcessError, 'start() after close()');
     p.close(); // closing twice is fine
   },

@@ -95,7 +95,14 @@ export function openQueues(suite?: { after: { each(fn: () => void): void } }): {
 
 /** Terminates and joins every tracked process still alive. */
 export async function cleanup(): Promise<void> {
-  const alive = [...started].filter((p) => p.isAlive());
+  const isAlive = (p: Process) => {
+    try {
+      return p.isAlive();
+    } catch {
+      return false; // closed: it had exited
+    }
+  };
+  const alive = [...started].filter(isAlive);
   started.clear();
   for (const p of alive) p.terminate();
   await Promise.all(alive.map((p) => deadline(p.join(), 10_000, `terminating ${p.name}`)));
