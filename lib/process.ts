@@ -125,6 +125,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
       throw new TypeError(`options.resourceLimits must be an object, got ${describe(o.resourceLimits)}`);
     }
+    if (o.resourceLimits !== undefined) checkResourceLimits(o.resourceLimits as Record<string, unknown>);
     this.#resourceLimits = o.resourceLimits as ResourceLimits | undefined;
     this.#identity = nextChildIdentity();
     this.#name = (o.name as string | undefined) ?? `Process-${this.#identity.join(':')}`;
@@ -419,4 +420,22 @@ function checkFileUrl(url: URL): URL {
   if (url.protocol !== 'file:')
     throw new TypeError(`options.module must be a file: URL or a path, got ${JSON.stringify(url.href)}`);
   return url;
+}
+
+/** Node's Worker accepts any number here: a negative heap limit only kills the worker as out of memory. */
+function checkResourceLimits(limits: Record<string, unknown>): void {
+  const known = ['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
+  for (const key of Object.keys(limits)) {
+    const value = limits[key];
+    if (!known.includes(key)) throw new TypeError(`options.resourceLimits: unknown option "${key}"`);
+    if (value === undefined) continue;
+    if (typeof value !== 'number') {
+      throw new TypeError(`options.resourceLimits.${key} must be a number, got ${describe(value)}`);
+    }
+    if (!(value >= 0) || !Number.isFinite(value)) {
+      throw new RangeError(
+        `options.resourceLimits.${key} must be a number >= 0 (0: the default), got ${describe(value)}`,
+      );
+    }
+  }
 }

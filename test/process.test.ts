@@ -113,10 +113,19 @@ cpython('default names are Process-N, counting up; options are validated at cons
     ['args not an array', { target: 'reportSelf', module: tasks, args: 'abc' }],
     ['a numeric name', { target: 'reportSelf', module: tasks, name: 5 }],
     ['a string daemon', { target: 'reportSelf', module: tasks, daemon: 'yes' }],
+    ['an unknown resource limit', { target: 'reportSelf', module: tasks, resourceLimits: { heapMb: 5 } }],
+    ['a string resource limit', { target: 'reportSelf', module: tasks, resourceLimits: { stackSizeMb: '4' } }],
   ];
   for (const [what, options] of bad) {
     throws(() => new Process(options as never), TypeError, what);
   }
+  // A negative heap limit started the worker, which then died as out of memory.
+  const negative = throws(
+    () => new Process({ target: 'reportSelf', module: tasks, resourceLimits: { maxOldGenerationSizeMb: -5 } }),
+    RangeError,
+    'a negative heap limit',
+  );
+  assert.match(negative.message, /maxOldGenerationSizeMb.*-5/);
   throws(
     () => {
       p1.daemon = 'yes' as unknown as boolean;

@@ -9,7 +9,7 @@
 //   travel between threads, so the action runs in the creating thread, inside its own wait of the round).
 //   cells[kCount] is how many threads are inside wait(); the last one out of a draining or resetting barrier
 //   sets it filling again.
-import { BrokenBarrierError } from '../errors.ts';
+import { BrokenBarrierError, describe } from '../errors.ts';
 import { checkTimeout } from '../options.ts';
 import { Condition, kHoldsLock } from './condition.ts';
 import { Lock } from './lock.ts';
@@ -90,12 +90,12 @@ export class Barrier extends Primitive {
     this.#parties = checkCount(parties, 'parties', 1);
     if (this.#parties > kMaxParties) throw new RangeError(`parties must be at most ${kMaxParties}, got ${parties}`);
     const o = options ?? {};
-    if (typeof o !== 'object') throw new TypeError('options must be an object');
+    if (typeof o !== 'object') throw new TypeError(`options must be an object, got ${describe(o)}`);
     for (const key of Object.keys(o)) {
       if (key !== 'action' && key !== 'timeout') throw new TypeError(`options: unknown option "${key}"`);
     }
     if (o.action !== undefined && typeof o.action !== 'function') {
-      throw new TypeError('options.action must be a function');
+      throw new TypeError(`options.action must be a function, got ${describe(o.action)}`);
     }
     this.#timeout = checkTimeout(o.timeout);
     this.#condition = new Condition(new Lock());

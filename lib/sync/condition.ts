@@ -11,7 +11,7 @@
 //   ran out (it withdraws). A slot whose waiter's thread died is freed by the next notify that finds it, and
 //   is not counted as one woken.
 //   cells[kWaiting] is the number of slots in the waiting state (notify skips the scan when it is 0).
-import { ErrorCode, ProcessError } from '../errors.ts';
+import { describe, ErrorCode, ProcessError } from '../errors.ts';
 import { checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { isDead, me, threadOf } from './threads.ts';
@@ -66,7 +66,7 @@ export class Condition extends Primitive {
       return;
     }
     if (lock !== undefined && !(typeof lock === 'object' && lock !== null && kIsMine in lock)) {
-      throw new TypeError('lock must be a Lock or an RLock');
+      throw new TypeError(`lock must be a Lock or an RLock, got ${describe(lock)}`);
     }
     // A Lock, where Python's default is an RLock: an RLock is held per thread, so two async functions of one
     // thread would both hold it at once, and their waits would tangle (README: Synchronization).
@@ -178,6 +178,7 @@ export class Condition extends Primitive {
 
   /** Waits until `predicate()` is truthy, or `timeout` ms pass; returns its last result (Python's `wait_for`). */
   async waitFor<R>(predicate: () => R, timeout?: number): Promise<R> {
+    checkPredicate(predicate);
     const ms = checkTimeout(timeout, 'timeout');
     const deadline = performance.now() + ms;
     let result = predicate();
@@ -192,6 +193,7 @@ export class Condition extends Primitive {
 
   /** As waitFor(), blocking the thread. */
   waitForSync<R>(predicate: () => R, timeout?: number): R {
+    checkPredicate(predicate);
     const ms = checkTimeout(timeout, 'timeout');
     const deadline = performance.now() + ms;
     let result = predicate();
@@ -239,3 +241,7 @@ export class Condition extends Primitive {
 }
 
 registerPrimitive('Condition', () => new Condition());
+
+function checkPredicate(predicate: unknown): void {
+  if (typeof predicate !== 'function') throw new TypeError(`predicate must be a function, got ${describe(predicate)}`);
+}

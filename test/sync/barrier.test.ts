@@ -160,7 +160,9 @@ t('test_single_thread: a barrier of one never waits', async () => {
   assert.is(b.nWaiting, 0);
   throws(() => new Barrier(0), RangeError);
   throws(() => new Barrier(257), RangeError, 'more parties than one Condition can hold waiting');
-  throws(() => new Barrier(2, { action: 1 as never }), TypeError);
+  // The messages name the value received (they named only the argument).
+  assert.match(throws(() => new Barrier(2, { action: 1 as never }), TypeError).message, /action.*got 1/);
+  assert.match(throws(() => new Barrier(2, 5 as never), TypeError).message, /options.*got 5/);
   throws(() => new Barrier(2, { nope: 1 } as never), TypeError);
 });
 

@@ -150,7 +150,9 @@ t('wait and notify without the lock throw ERR_LOCK_NOT_HELD; a Condition over a 
   let rejected: unknown;
   await cond.wait(0).catch((e) => (rejected = e));
   assert.ok(rejected instanceof ProcessError);
+  assert.match(throws(() => new Condition('x' as never), TypeError).message, /got "x"|got 'x'|got x/);
   throws(() => new Condition({} as Lock), TypeError);
+  assert.match(throws(() => cond.waitForSync(5 as never), TypeError).message, /predicate.*got 5/);
   {
     cond.acquireSync();
     using _held = cond;
