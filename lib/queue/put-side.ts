@@ -350,7 +350,7 @@ export class PutSide {
     this.#adding = true;
     try {
       const carrying = encoder.put(item, { transfer });
-      this.#adding = false;
+      this.#adding = false; // before #postAlone(), whose flush must run
       if (carrying >= Carrying.Cloned) this.#postAlone(encoder.takeLast(transfer));
     } catch (error) {
       unreserve(holder.queueCells, holder.holderCells, holder.joinable, holder.maxsize);
