@@ -122,10 +122,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
       throw new TypeError(`options.name must be a string, got ${describe(o.name)}`);
     if (o.daemon !== undefined && typeof o.daemon !== 'boolean')
       throw new TypeError(`options.daemon must be a boolean, got ${describe(o.daemon)}`);
-    if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
-      throw new TypeError(`options.resourceLimits must be an object, got ${describe(o.resourceLimits)}`);
-    }
-    if (o.resourceLimits !== undefined) checkResourceLimits(o.resourceLimits as Record<string, unknown>);
+    if (o.resourceLimits !== undefined) checkResourceLimits(o.resourceLimits);
     this.#resourceLimits = o.resourceLimits as ResourceLimits | undefined;
     this.#identity = nextChildIdentity();
     this.#name = (o.name as string | undefined) ?? `Process-${this.#identity.join(':')}`;
@@ -423,11 +420,14 @@ function checkFileUrl(url: URL): URL {
 }
 
 /** Node's Worker accepts any number here: a negative heap limit only kills the worker as out of memory. */
-function checkResourceLimits(limits: Record<string, unknown>): void {
-  const known = ['maxYoungGenerationSizeMb', 'maxOldGenerationSizeMb', 'codeRangeSizeMb', 'stackSizeMb'];
-  for (const key of Object.keys(limits)) {
-    const value = limits[key];
-    if (!known.includes(key)) throw new TypeError(`options.resourceLimits: unknown option "${key}"`);
+function checkResourceLimits(options: unknown): void {
+  const limits = checkOptions(options, 'options.resourceLimits', [
+    'maxYoungGenerationSizeMb',
+    'maxOldGenerationSizeMb',
+    'codeRangeSizeMb',
+    'stackSizeMb',
+  ]);
+  for (const [key, value] of Object.entries(limits)) {
     if (value === undefined) continue;
     if (typeof value !== 'number') {
       throw new TypeError(`options.resourceLimits.${key} must be a number, got ${describe(value)}`);
