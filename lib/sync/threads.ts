@@ -48,9 +48,14 @@ export function recordDeath(id: number): void {
 /** Records that thread `id` was started by thread `parent` (the main thread is 0). */
 export function recordParent(id: number, parent: number): void {
   const table = (globalThis as GlobalWithTable)[kTable];
-  if (id <= 0 || table === undefined) return;
+  if (id <= 0 || !hasLineage(table)) return;
   Atomics.store(table, 2 * kSlots + (id & kMask), parent);
   Atomics.store(table, kSlots + (id & kMask), id);
+}
+
+/** The table has the parents' regions (one made by an older copy of the library in this process may not). */
+function hasLineage(table: Int32Array | undefined): table is Int32Array {
+  return table !== undefined && table.length >= 3 * kSlots;
 }
 
 /** Lineages deeper than this are not followed (a guard; Process nesting is never that deep). */
@@ -63,7 +68,7 @@ export function isDead(id: number): boolean {
   for (let thread = id, depth = 0; thread > 0 && depth < kMaxDepth; depth++) {
     const slot = thread & kMask;
     if (Atomics.load(table, slot) === thread) return true;
-    if (Atomics.load(table, kSlots + slot) !== thread) return false; // its parent is not on record
+    if (!hasLineage(table) || Atomics.load(table, kSlots + slot) !== thread) return false; // no parent on record
     thread = Atomics.load(table, 2 * kSlots + slot);
   }
   return false;
