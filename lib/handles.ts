@@ -8,6 +8,7 @@
 //   (DataCloneError) leaves every handle untouched.
 //   A handle is told it moved (`commit`) only after the post carrying it succeeded; a failed post `abort`s
 //   it, and leaves it usable where it was.
+import type { TransferListItem } from 'node:worker_threads';
 import { bug } from './errors.ts';
 import { setHandleReviver } from './wire/decode.ts';
 import { Encoder, type LoneItem } from './wire/encode.ts';
@@ -95,6 +96,20 @@ export function captureItem(value: unknown, transfer?: readonly unknown[]): Lone
   } finally {
     if (encoder === loneEncoder) encoding = false;
   }
+}
+
+/**
+ * captureItem() for an item that waits before it is posted (a put on a full queue): its transfer list moves
+ * now, at the call, as postMessage's would. The buffers and ports listed are detached here and the item
+ * carries their new counterparts, so a change the caller makes to them meanwhile changes nothing that arrives.
+ */
+export function captureToWait(value: unknown, transfer: readonly unknown[] | undefined): LoneItem {
+  const lone = captureItem(value, transfer);
+  if (transfer === undefined || transfer.length === 0) return lone;
+  const moved = structuredClone({ carry: lone.batch.carry, transfer }, { transfer: transfer as TransferListItem[] });
+  lone.batch.carry = moved.carry;
+  lone.transfer = [lone.batch.bytes, ...moved.transfer];
+  return lone;
 }
 
 /** Where a captured item's bytes can go straight from the encoder (the queues' hand-off ring). */

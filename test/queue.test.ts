@@ -635,7 +635,7 @@ contract('get() and put() honour an AbortSignal', async () => {
   q.close();
 });
 
-contract('put with transfer moves buffers, also for puts that waited for a slot', async () => {
+contract('put with transfer moves buffers at the call, also for puts that wait for a slot', async () => {
   const q = open(new Queue<ArrayBuffer | number>({ maxsize: 1 }));
   const a = new Uint8Array([1, 2, 3]).buffer;
   await q.put(a, { transfer: [a] });
@@ -647,6 +647,9 @@ contract('put with transfer moves buffers, also for puts that waited for a slot'
   const c = new Uint8Array([5, 6]).buffer;
   const pb = later(q.put(b, { transfer: [b] }));
   const pc = later(q.put(c, { transfer: [c] }));
+  // Moved at the call, as postMessage moves them: a write meanwhile cannot change what arrives.
+  assert.is(b.byteLength, 0, 'a put that waits moves its buffer at the call');
+  assert.is(c.byteLength, 0, 'so does the one behind it');
   assert.is(await q.get(), 0);
   await pb;
   assert.is(b.byteLength, 0, 'the first waiting put moved its buffer');

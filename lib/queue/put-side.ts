@@ -21,6 +21,7 @@ import {
   abort,
   captureItem,
   captureOrSink,
+  captureToWait,
   commit,
   isHandle,
   marshalHandles,
@@ -152,8 +153,8 @@ export class PutSide {
         lone = put;
       }
       if (timeout === 0) throw new Full();
-      // Captured now, so the value is still the one of this call when a slot frees up.
-      return this.#waitInLine(lone ?? captureItem(item, transfer), timeout, signal);
+      // Captured now, so the value is still the one of this call when a slot frees up (and its transfer list moved).
+      return this.#waitInLine(lone ?? captureToWait(item, transfer), timeout, signal);
     } catch (error) {
       return Promise.reject(error);
     }
