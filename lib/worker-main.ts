@@ -122,11 +122,25 @@ export async function main(boot: BootData): Promise<void> {
   const target = exported(module, boot.target, boot.module);
   if (target instanceof ProcessError) return fail(target);
   let failed = false;
+  // The thread has nothing left that could settle the target's promise (no timer, port or I/O): Node would end
+  // it with exit code 13 and no word. Say so, as a failure of the target.
+  const stalled = () => {
+    report(
+      new ProcessError(
+        `target "${boot.target}" of ${boot.module} returned a promise that can never settle: the thread has nothing left to wait for (no timer, open port or I/O)`,
+        ErrorCode.Deadlock,
+      ),
+    );
+    process.exit(1);
+  };
+  process.once('beforeExit', stalled);
   try {
     await target(...args);
   } catch (error) {
     failed = true;
     report(error);
+  } finally {
+    process.off('beforeExit', stalled);
   }
   await runTaskEndHooks();
   await joinChildren();

@@ -258,6 +258,25 @@ cpython(
 );
 
 cpython(
+  'a target whose promise can never settle (its thread left with nothing to wait for): exitCode 1 and an ERR_DEADLOCK error, not a silent exit code 13',
+  async () => {
+    const { result: p, stderr } = await captureStderr(async () => {
+      const p = start('unsettledForever', [], { name: 'never-settles' });
+      await p.join();
+      return p;
+    });
+    assert.is(p.exitCode, 1);
+    assert.instance(p.error, ProcessError);
+    assert.is((p.error as ProcessError).code, 'ERR_DEADLOCK');
+    assert.match(
+      p.error!.message,
+      /target "unsettledForever" of .*process-tasks.* returned a promise that can never settle/,
+    );
+    assert.ok(stderr.includes('never-settles'), `stderr names the process:\n${stderr}`);
+  },
+);
+
+cpython(
   'test_recursion: a child starts children of its own; each reports through a pipe',
   async () => {
     const [rconn, wconn] = Pipe<any>(false);
