@@ -14,6 +14,7 @@ import { availableParallelism } from 'node:os';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import { checkNonNegativeInteger, checkOptions, checkSignal, checkTimeout, checkTransferList } from '../options.ts';
+import { isThenable } from '../thenable.ts';
 import { sliceItems } from '../wire/batch.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying, type Batch } from '../wire/format.ts';
@@ -918,10 +919,6 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     reading.then(done, done);
     return reading;
   }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 // --- argument checks ------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import { registerEntry } from '../entries.ts';
 import { ProcessError, serializeError, type SerializedError } from '../errors.ts';
 import { isHandle, marshalHandles, commit, abort, type Handle } from '../handles.ts';
 import type { BootData } from '../protocol.ts';
+import { isThenable } from '../thenable.ts';
 import { BatchReader } from '../wire/decode.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
@@ -133,7 +134,7 @@ async function runChunk(
         if (fn instanceof ProcessError) throw fn;
         const args = reader.item(i);
         value = chunk.star ? fn(...(args as unknown[])) : fn(args);
-        if (value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function') {
+        if (isThenable(value)) {
           ticker ??= setInterval(onTick, kPartMs);
           awaiting = i;
           try {

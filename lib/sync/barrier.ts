@@ -10,7 +10,7 @@
 //   cells[kCount] is how many threads are inside wait(); the last one out of a draining or resetting barrier
 //   sets it filling again.
 import { BrokenBarrierError, describe } from '../errors.ts';
-import { checkTimeout } from '../options.ts';
+import { checkOptions, checkTimeout } from '../options.ts';
 import { Condition, kHoldsLock } from './condition.ts';
 import { Lock } from './lock.ts';
 import {
@@ -37,6 +37,8 @@ const kCells = 5;
 
 /** At most this many parties: the waits of a round wait on one Condition. */
 const kMaxParties = 256;
+
+const barrierKeys = ['action', 'timeout'] as const;
 
 // The actions of the barriers this thread created, by serial: a barrier that travels and comes back is a new
 // object, and must still find its action here. An entry leaves when the barrier that made it is collected.
@@ -89,11 +91,7 @@ export class Barrier extends Primitive {
     }
     this.#parties = checkCount(parties, 'parties', 1);
     if (this.#parties > kMaxParties) throw new RangeError(`parties must be at most ${kMaxParties}, got ${parties}`);
-    const o = options ?? {};
-    if (typeof o !== 'object') throw new TypeError(`options must be an object, got ${describe(o)}`);
-    for (const key of Object.keys(o)) {
-      if (key !== 'action' && key !== 'timeout') throw new TypeError(`options: unknown option "${key}"`);
-    }
+    const o: BarrierOptions = checkOptions(options, 'options', barrierKeys);
     if (o.action !== undefined && typeof o.action !== 'function') {
       throw new TypeError(`options.action must be a function, got ${describe(o.action)}`);
     }

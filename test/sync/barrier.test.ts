@@ -163,7 +163,9 @@ t('test_single_thread: a barrier of one never waits', async () => {
   // The messages name the value received (they named only the argument).
   assert.match(throws(() => new Barrier(2, { action: 1 as never }), TypeError).message, /action.*got 1/);
   assert.match(throws(() => new Barrier(2, 5 as never), TypeError).message, /options.*got 5/);
-  throws(() => new Barrier(2, { nope: 1 } as never), TypeError);
+  assert.match(throws(() => new Barrier(2, { nope: 1 } as never), TypeError).message, /unknown option "nope"/);
+  // null is not an options object, as everywhere else (it was taken for none).
+  assert.match(throws(() => new Barrier(2, null as never), TypeError).message, /options.*got null/);
 });
 
 t(
