@@ -37,6 +37,8 @@ export interface BootData {
   args: Batch | null;
   /** This thread's port to the queue hub (queue/hub-client.ts); for the hub itself, the main thread's. */
   hub?: MessagePort;
+  /** For the hub itself: a cell it sets to 1 (and notifies) once it serves (queue/hub-client.ts: hubStarting). */
+  hubReady?: Int32Array;
   /** The process's table of dead threads (sync/threads.ts), shared by every thread the library starts. */
   threads?: SharedArrayBuffer;
   context: ThreadContext;

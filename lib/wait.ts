@@ -21,13 +21,15 @@ export interface Waiter<T> {
 
 /**
  * Starts a wait. `arm` registers the waiter where the event will find it and returns how to unregister it;
- * it runs synchronously, before the timeout and abort listeners are armed.
+ * it runs synchronously, before the timeout and abort listeners are armed. With `timeoutFrom`, the timeout
+ * counts from when that settles (the abort listener is armed at once).
  */
 export function wait<T>(
   arm: (waiter: Waiter<T>) => () => void,
   timeout: number,
   signal: AbortSignal | undefined,
   onTimeout: () => Error,
+  timeoutFrom?: Promise<unknown>,
 ): Promise<T> {
   if (signal?.aborted) return Promise.reject(signal.reason);
   return new Promise<T>((resolve, reject) => {
@@ -63,10 +65,16 @@ export function wait<T>(
       disarm();
       return;
     }
-    if (timeout !== Infinity && timeout <= kMaxTimer)
-      timer = setTimeout(() => {
-        if (!waiter.committed && !waiter.decided?.(onTimeout)) waiter.reject(onTimeout());
-      }, timeout);
+    if (timeout !== Infinity && timeout <= kMaxTimer) {
+      const startTimer = () => {
+        if (waiter.settled) return;
+        timer = setTimeout(() => {
+          if (!waiter.committed && !waiter.decided?.(onTimeout)) waiter.reject(onTimeout());
+        }, timeout);
+      };
+      if (timeoutFrom === undefined) startTimer();
+      else timeoutFrom.then(startTimer, startTimer);
+    }
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }

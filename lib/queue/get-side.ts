@@ -43,6 +43,7 @@ import {
   takeHandedOff,
   unpin,
 } from './cells.ts';
+import { hubStarted } from './hub-client.ts';
 import { Op, type HolderMessage, type HubMessage, type WantMessage } from './protocol.ts';
 
 /** What #takeHandedOff() returns when the ring is empty. */
@@ -172,6 +173,7 @@ export class GetSide {
       timeout,
       signal,
       () => new Empty(`queue is empty: get() timed out after ${timeout} ms`),
+      timeout === Infinity ? undefined : hubStarted(),
     );
   }
 

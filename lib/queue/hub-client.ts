@@ -18,10 +18,13 @@ import { Op, type AdoptMessage, type ClientMessage, type CreateMessage, type Hol
 // Per thread on globalThis: every copy of the library in a thread shares the one port.
 const kHubPort = Symbol.for('mpthreads.hubPort');
 const kOwnHub = Symbol.for('mpthreads.ownHub');
-type Global = typeof globalThis & { [kHubPort]?: MessagePort; [kOwnHub]?: boolean };
+const kHubStarting = Symbol.for('mpthreads.hubStarting');
+type Global = typeof globalThis & { [kHubPort]?: MessagePort; [kOwnHub]?: boolean; [kHubStarting]?: Int32Array };
 
 function startHub(): MessagePort {
   const { port1, port2 } = new MessageChannel();
+  const ready = new Int32Array(new SharedArrayBuffer(4));
+  (globalThis as Global)[kHubStarting] = ready;
   const self = currentProcess();
   const boot: BootData = {
     runtime: hubRuntime.url,
@@ -31,6 +34,7 @@ function startHub(): MessagePort {
     target: hubRuntime.entry,
     args: null,
     hub: port2,
+    hubReady: ready,
     context: {
       self: { name: 'queue-hub', pid: -1, daemon: true },
       parent: self,
@@ -51,6 +55,30 @@ function startHub(): MessagePort {
   });
   port1.unref();
   return port1;
+}
+
+/**
+ * While the hub this thread started is still starting (loading its code: tens of ms, more under tsx): the
+ * cell that turns 1 once it serves. Items this thread put are on their way to it, so a get's timeout counts
+ * from then: a put, then a get({ timeout }) in a fresh program, must not fail with Empty while qsize() is 1.
+ */
+export function hubStarting(): Int32Array | undefined {
+  const g = globalThis as Global;
+  const cell = g[kHubStarting];
+  if (cell === undefined || Atomics.load(cell, 0) === 0) return cell;
+  g[kHubStarting] = undefined;
+  return undefined;
+}
+
+/** Longest a wait's timeout is held back for the hub to start: a hub that failed to start says so on stderr. */
+export const kHubStartMs = 10_000;
+
+/** hubStarting() as a promise that settles once the hub serves (at most kHubStartMs); undefined if it does. */
+export function hubStarted(): Promise<unknown> | undefined {
+  const cell = hubStarting();
+  if (cell === undefined) return undefined;
+  const started = Atomics.waitAsync(cell, 0, 0, kHubStartMs);
+  return started.async ? started.value : undefined;
 }
 
 /** @internal Called by a Process's worker at boot with the port its parent got for it. */

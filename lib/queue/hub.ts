@@ -434,6 +434,13 @@ function serve(port: MessagePort): void {
 /** Entry point, called by workers/bootstrap.mjs in the hub's worker, with the main thread's port to it. */
 export function main(boot: BootData): void {
   serve(boot.hub!);
+  // Ready once the messages that waited for the hub were served (the port's go before the check phase).
+  const ready = boot.hubReady;
+  if (ready !== undefined)
+    setImmediate(() => {
+      Atomics.store(ready, 0, 1);
+      Atomics.notify(ready, 0);
+    });
   // The hub lives as long as the process: it must not keep it alive, nor stop while the main thread runs.
   parentPort?.unref();
 }

@@ -37,4 +37,23 @@ lazy(
   50_000,
 );
 
+lazy(
+  'in a fresh program, a get with a timeout made right after a put finds the item while the hub starts (async and sync)',
+  async () => {
+    const fixture = fileURLToPath(new URL('../fixtures/first-get.ts', import.meta.url));
+    for (const how of ['async', 'sync']) {
+      const { code, signal, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture, how], {
+        cwd: root,
+        ms: 30_000,
+      });
+      assert.is(signal, null, stderr);
+      assert.is(code, 0, stderr);
+      // The timeout counts from when the hub serves: it took 30-40 ms to start here from JavaScript, 150-230
+      // under tsx, so a 50 ms get failed with Empty while qsize() said 1.
+      assert.equal(JSON.parse(stdout), { got: true }, `${how}: ${stdout}`);
+    }
+  },
+  40_000,
+);
+
 lazy.run();
