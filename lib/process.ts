@@ -204,8 +204,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     const useSpare = boot.tsx && this.#resourceLimits === undefined;
     let worker: Worker;
     const hub = childHubPort();
-    boot.hub = hub;
-    const transfer = [...args.transfer, hub] as TransferListItem[];
+    boot.hub = hub.port;
+    const transfer = [...args.transfer, hub.port] as TransferListItem[];
     try {
       worker =
         (useSpare ? claimSpare(boot, transfer) : undefined) ??
@@ -221,9 +221,10 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
         );
     } catch (error) {
       abort(args);
-      hub.close();
+      hub.port.close();
       throw error;
     }
+    hub.started(worker.threadId);
     compiled?.deliver(worker);
     commit(args, `process "${this.#name}"`);
     this.#worker = worker;

@@ -13,6 +13,7 @@ import { PROTOCOL_TAG, type BootData } from '../protocol.ts';
 import { execArgvWithoutTsx } from '../compile.ts';
 import { bootstrapUrl, hubRuntime, startWorker } from '../runtime.ts';
 import { beforeBlocking } from '../shared-wait.ts';
+import { deadThreads, recordDeath } from '../sync/threads.ts';
 import { Op, type AdoptMessage, type ClientMessage, type CreateMessage, type HolderWire } from './protocol.ts';
 
 // Per thread on globalThis: every copy of the library in a thread shares the one port.
@@ -35,6 +36,7 @@ function startHub(): MessagePort {
     args: null,
     hub: port2,
     hubReady: ready,
+    threads: deadThreads(),
     context: {
       self: { name: 'queue-hub', pid: -1, daemon: true },
       parent: self,
@@ -107,8 +109,20 @@ export function createQueue(cells: Int32Array, joinable: boolean, holder: Holder
   hubPort().postMessage(message, [holder.port as MessagePort]);
 }
 
+/** A port to the hub for a child thread about to start, and how to tell the hub which thread it serves. */
+export interface ChildHubPort {
+  /** The child's end: its BootData's `hub`. */
+  readonly port: MessagePort;
+  /**
+   * The child started as thread `thread`. The hub watches its port: the port closes when the thread dies, so
+   * the hub records the death for the locks (sync/threads.ts) even when the thread could not (it ran out of
+   * heap) and its parent cannot (it blocks in a ...Sync call).
+   */
+  started(thread: number): void;
+}
+
 /**
- * A port to the hub for a child thread about to start (its BootData's `hub`).
+ * A port to the hub for a child thread about to start.
  *
  * The main thread starts the hub lazily: most programs that start a Process never make a queue, and the hub's
  * worker costs ~15 ms and ~10 MiB. Until the hub runs, the child's port leads here; the first message on it
@@ -116,41 +130,58 @@ export function createQueue(cells: Int32Array, joinable: boolean, holder: Holder
  * messages queued behind it. So a child's first queue waits for this thread's event loop once: before this
  * thread blocks (a ...Sync call, shared-wait.ts), the hub is started and every waiting port handed to it.
  */
-export function childHubPort(): MessagePort {
+export function childHubPort(): ChildHubPort {
   const { port1, port2 } = new MessageChannel();
   const g = globalThis as Global;
   if (g[kHubPort] !== undefined || !isMainThread) {
-    const message: AdoptMessage = { op: Op.Adopt, port: port1 };
-    hubPort().postMessage(message, [port1]);
-    return port2;
+    const started = (thread: number) => {
+      const message: AdoptMessage = { op: Op.Adopt, port: port1, thread };
+      hubPort().postMessage(message, [port1]);
+    };
+    return { port: port2, started };
   }
-  const onFirst = (first: ClientMessage) => {
-    waitingForHub.delete(port1);
-    const hub = hubPort();
-    hub.postMessage(first, [first.op === Op.Create ? first.holder.port : first.port] as MessagePort[]);
-    const adopt: AdoptMessage = { op: Op.Adopt, port: port1 };
-    hub.postMessage(adopt, [port1]);
+  const waiting: WaitingPort = {
+    thread: undefined,
+    onFirst: (first: ClientMessage) => {
+      waitingForHub.delete(port1);
+      const hub = hubPort();
+      hub.postMessage(first, [first.op === Op.Create ? first.holder.port : first.port] as MessagePort[]);
+      const adopt: AdoptMessage = { op: Op.Adopt, port: port1, thread: waiting.thread };
+      hub.postMessage(adopt, [port1]);
+    },
   };
-  port1.once('message', onFirst);
-  // A child that exits without a queue closes it: nothing to hand over then.
+  port1.once('message', waiting.onFirst);
+  // A child that exits without a queue closes it: nothing to hand over then (its parent records the death).
   port1.once('close', () => waitingForHub.delete(port1));
-  waitingForHub.set(port1, onFirst);
+  waitingForHub.set(port1, waiting);
   port1.unref();
-  return port2;
+  return {
+    port: port2,
+    started: (thread) => {
+      waiting.thread = thread;
+    },
+  };
 }
 
-/** Children's hub ports that lead here until the hub starts, with the listener that forwards their first message. */
-const waitingForHub = new Map<MessagePort, (first: ClientMessage) => void>();
+/** A child's hub port that leads here until the hub starts. */
+interface WaitingPort {
+  /** The child's threadId, once it started. */
+  thread: number | undefined;
+  /** The listener that forwards the first message. */
+  onFirst: (first: ClientMessage) => void;
+}
+const waitingForHub = new Map<MessagePort, WaitingPort>();
 beforeBlocking(() => {
   if (waitingForHub.size === 0) return;
   const hub = hubPort();
-  for (const [port, onFirst] of waitingForHub) {
-    port.off('message', onFirst);
-    const adopt: AdoptMessage = { op: Op.Adopt, port };
+  for (const [port, waiting] of waitingForHub) {
+    port.off('message', waiting.onFirst);
+    const adopt: AdoptMessage = { op: Op.Adopt, port, thread: waiting.thread };
     try {
       hub.postMessage(adopt, [port]); // messages queued on it (a child's Create) go with it
     } catch {
-      // Its child exited and the port closed before its 'close' event ran: nobody to serve.
+      // Its child exited and the port closed before its 'close' event ran: nobody to serve, a death to record.
+      if (waiting.thread !== undefined) recordDeath(waiting.thread);
     }
   }
   waitingForHub.clear();

@@ -21,6 +21,7 @@
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
+import { adoptDeadThreads, recordDeath } from '../sync/threads.ts';
 import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
 import type { Batch } from '../wire/format.ts';
 import {
@@ -419,9 +420,13 @@ function serve(port: MessagePort): void {
         new Holder(queue, message.holder);
         return;
       }
-      case Op.Adopt:
-        serve(message.port as unknown as MessagePort);
+      case Op.Adopt: {
+        const adopted = message.port as unknown as MessagePort;
+        const thread = message.thread;
+        if (thread !== undefined) adopted.once('close', () => recordDeath(thread));
+        serve(adopted);
         return;
+      }
       default: {
         const unknown: never = message;
         throw bug(`hub: unknown message ${JSON.stringify(unknown)}`);
@@ -433,6 +438,7 @@ function serve(port: MessagePort): void {
 
 /** Entry point, called by workers/bootstrap.mjs in the hub's worker, with the main thread's port to it. */
 export function main(boot: BootData): void {
+  adoptDeadThreads(boot.threads);
   serve(boot.hub!);
   // Ready once the messages that waited for the hub were served (the port's go before the check phase).
   const ready = boot.hubReady;

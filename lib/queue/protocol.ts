@@ -199,6 +199,11 @@ export interface CreateMessage {
 export interface AdoptMessage {
   op: typeof Op.Adopt;
   port: MessagePortLike;
+  /**
+   * The threadId of the Process the port serves: its closing means that thread died, which the hub records for
+   * the locks (sync/threads.ts) when nobody else can (the thread ran out of heap while its parent blocks).
+   */
+  thread?: number;
 }
 export type ClientMessage = CreateMessage | AdoptMessage;
 

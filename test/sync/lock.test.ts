@@ -1,6 +1,7 @@
 // Lock, RLock, Semaphore, BoundedSemaphore: CPython's _TestLock and _TestSemaphore ported, then what the
 // contract adds: exact counts under contention between workers, a holder that dies, the blocking forms'
 // errors, and primitives carried through pipes and queues.
+import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 import {
   BoundedSemaphore,
@@ -15,8 +16,10 @@ import {
 } from '../../lib/index.ts';
 import { incrementSync } from '../fixtures/sync-tasks.ts';
 import { openQueues, rejects, startTask, suite, throws } from '../_support/harness.ts';
+import { run } from '../_support/run-program.ts';
 
 const tasks = new URL('../fixtures/sync-tasks.ts', import.meta.url);
+const root = fileURLToPath(new URL('../..', import.meta.url));
 
 const cpython = suite('sync: CPython _TestLock, _TestSemaphore');
 
@@ -158,6 +161,27 @@ contract('a holder that dies with its parent (the parent is terminated): the nex
   assert.is(await lock.acquire({ timeout: 30_000 }), true, 'taken over');
   lock.release();
 });
+
+contract(
+  'a holder that runs out of heap while this thread blocks in recvSync()/acquireSync(): EOFError, then the lock (before and after the hub started)',
+  async () => {
+    // Nobody recorded the death: the holder could not, and the Process's 'exit' event waits for this thread's
+    // event loop. recvSync() timed out and acquireSync() returned false after 15 s each (forever without a
+    // timeout). The queue hub now records it when the holder's port to it closes. In a program of its own,
+    // where the hub has not started yet.
+    const fixture = fileURLToPath(new URL('../fixtures/oom-lock-holder.ts', import.meta.url));
+    const { code, signal, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture], {
+      cwd: root,
+      ms: 90_000,
+    });
+    assert.is(signal, null, stderr);
+    assert.is(code, 0, stderr);
+    const taken = { eof: 'EOFError', acquired: true, exitCode: 1 };
+    assert.equal(JSON.parse(stdout), { beforeHub: taken, afterHub: taken }, stdout);
+    assert.match(stderr, /ERR_WORKER_OUT_OF_MEMORY/, 'each holder ran out of heap');
+  },
+  100_000,
+);
 
 contract('acquireSync of a Lock this thread holds throws ERR_DEADLOCK instead of hanging', () => {
   const lock = new Lock();
