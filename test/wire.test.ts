@@ -920,6 +920,15 @@ t('registered classes arrive as instances; unregistered ones as plain objects, a
   assert.equal(d, { z: 1 });
   assert.throws(() => registerClass(class Vec {}), /already registered/);
   assert.throws(() => registerClass(Vec, { bogus: 1 } as never), /unknown option "bogus"/);
+  // null is not an options object, as everywhere else (it was taken for none); messages name the value.
+  assert.throws(
+    () => registerClass(class Other {}, null as never),
+    /registerClass\(\) options must be an object, got null/,
+  );
+  assert.throws(
+    () => registerClass(class Other2 {}, { serialize: 1, deserialize: () => 0 } as never),
+    /serialize must be a function, got 1/,
+  );
 });
 
 t.run();

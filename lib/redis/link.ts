@@ -8,7 +8,7 @@
 //   The sockets keep the process alive only while a call is outstanding or something waits (hold/release): a
 //   program that never calls close() still exits when it has nothing left to do, as with local queues.
 //   The client package (node-redis) is imported on first connect, never by `import 'mpthreads'`.
-import { ConnectionError, ErrorCode, ProcessError } from '../errors.ts';
+import { ConnectionError, describe, ErrorCode, ProcessError } from '../errors.ts';
 
 /** How long a lost server may take to come back before calls fail (SPEC: within 10 s). */
 export const kLostAfter = 8_000;
@@ -67,7 +67,7 @@ export class Link {
 
   /** Connects, or rejects with ConnectionError (naming the URL) within kConnectDeadline ms. */
   static async open(url: string): Promise<Link> {
-    if (typeof url !== 'string') throw new TypeError(`connect(url): url must be a string, got ${typeof url}`);
+    if (typeof url !== 'string') throw new TypeError(`connect(url): url must be a string, got ${describe(url)}`);
     let parsed: URL;
     try {
       parsed = new URL(url);

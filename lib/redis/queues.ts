@@ -3,7 +3,7 @@
 // can be synchronous, so the calls that are synchronous locally (qsize, putNowait, getNowait, taskDone…)
 // return Promises here. A handle travels in Process and Pool args (and messages) as its URL and name: the
 // receiving thread opens the same queue through its own connection (context.ts: contextFor).
-import { ClosedError } from '../errors.ts';
+import { ClosedError, describe } from '../errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Handle, type WireHandle } from '../handles.ts';
 import { checkOptions, checkTransferList, checkWaitOptions, type WaitOptions } from '../options.ts';
 import type { PutOptions } from '../queue/put-side.ts';
@@ -308,15 +308,13 @@ export function checkQueueArgs(
   options: unknown,
 ): { maxsize: number | undefined; visibilityTimeout: number; explicitVisibility: boolean } {
   if (typeof name !== 'string' || name === '')
-    throw new TypeError(
-      `${kind}(name): name must be a non-empty string, got ${typeof name === 'string' ? "''" : typeof name}`,
-    );
+    throw new TypeError(`${kind}(name): name must be a non-empty string, got ${describe(name)}`);
   const known = kind === 'SimpleQueue' ? [] : kind === 'Queue' ? ['maxsize'] : ['maxsize', 'visibilityTimeout'];
   const o = checkOptions(options, 'options', known);
   let maxsize: number | undefined;
   if (o.maxsize !== undefined) {
     if (typeof o.maxsize !== 'number')
-      throw new TypeError(`options.maxsize must be a non-negative integer, got ${typeof o.maxsize}`);
+      throw new TypeError(`options.maxsize must be a non-negative integer, got ${describe(o.maxsize)}`);
     if (!Number.isSafeInteger(o.maxsize) || o.maxsize < 0)
       throw new RangeError(`options.maxsize must be a non-negative integer, got ${o.maxsize}`);
     maxsize = o.maxsize;
@@ -325,7 +323,7 @@ export function checkQueueArgs(
   if (o.visibilityTimeout !== undefined) {
     if (typeof o.visibilityTimeout !== 'number')
       throw new TypeError(
-        `options.visibilityTimeout must be a positive integer of milliseconds, got ${typeof o.visibilityTimeout}`,
+        `options.visibilityTimeout must be a positive integer of milliseconds, got ${describe(o.visibilityTimeout)}`,
       );
     if (!Number.isSafeInteger(o.visibilityTimeout) || o.visibilityTimeout <= 0)
       throw new RangeError(

@@ -209,7 +209,7 @@ export class Condition extends Primitive {
   /** Wakes up to `n` of the threads waiting now, the longest-waiting first. The lock must be held. */
   notify(n = 1): void {
     this.#checkHeld('notify()');
-    if (typeof n !== 'number') throw new TypeError(`n must be a number, got ${typeof n}`);
+    if (typeof n !== 'number') throw new TypeError(`n must be a number, got ${describe(n)}`);
     if (n !== Infinity && (!Number.isSafeInteger(n) || n < 0)) {
       throw new RangeError(`n must be a non-negative integer, got ${String(n)}`);
     }

@@ -1,7 +1,8 @@
 // Registered classes: instances that arrive as instances (Python's pickle finds a class by its module and
 // name; here both threads register it under one name, usually by importing the module that defines it).
 // Structured clone alone turns a class instance into a plain object of its own enumerable properties.
-import { setErrorClassLookup } from '../errors.ts';
+import { describe, setErrorClassLookup } from '../errors.ts';
+import { checkOptions } from '../options.ts';
 
 /** How a registered class's instances travel. Both are optional: the default copies own enumerable fields. */
 export interface ClassOptions<T extends object, D = unknown> {
@@ -44,29 +45,28 @@ const registry: Registry = ((globalThis as Record<symbol, unknown>)[kRegistry] ?
  * export class Point { constructor(public x: number, public y: number) {} norm() { return Math.hypot(this.x, this.y); } }
  * registerClass(Point);
  */
+const registerKeys = ['name', 'serialize', 'deserialize'] as const;
+
 export function registerClass<C extends abstract new (...args: any[]) => object>(
   Class: C,
   options?: ClassOptions<InstanceType<C>>,
 ): C {
   if (typeof Class !== 'function' || typeof Class.prototype !== 'object' || Class.prototype === null) {
-    throw new TypeError(`registerClass() takes a class, got ${String(Class)}`);
+    throw new TypeError(`registerClass() takes a class, got ${describe(Class)}`);
   }
-  const o = options ?? {};
-  if (typeof o !== 'object') throw new TypeError(`registerClass() options must be an object, got ${typeof o}`);
-  for (const key of Object.keys(o)) {
-    if (key !== 'name' && key !== 'serialize' && key !== 'deserialize')
-      throw new TypeError(`registerClass(): unknown option "${key}"`);
-  }
+  const o: ClassOptions<InstanceType<C>> = checkOptions(options, 'registerClass() options', registerKeys);
   const name = o.name ?? Class.name;
   if (typeof name !== 'string' || name === '')
-    throw new TypeError('registerClass(): the class has no name; pass options.name');
+    throw new TypeError(
+      `registerClass(): the class has no name (options.name got ${describe(name)}); pass options.name`,
+    );
   if ((o.serialize === undefined) !== (o.deserialize === undefined)) {
     throw new TypeError('registerClass(): options.serialize and options.deserialize go together');
   }
   if (o.serialize !== undefined && typeof o.serialize !== 'function')
-    throw new TypeError('registerClass(): options.serialize must be a function');
+    throw new TypeError(`registerClass(): options.serialize must be a function, got ${describe(o.serialize)}`);
   if (o.deserialize !== undefined && typeof o.deserialize !== 'function')
-    throw new TypeError('registerClass(): options.deserialize must be a function');
+    throw new TypeError(`registerClass(): options.deserialize must be a function, got ${describe(o.deserialize)}`);
   const byName = registry.byName.get(name);
   if (byName !== undefined && byName.prototype !== Class.prototype) {
     throw new TypeError(`registerClass(): another class is already registered as "${name}"; pass options.name`);
