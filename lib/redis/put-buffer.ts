@@ -28,6 +28,10 @@ interface PendingPut {
   nowait?: boolean;
   /** The server found no room for it: it waits for room (a later putNowait() would overtake it). */
   refused?: boolean;
+  /** The maxsize its handle was opened with, if it said: a put of a handle whose queue has another is dropped. */
+  expect?: number | undefined;
+  /** Its handle closed while it was on its way: it lands, or, refused, rejects with this rather than wait. */
+  closedWith?: Error;
 }
 
 /** What the buffer needs of its queue. */
@@ -38,6 +42,8 @@ export interface PutTarget {
   readonly maxsize: number;
   readonly known: boolean;
   readonly opened: Promise<void>;
+  /** Why a handle opened with maxsize `expect` cannot use the queue (another maxsize), once it is open. */
+  mismatch(expect: number | undefined): Error | undefined;
   link(): Link;
   hold(): void;
   release(): void;
@@ -80,6 +86,7 @@ export class PutBuffer {
     timeout: number,
     signal: AbortSignal | undefined,
     nowait: boolean,
+    expect?: number,
   ): Promise<void> {
     let bytes: Buffer;
     try {
@@ -88,7 +95,7 @@ export class PutBuffer {
       return Promise.reject(error);
     }
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const put: PendingPut = { bytes, seq: ++this.#seq, owner };
+    const put: PendingPut = { bytes, seq: ++this.#seq, owner, expect };
     // Unbounded: resolved once buffered. (Before the queue is open its maxsize may be unknown: then the put
     // resolves once it landed, as a bounded one does.)
     if (this.#q.maxsize === 0 && this.#q.known) {
@@ -155,6 +162,8 @@ export class PutBuffer {
     try {
       try {
         await this.#q.opened;
+        this.#dropMismatched();
+        if (this.#puts.length === 0) return;
         const link = this.#q.link();
         batch = this.#puts.slice(0, kBatchItems);
         for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = true;
@@ -185,6 +194,19 @@ export class PutBuffer {
     else queueMicrotask(() => this.#send());
   }
 
+  /**
+   * Puts of handles opened with another maxsize than the queue has: their handles reject every call
+   * (ERR_QUEUE_MISMATCH), so their items must not reach the queue. Taken out before anything is sent.
+   */
+  #dropMismatched(): void {
+    for (const p of this.#puts.filter((p) => p.expect !== undefined)) {
+      const mismatch = this.#q.mismatch(p.expect);
+      if (mismatch === undefined) continue;
+      this.#unbuffer(p);
+      p.waiter?.reject(mismatch);
+    }
+  }
+
   #landedBatch(batch: PendingPut[], added: number): void {
     // The batch was the head of the buffer, and its puts are committed: nothing removed them meanwhile.
     const landed = this.#puts.splice(0, added);
@@ -201,7 +223,10 @@ export class PutBuffer {
       const w = p.waiter;
       if (w === undefined) continue; // put before the queue was known to be bounded: it waits, resolved
       w.committed = false;
-      if (p.nowait || (p.deadline !== undefined && Date.now() >= p.deadline)) {
+      if (p.closedWith !== undefined) {
+        this.#unbuffer(p);
+        w.reject(p.closedWith);
+      } else if (p.nowait || (p.deadline !== undefined && Date.now() >= p.deadline)) {
         this.#unbuffer(p);
         w.reject(new Full());
       } else if (p.signal?.aborted) {
@@ -299,11 +324,17 @@ export class PutBuffer {
     }
   }
 
-  /** `owner` closed: its puts still waiting for room reject with `error` (those in flight land or not). */
+  /**
+   * `owner` closed: its puts waiting for room (the server said the queue was full) reject with `error`. Those
+   * still on their way (in flight, or buffered before the queue's maxsize was known) go on: each lands, or is
+   * refused and rejects with `error` then. A local queue's close() keeps what was put, too.
+   */
   rejectOwner(owner: PutOwner, error: Error): void {
-    for (const p of this.#puts.filter((p) => p.owner === owner && p.waiter !== undefined && !p.waiter.committed)) {
-      this.#unbuffer(p);
-      p.waiter!.reject(error);
+    for (const p of this.#puts.filter((p) => p.owner === owner && p.waiter !== undefined)) {
+      if (p.refused === true && !p.waiter!.committed) {
+        this.#unbuffer(p);
+        p.waiter!.reject(error);
+      } else p.closedWith = error;
     }
   }
 

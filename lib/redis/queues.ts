@@ -7,6 +7,7 @@ import { ClosedError, describe } from '../errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Handle, type WireHandle } from '../handles.ts';
 import { checkOptions, checkTransferList, checkWaitOptions, type WaitOptions } from '../options.ts';
 import type { PutOptions } from '../queue/put-side.ts';
+import { displayUrl } from './link.ts';
 import type { Owner, StreamQueue } from './stream-queue.ts';
 
 /** Options of `Queue(name, options)` on a server. */
@@ -107,7 +108,7 @@ export class RedisQueue<T = unknown> implements Handle {
 
   /** The server's URL (without its password). */
   get url(): string {
-    return this.#b.source.url;
+    return displayUrl(this.#b.source.url);
   }
 
   /**
@@ -123,7 +124,7 @@ export class RedisQueue<T = unknown> implements Handle {
       checkTransferList(transfer);
       const { timeout, signal } = checkWaitOptions(wait);
       // Buffered now, even before the queue is open: what a thread put before its task ended is sent.
-      return this.#afterOpen(this.#open().put(this.#owner, item, timeout, signal, false));
+      return this.#afterOpen(this.#open().put(this.#owner, item, timeout, signal, false, this.#b.maxsize));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -132,7 +133,7 @@ export class RedisQueue<T = unknown> implements Handle {
   /** As put(), never waiting for room: rejects with `Full` when a bounded queue is full. */
   putNowait(item: T): Promise<void> {
     try {
-      return this.#afterOpen(this.#open().put(this.#owner, item, Infinity, undefined, true));
+      return this.#afterOpen(this.#open().put(this.#owner, item, Infinity, undefined, true, this.#b.maxsize));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -256,7 +257,8 @@ export class RedisJoinableQueue<T = unknown> extends RedisQueue<T> {
   /** Resolves when every item put has been marked done; `TimeoutError` after `timeout`. */
   async join(options?: WaitOptions): Promise<void> {
     const { timeout, signal } = checkWaitOptions(options);
-    return (await internals(this).ready()).join(timeout, signal);
+    const { owner, ready } = internals(this);
+    return (await ready()).join(owner, timeout, signal);
   }
 }
 

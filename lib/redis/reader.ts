@@ -131,7 +131,7 @@ export class BlockingReader {
             const q = byKey.get(key.toString('latin1'));
             if (q === undefined) continue;
             q.readSize(count, entries.length);
-            q.arrived(parseEntries(entries));
+            q.arrived(parseEntries(entries), true);
           }
         }
         landed();

@@ -99,6 +99,14 @@ export class StreamQueue {
   #lastClaim = 0;
   /** Entries given back and not claimed yet, at the last fetch. */
   #backSeen = 0;
+  /**
+   * Entries older than some in `ready` (or than what a blocking read brings) may be handed back on the server:
+   * this thread gave some back, or a read came while others were. Nothing is delivered from `ready` until a
+   * fetch (which claims handed-back entries first) has run since: per-producer FIFO.
+   */
+  #mustFetch = false;
+  /** Counts hand-backs: a fetch sent before the latest one does not clear #mustFetch. */
+  #handBacks = 0;
   #lingerTimer: NodeJS.Timeout | undefined;
   /** Delivered Queue items to acknowledge and delete, sent once per turn of the event loop. */
   #taken: string[] = [];
@@ -130,6 +138,7 @@ export class StreamQueue {
       key: this.key,
       metaKey: metaKey(name),
       opened: (this.opened = this.#open(options.maxsize, options.explicitVisibility)),
+      mismatch: (expect) => this.#mismatch(expect),
       get maxsize() {
         return queue.maxsize;
       },
@@ -170,11 +179,17 @@ export class StreamQueue {
   /** Rejects if the queue's maxsize is not the one `maxsize` asks for (undefined: any). */
   async check(maxsize: number | undefined): Promise<void> {
     await this.opened;
-    if (maxsize !== undefined && maxsize !== this.maxsize)
-      throw new ProcessError(
-        `queue "${this.name}" on ${this.#linkNow!.shown} has maxsize ${this.maxsize}, not ${maxsize} (maxsize belongs to the queue: its first opener set it)`,
-        ErrorCode.QueueMismatch,
-      );
+    const mismatch = this.#mismatch(maxsize);
+    if (mismatch !== undefined) throw mismatch;
+  }
+
+  /** Once open: why a handle that asked for `maxsize` (undefined: any) cannot use this queue, if it cannot. */
+  #mismatch(maxsize: number | undefined): ProcessError | undefined {
+    if (maxsize === undefined || maxsize === this.maxsize) return undefined;
+    return new ProcessError(
+      `queue "${this.name}" on ${this.#linkNow?.shown ?? 'the server'} has maxsize ${this.maxsize}, not ${maxsize} (maxsize belongs to the queue: its first opener set it)`,
+      ErrorCode.QueueMismatch,
+    );
   }
 
   attach(): Owner {
@@ -185,8 +200,16 @@ export class StreamQueue {
 
   // ---- put, flush, size ----------------------------------------------------------------------------------
 
-  put(owner: Owner, item: unknown, timeout: number, signal: AbortSignal | undefined, nowait: boolean): Promise<void> {
-    return this.#puts.put(owner, item, timeout, signal, nowait);
+  /** `expect`: the maxsize the putting handle was opened with, if it said (a put of a mismatched handle is dropped). */
+  put(
+    owner: Owner,
+    item: unknown,
+    timeout: number,
+    signal: AbortSignal | undefined,
+    nowait: boolean,
+    expect?: number,
+  ): Promise<void> {
+    return this.#puts.put(owner, item, timeout, signal, nowait, expect);
   }
 
   flush(): Promise<void> {
@@ -209,7 +232,9 @@ export class StreamQueue {
   // ---- get ----------------------------------------------------------------------------------------------
 
   get(owner: Owner, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
-    if (this.#waiters.length === 0 && this.#ready.length > 0) {
+    // As a local queue's: a get that may not wait is one look, as getNowait() (the abort was seen by the caller).
+    if (timeout === 0 && this.#waiters.length === 0) return this.getNowait(owner);
+    if (this.#waiters.length === 0 && this.#ready.length > 0 && !this.#mustFetch) {
       try {
         return Promise.resolve(this.#deliver(owner, this.#ready.shift()!));
       } catch (error) {
@@ -236,7 +261,7 @@ export class StreamQueue {
   /** One look at the server: the oldest item, or Empty. Gets already waiting here go first. */
   async getNowait(owner: Owner): Promise<unknown> {
     if (this.#waiters.length > 0) throw new Empty();
-    if (this.#ready.length === 0) {
+    if (this.#ready.length === 0 || this.#mustFetch) {
       this.#puts.sendNow();
       await this.#fetch(1);
       if (this.#ready.length === 0 || this.#waiters.length > 0) throw new Empty();
@@ -316,7 +341,7 @@ export class StreamQueue {
 
   /** Serves waiting gets from `ready`, oldest first (those that gave up last). */
   #serve(): void {
-    while (this.#waiters.length > 0 && this.#ready.length > 0) {
+    while (this.#waiters.length > 0 && this.#ready.length > 0 && !this.#mustFetch) {
       const live = this.#waiters.findIndex((w) => w.givingUp === undefined);
       const [{ waiter, owner }] = this.#waiters.splice(live === -1 ? 0 : live, 1) as [GetWaiter];
       if (this.#waiters.length === 0) this.#release();
@@ -391,7 +416,12 @@ export class StreamQueue {
 
   /** Whether the next read should be a fetch: entries were given back, or a look for orphans is due. */
   #claimDue(): boolean {
-    return this.#backSeen > 0 || Date.now() - this.#lastClaim >= this.blockFor;
+    return this.#backSeen > 0 || this.#mustFetch || this.#orphansDue();
+  }
+
+  /** A look for orphaned and expired entries is due. */
+  #orphansDue(): boolean {
+    return Date.now() - this.#lastClaim >= this.blockFor;
   }
 
   /** A fast consumer's read-ahead runs low: fetch the next batch while it delivers this one. */
@@ -433,7 +463,8 @@ export class StreamQueue {
   async #fetchNow(count: number): Promise<number> {
     await this.opened;
     let claimIdle = '';
-    if (this.#claimDue()) {
+    const handBacks = this.#handBacks;
+    if (this.#orphansDue()) {
       this.#lastClaim = Date.now();
       claimIdle = String(this.kind === 'plain' ? kOrphanAfter : Math.min(this.visibilityTimeout, this.#minVisibility));
     }
@@ -445,15 +476,23 @@ export class StreamQueue {
     );
     const entries = [...parseEntries(claimed), ...parseEntries(fresh)];
     this.#backSeen = back;
+    // The server ran this fetch after every hand-back sent before it (one connection): it claimed them first.
+    if (handBacks === this.#handBacks) this.#mustFetch = false;
     this.#readAhead = entries.length === count ? Math.min(count * 2, this.#maxReadAhead()) : 1;
     this.arrived(entries);
     return entries.length;
   }
 
-  /** Entries read for this queue (by a fetch, or by the blocking reader). */
-  arrived(entries: Entry[]): void {
+  /** Entries read for this queue (by a fetch, or by the blocking reader: `read`). */
+  arrived(entries: Entry[], read = false): void {
     if (entries.length === 0) return;
-    this.#ready.push(...entries);
+    // New entries, while entries given back wait on the server (older, so first): they are claimed first.
+    if (read && this.#backSeen > 0) this.#mustFetch = true;
+    const ready = this.#ready;
+    const inOrder = ready.length === 0 || olderId(ready[ready.length - 1]!.id, entries[0]!.id);
+    ready.push(...entries);
+    // Claimed handed-back entries may be older than entries a read brought before: stream order is put order.
+    if (!inOrder) ready.sort((a, b) => (olderId(a.id, b.id) ? -1 : 1));
     this.#armRenewal();
     this.#serve();
     this.#lingerLater();
@@ -480,6 +519,8 @@ export class StreamQueue {
   #giveBack(entries: Entry[]): Promise<void> {
     if (entries.length === 0 || this.#linkNow === undefined) return Promise.resolve();
     this.#readAhead = 1;
+    this.#handBacks++;
+    this.#mustFetch = true;
     this.#hold();
     this.#handingBack += entries.length;
     // Counted off in the script's own reaction, the first thing to run once its reply came: a size() whose
@@ -622,7 +663,7 @@ export class StreamQueue {
   }
 
   /** Resolves when the stream is empty (every item done) and this thread has nothing buffered. */
-  async join(timeout: number, signal: AbortSignal | undefined): Promise<void> {
+  async join(owner: Owner, timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted) throw signal.reason;
     const deadline = Date.now() + timeout;
     let poll = 1;
@@ -631,7 +672,8 @@ export class StreamQueue {
       await this.flush();
       await this.#sendDone();
       for (;;) {
-        if (this.#closed) throw new ClosedError();
+        // Its handle closed (another handle of the queue may keep it open here): it ends as the others' calls do.
+        if (this.#closed || owner.closed) throw new ClosedError();
         const n = await this.#linkNow!.call<number>(['XLEN', this.key]);
         if (n === 0 && this.#puts.length === 0) return;
         if (Date.now() >= deadline)
@@ -716,6 +758,15 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     }
     signal?.addEventListener('abort', abort, { once: true });
   });
+}
+
+/** Whether stream entry id `a` comes before `b` ("ms-seq"). */
+function olderId(a: string, b: string): boolean {
+  const da = a.indexOf('-');
+  const db = b.indexOf('-');
+  const ma = Number(a.slice(0, da));
+  const mb = Number(b.slice(0, db));
+  return ma !== mb ? ma < mb : Number(a.slice(da + 1)) < Number(b.slice(db + 1));
 }
 
 type StreamEntryReply = [Buffer, Buffer[] | null];

@@ -60,9 +60,18 @@ whenRedis(() => {
     assert.is(same.maxsize, 2, 'an opener that does not say takes the queue’s maxsize');
     await rejects(same.putNowait(3), Full, 'the bound holds for every opener');
     const other = b.Queue<number>(q.name, { maxsize: 5 });
-    const error = await rejects(other.put(1), ProcessError, 'another maxsize');
+    const error = await rejects(other.put(99), ProcessError, 'another maxsize');
     assert.is(error.code, ErrorCode.QueueMismatch);
     assert.match(error.message, /maxsize 2/);
+    // The rejected put's item never reaches the queue (it was sent with the queue's maxsize once room came),
+    // and the handles that match still flush.
+    const unbounded = b.Queue<number>(q.name, { maxsize: 0 });
+    await rejects(unbounded.put(98), ProcessError, 'maxsize 0 under a bounded queue');
+    await same.flush();
+    assert.is(await q.get({ timeout: 5_000 }), 1);
+    assert.is(await q.get({ timeout: 5_000 }), 2);
+    assert.is(await q.qsize(), 0, 'neither rejected put landed');
+    await rejects(q.get({ timeout: 200 }), Empty, 'nothing after them');
     const joinable = b.JoinableQueue<number>(q.name);
     assert.is(
       (await rejects(joinable.get({ timeout: 10 }), ProcessError, 'another kind')).code,
@@ -417,6 +426,81 @@ whenRedis(() => {
     for (let i = 3; i < 10; i++) got.push(await qb.get({ timeout: 5_000 }));
     assert.equal(got, [3, 4, 5, 6, 7, 8, 9], 'the given-back items first, in put order');
     assert.is(await qa.qsize(), 0);
+  });
+
+  t(
+    'a consumer that pauses longer than its read-ahead lingers still gets one producer’s items in put order',
+    async () => {
+      // Its read-ahead went back to the server in place, and the next get read newer entries first: 20 items,
+      // a pause, then 63 64 65 20 21 (found by a review). A fetch, which claims given-back entries first, now
+      // runs before anything else is delivered.
+      const a = await open();
+      const b = await open();
+      const q = a.Queue<number>(name('pause-order'));
+      for (let i = 0; i < 300; i++) await q.put(i);
+      await q.flush();
+      const got: number[] = [];
+      for (let i = 0; i < 20; i++) got.push(await q.get({ timeout: 5_000 })); // a fast loop: it reads ahead
+      const watcher = b.Queue<number>(q.name);
+      while ((await watcher.qsize()) < 280) await new Promise((resolve) => setImmediate(resolve)); // given back
+      for (let i = 0; i < 20; i++) got.push(await q.get({ timeout: 5_000 }));
+      assert.equal(
+        got,
+        Array.from({ length: 40 }, (_, i) => i),
+      );
+    },
+  );
+
+  t('a put made just before close() of its handle or its context is delivered, as a local queue’s', async () => {
+    // The handle did not know yet whether the queue was bounded, so its put waited for the server's answer,
+    // and close() rejected it (ClosedError) and dropped the item.
+    const a = await open();
+    const b = await open();
+    const q = a.Queue<number>(name('put-close'));
+    const put = q.put(1);
+    await q.close();
+    await put;
+    const c = await connect(fx.server.url);
+    const q2 = c.Queue<number>(q.name);
+    const put2 = q2.put(2);
+    await c.close();
+    await put2;
+    const reader = b.Queue<number>(q.name);
+    assert.is(await reader.get({ timeout: 5_000 }), 1);
+    assert.is(await reader.get({ timeout: 5_000 }), 2);
+    // A put that waits for room on a full queue still rejects at close, as a local one does.
+    const bounded = a.Queue<number>(name('put-close-full'), { maxsize: 1 });
+    await bounded.put(1);
+    const waiting = bounded.put(2); // refused by the server, or about to be: either way it would wait for room
+    await bounded.close();
+    await rejects(waiting, ClosedError, 'a put waiting for room');
+    assert.is(await b.Queue<number>(bounded.name).qsize(), 1, 'its item not added');
+  });
+
+  t('get({ timeout: 0 }) is one look, as getNowait() and a local queue’s: it takes an item on the server', async () => {
+    const a = await open();
+    const b = await open();
+    const q = a.Queue<number>(name('timeout-0'));
+    await q.put(7);
+    await q.flush();
+    const other = b.Queue<number>(q.name);
+    assert.is(await other.qsize(), 1); // opened: the get's look is the whole call
+    assert.is(await other.get({ timeout: 0 }), 7, 'it rejected Empty while the item was on the server');
+    await rejects(other.get({ timeout: 0 }), Empty, 'and Empty when there is none');
+  });
+
+  t('join() ends with ClosedError when its handle closes, though another handle of the queue stays open', async () => {
+    const a = await open();
+    const q = a.JoinableQueue<number>(name('join-close'));
+    const q2 = a.JoinableQueue<number>(q.name);
+    await q.put(1);
+    const joining = q.join();
+    await q2.qsize(); // a round trip: join() has started looking
+    await q.close();
+    await rejects(deadline(joining, 5_000, 'join() after close()'), ClosedError);
+    assert.is(await q2.get({ timeout: 5_000 }), 1);
+    await q2.taskDone();
+    await q2.join({ timeout: 5_000 });
   });
 
   t('given-back items count in qsize and toward maxsize: a bounded queue never holds more than maxsize', async () => {
