@@ -34,6 +34,23 @@ function nodeRedis(): Promise<NodeRedis> {
   return loading;
 }
 
+/** The server has the stream but not its consumer group, or neither: it lost them (restarted empty). */
+export function isNoGroup(error: unknown): boolean {
+  return error instanceof ProcessError && /NOGROUP/.test(error.message);
+}
+
+/** What went wrong, for a message: some of the client's errors have none (a timeout, a refused connection). */
+function failureReason(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  if (error.message !== '') return error.message;
+  if (error instanceof AggregateError && error.errors.length > 0) return error.errors.map(failureReason).join('; ');
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string') return code;
+  const kind = error.constructor?.name ?? error.name;
+  if (kind === 'TimeoutError') return 'no answer in time (the server is down, or not responding)';
+  return kind;
+}
+
 /** The URL as messages show it: without its password. */
 export function displayUrl(url: string): string {
   try {
@@ -57,6 +74,8 @@ export class Link {
   #lostAt: number | undefined;
   #onClose: () => void = () => {};
   readonly #scripts = new Map<string, string>();
+  /** How each open queue (by stream key) makes its consumer group again. */
+  readonly #regroupers = new Map<string, () => Promise<void>>();
 
   private constructor(url: string, redis: NodeRedis, client: Client) {
     this.url = url;
@@ -142,7 +161,7 @@ export class Link {
       client.destroy?.();
       this.#lostAt ??= started;
       if (error instanceof ConnectionError) throw error;
-      throw new ConnectionError(this.shown, error instanceof Error ? error.message : String(error), { cause: error });
+      throw new ConnectionError(this.shown, failureReason(error), { cause: error });
     } finally {
       clearTimeout(timer);
     }
@@ -197,11 +216,43 @@ export class Link {
       this.#scripts.set(source, sha);
     }
     try {
+      return await this.#evalsha<T>(sha, source, keys, args, buffers);
+    } catch (error) {
+      // A server restarted without persistence lost the stream's consumer group: make it again, once.
+      if (!isNoGroup(error) || !(await this.regroup(keys.slice(0, 1)))) throw error;
+      return await this.#evalsha<T>(sha, source, keys, args, buffers);
+    }
+  }
+
+  async #evalsha<T>(
+    sha: string,
+    source: string,
+    keys: readonly string[],
+    args: readonly (string | Buffer)[],
+    buffers: boolean,
+  ): Promise<T> {
+    try {
       return await this.call<T>(['EVALSHA', sha, String(keys.length), ...keys, ...args], buffers);
     } catch (error) {
       if (!(error instanceof ProcessError) || !/NOSCRIPT/.test(error.message)) throw error;
       return await this.call<T>(['EVAL', source, String(keys.length), ...keys, ...args], buffers);
     }
+  }
+
+  /** The queue of stream `key` can make its consumer group again with `regroup` (until forgetGroup()). */
+  onLostGroup(key: string, regroup: () => Promise<void>): void {
+    this.#regroupers.set(key, regroup);
+  }
+
+  forgetGroup(key: string): void {
+    this.#regroupers.delete(key);
+  }
+
+  /** Makes the consumer groups of the streams `keys` again; false if none of them is an open queue's. */
+  async regroup(keys: readonly string[]): Promise<boolean> {
+    const regroupers = keys.map((key) => this.#regroupers.get(key)).filter((r) => r !== undefined);
+    await Promise.all(regroupers.map((regroup) => regroup()));
+    return regroupers.length > 0;
   }
 
   /**
@@ -319,7 +370,7 @@ export class Link {
     if (error instanceof ProcessError && !(error instanceof ConnectionError)) return error;
     this.#lostAt ??= Date.now();
     if (error instanceof ConnectionError) return error;
-    const message = error instanceof Error ? error.message : String(error);
+    const message = failureReason(error);
     if (this.#closed) return new ConnectionError(this.shown, 'the connection was closed', { cause: error });
     return new ConnectionError(this.shown, message, { cause: error });
   }

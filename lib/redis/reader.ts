@@ -12,7 +12,7 @@
 //   A read never blocks longer than the shortest `blockFor` of its queues, so JoinableQueue sweeps run on time
 //   and a lost server is noticed.
 import { ConnectionError } from '../errors.ts';
-import { kLostAfter, type Link } from './link.ts';
+import { isNoGroup, kLostAfter, type Link } from './link.ts';
 import { kGroup } from './scripts.ts';
 import { parseEntries, type StreamQueue, type StreamReply } from './stream-queue.ts';
 
@@ -113,6 +113,8 @@ export class BlockingReader {
           for (const q of queues) q.readStopped();
           landed();
           if (this.#stopped) return;
+          // The server restarted without persistence: the groups are made again, and the gets wait on.
+          if (isNoGroup(error) && (await this.#link.regroup(queues.map((q) => q.key)).catch(() => false))) continue;
           // The server went away: node-redis reconnects; the gets fail only if it stays away.
           if (this.#link.lostFor() >= kLostAfter || !(error instanceof ConnectionError)) {
             const lost =

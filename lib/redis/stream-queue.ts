@@ -157,14 +157,11 @@ export class StreamQueue {
   async #open(maxsize: number | undefined, explicitVisibility: boolean): Promise<void> {
     const link = await this.#link;
     this.#linkNow = link;
+    const visibility = this.kind === 'joinable' && explicitVisibility ? String(this.visibilityTimeout) : '';
     const [stored, kind, minvt] = await link.script<[string, string, string]>(
       OPEN,
       [this.key, metaKey(this.name)],
-      [
-        maxsize === undefined ? '' : String(maxsize),
-        this.kind,
-        this.kind === 'joinable' && explicitVisibility ? String(this.visibilityTimeout) : '',
-      ],
+      [maxsize === undefined ? '' : String(maxsize), this.kind, visibility],
     );
     if (kind !== this.kind)
       throw new ProcessError(
@@ -174,6 +171,17 @@ export class StreamQueue {
     this.maxsize = Number(stored);
     this.#known = true;
     if (minvt !== '') this.#minVisibility = Math.min(this.#minVisibility, Number(minvt));
+    // A server restarted without persistence has lost the queue: it is made again as this thread knows it.
+    let regrouping: Promise<void> | undefined;
+    link.onLostGroup(this.key, () => {
+      regrouping ??= link
+        .script(OPEN, [this.key, metaKey(this.name)], [String(this.maxsize), this.kind, visibility])
+        .then(() => {})
+        .finally(() => {
+          regrouping = undefined;
+        });
+      return regrouping;
+    });
   }
 
   /** Rejects if the queue's maxsize is not the one `maxsize` asks for (undefined: any). */
@@ -707,6 +715,7 @@ export class StreamQueue {
     // What this thread put is delivered, and what it got acknowledged, as after a local close().
     await this.settle();
     this.#closed = true;
+    this.#linkNow?.forgetGroup(this.key);
     this.#puts.close();
     clearTimeout(this.#lingerTimer);
     clearTimeout(this.#renewTimer);

@@ -184,7 +184,9 @@ whenRedis(() => {
     assert.ok(Date.now() - started < 10_000, `the waiting get failed after ${Date.now() - started} ms`);
     assert.match(error.message, String(fx.server.port));
     started = Date.now();
-    await rejects(q.qsize(), ConnectionError, 'qsize with the server away');
+    const away = await rejects(q.qsize(), ConnectionError, 'qsize with the server away');
+    // Each says why: the client's timeout has no message of its own, and it said 'cannot reach <url>: '.
+    for (const e of [error, away]) assert.match(e.message, /^cannot reach redis:\/\/[^ ]+: \S/);
     assert.ok(Date.now() - started < 10_000, `qsize failed after ${Date.now() - started} ms`);
     const bounded = redis.Queue<number>(name('lost-bounded'), { maxsize: 1 });
     started = Date.now();

@@ -579,6 +579,42 @@ whenRedis(() => {
     );
   });
 
+  t('a server restarted without persistence: the queues are made again, and a get waiting meanwhile gets', async () => {
+    // The server lost the streams' consumer group: the waiting gets failed with "NOGROUP", and every later get
+    // and qsize too, though the server answered (found by a review). Nothing put before is kept (no
+    // persistence); what is put after is delivered.
+    const server = await startRedis();
+    const context = await connect(server.url);
+    try {
+      const q = context.Queue<number>(name('regroup'));
+      const tasks = context.JoinableQueue<number>(name('regroup-joinable'));
+      await q.put(0);
+      assert.is(await q.get({ timeout: 5_000 }), 0);
+      await tasks.put(0);
+      assert.is(await tasks.get({ timeout: 5_000 }), 0);
+      await tasks.taskDone();
+      const waiting = q.get({ timeout: 30_000 });
+      const waitingTask = tasks.get({ timeout: 30_000 });
+      await q.qsize(); // a round trip: the gets' read is out
+      await server.kill9(); // no persistence: it starts empty
+      await server.restart();
+      // Through the handles already open (a new opener would make the group itself): the puts add the streams.
+      await q.put(1);
+      await tasks.put(7);
+      const [got, gotTask] = await Promise.allSettled([waiting, waitingTask]);
+      assert.equal(got, { status: 'fulfilled', value: 1 }, 'a get that waited through the restart');
+      assert.equal(gotTask, { status: 'fulfilled', value: 7 });
+      await tasks.taskDone();
+      await q.put(2);
+      assert.is(await q.get({ timeout: 5_000 }), 2, 'and the calls after it');
+      assert.is(await q.qsize(), 0);
+      await tasks.join({ timeout: 5_000 });
+    } finally {
+      await context.close();
+      await server.stop();
+    }
+  });
+
   t('after close() of the context, every call rejects with ClosedError', async () => {
     const a = await connect(fx.server.url);
     const q = a.Queue<number>(name('closed'));
