@@ -4,7 +4,10 @@
 //
 // Invariants:
 //   Every call settles: with the reply, or with a ConnectionError naming the URL within kLostAfter ms of the
-//   server going away (node-redis queues commands while it reconnects, and times them out).
+//   server going away (node-redis queues commands while it reconnects, and times them out), or of a command
+//   sent and not answered (a server stopped, or cut off, keeps the connection open: node-redis bounds only the
+//   wait before a command is written). While commands given up on that way have not been answered, the link is
+//   stuck: calls reject at once rather than pile up behind them (a put sent again would land twice).
 //   The sockets keep the process alive only while a call is outstanding or something waits (hold/release): a
 //   program that never calls close() still exits when it has nothing left to do, as with local queues.
 //   The client package (node-redis) is imported on first connect, never by `import 'mpthreads'`.
@@ -14,10 +17,18 @@ import { ConnectionError, describe, ErrorCode, ProcessError } from '../errors.ts
 export const kLostAfter = 8_000;
 /** The least a call waits for a lost server to come back. */
 const kLastChance = 1_500;
+/** How often the commands sent are checked for an answer overdue. */
+const kWatchdogMs = 250;
 /** How long connect() tries a server that refuses or does not answer. */
 export const kConnectDeadline = 3_000;
 
 type NodeRedis = typeof import('redis');
+
+/** A command sent and not answered yet. */
+interface Unanswered {
+  deadline: number;
+  giveUp(): void;
+}
 // node-redis's client type is generic over modules, functions and scripts we do not use.
 type Client = any;
 
@@ -76,6 +87,11 @@ export class Link {
   readonly #scripts = new Map<string, string>();
   /** How each open queue (by stream key) makes its consumer group again. */
   readonly #regroupers = new Map<string, () => Promise<void>>();
+  /** Commands sent and not answered yet, with when to give up on each. */
+  readonly #unanswered = new Set<Unanswered>();
+  #watchdog: NodeJS.Timeout | undefined;
+  /** Commands given up on (no answer in time) whose answer has not come: the server is not answering. */
+  #stuck = 0;
 
   private constructor(url: string, redis: NodeRedis, client: Client) {
     this.url = url;
@@ -191,9 +207,10 @@ export class Link {
     // While node-redis reconnects it queues the command: bound the wait by what is left of kLostAfter, but
     // give every call long enough to see a server that just came back (reconnection tries every 500 ms).
     const left = Math.max(kLostAfter - this.lostFor(), kLastChance);
+    this.#checkAnswering();
     this.hold();
     try {
-      const reply = (await this.#client.sendCommand(args, this.#options(buffers, left))) as T;
+      const reply = await this.#answered<T>(this.#client.sendCommand(args, this.#options(buffers, left)), left);
       this.#lostAt = undefined;
       return reply;
     } catch (error) {
@@ -293,14 +310,18 @@ export class Link {
     }
     // Reconnecting: say so now rather than queue a read that would wait out its whole timeout.
     if (this.#blocker.isReady !== true) throw new ConnectionError(this.shown, 'the connection was lost (reconnecting)');
+    this.#checkAnswering();
     this.hold();
     try {
-      this.#blockerId ??= (await this.#blocker.sendCommand(
-        ['CLIENT', 'ID'],
-        this.#options(false, kLostAfter),
-      )) as number;
+      this.#blockerId ??= await this.#answered<number>(
+        this.#blocker.sendCommand(['CLIENT', 'ID'], this.#options(false, kLostAfter)),
+        kLostAfter,
+      );
       if (this.#unblockWanted) return null as T;
-      const reply = (await this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter))) as T;
+      const reply = await this.#answered<T>(
+        this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter)),
+        blockMs + kLostAfter,
+      );
       this.#lostAt = undefined;
       return reply;
     } catch (error) {
@@ -336,6 +357,52 @@ export class Link {
     );
   }
 
+  /** Rejects at once while commands given up on are still unanswered: the server is not answering. */
+  #checkAnswering(): void {
+    if (this.#stuck > 0)
+      throw new ConnectionError(this.shown, `no answer for ${this.lostFor()} ms (the server is stopped, or cut off)`);
+  }
+
+  /**
+   * The reply of `sent`, or a ConnectionError once `ms` pass without one: the link is then lost (lostFor()
+   * counts from when the command was sent) and stuck until its answer, or the connection's end, comes.
+   */
+  #answered<T>(sent: Promise<unknown>, ms: number): Promise<T> {
+    const sentAt = Date.now();
+    return new Promise<T>((resolve, reject) => {
+      const entry: Unanswered = {
+        deadline: sentAt + ms,
+        giveUp: () => {
+          this.#unanswered.delete(entry);
+          this.#stuck++;
+          this.#lostAt = Math.min(this.#lostAt ?? sentAt, sentAt);
+          reject(new ConnectionError(this.shown, `no answer within ${ms} ms (the server is stopped, or cut off)`));
+        },
+      };
+      this.#unanswered.add(entry);
+      this.#watchdog ??= setInterval(() => this.#giveUpOverdue(), kWatchdogMs).unref();
+      const settle = (ok: boolean, value: unknown) => {
+        if (this.#unanswered.delete(entry)) {
+          if (ok) resolve(value as T);
+          else reject(value);
+        } else if (--this.#stuck === 0 && ok) this.#lostAt = undefined; // a late answer: the server is back
+      };
+      sent.then(
+        (value) => settle(true, value),
+        (error) => settle(false, error),
+      );
+    });
+  }
+
+  #giveUpOverdue(): void {
+    const now = Date.now();
+    for (const entry of this.#unanswered) if (now >= entry.deadline) entry.giveUp();
+    if (this.#unanswered.size === 0) {
+      clearInterval(this.#watchdog);
+      this.#watchdog = undefined;
+    }
+  }
+
   /** Whether the server answers now (after a loss: once node-redis reconnected). */
   get ready(): boolean {
     return this.#client.isReady === true;
@@ -349,14 +416,22 @@ export class Link {
     await Promise.all(
       clients.map(async (c: Client) => {
         try {
-          // The blocking connection may sit in a read for seconds: drop it rather than wait.
-          if (c === this.#blocker || c.isReady !== true) c.destroy();
-          else await c.close();
+          // The blocking connection may sit in a read for seconds: drop it rather than wait. So is one that
+          // does not answer (a graceful close waits for the replies it owes).
+          if (c === this.#blocker || c.isReady !== true || this.#stuck > 0) c.destroy();
+          else {
+            let timer: NodeJS.Timeout | undefined;
+            const late = new Promise<'late'>((resolve) => {
+              timer = setTimeout(() => resolve('late'), kLostAfter);
+            });
+            if ((await Promise.race([c.close(), late]).finally(() => clearTimeout(timer))) === 'late') c.destroy();
+          }
         } catch {
           c.destroy?.();
         }
       }),
     );
+    clearInterval(this.#watchdog);
   }
 
   #options(buffers: boolean, timeout: number): object {

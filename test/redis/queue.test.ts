@@ -253,6 +253,59 @@ whenRedis(() => {
     }
   });
 
+  t(
+    'a server that stops answering but keeps the connection: calls reject within 10 s; all works once it is back',
+    async () => {
+      // node-redis bounds only the wait before a command is written: qsize(), get(), a bounded put(), flush() and
+      // join() on a stopped server (SIGSTOP, like a partition) waited for good (found by a review).
+      const server = await startRedis();
+      const context = await connect(server.url);
+      let stopped = false;
+      try {
+        const q = context.Queue<number>(name('stopped'));
+        const bounded = context.Queue<number>(name('stopped-bounded'), { maxsize: 1 });
+        await bounded.put(1);
+        await q.qsize();
+        process.kill(server.pid, 'SIGSTOP');
+        stopped = true;
+        const started = Date.now();
+        const calls: Promise<unknown>[] = [q.qsize(), q.get(), bounded.put(2), q.get({ timeout: 60_000 })];
+        const outcomes = await Promise.allSettled(calls.map((call) => deadline(call, 20_000, 'a call')));
+        for (const outcome of outcomes) {
+          assert.is(outcome.status, 'rejected');
+          const error = (outcome as PromiseRejectedResult).reason;
+          assert.instance(error, ConnectionError, String(error));
+          assert.match(error.message, /no answer/);
+        }
+        assert.ok(Date.now() - started < 10_000, `the calls failed after ${Date.now() - started} ms`);
+        await rejects(
+          q.put(3).then(() => q.flush()),
+          ConnectionError,
+          'flush() while it still does not answer',
+        );
+        process.kill(server.pid, 'SIGCONT');
+        stopped = false;
+        // Once the commands it owed are answered, the link works again.
+        for (const end = Date.now() + 20_000; ; ) {
+          try {
+            await q.qsize();
+            break;
+          } catch (error) {
+            if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 50)); // polling for the server's return
+          }
+        }
+        await q.put(4);
+        const got = await q.get({ timeout: 5_000 });
+        assert.ok(got === 3 || got === 4, `an item put after the stop: ${got}`);
+      } finally {
+        if (stopped) process.kill(server.pid, 'SIGCONT');
+        await deadline(context.close(), 20_000, 'close() of the context');
+        await server.stop();
+      }
+    },
+  );
+
   t('qsize() is exact for a single handle: items it read ahead and no get took yet still count', async () => {
     const a = await open();
     const b = await open();
