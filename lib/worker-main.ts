@@ -123,8 +123,10 @@ export async function main(boot: BootData): Promise<void> {
   if (target instanceof ProcessError) return fail(target);
   let failed = false;
   // The thread has nothing left that could settle the target's promise (no timer, port or I/O): Node would end
-  // it with exit code 13 and no word. Say so, as a failure of the target.
+  // it with exit code 13 and no word. Say so, as a failure of the target. Decided a step after 'beforeExit',
+  // once every listener ran: one of the target's own may schedule more work (a flush on the way out).
   const stalled = () => {
+    if (process.getActiveResourcesInfo().some((kind) => kind !== 'Immediate')) return; // 'beforeExit' comes again
     report(
       new ProcessError(
         `target "${boot.target}" of ${boot.module} returned a promise that can never settle: the thread has nothing left to wait for (no timer, open port or I/O)`,
@@ -133,14 +135,15 @@ export async function main(boot: BootData): Promise<void> {
     );
     process.exit(1);
   };
-  process.once('beforeExit', stalled);
+  const onBeforeExit = () => setImmediate(stalled);
+  process.on('beforeExit', onBeforeExit);
   try {
     await target(...args);
   } catch (error) {
     failed = true;
     report(error);
   } finally {
-    process.off('beforeExit', stalled);
+    process.off('beforeExit', onBeforeExit);
   }
   await runTaskEndHooks();
   await joinChildren();

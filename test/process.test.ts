@@ -273,6 +273,10 @@ cpython(
       /target "unsettledForever" of .*process-tasks.* returned a promise that can never settle/,
     );
     assert.ok(stderr.includes('never-settles'), `stderr names the process:\n${stderr}`);
+    // A target whose own 'beforeExit' listener schedules the work that settles it is not taken for one.
+    const waits = start('waitsForBeforeExit', [], { name: 'before-exit' });
+    await waits.join();
+    assert.is(waits.exitCode, 0, String(waits.error));
   },
 );
 
