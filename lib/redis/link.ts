@@ -6,8 +6,12 @@
 //   Every call settles: with the reply, or with a ConnectionError naming the URL within kLostAfter ms of the
 //   server going away (node-redis queues commands while it reconnects, and times them out), or of a command
 //   sent and not answered (a server stopped, or cut off, keeps the connection open: node-redis bounds only the
-//   wait before a command is written). While commands given up on that way have not been answered, the link is
-//   stuck: calls reject at once rather than pile up behind them (a put sent again would land twice).
+//   wait before a command is written). A command is given up on only once the server does not answer a PING on
+//   a connection of its own either (a slow link or a long command is not a lost server), and time this thread
+//   spent in synchronous code does not count (answers may sit unread). While commands given up on have not been
+//   answered, the link is stuck: calls reject at once rather than pile up behind them. A caller that must know
+//   whether a command it was told failed ran after all (a batch of puts, a read) passes `late`, called with the
+//   answer when it comes.
 //   The sockets keep the process alive only while a call is outstanding or something waits (hold/release): a
 //   program that never calls close() still exits when it has nothing left to do, as with local queues.
 //   The client package (node-redis) is imported on first connect, never by `import 'mpthreads'`.
@@ -19,6 +23,8 @@ export const kLostAfter = 8_000;
 const kLastChance = 1_500;
 /** How often the commands sent are checked for an answer overdue. */
 const kWatchdogMs = 250;
+/** How long the server has to answer a PING (on a connection of its own) before overdue commands are given up. */
+const kProbeMs = 1_000;
 /** How long connect() tries a server that refuses or does not answer. */
 export const kConnectDeadline = 3_000;
 
@@ -28,6 +34,17 @@ type NodeRedis = typeof import('redis');
 interface Unanswered {
   deadline: number;
   giveUp(): void;
+}
+
+/** Told how a command that its caller was told failed (no answer in time) really ended, once it did. */
+export type Late = (ok: boolean, value: unknown) => void;
+
+/** Errors of commands given up on for want of an answer: they may still run on the server. */
+const unansweredErrors = new WeakSet<object>();
+
+/** Whether `error` is a command given up on for want of an answer (it may have run, or run later). */
+export function wasUnanswered(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && unansweredErrors.has(error);
 }
 // node-redis's client type is generic over modules, functions and scripts we do not use.
 type Client = any;
@@ -90,6 +107,12 @@ export class Link {
   /** Commands sent and not answered yet, with when to give up on each. */
   readonly #unanswered = new Set<Unanswered>();
   #watchdog: NodeJS.Timeout | undefined;
+  /** When the watchdog last ran: a longer gap is time this thread could not read answers. */
+  #lastTick = 0;
+  /** A PING to see whether the server answers at all is out. */
+  #probing = false;
+  /** The connection for those PINGs (made on first need). */
+  #prober: Client | undefined;
   /** Commands given up on (no answer in time) whose answer has not come: the server is not answering. */
   #stuck = 0;
 
@@ -203,14 +226,14 @@ export class Link {
   }
 
   /** Sends one command; replies keep bulk strings as Buffers when `buffers`. */
-  async call<T>(args: readonly (string | Buffer)[], buffers = false): Promise<T> {
+  async call<T>(args: readonly (string | Buffer)[], buffers = false, late?: Late): Promise<T> {
     // While node-redis reconnects it queues the command: bound the wait by what is left of kLostAfter, but
     // give every call long enough to see a server that just came back (reconnection tries every 500 ms).
     const left = Math.max(kLostAfter - this.lostFor(), kLastChance);
     this.#checkAnswering();
     this.hold();
     try {
-      const reply = await this.#answered<T>(this.#client.sendCommand(args, this.#options(buffers, left)), left);
+      const reply = await this.#answered<T>(this.#client.sendCommand(args, this.#options(buffers, left)), left, late);
       this.#lostAt = undefined;
       return reply;
     } catch (error) {
@@ -226,6 +249,7 @@ export class Link {
     keys: readonly string[],
     args: readonly (string | Buffer)[],
     buffers = false,
+    late?: Late,
   ): Promise<T> {
     let sha = this.#scripts.get(source);
     if (sha === undefined) {
@@ -233,11 +257,11 @@ export class Link {
       this.#scripts.set(source, sha);
     }
     try {
-      return await this.#evalsha<T>(sha, source, keys, args, buffers);
+      return await this.#evalsha<T>(sha, source, keys, args, buffers, late);
     } catch (error) {
       // A server restarted without persistence lost the stream's consumer group: make it again, once.
       if (!isNoGroup(error) || !(await this.regroup(keys.slice(0, 1)))) throw error;
-      return await this.#evalsha<T>(sha, source, keys, args, buffers);
+      return await this.#evalsha<T>(sha, source, keys, args, buffers, late);
     }
   }
 
@@ -247,12 +271,24 @@ export class Link {
     keys: readonly string[],
     args: readonly (string | Buffer)[],
     buffers: boolean,
+    late: Late | undefined,
   ): Promise<T> {
+    // A late NOSCRIPT means it did not run: what EVAL then does is the answer.
+    const lateEval =
+      late &&
+      ((ok: boolean, value: unknown) => {
+        if (ok || !(value instanceof this.#redis.ErrorReply) || !/NOSCRIPT/.test(value.message)) late(ok, value);
+        else
+          this.call(['EVAL', source, String(keys.length), ...keys, ...args], buffers).then(
+            (v) => late(true, v),
+            (e) => late(false, e),
+          );
+      });
     try {
-      return await this.call<T>(['EVALSHA', sha, String(keys.length), ...keys, ...args], buffers);
+      return await this.call<T>(['EVALSHA', sha, String(keys.length), ...keys, ...args], buffers, lateEval);
     } catch (error) {
       if (!(error instanceof ProcessError) || !/NOSCRIPT/.test(error.message)) throw error;
-      return await this.call<T>(['EVAL', source, String(keys.length), ...keys, ...args], buffers);
+      return await this.call<T>(['EVAL', source, String(keys.length), ...keys, ...args], buffers, late);
     }
   }
 
@@ -276,12 +312,12 @@ export class Link {
    * A blocking read on the second connection, which only this reader uses: resolves with the reply (null
    * when `blockMs` passed, or unblock() ended it).
    */
-  async blocking<T>(args: readonly (string | Buffer)[], blockMs: number): Promise<T> {
+  async blocking<T>(args: readonly (string | Buffer)[], blockMs: number, late?: Late): Promise<T> {
     this.#blockingNow = true;
     this.#unblockWanted = false;
     this.#readSeq++;
     try {
-      return await this.#blocking<T>(args, blockMs);
+      return await this.#blocking<T>(args, blockMs, late);
     } finally {
       this.#blockingNow = false;
     }
@@ -294,7 +330,7 @@ export class Link {
   /** unblock() came while the read's connection id was not known yet: the read is not sent. */
   #unblockWanted = false;
 
-  async #blocking<T>(args: readonly (string | Buffer)[], blockMs: number): Promise<T> {
+  async #blocking<T>(args: readonly (string | Buffer)[], blockMs: number, late: Late | undefined): Promise<T> {
     if (this.#blocker === undefined) {
       const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed);
       // Within what is left of kLostAfter, if the server is already missing.
@@ -321,6 +357,7 @@ export class Link {
       const reply = await this.#answered<T>(
         this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter)),
         blockMs + kLostAfter,
+        late,
       );
       this.#lostAt = undefined;
       return reply;
@@ -364,28 +401,42 @@ export class Link {
   }
 
   /**
-   * The reply of `sent`, or a ConnectionError once `ms` pass without one: the link is then lost (lostFor()
-   * counts from when the command was sent) and stuck until its answer, or the connection's end, comes.
+   * The reply of `sent`, or a ConnectionError once `ms` pass without one and the server does not answer a PING
+   * either: the link is then lost (lostFor() counts from when the command was sent) and stuck until its answer,
+   * or the connection's end, comes; `late` hears of it then.
    */
-  #answered<T>(sent: Promise<unknown>, ms: number): Promise<T> {
+  #answered<T>(sent: Promise<unknown>, ms: number, late?: Late): Promise<T> {
     const sentAt = Date.now();
     return new Promise<T>((resolve, reject) => {
       const entry: Unanswered = {
-        deadline: sentAt + ms,
+        // Early enough that the PING and the watchdog's period still fit in `ms`.
+        deadline: sentAt + Math.max(ms - kProbeMs - kWatchdogMs, kWatchdogMs),
         giveUp: () => {
           this.#unanswered.delete(entry);
           this.#stuck++;
           this.#lostAt = Math.min(this.#lostAt ?? sentAt, sentAt);
-          reject(new ConnectionError(this.shown, `no answer within ${ms} ms (the server is stopped, or cut off)`));
+          const error = new ConnectionError(
+            this.shown,
+            `no answer within ${Date.now() - sentAt} ms (the server is stopped, or cut off)`,
+          );
+          unansweredErrors.add(error);
+          reject(error);
         },
       };
       this.#unanswered.add(entry);
-      this.#watchdog ??= setInterval(() => this.#giveUpOverdue(), kWatchdogMs).unref();
+      if (this.#watchdog === undefined) {
+        this.#lastTick = Date.now();
+        this.#watchdog = setInterval(() => this.#checkOverdue(), kWatchdogMs).unref();
+      }
       const settle = (ok: boolean, value: unknown) => {
         if (this.#unanswered.delete(entry)) {
           if (ok) resolve(value as T);
           else reject(value);
-        } else if (--this.#stuck === 0 && ok) this.#lostAt = undefined; // a late answer: the server is back
+          return;
+        }
+        // A late answer (or the connection's end): the server is back if it answered.
+        if (--this.#stuck === 0 && ok) this.#lostAt = undefined;
+        late?.(ok, value);
       };
       sent.then(
         (value) => settle(true, value),
@@ -394,12 +445,56 @@ export class Link {
     });
   }
 
-  #giveUpOverdue(): void {
+  #checkOverdue(): void {
     const now = Date.now();
-    for (const entry of this.#unanswered) if (now >= entry.deadline) entry.giveUp();
+    // A longer gap than the period: this thread ran synchronous code, and could not read answers meanwhile.
+    const gap = now - this.#lastTick - kWatchdogMs;
+    this.#lastTick = now;
+    if (gap > kWatchdogMs) for (const entry of this.#unanswered) entry.deadline += gap;
     if (this.#unanswered.size === 0) {
       clearInterval(this.#watchdog);
       this.#watchdog = undefined;
+      return;
+    }
+    if (this.#probing || ![...this.#unanswered].some((entry) => now >= entry.deadline)) return;
+    this.#probing = true;
+    // After this turn's poll phase (answers read there settle their commands first), ask the server whether it
+    // answers at all: if it does, the command is only slow (a big batch, a slow link) and gets more time.
+    setImmediate(() => {
+      void this.#probe().then((alive) => {
+        this.#probing = false;
+        const then = Date.now();
+        for (const entry of this.#unanswered) {
+          if (then < entry.deadline) continue;
+          if (alive) entry.deadline = then + kLostAfter;
+          else entry.giveUp();
+        }
+      });
+    });
+  }
+
+  /** Whether the server answers a PING within kProbeMs, on a connection of its own. */
+  async #probe(): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no answer')), kProbeMs);
+    });
+    try {
+      if (this.#prober === undefined) {
+        const prober = Link.#newClient(this.#redis, this.url, () => this.#closed);
+        this.#prober = prober;
+        await Promise.race([prober.connect(), late]);
+        prober.unref();
+      }
+      await Promise.race([this.#prober.sendCommand(['PING'], { timeout: kProbeMs }), late]);
+      return true;
+    } catch {
+      this.#prober?.destroy?.();
+      this.#prober = undefined;
+      return false;
+    } finally {
+      clearTimeout(timer);
+      late.catch(() => {});
     }
   }
 
@@ -432,6 +527,7 @@ export class Link {
       }),
     );
     clearInterval(this.#watchdog);
+    this.#prober?.destroy?.();
   }
 
   #options(buffers: boolean, timeout: number): object {

@@ -6,12 +6,14 @@
 //   An unbounded put resolves once buffered; a bounded one once the server took it (there was room), and the
 //   puts of an in-flight batch are committed (their timeout and signal wait for the server's answer).
 //   A batch that failed (the server was lost) stays first in the buffer and is sent again: a put that resolved
-//   is delivered unless the process dies before flush() resolves; flush() is the durability point.
+//   is delivered unless the process dies before flush() resolves; flush() is the durability point. A batch
+//   given up on for want of an answer (the server stopped answering) may still run: nothing is sent until its
+//   answer comes (#unanswered), so it is never sent twice; meanwhile flush() and bounded puts reject.
 //   While anything is buffered, the link is held (the process stays alive to send it).
-import { ErrorCode, Full, ProcessError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
-import { kLostAfter, type Link } from './link.ts';
+import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
+import { kLostAfter, wasUnanswered, type Link } from './link.ts';
 import { PUT } from './scripts.ts';
 
 /** Who put an item (a handle): close() rejects its puts still waiting for room. */
@@ -68,6 +70,8 @@ export class PutBuffer {
   #retryTimer: NodeJS.Timeout | undefined;
   #fullPoll = 1;
   #closed = false;
+  /** A batch was given up on for want of an answer, and its answer has not come: it may yet land. */
+  #unanswered = false;
   readonly #flushWaiters: { seq: number; resolve(): void; reject(error: unknown): void }[] = [];
 
   constructor(target: PutTarget) {
@@ -152,6 +156,10 @@ export class PutBuffer {
 
   /** Sends the oldest buffered puts, unless a batch is on its way already. */
   #send(): void {
+    if (this.#unanswered) {
+      this.#failWhileUnanswered();
+      return;
+    }
     if (this.#sending || this.#puts.length === 0) return;
     this.#sending = true;
     void this.#sendBatch();
@@ -167,15 +175,19 @@ export class PutBuffer {
         const link = this.#q.link();
         batch = this.#puts.slice(0, kBatchItems);
         for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = true;
+        // Given up on for want of an answer and answered later: what it did is known then.
+        const late = (ok: boolean, value: unknown) => this.#answeredLate(batch, ok, value);
         // One item to an unbounded queue (a request, a reply): a plain XADD, which the server runs sooner.
         let added = 1;
         if (batch.length === 1 && this.#q.maxsize === 0)
-          await link.call(['XADD', this.#q.key, '*', 'v', batch[0]!.bytes]);
+          await link.call(['XADD', this.#q.key, '*', 'v', batch[0]!.bytes], false, (ok) => late(ok, 1));
         else
           added = await link.script<number>(
             PUT,
             [this.#q.key, this.#q.metaKey],
             [String(this.#q.maxsize), ...batch.map((p) => p.bytes)],
+            false,
+            late,
           );
         this.#landedBatch(batch, added);
       } finally {
@@ -184,6 +196,7 @@ export class PutBuffer {
     } catch (error) {
       for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = false;
       if (this.#puts.length > 0) this.#holdLink();
+      if (wasUnanswered(error)) this.#unanswered = true;
       this.#failedBatch(error);
       return;
     }
@@ -207,21 +220,33 @@ export class PutBuffer {
     }
   }
 
+  /** The answer of a batch given up on came: it landed (what the server took) or not, and sending goes on. */
+  #answeredLate(batch: PendingPut[], ok: boolean, value: unknown): void {
+    this.#unanswered = false;
+    if (ok && !this.#closed) this.#landedBatch(batch, value as number);
+    if (this.#puts.length > 0) this.#retryLater(1);
+  }
+
   #landedBatch(batch: PendingPut[], added: number): void {
-    // The batch was the head of the buffer, and its puts are committed: nothing removed them meanwhile.
-    const landed = this.#puts.splice(0, added);
+    // The batch was the head of the buffer; after a late answer some of its puts may have left it (rejected).
+    const landed = batch.slice(0, added);
     for (const p of landed) {
-      this.#putBytes -= p.bytes.length;
+      const i = this.#puts[0] === p ? 0 : this.#puts.indexOf(p);
+      if (i >= 0) {
+        this.#puts.splice(i, 1);
+        this.#putBytes -= p.bytes.length;
+      }
       p.waiter?.resolve();
     }
     if (landed.length > 0) this.#landed = Math.max(this.#landed, landed[landed.length - 1]!.seq);
     if (this.#puts.length === 0) this.#releaseLink();
     else this.#holdLink();
+    const buffered = added < batch.length ? new Set(this.#puts) : undefined;
     for (let i = added; i < batch.length; i++) {
       const p = batch[i]!;
       // No room for it (a bounded queue): it waits, unless it was not to wait or its time is up.
       const w = p.waiter;
-      if (w === undefined) continue; // put before the queue was known to be bounded: it waits, resolved
+      if (w === undefined || !buffered!.has(p)) continue; // an unbounded put waits, resolved; a rejected one left
       w.committed = false;
       if (p.closedWith !== undefined) {
         this.#unbuffer(p);
@@ -273,6 +298,23 @@ export class PutBuffer {
     }
     if (lost) this.#releaseLink();
     this.#retryLater(250);
+  }
+
+  /**
+   * A batch is out, unanswered: nothing more is sent until its answer comes. A flush() and the bounded puts
+   * not yet sent cannot be answered meanwhile: they reject (the unbounded ones, resolved already, stay).
+   */
+  #failWhileUnanswered(): void {
+    const error = new ConnectionError(
+      this.#q.link().shown,
+      'no answer yet to a batch of puts sent earlier (the server is stopped, or cut off)',
+    );
+    for (const f of this.#flushWaiters.splice(0)) f.reject(error);
+    for (const p of this.#puts.slice()) {
+      if (p.waiter === undefined || p.waiter.committed) continue;
+      this.#unbuffer(p);
+      p.waiter.reject(error);
+    }
   }
 
   #holding = false;

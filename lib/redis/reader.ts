@@ -107,6 +107,13 @@ export class BlockingReader {
               ...queues.map(() => '>'),
             ],
             block,
+            // Given up on for want of an answer, and run after all: what it read goes back at once.
+            (ok, late) => {
+              if (!ok || late === null) return;
+              const byKey = new Map(queues.map((q) => [q.key, q]));
+              for (const [key, entries] of late as StreamReply)
+                byKey.get(key.toString('latin1'))?.handBack(parseEntries(entries));
+            },
           );
         } catch (error) {
           this.#reading = null;

@@ -481,6 +481,14 @@ export class StreamQueue {
       [this.key, metaKey(this.name)],
       [this.#consumer, String(count), claimIdle],
       true,
+      // Given up on for want of an answer, and run after all: what it claimed goes back at once.
+      (ok, reply) => {
+        if (ok)
+          this.handBack([
+            ...parseEntries((reply as StreamEntryReply[][])[0]!),
+            ...parseEntries((reply as StreamEntryReply[][])[1]!),
+          ]);
+      },
     );
     const entries = [...parseEntries(claimed), ...parseEntries(fresh)];
     this.#backSeen = back;
@@ -489,6 +497,11 @@ export class StreamQueue {
     this.#readAhead = entries.length === count ? Math.min(count * 2, this.#maxReadAhead()) : 1;
     this.arrived(entries);
     return entries.length;
+  }
+
+  /** Entries this thread read and will not deliver (a read whose answer came too late): back to the server. */
+  handBack(entries: Entry[]): void {
+    void this.#giveBack(entries);
   }
 
   /** Entries read for this queue (by a fetch, or by the blocking reader: `read`). */
