@@ -5,47 +5,27 @@
 // Invariants:
 //   Every call settles: with the reply, or with a ConnectionError naming the URL within kLostAfter ms of the
 //   server going away (node-redis queues commands while it reconnects, and times them out), or of a command
-//   sent and not answered (a server stopped, or cut off, keeps the connection open: node-redis bounds only the
-//   wait before a command is written). A command is given up on only once the server does not answer a PING on
-//   a connection of its own either (a slow link or a long command is not a lost server), and time this thread
-//   spent in synchronous code does not count (answers may sit unread). While commands given up on have not been
-//   answered, the link is stuck: calls reject at once rather than pile up behind them. A caller that must know
-//   whether a command it was told failed ran after all (a batch of puts, a read) passes `late`, called with the
-//   answer when it comes.
+//   sent and not answered (answer-watch.ts: a server stopped, or a connection cut off, keeps the socket open).
+//   While commands given up on have not been answered, the link is stuck: calls reject at once.
 //   The sockets keep the process alive only while a call is outstanding or something waits (hold/release): a
 //   program that never calls close() still exits when it has nothing left to do, as with local queues.
 //   The client package (node-redis) is imported on first connect, never by `import 'mpthreads'`.
 import { ConnectionError, describe, ErrorCode, ProcessError } from '../errors.ts';
+import { AnswerWatch, kProbeMs, type Late, willAnswerLate } from './answer-watch.ts';
 
+export { type Late, willAnswerLate } from './answer-watch.ts';
+
+/** The probe's clock ticks this often (ms). */
+const kProbeTickMs = 50;
 /** How long a lost server may take to come back before calls fail (SPEC: within 10 s). */
 export const kLostAfter = 8_000;
 /** The least a call waits for a lost server to come back. */
 const kLastChance = 1_500;
-/** How often the commands sent are checked for an answer overdue. */
-const kWatchdogMs = 250;
-/** How long the server has to answer a PING (on a connection of its own) before overdue commands are given up. */
-const kProbeMs = 1_000;
 /** How long connect() tries a server that refuses or does not answer. */
 export const kConnectDeadline = 3_000;
 
 type NodeRedis = typeof import('redis');
 
-/** A command sent and not answered yet. */
-interface Unanswered {
-  deadline: number;
-  giveUp(): void;
-}
-
-/** Told how a command that its caller was told failed (no answer in time) really ended, once it did. */
-export type Late = (ok: boolean, value: unknown) => void;
-
-/** Errors of commands given up on for want of an answer: they may still run on the server. */
-const unansweredErrors = new WeakSet<object>();
-
-/** Whether `error` is a command given up on for want of an answer (it may have run, or run later). */
-export function wasUnanswered(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && unansweredErrors.has(error);
-}
 // node-redis's client type is generic over modules, functions and scripts we do not use.
 type Client = any;
 
@@ -62,6 +42,13 @@ function nodeRedis(): Promise<NodeRedis> {
   return loading;
 }
 
+/** The bytes a command's arguments take on the wire (about). */
+function byteLength(args: readonly (string | Buffer)[]): number {
+  let n = 0;
+  for (const arg of args) n += arg.length;
+  return n;
+}
+
 /** The server has the stream but not its consumer group, or neither: it lost them (restarted empty). */
 export function isNoGroup(error: unknown): boolean {
   return error instanceof ProcessError && /NOGROUP/.test(error.message);
@@ -70,12 +57,16 @@ export function isNoGroup(error: unknown): boolean {
 /** What went wrong, for a message: some of the client's errors have none (a timeout, a refused connection). */
 function failureReason(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
+  // node-redis's, when the link reset a connection (answer-watch.ts); close() words its own.
+  if (error.constructor?.name === 'DisconnectsClientError')
+    return 'the connection stopped answering, though the server answers on another: it was opened again';
   if (error.message !== '') return error.message;
   if (error instanceof AggregateError && error.errors.length > 0) return error.errors.map(failureReason).join('; ');
   const code = (error as { code?: unknown }).code;
   if (typeof code === 'string') return code;
   const kind = error.constructor?.name ?? error.name;
   if (kind === 'TimeoutError') return 'no answer in time (the server is down, or not responding)';
+
   return kind;
 }
 
@@ -104,23 +95,27 @@ export class Link {
   readonly #scripts = new Map<string, string>();
   /** How each open queue (by stream key) makes its consumer group again. */
   readonly #regroupers = new Map<string, () => Promise<void>>();
-  /** Commands sent and not answered yet, with when to give up on each. */
-  readonly #unanswered = new Set<Unanswered>();
-  #watchdog: NodeJS.Timeout | undefined;
-  /** When the watchdog last ran: a longer gap is time this thread could not read answers. */
-  #lastTick = 0;
-  /** A PING to see whether the server answers at all is out. */
-  #probing = false;
-  /** The connection for those PINGs (made on first need). */
+  /** The commands sent and not answered yet. */
+  readonly #answers: AnswerWatch;
+  /** The connection for the watch's PINGs (made on first need). */
   #prober: Client | undefined;
-  /** Commands given up on (no answer in time) whose answer has not come: the server is not answering. */
-  #stuck = 0;
 
   private constructor(url: string, redis: NodeRedis, client: Client) {
     this.url = url;
     this.shown = displayUrl(url);
     this.#redis = redis;
     this.#client = client;
+    this.#answers = new AnswerWatch({
+      shown: this.shown,
+      probe: () => this.#probe(),
+      reset: (connection) => this.#reset(connection as Client),
+      lost: (sentAt) => {
+        this.#lostAt = Math.min(this.#lostAt ?? sentAt, sentAt);
+      },
+      back: () => {
+        this.#lostAt = undefined;
+      },
+    });
   }
 
   /** Connects, or rejects with ConnectionError (naming the URL) within kConnectDeadline ms. */
@@ -233,7 +228,9 @@ export class Link {
     this.#checkAnswering();
     this.hold();
     try {
-      const reply = await this.#answered<T>(this.#client.sendCommand(args, this.#options(buffers, left)), left, late);
+      const client = this.#client;
+      const sent = client.sendCommand(args, this.#options(buffers, left));
+      const reply = await this.#answers.track<T>(sent, client, left, byteLength(args), late);
       this.#lostAt = undefined;
       return reply;
     } catch (error) {
@@ -279,9 +276,11 @@ export class Link {
       ((ok: boolean, value: unknown) => {
         if (ok || !(value instanceof this.#redis.ErrorReply) || !/NOSCRIPT/.test(value.message)) late(ok, value);
         else
-          this.call(['EVAL', source, String(keys.length), ...keys, ...args], buffers).then(
+          this.call(['EVAL', source, String(keys.length), ...keys, ...args], buffers, late).then(
             (v) => late(true, v),
-            (e) => late(false, e),
+            (e) => {
+              if (!willAnswerLate(e)) late(false, e); // else its own late answer tells
+            },
           );
       });
     try {
@@ -349,14 +348,19 @@ export class Link {
     this.#checkAnswering();
     this.hold();
     try {
-      this.#blockerId ??= await this.#answered<number>(
-        this.#blocker.sendCommand(['CLIENT', 'ID'], this.#options(false, kLostAfter)),
+      const blocker = this.#blocker;
+      this.#blockerId ??= await this.#answers.track<number>(
+        blocker.sendCommand(['CLIENT', 'ID'], this.#options(false, kLostAfter)),
+        blocker,
         kLostAfter,
+        0,
       );
       if (this.#unblockWanted) return null as T;
-      const reply = await this.#answered<T>(
-        this.#blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter)),
+      const reply = await this.#answers.track<T>(
+        blocker.sendCommand(args, this.#options(true, blockMs + kLostAfter)),
+        blocker,
         blockMs + kLostAfter,
+        byteLength(args),
         late,
       );
       this.#lostAt = undefined;
@@ -396,89 +400,28 @@ export class Link {
 
   /** Rejects at once while commands given up on are still unanswered: the server is not answering. */
   #checkAnswering(): void {
-    if (this.#stuck > 0)
+    if (this.#answers.stuck)
       throw new ConnectionError(this.shown, `no answer for ${this.lostFor()} ms (the server is stopped, or cut off)`);
-  }
-
-  /**
-   * The reply of `sent`, or a ConnectionError once `ms` pass without one and the server does not answer a PING
-   * either: the link is then lost (lostFor() counts from when the command was sent) and stuck until its answer,
-   * or the connection's end, comes; `late` hears of it then.
-   */
-  #answered<T>(sent: Promise<unknown>, ms: number, late?: Late): Promise<T> {
-    const sentAt = Date.now();
-    return new Promise<T>((resolve, reject) => {
-      const entry: Unanswered = {
-        // Early enough that the PING and the watchdog's period still fit in `ms`.
-        deadline: sentAt + Math.max(ms - kProbeMs - kWatchdogMs, kWatchdogMs),
-        giveUp: () => {
-          this.#unanswered.delete(entry);
-          this.#stuck++;
-          this.#lostAt = Math.min(this.#lostAt ?? sentAt, sentAt);
-          const error = new ConnectionError(
-            this.shown,
-            `no answer within ${Date.now() - sentAt} ms (the server is stopped, or cut off)`,
-          );
-          unansweredErrors.add(error);
-          reject(error);
-        },
-      };
-      this.#unanswered.add(entry);
-      if (this.#watchdog === undefined) {
-        this.#lastTick = Date.now();
-        this.#watchdog = setInterval(() => this.#checkOverdue(), kWatchdogMs).unref();
-      }
-      const settle = (ok: boolean, value: unknown) => {
-        if (this.#unanswered.delete(entry)) {
-          if (ok) resolve(value as T);
-          else reject(value);
-          return;
-        }
-        // A late answer (or the connection's end): the server is back if it answered.
-        if (--this.#stuck === 0 && ok) this.#lostAt = undefined;
-        late?.(ok, value);
-      };
-      sent.then(
-        (value) => settle(true, value),
-        (error) => settle(false, error),
-      );
-    });
-  }
-
-  #checkOverdue(): void {
-    const now = Date.now();
-    // A longer gap than the period: this thread ran synchronous code, and could not read answers meanwhile.
-    const gap = now - this.#lastTick - kWatchdogMs;
-    this.#lastTick = now;
-    if (gap > kWatchdogMs) for (const entry of this.#unanswered) entry.deadline += gap;
-    if (this.#unanswered.size === 0) {
-      clearInterval(this.#watchdog);
-      this.#watchdog = undefined;
-      return;
-    }
-    if (this.#probing || ![...this.#unanswered].some((entry) => now >= entry.deadline)) return;
-    this.#probing = true;
-    // After this turn's poll phase (answers read there settle their commands first), ask the server whether it
-    // answers at all: if it does, the command is only slow (a big batch, a slow link) and gets more time.
-    setImmediate(() => {
-      void this.#probe().then((alive) => {
-        this.#probing = false;
-        const then = Date.now();
-        for (const entry of this.#unanswered) {
-          if (then < entry.deadline) continue;
-          if (alive) entry.deadline = then + kLostAfter;
-          else entry.giveUp();
-        }
-      });
-    });
   }
 
   /** Whether the server answers a PING within kProbeMs, on a connection of its own. */
   async #probe(): Promise<boolean> {
+    // kProbeMs of this thread's own time: a stretch it spent blocked (a ...Sync call) counts as one tick, and the
+    // last look comes after the turn's poll phase, so that a PONG that waits unread counts.
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('no answer')), kProbeMs);
+      let waited = 0;
+      let last = Date.now();
+      timer = setInterval(() => {
+        const now = Date.now();
+        waited += Math.min(now - last, 2 * kProbeTickMs);
+        last = now;
+        if (waited < kProbeMs) return;
+        clearInterval(timer);
+        setImmediate(() => reject(new Error('no answer')));
+      }, kProbeTickMs);
     });
+    late.catch(() => {});
     try {
       if (this.#prober === undefined) {
         const prober = Link.#newClient(this.#redis, this.url, () => this.#closed);
@@ -486,16 +429,35 @@ export class Link {
         await Promise.race([prober.connect(), late]);
         prober.unref();
       }
-      await Promise.race([this.#prober.sendCommand(['PING'], { timeout: kProbeMs }), late]);
+      // No timeout of node-redis's own: it would fire in the timers phase, before an answer waiting is read.
+      await Promise.race([this.#prober.sendCommand(['PING']), late]);
       return true;
     } catch {
       this.#prober?.destroy?.();
       this.#prober = undefined;
       return false;
     } finally {
-      clearTimeout(timer);
-      late.catch(() => {});
+      clearInterval(timer);
     }
+  }
+
+  /**
+   * `client`'s connection is dead though the server answers (cut off silently): close it, which fails the
+   * commands it carries as a dropped connection does, and open it again.
+   */
+  #reset(client: Client): void {
+    if (this.#closed) return;
+    if (client === this.#blocker) this.#blockerId = undefined;
+    try {
+      client.destroy();
+    } catch {}
+    client.connect().then(
+      () => {
+        if (this.#closed) client.destroy();
+        else if (this.#holds === 0) client.unref();
+      },
+      () => {},
+    );
   }
 
   /** Whether the server answers now (after a loss: once node-redis reconnected). */
@@ -513,7 +475,7 @@ export class Link {
         try {
           // The blocking connection may sit in a read for seconds: drop it rather than wait. So is one that
           // does not answer (a graceful close waits for the replies it owes).
-          if (c === this.#blocker || c.isReady !== true || this.#stuck > 0) c.destroy();
+          if (c === this.#blocker || c.isReady !== true || this.#answers.stuck) c.destroy();
           else {
             let timer: NodeJS.Timeout | undefined;
             const late = new Promise<'late'>((resolve) => {
@@ -526,7 +488,7 @@ export class Link {
         }
       }),
     );
-    clearInterval(this.#watchdog);
+    this.#answers.stop();
     this.#prober?.destroy?.();
   }
 

@@ -13,7 +13,7 @@
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
 import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
-import { kLostAfter, wasUnanswered, type Link } from './link.ts';
+import { kLostAfter, willAnswerLate, type Link } from './link.ts';
 import { PUT } from './scripts.ts';
 
 /** Who put an item (a handle): close() rejects its puts still waiting for room. */
@@ -196,7 +196,7 @@ export class PutBuffer {
     } catch (error) {
       for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = false;
       if (this.#puts.length > 0) this.#holdLink();
-      if (wasUnanswered(error)) this.#unanswered = true;
+      if (willAnswerLate(error)) this.#unanswered = true; // its answer, when it comes, says what it did
       this.#failedBatch(error);
       return;
     }

@@ -20,16 +20,31 @@ import { deadline, rejects, startTask, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { startRedis, whenRedis } from '../_support/redis-server.ts';
 
-/** A TCP proxy to `port` on 127.0.0.1 that passes what clients send at `rate` bytes a second (a slow uplink). */
-async function throttle(port: number, rate: number): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A TCP proxy to `port` on 127.0.0.1 that passes what clients send at `rate` bytes a second (a slow uplink);
+ * freeze(i) stops passing anything of the i-th connection, both ways (a flow dropped silently).
+ */
+async function throttle(
+  port: number,
+  rate: number,
+): Promise<{ port: number; freeze(i: number): void; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  const frozen: boolean[] = [];
   const server = createServer((client) => {
+    const id = frozen.push(false) - 1;
     const upstream = connectSocket(port, '127.0.0.1');
     sockets.add(client).add(upstream);
-    upstream.pipe(client);
+    upstream.on('data', (data: Buffer) => {
+      if (!frozen[id]) client.write(data);
+    });
     const pending: Buffer[] = [];
     let pump: NodeJS.Timeout | undefined;
     client.on('data', (data: Buffer) => {
+      if (frozen[id]) return;
+      if (rate === Infinity) {
+        upstream.write(data);
+        return;
+      }
       pending.push(data);
       client.pause();
       pump ??= setInterval(() => {
@@ -59,6 +74,9 @@ async function throttle(port: number, rate: number): Promise<{ port: number; clo
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
+    freeze: (i) => {
+      frozen[i] = true;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         for (const socket of sockets) socket.destroy();
@@ -309,13 +327,24 @@ whenRedis(() => {
       const server = await startRedis();
       const context = await connect(server.url);
       let stopped = false;
+      let other: Awaited<ReturnType<typeof connect>> | undefined;
       try {
         const q = context.Queue<number>(name('stopped'));
         const bounded = context.Queue<number>(name('stopped-bounded'), { maxsize: 1 });
         const sent = context.Queue<number>(name('stopped-sent'));
+        const fetched = context.Queue<number>(name('stopped-fetched'));
+        // A context whose PUT script is not loaded yet: its first batch's SCRIPT LOAD goes to the stopped server.
+        other = await connect(server.url);
+        const first = other.Queue<number>(name('stopped-first'));
         await bounded.put(1);
         await q.qsize();
+        await rejects(q.getNowait(), Empty, 'an empty queue (the fetch script is loaded)');
         await sent.qsize();
+        await first.qsize();
+        const feeder = other.Queue<number>(fetched.name);
+        await feeder.put(1);
+        await feeder.put(2);
+        await feeder.flush();
         process.kill(server.pid, 'SIGSTOP');
         stopped = true;
         const started = Date.now();
@@ -323,12 +352,17 @@ whenRedis(() => {
         // not be sent again (it landed twice: a regression found by a review).
         await sent.put(10);
         await sent.put(11);
+        // Given up on before its batch was sent: this batch must go out once the server is back (it never did).
+        await first.put(20);
+        await first.put(21);
         const calls: Promise<unknown>[] = [
           q.qsize(),
           q.get(),
           bounded.put(2),
           q.get({ timeout: 60_000 }),
           sent.flush(),
+          first.flush(),
+          fetched.getNowait(), // its fetch runs late, beside the others: what it read must go back, in order
         ];
         const outcomes = await Promise.allSettled(calls.map((call) => deadline(call, 20_000, 'a call')));
         for (const outcome of outcomes) {
@@ -369,10 +403,48 @@ whenRedis(() => {
         }
         assert.is(await sent.qsize(), 2, 'the batch landed once');
         assert.equal([await sent.get({ timeout: 5_000 }), await sent.get({ timeout: 5_000 })], [10, 11]);
+        for (const end = Date.now() + 20_000; ; ) {
+          try {
+            await first.flush(); // its SCRIPT LOAD was given up on: it stayed buffered, for good (found by a review)
+            break;
+          } catch (error) {
+            if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
+            await new Promise((resolve) => setTimeout(resolve, 50)); // polling for the server's return
+          }
+        }
+        assert.is(await first.qsize(), 2, 'the first batch landed, once');
+        // The late fetch's item was handed back while another command was still unanswered (it stayed pending).
+        assert.equal([await fetched.get({ timeout: 5_000 }), await fetched.get({ timeout: 5_000 })], [1, 2]);
       } finally {
         if (stopped) process.kill(server.pid, 'SIGCONT');
+        await other?.close();
         await deadline(context.close(), 20_000, 'close() of the context');
         await server.stop();
+      }
+    },
+  );
+
+  t(
+    'one connection cut off silently while the server answers: calls on it fail within 10 s, and it is opened again',
+    async () => {
+      // A proxy stops passing the main connection's bytes (a NAT or firewall dropping the flow); the server answers
+      // the PING on another connection, and the command, given more time for good, waited past 40 s (found by a
+      // review of the watchdog's second version).
+      const proxy = await throttle(fx.server.port, Infinity);
+      const context = await connect(`redis://127.0.0.1:${proxy.port}`);
+      try {
+        const q = context.Queue<number>(name('cut-off'));
+        await q.put(1);
+        await q.flush();
+        proxy.freeze(0); // the context's first connection: the one for commands
+        const started = Date.now();
+        const error = await rejects(deadline(q.qsize(), 20_000, 'qsize() on a dead connection'), ConnectionError);
+        assert.match(error.message, /stopped answering/);
+        assert.ok(Date.now() - started < 10_000, `it failed after ${Date.now() - started} ms`);
+        assert.is(await q.qsize(), 1, 'on the connection opened again');
+      } finally {
+        await context.close();
+        await proxy.close();
       }
     },
   );
