@@ -135,7 +135,7 @@ export class RedisContext {
       },
     };
     const context = this;
-    const handle = bind({ source, state, kind, maxsize, ready: state.check(maxsize) }, make);
+    const handle = bind({ source, state, kind, maxsize, ready: () => state.check(maxsize) }, make);
     this.#handles.add(handle);
     return handle;
   }

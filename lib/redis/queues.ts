@@ -65,7 +65,7 @@ export interface QueueBinding {
   kind: RedisQueueKind;
   maxsize: number | undefined;
   /** Resolves once the queue is open with the maxsize asked for (else rejects with why not). */
-  ready: Promise<void>;
+  ready(): Promise<void>;
 }
 
 let binding: QueueBinding | undefined;
@@ -98,7 +98,6 @@ export class RedisQueue<T = unknown> implements Handle {
     this.#b = binding;
     this.name = binding.state.name;
     this.#owner = binding.state.attach();
-    binding.ready.catch(() => {});
   }
 
   /** The queue's maxsize (0: unbounded): as opened until the server answered, then the server's. */
@@ -204,14 +203,14 @@ export class RedisQueue<T = unknown> implements Handle {
   /** `call`'s outcome, unless the queue could not be opened as asked (its maxsize or kind differ). */
   async #afterOpen(call: Promise<void>): Promise<void> {
     call.catch(() => {});
-    await this.#b.ready;
+    await this.#b.ready();
     return call;
   }
 
   async #ready(): Promise<StreamQueue> {
     if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue "${this.name}" is closed`);
     try {
-      await this.#b.ready;
+      await this.#b.ready();
     } catch (error) {
       if (this.#owner.closed) throw new ClosedError(`queue "${this.name}" is closed`);
       throw error;

@@ -75,7 +75,10 @@ export class StreamQueue {
   maxsize: number;
   /** This thread's: how idle another consumer's lease must be before a fetch here takes it over. */
   readonly visibilityTimeout: number;
-  readonly opened: Promise<void>;
+  #opened: Promise<void>;
+  /** The last open failed for want of the server: the next use opens again. */
+  #openFailed = false;
+  readonly #openOptions: { maxsize: number | undefined; explicitVisibility: boolean };
   readonly #link: Promise<Link>;
   readonly #consumer: string;
   readonly #reader: () => Promise<BlockingReader>;
@@ -134,10 +137,14 @@ export class StreamQueue {
     this.#consumer = consumer;
     this.#reader = reader;
     this.#onEmpty = onEmpty;
+    this.#openOptions = { maxsize: options.maxsize, explicitVisibility: options.explicitVisibility };
+    this.#opened = this.#tryOpen();
     this.#puts = new PutBuffer({
       key: this.key,
       metaKey: metaKey(name),
-      opened: (this.opened = this.#open(options.maxsize, options.explicitVisibility)),
+      get opened() {
+        return queue.opened;
+      },
       mismatch: (expect) => this.#mismatch(expect),
       get maxsize() {
         return queue.maxsize;
@@ -150,8 +157,25 @@ export class StreamQueue {
       release: () => this.#release(),
     });
     const queue = this;
-    // A failure is every call's to report; it is not unhandled meanwhile.
-    this.opened.catch(() => {});
+  }
+
+  /** Settles once the queue is open on the server (a queue opened while the server was away opens again). */
+  get opened(): Promise<void> {
+    if (this.#openFailed) {
+      this.#openFailed = false;
+      this.#opened = this.#tryOpen();
+    }
+    return this.#opened;
+  }
+
+  #tryOpen(): Promise<void> {
+    const opening = this.#open(this.#openOptions.maxsize, this.#openOptions.explicitVisibility);
+    // A failure is every call's to report; it is not unhandled meanwhile. One for want of the server is not for
+    // good: the next call opens again (one that found another maxsize or kind is).
+    opening.catch((error: unknown) => {
+      if (error instanceof ConnectionError) this.#openFailed = true;
+    });
+    return opening;
   }
 
   async #open(maxsize: number | undefined, explicitVisibility: boolean): Promise<void> {

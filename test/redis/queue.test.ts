@@ -355,7 +355,10 @@ whenRedis(() => {
         // Given up on before its batch was sent: this batch must go out once the server is back (it never did).
         await first.put(20);
         await first.put(21);
+        // Opened while the server does not answer: the open fails, and must not fail for good (it did).
+        const openedLate = context.Queue<number>(name('stopped-opened-late'));
         const calls: Promise<unknown>[] = [
+          openedLate.qsize(),
           q.qsize(),
           q.get(),
           bounded.put(2),
@@ -413,6 +416,8 @@ whenRedis(() => {
           }
         }
         assert.is(await first.qsize(), 2, 'the first batch landed, once');
+        await openedLate.put(5);
+        assert.is(await openedLate.get({ timeout: 5_000 }), 5, 'a queue first opened while the server was stopped');
         // The late fetch's item was handed back while another command was still unanswered (it stayed pending).
         assert.equal([await fetched.get({ timeout: 5_000 }), await fetched.get({ timeout: 5_000 })], [1, 2]);
       } finally {
