@@ -10,8 +10,11 @@
 //   and the overdue commands are given up on (their callers get a ConnectionError), while they may still run;
 //   until every command given up on has its answer (or its connection's end), the link is `stuck` and calls
 //   reject at once rather than pile up behind them. An answer: the server is alive, and an overdue command gets
-//   more time, as long as its connection could still be moving its bytes at kMinBytesPerMs; past that, its
+//   more time, as long as its connection could still be moving its bytes at kMinBytesPerMs (a command whose
+//   answer carries items: kSlowAnswerMs at least, since the answer's size is not known); past that, its
 //   connection is dead (the server lives): it is reset, which fails what it carried, as a dropped one does.
+//   Commands given up on stay watched: once the server answers again, one whose connection stays silent past
+//   its cap has that connection reset too, so that the link is not stuck for good.
 //   A caller that must know whether a command it was told failed ran after all (a batch of puts, a read)
 //   passes `late`; late answers are told once nothing is stuck any more, so that what they do can be sent.
 import { ConnectionError } from '../errors.ts';
@@ -25,6 +28,8 @@ const kPeriodMs = 250;
 export const kProbeMs = 1_000;
 /** The slowest a live connection is taken to move bytes (64 KiB/s): a command past that has a dead connection. */
 const kMinBytesPerMs = 64;
+/** The least time a live connection is given for an answer that carries items (its size is not known). */
+const kSlowAnswerMs = 60_000;
 
 /** Errors of commands given up on for want of an answer, whose caller passed `late`: they may still run. */
 const lateErrors = new WeakSet<object>();
@@ -55,6 +60,8 @@ interface Watched {
   /** The latest a live connection could take to answer it. */
   cap: number;
   connection: object;
+  /** Its caller was told it failed; its answer, or its connection's end, is still to come. */
+  givenUp: boolean;
   giveUp(): void;
 }
 
@@ -85,18 +92,28 @@ export class AnswerWatch {
    * The answer of `sent` (written to `connection`), or a ConnectionError once `ms` pass without one and the
    * server does not answer a PING either; `late` hears then how the command ended.
    */
-  track<T>(sent: Promise<unknown>, connection: object, ms: number, bytes: number, late?: Late): Promise<T> {
+  track<T>(
+    sent: Promise<unknown>,
+    connection: object,
+    ms: number,
+    bytes: number,
+    itemsBack: boolean,
+    late?: Late,
+  ): Promise<T> {
     const sentAt = Date.now();
     this.#bytesOut += bytes;
+    const cap = sentAt + ms + this.#bytesOut / kMinBytesPerMs;
     return new Promise<T>((resolve, reject) => {
       const entry: Watched = {
         sentAt,
         // Early enough that the PING and the period still fit in `ms`.
         deadline: sentAt + Math.max(ms - kProbeMs - kPeriodMs, kPeriodMs),
-        cap: sentAt + ms + this.#bytesOut / kMinBytesPerMs,
+        cap: itemsBack ? Math.max(cap, sentAt + kSlowAnswerMs) : cap,
         connection,
+        givenUp: false,
         giveUp: () => {
-          this.#watched.delete(entry);
+          entry.givenUp = true;
+          entry.deadline = Date.now() + 4 * kProbeMs; // looked at again then, while the server may be back
           this.#stuck++;
           this.#hooks.lost(sentAt);
           const error = new ConnectionError(
@@ -114,7 +131,8 @@ export class AnswerWatch {
       }
       const settle = (ok: boolean, value: unknown) => {
         this.#bytesOut -= bytes;
-        if (this.#watched.delete(entry)) {
+        this.#watched.delete(entry);
+        if (!entry.givenUp) {
           if (ok) resolve(value as T);
           else reject(value);
           return;
@@ -168,9 +186,10 @@ export class AnswerWatch {
         const dead = new Set<object>();
         for (const entry of this.#watched) {
           if (then < entry.deadline) continue;
-          if (!alive) entry.giveUp();
-          else if (then < entry.cap) entry.deadline = Math.min(then + kProbeMs * 4, entry.cap);
-          else dead.add(entry.connection);
+          if (alive && then >= entry.cap) dead.add(entry.connection);
+          else if (alive) entry.deadline = Math.min(then + 4 * kProbeMs, entry.cap);
+          else if (entry.givenUp) entry.deadline = then + 4 * kProbeMs;
+          else entry.giveUp();
         }
         for (const connection of dead) this.#hooks.reset(connection);
       });

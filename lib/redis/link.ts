@@ -230,7 +230,8 @@ export class Link {
     try {
       const client = this.#client;
       const sent = client.sendCommand(args, this.#options(buffers, left));
-      const reply = await this.#answers.track<T>(sent, client, left, byteLength(args), late);
+      // An answer read as buffers carries items (a fetch): its size is not known beforehand.
+      const reply = await this.#answers.track<T>(sent, client, left, byteLength(args), buffers, late);
       this.#lostAt = undefined;
       return reply;
     } catch (error) {
@@ -354,6 +355,7 @@ export class Link {
         blocker,
         kLostAfter,
         0,
+        false,
       );
       if (this.#unblockWanted) return null as T;
       const reply = await this.#answers.track<T>(
@@ -361,6 +363,7 @@ export class Link {
         blocker,
         blockMs + kLostAfter,
         byteLength(args),
+        true,
         late,
       );
       this.#lostAt = undefined;

@@ -274,7 +274,8 @@ export class PutBuffer {
     if (this.#closed) return;
     for (const f of this.#flushWaiters.splice(0)) f.reject(error);
     const mismatch = error instanceof ProcessError && error.code === ErrorCode.QueueMismatch;
-    const lost = mismatch || this.#q.link().lostFor() >= kLostAfter;
+    // A batch given up on for want of an answer: the server is not answering (it may run the batch later).
+    const lost = mismatch || willAnswerLate(error) || this.#q.link().lostFor() >= kLostAfter;
     const now = Date.now();
     for (const p of this.#puts.slice()) {
       const w = p.waiter;
@@ -315,6 +316,8 @@ export class PutBuffer {
       this.#unbuffer(p);
       p.waiter.reject(error);
     }
+    // What stays buffered (resolved puts) is sent once the answer comes, if the program still runs then.
+    this.#releaseLink();
   }
 
   #holding = false;
