@@ -47,6 +47,11 @@ export interface WatchHooks {
   probe(): Promise<boolean>;
   /** `connection` is dead (the server answers elsewhere): close and reopen it, failing what it carries. */
   reset(connection: object): void;
+  /**
+   * Whether `connection` is connected: a command on one that is reconnecting waits in the client, unwritten,
+   * and the client's own timeout ends it; it cannot run later, so it is not given up on (nor made stuck).
+   */
+  connected(connection: object): boolean;
   /** A command sent at `sentAt` was given up on: the server counts as lost since then. */
   lost(sentAt: number): void;
   /** A command given up on was answered after all: the server is back. */
@@ -188,7 +193,7 @@ export class AnswerWatch {
           if (then < entry.deadline) continue;
           if (alive && then >= entry.cap) dead.add(entry.connection);
           else if (alive) entry.deadline = Math.min(then + 4 * kProbeMs, entry.cap);
-          else if (entry.givenUp) entry.deadline = then + 4 * kProbeMs;
+          else if (entry.givenUp || !this.#hooks.connected(entry.connection)) entry.deadline = then + 4 * kProbeMs;
           else entry.giveUp();
         }
         for (const connection of dead) this.#hooks.reset(connection);

@@ -109,6 +109,7 @@ export class Link {
       shown: this.shown,
       probe: () => this.#probe(),
       reset: (connection) => this.#reset(connection as Client),
+      connected: (connection) => (connection as Client).isReady === true,
       lost: (sentAt) => {
         this.#lostAt = Math.min(this.#lostAt ?? sentAt, sentAt);
       },
