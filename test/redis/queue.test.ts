@@ -93,6 +93,21 @@ async function throttle(
   };
 }
 
+/**
+ * `call()`, again every 50 ms while it rejects with ConnectionError (a link recovering from a server that did
+ * not answer), for up to `ms`.
+ */
+async function whileUnanswered<T>(call: () => Promise<T>, ms = 20_000): Promise<T> {
+  for (const end = Date.now() + ms; ; ) {
+    try {
+      return await call();
+    } catch (error) {
+      if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50)); // polling for the server's answers
+    }
+  }
+}
+
 whenRedis(() => {
   const t = suite('redis queues', 60_000);
   const fx = redisFixture(t);
@@ -391,38 +406,15 @@ whenRedis(() => {
         process.kill(server.pid, 'SIGCONT');
         stopped = false;
         // Once the commands it owed are answered, the link works again.
-        for (const end = Date.now() + 20_000; ; ) {
-          try {
-            await q.qsize();
-            break;
-          } catch (error) {
-            if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
-            await new Promise((resolve) => setTimeout(resolve, 50)); // polling for the server's return
-          }
-        }
+        await whileUnanswered(() => q.qsize());
         await q.put(4);
         const got = await q.get({ timeout: 5_000 });
         assert.ok(got === 3 || got === 4, `an item put after the stop: ${got}`);
-        for (const end = Date.now() + 20_000; ; ) {
-          try {
-            await sent.flush(); // rejects until the batch given up on is answered
-            break;
-          } catch (error) {
-            if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
-            await new Promise((resolve) => setTimeout(resolve, 50)); // polling for the late answer
-          }
-        }
+        await whileUnanswered(() => sent.flush()); // rejects until the batch given up on is answered
         assert.is(await sent.qsize(), 2, 'the batch landed once');
         assert.equal([await sent.get({ timeout: 5_000 }), await sent.get({ timeout: 5_000 })], [10, 11]);
-        for (const end = Date.now() + 20_000; ; ) {
-          try {
-            await first.flush(); // its SCRIPT LOAD was given up on: it stayed buffered, for good (found by a review)
-            break;
-          } catch (error) {
-            if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
-            await new Promise((resolve) => setTimeout(resolve, 50)); // polling for the server's return
-          }
-        }
+        // Its SCRIPT LOAD was given up on: it stayed buffered, for good (found by a review).
+        await whileUnanswered(() => first.flush());
         assert.is(await first.qsize(), 2, 'the first batch landed, once');
         await openedLate.put(5);
         assert.is(await openedLate.get({ timeout: 5_000 }), 5, 'a queue first opened while the server was stopped');
@@ -499,15 +491,7 @@ whenRedis(() => {
       proxy.freeze(0); // its answer will never come back through this connection
       process.kill(server.pid, 'SIGCONT');
       stopped = false;
-      for (const end = Date.now() + 30_000; ; ) {
-        try {
-          assert.is(await q.qsize(), 1);
-          break;
-        } catch (error) {
-          if (!(error instanceof ConnectionError) || Date.now() > end) throw error;
-          await new Promise((resolve) => setTimeout(resolve, 100)); // polling for the recovery
-        }
-      }
+      assert.is(await whileUnanswered(() => q.qsize(), 30_000), 1);
     } finally {
       if (stopped) process.kill(server.pid, 'SIGCONT');
       await deadline(context.close(), 20_000, 'close() of the context');
