@@ -64,7 +64,7 @@ function startHub(): MessagePort {
  * cell that turns 1 once it serves. Items this thread put are on their way to it, so a get's timeout counts
  * from then: a put, then a get({ timeout }) in a fresh program, must not fail with Empty while qsize() is 1.
  */
-export function hubStarting(): Int32Array | undefined {
+function hubStarting(): Int32Array | undefined {
   const g = globalThis as Global;
   const cell = g[kHubStarting];
   if (cell === undefined || Atomics.load(cell, 0) === 0) return cell;
@@ -73,7 +73,7 @@ export function hubStarting(): Int32Array | undefined {
 }
 
 /** Longest a wait's timeout is held back for the hub to start: a hub that failed to start says so on stderr. */
-export const kHubStartMs = 10_000;
+const kHubStartMs = 10_000;
 
 /** hubStarting() as a promise that settles once the hub serves (at most kHubStartMs); undefined if it does. */
 export function hubStarted(): Promise<unknown> | undefined {

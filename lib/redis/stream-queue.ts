@@ -507,11 +507,9 @@ export class StreamQueue {
       true,
       // Given up on for want of an answer, and run after all: what it claimed goes back at once.
       (ok, reply) => {
-        if (ok)
-          this.handBack([
-            ...parseEntries((reply as StreamEntryReply[][])[0]!),
-            ...parseEntries((reply as StreamEntryReply[][])[1]!),
-          ]);
+        if (!ok) return;
+        const [lateClaimed, lateFresh] = reply as [StreamEntryReply[], StreamEntryReply[]];
+        this.handBack([...parseEntries(lateClaimed), ...parseEntries(lateFresh)]);
       },
     );
     const entries = [...parseEntries(claimed), ...parseEntries(fresh)];
