@@ -521,14 +521,14 @@ export function takeHandedOff(q: Int32Array, bytes: Uint8Array, into: Uint8Array
 
 // ---- the hub's corrections -----------------------------------------------------------------------------
 
+// They wake nobody: the hub wakes every waiter once it is done (hub.ts, wakeAll()).
+
 /**
  * Hub: takes `n` items off the queue's count, that holders counted and will never send (a dead producer's
- * buffer); for a JoinableQueue that takes their tasks off too. Wakes puts waiting for a slot, and join().
+ * buffer); for a JoinableQueue that takes their tasks off too.
  */
-export function uncount(q: Int32Array, n: number, joinable: boolean): void {
+export function uncount(q: Int32Array, n: number): void {
   Atomics.sub(q, kReserved, n);
-  wakeRoom(q);
-  if (joinable) wakeJoiners(q);
 }
 
 /**
@@ -551,7 +551,6 @@ export function recount(q: Int32Array, joinable: boolean, requeued: number): voi
  */
 export function abandon(q: Int32Array, requeued: number): void {
   finishOne(q, requeued);
-  wakeJoiners(q);
 }
 
 /** Counts one task done if more than `keep` are unfinished (atomically with that check). */

@@ -65,6 +65,16 @@ interface Entry {
 const kMoveBytes = 8 << 20;
 /** Entries kept below the claims only because of leases, past which the leased items are cut out of them. */
 const kLeasedEntries = 16;
+/**
+ * How long after a holder departs the hub waits before it wakes every waiter of the queue. A departure is often
+ * a thread dying, and the thread may still have an Atomics.waitAsync pending on the very cells the wake-up
+ * notifies; on Node 20 a notify that reaches a dying thread's wait just as Node shuts that thread's task runner
+ * down calls uv_async_send(NULL) and kills the process with SIGSEGV (a race in Node's platform, fixed by
+ * nodejs/node#57910, after Node 20). The wait goes when the thread's isolate is disposed, a few ms after its
+ * ports close (at most 9 ms seen here under load, from the port's close to the Worker's 'exit'); the wake-up
+ * is only a repair for a waiter that a step of the departed holder left asleep, so it can wait that long.
+ */
+const kDepartureWakeMs = 200;
 
 class HubQueue {
   readonly cells: Int32Array;
@@ -90,10 +100,17 @@ class HubQueue {
     this.joinable = joinable;
   }
 
-  /** Takes `n` items a dead holder counted and never sent off the count. */
+  /** Takes `n` items a dead holder counted and never sent off the count (wakeAll() follows). */
   uncount(n: number): void {
-    uncount(this.cells, n, this.joinable);
+    uncount(this.cells, n);
     this.adjusted = (this.adjusted + n) | 0;
+  }
+
+  /** Every waiter of the queue, in every thread, looks again: puts for room, gets, join(). */
+  wakeAll(): void {
+    wakeRoom(this.cells);
+    ring(this.cells);
+    if (this.joinable) wakeJoiners(this.cells);
   }
 
   /** Queues an item claimed by a dead holder again, as a new item (the `requeued`-th of this repair). */
@@ -142,7 +159,10 @@ class HubQueue {
       i++;
     }
     const uncounted = (reserved + this.adjusted - sum) | 0;
-    if (uncounted !== 0) uncount(this.cells, uncounted, this.joinable); // not this.uncount(): see `adjusted`
+    if (uncounted !== 0) {
+      uncount(this.cells, uncounted); // not this.uncount(): see `adjusted`
+      this.wakeAll();
+    }
     this.unsettled = false;
     this.settleDelay = 1;
   }
@@ -392,19 +412,21 @@ class Holder {
     }
     unlockRingOf(queue.cells, Atomics.load(this.cells, kHolderId)); // cells.ts, "The hand-off"
     dropWatches(queue.cells, this.cells);
-    // A holder stopped between a step and the wake-up that follows it (a take that freed a slot, a put it
-    // published into the ring, a taskDone() that finished the last task) left its waiters asleep: wake them
-    // all, in every thread; each looks again.
-    wakeRoom(queue.cells);
-    ring(queue.cells);
-    if (queue.joinable) wakeJoiners(queue.cells);
-    if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
     if (queue.holders.size === 0) {
       queues.delete(queue);
       clearTimeout(queue.settleTimer);
-    } else {
-      queue.trim();
+      return;
     }
+    queue.trim();
+    // A holder stopped between a step and the wake-up that follows it (a take that freed a slot, a put it
+    // published into the ring, a taskDone() that finished the last task) left its waiters asleep, and the
+    // repairs above may have freed slots or finished tasks: wake them all, in every thread; each looks again.
+    // Not before the departed thread is gone (kDepartureWakeMs); settle() waits as long, as it wakes them too.
+    setTimeout(() => {
+      if (queue.holders.size === 0) return;
+      queue.wakeAll();
+      if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
+    }, kDepartureWakeMs);
   }
 }
 

@@ -232,7 +232,7 @@ t(
     Atomics.store(holding.cells, kCounting, 1);
     Atomics.add(q, kReserved, 1);
     await depart(holding, first);
-    assert.not.ok(queueOf(q)!.unsettled);
+    await eventually(() => !queueOf(q)!.unsettled, 5_000, 'settle() after the departure');
     assert.is(size(q), 1, 'the held slot is taken off');
     // Then a producer dies after both steps of reserve() but before kCounting ended: nothing to correct. The
     // item it counted was never sent, which the hub takes off as lost.
@@ -240,13 +240,14 @@ t(
     assert.ok(reserve(q, counted.cells, 0));
     Atomics.add(counted.cells, kCounting, 1);
     await depart(counted, first);
-    assert.not.ok(queueOf(q)!.unsettled);
+    await eventually(() => !queueOf(q)!.unsettled, 5_000, 'settle() after the departure');
     assert.is(size(q), 1, 'the first correction is not made again');
     // And a third, that dies between the two steps: one more taken off, and only that one.
     const half = attach(first, false);
     Atomics.store(half.cells, kCounting, 1);
     Atomics.add(q, kReserved, 1);
     await depart(half, first);
+    await eventually(() => !queueOf(q)!.unsettled, 5_000, 'settle() after the departure');
     assert.is(size(q), 1, 'the half-counted item is taken off, once');
     assert.equal(
       (await pushed(q, first)).map((x) => x.value),
@@ -265,8 +266,12 @@ t('a departing holder wakes every waiter of its queue: puts waiting for room, ge
     const room = Atomics.load(q, kRoom);
     const bell = Atomics.load(q, kBell);
     const joins = Atomics.load(q, kJoinWake);
+    const left = performance.now();
     await depart(leaving, first);
-    assert.is.not(Atomics.load(q, kRoom), room, 'puts waiting for room are woken');
+    await eventually(() => Atomics.load(q, kRoom) !== room, 5_000, 'puts waiting for room woken');
+    // Not before the departed thread is surely gone (hub.ts, kDepartureWakeMs: 200): a wake-up that reached a
+    // dying thread's pending waitAsync crashed the process on Node 20. A lower bound, which load cannot break.
+    assert.ok(performance.now() - left >= 150, 'the wake-up waits for the departed thread to be gone');
     assert.is.not(Atomics.load(q, kBell), bell, 'gets waiting on the ring are woken');
     if (joinable) assert.is.not(Atomics.load(q, kJoinWake), joins, 'join() is woken');
   }
