@@ -386,7 +386,9 @@ export class Scheduler {
       if (start < chunk.to) requeue.push(subJob(chunk.job, start, chunk.to));
     }
     slot.chunks = [];
-    this.#queue.unshift(...requeue);
+    // Its initializer's failure, read just above as it exited, broke the pool: nothing may wait for a worker.
+    if (this.#broken !== undefined) for (const job of requeue) this.#failJob(job, this.#broken);
+    else this.#queue.unshift(...requeue);
     // A worker sends Ready (or its initializer's failure) before it reads anything, a Stop included: one that
     // exits before it was ready, and was not stopped (terminate() or kill(), by the pool or anyone), failed to start.
     if (!slot.ready && !stopped && this.#state !== 'terminated') {

@@ -863,6 +863,28 @@ contract(
   },
 );
 
+contract('an initializer failure read only as its worker exits fails the calls too, never a hang', async () => {
+  // The worker's exit was handled before its failure message (a busy thread handles a worker's exit first):
+  // the message, read then, broke the pool, and the exiting worker's task was queued again after the break had
+  // emptied the queue, with no worker to run it: the call hung (1 run in 30 of the CI's first test files, under
+  // load). The test blocks this thread while the worker fails and exits.
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  const { result: error } = await captureStderr(async () => {
+    const p = pool({ processes: 1, initializer: 'signalThenFailInit', initargs: [cell] });
+    const call = p.apply(tasks.sqr, [2]); // on the starting worker's list at once (it moves nothing)
+    Atomics.wait(cell, 0, 0, 30_000); // the initializer is about to throw
+    // Nothing sets the cell again: a bounded block, for the worker to post its failure and exit meanwhile. (On a
+    // machine slower than that, the message comes first, and the test passes without showing anything.)
+    Atomics.wait(cell, 0, 1, 2_000);
+    const failed = await rejects(deadline(call, 20_000, 'the call'), ProcessError, 'the call');
+    p.close();
+    await deadline(p.join(), 20_000, 'join() of the broken pool');
+    return failed;
+  });
+  assert.is(error.code, 'ERR_POOL_INITIALIZER');
+  assert.match(error.message, /initializer fails/);
+});
+
 contract(
   "starting workers terminated or killed from outside are replaced, not taken for an initializer's failure",
   async () => {
