@@ -6,15 +6,18 @@
 //   An unbounded put resolves once buffered; a bounded one once the server took it (there was room), and the
 //   puts of an in-flight batch are committed (their timeout and signal wait for the server's answer).
 //   A batch that failed (the server was lost) stays first in the buffer and is sent again: a put that resolved
-//   is delivered unless the process dies before flush() resolves; flush() is the durability point. A batch
-//   given up on for want of an answer (the server stopped answering) may still run: nothing is sent until its
-//   answer comes (#unanswered), so it is never sent twice; meanwhile flush() and bounded puts reject.
+//   is delivered unless the process dies before flush() resolves; flush() is the durability point. A put lands
+//   once: the server skips the put numbers of this buffer (#producer) it landed already, in a batch whose
+//   answer was lost with its connection (scripts.ts, PUT). A batch given up on for want of an answer (the
+//   server stopped answering) may still run: nothing is sent until its answer comes (#unanswered);
+//   meanwhile flush() and bounded puts reject.
 //   While anything is buffered, the link is held (the process stays alive to send it).
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
 import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
 import { kLostAfter, willAnswerLate, type Link } from './link.ts';
-import { PUT } from './scripts.ts';
+import { randomBytes } from 'node:crypto';
+import { PUT, producerKey } from './scripts.ts';
 
 /** Who put an item (a handle): close() rejects its puts still waiting for room. */
 export type PutOwner = object;
@@ -63,6 +66,8 @@ export class PutBuffer {
   readonly #puts: PendingPut[] = [];
   #putBytes = 0;
   #seq = 0;
+  /** This buffer's key on the server: the number of the last put it landed (scripts.ts, PUT). */
+  readonly producerKey: string;
   /** Every put up to this one is on the server. */
   #landed = 0;
   #sending = false;
@@ -76,6 +81,12 @@ export class PutBuffer {
 
   constructor(target: PutTarget) {
     this.#q = target;
+    this.producerKey = producerKey(target.key, randomBytes(12).toString('base64url'));
+  }
+
+  /** Nothing buffered, and no batch whose answer may yet come: nothing of this buffer can be sent again. */
+  get idle(): boolean {
+    return this.#puts.length === 0 && !this.#unanswered;
   }
 
   /** Puts buffered and not yet on the server. */
@@ -177,18 +188,15 @@ export class PutBuffer {
         for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = true;
         // Given up on for want of an answer and answered later: what it did is known then.
         const late = (ok: boolean, value: unknown) => this.#answeredLate(batch, ok, value);
-        // One item to an unbounded queue (a request, a reply): a plain XADD, which the server runs sooner.
-        let added = 1;
-        if (batch.length === 1 && this.#q.maxsize === 0)
-          await link.call(['XADD', this.#q.key, '*', 'v', batch[0]!.bytes], false, (ok) => late(ok, 1));
-        else
-          added = await link.script<number>(
-            PUT,
-            [this.#q.key, this.#q.metaKey],
-            [String(this.#q.maxsize), ...batch.map((p) => p.bytes)],
-            false,
-            late,
-          );
+        const args: (string | Buffer)[] = [String(this.#q.maxsize)];
+        for (const p of batch) args.push(String(p.seq), p.bytes);
+        const added = await link.script<number>(
+          PUT,
+          [this.#q.key, this.#q.metaKey, this.producerKey],
+          args,
+          false,
+          late,
+        );
         this.#landedBatch(batch, added);
       } finally {
         this.#sending = false;

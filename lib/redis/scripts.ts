@@ -98,20 +98,35 @@ local function size(stream, meta)
 end
 `;
 
+/** The key of one producer's (a PutBuffer's) last landed put: `${streamKey(name)}:producer:${id}`. */
+export function producerKey(stream: string, producer: string): string {
+  return `${stream}:producer:${producer}`;
+}
+
+/** Seconds a producer's key outlives its last batch: a batch sent again later than that could land twice. */
+export const kProducerTtl = 3_600;
+
 /**
- * KEYS: stream, meta. ARGV: maxsize, then the items in put order. Adds as many as there is room for, in order,
- * and returns how many.
+ * KEYS: stream, meta, producer. ARGV: maxsize, then each item's put number and bytes, in put order. Adds as many
+ * as there is room for, in order, and returns how many of the batch are on the server: a batch is sent again
+ * when its answer was lost (the connection dropped), so the put numbers this producer landed already (its
+ * key holds the last) are skipped and counted, not added twice. A producer's numbers only grow.
  */
 export const PUT = `${size}
-local n = #ARGV - 1
+local last = tonumber(redis.call('GET', KEYS[3]) or '-1')
+local n = (#ARGV - 1) / 2
+local landed = 0
+while landed < n and tonumber(ARGV[2 * landed + 2]) <= last do landed = landed + 1 end
+local add = n - landed
 local maxsize = tonumber(ARGV[1])
 if maxsize > 0 then
   local room = maxsize - size(KEYS[1], KEYS[2])
-  if room < n then n = room end
+  if room < add then add = room end
 end
-for i = 1, n do redis.call('XADD', KEYS[1], '*', 'v', ARGV[i + 1]) end
-if n < 0 then return 0 end
-return n
+if add <= 0 then return landed end
+for i = landed + 1, landed + add do redis.call('XADD', KEYS[1], '*', 'v', ARGV[2 * i + 1]) end
+redis.call('SET', KEYS[3], ARGV[2 * (landed + add)], 'EX', ${kProducerTtl})
+return landed + add
 `;
 
 /** KEYS: stream, meta. Items on the server not yet gotten. */
@@ -197,9 +212,13 @@ if n > 0 then redis.call('HINCRBY', KEYS[2], 'back', n) end
 return n
 `;
 
-/** KEYS: stream. ARGV: consumer. Removes the consumer from the group if it holds nothing. */
+/**
+ * KEYS: stream, then the producer key if it may go (nothing of it can be sent again). ARGV: consumer. Removes
+ * the consumer from the group if it holds nothing, and the producer's key.
+ */
 export const RETIRE = `
 local p = redis.call('XPENDING', KEYS[1], '${kGroup}', '-', '+', 1, ARGV[1])
 if #p == 0 then redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], '${kGroup}', ARGV[1]) end
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
 return #p
 `;

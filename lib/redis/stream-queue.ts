@@ -756,7 +756,8 @@ export class StreamQueue {
     clearTimeout(this.#renewTimer);
     if (this.#linkNow === undefined) return;
     await this.#giveBack([...leases, ...this.#ready.splice(0)]);
-    await this.#linkNow.script(RETIRE, [this.key], [this.#consumer]).catch(() => {});
+    const keys = this.#puts.idle ? [this.key, this.#puts.producerKey] : [this.key];
+    await this.#linkNow.script(RETIRE, keys, [this.#consumer]).catch(() => {});
   }
 
   /**

@@ -23,22 +23,30 @@ import { startRedis, whenRedis } from '../_support/redis-server.ts';
 /**
  * A TCP proxy to `port` on 127.0.0.1 that passes what clients send at `up` bytes a second and what the server
  * sends at `down` (a slow link); freeze(i) stops passing anything of the i-th connection (a flow dropped
- * silently).
+ * silently), holdAnswers(i) only what the server sends on it, and cut(i) closes it.
  */
 async function throttle(
   port: number,
   up: number,
   down = Infinity,
-): Promise<{ port: number; freeze(i: number): void; close(): Promise<void> }> {
+): Promise<{
+  port: number;
+  freeze(i: number): void;
+  holdAnswers(i: number): void;
+  cut(i: number): void;
+  close(): Promise<void>;
+}> {
   const sockets = new Set<Socket>();
   const frozen: boolean[] = [];
+  const held: boolean[] = [];
+  const ends: (() => void)[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  /** Passes `from`'s bytes to `to` at `rate` bytes a second, unless connection `id` is frozen. */
-  const meter = (from: Socket, to: Socket, rate: number, id: number) => {
+  /** Passes `from`'s bytes to `to` at `rate` bytes a second, unless connection `id` is frozen (or `stopped`). */
+  const meter = (from: Socket, to: Socket, rate: number, id: number, stopped: () => boolean = () => false) => {
     const pending: Buffer[] = [];
     let pump: NodeJS.Timeout | undefined;
     from.on('data', (data: Buffer) => {
-      if (frozen[id]) return;
+      if (frozen[id] || stopped()) return;
       if (rate === Infinity) {
         to.write(data);
         return;
@@ -69,12 +77,14 @@ async function throttle(
     const id = frozen.push(false) - 1;
     const upstream = connectSocket(port, '127.0.0.1');
     sockets.add(client).add(upstream);
+    held.push(false);
     meter(client, upstream, up, id);
-    meter(upstream, client, down, id);
+    meter(upstream, client, down, id, () => held[id]!);
     const end = () => {
       client.destroy();
       upstream.destroy();
     };
+    ends.push(end);
     client.on('close', end).on('error', end);
     upstream.on('close', end).on('error', end);
   });
@@ -84,6 +94,10 @@ async function throttle(
     freeze: (i) => {
       frozen[i] = true;
     },
+    holdAnswers: (i) => {
+      held[i] = true;
+    },
+    cut: (i) => ends[i]!(),
     close: () =>
       new Promise<void>((resolve) => {
         for (const timer of timers) clearInterval(timer);
@@ -517,6 +531,56 @@ whenRedis(() => {
       assert.is(await q.get({ timeout: 5_000 }), 1, 'and the link is not taken for stuck');
     },
   );
+
+  t('a batch whose answer is lost with its connection is sent again and lands once', async () => {
+    // The server ran the batch, the connection dropped before its answer came, and the batch sent again after
+    // the reconnection landed a second time (7 puts, 12 items). The server now skips the puts this producer
+    // landed already.
+    const proxy = await throttle(fx.server.port, Infinity);
+    const context = await connect(`redis://127.0.0.1:${proxy.port}`);
+    try {
+      const q = context.Queue<number>(name('answer-lost'));
+      const key = `mpthreads:{${q.name}}`;
+      const length = async () => Number(await inspect.sendCommand(['XLEN', key]));
+      await Promise.all([q.put(0), q.put(1)]);
+      await q.flush(); // a batch of two: the PUT script is loaded, and what follows is one EVALSHA
+      proxy.holdAnswers(0);
+      for (let i = 2; i <= 6; i++) await q.put(i);
+      const flushed = q.flush().catch((error: unknown) => error);
+      while ((await length()) < 7) await new Promise((resolve) => setTimeout(resolve, 10)); // polling the server
+      proxy.cut(0);
+      assert.instance(await flushed, ConnectionError, 'the flush of the batch whose answer was lost');
+      await deadline(
+        whileUnanswered(() => q.flush()),
+        20_000,
+        'the flush after the reconnection',
+      );
+      assert.is(await length(), 7, 'each put landed once');
+      const b = await open();
+      const reader = b.Queue<number>(q.name);
+      const got: number[] = [];
+      for (let i = 0; i < 7; i++) got.push(await reader.get({ timeout: 5_000 }));
+      assert.equal(got, [0, 1, 2, 3, 4, 5, 6]);
+      assert.is(await reader.qsize(), 0);
+    } finally {
+      await deadline(context.close(), 20_000, 'close() of the context');
+      await proxy.close();
+    }
+  });
+
+  t('a producer key lives while its producer does: close() of its context removes it', async () => {
+    const a = await open();
+    const q = a.Queue<number>(name('producer-key'));
+    await q.put(1);
+    await q.flush();
+    const pattern = `mpthreads:{${q.name}}:producer:*`;
+    const keys = async () => (await inspect.sendCommand(['KEYS', pattern])) as string[];
+    assert.is((await keys()).length, 1, 'the key of the last put landed');
+    const ttl = Number(await inspect.sendCommand(['TTL', (await keys())[0]!]));
+    assert.ok(ttl > 0 && ttl <= 3_600, `it expires in an hour at most (TTL ${ttl})`);
+    await a.close(); // waits for its handles' close (a handle's own close() finishes in the background)
+    assert.equal(await keys(), [], 'gone once the handle closed with nothing left to send');
+  });
 
   t('a slow link: a batch that takes longer than 8 s to upload lands, once', async () => {
     // The watchdog counted from the send, gave up on the upload, and the batch was sent again and again (the
