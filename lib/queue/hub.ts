@@ -75,6 +75,8 @@ const kLeasedEntries = 16;
  * is only a repair for a waiter that a step of the departed holder left asleep, so it can wait that long.
  */
 const kDepartureWakeMs = 200;
+/** Departures that keep coming put the wake-up off no longer than this after it was first due (ms). */
+const kLongestWakeDelayMs = 1_000;
 
 class HubQueue {
   readonly cells: Int32Array;
@@ -94,6 +96,11 @@ class HubQueue {
   unsettled = false;
   settleTimer: NodeJS.Timeout | undefined;
   settleDelay = 1;
+  /** When a holder last departed (performance.now()), and the wake-up that waits for it (wakeLater()). */
+  lastDeparture = Number.NEGATIVE_INFINITY;
+  wakeTimer: NodeJS.Timeout | undefined;
+  /** The latest time the pending wake-up may come (kLongestWakeDelayMs after it was first asked for). */
+  wakeDue: number | undefined;
 
   constructor(cells: Int32Array, joinable: boolean) {
     this.cells = cells;
@@ -111,6 +118,25 @@ class HubQueue {
     wakeRoom(this.cells);
     ring(this.cells);
     if (this.joinable) wakeJoiners(this.cells);
+  }
+
+  /**
+   * wakeAll(), once no holder has departed for kDepartureWakeMs (a departed thread may still be dying: see
+   * there), but at most kLongestWakeDelayMs after it was first asked for.
+   */
+  wakeLater(): void {
+    const now = performance.now();
+    this.wakeDue ??= now + kLongestWakeDelayMs;
+    const at = Math.min(this.lastDeparture + kDepartureWakeMs, this.wakeDue);
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        this.wakeDue = undefined;
+        if (this.holders.size > 0) this.wakeAll();
+      },
+      Math.max(0, at - now),
+    );
   }
 
   /** Queues an item claimed by a dead holder again, as a new item (the `requeued`-th of this repair). */
@@ -161,7 +187,7 @@ class HubQueue {
     const uncounted = (reserved + this.adjusted - sum) | 0;
     if (uncounted !== 0) {
       uncount(this.cells, uncounted); // not this.uncount(): see `adjusted`
-      this.wakeAll();
+      this.wakeLater(); // a holder departed a moment ago
     }
     this.unsettled = false;
     this.settleDelay = 1;
@@ -415,18 +441,18 @@ class Holder {
     if (queue.holders.size === 0) {
       queues.delete(queue);
       clearTimeout(queue.settleTimer);
+      clearTimeout(queue.wakeTimer);
       return;
     }
     queue.trim();
     // A holder stopped between a step and the wake-up that follows it (a take that freed a slot, a put it
     // published into the ring, a taskDone() that finished the last task) left its waiters asleep, and the
     // repairs above may have freed slots or finished tasks: wake them all, in every thread; each looks again.
-    // Not before the departed thread is gone (kDepartureWakeMs); settle() waits as long, as it wakes them too.
-    setTimeout(() => {
-      if (queue.holders.size === 0) return;
-      queue.wakeAll();
-      if (queue.unsettled && queue.settleTimer === undefined) queue.settle();
-    }, kDepartureWakeMs);
+    // Not before the departed thread is gone (kDepartureWakeMs): nor does settle(), which wakes them too.
+    queue.lastDeparture = performance.now();
+    queue.wakeLater();
+    if (queue.unsettled && queue.settleTimer === undefined)
+      queue.settleTimer = setTimeout(() => queue.settle(), kDepartureWakeMs);
   }
 }
 

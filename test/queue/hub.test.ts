@@ -277,6 +277,42 @@ t('a departing holder wakes every waiter of its queue: puts waiting for room, ge
   }
 });
 
+t('no wake-up within 150 ms of any departure: settle() correcting a death waits as a departure does', async () => {
+  // settle() woke every waiter as soon as its correction succeeded, which could be a few ms after another
+  // holder's thread died (3.7 ms in a review's probe): the wake-up that can crash Node 20 (hub.ts,
+  // kDepartureWakeMs). A dies between its two counting steps; C is inside one, so settle() retries until C
+  // departs, dying there too.
+  const { q, first } = createQueue(false);
+  const a = attach(first, false);
+  const c = attach(first, false);
+  await settled(first);
+  Atomics.store(a.cells, kCounting, 1);
+  Atomics.add(q, kReserved, 1);
+  Atomics.store(c.cells, kCounting, 1);
+  let room = Atomics.load(q, kRoom);
+  await depart(a, first);
+  await eventually(() => Atomics.load(q, kRoom) !== room, 5_000, "the wake-up after A's departure");
+  room = Atomics.load(q, kRoom);
+  const bumps: number[] = [];
+  const left = performance.now();
+  const watch = setInterval(() => {
+    const now = Atomics.load(q, kRoom);
+    if (now !== room) {
+      room = now;
+      bumps.push(performance.now() - left);
+    }
+  }, 1);
+  try {
+    Atomics.add(q, kReserved, 1);
+    await depart(c, first);
+    await eventually(() => !queueOf(q)!.unsettled && bumps.length > 0, 5_000, 'the queue settled, and woken');
+    // A lower bound, which load cannot break (a late look only sees a wake-up later).
+    assert.ok(bumps[0]! >= 150, `the first wake-up after C left came ${bumps[0]!.toFixed(1)} ms after`);
+  } finally {
+    clearInterval(watch);
+  }
+});
+
 t(
   'a consumer that claimed a deferred item and died while fetching it: the hub queues it again, at the end',
   async () => {
