@@ -214,11 +214,12 @@ return n
 
 /**
  * KEYS: stream, then the producer key if it may go (nothing of it can be sent again). ARGV: consumer. Removes
- * the consumer from the group if it holds nothing, and the producer's key.
+ * the producer's key (first: XPENDING fails if the group is gone), and the consumer from the group if it holds
+ * nothing.
  */
 export const RETIRE = `
+if KEYS[2] then redis.call('DEL', KEYS[2]) end
 local p = redis.call('XPENDING', KEYS[1], '${kGroup}', '-', '+', 1, ARGV[1])
 if #p == 0 then redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], '${kGroup}', ARGV[1]) end
-if KEYS[2] then redis.call('DEL', KEYS[2]) end
 return #p
 `;
