@@ -75,7 +75,7 @@ const kLeasedEntries = 16;
  * is only a repair for a waiter that a step of the departed holder left asleep, so it can wait that long.
  */
 const kDepartureWakeMs = 200;
-/** Departures that keep coming put the wake-up off no longer than this after it was first due (ms). */
+/** Departures that keep coming put the wake-up off no longer than this after it was first asked for (ms). */
 const kLongestWakeDelayMs = 1_000;
 
 class HubQueue {

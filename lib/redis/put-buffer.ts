@@ -7,16 +7,16 @@
 //   puts of an in-flight batch are committed (their timeout and signal wait for the server's answer).
 //   A batch that failed (the server was lost) stays first in the buffer and is sent again: a put that resolved
 //   is delivered unless the process dies before flush() resolves; flush() is the durability point. A put lands
-//   once: the server skips the put numbers of this buffer (#producer) it landed already, in a batch whose
+//   once: the server skips the put numbers of this buffer (producerKey) it landed already, in a batch whose
 //   answer was lost with its connection (scripts.ts, PUT). A batch given up on for want of an answer (the
 //   server stopped answering) may still run: nothing is sent until its answer comes (#unanswered);
 //   meanwhile flush() and bounded puts reject.
 //   While anything is buffered, the link is held (the process stays alive to send it).
+import { randomBytes } from 'node:crypto';
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
 import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
 import { kLostAfter, willAnswerLate, type Link } from './link.ts';
-import { randomBytes } from 'node:crypto';
 import { PUT, producerKey } from './scripts.ts';
 
 /** Who put an item (a handle): close() rejects its puts still waiting for room. */
