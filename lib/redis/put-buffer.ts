@@ -13,9 +13,9 @@
 //   meanwhile flush() and bounded puts reject.
 //   While anything is buffered, the link is held (the process stays alive to send it).
 import { randomBytes } from 'node:crypto';
+import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
-import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
 import { kLostAfter, willAnswerLate, type Link } from './link.ts';
 import { PUT, producerKey } from './scripts.ts';
 

@@ -104,7 +104,7 @@ export function producerKey(stream: string, producer: string): string {
 }
 
 /** Seconds a producer's key outlives its last batch: a batch sent again later than that could land twice. */
-export const kProducerTtl = 3_600;
+const kProducerTtl = 3_600;
 
 /**
  * KEYS: stream, meta, producer. ARGV: maxsize, then each item's put number and bytes, in put order. Adds as many
