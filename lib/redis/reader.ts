@@ -11,8 +11,10 @@
 //   bounded queue's gets that give up wait for the read (stream-queue.ts).
 //   A read never blocks longer than the shortest `blockFor` of its queues, so JoinableQueue sweeps run on time
 //   and a lost server is noticed.
+//   A read whose answer was lost with its connection may have taken entries: its queues are not read again
+//   until each has found them in this consumer's pending list (stream-queue.ts: recovery).
 import { ConnectionError } from '../errors.ts';
-import { isNoGroup, kLostAfter, type Link } from './link.ts';
+import { isNoGroup, kLostAfter, type Link, willAnswerLate } from './link.ts';
 import { kGroup } from './scripts.ts';
 import { parseEntries, type StreamQueue, type StreamReply } from './stream-queue.ts';
 
@@ -73,7 +75,7 @@ export class BlockingReader {
     this.#running = true;
     try {
       while (!this.#stopped) {
-        for (const q of this.#wanting) if (q.waiting === 0) this.#wanting.delete(q);
+        for (const q of this.#wanting) if (q.waiting === 0 || q.recovering) this.#wanting.delete(q);
         if (this.#wanting.size === 0) return;
         const queues = [...this.#wanting];
         // One COUNT for every stream: a bounded queue must not get more than its gets take (a read-ahead entry
@@ -109,6 +111,8 @@ export class BlockingReader {
             block,
             // Given up on for want of an answer, and run after all: what it read goes back at once.
             (ok, late) => {
+              // Its connection ended before the answer came: what it read sits in this consumer's pending list.
+              if (!ok) for (const q of queues) q.mayHoldUnknown();
               if (!ok || late === null) return;
               const byKey = new Map(queues.map((q) => [q.key, q]));
               for (const [key, entries] of late as StreamReply)
@@ -130,6 +134,13 @@ export class BlockingReader {
             this.#wanting.clear();
             return;
           }
+          // The read may have run, and its answer gone with the connection: each queue finds what it took in
+          // this consumer's pending list (and gives it back, in place) before it is read again.
+          if (!willAnswerLate(error))
+            for (const q of queues) {
+              this.#wanting.delete(q);
+              q.mayHoldUnknown();
+            }
           await new Promise((resolve) => setTimeout(resolve, 100));
           continue;
         }

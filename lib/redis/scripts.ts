@@ -213,6 +213,32 @@ return n
 `;
 
 /**
+ * KEYS: stream, meta. ARGV: consumer, then every id its thread knows it holds (read ahead, leased, delivered
+ * and not yet acknowledged). A read or fetch whose answer was lost with its connection may have taken entries
+ * that the thread never saw: each entry of this consumer's pending list that the thread does not know, and
+ * that is not given back already, is given back as HAND_BACK does (in place, so that the next FETCH claims it
+ * first and order holds). Returns how many.
+ */
+export const RECOVER = `
+local known = {}
+for i = 2, #ARGV do known[ARGV[i]] = true end
+local n, start = 0, '-'
+while true do
+  local p = redis.call('XPENDING', KEYS[1], '${kGroup}', start, '+', 1000, ARGV[1])
+  for _, e in ipairs(p) do
+    if not known[e[1]] and e[3] < ${kHandedBack - 3_600_000} then
+      redis.call('XCLAIM', KEYS[1], '${kGroup}', ARGV[1], 0, e[1], 'IDLE', ${kHandedBack}, 'JUSTID')
+      n = n + 1
+    end
+  end
+  if #p < 1000 then break end
+  start = '(' .. p[#p][1]
+end
+if n > 0 then redis.call('HINCRBY', KEYS[2], 'back', n) end
+return n
+`;
+
+/**
  * KEYS: stream, then the producer key if it may go (nothing of it can be sent again). ARGV: consumer. Removes
  * the producer's key (first: XPENDING fails if the group is gone), and the consumer from the group if it holds
  * nothing.

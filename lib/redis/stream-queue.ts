@@ -23,14 +23,19 @@
 //   (reader.ts), so a bounded queue read beside another gets no more than its gets take.
 //   What a consumer killed outright held is claimed by another after kOrphanAfter ms (a JoinableQueue's:
 //   after its visibilityTimeout).
+//   A read or fetch whose answer was lost with its connection may have taken entries this thread never saw:
+//   until a recovery (RECOVER, which knows every id this thread holds) has given those back in place, nothing
+//   is delivered, read or fetched here, so they are not left for the orphan claim while newer items pass.
+//   An acknowledgement (TAKE, DONE) that fails for want of the server is sent again until the server is taken
+//   for lost: a Queue item left pending would be claimed as an orphan and delivered twice.
 //   Whatever waits (a get, a join, a buffered put) holds the link, so the process stays alive for it.
 import { ClosedError, ConnectionError, Empty, ErrorCode, ProcessError, TimeoutError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { decodeItemBytes } from './codec.ts';
-import { kLostAfter, type Link } from './link.ts';
+import { kLostAfter, type Link, willAnswerLate } from './link.ts';
 import { PutBuffer } from './put-buffer.ts';
 import type { BlockingReader } from './reader.ts';
-import { DONE, FETCH, HAND_BACK, metaKey, OPEN, RENEW, RETIRE, SIZE, streamKey, TAKE } from './scripts.ts';
+import { DONE, FETCH, HAND_BACK, metaKey, OPEN, RECOVER, RENEW, RETIRE, SIZE, streamKey, TAKE } from './scripts.ts';
 
 export type StreamKind = 'plain' | 'joinable';
 
@@ -64,6 +69,8 @@ const kOrphanAfter = 60_000;
 const kLinger = 20;
 /** Longest a bounded queue's get that gave up waits for the read out for it (ms): the server may hang. */
 const kGiveUpWait = 1_000;
+/** How long a failed acknowledgement waits before it is sent again (ms): the link may be reconnecting. */
+const kAckAgainAfter = 100;
 /** How long join() waits between two looks at the server, at most (ms). */
 const kMaxPoll = 25;
 
@@ -113,6 +120,15 @@ export class StreamQueue {
   #lingerTimer: NodeJS.Timeout | undefined;
   /** Delivered Queue items to acknowledge and delete, sent once per turn of the event loop. */
   #taken: string[] = [];
+  /** The ids of the acknowledgements (TAKE, DONE) out and not answered yet. */
+  readonly #acksOut = new Set<string[]>();
+  /**
+   * A read or fetch of this queue failed after it may have run (its answer lost with its connection): what it
+   * took may sit in this consumer's pending list, unknown here.
+   */
+  #unknownHeld = false;
+  /** The recovery under way (#recover). */
+  #recovery: Promise<void> | undefined;
   /** The shortest visibilityTimeout any opener gave (the server keeps it): leases are renewed within it. */
   #minVisibility: number;
   #renewTimer: NodeJS.Timeout | undefined;
@@ -266,7 +282,7 @@ export class StreamQueue {
   get(owner: Owner, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
     // As a local queue's: a get that may not wait is one look, as getNowait() (the abort was seen by the caller).
     if (timeout === 0 && this.#waiters.length === 0) return this.getNowait(owner);
-    if (this.#waiters.length === 0 && this.#ready.length > 0 && !this.#mustFetch) {
+    if (this.#waiters.length === 0 && this.#ready.length > 0 && !this.#mustFetch && !this.recovering) {
       try {
         return Promise.resolve(this.#deliver(owner, this.#ready.shift()!));
       } catch (error) {
@@ -293,7 +309,7 @@ export class StreamQueue {
   /** One look at the server: the oldest item, or Empty. Gets already waiting here go first. */
   async getNowait(owner: Owner): Promise<unknown> {
     if (this.#waiters.length > 0) throw new Empty();
-    if (this.#ready.length === 0 || this.#mustFetch) {
+    if (this.#ready.length === 0 || this.#mustFetch || this.recovering) {
       this.#puts.sendNow();
       await this.#fetch(1);
       if (this.#ready.length === 0 || this.#waiters.length > 0) throw new Empty();
@@ -359,21 +375,41 @@ export class StreamQueue {
     while (this.#taken.length > 0) {
       const ids = this.#taken.splice(0, 4_000);
       this.#hold();
+      this.#acksOut.add(ids);
       sent.push(
         link
           .script(TAKE, [this.key], ids)
-          .catch(() => {
-            // The server is gone: the entries stay in our pending list, never delivered again (exactly once).
+          .catch((error: unknown) => {
+            // Not acknowledged, perhaps not sent: left pending, the entries would be claimed as orphans and
+            // delivered again. Sent again (TAKE does nothing twice) unless the server is taken for lost.
+            if (this.#ackAgain(error)) this.#takeLater(ids);
           })
-          .finally(() => this.#release()),
+          .finally(() => {
+            this.#acksOut.delete(ids);
+            this.#release();
+          }),
       );
     }
     return Promise.all(sent);
   }
 
+  /** Whether an acknowledgement that failed with `error` is sent again: the server may only be reconnecting. */
+  #ackAgain(error: unknown): boolean {
+    return error instanceof ConnectionError && !this.#linkNow!.closed && this.#linkNow!.lostFor() < kLostAfter;
+  }
+
+  #takeLater(ids: string[]): void {
+    this.#hold();
+    this.#taken.push(...ids);
+    setTimeout(() => {
+      this.#release();
+      void this.#take();
+    }, kAckAgainAfter);
+  }
+
   /** Serves waiting gets from `ready`, oldest first (those that gave up last). */
   #serve(): void {
-    while (this.#waiters.length > 0 && this.#ready.length > 0 && !this.#mustFetch) {
+    while (this.#waiters.length > 0 && this.#ready.length > 0 && !this.#mustFetch && !this.recovering) {
       const live = this.#waiters.findIndex((w) => w.givingUp === undefined);
       const [{ waiter, owner }] = this.#waiters.splice(live === -1 ? 0 : live, 1) as [GetWaiter];
       if (this.#waiters.length === 0) this.#release();
@@ -407,7 +443,7 @@ export class StreamQueue {
         this.#filling = false;
         this.#serve();
         if (this.#waiters.length === 0) return;
-        if (got > 0) this.#fill();
+        if (got > 0 || this.recovering) this.#fill();
         else this.#wait();
       },
       (error) => {
@@ -448,7 +484,7 @@ export class StreamQueue {
 
   /** Whether the next read should be a fetch: entries were given back, or a look for orphans is due. */
   #claimDue(): boolean {
-    return this.#backSeen > 0 || this.#mustFetch || this.#orphansDue();
+    return this.#backSeen > 0 || this.#mustFetch || this.recovering || this.#orphansDue();
   }
 
   /** A look for orphaned and expired entries is due. */
@@ -477,7 +513,7 @@ export class StreamQueue {
    * got all it asked for reads further ahead next time.
    */
   #fetch(count: number): Promise<number> {
-    const fetched = this.#fetchNow(count);
+    const fetched = this.recovering ? this.#recover().then(() => this.#fetchNow(count)) : this.#fetchNow(count);
     // The first reaction to the fetch, before its caller's: what it brought was served (arrived()), so the gets
     // that gave up meanwhile and got nothing settle now.
     const done = () => {
@@ -500,18 +536,29 @@ export class StreamQueue {
       this.#lastClaim = Date.now();
       claimIdle = String(this.kind === 'plain' ? kOrphanAfter : Math.min(this.visibilityTimeout, this.#minVisibility));
     }
-    const [claimed, fresh, back] = await this.#linkNow!.script<[StreamEntryReply[], StreamEntryReply[], number]>(
-      FETCH,
-      [this.key, metaKey(this.name)],
-      [this.#consumer, String(count), claimIdle],
-      true,
-      // Given up on for want of an answer, and run after all: what it claimed goes back at once.
-      (ok, reply) => {
-        if (!ok) return;
-        const [lateClaimed, lateFresh] = reply as [StreamEntryReply[], StreamEntryReply[]];
-        this.handBack([...parseEntries(lateClaimed), ...parseEntries(lateFresh)]);
-      },
-    );
+    let reply: [StreamEntryReply[], StreamEntryReply[], number];
+    try {
+      // (Awaited as it comes: a size() whose SIZE went after this fetch counts what it read once it resumes.)
+      reply = await this.#linkNow!.script<[StreamEntryReply[], StreamEntryReply[], number]>(
+        FETCH,
+        [this.key, metaKey(this.name)],
+        [this.#consumer, String(count), claimIdle],
+        true,
+        // Given up on for want of an answer, and run after all: what it claimed goes back at once.
+        (ok, reply) => {
+          if (!ok) {
+            this.mayHoldUnknown(); // its connection ended before the answer came
+            return;
+          }
+          const [lateClaimed, lateFresh] = reply as [StreamEntryReply[], StreamEntryReply[]];
+          this.handBack([...parseEntries(lateClaimed), ...parseEntries(lateFresh)]);
+        },
+      );
+    } catch (error) {
+      if (error instanceof ConnectionError && !willAnswerLate(error)) this.#unknownHeld = true;
+      throw error;
+    }
+    const [claimed, fresh, back] = reply;
     const entries = [...parseEntries(claimed), ...parseEntries(fresh)];
     this.#backSeen = back;
     // The server ran this fetch after every hand-back sent before it (one connection): it claimed them first.
@@ -519,6 +566,52 @@ export class StreamQueue {
     this.#readAhead = entries.length === count ? Math.min(count * 2, this.#maxReadAhead()) : 1;
     this.arrived(entries);
     return entries.length;
+  }
+
+  /** Whether entries this thread never saw may sit in its pending list (a recovery is due or under way). */
+  get recovering(): boolean {
+    return this.#unknownHeld || this.#recovery !== undefined;
+  }
+
+  /** A read or fetch of this queue lost its answer with its connection: find what it took before going on. */
+  mayHoldUnknown(): void {
+    this.#unknownHeld = true;
+    if (this.#waiters.length > 0) this.#fill();
+  }
+
+  /** Gives back, in place, what this consumer holds on the server and this thread does not know of. */
+  #recover(): Promise<void> {
+    this.#recovery ??= this.#recoverNow().finally(() => {
+      this.#recovery = undefined;
+    });
+    return this.#recovery;
+  }
+
+  async #recoverNow(): Promise<void> {
+    // Quiet first: no fetch or read of this queue is out, so every entry the server gave this thread is known.
+    // (Fetches made from now on wait for this recovery.)
+    const earlier = [...this.#fetches];
+    await this.opened;
+    await Promise.all(earlier);
+    if (this.#inRead) await (await this.#reader()).forget(this);
+    const known = this.#ready.map((e) => e.id);
+    for (const o of this.#owners) for (const e of o.leases) known.push(e.id);
+    known.push(...this.#taken, ...this.#done);
+    for (const ids of this.#acksOut) known.push(...ids);
+    this.#unknownHeld = false;
+    let n: number;
+    try {
+      n = await this.#linkNow!.script<number>(RECOVER, [this.key, metaKey(this.name)], [this.#consumer, ...known]);
+    } catch (error) {
+      this.#unknownHeld = true;
+      throw error;
+    }
+    if (n > 0) {
+      // As after a hand-back: the next fetch claims them first, before anything in `ready` is delivered.
+      this.#handBacks++;
+      this.#mustFetch = true;
+      this.#readAhead = 1;
+    }
   }
 
   /** Entries this thread read and will not deliver (a read whose answer came too late): back to the server. */
@@ -692,14 +785,24 @@ export class StreamQueue {
     if (ids.length > 0) {
       this.#done = [];
       const previous = this.#doneSending;
+      this.#acksOut.add(ids);
       this.#doneSending = this.#linkNow!.script(DONE, [this.key], ids)
         .then(
           () => {},
-          () => {
-            // The server is gone: the items come back after visibilityTimeout, to be done again.
+          (error: unknown) => {
+            // Sent again while the server may come back (DONE does nothing twice). Once it is taken for lost,
+            // the items come back after visibilityTimeout, to be done again.
+            if (!this.#ackAgain(error)) return;
+            if (this.#done.push(...ids) === ids.length) {
+              this.#hold();
+              setTimeout(() => void this.#sendDone(), kAckAgainAfter);
+            }
           },
         )
-        .finally(() => this.#release())
+        .finally(() => {
+          this.#acksOut.delete(ids);
+          this.#release();
+        })
         .then(() => previous);
     }
     return this.#doneSending;

@@ -568,6 +568,106 @@ whenRedis(() => {
     }
   });
 
+  /** Resolves once `check()` holds (polling the server every 10 ms), or rejects after `ms`. */
+  async function untilServer(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+    const end = Date.now() + ms;
+    while (!(await check())) {
+      if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 10)); // polling the server
+    }
+  }
+
+  /** How many entries of queue `q`'s stream its consumer group holds pending (read, not acknowledged). */
+  const pending = async (q: { name: string }) =>
+    Number(((await inspect.sendCommand(['XPENDING', `mpthreads:{${q.name}}`, 'mpthreads'])) as unknown[])[0]);
+
+  t('a fetch whose answer is lost with its connection: what it took is delivered first, not 60 s later', async () => {
+    // The server ran the fetch, the connection dropped before its answer came: the entry sat in this consumer's
+    // pending list, unknown to it, until the orphan claim 60 s later, while the next item was delivered first.
+    const proxy = await throttle(fx.server.port, Infinity);
+    const context = await connect(`redis://127.0.0.1:${proxy.port}`);
+    try {
+      const q = context.Queue<number>(name('fetch-lost'));
+      await rejects(q.getNowait(), Empty, 'a first look'); // the queue is open and its fetch script loaded
+      const producer = (await open()).Queue<number>(q.name);
+      await producer.put(1);
+      await producer.flush();
+      proxy.holdAnswers(0);
+      const lost = q.getNowait().catch((error: unknown) => error); // a fetch, on connection 0
+      await untilServer(async () => (await pending(q)) === 1, 10_000, 'the fetch ran');
+      proxy.cut(0);
+      assert.instance(await deadline(lost, 20_000, 'the lost fetch'), ConnectionError);
+      await producer.put(2);
+      await producer.flush();
+      assert.is(await q.get({ timeout: 20_000 }), 1, 'the item the lost fetch took comes first');
+      assert.is(await q.get({ timeout: 10_000 }), 2);
+      await untilServer(async () => (await pending(q)) === 0, 10_000, 'both acknowledged');
+    } finally {
+      await deadline(context.close(), 20_000, 'close() of the context');
+      await proxy.close();
+    }
+  });
+
+  t('a blocking read whose answer is lost with its connection: what it took is delivered first', async () => {
+    // As above, for the thread's blocking read (its own connection). The item must come while the read blocks
+    // (250 ms at most): a busy machine may miss that, so the scene is set again, up to five times.
+    for (let attempt = 1; ; attempt++) {
+      const proxy = await throttle(fx.server.port, Infinity);
+      const context = await connect(`redis://127.0.0.1:${proxy.port}`);
+      try {
+        const q = context.Queue<number>(name('read-lost'));
+        const producer = (await open()).Queue<number>(q.name);
+        await rejects(q.get({ timeout: 300 }), Empty, 'a get that waits on the blocking read'); // connection 1
+        const first = q.get({ timeout: 30_000 });
+        const blocked = async () =>
+          /cmd=xreadgroup/.test((await inspect.sendCommand(['CLIENT', 'LIST', 'TYPE', 'normal'])) as string);
+        await untilServer(blocked, 10_000, 'the read blocks');
+        proxy.holdAnswers(1);
+        await producer.put(1);
+        await producer.flush();
+        const took = await untilServer(async () => (await pending(q)) === 1, 1_000, 'the read took it').then(
+          () => true,
+          () => false,
+        );
+        if (!took && attempt < 5) continue; // the read had ended first: nothing was lost
+        assert.ok(took, 'a blocking read took the item in one of five attempts');
+        proxy.cut(1);
+        await producer.put(2);
+        await producer.flush();
+        assert.is(await deadline(first, 25_000, 'the first get'), 1, 'the item the lost read took comes first');
+        assert.is(await q.get({ timeout: 10_000 }), 2);
+        return;
+      } finally {
+        await deadline(context.close(), 20_000, 'close() of the context');
+        await proxy.close();
+      }
+    }
+  });
+
+  t(
+    'an acknowledgement lost with its connection is sent again: the item is not left to be delivered twice',
+    async () => {
+      // A get's TAKE that never reached the server left its entry pending for good, to be claimed as an orphan
+      // 60 s later and delivered a second time.
+      const proxy = await throttle(fx.server.port, Infinity);
+      const context = await connect(`redis://127.0.0.1:${proxy.port}`);
+      try {
+        const q = context.Queue<number>(name('take-lost'));
+        const producer = (await open()).Queue<number>(q.name);
+        await producer.put(1);
+        await producer.flush();
+        assert.is(await q.get({ timeout: 10_000 }), 1);
+        proxy.freeze(0); // the acknowledgement goes a few ms later, into a connection that passes nothing
+        assert.is(await pending(q), 1);
+        await untilServer(async () => (await pending(q)) === 0, 40_000, 'the acknowledgement sent again');
+        assert.is(Number(await inspect.sendCommand(['XLEN', `mpthreads:{${q.name}}`])), 0, 'and the entry deleted');
+      } finally {
+        await deadline(context.close(), 20_000, 'close() of the context');
+        await proxy.close();
+      }
+    },
+  );
+
   t('a producer key lives while its producer does: close() of its context removes it', async () => {
     const a = await open();
     const q = a.Queue<number>(name('producer-key'));
