@@ -1,8 +1,10 @@
 // The Pool's scheduler: its workers, the tasks waiting for them, and what runs where. Calls (pool.ts) hand it
 // jobs: tasks of one function, their arguments captured at the call into one batch. It cuts jobs into chunks
 // sized by how long the function's tasks take (so tiny tasks go thousands at a time and 1 ms ones a few at a
-// time, whatever chunksize says), keeps every worker two chunks deep, and settles each task exactly once as
-// its results come back, or when its worker dies, times out or is aborted.
+// time, whatever chunksize says), keeps a worker two chunks deep behind a chunk known to be short (so that it
+// never waits for the next) and one deep otherwise (an idle worker takes the next task, as in Python, where
+// workers pull tasks: a short task does not wait behind a long one while another worker is free), and settles
+// each task exactly once as its results come back, or when its worker dies, times out or is aborted.
 //
 // Invariants:
 //   Every task is in exactly one place: a queued job (not yet dispatched), or a chunk in flight on one worker,
@@ -83,6 +85,8 @@ interface Chunk {
   /** Its call no longer wants it (cancel()): its results are dropped, and its worker stopped once it runs it. */
   cancelled: boolean;
   timer: NodeJS.Timeout | undefined;
+  /** When it was sent (performance.now()). */
+  sentAt: number;
 }
 
 interface Slot {
@@ -99,12 +103,14 @@ interface Slot {
   killed: boolean;
 }
 
-/** Chunks a worker holds at once: one running, one waiting, so that it never waits for the next. */
+/** Chunks a worker holds at once behind a short chunk: one running, one waiting, so that it never waits for the next. */
 const kDepth = 2;
+/** A chunk expected (by its function's cost so far) to take less than this is short: another may wait behind it. */
+const kShortChunkMs = 20;
 /** Aim for chunks of about this much work, once the function's cost is known. */
 const kChunkMs = 4;
-/** The first chunk of a function whose cost is not known yet. */
-const kFirstChunk = 16;
+/** The first chunk of a function whose cost is not known yet: its tasks may be long. */
+const kFirstChunk = 1;
 /** Workers that exit before they are ready, in a row, before the pool gives up (its initializer exits). */
 const kStartFailures = 3;
 
@@ -479,10 +485,27 @@ export class Scheduler {
     for (const slot of this.#slots) {
       if (slot.stopping || this.#quota(slot) <= 0 || (ready && !slot.ready)) continue;
       if (slot.chunks.length > 0 && (alone || slot.chunks[0]!.job.alone)) continue;
-      if (slot.chunks.length >= kDepth) continue;
+      if (!this.#roomBehind(slot)) continue;
       if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;
     }
     return best;
+  }
+
+  /**
+   * Whether `slot` may take another chunk: it is idle, or holds fewer than kDepth, each a batch of several tasks
+   * known to be short (its function's tasks so far were) and not out for longer than such a batch takes. A
+   * chunk of one task never has another behind it: that task may be the long one, and the round trip it would
+   * save is small beside a task too long to batch.
+   */
+  #roomBehind(slot: Slot): boolean {
+    if (slot.chunks.length === 0) return true;
+    if (slot.chunks.length >= kDepth) return false;
+    const now = performance.now();
+    return slot.chunks.every((c) => {
+      const cost = this.#cost.get(c.job.fn);
+      const size = c.to - c.from;
+      return size > 1 && cost !== undefined && cost * size < kShortChunkMs && now - c.sentAt < kShortChunkMs;
+    });
   }
 
   #quota(slot: Slot): number {
@@ -513,6 +536,7 @@ export class Scheduler {
       stopped: false,
       cancelled: false,
       timer: undefined,
+      sentAt: performance.now(),
     };
     const batch = sliceItems(job.batch, from, from + size);
     // The batch's own bytes are copied: if the worker dies before the task starts, the task is sent again.

@@ -653,14 +653,19 @@ contract(
     // all, it ran the aborted call's never-ending task for good, and a later apply and join() waited for ever.
     const flag = new Int32Array(new SharedArrayBuffer(4));
     const p = pool({ processes: 1 });
-    const b = p.starmap(tasks.flagThenSpin, [[flag, 300]]);
+    // Known to be short, and two to a chunk, so that the worker takes the next chunk while it runs this one.
+    await p.starmap(tasks.flagThenSpin, [[new Int32Array(new SharedArrayBuffer(4)), 0]]);
+    const b = p.starmap(tasks.flagThenSpin, [
+      [flag, 300],
+      [flag, 0],
+    ]);
     const controller = new AbortController();
     const reason = new Error('abort A');
     const a = p.map(tasks.never, [0], { signal: controller.signal });
     await eventually(() => Atomics.load(flag, 0) === 1, 10_000, "the first call's task running");
     controller.abort(reason);
     assert.is(await rejects(a, Error, 'the aborted map'), reason);
-    assert.equal(await deadline(b, 10_000, 'the call whose task was running'), ['B']);
+    assert.equal(await deadline(b, 10_000, 'the call whose task was running'), ['B', 'B']);
     assert.is(await deadline(p.apply(tasks.sqr, [3]), 10_000, 'an apply after'), 9);
     p.close();
     await deadline(p.join(), 10_000, 'join()');
@@ -674,8 +679,16 @@ contract(
     // blocked), took the exit for its own stop, and queued the task again.
     const flag = new Int32Array(new SharedArrayBuffer(4));
     const p = pool({ processes: 1 });
+    await p.map(tasks.sqr, [1]); // known to be short: the worker takes b's chunk while it runs a's (two tasks)
     const controller = new AbortController();
-    const a = p.starmap(tasks.sqr, [[2, 200]], { signal: controller.signal });
+    const a = p.starmap(
+      tasks.sqr,
+      [
+        [2, 200],
+        [3, 0],
+      ],
+      { signal: controller.signal },
+    );
     const b = p.map(tasks.flagThenExit, [flag]);
     // Blocks until b's task runs: a's results then wait here unread.
     assert.not.equal(Atomics.wait(flag, 0, 0, 20_000), 'timed-out', "b's task ran");
@@ -927,6 +940,60 @@ contract(
       const p = pool({ processes: 1, initializer: tasks.exitFirstInit, initargs: [runs] });
       assert.is(await call(p).catch(String), expected, what);
       assert.is(Atomics.load(runs, 0), 2, `${what}: the first worker died and was replaced`);
+    }
+  },
+);
+
+contract(
+  'an idle worker takes the next task: quick tasks do not wait behind a long one while another worker is free',
+  async () => {
+    // Each worker took a second task before its first was done: of apply(long) then quick applies on two
+    // workers, one quick task waited for the long one (a 10 ms task came after a 600 ms one, found by an audit).
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    const p = pool({ processes: 2 });
+    const long = p.apply(tasks.waitForGate, [gate]).catch((e: unknown) => e); // handled if an assert fails
+    const quick = range(6).map((x) => p.apply(tasks.sqr, [x]));
+    assert.equal(
+      await deadline(Promise.all(quick), 20_000, 'the quick tasks, while the long one runs'),
+      range(6).map((x) => x * x),
+    );
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    assert.is(await long, 'opened');
+
+    // imapUnordered, whose first tasks went two to a chunk while their cost was not known: completion order.
+    const gate2 = new Int32Array(new SharedArrayBuffer(4));
+    const it = p
+      .imapUnordered(
+        tasks.gateOrSquare,
+        [-1, 1, 2, 3].map((x) => ({ gate: gate2, x })),
+      )
+      [Symbol.asyncIterator]();
+    const first: number[] = [];
+    for (let i = 0; i < 3; i++)
+      first.push((await deadline(it.next(), 20_000, 'a quick task, while the long one runs')).value);
+    assert.equal(first.sort(), [1, 4, 9]);
+    Atomics.store(gate2, 0, 1);
+    Atomics.notify(gate2, 0);
+    assert.is((await deadline(it.next(), 20_000, 'the long task')).value, -1);
+    assert.ok((await it.next()).done);
+  },
+);
+
+contract(
+  'a task submitted while a worker is free starts at once: this thread may then block on its result',
+  async () => {
+    // The pool schedules on this thread's event loop; a task that finds a ready worker is sent at the call, so a
+    // getSync() right after it gets what the task puts (documented: one that waits for a worker would not start).
+    const p = pool({ processes: 1 });
+    await p.apply(tasks.sqr, [1]); // the worker is ready
+    const q = new Queue<number>();
+    try {
+      const call = p.apply(tasks.putOnQueue, [q, 5]);
+      assert.is(q.getSync({ timeout: 20_000 }), 5);
+      assert.is(await call, 6);
+    } finally {
+      q.close();
     }
   },
 );
