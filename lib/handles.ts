@@ -80,6 +80,8 @@ export function abort(captured: { handles: Handle[] }): void {
 
 const loneEncoder = new Encoder({ isHandle, shapes: false });
 let encoding = false;
+const serverEncoder = new Encoder({ isHandle, shapes: false, inlineBuffers: true });
+let encodingForServer = false;
 
 /**
  * Captures `value` as an item of its own, with its keys written out (so it can join any batch later): one
@@ -95,6 +97,18 @@ export function captureItem(value: unknown, transfer?: readonly unknown[]): Lone
     return encoder.takeLast(transfer);
   } finally {
     if (encoder === loneEncoder) encoding = false;
+  }
+}
+
+/** captureItem() for an item that leaves the process (a Redis queue's): buffers of any size go in its bytes. */
+export function captureForServer(value: unknown): LoneItem {
+  const encoder = encodingForServer ? new Encoder({ isHandle, shapes: false, inlineBuffers: true }) : serverEncoder;
+  encodingForServer = true;
+  try {
+    encoder.put(value);
+    return encoder.takeLast(undefined);
+  } finally {
+    if (encoder === serverEncoder) encodingForServer = false;
   }
 }
 

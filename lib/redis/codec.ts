@@ -2,9 +2,10 @@
 // queue carries exactly what a local one does (every structured-clone kind, registered classes, each property
 // read once, the depth limit), as one byte of flags and the bytes of a batch of one.
 //
-// What only a thread can receive is refused at put with DataCloneError: shared memory, transferred buffers and
-// ports, and handles (a local Queue or Connection means nothing in another process).
-import { captureItem } from '../handles.ts';
+// Buffers of any size are written into those bytes. What only a thread can receive is refused at put with
+// DataCloneError: shared memory, ports, platform objects (a Blob, a MessagePort), and handles (a local Queue or
+// Connection means nothing in another process).
+import { captureForServer } from '../handles.ts';
 import { decodeItem } from '../wire/decode.ts';
 import { Carrying, type Batch } from '../wire/format.ts';
 import { dataCloneError } from '../wire/kinds.ts';
@@ -15,10 +16,10 @@ const kItemOffset = Uint32Array.of(8);
 
 /** Captures `value` now; throws DataCloneError (and captures nothing) if it cannot travel to another process. */
 export function encodeItem(value: unknown): Buffer {
-  const lone = captureItem(value);
+  const lone = captureForServer(value);
   if (lone.carrying !== Carrying.Nothing || lone.handles.length > 0)
     throw dataCloneError(
-      'a queue on a server carries copies only: shared memory, transferred buffers, ports and mpthreads handles cannot go to another process.',
+      'a queue on a server carries copies only: shared memory, resizable buffers, ports, platform objects (Blob, MessagePort, ...) and mpthreads handles cannot go to another process.',
     );
   const bytes = new Uint8Array(lone.batch.bytes);
   const out = Buffer.allocUnsafe(bytes.length + 1);

@@ -132,6 +132,8 @@ export class Encoder {
   /** False: write every object with its keys (a value that travels alone gains nothing from shapes). */
   readonly #useShapes: boolean;
   readonly #isHandle: ((value: object) => boolean) | undefined;
+  /** Big ArrayBuffers are written into the bytes too (the item leaves the process: nothing can be carried). */
+  readonly #inlineBuffers: boolean;
 
   // The item being written.
   /**
@@ -153,12 +155,21 @@ export class Encoder {
 
   /**
    * `isHandle`: objects written as handles (Tag.Handle), to be marshalled by the caller once the item is
-   * written; `shapes` false: write objects with their keys.
+   * written; `shapes` false: write objects with their keys; `inlineBuffers`: write ArrayBuffers of any size
+   * into the bytes, not beside them (for an item that leaves the process).
    */
-  constructor(options: { capacity?: number; isHandle?: (value: object) => boolean; shapes?: boolean } = {}) {
+  constructor(
+    options: {
+      capacity?: number;
+      isHandle?: (value: object) => boolean;
+      shapes?: boolean;
+      inlineBuffers?: boolean;
+    } = {},
+  ) {
     this.#u8 = new Uint8Array(options.capacity ?? kInitialCapacity);
     this.#isHandle = options.isHandle;
     this.#useShapes = options.shapes ?? true;
+    this.#inlineBuffers = options.inlineBuffers ?? false;
     this.#reset();
   }
 
@@ -726,7 +737,10 @@ export class Encoder {
       case Special.ArrayBuffer: {
         const buffer = x as ArrayBuffer;
         const bytes = bytesOf(buffer);
-        if ((buffer as { resizable?: boolean }).resizable === true || bytes.length >= kCarryBytes) {
+        if (
+          (buffer as { resizable?: boolean }).resizable === true ||
+          (bytes.length >= kCarryBytes && !this.#inlineBuffers)
+        ) {
           this.#carry(x, Tag.Carried, Carrying.Cloned);
           return;
         }
