@@ -54,8 +54,12 @@ export class AsyncResult<R> implements PromiseLike<R> {
     return Promise.race([this.#promise, timedOut]).finally(() => clearTimeout(timer));
   }
 
-  /** Resolves once the result is ready, or when `timeout` ms pass first; never rejects (Python's `wait`). */
+  /**
+   * Resolves once the result is ready, or when `timeout` ms pass first; rejects only for a bad `timeout`
+   * (Python's `wait`).
+   */
   async wait(timeout?: number): Promise<void> {
+    checkTimeout(timeout, 'timeout');
     await this.get(timeout).catch(() => {});
   }
 

@@ -146,6 +146,8 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (this.gets.waiting) {
       throw new ProcessError('getSync() while a get() of this thread waits on this queue', ErrorCode.QueueBusy);
     }
+    // One look, as get({ timeout: 0 }) and getNowait() take: it waits for an item the count says is on its way.
+    if (timeout === 0) return this.gets.getNowait();
     const cells = this.queueCells;
     const mine = this.holderCells;
     if (timeout === Infinity && !this.shared && size(cells) <= 0)

@@ -138,6 +138,10 @@ cpython('test_async, test_async_timeout: get(timeout), wait, ready and successfu
   const notReady = throws(() => slow.successful(), ProcessError, 'successful() before ready');
   assert.is(notReady.code, 'ERR_NOT_READY');
   await slow.wait(50); // resolves without the result
+  // A bad timeout is a typed error, as for get() (wait() swallowed it with the timeout: found by a SPEC audit).
+  await rejects(slow.wait(-1), RangeError, 'wait(-1)');
+  await rejects(slow.wait(Number.NaN), RangeError, 'wait(NaN)');
+  await rejects(slow.wait('x' as never), TypeError, "wait('x')");
   assert.is(await slow.get(), 36, 'the task went on');
 });
 

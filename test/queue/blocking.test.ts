@@ -36,6 +36,20 @@ t('getSync throws Empty after its timeout; putSync on a full queue throws Full a
   throws(() => q.getSync({ signal: new AbortController().signal } as never), TypeError);
 });
 
+t('getSync({ timeout: 0 }) takes an item this handle put with a transfer, as getNowait() does', () => {
+  // Such an item goes through the hub and comes back: one look without waiting for it gave Empty, while
+  // get({ timeout: 0 }) and getNowait() returned it (found by a SPEC audit).
+  const q = open(new Queue<ArrayBuffer>());
+  const a = new Uint8Array([1, 2]).buffer;
+  q.putSync(a, { transfer: [a] });
+  assert.equal(new Uint8Array(q.getSync({ timeout: 0 })), new Uint8Array([1, 2]));
+  const b = new Uint8Array([3]).buffer;
+  q.putSync(b, { transfer: [b] });
+  assert.is(q.qsize(), 1);
+  assert.equal(new Uint8Array(q.getSync({ timeout: 0 })), new Uint8Array([3]));
+  throws(() => q.getSync({ timeout: 0 }), Empty);
+});
+
 t('a closed queue throws ClosedError; a blocking call while an async one waits throws ERR_QUEUE_BUSY', async () => {
   const q = open(new Queue<number>());
   const pending = q.get({ timeout: 10_000 });
