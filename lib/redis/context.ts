@@ -13,7 +13,7 @@ import { threadId } from 'node:worker_threads';
 import { isMainThread, onTaskEnd } from '../context.ts';
 import { ClosedError } from '../errors.ts';
 import { checkOptions } from '../options.ts';
-import { Link } from './link.ts';
+import { kLostAfter, Link } from './link.ts';
 import {
   bind,
   checkQueueArgs,
@@ -140,8 +140,14 @@ export class RedisContext {
     return handle;
   }
 
-  /** @internal Sends what every queue opened here owes the server (puts, acknowledgements, read-ahead). */
+  /**
+   * @internal Sends what every queue opened here owes the server (puts, acknowledgements, read-ahead). Not
+   * once the server has been gone kLostAfter ms: nothing can be sent, and 'beforeExit', which comes again
+   * after each try, would keep a program that forgot close() alive for good.
+   */
   async settleAll(): Promise<void> {
+    const link = await this.#link.catch(() => undefined);
+    if (link === undefined || link.lostFor() >= kLostAfter) return;
     await Promise.allSettled([...this.#queues.values()].map((q) => q.settle()));
   }
 }

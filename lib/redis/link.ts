@@ -132,11 +132,13 @@ export class Link {
       throw new TypeError(`connect(url): the URL must start with redis:// or rediss://, got ${displayUrl(url)}`);
     const redis = await nodeRedis();
     let closed = false;
+    let made: Link | undefined;
     const link: Link = new Link(
       url,
       redis,
-      Link.#newClient(redis, url, () => closed),
+      Link.#newClient(redis, url, () => closed || made!.#holds === 0),
     );
+    made = link;
     link.#onClose = () => {
       closed = true;
     };
@@ -146,7 +148,12 @@ export class Link {
     return link;
   }
 
-  static #newClient(redis: NodeRedis, url: string, closing: () => boolean): Client {
+  /**
+   * `stop`: whether a lost connection is not to be made again now: the link closed, or nothing waits on it
+   * (node-redis waits between tries on a timer that keeps the process alive: a program that forgot close()
+   * would never exit while the server is away; hold() makes it again).
+   */
+  static #newClient(redis: NodeRedis, url: string, stop: () => boolean): Client {
     const client = redis.createClient({
       url,
       // Replies as arrays (RESP2), whatever the client's default protocol: the queues parse them by position.
@@ -154,7 +161,7 @@ export class Link {
       socket: {
         connectTimeout: kConnectDeadline,
         // Reconnect quickly and for good: a restarted server is found again within half a second.
-        reconnectStrategy: (retries: number) => (closing() ? false : Math.min(25 * 2 ** retries, 500)),
+        reconnectStrategy: (retries: number) => (stop() ? false : Math.min(25 * 2 ** retries, 500)),
       },
     });
     // node-redis reports every failed reconnection as an 'error' event; the calls say what matters.
@@ -190,8 +197,12 @@ export class Link {
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new ConnectionError(this.shown, `no connection after ${within} ms`)), within);
     });
+    const connecting = client.connect();
+    // Held while it connects, so that a failed try is tried again until `within` (#newClient). After
+    // connect(): what hold() connects again is only a client that is not open.
+    this.hold();
     try {
-      await Promise.race([client.connect(), deadline]);
+      await Promise.race([connecting, deadline]);
     } catch (error) {
       client.destroy?.();
       this.#lostAt ??= started;
@@ -199,6 +210,7 @@ export class Link {
       throw new ConnectionError(this.shown, failureReason(error), { cause: error });
     } finally {
       clearTimeout(timer);
+      this.release();
     }
   }
 
@@ -211,6 +223,9 @@ export class Link {
     if (this.#holds++ === 0 && !this.#closed) {
       this.#client.ref();
       this.#blocker?.ref();
+      // A connection lost while nothing waited was not made again (#newClient): it is now.
+      for (const client of [this.#client, this.#blocker])
+        if (client !== undefined && client.isOpen === false) client.connect().catch(() => {});
     }
   }
 
@@ -333,7 +348,7 @@ export class Link {
 
   async #blocking<T>(args: readonly (string | Buffer)[], blockMs: number, late: Late | undefined): Promise<T> {
     if (this.#blocker === undefined) {
-      const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed);
+      const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed || this.#holds === 0);
       // Within what is left of kLostAfter, if the server is already missing.
       await this.#connect(blocker, Math.max(Math.min(kConnectDeadline, kLostAfter - this.lostFor()), 500));
       this.#watch(blocker);

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as assert from 'uvu/assert';
 import { ConnectionError } from '../../lib/redis/index.ts';
-import { rejects, suite } from '../_support/harness.ts';
+import { deadline, rejects, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { whenRedis } from '../_support/redis-server.ts';
 
@@ -23,7 +23,7 @@ interface Child {
 const children = new Set<ChildProcess>();
 
 function run(...args: string[]): Child {
-  const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = spawn(process.execPath, ['--import', 'tsx', child, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
   children.add(p);
   const lines: string[] = [];
   const waiting: ((line: string) => void)[] = [];
@@ -194,6 +194,20 @@ whenRedis(() => {
     assert.ok(Date.now() - started < 10_000, `the bounded put failed after ${Date.now() - started} ms`);
     await fx.server.restart();
     assert.is(await q.qsize(), 0, 'works again once the server is back');
+  });
+
+  t('a program that forgets close() exits by itself after its server went away', async () => {
+    // node-redis tried to reconnect for good on a timer that keeps the process alive, and 'beforeExit' tried
+    // to send what was owed again and again: neither program below exited (found by a SPEC audit).
+    for (const mode of ['idle', 'put']) {
+      const c = run('forget', fx.server.url, name(`forget-${mode}`), mode);
+      assert.equal(await c.next(), { ready: true });
+      await fx.server.kill9();
+      c.process.stdin!.write('go\n');
+      assert.equal(await c.next(), mode === 'put' ? { put: 'ConnectionError' } : { idle: true });
+      assert.is(await deadline(c.exited, 30_000, `the exit (${mode})`), 0);
+      await fx.server.restart();
+    }
   });
 
   t('the README example: a producer process and two worker processes (examples/redis/)', async () => {
