@@ -170,9 +170,14 @@ export class RedisQueue<T = unknown> implements Handle {
     return (await this.#ready()).flush();
   }
 
-  /** As a local queue's (Python's `join_thread`): resolves once this thread's buffered items are on the server. */
-  joinThread(): Promise<void> {
-    return this.flush();
+  /**
+   * As a local queue's (Python's `join_thread`, which comes after `close()`): resolves once this thread's
+   * buffered items are on the server. After `close()` too, unlike the other calls.
+   */
+  async joinThread(): Promise<void> {
+    if (this.#detached === undefined) return this.flush();
+    await this.#detached.catch(() => {});
+    await this.#b.state.flush();
   }
 
   /**
@@ -189,10 +194,14 @@ export class RedisQueue<T = unknown> implements Handle {
   close(): Promise<void> {
     if (!this.#owner.closed) {
       this.#owner.closed = true;
-      this.#b.source.forget(this, this.#b.state.detach(this.#owner));
+      this.#detached = this.#b.state.detach(this.#owner);
+      this.#b.source.forget(this, this.#detached);
     }
     return Promise.resolve();
   }
+
+  /** This handle's close() under way (undefined while open). */
+  #detached: Promise<void> | undefined;
 
   /** The state, if this handle is open; throws ClosedError. */
   #open(): StreamQueue {

@@ -1094,6 +1094,20 @@ whenRedis(() => {
     }
   });
 
+  t("close() then joinThread(), Python's order, resolves once what the handle put is on the server", async () => {
+    // It rejected with ClosedError, where a local queue's resolves (found by a SPEC audit).
+    const a = await open();
+    const q = a.Queue<number>(name('join-thread'));
+    const other = a.Queue<number>(q.name); // keeps the queue open in this thread
+    for (let i = 0; i < 3; i++) await q.put(i);
+    await q.close();
+    await deadline(q.joinThread(), 10_000, 'joinThread() after close()');
+    const b = await open();
+    assert.is(await b.Queue<number>(q.name).qsize(), 3, 'the items are on the server');
+    await rejects(q.put(3), ClosedError, 'put after close');
+    await other.close();
+  });
+
   t('after close() of the context, every call rejects with ClosedError', async () => {
     const a = await connect(fx.server.url);
     const q = a.Queue<number>(name('closed'));
