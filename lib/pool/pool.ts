@@ -11,6 +11,7 @@
 //     Anything else submitted first flushes #open, so tasks are queued in the order they were submitted.
 //   #state goes running -> closed (close) or terminated (terminate), never back.
 import { availableParallelism } from 'node:os';
+import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import { checkNonNegativeInteger, checkOptions, checkSignal, checkTimeout, checkTransferList } from '../options.ts';
@@ -142,6 +143,11 @@ export class Pool {
       o.maxtasksperchild === undefined ? undefined : positiveInteger(o.maxtasksperchild, 'options.maxtasksperchild');
     if (o.initargs !== undefined && !Array.isArray(o.initargs))
       throw new TypeError(`options.initargs must be an array, got ${describe(o.initargs)}`);
+    // An end of a pipe can go to one thread only; initargs go to every worker, and to each replacement.
+    if (o.initargs !== undefined && captureItem(o.initargs).handles.some((h) => h instanceof Connection))
+      throw new TypeError(
+        "options.initargs holds a Connection: an end of a pipe goes to one thread, and initargs go to every pool worker (and to each one started in a worker's place). Pass it in one task's args, or share a Queue instead",
+      );
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name === ''))
       throw new TypeError(`options.name must be a non-empty string, got ${describe(o.name)}`);
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {

@@ -1029,6 +1029,17 @@ contract('bad input is a typed error at the call; submitting to a closed pool th
   throws(() => new Pool({ module, processes: 0 }), RangeError);
   throws(() => new Pool({ module, procesess: 2 } as never), TypeError);
   throws(() => new Pool({} as never), TypeError);
+  // A Connection in initargs: the first worker took it, the second's start threw a misleading ClosedError and
+  // was left running; with one worker, every call after its first replacement failed (found by a SPEC audit).
+  const [a, b] = Pipe<number>();
+  const before = activeChildren().length;
+  const refused = throws(() => new Pool({ module, processes: 2, initargs: [{ end: a }] }), TypeError);
+  assert.match(refused.message, /initargs holds a Connection/);
+  assert.is(activeChildren().length, before, 'no worker started');
+  a.send(1);
+  assert.is(await b.recv({ timeout: 5_000 }), 1, 'and the end stays usable here');
+  a.close();
+  b.close();
   const p = pool();
   await rejects(p.apply(tasks.sqr, 5 as never), TypeError, 'args not an array');
   await rejects(p.map(tasks.sqr, 5 as never), TypeError, 'map of a number');
