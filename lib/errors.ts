@@ -188,6 +188,8 @@ export interface SerializedError {
   props?: Record<string, unknown>;
   /** A DOMException (DataCloneError, AbortError, ...): rebuilt as one, `name` its name. */
   dom?: true;
+  /** An AggregateError's `errors` (an own property, not enumerable), each serialized when it is an error. */
+  errors?: ({ error: SerializedError } | { value: unknown })[];
 }
 
 /**
@@ -212,6 +214,13 @@ export function serializeError(error: unknown, withValues = true, depth = 0): Se
           : undefined;
     if (out.cause === undefined) delete out.cause;
   }
+  if (error instanceof AggregateError && Array.isArray(error.errors) && depth < 8) {
+    out.errors = error.errors.map((e: unknown) =>
+      e instanceof Error
+        ? { error: serializeError(e, withValues, depth + 1) }
+        : { value: withValues ? e : describe(e) },
+    );
+  }
   const props: Record<string, unknown> = {};
   let any = false;
   for (const key of Object.keys(error)) {
@@ -234,6 +243,8 @@ export function deserializeError(wire: SerializedError): Error {
     Object.defineProperty(error, 'message', { value: wire.message, writable: true, configurable: true });
   } else if (wire.dom === true) {
     error = new DOMException(wire.message, wire.name);
+  } else if (wire.name === 'AggregateError') {
+    error = new AggregateError([], wire.message);
   } else {
     const Ctor = Object.hasOwn(byName, wire.name) ? byName[wire.name]! : Error;
     error = new Ctor(wire.message);
@@ -245,6 +256,10 @@ export function deserializeError(wire: SerializedError): Error {
   if (wire.cause !== undefined) {
     const cause = 'error' in wire.cause ? deserializeError(wire.cause.error) : wire.cause.value;
     Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+  }
+  if (wire.errors !== undefined) {
+    const errors = wire.errors.map((e) => ('error' in e ? deserializeError(e.error) : e.value));
+    Object.defineProperty(error, 'errors', { value: errors, configurable: true, writable: true });
   }
   if (wire.props !== undefined) {
     for (const [key, value] of Object.entries(wire.props)) {

@@ -526,6 +526,12 @@ cpython(
     assert.is(wrapped.message, 'outer');
     assert.ok(wrapped.cause instanceof RangeError, 'the cause, rebuilt');
     assert.is((wrapped.cause as Error).message, 'the cause');
+    // An AggregateError came back as an Error named so, its `errors` (not enumerable) gone (a SPEC audit).
+    const many = await rejects(p.apply(tasks.throwAggregate), AggregateError);
+    assert.is(many.message, 'many');
+    assert.is(many.errors.length, 2);
+    assert.ok(many.errors[0] instanceof RangeError && many.errors[0].message === 'first', 'an error in it, rebuilt');
+    assert.is(many.errors[1], 'second');
   },
 );
 
