@@ -41,7 +41,8 @@ export class JoinableQueue<T = unknown> extends Queue<T> {
   /**
    * Resolves when every item put, by any holder, has been marked done by any holder. Rejects with
    * `TimeoutError` when `timeout` passes first, with the signal's reason on abort, and with `ClosedError` if
-   * this handle is closed meanwhile. While it waits it keeps the program alive.
+   * this handle is closed meanwhile. Called after `close()` (Python's put, close(), join()), it waits all the
+   * same. While it waits it keeps the program alive.
    */
   async join(options?: WaitOptions): Promise<void> {
     const { timeout, signal } = checkWaitOptions(options);

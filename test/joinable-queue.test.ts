@@ -174,6 +174,40 @@ t(
 );
 
 t(
+  "put, close(), join(): Python's producer order; join() after close() waits for the consumers' taskDone()",
+  async () => {
+    // join() after the handle's close() threw ClosedError, where Python's waits (found by a SPEC audit).
+    const queue = open(new JoinableQueue<number | null>());
+    const done = open(new Queue<number>());
+    const workers = Array.from({ length: 2 }, () => start('taskDoneWorker', [queue, done]));
+    for (let i = 0; i < 6; i++) await queue.put(i);
+    for (let i = 0; i < 2; i++) await queue.put(null); // each worker's last get: not marked done
+    queue.close();
+    await deadline(joinedOk(...workers), 20_000, 'the workers');
+    // The two nulls stay unfinished: join() after close() waits, and a timeout says so.
+    await rejects(queue.join({ timeout: 100 }), TimeoutError, 'join() after close(), two tasks unfinished');
+    assert.is(done.qsize(), 6);
+    const lone = new JoinableQueue<number>();
+    await lone.put(1);
+    lone.close();
+    const deadlock = await rejects(lone.join(), ProcessError, 'join() after close() that nothing could end');
+    assert.is(deadlock.code, 'ERR_DEADLOCK');
+  },
+);
+
+t("close() then join() resolves once the consumers' taskDone() calls are in", async () => {
+  const queue = open(new JoinableQueue<number | null>());
+  const done = open(new Queue<number>());
+  const worker = start('taskDoneWorker', [queue, done]);
+  for (let i = 0; i < 5; i++) await queue.put(i);
+  queue.close();
+  await deadline(queue.join(), 20_000, 'join() after close()');
+  assert.is(done.qsize(), 5, "every item's task done when join() resolved");
+  worker.terminate(); // it waits for more (this handle, closed, cannot send it a null)
+  await deadline(worker.join(), 10_000, 'the terminated worker');
+});
+
+t(
   'taskDone() acknowledges the oldest item this handle got; on a handle that got none it marks an unfinished task done',
   async () => {
     const q = open(new JoinableQueue<string>());

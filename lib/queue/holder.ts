@@ -206,9 +206,15 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   async join(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
-    this.checkOpen();
     const cells = this.queueCells;
     if (unfinished(cells) <= 0) return true;
+    if (this.closed) {
+      // After this handle's close(), as in Python (put, close(), join()): it waits on the queue's count, which
+      // the other holders' taskDone() change; with none, nothing could.
+      if (timeout === Infinity && !this.shared)
+        throw this.#wouldDeadlock('join() after close() on a queue with unfinished tasks');
+      return await waitForCell(cells, kJoinWake, () => unfinished(cells) <= 0, timeout, signal);
+    }
     const closing = new AbortController();
     this.#joins.add(closing);
     this.updateRef();
