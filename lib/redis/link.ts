@@ -442,8 +442,13 @@ export class Link {
     });
     late.catch(() => {});
     try {
+      // One that stopped reconnecting (its connection dropped while nothing held the link) is made anew.
+      if (this.#prober !== undefined && this.#prober.isOpen === false) {
+        this.#prober.destroy?.();
+        this.#prober = undefined;
+      }
       if (this.#prober === undefined) {
-        const prober = Link.#newClient(this.#redis, this.url, () => this.#closed);
+        const prober = Link.#newClient(this.#redis, this.url, () => this.#closed || this.#holds === 0);
         this.#prober = prober;
         await Promise.race([prober.connect(), late]);
         prober.unref();

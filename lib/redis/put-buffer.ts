@@ -203,7 +203,7 @@ export class PutBuffer {
       }
     } catch (error) {
       for (const p of batch) if (p.waiter !== undefined) p.waiter.committed = false;
-      if (this.#puts.length > 0) this.#holdLink();
+      if (this.#puts.length > 0 && !this.#closed) this.#holdLink();
       if (willAnswerLate(error)) this.#unanswered = true; // its answer, when it comes, says what it did
       this.#failedBatch(error);
       return;
@@ -279,8 +279,13 @@ export class PutBuffer {
     // server is back. flush() says what happened. A bounded put whose time is up fails with Full; once the
     // server has been gone kLostAfter ms, every bounded put fails with the error, and the unbounded ones
     // (resolved already) stop holding the process: they are sent if the server comes back while it runs.
-    if (this.#closed) return;
     for (const f of this.#flushWaiters.splice(0)) f.reject(error);
+    // Closed for good: nothing is sent again (a joinThread() after close() was told just above), and nothing
+    // holds the process for it.
+    if (this.#closed) {
+      this.#releaseLink();
+      return;
+    }
     const mismatch = error instanceof ProcessError && error.code === ErrorCode.QueueMismatch;
     // A batch given up on for want of an answer: the server is not answering (it may run the batch later).
     const lost = mismatch || willAnswerLate(error) || this.#q.link().lostFor() >= kLostAfter;

@@ -60,7 +60,7 @@ local function claim(key, want, idle, into)
     cursor = r[1]
     if got >= want or cursor == '0-0' then break end
   end
-  return got
+  return got, cursor
 end
 `;
 
@@ -77,9 +77,16 @@ local count = tonumber(ARGV[2])
 local claimed = {}
 local back = tonumber(redis.call('HGET', KEYS[2], 'back') or '0')
 if back > 0 then
-  local got = claim(KEYS[1], math.min(count, back), ${kHandedBack - 3_600_000}, claimed)
-  back = back - got
-  redis.call('HINCRBY', KEYS[2], 'back', -got)
+  local got, cursor = claim(KEYS[1], math.min(count, back), ${kHandedBack - 3_600_000}, claimed)
+  if got > 0 then
+    back = back - got
+    redis.call('HINCRBY', KEYS[2], 'back', -got)
+  elseif cursor == '0-0' then
+    -- The counter says entries are given back and a whole scan found none: it drifted. Mend it, or orphans
+    -- and expired leases would never be claimed again (they are looked for only once none is given back).
+    back = 0
+    redis.call('HSET', KEYS[2], 'back', 0)
+  end
 end
 if #claimed < count and back <= 0 and ARGV[3] ~= '' then claim(KEYS[1], count - #claimed, ARGV[3], claimed) end
 local fresh = {}
@@ -168,17 +175,22 @@ return #left
 `;
 
 /**
- * KEYS: stream. ARGV: entry ids. A task is done: acknowledges each entry this consumer still holds and
- * deletes it (one whose lease passed to another consumer is that consumer's to finish). Returns how many.
+ * KEYS: stream, meta. ARGV: consumer, entry ids. A task is done: acknowledges each entry this consumer still
+ * holds and deletes it (one whose lease passed to another consumer, its own having expired, is that consumer's
+ * to finish: XACK alone would take it from under it, and from `back` if it gave it back). Returns how many.
  */
 export const DONE = `
-local n = 0
-for i = 1, #ARGV do
-  if redis.call('XACK', KEYS[1], '${kGroup}', ARGV[i]) == 1 then
+local n, back = 0, 0
+for i = 2, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], '${kGroup}', ARGV[i], ARGV[i], 1, ARGV[1])
+  if #p > 0 then
+    if p[1][3] >= ${kHandedBack - 3_600_000} then back = back + 1 end
+    redis.call('XACK', KEYS[1], '${kGroup}', ARGV[i])
     redis.call('XDEL', KEYS[1], ARGV[i])
     n = n + 1
   end
 end
+if back > 0 then redis.call('HINCRBY', KEYS[2], 'back', -back) end
 return n
 `;
 
@@ -203,7 +215,8 @@ export const HAND_BACK = `
 local n = 0
 for i = 2, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], '${kGroup}', ARGV[i], ARGV[i], 1, ARGV[1])
-  if #p > 0 then
+  -- (Given back already, by a RECOVER or a hand-back sent twice, it is not counted again.)
+  if #p > 0 and p[1][3] < ${kHandedBack - 3_600_000} then
     redis.call('XCLAIM', KEYS[1], '${kGroup}', ARGV[1], 0, ARGV[i], 'IDLE', ${kHandedBack}, 'JUSTID')
     n = n + 1
   end

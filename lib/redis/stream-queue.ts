@@ -361,11 +361,20 @@ export class StreamQueue {
       // Acknowledged in batches, a few ms later: a loop of gets costs a round trip per read, not per item, and
       // a request-reply exchange does not pay for the acknowledgement on its way. (Until then the entry is
       // pending and still counted out of qsize; it is never delivered again.)
-      if (this.#taken.push(entry.id) === 1) setTimeout(() => this.#take(), kTakeAfter);
+      this.#taken.push(entry.id);
+      this.#takeSoon();
     } else owner.leases.push(entry);
     this.#lingerLater();
     this.#refill();
     return decodeItemBytes(entry.bytes);
+  }
+
+  #takeTimer: NodeJS.Timeout | undefined;
+  #takeSoon(): void {
+    this.#takeTimer ??= setTimeout(() => {
+      this.#takeTimer = undefined;
+      void this.#take();
+    }, kTakeAfter);
   }
 
   #take(): Promise<unknown> {
@@ -381,8 +390,10 @@ export class StreamQueue {
           .script(TAKE, [this.key], ids)
           .catch((error: unknown) => {
             // Not acknowledged, perhaps not sent: left pending, the entries would be claimed as orphans and
-            // delivered again. Sent again (TAKE does nothing twice) unless the server is taken for lost.
+            // delivered again. Sent again (TAKE does nothing twice); once the server is taken for lost, with the
+            // next acknowledgement, if one comes (they stay known to RECOVER meanwhile, never given back).
             if (this.#ackAgain(error)) this.#takeLater(ids);
+            else this.#taken.push(...ids);
           })
           .finally(() => {
             this.#acksOut.delete(ids);
@@ -504,6 +515,8 @@ export class StreamQueue {
       () => {
         this.#filling = false;
         this.#readAhead = 1;
+        // A get that came meanwhile found #filling and left the filling to this fetch (a lost one must recover).
+        if (this.#waiters.length > 0) this.#fill();
       },
     );
   }
@@ -770,14 +783,24 @@ export class StreamQueue {
         ErrorCode.TaskDoneTooMany,
       );
     }
-    if (this.#done.push(id) === 1) {
-      this.#hold();
-      setImmediate(() => void this.#sendDone());
-    }
+    this.#done.push(id);
+    this.#doneSoon();
   }
 
   #done: string[] = [];
   #doneSending: Promise<void> = Promise.resolve();
+  #doneScheduled = false;
+
+  /** Sends the acknowledgements buffered once this turn of the event loop ends (holding the link till then). */
+  #doneSoon(): void {
+    if (this.#doneScheduled) return;
+    this.#doneScheduled = true;
+    this.#hold();
+    setImmediate(() => {
+      this.#doneScheduled = false;
+      void this.#sendDone().finally(() => this.#release());
+    });
+  }
 
   /** Sends the acknowledgements buffered so far; resolves once every one sent so far has landed. */
   #sendDone(): Promise<void> {
@@ -786,22 +809,24 @@ export class StreamQueue {
       this.#done = [];
       const previous = this.#doneSending;
       this.#acksOut.add(ids);
-      this.#doneSending = this.#linkNow!.script(DONE, [this.key], ids)
+      this.#doneSending = this.#linkNow!.script(DONE, [this.key, metaKey(this.name)], [this.#consumer, ...ids])
         .then(
           () => {},
           (error: unknown) => {
-            // Sent again while the server may come back (DONE does nothing twice). Once it is taken for lost,
-            // the items come back after visibilityTimeout, to be done again.
+            // Sent again (DONE does nothing twice): soon, while the server may come back; once it is taken for
+            // lost, with the next taskDone() or join(), if any (meanwhile the leases, not renewed, may expire
+            // and their items be done again elsewhere: at least once).
+            this.#done.push(...ids);
             if (!this.#ackAgain(error)) return;
-            if (this.#done.push(...ids) === ids.length) {
-              this.#hold();
-              setTimeout(() => void this.#sendDone(), kAckAgainAfter);
-            }
+            this.#hold();
+            setTimeout(() => {
+              this.#release();
+              this.#doneSoon();
+            }, kAckAgainAfter);
           },
         )
         .finally(() => {
           this.#acksOut.delete(ids);
-          this.#release();
         })
         .then(() => previous);
     }

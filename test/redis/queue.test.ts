@@ -19,6 +19,7 @@ import { Pool } from '../../lib/index.ts';
 import { deadline, rejects, startTask, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { startRedis, whenRedis } from '../_support/redis-server.ts';
+import { DONE, FETCH, HAND_BACK } from '../../lib/redis/scripts.ts';
 
 /**
  * A TCP proxy to `port` on 127.0.0.1 that passes what clients send at `up` bytes a second and what the server
@@ -746,6 +747,56 @@ whenRedis(() => {
     await q.put('ok');
     assert.is(await q.qsize(), 1);
     assert.is(await q.get(), 'ok');
+  });
+
+  t(
+    "the server's count of given-back entries stays right: a hand-back sent twice, a count that drifted, a done lease that passed on",
+    async () => {
+      // Found by a review: a hand-back whose entry a RECOVER had given back already counted it again; FETCH then
+      // sent HINCRBY back -0, which Redis refuses, so every fetch of the queue failed; and a DONE acknowledged an
+      // entry another consumer held (and had given back), leaving the count one too high for good.
+      const q = (await open()).JoinableQueue<number>(name('counting'));
+      await q.put(1);
+      await q.flush();
+      const key = `mpthreads:{${q.name}}`;
+      const meta = `${key}:meta`;
+      const run = async (script: string, keys: string[], args: string[]) =>
+        Number(await inspect.sendCommand(['EVAL', script, String(keys.length), ...keys, ...args]));
+      const back = async () => Number((await inspect.sendCommand(['HGET', meta, 'back'])) ?? 0);
+      await inspect.sendCommand(['XREADGROUP', 'GROUP', 'mpthreads', 'c1', 'COUNT', '1', 'STREAMS', key, '>']);
+      const [[id]] = (await inspect.sendCommand(['XPENDING', key, 'mpthreads', '-', '+', '10'])) as [string][];
+      assert.is(await run(HAND_BACK, [key, meta], ['c1', id!]), 1);
+      assert.is(await run(HAND_BACK, [key, meta], ['c1', id!]), 0, 'given back already: not counted again');
+      assert.is(await back(), 1);
+      await inspect.sendCommand(['EVAL', FETCH, '2', key, meta, 'c2', '10', '']);
+      assert.is(await back(), 0, 'c2 claimed it');
+      assert.is(await run(DONE, [key, meta], ['c1', id!]), 0, "c1's lease passed to c2: not c1's to finish");
+      assert.is(Number(await inspect.sendCommand(['XLEN', key])), 1);
+      await inspect.sendCommand(['HSET', meta, 'back', '3']); // drifted: nothing is given back
+      await inspect.sendCommand(['EVAL', FETCH, '2', key, meta, 'c3', '10', '']);
+      assert.is(await back(), 0, 'mended by a fetch whose scan found nothing given back');
+      assert.is(await run(DONE, [key, meta], ['c2', id!]), 1);
+      assert.is(Number(await inspect.sendCommand(['XLEN', key])), 0);
+    },
+  );
+
+  t('close() then joinThread() with the server gone rejects, and holds the program no longer', async () => {
+    // Found by a review: the buffer, closed, took the failed batch for nothing to report, so joinThread()
+    // never settled, and its flush kept the program alive for good.
+    const server = await startRedis();
+    const context = await connect(server.url);
+    try {
+      const q = context.Queue<number>(name('join-thread-lost'));
+      await q.put(0);
+      await q.flush();
+      await server.kill9();
+      await q.put(1); // buffered
+      await q.close();
+      await rejects(deadline(q.joinThread(), 30_000, 'joinThread()'), ConnectionError, 'joinThread() after close()');
+    } finally {
+      await context.close();
+      await server.stop();
+    }
   });
 
   t('buffers of any size round-trip, as through a local queue (64 KiB and more were refused)', async () => {
