@@ -392,8 +392,8 @@ export class StreamQueue {
             // Not acknowledged, perhaps not sent: left pending, the entries would be claimed as orphans and
             // delivered again. Sent again (TAKE does nothing twice); once the server is taken for lost, with the
             // next acknowledgement, if one comes (they stay known to RECOVER meanwhile, never given back).
-            if (this.#ackAgain(error)) this.#takeLater(ids);
-            else this.#taken.push(...ids);
+            this.#taken.push(...ids);
+            if (this.#ackAgain(error)) this.#ackLater(() => void this.#take());
           })
           .finally(() => {
             this.#acksOut.delete(ids);
@@ -409,12 +409,12 @@ export class StreamQueue {
     return error instanceof ConnectionError && !this.#linkNow!.closed && this.#linkNow!.lostFor() < kLostAfter;
   }
 
-  #takeLater(ids: string[]): void {
+  /** Sends failed acknowledgements again in a while, holding the link till then. */
+  #ackLater(send: () => void): void {
     this.#hold();
-    this.#taken.push(...ids);
     setTimeout(() => {
       this.#release();
-      void this.#take();
+      send();
     }, kAckAgainAfter);
   }
 
@@ -817,12 +817,7 @@ export class StreamQueue {
             // lost, with the next taskDone() or join(), if any (meanwhile the leases, not renewed, may expire
             // and their items be done again elsewhere: at least once).
             this.#done.push(...ids);
-            if (!this.#ackAgain(error)) return;
-            this.#hold();
-            setTimeout(() => {
-              this.#release();
-              this.#doneSoon();
-            }, kAckAgainAfter);
+            if (this.#ackAgain(error)) this.#ackLater(() => this.#doneSoon());
           },
         )
         .finally(() => {
