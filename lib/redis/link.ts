@@ -91,7 +91,6 @@ export class Link {
   #holds = 0;
   #closed = false;
   #lostAt: number | undefined;
-  #onClose: () => void = () => {};
   readonly #scripts = new Map<string, string>();
   /** How each open queue (by stream key) makes its consumer group again. */
   readonly #regroupers = new Map<string, () => Promise<void>>();
@@ -131,17 +130,13 @@ export class Link {
     if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:')
       throw new TypeError(`connect(url): the URL must start with redis:// or rediss://, got ${displayUrl(url)}`);
     const redis = await nodeRedis();
-    let closed = false;
     let made: Link | undefined;
     const link: Link = new Link(
       url,
       redis,
-      Link.#newClient(redis, url, () => closed || made!.#holds === 0),
+      Link.#newClient(redis, url, () => made!.#stopReconnecting()),
     );
     made = link;
-    link.#onClose = () => {
-      closed = true;
-    };
     link.#watch(link.#client);
     await link.#connect(link.#client);
     link.#client.unref();
@@ -216,6 +211,11 @@ export class Link {
 
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Whether a lost connection is not made again now (#newClient): the link closed, or nothing waits on it. */
+  #stopReconnecting(): boolean {
+    return this.#closed || this.#holds === 0;
   }
 
   /** Something waits on this link: keep the process alive until release(). */
@@ -348,7 +348,7 @@ export class Link {
 
   async #blocking<T>(args: readonly (string | Buffer)[], blockMs: number, late: Late | undefined): Promise<T> {
     if (this.#blocker === undefined) {
-      const blocker = Link.#newClient(this.#redis, this.url, () => this.#closed || this.#holds === 0);
+      const blocker = Link.#newClient(this.#redis, this.url, () => this.#stopReconnecting());
       // Within what is left of kLostAfter, if the server is already missing.
       await this.#connect(blocker, Math.max(Math.min(kConnectDeadline, kLostAfter - this.lostFor()), 500));
       this.#watch(blocker);
@@ -448,7 +448,7 @@ export class Link {
         this.#prober = undefined;
       }
       if (this.#prober === undefined) {
-        const prober = Link.#newClient(this.#redis, this.url, () => this.#closed || this.#holds === 0);
+        const prober = Link.#newClient(this.#redis, this.url, () => this.#stopReconnecting());
         this.#prober = prober;
         await Promise.race([prober.connect(), late]);
         prober.unref();
@@ -492,7 +492,6 @@ export class Link {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    this.#onClose();
     const clients = [this.#client, this.#blocker].filter((c) => c !== undefined);
     await Promise.all(
       clients.map(async (c: Client) => {
