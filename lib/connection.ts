@@ -18,7 +18,7 @@
 //     counts (and wakes a blocked receiver); close() marks its end, then wakes the other. A message is in the
 //     receiver's port once postMessage returned, so an end marked closed (or held by a thread on record as
 //     dead) whose port is empty has nothing more to deliver: EOF.
-import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
   abort,
@@ -41,7 +41,7 @@ import {
   checkTimeout,
   checkTransferList,
   checkWaitOptions,
-  type TransferListItem,
+  type TransferItem,
   type WaitOptions,
 } from './options.ts';
 import { blockUntil } from './shared-wait.ts';
@@ -54,7 +54,7 @@ import type { Batch } from './wire/format.ts';
 /** Options of `send`. */
 export interface SendOptions {
   /** ArrayBuffers and MessagePorts to move instead of copy; they become unusable in the sender. */
-  transfer?: TransferListItem[];
+  transfer?: TransferItem[];
 }
 
 const NONE: unique symbol = Symbol('none');

@@ -1,17 +1,14 @@
 // Argument checks shared by every public call: bad input is a TypeError/RangeError naming the argument and
 // the value received, thrown at the call.
-import type { MessagePort } from 'node:worker_threads';
 import { describe } from './errors.ts';
 
 /**
- * What a transfer list may hold: ArrayBuffers, MessagePorts and the like. Derived from postMessage rather than
- * imported by name, because @types/node renamed it (TransferListItem up to 25, Transferable from 26) and the
- * published declarations must compile against both.
+ * What a transfer list may hold: ArrayBuffers, MessagePorts and the like (postMessage checks the rest at run
+ * time). Declared here, not taken from @types/node, because the published declarations must compile against
+ * every @types/node a user may have: it renamed its type (TransferListItem up to 25, Transferable from 26),
+ * and from 25 `postMessage` is overloaded, so a type derived from its parameters is `never` there.
  */
-export type TransferListItem = Extract<
-  NonNullable<Parameters<MessagePort['postMessage']>[1]>,
-  readonly unknown[]
->[number];
+export type TransferItem = ArrayBuffer | { postMessage(value: unknown): void } | object;
 
 /** Options accepted by every blocking call. */
 export interface WaitOptions {
@@ -79,9 +76,9 @@ export function checkNonNegativeInteger(value: unknown, name: string): number {
   return value;
 }
 
-export function checkTransferList(value: unknown, name = 'options.transfer'): TransferListItem[] | undefined {
+export function checkTransferList(value: unknown, name = 'options.transfer'): TransferItem[] | undefined {
   if (value === undefined) return undefined;
   if (!Array.isArray(value))
     throw new TypeError(`${name} must be an array of ArrayBuffers or MessagePorts, got ${describe(value)}`);
-  return value as TransferListItem[];
+  return value as TransferItem[];
 }

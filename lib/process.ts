@@ -9,12 +9,12 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { ResourceLimits, Worker } from 'node:worker_threads';
+import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
 import { compileForWorker } from './compile.ts';
 import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
 import { bug, ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
-import { checkOptions, checkTimeout, type TransferListItem } from './options.ts';
+import { checkOptions, checkTimeout } from './options.ts';
 import { childHubPort } from './queue/hub-client.ts';
 import { isProtocolMessage, Kind, PROTOCOL_TAG, type BootData, type WorkerMessage } from './protocol.ts';
 import { claimSpare, prepareSpare } from './spare-worker.ts';

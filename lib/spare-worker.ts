@@ -8,8 +8,7 @@
 // Invariants:
 //   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.
 //   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
-import type { Worker } from 'node:worker_threads';
-import type { TransferListItem } from './options.ts';
+import type { TransferListItem, Worker } from 'node:worker_threads';
 import { Kind, PROTOCOL_TAG, type BootData, type BootMessage } from './protocol.ts';
 import { startWorker } from './runtime.ts';
 

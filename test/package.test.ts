@@ -59,7 +59,13 @@ if (isMainThread) {
     typed
       ? `// Types are real, not any: a wrong item type does not compile.
   // @ts-expect-error a string is not a { doubled, isQueue } item
-  if (false) await q.put('not an item');`
+  if (false) await q.put('not an item');
+  // Transfer lists type-check (they were \`never\` under @types/node 25+, whose postMessage is overloaded).
+  if (false) {
+    const buffer = new ArrayBuffer(8);
+    here.send(1, { transfer: [buffer] });
+    await q.put(item, { transfer: [buffer] });
+  }`
       : ''
   }
   const { pad, ...rest } = item;
@@ -202,27 +208,53 @@ t(
   300_000,
 );
 
+/** Compiles the typed program, strict with skipLibCheck off, in `dir` (where 'mpthreads' and Node's types resolve). */
+async function compileTyped(dir: string): Promise<void> {
+  await writeFile(join(dir, 'main.ts'), program(true));
+  await writeFile(
+    join(dir, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        strict: true,
+        skipLibCheck: false,
+        noEmit: true,
+      },
+      files: ['main.ts'],
+    }),
+  );
+  const tsc = join(dirname(requireHere.resolve('typescript/package.json')), 'bin', 'tsc');
+  check(await run(process.execPath, [tsc, '-p', '.'], { cwd: dir, ms: 90_000 }), 'tsc -p .');
+}
+
 t(
   'a strict TypeScript consumer compiles against the published declarations (skipLibCheck off)',
   async () => {
     const { app } = await packed();
-    await writeFile(join(app, 'main.ts'), program(true));
-    await writeFile(
-      join(app, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'NodeNext',
-          moduleResolution: 'NodeNext',
-          strict: true,
-          skipLibCheck: false,
-          noEmit: true,
-        },
-        files: ['main.ts'],
-      }),
+    await compileTyped(app);
+  },
+  300_000,
+);
+
+t(
+  'it compiles with the newest @types/node too, which is what npm gives a user for the peer dependency',
+  async () => {
+    const { app } = await packed();
+    // A second app: the installed package, with the newest @types/node (a dev dependency under an alias) as
+    // its Node types; that package's own undici-types resolves from where it really is.
+    const newest = await mkdtemp(join(tmpdir(), 'mpthreads-pack-newest-'));
+    temps.push(newest);
+    await mkdir(join(newest, 'node_modules', '@types'), { recursive: true });
+    await symlink(join(app, 'node_modules', 'mpthreads'), join(newest, 'node_modules', 'mpthreads'), 'dir');
+    await symlink(
+      join(root, 'node_modules', '@types', 'node-latest'),
+      join(newest, 'node_modules', '@types', 'node'),
+      'dir',
     );
-    const tsc = join(dirname(requireHere.resolve('typescript/package.json')), 'bin', 'tsc');
-    check(await run(process.execPath, [tsc, '-p', '.'], { cwd: app, ms: 90_000 }), 'tsc -p .');
+    await writeFile(join(newest, 'package.json'), JSON.stringify({ name: 'newest', private: true, type: 'module' }));
+    await compileTyped(newest);
   },
   300_000,
 );
@@ -256,7 +288,7 @@ try {
 );
 
 t(
-  'require("mpthreads") fails with a message that says the package is ESM-only and how to load it',
+  'require("mpthreads") and require("mpthreads/redis") fail with a message that says the package is ESM-only and how to load it',
   async () => {
     const { app } = await packed();
     await writeFile(join(app, 'require.cjs'), `require('mpthreads');\n`);
@@ -265,6 +297,12 @@ t(
     assert.match(result.stderr, /ESM-only/);
     assert.match(result.stderr, /import \{[^}]*\} from 'mpthreads'/);
     assert.match(result.stderr, /await import\('mpthreads'\)/);
+    // The subpath lands on the same file, whose message names it too.
+    await writeFile(join(app, 'require-redis.cjs'), `require('mpthreads/redis');\n`);
+    const redis = await run(process.execPath, ['require-redis.cjs'], { cwd: app, ms: 30_000 });
+    assert.is.not(redis.code, 0, "require('mpthreads/redis') failed");
+    assert.match(redis.stderr, /ESM-only: require\(\) cannot load 'mpthreads' or 'mpthreads\/redis'/);
+    assert.match(redis.stderr, /import \{ connect \} from 'mpthreads\/redis'/);
     // ...and what the message advises works from CommonJS.
     await writeFile(join(app, 'import.cjs'), `import('mpthreads').then((m) => console.log(typeof m.Queue));\n`);
     const imported = check(

@@ -14,7 +14,14 @@ import { availableParallelism } from 'node:os';
 import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
-import { checkNonNegativeInteger, checkOptions, checkSignal, checkTimeout, checkTransferList } from '../options.ts';
+import {
+  checkNonNegativeInteger,
+  checkOptions,
+  checkSignal,
+  checkTimeout,
+  checkTransferList,
+  type TransferItem,
+} from '../options.ts';
 import { isThenable } from '../thenable.ts';
 import { sliceItems } from '../wire/batch.ts';
 import { Encoder } from '../wire/encode.ts';
@@ -52,9 +59,8 @@ export interface ApplyOptions {
   /** Aborting: a queued task never runs; a running one is stopped with its worker. */
   signal?: AbortSignal;
   /** Buffers and ports moved with the arguments instead of copied. */
-  transfer?: Transferable[];
+  transfer?: TransferItem[];
 }
-type Transferable = ArrayBuffer | { postMessage(value: unknown): void } | object;
 
 /** Options of `applyAsync`. */
 export interface ApplyAsyncOptions<R> extends ApplyOptions {

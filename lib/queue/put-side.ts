@@ -28,7 +28,14 @@ import {
   type Handle,
   type ItemSink,
 } from '../handles.ts';
-import { checkOptions, checkSignal, checkTimeout, checkTransferList, type WaitOptions } from '../options.ts';
+import {
+  checkOptions,
+  checkSignal,
+  checkTimeout,
+  checkTransferList,
+  type TransferItem,
+  type WaitOptions,
+} from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { Encoder, type LoneItem } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
@@ -58,9 +65,8 @@ const kMaxTimer = 0x7fffffff;
 /** Options of `put`. */
 export interface PutOptions extends WaitOptions {
   /** ArrayBuffers and MessagePorts to move with the item instead of copying them. */
-  transfer?: Transferable[];
+  transfer?: TransferItem[];
 }
-type Transferable = ArrayBuffer | { postMessage(value: unknown): void } | object;
 
 const putKeys = ['timeout', 'signal', 'transfer'] as const;
 
