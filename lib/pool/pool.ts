@@ -538,6 +538,7 @@ export class Pool {
       (call) => this.#imaps.delete(call),
     );
     this.#imaps.add(call);
+    call.start();
     return call;
   }
 }
@@ -580,12 +581,14 @@ class ApplyCall implements Call {
   }
 }
 
-/** A map's call: results in input order; the first failure in input order rejects it. */
+/**
+ * A map's call: results in input order. As Python's (3.8+), it is ready once every task has run, failed or not,
+ * so a failure stops none of the others; then the first failure in input order rejects it.
+ */
 class MapCall implements Call {
   readonly promise: Promise<unknown[]>;
   readonly #results: unknown[];
   readonly #settled: Uint8Array;
-  #frontier = 0;
   #count = 0;
   #failure: { index: number; error: unknown } | undefined;
   #done = false;
@@ -635,10 +638,9 @@ class MapCall implements Call {
   }
 
   #advance(): void {
-    while (this.#frontier < this.n && this.#settled[this.#frontier] === 1) this.#frontier++;
-    // The first failure in input order is known once every task before it has settled.
-    if (this.#failure !== undefined && this.#frontier >= this.#failure.index) this.#finish(false, this.#failure.error);
-    else if (this.#count === this.n) this.#finish(true, this.#results);
+    if (this.#count < this.n) return;
+    if (this.#failure !== undefined) this.#finish(false, this.#failure.error);
+    else this.#finish(true, this.#results);
   }
 
   abort(reason: unknown): void {
@@ -679,6 +681,10 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   /** A step of an async input asked for and not yet arrived (taken up by the next pull). */
   #pendingStep: Promise<IteratorResult<unknown>> | undefined;
   #done = false;
+  /** Done by a task's failure: the tasks submitted still run (as Python's), their results dropped. */
+  #runsOn = false;
+  /** Tasks answered (settled), whether or not the consumer still wanted them. */
+  #answered = 0;
   #waiting: (() => void) | undefined;
   /**
    * A next()/return()/throw() is running: calls made meanwhile wait in #queued and run in turn, as an async
@@ -727,11 +733,17 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     }
   }
 
+  /** Submits the first window now, as Python's imap submits at the call: the workers start before you iterate. */
+  start(): void {
+    void this.#fill();
+  }
+
   get live(): boolean {
-    return !this.#done;
+    return !this.#done || (this.#runsOn && this.#answered < this.#submitted);
   }
 
   settle(index: number, ok: boolean, value: unknown): void {
+    this.#answered++;
     if (this.#done) return;
     if (this.#ordered) this.#outcomes.set(index, { ok, value });
     else this.#arrived.push({ ok, value });
@@ -801,7 +813,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
         this.#consumed++;
         void this.#fill();
         if (!outcome.ok) {
-          await this.#close();
+          await this.#close(false);
           throw outcome.value;
         }
         return { done: false, value: outcome.value };
@@ -898,11 +910,16 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     }
   }
 
-  async #close(): Promise<void> {
+  /**
+   * Reads the input no further and closes it. `cancel` (break, return(), throw()): the tasks submitted and not
+   * run are dropped, and a worker running one is stopped. Otherwise (a task failed) they still run.
+   */
+  async #close(cancel = true): Promise<void> {
     if (this.#done) return;
     this.#done = true;
+    this.#runsOn = !cancel;
     this.#inputEnded(this);
-    this.#cancel(this);
+    if (cancel) this.#cancel(this);
     this.#wake();
     if (!this.#exhausted) {
       this.#exhausted = true;

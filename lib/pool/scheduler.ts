@@ -49,7 +49,7 @@ export interface Call {
   settle(index: number, ok: boolean, value: unknown): void;
   /** Settles tasks [start, start + values.length): each with its value, or with its error in `errors`. */
   settleRun?(start: number, values: unknown[], errors: Map<number, unknown> | null): void;
-  /** False once the call no longer wants results (settled by a failure, aborted): its queued tasks are dropped. */
+  /** False once the call no longer wants its tasks run (aborted, stopped early, all answered): its queued ones are dropped. */
   readonly live: boolean;
 }
 

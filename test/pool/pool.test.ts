@@ -547,6 +547,50 @@ cpython(
   },
 );
 
+cpython(
+  'test_map_no_failfast: the tasks of a failed map all run (a failure stops none of them), then it rejects',
+  async () => {
+    // One worker: the failing task runs first and alone, the others wait behind it. Python's map is ready once
+    // every task has run; before, the call rejected at the failure and its tasks not yet run were dropped.
+    const cells = new Int32Array(new SharedArrayBuffer(4));
+    const p = pool({ processes: 1 });
+    const args = range(20).map((i) => [cells, i, 0] as [Int32Array, number, number]);
+    const error = await rejects(p.starmap(tasks.countThenFailOn, args), tasks.SayWhenError);
+    assert.is(error.when, 0);
+    assert.is(Atomics.load(cells, 0), 20, 'every task ran before the call rejected');
+  },
+);
+
+cpython(
+  "imap: a failed task does not stop the call's other tasks (Python runs them); the iterator is then done",
+  async () => {
+    // cells: [0] unused, [1] the gate, [2] the gated task's finish.
+    const cells = new Int32Array(new SharedArrayBuffer(12));
+    const p = pool();
+    const it = p.imapUnordered(
+      tasks.gatedOrFail,
+      [-1, 1].map((x) => ({ cells, x })),
+    );
+    // The gated task cannot end before the gate opens, so the failure comes first.
+    await rejects(it.next(), tasks.SayWhenError);
+    assert.equal(await it.next(), { done: true, value: undefined });
+    Atomics.store(cells, 1, 1);
+    Atomics.notify(cells, 1);
+    p.close();
+    await deadline(p.join(), 20_000, 'join()');
+    assert.is(Atomics.load(cells, 2), 1, 'the gated task ran to its end (its worker was not stopped)');
+  },
+);
+
+cpython('imap starts the tasks at the call, as Python does, before anything is consumed', async () => {
+  const cells = new Int32Array(new SharedArrayBuffer(4));
+  const p = pool();
+  const it = p.imap(tasks.countRun, [cells]);
+  const woke = await Atomics.waitAsync(cells, 0, 0, 20_000).value;
+  assert.is(Atomics.load(cells, 0), 1, `the task ran without a next() (wait: ${woke})`);
+  await it.return?.();
+});
+
 cpython('test_pool_worker_lifetime: maxtasksperchild replaces workers; results stay right', async () => {
   const p = pool({ maxtasksperchild: 10 });
   const results = await p.map(tasks.sqr, range(100));
