@@ -5,7 +5,7 @@
 //
 // Synchronisation is by handshake only (pipe or queue messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
-import { ClosedError, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../lib/index.ts';
+import { ClosedError, Empty, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../lib/index.ts';
 import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 
@@ -165,6 +165,10 @@ t(
     const aborted = q.join({ signal: controller.signal });
     controller.abort(new Error('stop waiting'));
     assert.is((await rejects(aborted, Error, 'join({ signal })')).message, 'stop waiting');
+    // A signal already aborted rejects too, even when nothing is unfinished.
+    const done = open(new JoinableQueue<number>());
+    const gone = await rejects(done.join({ signal: AbortSignal.abort(new Error('gone')) }), Error, 'join({ aborted })');
+    assert.is(gone.message, 'gone');
     const closing = q.join();
     q.close();
     await rejects(closing, ClosedError, 'join() when its handle closes');
@@ -227,6 +231,33 @@ t(
     await deadline(q.join(), 10_000, 'join() after a taskDone() from another handle');
     p.terminate();
     await p.join();
+  },
+);
+
+t(
+  "a taskDone() on another handle finishes a consumer's task: when that consumer dies, its item is not delivered again",
+  async () => {
+    // Two consumers each get an item; this handle, which got none, marks one task done (as Python allows).
+    // Before, both items were delivered again when the consumers died, and join() waited for two tasks.
+    const q = open(new JoinableQueue<string>());
+    await q.put('x');
+    await q.put('y');
+    const [connA, childA] = Pipe<unknown>();
+    const a = start('getAndHang', [q, childA]);
+    assert.is(await connA.recv(), 'x');
+    const [connB, childB] = Pipe<unknown>();
+    const b = start('getAndHang', [q, childB]);
+    assert.is(await connB.recv(), 'y');
+    q.taskDone();
+    a.terminate();
+    b.terminate();
+    await Promise.all([a.join(), b.join()]);
+    // One task is unfinished: one item (either) comes again, and one only.
+    const again = await q.get({ timeout: 20_000 });
+    assert.ok(again === 'x' || again === 'y', `got ${again}`);
+    q.taskDone();
+    await deadline(q.join(), 10_000, 'join() once the item delivered again is done');
+    await rejects(q.get({ timeout: 2_000 }), Empty, 'a get after the one item delivered again');
   },
 );
 

@@ -94,7 +94,9 @@ export const kHolderId = 10;
 export const kWaiting = 11;
 /** Watches of the ring this holder counted in the queue's kRingWatchers and has not ended (watchRing()). */
 export const kWatches = 12;
-export const kHolderCells = 13;
+/** JoinableQueue: 1 from before a taskDone() counts in kDone to after it moves kLeaseHead (see leasesToRedeliver). */
+export const kFinishing = 13;
+export const kHolderCells = 14;
 
 export const FetchState = {
   /** Not fetching. */
@@ -326,18 +328,46 @@ export function leasesOf(h: Int32Array, ring: Int32Array): number[] {
  * (a duplicate, which at-least-once allows), never a task nobody can finish.
  */
 export function taskDone(q: Int32Array, h: Int32Array): boolean {
-  for (;;) {
-    const done = Atomics.load(q, kDone);
-    const left = diff(Atomics.load(q, kReserved), done);
-    if (left <= 0) return false;
-    if (Atomics.compareExchange(q, kDone, done, (done + 1) | 0) === done) {
-      if (left === 1) wakeJoiners(q);
-      break;
+  Atomics.store(h, kFinishing, 1);
+  try {
+    for (;;) {
+      const done = Atomics.load(q, kDone);
+      const left = diff(Atomics.load(q, kReserved), done);
+      if (left <= 0) return false;
+      if (Atomics.compareExchange(q, kDone, done, (done + 1) | 0) === done) {
+        if (left === 1) wakeJoiners(q);
+        break;
+      }
     }
+    const head = Atomics.load(h, kLeaseHead);
+    if (head !== Atomics.load(h, kLeaseTail)) Atomics.store(h, kLeaseHead, (head + 1) | 0);
+    return true;
+  } finally {
+    Atomics.store(h, kFinishing, 0);
   }
-  const head = Atomics.load(h, kLeaseHead);
-  if (head !== Atomics.load(h, kLeaseTail)) Atomics.store(h, kLeaseHead, (head + 1) | 0);
-  return true;
+}
+
+/**
+ * Hub, JoinableQueue: how many of a departed holder's leases to deliver again (its newest ones): those whose
+ * tasks nobody marked done. A taskDone() on a handle with no lease of its own (a producer marking a consumer's
+ * work done, as Python allows) acknowledges no lease, so a lease alone does not say its task is unfinished;
+ * the count does. Every claimed item is leased by a live holder, or its task is done, or it is one of the
+ * departed holder's leases still to finish: so that many are (claimed - done) - (the live holders' leases).
+ *
+ * Read while other holders claim and finish: done first, then their leases, then kClaimed. Each step that
+ * happens between two reads then makes the result larger, never smaller: an item delivered twice (which
+ * at-least-once allows), never one lost. A lease is counted once its tail moved (not while tentative); one
+ * whose holder is inside taskDone() (kFinishing) is taken as finished, whether or not kDone moved yet.
+ */
+export function leasesToRedeliver(q: Int32Array, others: Iterable<Int32Array>): number {
+  const done = Atomics.load(q, kDone);
+  let leased = 0;
+  for (const h of others) {
+    const finishing = Atomics.load(h, kFinishing);
+    const open = diff(Atomics.load(h, kLeaseTail), Atomics.load(h, kLeaseHead));
+    leased += Math.max(0, open - finishing);
+  }
+  return diff(diff(Atomics.load(q, kClaimed), done), leased);
 }
 
 // ---- the hand-off ----------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   joinSync(timeout: number): boolean {
-    this.checkOpen();
+    // After this handle's close() too, as join() (Python's put, close(), join()).
     const cells = this.queueCells;
     // Only this thread could mark the tasks done, and it would be blocked here.
     if (timeout === Infinity && !this.shared && unfinished(cells) > 0)
@@ -207,6 +207,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
 
   async join(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
     const cells = this.queueCells;
+    signal?.throwIfAborted();
     if (unfinished(cells) <= 0) return true;
     if (this.closed) {
       // After this handle's close(), as in Python (put, close(), join()): it waits on the queue's count, which

@@ -40,6 +40,7 @@ import {
   kWaiting,
   kReserved,
   leasesOf,
+  leasesToRedeliver,
   recount,
   ring,
   ringBell,
@@ -419,11 +420,17 @@ class Holder {
     // lease may be tentative: counted if its index was claimed at all), or a plain queue's item in fetch.
     const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));
     let taken: number[] = [];
-    if (this.ring !== null)
-      taken = this.leases()
+    if (this.ring !== null) {
+      const leases = this.leases()
         .map((i) => queue.abs(i))
         .filter((i) => i < claimed);
-    else if (Atomics.load(this.cells, kFetching) === FetchState.Claimed)
+      // Not those whose tasks another handle marked done: only as many as are unfinished, the newest.
+      const owed = leasesToRedeliver(
+        queue.cells,
+        Array.from(queue.holders, (holder) => holder.cells),
+      );
+      taken = leases.slice(Math.max(0, leases.length - Math.max(0, owed)));
+    } else if (Atomics.load(this.cells, kFetching) === FetchState.Claimed)
       taken = [queue.abs(Atomics.load(this.cells, kFetchIndex))];
     let requeued = 0;
     for (const index of taken) {

@@ -73,6 +73,8 @@
 //   | kLeaseHead, | its holder (claimLeased,   | hub (trim, depart)   | hub.test "JoinableQueue: ..." (four cases);   |
 //   | kLeaseTail, | taskDone)                  |                      | joinable-queue.test "taskDone() acknowledges  |
 //   | kLeasing    |                            |                      | the oldest item this handle got"              |
+//   | kFinishing  | its holder (taskDone)      | hub (depart:         | joinable-queue.test "a taskDone() on another  |
+//   |             |                            | leasesToRedeliver)   | handle finishes a consumer's task ..."        |
 //   | kSyncGetting| its holder (getSync)       | hub (push)           | blocking.test "two blocking consumers share"  |
 //   | kBell       | hub (push to a getSync),   | getSync              | blocking.test "20,000 blocking round trips"   |
 //   |             | producers (handOff)        |                      |                                               |

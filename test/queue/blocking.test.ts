@@ -86,6 +86,18 @@ t('joinSync waits for blocking consumers in workers; times out with TimeoutError
   );
 });
 
+t("joinSync() after the handle's close() waits, as join() does (Python's put, close(), join())", async () => {
+  const q = open(new JoinableQueue<number>());
+  for (let i = 0; i < 10; i++) q.putSync(i);
+  const consumer = startTask(tasks, 'consumeSync', [q, 10]);
+  q.close();
+  q.joinSync({ timeout: 30_000 });
+  await consumer.join();
+  assert.is(consumer.exitCode, 0);
+  // Nothing unfinished: returns at once, closed or not.
+  q.joinSync();
+});
+
 t('an item put just before this thread blocks reaches the worker that waits for it', async () => {
   const tasksQ = open(new Queue<number>());
   const results = open(new Queue<number>());
