@@ -205,6 +205,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     } catch (error) {
       return Promise.reject(error);
     }
+    // An aborted signal rejects before anything is taken, as Queue.get does: the message stays for the next recv().
+    if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#waiters.length === 0) {
       const message = this.#takeNow();
       if (message instanceof Undeliverable) return Promise.reject(message.error);

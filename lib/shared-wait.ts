@@ -35,8 +35,9 @@ export async function waitUntil(
   { timeout, slice = Infinity, keepAlive: keepingAlive = true }: Bounds,
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
-  if (attempt()) return true;
+  // An aborted signal rejects first, even when the attempt would succeed now (as Queue.get and recv() do).
   if (signal?.aborted) throw signal.reason;
+  if (attempt()) return true;
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
   const keepAlive = keepingAlive ? setInterval(() => {}, kForever) : undefined;
   let onAbort: (() => void) | undefined;

@@ -658,6 +658,23 @@ misuse('recv() with an AbortSignal rejects with the abort reason; a later messag
   }
   a.send('after abort');
   assert.is(await b.recv(), 'after abort');
+  // Already aborted: rejects even when a message waits (which stays for the next recv()) or at EOF.
+  a.send('kept');
+  try {
+    await b.recv({ signal: already });
+    assert.unreachable('recv() with a message waiting should have rejected');
+  } catch (error) {
+    assert.is(error, 'gone');
+  }
+  assert.is(await b.recv(), 'kept');
+  a.close();
+  try {
+    await b.recv({ signal: already });
+    assert.unreachable('recv() at EOF should have rejected');
+  } catch (error) {
+    assert.is(error, 'gone');
+  }
+  await rejects(b.recv(), EOFError, 'recv() at EOF');
 });
 
 misuse.run();
