@@ -234,9 +234,13 @@ export function serializeError(error: unknown, withValues = true, depth = 0): Se
   return out;
 }
 
+/** Classes whose constructor does not take a message alone: rebuilt from their prototype, as registered ones are. */
+const byPrototype: Record<string, object> = { BufferTooShort: BufferTooShort.prototype };
+
 /** Rebuilds an error from the wire: its class if this thread knows it by name, else an Error with its name. */
 export function deserializeError(wire: SerializedError): Error {
-  const registered = registeredErrorClass(wire.name);
+  const registered =
+    registeredErrorClass(wire.name) ?? (Object.hasOwn(byPrototype, wire.name) ? byPrototype[wire.name] : undefined);
   let error: Error;
   if (registered !== undefined) {
     error = Object.create(registered) as Error;

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as assert from 'uvu/assert';
 import {
+  BufferTooShort,
   EOFError,
   Pipe,
   Process,
@@ -387,6 +388,24 @@ cpython(
       });
       if (fail) assert.match(stderr, /the parent failed/);
     }
+  },
+);
+
+cpython(
+  'a library error thrown by a target comes back as its class: a BufferTooShort with its code and data',
+  async () => {
+    const { result: p } = await captureStderr(async () => {
+      const p = start('tooShort', [], { name: 'too-short' });
+      await p.join();
+      return p;
+    });
+    assert.is(p.exitCode, 1);
+    assert.instance(p.error, BufferTooShort);
+    assert.instance(p.error, ProcessError);
+    const error = p.error as BufferTooShort;
+    assert.is(error.code, 'BufferTooShort');
+    assert.equal([...error.data], [1, 2, 3, 4, 5]);
+    assert.match(error.message, /5 bytes/);
   },
 );
 
