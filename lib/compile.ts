@@ -209,7 +209,7 @@ function findCompiler(module: string): Compiler | undefined {
       const version = (
         JSON.parse(readFileSync(join(dirname(path), '..', 'package.json'), 'utf8')) as { version: string }
       ).version;
-      const tag = `esbuild ${version}, node ${process.versions.node}, conditions [${conditions().join(',')}], mpthreads compile 1`;
+      const tag = `esbuild ${version}, node ${process.versions.node}, conditions [${conditions().join(',')}], mpthreads compile 2`;
       compilerFound = { path, tag };
       break;
     } catch {
@@ -419,6 +419,7 @@ async function compileFile(esbuild: Esbuild, source: string, dir: string, compil
     mainFields: ['main'],
     sourcemap: 'inline',
     sourcesContent: false,
+    keepNames: true, // a class or function keeps its name (esbuild may rename one it rewrites: `_Connection`)
     logLevel: 'silent',
     define: {
       'import.meta.url': JSON.stringify(url),

@@ -41,6 +41,7 @@ if (isMainThread) {
 
   console.log(JSON.stringify({
     internals: Object.keys(mpthreads).filter((name) => name.startsWith('_')),
+    renamed: Object.entries(mpthreads).filter(([name, value]) => typeof value === 'function' && value.name !== name).map(([name, value]) => name + ' is ' + value.name),
     message,
     items,
     exitCode: p.exitCode,
@@ -78,12 +79,15 @@ t(
       assert.is(result.code, 0, result.stderr);
       const out = JSON.parse(result.stdout.trim()) as {
         internals: string[];
+        renamed: string[];
         message: { value: number; from: string; tsx: boolean };
         items: { i: number; isQueue: boolean }[];
         exitCode: number;
         missing: { exitCode: number; isProcessError: boolean; message: string };
       };
       assert.equal(out.internals, [], 'no internal entry point (__processMain, __hubMain) on the public module');
+      // The bundler renames a class that names itself (\`_Connection\`) unless told to keep names.
+      assert.equal(out.renamed, [], 'every exported class and function has its own name');
       assert.equal(out.message, { value: 42, from: 'js-producer', tsx: false });
       // The worker's Queue is the class its module imported as 'mpthreads': one module, not two copies.
       assert.equal(out.items, [
