@@ -261,6 +261,32 @@ t(
   },
 );
 
+t(
+  "a consumer's death delivers its item again while another consumer's tasks are marked done on other handles",
+  async () => {
+    // W2's task is marked done by this handle (W2 never calls taskDone()), so W2's lease stays open: it must not
+    // count against W1's item, which nobody finished. (A first version of the foreign-taskDone fix lost it.)
+    const q = open(new JoinableQueue<string>());
+    await q.put('a');
+    const [conn1, child1] = Pipe<unknown>();
+    const w1 = start('getAndHang', [q, child1]);
+    assert.is(await conn1.recv(), 'a');
+    await q.put('b');
+    const [conn2, child2] = Pipe<unknown>();
+    const w2 = start('getAndHang', [q, child2]);
+    assert.is(await conn2.recv(), 'b');
+    q.taskDone(); // for 'b'
+    w1.terminate();
+    await w1.join();
+    assert.is(await q.get({ timeout: 20_000 }), 'a', "the dead consumer's item comes again");
+    q.taskDone();
+    await deadline(q.join(), 10_000, 'join()');
+    w2.terminate();
+    await w2.join();
+    await rejects(q.get({ timeout: 2_000 }), Empty, "'b', whose task is done, does not come again");
+  },
+);
+
 t('an option a JoinableQueue does not take is a TypeError naming it', () => {
   assert.match(throws(() => new JoinableQueue({ maxSize: 3 } as never), TypeError).message, /unknown option "maxSize"/);
 });

@@ -94,9 +94,7 @@ export const kHolderId = 10;
 export const kWaiting = 11;
 /** Watches of the ring this holder counted in the queue's kRingWatchers and has not ended (watchRing()). */
 export const kWatches = 12;
-/** JoinableQueue: 1 from before a taskDone() counts in kDone to after it moves kLeaseHead (see leasesToRedeliver). */
-export const kFinishing = 13;
-export const kHolderCells = 14;
+export const kHolderCells = 13;
 
 export const FetchState = {
   /** Not fetching. */
@@ -310,15 +308,24 @@ export function growLeaseRing(h: Int32Array, ring: Int32Array): Int32Array {
   return grown;
 }
 
-/** JoinableQueue: this holder's unacknowledged leases, oldest first (read by the hub; see claimLeased). */
-export function leasesOf(h: Int32Array, ring: Int32Array): number[] {
+/**
+ * JoinableQueue: this holder's unacknowledged leases, oldest first (read by the hub; see claimLeased), and last
+ * the tentative one if `tentative` and a claim is under way (its index may have gone to another holder).
+ */
+export function leasesOf(h: Int32Array, ring: Int32Array, tentative = true): number[] {
   const leasing = Atomics.load(h, kLeasing) !== 0;
   const head = Atomics.load(h, kLeaseHead);
   const tail = Atomics.load(h, kLeaseTail);
   const out: number[] = [];
   for (let i = head; i !== tail; i = (i + 1) | 0) out.push(Atomics.load(ring, i & (ring.length - 1)));
-  if (leasing) out.push(Atomics.load(ring, tail & (ring.length - 1)));
+  if (tentative && leasing) out.push(Atomics.load(ring, tail & (ring.length - 1)));
   return out;
+}
+
+/** JoinableQueue: the index of the claim under way (kLeasing), if any: leasesOf's tentative entry. */
+export function tentativeLease(h: Int32Array, ring: Int32Array): number | undefined {
+  if (Atomics.load(h, kLeasing) === 0) return undefined;
+  return Atomics.load(ring, Atomics.load(h, kLeaseTail) & (ring.length - 1));
 }
 
 /**
@@ -328,46 +335,33 @@ export function leasesOf(h: Int32Array, ring: Int32Array): number[] {
  * (a duplicate, which at-least-once allows), never a task nobody can finish.
  */
 export function taskDone(q: Int32Array, h: Int32Array): boolean {
-  Atomics.store(h, kFinishing, 1);
-  try {
-    for (;;) {
-      const done = Atomics.load(q, kDone);
-      const left = diff(Atomics.load(q, kReserved), done);
-      if (left <= 0) return false;
-      if (Atomics.compareExchange(q, kDone, done, (done + 1) | 0) === done) {
-        if (left === 1) wakeJoiners(q);
-        break;
-      }
+  for (;;) {
+    const done = Atomics.load(q, kDone);
+    const left = diff(Atomics.load(q, kReserved), done);
+    if (left <= 0) return false;
+    if (Atomics.compareExchange(q, kDone, done, (done + 1) | 0) === done) {
+      if (left === 1) wakeJoiners(q);
+      break;
     }
-    const head = Atomics.load(h, kLeaseHead);
-    if (head !== Atomics.load(h, kLeaseTail)) Atomics.store(h, kLeaseHead, (head + 1) | 0);
-    return true;
-  } finally {
-    Atomics.store(h, kFinishing, 0);
   }
+  const head = Atomics.load(h, kLeaseHead);
+  if (head !== Atomics.load(h, kLeaseTail)) Atomics.store(h, kLeaseHead, (head + 1) | 0);
+  return true;
 }
 
 /**
- * Hub, JoinableQueue: how many of a departed holder's leases to deliver again (its newest ones): those whose
- * tasks nobody marked done. A taskDone() on a handle with no lease of its own (a producer marking a consumer's
- * work done, as Python allows) acknowledges no lease, so a lease alone does not say its task is unfinished;
- * the count does. Every claimed item is leased by a live holder, or its task is done, or it is one of the
- * departed holder's leases still to finish: so that many are (claimed - done) - (the live holders' leases).
- *
- * Read while other holders claim and finish: done first, then their leases, then kClaimed. Each step that
- * happens between two reads then makes the result larger, never smaller: an item delivered twice (which
- * at-least-once allows), never one lost. A lease is counted once its tail moved (not while tentative); one
- * whose holder is inside taskDone() (kFinishing) is taken as finished, whether or not kDone moved yet.
+ * Hub, JoinableQueue: at most how many of a departed holder's firm leases to deliver again (its newest): the
+ * claimed items whose tasks are not done, claimed - done. A taskDone() on a handle with no lease of its own (a
+ * producer marking a consumer's work done, as Python allows) acknowledges no lease, so a lease alone does not
+ * say its task is unfinished; without this bound, the death of a consumer whose task was marked done that way
+ * delivered its item again, and join() waited for it again. The bound does not subtract the other holders'
+ * leases: those may be finished the same way, and counting them could leave an unfinished item undelivered.
+ * So it errs only towards a duplicate (at-least-once). Done is read before kClaimed: a claim or a taskDone()
+ * between the two reads can only raise it.
  */
-export function leasesToRedeliver(q: Int32Array, others: Iterable<Int32Array>): number {
+export function unfinishedClaims(q: Int32Array): number {
   const done = Atomics.load(q, kDone);
-  let leased = 0;
-  for (const h of others) {
-    const finishing = Atomics.load(h, kFinishing);
-    const open = diff(Atomics.load(h, kLeaseTail), Atomics.load(h, kLeaseHead));
-    leased += Math.max(0, open - finishing);
-  }
-  return diff(diff(Atomics.load(q, kClaimed), done), leased);
+  return diff(Atomics.load(q, kClaimed), done);
 }
 
 // ---- the hand-off ----------------------------------------------------------------------------------------

@@ -40,11 +40,12 @@ import {
   kWaiting,
   kReserved,
   leasesOf,
-  leasesToRedeliver,
   recount,
   ring,
   ringBell,
+  tentativeLease,
   uncount,
+  unfinishedClaims,
   unlockRingOf,
   dropWatches,
   wakeJoiners,
@@ -421,15 +422,16 @@ class Holder {
     const claimed = queue.abs(Atomics.load(queue.cells, kClaimed));
     let taken: number[] = [];
     if (this.ring !== null) {
-      const leases = this.leases()
+      // Of its firm leases, no more than claimed items are unfinished (the newest), so that one whose task
+      // another handle marked done does not come back (cells.ts: unfinishedClaims). The tentative one always,
+      // if claimed at all: it may be another holder's item (a duplicate then), not one of these to crowd out.
+      const owed = Math.max(0, unfinishedClaims(queue.cells));
+      const firm = leasesOf(this.cells, this.ring, false)
         .map((i) => queue.abs(i))
         .filter((i) => i < claimed);
-      // Not those whose tasks another handle marked done: only as many as are unfinished, the newest.
-      const owed = leasesToRedeliver(
-        queue.cells,
-        Array.from(queue.holders, (holder) => holder.cells),
-      );
-      taken = leases.slice(Math.max(0, leases.length - Math.max(0, owed)));
+      taken = firm.slice(Math.max(0, firm.length - owed));
+      const tentative = tentativeLease(this.cells, this.ring);
+      if (tentative !== undefined && queue.abs(tentative) < claimed) taken.push(queue.abs(tentative));
     } else if (Atomics.load(this.cells, kFetching) === FetchState.Claimed)
       taken = [queue.abs(Atomics.load(this.cells, kFetchIndex))];
     let requeued = 0;

@@ -58,8 +58,9 @@
 //   |             | (uncount, recount)         |                      | hub.test "uncount", "settle()"                |
 //   | kClaimed    | get (claim)                | everyone             | queue.test "MPMC: 4 producers x 4 consumers"; |
 //   |             |                            |                      | reliability/load.test per-consumer order      |
-//   | kDone       | taskDone, hub (recount,    | join, taskDone       | joinable-queue.test "a consumer terminated    |
-//   |             | abandon)                   |                      | between get() and taskDone()"; hub.test leases|
+//   | kDone       | taskDone, hub (recount,    | join, taskDone, hub  | joinable-queue.test "a consumer terminated    |
+//   |             | abandon)                   | (depart: unfinished- | between get() and taskDone()", "a taskDone()  |
+//   |             |                            | Claims)              | on another handle ..."; hub.test leases       |
 //   | kJoinWake   | whoever may end a join     | join                 | joinable-queue.test "join() in a worker ..."  |
 //   | kPutCount   | its holder (reserve)       | hub (depart, settle) | hub.test "uncount"; joinable-queue.test "a    |
 //   |             |                            |                      | producer that dies with items it never ..."   |
@@ -73,8 +74,6 @@
 //   | kLeaseHead, | its holder (claimLeased,   | hub (trim, depart)   | hub.test "JoinableQueue: ..." (four cases);   |
 //   | kLeaseTail, | taskDone)                  |                      | joinable-queue.test "taskDone() acknowledges  |
 //   | kLeasing    |                            |                      | the oldest item this handle got"              |
-//   | kFinishing  | its holder (taskDone)      | hub (depart:         | joinable-queue.test "a taskDone() on another  |
-//   |             |                            | leasesToRedeliver)   | handle finishes a consumer's task ..."        |
 //   | kSyncGetting| its holder (getSync)       | hub (push)           | blocking.test "two blocking consumers share"  |
 //   | kBell       | hub (push to a getSync),   | getSync              | blocking.test "20,000 blocking round trips"   |
 //   |             | producers (handOff)        |                      |                                               |

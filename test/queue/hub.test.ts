@@ -22,6 +22,8 @@ import {
   kFetching,
   kHolderId,
   kJoinWake,
+  kLeaseTail,
+  kLeasing,
   kPutCount,
   kReserved,
   kRingLock,
@@ -399,6 +401,28 @@ t(
       (await pushed(q, first)).map((x) => x.value),
       ['b'],
     );
+  },
+);
+
+t(
+  'JoinableQueue: a holder that dies inside a claim it lost: its tentative lease does not crowd out its real one',
+  async () => {
+    // D leases 'a'; then, claiming index 1, it writes its tentative lease and sets kLeasing, E wins the claim,
+    // and D is stopped before it clears kLeasing. 'a' is unfinished and must come again ('b', E's, may too).
+    const { q, first } = createQueue(true);
+    const d = attach(first, true);
+    const e = attach(first, true);
+    put(q, first, ['a', 'b']);
+    await pushed(q, d);
+    await pushed(q, e);
+    assert.ok(claimLeased(d.cells, d.ring!, 0, () => claim(q, 0, 0)));
+    const tail = Atomics.load(d.cells, kLeaseTail);
+    Atomics.store(d.ring!, tail & (d.ring!.length - 1), 1);
+    Atomics.store(d.cells, kLeasing, 1);
+    assert.ok(claimLeased(e.cells, e.ring!, 1, () => claim(q, 1, 0)));
+    await depart(d, first);
+    const again = (await pushed(q, first)).map((x) => x.value);
+    assert.ok(again.includes('a'), `D's unfinished item is queued again (got ${JSON.stringify(again)})`);
   },
 );
 
