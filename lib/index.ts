@@ -16,7 +16,7 @@ export {
   BrokenBarrierError,
   ConnectionError,
 } from './errors.ts';
-export type { WaitOptions } from './options.ts';
+export type { TransferItem, WaitOptions } from './options.ts';
 export { Queue, type QueueOptions, type PutOptions } from './queue.ts';
 export { registerClass, type ClassOptions } from './wire/classes.ts';
 export { JoinableQueue } from './joinable-queue.ts';

@@ -1,14 +1,16 @@
 // Argument checks shared by every public call: bad input is a TypeError/RangeError naming the argument and
 // the value received, thrown at the call.
+import type { FileHandle } from 'node:fs/promises';
+import type { MessagePort } from 'node:worker_threads';
 import { describe } from './errors.ts';
 
 /**
- * What a transfer list may hold: ArrayBuffers, MessagePorts and the like (postMessage checks the rest at run
- * time). Declared here, not taken from @types/node, because the published declarations must compile against
- * every @types/node a user may have: it renamed its type (TransferListItem up to 25, Transferable from 26),
- * and from 25 `postMessage` is overloaded, so a type derived from its parameters is `never` there.
+ * What a transfer list may hold: what Node moves rather than copies (an ArrayBuffer, not a view of one: list
+ * `view.buffer`). Declared here, not taken from @types/node, because the published declarations must compile
+ * against every @types/node a user may have: it renamed its type (TransferListItem up to 25, Transferable
+ * from 26), and from 25 `postMessage` is overloaded, so a type derived from its parameters is `never` there.
  */
-export type TransferItem = ArrayBuffer | { postMessage(value: unknown): void } | object;
+export type TransferItem = ArrayBuffer | MessagePort | FileHandle | ReadableStream | WritableStream | TransformStream;
 
 /** Options accepted by every blocking call. */
 export interface WaitOptions {

@@ -13,7 +13,7 @@
 import { availableParallelism } from 'node:os';
 import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
-import { captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
+import { abort, captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import {
   checkNonNegativeInteger,
   checkOptions,
@@ -499,9 +499,19 @@ export class Pool {
       timeout: Infinity,
       minChunk: chunksize,
     });
-    for (const { index, lone } of lones) {
+    // Every lone's handles first: one that cannot travel (a closed queue, a pipe end gone elsewhere) throws
+    // before any task of the call is submitted, so the caller can take the whole window back.
+    const marshalled: ReturnType<typeof marshalHandles>[] = [];
+    try {
+      for (const { lone } of lones)
+        marshalled.push(marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots));
+    } catch (error) {
+      for (const captured of marshalled) abort(captured);
+      throw error;
+    }
+    for (const [i, { index, lone }] of lones.entries()) {
       if (index > from) this.#scheduler.submit(job(from, index));
-      const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+      const captured = marshalled[i]!;
       this.#scheduler.submit({
         fn,
         star,
@@ -893,11 +903,20 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
         const base = this.#submitted;
         this.#submitted += items.length;
         try {
-          this.#submit(items, base, this);
-        } catch (error) {
-          // An item that cannot be copied: the results before it are yielded, then its error is thrown.
+          this.#submit(items, base, this); // all or nothing
+        } catch {
+          // An item that cannot be copied or handed over: the items before it are submitted (one at a time, to
+          // find it), so that their results are yielded; then its error is thrown.
           this.#submitted = base;
-          this.#sourceError = { error };
+          for (const item of items) {
+            try {
+              this.#submit([item], this.#submitted, this);
+              this.#submitted++;
+            } catch (error) {
+              this.#sourceError = { error };
+              break;
+            }
+          }
         }
       }
       pulled += items.length;

@@ -1120,4 +1120,21 @@ contract('a program that never calls close() exits by itself when its work is do
   assert.equal(JSON.parse(ran.stdout.trim()), { results: [1, 4, 9], one: 42 });
 });
 
+contract(
+  'imap over an item that cannot be handed to a worker (a closed queue): the results before it, then its error',
+  async () => {
+    // The window holding it is submitted item by item up to it. Before, the tasks before it ran and were
+    // yielded, and the iterator then waited for good (or threw at once, their results dropped).
+    const p = pool();
+    const closed = new Queue<number>();
+    closed.close();
+    const got: unknown[] = [];
+    const consume = async () => {
+      for await (const x of p.imap(tasks.identity, [1, 2, closed, 4] as unknown[])) got.push(x);
+    };
+    await rejects(deadline(consume(), 20_000, 'the imap'), ClosedError);
+    assert.equal(got, [1, 2]);
+  },
+);
+
 contract.run();
