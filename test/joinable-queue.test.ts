@@ -287,6 +287,25 @@ t(
   },
 );
 
+t(
+  "taskDone() after the handle's close() acknowledges what it got, as Python's task_done() does; the item does not come again",
+  async () => {
+    // Before, close() gave the handle's leases back at once (the item went to another get) and taskDone()
+    // after it threw ClosedError.
+    const q = open(new JoinableQueue<string>());
+    await q.put('a');
+    const [conn, child] = Pipe<unknown>();
+    const consumer = start('getCloseThenTaskDone', [q, child]);
+    assert.is(await conn.recv(), 'a');
+    assert.is(await settledSoon(q.join()), false, 'its task is not done yet');
+    conn.send('go');
+    assert.is(await conn.recv(), 'marked done');
+    await deadline(q.join(), 10_000, 'join() once the closed handle marked its item done');
+    await joinedOk(consumer);
+    await rejects(q.get({ timeout: 2_000 }), Empty, 'the item does not come again');
+  },
+);
+
 t('an option a JoinableQueue does not take is a TypeError naming it', () => {
   assert.match(throws(() => new JoinableQueue({ maxSize: 3 } as never), TypeError).message, /unknown option "maxSize"/);
 });

@@ -16,9 +16,12 @@ import type { WaitOptions } from '../options.ts';
 import { blockUntil, waitForCell } from '../shared-wait.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
 import {
+  diff,
   kAttaching,
   kBell,
   kJoinWake,
+  kLeaseHead,
+  kLeaseTail,
   kReply,
   unwatchRing,
   watchRing,
@@ -201,8 +204,16 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   taskDone(): boolean {
-    this.checkOpen();
-    return taskDone(this.queueCells, this.holderCells);
+    const done = taskDone(this.queueCells, this.holderCells);
+    if (this.closed && this.#openLeases() === 0) this.#closePort();
+    return done;
+  }
+
+  /** JoinableQueue: items this holder got whose taskDone() has not come (0 for other queues). */
+  #openLeases(): number {
+    return this.joinable
+      ? diff(Atomics.load(this.holderCells, kLeaseTail), Atomics.load(this.holderCells, kLeaseHead))
+      : 0;
   }
 
   async join(timeout: number, signal: AbortSignal | undefined): Promise<boolean> {
@@ -315,7 +326,11 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     }
   }
 
-  /** Closes for good: waiting calls (gets, puts, joins) reject with `error`. */
+  /**
+   * Closes for good: waiting calls (gets, puts, joins) reject with `error`. A JoinableQueue holder that still
+   * leases items keeps its port (unref'd), whose closing gives them back, until its taskDone() calls have
+   * acknowledged them: Python's task_done() works after close(). Dropped or its thread gone, it gives them back.
+   */
   close(error: unknown): void {
     if (this.closed) return;
     this.puts.close(error); // flushes first
@@ -323,8 +338,13 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     this.gets.close(error);
     for (const join of this.#joins) join.abort(error);
     waiting.delete(this);
-    dropped.unregister(this);
     this.port.removeAllListeners('message');
+    this.port.unref();
+    if (this.#openLeases() === 0) this.#closePort();
+  }
+
+  #closePort(): void {
+    dropped.unregister(this);
     this.port.close();
   }
 }
