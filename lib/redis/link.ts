@@ -10,6 +10,7 @@
 //   The sockets keep the process alive only while a call is outstanding or something waits (hold/release): a
 //   program that never calls close() still exits when it has nothing left to do, as with local queues.
 //   The client package (node-redis) is imported on first connect, never by `import 'mpthreads'`.
+import { createHash } from 'node:crypto';
 import { ConnectionError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { AnswerWatch, kProbeMs, type Late, willAnswerLate } from './answer-watch.ts';
 
@@ -91,6 +92,7 @@ export class Link {
   #holds = 0;
   #closed = false;
   #lostAt: number | undefined;
+  /** Digests of the scripts this link has run (its first EVAL of each cached it on the server). */
   readonly #scripts = new Map<string, string>();
   /** How each open queue (by stream key) makes its consumer group again. */
   readonly #regroupers = new Map<string, () => Promise<void>>();
@@ -257,7 +259,7 @@ export class Link {
     }
   }
 
-  /** Runs a Lua script by its digest, loading it once per server (again after a restart). */
+  /** Runs a Lua script: the first time on this link with its text (EVAL), then by its digest (EVALSHA). */
   async script<T>(
     source: string,
     keys: readonly string[],
@@ -265,22 +267,26 @@ export class Link {
     buffers = false,
     late?: Late,
   ): Promise<T> {
-    let sha = this.#scripts.get(source);
-    if (sha === undefined) {
-      sha = await this.call<string>(['SCRIPT', 'LOAD', source]);
-      this.#scripts.set(source, sha);
-    }
+    // Its first use on this link: EVAL, which runs in the order it was sent and caches the script on the
+    // server, so that later uses (EVALSHA) sent after it find it. A SCRIPT LOAD first would let commands sent
+    // after this one run before it (a put, then a getNowait() of the same handle, found nothing).
+    const run = () => {
+      const sha = this.#scripts.get(source);
+      if (sha === undefined) this.#scripts.set(source, createHash('sha1').update(source).digest('hex'));
+      return this.#evalsha<T>(sha, source, keys, args, buffers, late);
+    };
     try {
-      return await this.#evalsha<T>(sha, source, keys, args, buffers, late);
+      return await run();
     } catch (error) {
       // A server restarted without persistence lost the stream's consumer group: make it again, once.
       if (!isNoGroup(error) || !(await this.regroup(keys.slice(0, 1)))) throw error;
-      return await this.#evalsha<T>(sha, source, keys, args, buffers, late);
+      return await run();
     }
   }
 
+  /** EVALSHA `sha` (EVAL when undefined, or when the server does not have it: a restart emptied its cache). */
   async #evalsha<T>(
-    sha: string,
+    sha: string | undefined,
     source: string,
     keys: readonly string[],
     args: readonly (string | Buffer)[],
@@ -301,6 +307,8 @@ export class Link {
           );
       });
     try {
+      if (sha === undefined)
+        return await this.call<T>(['EVAL', source, String(keys.length), ...keys, ...args], buffers, late);
       return await this.call<T>(['EVALSHA', sha, String(keys.length), ...keys, ...args], buffers, lateEval);
     } catch (error) {
       if (!(error instanceof ProcessError) || !/NOSCRIPT/.test(error.message)) throw error;

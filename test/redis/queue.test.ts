@@ -169,6 +169,19 @@ whenRedis(() => {
     assert.is(await qa.qsize(), 0);
   });
 
+  t("getNowait() finds what the same handle just put, even on a new connection's first put", async () => {
+    // Each script's first use on a connection loaded it (SCRIPT LOAD) before running it, so the put ran after
+    // the getNowait() sent after it. Found by an audit: getNowait(), put(1), getNowait() gave Empty.
+    for (let round = 0; round < 3; round++) {
+      const a = await open();
+      const q = a.Queue<number>(name('own-put'));
+      await rejects(q.getNowait(), Empty, 'nothing yet');
+      await q.put(round);
+      assert.is(await q.getNowait(), round);
+      await a.close();
+    }
+  });
+
   t('maxsize belongs to the queue: the first opener sets it, another maxsize or kind is an error', async () => {
     const a = await open();
     const q = a.Queue<number>(name('bounded'), { maxsize: 2 });
