@@ -22,6 +22,8 @@ const kProbeTickMs = 50;
 export const kLostAfter = 8_000;
 /** The least a call waits for a lost server to come back. */
 const kLastChance = 1_500;
+/** How often a command the server refused while loading its data (LOADING) is sent again. */
+const kLoadingRetryMs = 100;
 /** How long connect() tries a server that refuses or does not answer. */
 export const kConnectDeadline = 3_000;
 
@@ -253,10 +255,21 @@ export class Link {
       this.#lostAt = undefined;
       return reply;
     } catch (error) {
-      throw this.#failure(error);
+      // A server still loading its data after a restart refuses every command (nothing ran): it is not there
+      // yet, as while it is down. Ask again until it is taken for lost.
+      if (!this.#isLoading(error) || this.#closed || this.lostFor() >= kLostAfter) throw this.#failure(error);
     } finally {
       this.release();
     }
+    await new Promise((resolve) => setTimeout(resolve, kLoadingRetryMs));
+    return await this.call<T>(args, buffers, late);
+  }
+
+  /** A LOADING error reply: the server restarted and is reading its data (and counts as not there until done). */
+  #isLoading(error: unknown): boolean {
+    if (!(error instanceof this.#redis.ErrorReply) || !error.message.startsWith('LOADING')) return false;
+    this.#lostAt ??= Date.now();
+    return true;
   }
 
   /** Runs a Lua script: the first time on this link with its text (EVAL), then by its digest (EVALSHA). */
@@ -529,6 +542,8 @@ export class Link {
 
   /** A reply error stays what the server said; anything else means the server is out of reach. */
   #failure(error: unknown): Error {
+    if (this.#isLoading(error))
+      return new ConnectionError(this.shown, 'the server is still loading its data (LOADING)', { cause: error });
     if (error instanceof this.#redis.ErrorReply)
       return new ProcessError(`Redis: ${error.message}`, ErrorCode.Process, { cause: error });
     if (error instanceof ProcessError && !(error instanceof ConnectionError)) return error;

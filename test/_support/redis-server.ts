@@ -43,6 +43,10 @@ export interface RedisServer {
 export interface RedisOptions {
   /** `--appendonly yes` (with `--appendfsync always`, so an acknowledged write survives kill9). Default false. */
   appendonly?: boolean;
+  /** `--key-load-delay`: microseconds the server waits per key it loads at start (it answers LOADING meanwhile). */
+  keyLoadDelayUs?: number;
+  /** `--enable-debug-command local` (DEBUG POPULATE makes ballast). */
+  debug?: boolean;
 }
 
 /** The absolute path of `redis-server` on PATH, else undefined. */
@@ -99,7 +103,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
   for (let attempt = 0; attempt < PORT_ATTEMPTS && running === undefined; attempt++) {
     port = await freePort();
     try {
-      running = await launch(binary, port, dir, appendonly);
+      running = await launch(binary, port, dir, appendonly, options);
     } catch (error) {
       lastError = error;
       if (!(error instanceof BindError)) break;
@@ -136,7 +140,7 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     async restart() {
       if (stopping !== undefined) throw new Error(`redis-server on port ${port} was stopped: its dir is gone`);
       await terminate(current);
-      current = await launch(binary, port, dir, appendonly);
+      current = await launch(binary, port, dir, appendonly, options);
     },
   };
   return server;
@@ -155,7 +159,14 @@ interface Running {
   tail(): string;
 }
 
-function launch(binary: string, port: number, dir: string, appendonly: boolean): Promise<Running> {
+function launch(
+  binary: string,
+  port: number,
+  dir: string,
+  appendonly: boolean,
+  options: RedisOptions = {},
+): Promise<Running> {
+  const keyLoadDelayUs = options.keyLoadDelayUs ?? 0;
   const args = [
     '--port',
     String(port),
@@ -175,6 +186,8 @@ function launch(binary: string, port: number, dir: string, appendonly: boolean):
     'always',
     '--loglevel',
     'warning',
+    ...(keyLoadDelayUs > 0 ? ['--key-load-delay', String(keyLoadDelayUs)] : []),
+    ...(options.debug === true ? ['--enable-debug-command', 'local'] : []),
   ];
   const child = spawn(binary, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { ConnectionError } from '../../lib/redis/index.ts';
 import { deadline, rejects, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
+import { createClient } from 'redis';
 import { whenRedis } from '../_support/redis-server.ts';
 
 const child = new URL('../fixtures/redis-child.ts', import.meta.url).pathname;
@@ -238,4 +239,48 @@ whenRedis(() => {
   });
 
   t.run();
+
+  const loading = suite('redis: a server restarting from its data', 90_000);
+  const slow = redisFixture(loading, { appendonly: true, keyLoadDelayUs: 25, debug: true });
+  loading(
+    'a get waiting while the restarted server answers LOADING waits on, or rejects with ConnectionError (it failed with "Redis: LOADING")',
+    async () => {
+      const redis = await slow.open();
+      const q = redis.Queue<number>(slow.name('loading'));
+      // Ballast in the AOF's RDB base, which the restarted server loads at 25 µs a key (a few seconds).
+      const raw = createClient({ url: slow.server.url });
+      raw.on('error', () => {});
+      await raw.connect();
+      await raw.sendCommand(['DEBUG', 'POPULATE', '80000']);
+      await raw.sendCommand(['BGREWRITEAOF']);
+      for (;;) {
+        const info = String(await raw.sendCommand(['INFO', 'persistence']));
+        if (info.includes('aof_rewrite_in_progress:0') && info.includes('aof_rewrite_scheduled:0')) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await raw.close();
+      const waiting = deadline(q.get(), 40_000, 'the waiting get').then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
+      await slow.server.kill9();
+      const restarting = slow.server.restart();
+      // Puts from this context, as a producer goes on putting, until one lands.
+      for (let landed = false; !landed; ) {
+        try {
+          await q.put(42);
+          await q.flush();
+          landed = true;
+        } catch (error) {
+          assert.instance(error, ConnectionError, `a put while the server restarts: ${error}`);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        }
+      }
+      const outcome = await waiting;
+      if ('error' in outcome) assert.instance(outcome.error, ConnectionError, String(outcome.error));
+      else assert.is(outcome.value, 42);
+      await restarting;
+    },
+  );
+  loading.run();
 });
