@@ -331,13 +331,14 @@ export function checkQueueArgs(
   }
   let visibilityTimeout = 30_000;
   if (o.visibilityTimeout !== undefined) {
-    if (typeof o.visibilityTimeout !== 'number')
-      throw new TypeError(
-        `options.visibilityTimeout must be a positive integer of milliseconds, got ${describe(o.visibilityTimeout)}`,
-      );
-    if (!Number.isSafeInteger(o.visibilityTimeout) || o.visibilityTimeout <= 0)
+    // A RangeError for any value that is not a positive integer, a string included (the contract's words).
+    if (
+      typeof o.visibilityTimeout !== 'number' ||
+      !Number.isSafeInteger(o.visibilityTimeout) ||
+      o.visibilityTimeout <= 0
+    )
       throw new RangeError(
-        `options.visibilityTimeout must be a positive integer of milliseconds, got ${o.visibilityTimeout}`,
+        `options.visibilityTimeout must be a positive integer of milliseconds, got ${describe(o.visibilityTimeout)}`,
       );
     visibilityTimeout = o.visibilityTimeout;
   }

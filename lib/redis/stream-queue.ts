@@ -771,18 +771,21 @@ export class StreamQueue {
   // ---- JoinableQueue -----------------------------------------------------------------------------------
 
   /**
-   * Acknowledges `owner`'s oldest lease. Resolves at once: acknowledgements go to the server once per turn of
-   * the event loop, in one script (join() and close() send them first). One lost with its process is an item
-   * delivered again: at least once.
+   * Acknowledges `owner`'s oldest lease. Resolves at once (but with the server taken for lost: it rejects, as
+   * every call does then): acknowledgements go to the server once per turn of the event loop, in one script
+   * (join() and close() send them first). One lost with its process is an item delivered again: at least once.
    */
   async taskDone(owner: Owner): Promise<void> {
-    const id = owner.leases.shift()?.id;
-    if (id === undefined) {
+    if (owner.leases.length === 0) {
       throw new ProcessError(
         'taskDone() called too many times: more than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
         ErrorCode.TaskDoneTooMany,
       );
     }
+    // A server taken for lost: fail as every other call does (the acknowledgement could not land), unless it
+    // answers now. The lease stays, for a taskDone() once it is back.
+    if (this.#linkNow !== undefined && this.#linkNow.lostFor() >= kLostAfter) await this.#linkNow.call(['PING']);
+    const id = owner.leases.shift()!.id;
     this.#done.push(id);
     this.#doneSoon();
   }

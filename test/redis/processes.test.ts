@@ -176,6 +176,9 @@ whenRedis(() => {
     const q = redis.Queue<number>(name('lost'));
     await q.put(1);
     await q.flush();
+    const j = redis.JoinableQueue<number>(name('lost-joinable'));
+    await j.put(1);
+    assert.is(await j.get({ timeout: 10_000 }), 1, 'leased, to be marked done while the server is away');
     const waiting = q.get({ timeout: 60_000 });
     assert.is(await waiting, 1);
     const blocked = rejects(q.get({ timeout: 60_000 }), ConnectionError, 'a get waiting when the server died');
@@ -186,6 +189,8 @@ whenRedis(() => {
     assert.match(error.message, String(fx.server.port));
     started = Date.now();
     const away = await rejects(q.qsize(), ConnectionError, 'qsize with the server away');
+    // It resolved at once, buffered, even 10 s after the loss (found by an audit).
+    await rejects(j.taskDone(), ConnectionError, 'taskDone with the server away');
     // Each says why: the client's timeout has no message of its own, and it said 'cannot reach <url>: '.
     for (const e of [error, away]) assert.match(e.message, /^cannot reach redis:\/\/[^ ]+: \S/);
     assert.ok(Date.now() - started < 10_000, `qsize failed after ${Date.now() - started} ms`);
@@ -195,6 +200,8 @@ whenRedis(() => {
     assert.ok(Date.now() - started < 10_000, `the bounded put failed after ${Date.now() - started} ms`);
     await fx.server.restart();
     assert.is(await q.qsize(), 0, 'works again once the server is back');
+    await j.taskDone(); // the lease stayed
+    await deadline(j.join(), 20_000, 'join() once the lease is done');
   });
 
   t('a program that forgets close() exits by itself after its server went away', async () => {

@@ -741,6 +741,8 @@ whenRedis(() => {
     assert.throws(() => a.Queue('x', { visibilityTimeout: 5 } as never), /unknown option "visibilityTimeout"/);
     assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: 0 }), RangeError);
     assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: 1.5 }), RangeError);
+    assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: '100' as never }), RangeError);
+    assert.throws(() => a.JoinableQueue('x', { visibilityTimeout: null as never }), RangeError);
     assert.throws(() => (a.SimpleQueue as (n: string, o: object) => unknown)('x', { maxsize: 3 }), TypeError);
     await rejects(connect(fx.server.url, { retries: 3 } as never), TypeError, 'connect with an unknown option');
   });
