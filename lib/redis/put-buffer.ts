@@ -6,7 +6,8 @@
 //   An unbounded put resolves once buffered; a bounded one once the server took it (there was room), and the
 //   puts of an in-flight batch are committed (their timeout and signal wait for the server's answer).
 //   A batch that failed (the server was lost) stays first in the buffer and is sent again: a put that resolved
-//   is delivered unless the process dies before flush() resolves; flush() is the durability point. A put lands
+//   is delivered unless the process dies before flush() resolves; flush() is the durability point (of the
+//   puts that resolved: it does not wait for a bounded put waiting for room). A put lands
 //   once: the server skips the put numbers of this buffer (producerKey) it landed already, in a batch whose
 //   answer was lost with its connection (scripts.ts, PUT). A batch given up on for want of an answer (the
 //   server stopped answering) may still run: nothing is sent until its answer comes (#unanswered);
@@ -356,14 +357,24 @@ export class PutBuffer {
     this.#retryTimer.unref();
   }
 
+  /** Puts land in order: once the first one left waits for room, every one before it landed. */
+  #waitsForRoom(): boolean {
+    return this.#puts.length > 0 && this.#puts[0]!.refused === true;
+  }
+
   #settleFlushes(): void {
-    const landed = this.#puts.length === 0 ? this.#seq : Math.min(this.#landed, this.#puts[0]!.seq - 1);
+    const landed =
+      this.#puts.length === 0 || this.#waitsForRoom() ? this.#seq : Math.min(this.#landed, this.#puts[0]!.seq - 1);
     while (this.#flushWaiters.length > 0 && this.#flushWaiters[0]!.seq <= landed) this.#flushWaiters.shift()!.resolve();
   }
 
-  /** Resolves once every put made so far is on the server. */
+  /**
+   * Resolves once every put made so far is on the server, but for those that wait for room (the server said
+   * the queue was full) and those behind them: as a local queue's flush() does not wait for a put blocked on a
+   * full queue (a size() or join(), which flush first, waited for a get to make room).
+   */
   async flush(): Promise<void> {
-    if (this.#puts.length === 0) {
+    if (this.#puts.length === 0 || this.#waitsForRoom()) {
       await this.#q.opened;
       return;
     }

@@ -182,6 +182,20 @@ whenRedis(() => {
     }
   });
 
+  t("flush() does not wait for a bounded put still waiting for room, as a local queue's does not", async () => {
+    // It waited until a get made room (found by an audit); a size() or join(), which flush first, did too.
+    const a = await open();
+    const q = a.Queue<number>(name('flush-full'), { maxsize: 1 });
+    await q.put(1);
+    const waiting = q.put(2);
+    waiting.catch(() => {}); // awaited below; if the test fails first, the close rejects it (not unhandled)
+    await deadline(q.flush(), 10_000, 'flush() with a put waiting for room');
+    assert.is(await q.qsize(), 1);
+    assert.is(await q.get({ timeout: 5_000 }), 1);
+    await deadline(waiting, 10_000, 'the put, once there is room');
+    assert.is(await q.get({ timeout: 5_000 }), 2);
+  });
+
   t('maxsize belongs to the queue: the first opener sets it, another maxsize or kind is an error', async () => {
     const a = await open();
     const q = a.Queue<number>(name('bounded'), { maxsize: 2 });
