@@ -151,9 +151,15 @@ export class RedisQueue<T = unknown> implements Handle {
     return (await state.getNowait(this.#owner)) as T;
   }
 
-  /** Items on the server not yet gotten (this thread's buffered puts are sent first). */
+  /**
+   * Items on the server not yet gotten (this thread's buffered puts are sent first); never above maxsize, as
+   * the contract says of every queue. (A JoinableQueue's leases given back when their handle closed count
+   * again though no put made room for them: the queue holds more than maxsize until gets take them, and
+   * puts wait meanwhile.)
+   */
   async qsize(): Promise<number> {
-    return (await this.#ready()).size();
+    const size = await (await this.#ready()).size();
+    return this.maxsize > 0 ? Math.min(size, this.maxsize) : size;
   }
 
   async empty(): Promise<boolean> {

@@ -196,6 +196,26 @@ whenRedis(() => {
     assert.is(await q.get({ timeout: 5_000 }), 2);
   });
 
+  t("qsize() stays within maxsize when a JoinableQueue's leases go back over it", async () => {
+    // Two items leased, two more put, then the leasing handle closes: four items, maxsize 2. qsize() said 4.
+    const a = await open();
+    const b = await open();
+    const p = a.JoinableQueue<number>(name('handback-bound'), { maxsize: 2 });
+    const c = b.JoinableQueue<number>(p.name);
+    await p.put(1);
+    await p.put(2);
+    assert.equal([await c.get({ timeout: 5_000 }), await c.get({ timeout: 5_000 })], [1, 2]);
+    await p.put(3);
+    await p.put(4);
+    await c.close();
+    const got: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      assert.ok((await p.qsize()) <= 2, 'never above maxsize');
+      got.push(await p.get({ timeout: 5_000 }));
+    }
+    assert.equal(got.sort(), [1, 2, 3, 4], 'every item, the given-back ones included');
+  });
+
   t('maxsize belongs to the queue: the first opener sets it, another maxsize or kind is an error', async () => {
     const a = await open();
     const q = a.Queue<number>(name('bounded'), { maxsize: 2 });
