@@ -241,7 +241,7 @@ export class Link {
   }
 
   /** Sends one command; replies keep bulk strings as Buffers when `buffers`. */
-  async call<T>(args: readonly (string | Buffer)[], buffers = false, late?: Late): Promise<T> {
+  async call<T>(args: readonly (string | Buffer)[], buffers = false, late?: Late, loadingSince?: number): Promise<T> {
     // While node-redis reconnects it queues the command: bound the wait by what is left of kLostAfter, but
     // give every call long enough to see a server that just came back (reconnection tries every 500 ms).
     const left = Math.max(kLostAfter - this.lostFor(), kLastChance);
@@ -256,13 +256,16 @@ export class Link {
       return reply;
     } catch (error) {
       // A server still loading its data after a restart refuses every command (nothing ran): it is not there
-      // yet, as while it is down. Ask again until it is taken for lost.
-      if (!this.#isLoading(error) || this.#closed || this.lostFor() >= kLostAfter) throw this.#failure(error);
+      // yet, as while it is down. Ask again until it is taken for lost, counted for this call (the link's own
+      // clock restarts whenever a command allowed while loading, such as a probe's PING, is answered).
+      loadingSince ??= Date.now();
+      if (!this.#isLoading(error) || this.#closed || Date.now() - loadingSince >= kLostAfter)
+        throw this.#failure(error);
     } finally {
       this.release();
     }
     await new Promise((resolve) => setTimeout(resolve, kLoadingRetryMs));
-    return await this.call<T>(args, buffers, late);
+    return await this.call<T>(args, buffers, late, loadingSince);
   }
 
   /** A LOADING error reply: the server restarted and is reading its data (and counts as not there until done). */

@@ -48,6 +48,8 @@ export interface Entry {
 /** What a handle owns in the shared state: its leases (oldest first) and whether it is closed. */
 export interface Owner {
   leases: Entry[];
+  /** taskDone() calls waiting to see whether a lost server is back: each will take one lease. */
+  acking?: number;
   closed: boolean;
 }
 
@@ -776,15 +778,23 @@ export class StreamQueue {
    * (join() and close() send them first). One lost with its process is an item delivered again: at least once.
    */
   async taskDone(owner: Owner): Promise<void> {
-    if (owner.leases.length === 0) {
+    if (owner.leases.length - (owner.acking ?? 0) <= 0) {
       throw new ProcessError(
         'taskDone() called too many times: more than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
         ErrorCode.TaskDoneTooMany,
       );
     }
     // A server taken for lost: fail as every other call does (the acknowledgement could not land), unless it
-    // answers now. The lease stays, for a taskDone() once it is back.
-    if (this.#linkNow !== undefined && this.#linkNow.lostFor() >= kLostAfter) await this.#linkNow.call(['PING']);
+    // answers now. The lease stays, for a taskDone() once it is back; meanwhile it is spoken for (acking), so
+    // that taskDone() calls made together take one lease each, the oldest, in turn.
+    if (this.#linkNow !== undefined && this.#linkNow.lostFor() >= kLostAfter) {
+      owner.acking = (owner.acking ?? 0) + 1;
+      try {
+        await this.#linkNow.call(['PING']);
+      } finally {
+        owner.acking--;
+      }
+    }
     const id = owner.leases.shift()!.id;
     this.#done.push(id);
     this.#doneSoon();

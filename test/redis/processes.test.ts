@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import * as assert from 'uvu/assert';
-import { ConnectionError } from '../../lib/redis/index.ts';
+import { ConnectionError, ErrorCode, ProcessError } from '../../lib/redis/index.ts';
 import { deadline, rejects, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { createClient } from 'redis';
@@ -178,7 +178,9 @@ whenRedis(() => {
     await q.flush();
     const j = redis.JoinableQueue<number>(name('lost-joinable'));
     await j.put(1);
+    await j.put(2);
     assert.is(await j.get({ timeout: 10_000 }), 1, 'leased, to be marked done while the server is away');
+    assert.is(await j.get({ timeout: 10_000 }), 2);
     const waiting = q.get({ timeout: 60_000 });
     assert.is(await waiting, 1);
     const blocked = rejects(q.get({ timeout: 60_000 }), ConnectionError, 'a get waiting when the server died');
@@ -199,9 +201,18 @@ whenRedis(() => {
     await rejects(bounded.put(1), ConnectionError, 'a bounded put with the server away');
     assert.ok(Date.now() - started < 10_000, `the bounded put failed after ${Date.now() - started} ms`);
     await fx.server.restart();
+    // The link still takes the server for lost: each taskDone() first sees whether it is back. Three made
+    // together take the two leases (they stayed), and the third has none (it threw a TypeError).
+    const acks = await Promise.allSettled([j.taskDone(), j.taskDone(), j.taskDone()]);
+    assert.equal(
+      acks.map((a) => a.status),
+      ['fulfilled', 'fulfilled', 'rejected'],
+    );
+    const tooMany = (acks[2] as PromiseRejectedResult).reason as ProcessError;
+    assert.instance(tooMany, ProcessError);
+    assert.is(tooMany.code, ErrorCode.TaskDoneTooMany);
     assert.is(await q.qsize(), 0, 'works again once the server is back');
-    await j.taskDone(); // the lease stayed
-    await deadline(j.join(), 20_000, 'join() once the lease is done');
+    await deadline(j.join(), 20_000, 'join() once the leases are done');
   });
 
   t('a program that forgets close() exits by itself after its server went away', async () => {
