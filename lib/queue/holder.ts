@@ -17,8 +17,10 @@ import { blockUntil, waitForCell } from '../shared-wait.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
 import {
   diff,
+  FetchState,
   kAttaching,
   kBell,
+  kFetching,
   kJoinWake,
   kLeaseHead,
   kLeaseTail,
@@ -340,7 +342,9 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     waiting.delete(this);
     this.port.removeAllListeners('message');
     this.port.unref();
-    if (this.#openLeases() === 0) this.#closePort();
+    // Kept only for leases of items its gets returned. A get this close() rejected while it fetched an item it
+    // had claimed holds a lease nobody can acknowledge: the port closes, and the hub deals with it as before.
+    if (this.#openLeases() === 0 || Atomics.load(this.holderCells, kFetching) !== FetchState.Idle) this.#closePort();
   }
 
   #closePort(): void {
