@@ -5,7 +5,16 @@
 //
 // Synchronisation is by handshake only (pipe or queue messages); no assertion depends on how long anything takes.
 import * as assert from 'uvu/assert';
-import { ClosedError, Empty, JoinableQueue, Pipe, ProcessError, Queue, TimeoutError } from '../lib/index.ts';
+import {
+  ClosedError,
+  Empty,
+  JoinableQueue,
+  Pipe,
+  type Process,
+  ProcessError,
+  Queue,
+  TimeoutError,
+} from '../lib/index.ts';
 import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 
@@ -22,6 +31,13 @@ async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
   );
   await new Promise((resolve) => setImmediate(resolve));
   return settled;
+}
+
+/** Starts a consumer that gets one item, reports it and hangs until terminated: its item stays leased. */
+async function consumerHolding<T>(q: JoinableQueue<T>): Promise<{ worker: Process; item: unknown }> {
+  const [conn, child] = Pipe<unknown>();
+  const worker = start('getAndHang', [q, child]);
+  return { worker, item: await conn.recv() };
 }
 
 const t = suite('JoinableQueue');
@@ -242,16 +258,14 @@ t(
     const q = open(new JoinableQueue<string>());
     await q.put('x');
     await q.put('y');
-    const [connA, childA] = Pipe<unknown>();
-    const a = start('getAndHang', [q, childA]);
-    assert.is(await connA.recv(), 'x');
-    const [connB, childB] = Pipe<unknown>();
-    const b = start('getAndHang', [q, childB]);
-    assert.is(await connB.recv(), 'y');
+    const a = await consumerHolding(q);
+    assert.is(a.item, 'x');
+    const b = await consumerHolding(q);
+    assert.is(b.item, 'y');
     q.taskDone();
-    a.terminate();
-    b.terminate();
-    await Promise.all([a.join(), b.join()]);
+    a.worker.terminate();
+    b.worker.terminate();
+    await Promise.all([a.worker.join(), b.worker.join()]);
     // One task is unfinished: one item (either) comes again, and one only.
     const again = await q.get({ timeout: 20_000 });
     assert.ok(again === 'x' || again === 'y', `got ${again}`);
@@ -268,21 +282,19 @@ t(
     // count against W1's item, which nobody finished. (A first version of the foreign-taskDone fix lost it.)
     const q = open(new JoinableQueue<string>());
     await q.put('a');
-    const [conn1, child1] = Pipe<unknown>();
-    const w1 = start('getAndHang', [q, child1]);
-    assert.is(await conn1.recv(), 'a');
+    const w1 = await consumerHolding(q);
+    assert.is(w1.item, 'a');
     await q.put('b');
-    const [conn2, child2] = Pipe<unknown>();
-    const w2 = start('getAndHang', [q, child2]);
-    assert.is(await conn2.recv(), 'b');
+    const w2 = await consumerHolding(q);
+    assert.is(w2.item, 'b');
     q.taskDone(); // for 'b'
-    w1.terminate();
-    await w1.join();
+    w1.worker.terminate();
+    await w1.worker.join();
     assert.is(await q.get({ timeout: 20_000 }), 'a', "the dead consumer's item comes again");
     q.taskDone();
     await deadline(q.join(), 10_000, 'join()');
-    w2.terminate();
-    await w2.join();
+    w2.worker.terminate();
+    await w2.worker.join();
     await rejects(q.get({ timeout: 2_000 }), Empty, "'b', whose task is done, does not come again");
   },
 );
