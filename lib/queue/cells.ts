@@ -309,20 +309,18 @@ export function growLeaseRing(h: Int32Array, ring: Int32Array): Int32Array {
 }
 
 /**
- * JoinableQueue: this holder's unacknowledged leases, oldest first (read by the hub; see claimLeased), and last
- * the tentative one if `tentative` and a claim is under way (its index may have gone to another holder).
+ * JoinableQueue: this holder's unacknowledged leases, oldest first (read by the hub; see claimLeased). Not the
+ * tentative one of a claim under way: tentativeLease().
  */
-export function leasesOf(h: Int32Array, ring: Int32Array, tentative = true): number[] {
-  const leasing = Atomics.load(h, kLeasing) !== 0;
+export function leasesOf(h: Int32Array, ring: Int32Array): number[] {
   const head = Atomics.load(h, kLeaseHead);
   const tail = Atomics.load(h, kLeaseTail);
   const out: number[] = [];
   for (let i = head; i !== tail; i = (i + 1) | 0) out.push(Atomics.load(ring, i & (ring.length - 1)));
-  if (tentative && leasing) out.push(Atomics.load(ring, tail & (ring.length - 1)));
   return out;
 }
 
-/** JoinableQueue: the index of the claim under way (kLeasing), if any: leasesOf's tentative entry. */
+/** JoinableQueue: the index of the claim under way (kLeasing), if any (it may have gone to another holder). */
 export function tentativeLease(h: Int32Array, ring: Int32Array): number | undefined {
   if (Atomics.load(h, kLeasing) === 0) return undefined;
   return Atomics.load(ring, Atomics.load(h, kLeaseTail) & (ring.length - 1));

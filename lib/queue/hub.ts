@@ -300,8 +300,16 @@ class Holder {
     this.port.on('close', () => this.depart());
   }
 
+  /**
+   * Its leases, the tentative one included (trim() keeps what they name). The tentative one is read first: a
+   * claim that ends between the two reads moved the tail before it cleared kLeasing, so it is in the list.
+   */
   leases(): number[] {
-    return this.ring === null ? [] : leasesOf(this.cells, this.ring);
+    if (this.ring === null) return [];
+    const tentative = tentativeLease(this.cells, this.ring);
+    const leases = leasesOf(this.cells, this.ring);
+    if (tentative !== undefined) leases.push(tentative);
+    return leases;
   }
 
   /** Sends what the window asks for and this holder has not been sent. */
@@ -426,7 +434,7 @@ class Holder {
       // another handle marked done does not come back (cells.ts: unfinishedClaims). The tentative one always,
       // if claimed at all: it may be another holder's item (a duplicate then), not one of these to crowd out.
       const owed = Math.max(0, unfinishedClaims(queue.cells));
-      const firm = leasesOf(this.cells, this.ring, false)
+      const firm = leasesOf(this.cells, this.ring)
         .map((i) => queue.abs(i))
         .filter((i) => i < claimed);
       taken = firm.slice(Math.max(0, firm.length - owed));

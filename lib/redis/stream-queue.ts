@@ -49,7 +49,7 @@ export interface Entry {
 export interface Owner {
   leases: Entry[];
   /** taskDone() calls waiting to see whether a lost server is back: each will take one lease. */
-  acking?: number;
+  acking: number;
   closed: boolean;
 }
 
@@ -243,7 +243,7 @@ export class StreamQueue {
   }
 
   attach(): Owner {
-    const owner: Owner = { leases: [], closed: false };
+    const owner: Owner = { leases: [], acking: 0, closed: false };
     this.#owners.add(owner);
     return owner;
   }
@@ -778,7 +778,7 @@ export class StreamQueue {
    * (join() and close() send them first). One lost with its process is an item delivered again: at least once.
    */
   async taskDone(owner: Owner): Promise<void> {
-    if (owner.leases.length - (owner.acking ?? 0) <= 0) {
+    if (owner.leases.length - owner.acking <= 0) {
       throw new ProcessError(
         'taskDone() called too many times: more than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
         ErrorCode.TaskDoneTooMany,
@@ -788,7 +788,7 @@ export class StreamQueue {
     // answers now. The lease stays, for a taskDone() once it is back; meanwhile it is spoken for (acking), so
     // that taskDone() calls made together take one lease each, the oldest, in turn.
     if (this.#linkNow !== undefined && this.#linkNow.lostFor() >= kLostAfter) {
-      owner.acking = (owner.acking ?? 0) + 1;
+      owner.acking++;
       try {
         await this.#linkNow.call(['PING']);
       } finally {
