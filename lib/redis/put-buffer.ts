@@ -13,6 +13,9 @@
 //   server stopped answering) may still run: nothing is sent until its answer comes (#unanswered);
 //   meanwhile flush() and bounded puts reject.
 //   While anything is buffered, the link is held (the process stays alive to send it).
+//   A buffer with puts is in `buffering` (one set per thread, every queue and server): a taskDone() of this
+//   thread is sent only once the puts made before it landed (putsLanded()), so a join() that sees a task done
+//   finds what its worker put before marking it done.
 import { randomBytes } from 'node:crypto';
 import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
@@ -61,6 +64,18 @@ const kBatchItems = 1_000;
 const kBatchBytes = 512 << 10;
 /** How long a put on a full queue waits between two looks at the server, at most (ms). */
 const kMaxPoll = 25;
+
+/** This thread's buffers holding puts not yet on the server. */
+const buffering = new Set<PutBuffer>();
+
+/**
+ * Resolves once every put this thread made so far, on any queue of any server, landed, or waits for room, or
+ * failed (a failure is the put's own to report); undefined when nothing is buffered. Sends nothing sooner.
+ */
+export function putsLanded(): Promise<unknown> | undefined {
+  if (buffering.size === 0) return undefined;
+  return Promise.allSettled([...buffering].map((b) => b.landedSoFar()));
+}
 
 export class PutBuffer {
   readonly #q: PutTarget;
@@ -334,14 +349,24 @@ export class PutBuffer {
     this.#releaseLink();
   }
 
+  /** As flush() without sending sooner than the buffer would: resolves once the puts made so far landed. */
+  landedSoFar(): Promise<void> {
+    // With a batch unanswered, nothing settles a flush until something is sent: its puts may never be known.
+    if (this.#puts.length === 0 || this.#waitsForRoom() || this.#unanswered || this.#closed) return Promise.resolve();
+    const seq = this.#seq;
+    return new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
+  }
+
   #holding = false;
   #holdLink(): void {
+    buffering.add(this);
     if (this.#holding) return;
     this.#holding = true;
     this.#q.hold();
   }
 
   #releaseLink(): void {
+    if (this.#puts.length === 0 || this.#closed) buffering.delete(this);
     if (!this.#holding) return;
     this.#holding = false;
     this.#q.release();
@@ -410,6 +435,7 @@ export class PutBuffer {
   /** For good: no more retries. */
   close(): void {
     this.#closed = true;
+    buffering.delete(this);
     clearTimeout(this.#retryTimer);
   }
 }

@@ -33,7 +33,7 @@ import { ClosedError, ConnectionError, Empty, ErrorCode, ProcessError, TimeoutEr
 import { wait, type Waiter } from '../wait.ts';
 import { decodeItemBytes } from './codec.ts';
 import { kLostAfter, type Link, willAnswerLate } from './link.ts';
-import { PutBuffer } from './put-buffer.ts';
+import { PutBuffer, putsLanded } from './put-buffer.ts';
 import type { BlockingReader } from './reader.ts';
 import { DONE, FETCH, HAND_BACK, metaKey, OPEN, RECOVER, RENEW, RETIRE, SIZE, streamKey, TAKE } from './scripts.ts';
 
@@ -815,8 +815,18 @@ export class StreamQueue {
     });
   }
 
-  /** Sends the acknowledgements buffered so far; resolves once every one sent so far has landed. */
+  /**
+   * Sends the acknowledgements buffered so far, once every put this thread made before them landed (on any
+   * queue: a worker's result put just before its taskDone() is there when join() sees the task done);
+   * resolves once every one sent so far has landed.
+   */
   #sendDone(): Promise<void> {
+    if (this.#done.length === 0) return this.#doneSending;
+    const landed = putsLanded();
+    return landed === undefined ? this.#sendDoneNow() : landed.then(() => this.#sendDoneNow());
+  }
+
+  #sendDoneNow(): Promise<void> {
     const ids = this.#done;
     if (ids.length > 0) {
       this.#done = [];

@@ -196,6 +196,46 @@ whenRedis(() => {
     assert.is(await q.get({ timeout: 5_000 }), 2);
   });
 
+  t('a taskDone() lands after the puts its thread made before it, on any queue: join() finds the results', async () => {
+    // A put resolves once buffered; the acknowledgement went at the end of the turn, so a result put on another
+    // queue could land after it, and join() resolved before the result was there (a CI run got 15 of 20). The
+    // results go to a second server, stopped (SIGSTOP) for as long as the task must not be seen done.
+    const other = await startRedis();
+    const out = await connect(other.url);
+    try {
+      const a = await open();
+      const jobs = a.JoinableQueue<number>(name('jobs'));
+      const results = out.Queue<number>(name('results'));
+      await results.qsize(); // open on both servers before the second one stops
+      await jobs.put(21);
+      const job = await jobs.get({ timeout: 5_000 });
+      process.kill(other.pid, 'SIGSTOP');
+      try {
+        await results.put(job * 2);
+        await jobs.taskDone();
+        const watcher = (await open()).JoinableQueue<number>(jobs.name);
+        await rejects(
+          watcher.join({ timeout: 300 }),
+          TimeoutError,
+          'join() while the result cannot land (the task is not seen done)',
+        );
+      } finally {
+        process.kill(other.pid, 'SIGCONT');
+      }
+      await deadline(jobs.join(), 20_000, 'join() once the result landed');
+      const check = await connect(other.url);
+      try {
+        assert.is(await check.Queue<number>(results.name).qsize(), 1, 'the result is there when join() resolves');
+      } finally {
+        await check.close();
+      }
+    } finally {
+      process.kill(other.pid, 'SIGCONT');
+      await out.close();
+      await other.stop();
+    }
+  });
+
   t("qsize() stays within maxsize when a JoinableQueue's leases go back over it", async () => {
     // Two items leased, two more put, then the leasing handle closes: four items, maxsize 2. qsize() said 4.
     const a = await open();
