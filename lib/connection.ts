@@ -57,6 +57,9 @@ export interface SendOptions {
   transfer?: TransferItem[];
 }
 
+/** @internal See Connection[kShare]. */
+export const kShare: unique symbol = Symbol('mpthreads.share');
+
 const NONE: unique symbol = Symbol('none');
 /** #takeNow(): nothing is left and the other end is gone (EOF). */
 const END: unique symbol = Symbol('end');
@@ -94,6 +97,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #movedTo: string | undefined;
   /** The inbox as it was captured for the wire by kMarshal, until the post carrying it commits or aborts. */
   #inboxOut: Captured | undefined;
+  /** Set once this end was shared (kShare): each time it is sent, it sends a new end this makes instead. */
+  #makeShared: (() => Connection) | undefined;
+  /** The ends kMarshal made with #makeShared, until the post carrying each commits or aborts. */
+  #sharedOut: Connection[] = [];
   // Shared by the two ends of one Pipe (and kept when an end travels), so that send() can refuse to post an
   // end through its own other end: Node would drop that message and lose the channel without an error.
   readonly #channel: string | undefined;
@@ -406,6 +413,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   [kMarshal](transfer: unknown[]): WireHandle {
+    if (this.#makeShared !== undefined) {
+      const end = this.#makeShared();
+      this.#sharedOut.push(end);
+      return end[kMarshal](transfer);
+    }
     this.#checkOpen();
     if (this.#waiters.length > 0 || this.#pollers.length > 0) {
       throw new ProcessError(
@@ -437,6 +449,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   [kCommit](destination: string): void {
+    if (this.#makeShared !== undefined) {
+      this.#sharedOut.shift()?.[kCommit](destination);
+      return;
+    }
     if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination);
     this.#inboxOut = undefined;
     this.#movedTo = destination;
@@ -452,11 +468,28 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   [kAbort](): void {
+    if (this.#makeShared !== undefined) {
+      const end = this.#sharedOut.shift();
+      end?.[kAbort]();
+      end?.close();
+      return;
+    }
     if (this.#inboxOut !== undefined) abort(this.#inboxOut);
     this.#inboxOut = undefined;
   }
 
-  // Takes the next message without waiting, or NONE.
+  /**
+   * @internal Shares this end with many threads (a Pool's initargs): its port, and what it received, move to
+   * the connection returned, of this thread; this end is then unusable here, as one sent away is, and each time
+   * it is sent again it sends an end `makeEnd()` makes instead.
+   */
+  [kShare](destination: string, makeEnd: () => Connection): Connection {
+    const wire = this[kMarshal]([]);
+    this[kCommit](destination);
+    this.#makeShared = makeEnd;
+    return reviveRecord(wire) as Connection;
+  }
+
   /**
    * The next message if one is here; END when none is left and the other end is gone; NONE otherwise. The port's
    * 'close' comes only while the port is listened to, and never to a port moved to this thread after its peer
@@ -632,6 +665,28 @@ export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Conne
     new Connection<T>(port2, duplex, true, [], false, channel, sync, 1),
   ];
 }
+
+/**
+ * @internal A write-only end whose messages come out of `port`, in this thread, as the port's raw data (read
+ * them with unwrapMessage()). `close()` closes the port and marks this side gone, for the end's blocking forms.
+ */
+export function writeOnlyEnd(): { end: Connection; port: MessagePort; close(): void } {
+  const { port1, port2 } = new MessageChannel();
+  const sync = new Int32Array(new SharedArrayBuffer(kSyncCells * Int32Array.BYTES_PER_ELEMENT));
+  Atomics.store(sync, kHolder(0), me);
+  return {
+    end: new Connection(port2, false, true, [], false, crypto.randomUUID(), sync, 1),
+    port: port1,
+    close() {
+      port1.close();
+      Atomics.store(sync, kGone(0), 1);
+      Atomics.notify(sync, kSent(1));
+    },
+  };
+}
+
+/** @internal The value a port's raw data carries (revived), as recv() would give it. */
+export const unwrapMessage = (data: unknown): unknown => unwrap(data);
 
 registerHandle('Connection', (wire) => {
   const entries = wire.inbox === null ? [] : (decodeItem(wire.inbox as Batch, 0) as [0 | 1, unknown][]);

@@ -28,6 +28,7 @@ import { Encoder } from '../wire/encode.ts';
 import { Carrying, type Batch } from '../wire/format.ts';
 import { AsyncResult } from './async-result.ts';
 import { Scheduler, type Call, type Job } from './scheduler.ts';
+import { SharedEnd } from './shared-end.ts';
 
 /** An item taken out of a map's batch to travel alone (it moves things, or holds host objects). */
 type Lone = { index: number; lone: ReturnType<Encoder['takeLast']> };
@@ -149,25 +150,44 @@ export class Pool {
       o.maxtasksperchild === undefined ? undefined : positiveInteger(o.maxtasksperchild, 'options.maxtasksperchild');
     if (o.initargs !== undefined && !Array.isArray(o.initargs))
       throw new TypeError(`options.initargs must be an array, got ${describe(o.initargs)}`);
-    // An end of a pipe can go to one thread only; initargs go to every worker, and to each replacement.
-    if (o.initargs !== undefined && captureItem(o.initargs).handles.some((h) => h instanceof Connection))
-      throw new TypeError(
-        "options.initargs holds a Connection: an end of a pipe goes to one thread, and initargs go to every pool worker (and to each one started in a worker's place). Pass it in one task's args, or share a Queue instead",
-      );
+    // An end of a pipe goes to one thread; initargs go to every worker, and to each replacement: the pool's
+    // workers share it through a relay (shared-end.ts).
+    const ends = new Set(
+      o.initargs === undefined ? [] : captureItem(o.initargs).handles.filter((h) => h instanceof Connection),
+    );
+    for (const end of ends) {
+      if (end.closed) throw new ClosedError('options.initargs holds a Connection that is closed or was sent away');
+      if (!end.writable)
+        throw new TypeError(
+          'options.initargs holds a read-only Connection: the workers of a pool share an end to send through it (their ends are write-only), so pass the end that sends',
+        );
+    }
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name === ''))
       throw new TypeError(`options.name must be a non-empty string, got ${describe(o.name)}`);
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {
       throw new TypeError(`options.resourceLimits must be an object, got ${describe(o.resourceLimits)}`);
     }
-    this.#scheduler = new Scheduler({
-      module,
-      processes,
-      initializer: o.initializer === undefined ? null : functionName(o.initializer, 'options.initializer'),
-      initargs: (o.initargs as unknown[] | undefined) ?? [],
-      maxtasksperchild,
-      resourceLimits: o.resourceLimits as object | undefined,
-      name: (o.name as string | undefined) ?? 'PoolWorker',
-    });
+    const initializer = o.initializer === undefined ? null : functionName(o.initializer, 'options.initializer');
+    const name = (o.name as string | undefined) ?? 'PoolWorker';
+    const shared = [...ends].map((end) => new SharedEnd(end, name));
+    const ended = () => {
+      for (const end of shared) end.poolEnded();
+    };
+    try {
+      this.#scheduler = new Scheduler({
+        module,
+        processes,
+        initializer,
+        initargs: (o.initargs as unknown[] | undefined) ?? [],
+        maxtasksperchild,
+        resourceLimits: o.resourceLimits as object | undefined,
+        name,
+      });
+    } catch (error) {
+      ended();
+      throw error;
+    }
+    if (shared.length > 0) void this.#scheduler.allExited.then(ended);
   }
 
   /** How many workers the pool keeps. */

@@ -230,6 +230,11 @@ export class Scheduler {
     this.#updateRef();
   }
 
+  /** Resolves once every worker has exited for good (after close() or terminate()); keeps nothing alive. */
+  get allExited(): Promise<void> {
+    return this.#allExited.promise;
+  }
+
   /**
    * Resolves once every worker has exited for good (after close() or terminate()). While it waits it keeps the
    * program alive (workers are daemons: without this, a program awaiting join() would just end).

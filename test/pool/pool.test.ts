@@ -11,6 +11,7 @@ import {
   activeChildren,
   AsyncResult,
   ClosedError,
+  EOFError,
   Pipe,
   Pool,
   ProcessError,
@@ -1075,21 +1076,56 @@ contract('a closing pool does not start workers while its last task runs on anot
   assert.instance(await long, ClosedError, 'the long task, stopped by terminate()');
 });
 
+contract(
+  'a Connection in initargs is shared by every worker, replacements too; the other end gets all, then EOF',
+  async () => {
+    // SPEC: connection handles in initargs work as in Process args. An end goes to one thread, so the workers
+    // share it through a relay in this thread (it was a TypeError at new Pool); maxtasksperchild 3 makes 4
+    // workers or more run the 12 tasks, each started with initargs again.
+    const [reader, writer] = Pipe<{ x: number; by: string }>(false);
+    const p = pool({ initializer: 'keepReportEnd', initargs: [{ end: writer }], maxtasksperchild: 3 });
+    assert.ok(writer.closed, 'the end went to the pool, as one in Process args goes to its worker');
+    assert.equal(
+      await p.map(tasks.reportSquare, range(12), { chunksize: 1 }),
+      range(12).map((x) => x * x),
+    );
+    const byWorker = new Map<string, number[]>();
+    for (let i = 0; i < 12; i++) {
+      const { x, by } = await reader.recv({ timeout: 10_000 });
+      byWorker.set(by, [...(byWorker.get(by) ?? []), x]);
+    }
+    assert.equal(
+      [...byWorker.values()].flat().sort((a, b) => a - b),
+      range(12),
+      'every task sent through the shared end, once',
+    );
+    assert.ok(byWorker.size >= 4, `replacement workers send too (${byWorker.size} workers)`);
+    for (const [by, xs] of byWorker)
+      assert.equal(
+        xs,
+        [...xs].sort((a, b) => a - b),
+        `${by}'s messages in order`,
+      );
+    assert.is(await p.apply(tasks.sharedEndRecv, []), 'false ERR_CONNECTION_WRITE_ONLY', "a worker's end only sends");
+    p.close();
+    await deadline(p.join(), 20_000, 'join()');
+    await rejects(reader.recv({ timeout: 10_000 }), EOFError, 'EOF once the pool ended and all was sent on');
+  },
+);
+
 contract('bad input is a typed error at the call; submitting to a closed pool throws ClosedError', async () => {
   throws(() => new Pool({ module, processes: 0 }), RangeError);
   throws(() => new Pool({ module, procesess: 2 } as never), TypeError);
   throws(() => new Pool({} as never), TypeError);
-  // A Connection in initargs: the first worker took it, the second's start threw a misleading ClosedError and
-  // was left running; with one worker, every call after its first replacement failed (found by a SPEC audit).
-  const [a, b] = Pipe<number>();
+  // A Connection in initargs is shared (the next test), but only an open end that sends can be.
+  const [reader, writer] = Pipe<number>(false);
   const before = activeChildren().length;
-  const refused = throws(() => new Pool({ module, processes: 2, initargs: [{ end: a }] }), TypeError);
-  assert.match(refused.message, /initargs holds a Connection/);
+  const refused = throws(() => new Pool({ module, processes: 2, initargs: [{ end: reader }] }), TypeError);
+  assert.match(refused.message, /read-only Connection/);
+  writer.close();
+  throws(() => new Pool({ module, processes: 2, initargs: [writer] }), ClosedError, 'a closed end');
   assert.is(activeChildren().length, before, 'no worker started');
-  a.send(1);
-  assert.is(await b.recv({ timeout: 5_000 }), 1, 'and the end stays usable here');
-  a.close();
-  b.close();
+  reader.close();
   const p = pool();
   await rejects(p.apply(tasks.sqr, 5 as never), TypeError, 'args not an array');
   await rejects(p.map(tasks.sqr, 5 as never), TypeError, 'map of a number');
