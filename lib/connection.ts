@@ -18,6 +18,13 @@
 //     counts (and wakes a blocked receiver); close() marks its end, then wakes the other. A message is in the
 //     receiver's port once postMessage returned, so an end marked closed (or held by a thread on record as
 //     dead) whose port is empty has nothing more to deliver: EOF.
+//   A relayed end (one of the ends a pool's workers get for a shared end, pool/shared-end.ts) gets messages
+//     only when it asks. A shared cell (kAsked) counts the messages asked for and not yet taken by the relay;
+//     the end adds to it (and posts {[DEMAND]: n} so the relay looks) and takes back by compare-and-swap; the
+//     relay takes one by compare-and-swap before it delivers. #asked is what this end asked for and has not
+//     received: the cell's count plus the messages on their way. A receive that gives up takes its request
+//     back; if the relay took it first, its message is on its way and the receive waits for it instead, so a
+//     message delivered to an end is always received there by the receive it was for.
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
@@ -70,6 +77,8 @@ const kGone = (side: number) => 2 + side;
 const kHolder = (side: number) => 4 + side;
 const kBlocked = (side: number) => 6 + side;
 const kSyncCells = 8;
+/** A relayed end's cell: the messages it asked for that the relay has not taken yet (see the invariants). */
+const kAsked = kSyncCells;
 /** How often (ms) a blocking receive looks whether the other end's thread died: a death notifies no one. */
 const kDeathCheck = 50;
 
@@ -106,6 +115,9 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   readonly #channel: string | undefined;
   readonly #sync: Int32Array;
   readonly #side: number;
+  /** An end relayed by a pool's shared end: messages come only when asked for (see the invariants). */
+  readonly #relayed: boolean;
+  #asked = 0;
 
   /** @internal Use `Pipe()`. */
   constructor(
@@ -117,11 +129,13 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     channel: string | undefined,
     sync: Int32Array,
     side: number,
+    relayed = false,
   ) {
     // `inbox` holds messages (and Undeliverable errors) taken off the port before the end moved here.
     this.#channel = channel;
     this.#sync = sync;
     this.#side = side;
+    this.#relayed = relayed;
     Atomics.store(sync, kHolder(side), me);
     this.#port = port;
     this.#readable = readable;
@@ -151,21 +165,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const transfer = checkTransferList(checkOptions(options, 'options', ['transfer']).transfer);
     const port = this.#checkOpen();
     this.#checkWritable();
-    // A primitive has no properties, handles or depth: the platform's copy is the capture.
-    if (
-      transfer === undefined &&
-      (typeof obj !== 'object' || obj === null) &&
-      typeof obj !== 'function' &&
-      typeof obj !== 'symbol'
-    ) {
-      port.postMessage(obj);
-      this.#sent();
-      return;
-    }
-    const cloned = cloneForPost(obj, transfer, isHandle);
-    const captured = { handles: cloned.handles };
-    try {
-      for (const handle of cloned.handles) {
+    postCopy(port, obj, transfer, (handles) => {
+      for (const handle of handles) {
         if (
           handle instanceof Connection &&
           handle !== this &&
@@ -178,21 +179,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
           );
         }
       }
-      // A copy that holds handles or registered instances goes in an envelope, for the receiver to revive; so
-      // does one that happens to look like an envelope. Anything else goes as it is: the receiver's copy is it.
-      const wrap =
-        cloned.revive ||
-        (typeof cloned.value === 'object' && cloned.value !== null && Object.hasOwn(cloned.value, ENVELOPE));
-      port.postMessage(
-        wrap ? { [ENVELOPE]: cloned.value, revive: cloned.revive } : cloned.value,
-        cloned.transfer as TransferListItem[],
-      );
-    } catch (error) {
-      abort(captured);
-      throw error;
-    }
+    });
     this.#sent();
-    commit(captured, 'another thread through a Connection');
   }
 
   /** Counts a message posted to the other end, and wakes it if it blocks in a receive. */
@@ -224,6 +212,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       (waiter) => {
         this.#waiters.push(waiter);
         this.#listen();
+        this.#ask();
+        if (this.#relayed) waiter.decided = () => this.#onItsWay(this.#waiters, waiter);
         return () => this.#forget(this.#waiters, waiter);
       },
       timeout,
@@ -256,6 +246,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       (waiter) => {
         this.#pollers.push(waiter);
         this.#listen();
+        this.#ask();
+        if (this.#relayed) waiter.decided = () => this.#onItsWay(this.#pollers, waiter);
         return () => this.#forget(this.#pollers, waiter);
       },
       ms,
@@ -368,9 +360,14 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
           ErrorCode.Deadlock,
         );
       }
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
+      let left = deadline - performance.now();
+      if (left <= 0) {
+        // A relayed end whose request the relay took: the message is on its way, for this receive.
+        if (this.#asked === 0) return false;
+        left = kDeathCheck;
+      }
       Atomics.add(sync, kBlocked(side), 1);
+      this.#ask(1);
       try {
         blockUntil(sync, kSent(side), () => Atomics.load(sync, kSent(side)) !== sent || this.#otherGone(), {
           timeout: left,
@@ -378,6 +375,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
         });
       } finally {
         Atomics.sub(sync, kBlocked(side), 1);
+        this.#ask();
       }
     }
   }
@@ -445,6 +443,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       channel: this.#channel,
       sync: this.#sync.buffer,
       side: this.#side,
+      relayed: this.#relayed,
     };
   }
 
@@ -509,6 +508,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       // Deserializing can throw (a value deeper than this thread's stack): it takes its place in the order.
       const entry = receiveMessageOnPort(this.#port);
       if (entry === undefined) return NONE;
+      this.#received();
       return unwrap(entry.message);
     } catch (error) {
       return new Undeliverable(error);
@@ -533,6 +533,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   // Nothing thrown here may escape (it would crash the thread): a message that cannot be rebuilt rejects the
   // recv() it was for, as a message the port could not deserialize does (#onMessageError).
   #onMessage = (data: unknown): void => {
+    this.#received();
     let message: unknown;
     try {
       message = unwrap(data);
@@ -548,11 +549,13 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       for (const poller of this.#pollers.splice(0)) poller.resolve(true);
     }
     if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
+    this.#ask();
   };
 
   // A message this thread could not deserialize (say, nested deeper than this thread's stack allows) takes
   // its place in the order as an error: the recv() that would have got it rejects, nothing hangs.
   #onMessageError = (error: unknown): void => {
+    this.#received();
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
       waiter.reject(error);
@@ -561,6 +564,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       for (const poller of this.#pollers.splice(0)) poller.resolve(true);
     }
     if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
+    this.#ask();
   };
 
   #onClose = (): void => {
@@ -589,6 +593,56 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const i = list.indexOf(waiter);
     if (i !== -1) list.splice(i, 1);
     if (this.#waiters.length === 0 && this.#pollers.length === 0) this.#unlisten(this.#port);
+    this.#ask();
+  }
+
+  /** A relayed end: a message came from the relay, for one of the requests. */
+  #received(): void {
+    if (this.#asked > 0) this.#asked--;
+  }
+
+  /**
+   * A relayed end: asks the relay for as many messages as wait here (`blocked`: a blocking receive), or takes
+   * back what it asked for and no longer waits for, as far as the relay has not taken it.
+   */
+  #ask(blocked = 0): void {
+    if (!this.#relayed || this.#port === null) return;
+    const want = this.#waiters.length + (this.#pollers.length > 0 ? 1 : 0) + blocked;
+    if (want > this.#asked) {
+      Atomics.add(this.#sync, kAsked, want - this.#asked);
+      this.#port.postMessage({ [DEMAND]: want - this.#asked });
+      this.#asked = want;
+    }
+    while (want < this.#asked && this.#takeBack());
+  }
+
+  /** Takes back one request the relay has not taken yet: false if it took them all. */
+  #takeBack(): boolean {
+    for (let n = Atomics.load(this.#sync, kAsked); n > 0; n = Atomics.load(this.#sync, kAsked)) {
+      if (Atomics.compareExchange(this.#sync, kAsked, n, n - 1) === n) {
+        this.#asked--;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /**
+   * A relayed end's `waiter` times out or is aborted: true if the relay took its request already, so that its
+   * message is on its way; the waiter then waits for it, first in line, rather than leave it to a later receive.
+   */
+  #onItsWay<W>(list: W[], waiter: W): boolean {
+    const want =
+      this.#waiters.length +
+      (this.#pollers.length > 0 ? 1 : 0) -
+      (list === this.#waiters || this.#pollers.length === 1 ? 1 : 0);
+    while (want < this.#asked) {
+      if (this.#takeBack()) continue;
+      const i = list.indexOf(waiter);
+      if (i > 0) list.unshift(...list.splice(i, 1));
+      return true;
+    }
+    return false;
   }
 
   #rejectAll(error: Error): void {
@@ -616,6 +670,50 @@ class PollTimeout extends Error {}
 
 /** The key of a message whose value must be revived (wire/clone.ts), or merely looks like such a message. */
 const ENVELOPE = '\u0000mpthreads.message';
+
+/** The key of a relayed end's request for messages (see Connection's #relayed); a value with it goes in an envelope. */
+const DEMAND = '\u0000mpthreads.demand';
+
+/**
+ * Posts a copy of `obj` to `port`, made now, as send() does: a copy that holds handles or registered instances
+ * goes in an envelope, for the receiver to revive; so does one that happens to look like an envelope or a
+ * request for messages. Anything else goes as it is: the receiver's copy is it. Throws, posting nothing and
+ * leaving every handle where it was, if it cannot (`check` sees the handles first).
+ */
+function postCopy(
+  port: MessagePort,
+  obj: unknown,
+  transfer: readonly TransferItem[] | undefined,
+  check?: (handles: Handle[]) => void,
+): void {
+  // A primitive has no properties, handles or depth: the platform's copy is the capture.
+  if (
+    transfer === undefined &&
+    (typeof obj !== 'object' || obj === null) &&
+    typeof obj !== 'function' &&
+    typeof obj !== 'symbol'
+  ) {
+    port.postMessage(obj);
+    return;
+  }
+  const cloned = cloneForPost(obj, transfer, isHandle);
+  const captured = { handles: cloned.handles as Handle[] };
+  try {
+    check?.(captured.handles);
+    const value = cloned.value;
+    const wrap =
+      cloned.revive ||
+      (typeof value === 'object' && value !== null && (Object.hasOwn(value, ENVELOPE) || Object.hasOwn(value, DEMAND)));
+    port.postMessage(
+      wrap ? { [ENVELOPE]: value, revive: cloned.revive } : value,
+      cloned.transfer as TransferListItem[],
+    );
+  } catch (error) {
+    abort(captured);
+    throw error;
+  }
+  commit(captured, 'another thread through a Connection');
+}
 
 /** The value a message carries: most travel as they are; one in an envelope is unwrapped (and revived). */
 function unwrap(message: unknown): unknown {
@@ -666,23 +764,59 @@ export function Pipe<T = unknown>(duplex: boolean = true): [Connection<T>, Conne
   ];
 }
 
-/**
- * @internal A write-only end whose messages come out of `port`, in this thread, as the port's raw data (read
- * them with unwrapMessage()). `close()` closes the port and marks this side gone, for the end's blocking forms.
- */
-export function writeOnlyEnd(): { end: Connection; port: MessagePort; close(): void } {
+/** @internal The relay's side of an end it made for a pool's worker (pool/shared-end.ts). */
+export interface RelayLink {
+  /** The worker's end, to send to it. */
+  end: Connection;
+  /** What the end sends comes out here, raw: read each with unwrapMessage(), or as a request (demandOf()). */
+  port: MessagePort;
+  /** Whether the end asks for a message the relay has not taken yet. */
+  asking(): boolean;
+  /** Takes one of the end's requests for a message, before delivering one: false if none is left. */
+  take(): boolean;
+  /** Delivers `value` for a request take() took; one that cannot be sent is dropped, the request given back (false). */
+  deliver(value: unknown): boolean;
+  /** Closes the relay's side: the end sees EOF once it received everything delivered before. */
+  close(): void;
+}
+
+/** @internal A relayed end for a pool's worker, readable and writable as `readable` and `writable` say. */
+export function relayedEnd(readable: boolean, writable: boolean): RelayLink {
   const { port1, port2 } = new MessageChannel();
-  const sync = new Int32Array(new SharedArrayBuffer(kSyncCells * Int32Array.BYTES_PER_ELEMENT));
+  const sync = new Int32Array(new SharedArrayBuffer((kAsked + 1) * Int32Array.BYTES_PER_ELEMENT));
   Atomics.store(sync, kHolder(0), me);
   return {
-    end: new Connection(port2, false, true, [], false, crypto.randomUUID(), sync, 1),
+    end: new Connection(port2, readable, writable, [], false, crypto.randomUUID(), sync, 1, true),
     port: port1,
+    asking: () => Atomics.load(sync, kAsked) > 0,
+    take() {
+      for (let n = Atomics.load(sync, kAsked); n > 0; n = Atomics.load(sync, kAsked))
+        if (Atomics.compareExchange(sync, kAsked, n, n - 1) === n) return true;
+      return false;
+    },
+    deliver(value) {
+      try {
+        postCopy(port1, value, undefined);
+      } catch {
+        Atomics.add(sync, kAsked, 1);
+        return false;
+      }
+      Atomics.add(sync, kSent(1), 1);
+      if (Atomics.load(sync, kBlocked(1)) > 0) Atomics.notify(sync, kSent(1));
+      return true;
+    },
     close() {
       port1.close();
       Atomics.store(sync, kGone(0), 1);
       Atomics.notify(sync, kSent(1));
     },
   };
+}
+
+/** @internal A relayed end's word that it asked for `n` more messages, or undefined for a message. */
+export function demandOf(data: unknown): number | undefined {
+  if (typeof data !== 'object' || data === null || !Object.hasOwn(data, DEMAND)) return undefined;
+  return (data as Record<string, number>)[DEMAND];
 }
 
 /** @internal The value a port's raw data carries (revived), as recv() would give it. */
@@ -699,5 +833,6 @@ registerHandle('Connection', (wire) => {
     wire.channel as string | undefined,
     new Int32Array(wire.sync as SharedArrayBuffer),
     wire.side as number,
+    wire.relayed === true,
   );
 });

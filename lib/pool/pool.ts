@@ -155,13 +155,8 @@ export class Pool {
     const ends = new Set(
       o.initargs === undefined ? [] : captureItem(o.initargs).handles.filter((h) => h instanceof Connection),
     );
-    for (const end of ends) {
+    for (const end of ends)
       if (end.closed) throw new ClosedError('options.initargs holds a Connection that is closed or was sent away');
-      if (!end.writable)
-        throw new TypeError(
-          'options.initargs holds a read-only Connection: the workers of a pool share an end to send through it (their ends are write-only), so pass the end that sends',
-        );
-    }
     if (o.name !== undefined && (typeof o.name !== 'string' || o.name === ''))
       throw new TypeError(`options.name must be a non-empty string, got ${describe(o.name)}`);
     if (o.resourceLimits !== undefined && (o.resourceLimits === null || typeof o.resourceLimits !== 'object')) {

@@ -1,25 +1,33 @@
 // An end of a pipe in a Pool's initargs, shared by the pool's workers as Python's workers share a connection
 // they inherit. A MessagePort belongs to one thread, so the end stays in the thread that made the pool, and
-// each worker (each replacement too) gets an end of its own whose messages this relay sends on through it:
-// the workers send, and the other end of the pipe receives from all of them, each worker's messages in order.
-// The workers' ends are write-only: which worker a message sent the other way should go to is a race Python
-// leaves to the OS, and a relay cannot know which worker will read next.
+// each worker (each replacement too) gets an end of its own, linked to this relay: what a worker sends goes on
+// through the shared end, and what comes in through it goes to the workers that wait for a message, the
+// longest waiting first (a worker's end asks for messages only while a receive waits there; connection.ts).
 //
 // Invariants:
-//   `#links` holds the relay side of every worker's end not yet drained: a worker's messages were all sent on
-//     before its link leaves the set (a port's 'close' comes once every message before it was dispatched).
+//   `#links` holds every worker's link not yet drained: a worker's messages were all sent on before its link
+//     leaves the set (a port's 'close' comes once every message before it was dispatched).
+//   `#asks` lists links in the order they asked for messages, an entry per message asked for; an entry whose
+//     request was taken back is skipped (link.take() says false). A message taken off the shared end goes to
+//     the first request still there, or waits in `#held` (oldest first) until one comes.
+//   The shared end is read only while some link asks (`#pumping`), so what nobody asked for stays in it.
 //   The shared end closes (the other end sees EOF) once the pool has ended and every link is drained, so a
-//     receiver reading to EOF gets everything every worker sent.
+//     receiver reading to EOF gets everything every worker sent. At EOF on the shared end, every link closes:
+//     its worker sees EOF once it received what was delivered to it.
 //   Links are unref'd: a pool that is never closed does not keep the program alive through them.
-import type { MessagePort } from 'node:worker_threads';
-import { type Connection, kShare, unwrapMessage, writeOnlyEnd } from '../connection.ts';
+import { type Connection, demandOf, kShare, type RelayLink, relayedEnd, unwrapMessage } from '../connection.ts';
+import { EOFError } from '../errors.ts';
 
 export class SharedEnd {
   readonly #end: Connection;
-  readonly #links = new Set<MessagePort>();
+  readonly #links = new Set<RelayLink>();
+  #asks: RelayLink[] = [];
+  readonly #held: unknown[] = [];
+  #pumping = false;
+  #eof = false;
   #poolEnded = false;
 
-  /** Takes `end` (open, writable) over: it is unusable in this thread from now on, as one sent to a worker is. */
+  /** Takes `end` (open) over: it is unusable in this thread from now on, as one sent to a worker is. */
   constructor(end: Connection, poolName: string) {
     this.#end = end[kShare](`the workers of pool ${poolName}`, () => this.#newLink());
   }
@@ -31,26 +39,73 @@ export class SharedEnd {
   }
 
   #newLink(): Connection {
-    const { end, port, close } = writeOnlyEnd();
-    this.#links.add(port);
-    port.on('message', (data: unknown) => this.#forward(data));
-    // A message the relay's thread cannot rebuild has no caller left to tell (the worker's send() returned).
+    const link = relayedEnd(this.#end.readable, this.#end.writable);
+    const { port } = link;
+    this.#links.add(link);
+    port.on('message', (data: unknown) => this.#fromWorker(link, data));
+    // A message this thread cannot rebuild has no caller left to tell (the worker's send() returned).
     port.on('messageerror', () => {});
     port.on('close', () => {
-      this.#links.delete(port);
-      close();
+      this.#links.delete(link);
+      this.#asks = this.#asks.filter((l) => l !== link);
+      link.close();
       this.#closeIfDone();
     });
     port.unref();
-    return end;
+    if (this.#eof) link.close();
+    return link.end;
   }
 
-  #forward(data: unknown): void {
-    // Nothing thrown here may escape (it would crash this thread): a message that cannot be rebuilt or sent on
-    // is dropped, as a message sent to a pipe whose reader is gone is.
+  // Nothing thrown here may escape (it would crash this thread): a message that cannot be rebuilt or sent on
+  // is dropped, as a message sent to a pipe whose reader is gone is.
+  #fromWorker(link: RelayLink, data: unknown): void {
+    const asked = demandOf(data);
+    if (asked === undefined) {
+      try {
+        this.#end.send(unwrapMessage(data));
+      } catch {}
+      return;
+    }
+    for (let i = 0; i < asked; i++) this.#asks.push(link);
+    while (this.#held.length > 0 && this.#deliver(this.#held[0])) this.#held.shift();
+    void this.#pump();
+  }
+
+  /** Reads the shared end while some link asks for a message. */
+  async #pump(): Promise<void> {
+    if (this.#pumping || this.#eof) return;
+    this.#pumping = true;
     try {
-      this.#end.send(unwrapMessage(data));
-    } catch {}
+      while (this.#asks.some((link) => link.asking())) {
+        let message: unknown;
+        try {
+          message = await this.#end.recv();
+        } catch (error) {
+          if (error instanceof EOFError) {
+            this.#eof = true;
+            for (const link of this.#links) link.close();
+            return;
+          }
+          if (this.#end.closed) return;
+          continue; // a message this thread could not rebuild: dropped (see #fromWorker)
+        }
+        if (!this.#deliver(message)) this.#held.push(message);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Gives `message` to the oldest request still there: false if there is none. */
+  #deliver(message: unknown): boolean {
+    while (this.#asks.length > 0) {
+      const link = this.#asks.shift()!;
+      if (!link.take()) continue;
+      if (link.deliver(message)) return true;
+      this.#asks.unshift(link); // it could not be sent (dropped): the request stands
+      return true;
+    }
+    return false;
   }
 
   #closeIfDone(): void {
