@@ -33,6 +33,8 @@ interface Registry {
 
 interface Flusher {
   flushOnExit(): void;
+  /** Posts what is buffered now, without waiting for anything. */
+  flushPuts(): void;
 }
 
 const kRegistry = Symbol.for('mpthreads.thread');
@@ -123,6 +125,20 @@ export function flushAll(): void {
   for (const flusher of registry().flushers) {
     try {
       flusher.deref()?.flushOnExit();
+    } catch {
+      // A port already closed: nothing to hand over.
+    }
+  }
+}
+
+/**
+ * @internal Posts what every queue of this thread buffers, before a taskDone() counts: so a thread that sees
+ * the task done (its join() resolved) finds what this one put before it, as a getNowait() asks the hub for it.
+ */
+export function postAllPuts(): void {
+  for (const flusher of registry().flushers) {
+    try {
+      flusher.deref()?.flushPuts();
     } catch {
       // A port already closed: nothing to hand over.
     }

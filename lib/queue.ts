@@ -94,7 +94,7 @@ export class Queue<T = unknown> implements Handle {
     const backend = adopting;
     adopting = undefined;
     this.#b = backend ?? openLocal('Queue', options);
-    this.#unregisterExit = flushOnExit(this.#b as unknown as { flushOnExit(): void });
+    this.#unregisterExit = flushOnExit(this.#b as unknown as { flushOnExit(): void; flushPuts(): void });
   }
 
   /** The `maxsize` the queue was created with (0: unbounded). */

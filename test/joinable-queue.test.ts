@@ -64,6 +64,33 @@ t('test_task_done: four workers mark every item done and join() resolves', async
   );
 });
 
+t('after join(), getNowait() finds every result the workers put before their taskDone()', async () => {
+  // Python's pattern: workers put a result, then taskDone(); the parent joins, then drains the results without
+  // waiting. Past the 16 items the hand-off ring holds, results waited in a worker's buffer for its next turn
+  // (and the hub served the parent's request before the workers' batches): 16 of 20, or of 200, came.
+  const queue = open(new JoinableQueue<number | null>());
+  const done = open(new Queue<number>());
+  const workers = Array.from({ length: 2 }, () => start('taskDoneWorker', [queue, done]));
+  for (let i = 0; i < 200; i++) await queue.put(i);
+  await deadline(queue.join(), 20_000, 'join()');
+  const seen: number[] = [];
+  for (;;) {
+    try {
+      seen.push(done.getNowait());
+    } catch (error) {
+      if (!(error instanceof Empty)) throw error;
+      break;
+    }
+  }
+  assert.is(seen.length, 200, 'every result, without waiting');
+  assert.equal(
+    seen.sort((a, b) => a - b),
+    Array.from({ length: 200 }, (_, i) => i),
+  );
+  for (let i = 0; i < 2; i++) await queue.put(null);
+  await joinedOk(...workers);
+});
+
 t('taskDone() too many times throws ProcessError ERR_TASK_DONE_TOO_MANY', async () => {
   const q = open(new JoinableQueue<string>());
   const fresh = throws(() => q.taskDone(), ProcessError, 'taskDone() on a fresh queue');

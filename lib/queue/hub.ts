@@ -18,7 +18,10 @@
 //     between its two counting steps; one that died there leaves the queue `unsettled` until settle() (argued in
 //     protocol.ts) has put it right.
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
-import { parentPort, type MessagePort } from 'node:worker_threads';
+//   A getNowait()'s request (a Want with `now`) is answered after every message already on the queue's holders'
+//     ports: each port delivers in order, but the hub serves the ports in no set order, so a batch flushed by
+//     one thread before it told another to getNowait() could otherwise come after that request.
+import { parentPort, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
 import { adoptDeadThreads, recordDeath } from '../sync/threads.ts';
@@ -227,6 +230,14 @@ class HubQueue {
   }
 
   /** Drops what every holder is done with: claimed items nobody is fetching and (JoinableQueue) nobody leases. */
+  /** Handles what the other holders' ports hold now (see the invariants), until none holds anything. */
+  takeWaiting(asking: Holder): void {
+    for (let took = true; took; ) {
+      took = false;
+      for (const holder of [...this.holders]) if (holder !== asking && holder.takeWaiting()) took = true;
+    }
+  }
+
   trim(): void {
     let low = this.abs(Atomics.load(this.cells, kClaimed));
     for (const holder of this.holders) {
@@ -281,6 +292,8 @@ class HubQueue {
 
 class Holder {
   readonly port: MessagePort;
+  /** takeWaiting() is taking this holder's messages off its port. */
+  taking = false;
   readonly cells: Int32Array;
   ring: Int32Array | null;
   readonly queue: HubQueue;
@@ -353,6 +366,7 @@ class Holder {
         queue.sequence(message.batch, message.transfer);
         return;
       case Op.Want: {
+        if (message.now === true) queue.takeWaiting(this);
         // Nothing below kClaimed is worth sending: it is taken. And the window slides past it: others may have
         // claimed the whole window while this request travelled, and then nothing in it would ever be pushed
         // to wake the holder.
@@ -414,6 +428,22 @@ class Holder {
   reply(): void {
     Atomics.add(this.cells, kReply, 1);
     Atomics.notify(this.cells, kReply);
+  }
+
+  /** Handles what waits on this holder's port now, in order. False if nothing did. */
+  takeWaiting(): boolean {
+    if (this.taking) return false;
+    this.taking = true;
+    let took = false;
+    try {
+      for (let entry = receiveMessageOnPort(this.port); entry !== undefined; entry = receiveMessageOnPort(this.port)) {
+        took = true;
+        this.onMessage(entry.message as HolderMessage);
+      }
+    } finally {
+      this.taking = false;
+    }
+    return took;
   }
 
   /** The holder's port closed (close(), exit, terminate, collected): settle what it left behind. */
