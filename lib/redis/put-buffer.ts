@@ -17,7 +17,7 @@
 //   thread is sent only once the puts made before it landed (putsLanded()), so a join() that sees a task done
 //   finds what its worker put before marking it done.
 import { randomBytes } from 'node:crypto';
-import { ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
+import { ClosedError, ConnectionError, ErrorCode, Full, ProcessError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { encodeItem } from './codec.ts';
 import { kLostAfter, willAnswerLate, type Link } from './link.ts';
@@ -352,7 +352,16 @@ export class PutBuffer {
   /** As flush() without sending sooner than the buffer would: resolves once the puts made so far landed. */
   landedSoFar(): Promise<void> {
     // With a batch unanswered, nothing settles a flush until something is sent: its puts may never be known.
-    if (this.#puts.length === 0 || this.#waitsForRoom() || this.#unanswered || this.#closed) return Promise.resolve();
+    // A batch that failed waits to be sent again: its server is failing, and the acknowledgements of a healthy
+    // one need not wait for it to come back (each try takes seconds).
+    if (
+      this.#puts.length === 0 ||
+      this.#waitsForRoom() ||
+      this.#unanswered ||
+      this.#closed ||
+      this.#retryTimer !== undefined
+    )
+      return Promise.resolve();
     const seq = this.#seq;
     return new Promise<void>((resolve, reject) => this.#flushWaiters.push({ seq, resolve, reject }));
   }
@@ -436,6 +445,8 @@ export class PutBuffer {
   close(): void {
     this.#closed = true;
     buffering.delete(this);
+    // Nothing more will land: a flush() or a taskDone() waiting for these puts (putsLanded()) must not wait on.
+    for (const f of this.#flushWaiters.splice(0)) f.reject(new ClosedError());
     clearTimeout(this.#retryTimer);
   }
 }

@@ -738,6 +738,10 @@ export class StreamQueue {
     const renew = () => {
       const held = this.#ready.map((e) => e.id);
       for (const o of this.#owners) for (const e of o.leases) held.push(e.id);
+      // Acknowledgements not sent yet (they wait for this thread's puts: #sendDone) or not answered yet: their
+      // items are done, and must not expire meanwhile and be delivered again.
+      held.push(...this.#done);
+      for (const ids of this.#acksOut) held.push(...ids);
       if (held.length === 0 || this.#closed) {
         this.#renewTimer = undefined;
         return;

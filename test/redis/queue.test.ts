@@ -204,7 +204,7 @@ whenRedis(() => {
     const out = await connect(other.url);
     try {
       const a = await open();
-      const jobs = a.JoinableQueue<number>(name('jobs'));
+      const jobs = a.JoinableQueue<number>(name('jobs'), { visibilityTimeout: 200 });
       const results = out.Queue<number>(name('results'));
       await results.qsize(); // open on both servers before the second one stops
       await jobs.put(21);
@@ -219,6 +219,9 @@ whenRedis(() => {
           TimeoutError,
           'join() while the result cannot land (the task is not seen done)',
         );
+        // Meanwhile its lease is renewed, as a live holder's are: the item is not delivered again (it was,
+        // past its 200 ms visibilityTimeout, when an acknowledgement waiting to be sent was not renewed).
+        await rejects(watcher.get({ timeout: 1_000 }), Empty, 'the job, done, is not delivered again');
       } finally {
         process.kill(other.pid, 'SIGCONT');
       }
