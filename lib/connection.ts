@@ -64,8 +64,10 @@ export interface SendOptions {
   transfer?: TransferItem[];
 }
 
-/** @internal See Connection[kShare]. */
+/** @internal See Connection[kShare] and [kForward]. */
 export const kShare: unique symbol = Symbol('mpthreads.share');
+export const kForward: unique symbol = Symbol('mpthreads.forward');
+export const kUnshare: unique symbol = Symbol('mpthreads.unshare');
 
 const NONE: unique symbol = Symbol('none');
 /** #takeNow(): nothing is left and the other end is gone (EOF). */
@@ -107,7 +109,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   /** The inbox as it was captured for the wire by kMarshal, until the post carrying it commits or aborts. */
   #inboxOut: Captured | undefined;
   /** Set once this end was shared (kShare): each time it is sent, it sends a new end this makes instead. */
-  #makeShared: (() => Connection) | undefined;
+  #makeShared: ((channel: string | undefined) => Connection) | undefined;
   /** The ends kMarshal made with #makeShared, until the post carrying each commits or aborts. */
   #sharedOut: Connection[] = [];
   // Shared by the two ends of one Pipe (and kept when an end travels), so that send() can refuse to post an
@@ -165,7 +167,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const transfer = checkTransferList(checkOptions(options, 'options', ['transfer']).transfer);
     const port = this.#checkOpen();
     this.#checkWritable();
-    postCopy(port, obj, transfer, (handles) => {
+    postCopy(port, obj, transfer, this.#relayed, (handles) => {
       for (const handle of handles) {
         if (
           handle instanceof Connection &&
@@ -412,7 +414,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 
   [kMarshal](transfer: unknown[]): WireHandle {
     if (this.#makeShared !== undefined) {
-      const end = this.#makeShared();
+      const end = this.#makeShared(this.#channel);
       this.#sharedOut.push(end);
       return end[kMarshal](transfer);
     }
@@ -482,11 +484,45 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
    * the connection returned, of this thread; this end is then unusable here, as one sent away is, and each time
    * it is sent again it sends an end `makeEnd()` makes instead.
    */
-  [kShare](destination: string, makeEnd: () => Connection): Connection {
+  [kShare](destination: string, makeEnd: (channel: string | undefined) => Connection): Connection {
     const wire = this[kMarshal]([]);
     this[kCommit](destination);
     this.#makeShared = makeEnd;
     return reviveRecord(wire) as Connection;
+  }
+
+  /**
+   * @internal Undoes kShare before any end was made from this one: `inner`, which kShare returned, gives its
+   * port and what it received back, and this end is usable here again (a Pool that could not start).
+   */
+  [kUnshare](inner: Connection): void {
+    const port = inner.#port;
+    inner.#port = null;
+    inner.#movedTo = 'the end it was shared from';
+    if (port !== null) {
+      port.off('close', inner.#onClose);
+      port.off('messageerror', inner.#onMessageError);
+      port.on('close', this.#onClose);
+      port.on('messageerror', this.#onMessageError);
+    }
+    this.#port = port;
+    this.#inbox = inner.#inbox;
+    inner.#inbox = [];
+    this.#peerGone = inner.#peerGone;
+    this.#makeShared = undefined;
+    this.#movedTo = undefined;
+    Atomics.store(this.#sync, kHolder(this.#side), me);
+  }
+
+  /**
+   * @internal Posts a message a relayed end sent (`data` as it came, with the ports and buffers it moved),
+   * without rebuilding it here: only its receiver needs to know its handles and registered classes.
+   */
+  [kForward](data: unknown, transfer: readonly unknown[]): void {
+    const port = this.#checkOpen();
+    this.#checkWritable();
+    port.postMessage(data, transfer as TransferListItem[]);
+    this.#sent();
   }
 
   /**
@@ -673,6 +709,8 @@ const ENVELOPE = '\u0000mpthreads.message';
 
 /** The key of a relayed end's request for messages (see Connection's #relayed); a value with it goes in an envelope. */
 const DEMAND = '\u0000mpthreads.demand';
+/** The key of a message a relayed end sent: the message as it would be posted, and what it moves (its relay posts it on). */
+const FORWARD = '\u0000mpthreads.forward';
 
 /**
  * Posts a copy of `obj` to `port`, made now, as send() does: a copy that holds handles or registered instances
@@ -684,6 +722,7 @@ function postCopy(
   port: MessagePort,
   obj: unknown,
   transfer: readonly TransferItem[] | undefined,
+  relayed: boolean,
   check?: (handles: Handle[]) => void,
 ): void {
   // A primitive has no properties, handles or depth: the platform's copy is the capture.
@@ -703,11 +742,13 @@ function postCopy(
     const value = cloned.value;
     const wrap =
       cloned.revive ||
-      (typeof value === 'object' && value !== null && (Object.hasOwn(value, ENVELOPE) || Object.hasOwn(value, DEMAND)));
-    port.postMessage(
-      wrap ? { [ENVELOPE]: value, revive: cloned.revive } : value,
-      cloned.transfer as TransferListItem[],
-    );
+      (typeof value === 'object' &&
+        value !== null &&
+        (Object.hasOwn(value, ENVELOPE) || Object.hasOwn(value, DEMAND) || Object.hasOwn(value, FORWARD)));
+    const message = wrap ? { [ENVELOPE]: value, revive: cloned.revive } : value;
+    const moved = cloned.transfer as TransferListItem[];
+    // A relayed end's relay posts the message on as it came: it needs the list of what moves with it.
+    port.postMessage(relayed ? { [FORWARD]: message, transfer: moved } : message, moved);
   } catch (error) {
     abort(captured);
     throw error;
@@ -780,13 +821,16 @@ export interface RelayLink {
   close(): void;
 }
 
-/** @internal A relayed end for a pool's worker, readable and writable as `readable` and `writable` say. */
-export function relayedEnd(readable: boolean, writable: boolean): RelayLink {
+/**
+ * @internal A relayed end for a pool's worker, readable and writable as `readable` and `writable` say, of the
+ * shared end's `channel` (so that sending the pipe's other end through it is refused, as through the shared end).
+ */
+export function relayedEnd(readable: boolean, writable: boolean, channel: string | undefined): RelayLink {
   const { port1, port2 } = new MessageChannel();
   const sync = new Int32Array(new SharedArrayBuffer((kAsked + 1) * Int32Array.BYTES_PER_ELEMENT));
   Atomics.store(sync, kHolder(0), me);
   return {
-    end: new Connection(port2, readable, writable, [], false, crypto.randomUUID(), sync, 1, true),
+    end: new Connection(port2, readable, writable, [], false, channel, sync, 1, true),
     port: port1,
     asking: () => Atomics.load(sync, kAsked) > 0,
     take() {
@@ -796,7 +840,7 @@ export function relayedEnd(readable: boolean, writable: boolean): RelayLink {
     },
     deliver(value) {
       try {
-        postCopy(port1, value, undefined);
+        postCopy(port1, value, undefined, false);
       } catch {
         Atomics.add(sync, kAsked, 1);
         return false;
@@ -819,8 +863,14 @@ export function demandOf(data: unknown): number | undefined {
   return (data as Record<string, number>)[DEMAND];
 }
 
-/** @internal The value a port's raw data carries (revived), as recv() would give it. */
-export const unwrapMessage = (data: unknown): unknown => unwrap(data);
+/** @internal A relayed end's message as it came to the relay: what to post on, and what moves with it. */
+export function forwardOf(data: unknown): { data: unknown; transfer: readonly unknown[] } {
+  if (typeof data === 'object' && data !== null && Object.hasOwn(data, FORWARD)) {
+    const { [FORWARD]: message, transfer } = data as Record<string, unknown>;
+    return { data: message, transfer: transfer as unknown[] };
+  }
+  return { data, transfer: [] }; // a primitive, or bytes (sendBytes), posted as they are
+}
 
 registerHandle('Connection', (wire) => {
   const entries = wire.inbox === null ? [] : (decodeItem(wire.inbox as Batch, 0) as [0 | 1, unknown][]);

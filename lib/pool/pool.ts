@@ -170,6 +170,7 @@ export class Pool {
     };
     try {
       this.#scheduler = new Scheduler({
+        ...(shared.length === 0 ? {} : { starting: (start: () => void) => startSharing(shared, start) }),
         module,
         processes,
         initializer,
@@ -179,7 +180,7 @@ export class Pool {
         name,
       });
     } catch (error) {
-      ended();
+      for (const end of shared) end.cancel();
       throw error;
     }
     if (shared.length > 0) void this.#scheduler.allExited.then(ended);
@@ -1041,4 +1042,10 @@ function iteratorOf(iterable: unknown): Iterator<unknown> | AsyncIterator<unknow
     if (typeof iterator === 'function') return iterator.call(iterable);
   }
   throw new TypeError(`iterable must be an iterable or an async iterable, got ${describe(iterable)}`);
+}
+
+/** Runs a worker's `start` with every shared end in initargs handing out a link of its own. */
+function startSharing(shared: readonly SharedEnd[], start: () => void, i = 0): void {
+  if (i === shared.length) start();
+  else shared[i]!.starting(() => startSharing(shared, start, i + 1));
 }

@@ -26,7 +26,7 @@
 //     pool keeps nothing alive (its workers are daemons).
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug, deserializeError, ErrorCode, ProcessError, TimeoutError, WorkerLostError } from '../errors.ts';
-import { commit, type Captured } from '../handles.ts';
+import { abort, commit, type Captured } from '../handles.ts';
 import { configureProcess, Process } from '../process.ts';
 import { poolRuntime } from '../runtime.ts';
 import { sliceItems } from '../wire/batch.ts';
@@ -69,8 +69,10 @@ export interface Job {
   timeout: number;
   /** At least this many tasks per chunk (the call's chunksize). */
   minChunk: number;
-  /** Handles or buffers the batch moves (alone jobs): committed when sent. */
+  /** Handles or buffers the batch moves (alone jobs): committed when sent, given back (aborted) if never sent. */
   captured?: Captured;
+  /** `captured` was committed or aborted. */
+  handedOver?: boolean;
 }
 
 interface Chunk {
@@ -115,6 +117,8 @@ const kFirstChunk = 1;
 const kStartFailures = 3;
 
 export interface SchedulerOptions {
+  /** Runs each worker's start (shared ends in initargs hand out an end of theirs only then). */
+  starting?: (start: () => void) => void;
   module: string;
   processes: number;
   initializer: string | null;
@@ -272,7 +276,8 @@ export class Scheduler {
     };
     configureProcess(worker, poolRuntime, [port2], (code, stopped) => this.#onExit(slot, code, stopped));
     try {
-      worker.start();
+      if (o.starting === undefined) worker.start();
+      else o.starting(() => worker.start());
     } catch (error) {
       port1.close();
       if (initial) throw error;
@@ -465,6 +470,7 @@ export class Scheduler {
       const job = this.#queue[0]!;
       if (job.next >= job.batch.n || !jobLive(job)) {
         this.#queue.shift();
+        giveBack(job);
         continue;
       }
       const slot = this.#freeSlot(job);
@@ -552,9 +558,13 @@ export class Scheduler {
     } catch (error) {
       // Only a batch with carried host objects can fail here (the platform refuses one): those tasks fail.
       for (let i = from; i < from + size; i++) settleTask(job, i, false, error);
+      giveBack(job);
       return;
     }
-    if (job.captured !== undefined) commit(job.captured, `pool worker ${slot.process.name}`);
+    if (job.captured !== undefined && job.handedOver !== true) {
+      job.handedOver = true;
+      commit(job.captured, `pool worker ${slot.process.name}`);
+    }
     slot.chunks.push(chunk);
     slot.sent += size;
     this.#chunks.set(chunk.id, { chunk, slot });
@@ -592,6 +602,7 @@ export class Scheduler {
   #failJob(job: Job, error: unknown): void {
     for (let i = job.next; i < job.batch.n; i++) settleTask(job, i, false, error);
     job.next = job.batch.n;
+    giveBack(job);
   }
 
   #failChunk(chunk: Chunk, error: unknown): void {
@@ -627,6 +638,16 @@ function jobLive(job: Job): boolean {
   if (!Array.isArray(job.calls)) return job.calls.live;
   for (let i = job.next; i < job.calls.length; i++) if (job.calls[i]!.live) return true;
   return false;
+}
+
+/**
+ * A job dropped before it was sent: the handles its arguments carry stay where they were (an end of a pipe
+ * stays usable in the caller's thread, a shared end's relay end closes), as after a failed post.
+ */
+function giveBack(job: Job): void {
+  if (job.captured === undefined || job.handedOver === true) return;
+  job.handedOver = true;
+  abort(job.captured);
 }
 
 /** Some call still wants a result of the chunk's tasks not answered yet. */

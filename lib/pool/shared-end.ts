@@ -15,8 +15,21 @@
 //     receiver reading to EOF gets everything every worker sent. At EOF on the shared end, every link closes:
 //     its worker sees EOF once it received what was delivered to it.
 //   Links are unref'd: a pool that is never closed does not keep the program alive through them.
-import { type Connection, demandOf, kShare, type RelayLink, relayedEnd, unwrapMessage } from '../connection.ts';
-import { EOFError } from '../errors.ts';
+//   Only a pool worker's start gets a link (`#starting`): anywhere else the end was sent away, as after a send
+//     to a Process, so a message sent through it never goes nowhere and the pool's end brings EOF in time.
+//   What a worker sends is posted on as it came, never rebuilt here: its handles and registered classes are
+//     for its receiver to know, not this thread.
+import {
+  type Connection,
+  demandOf,
+  forwardOf,
+  kForward,
+  kShare,
+  kUnshare,
+  type RelayLink,
+  relayedEnd,
+} from '../connection.ts';
+import { ClosedError, EOFError } from '../errors.ts';
 
 export class SharedEnd {
   readonly #end: Connection;
@@ -26,10 +39,36 @@ export class SharedEnd {
   #pumping = false;
   #eof = false;
   #poolEnded = false;
+  #starting = false;
+  /** How many links were ever made (the pool's end can go back to its caller only while none was). */
+  #made = 0;
+  readonly #destination: string;
+  readonly #original: Connection;
 
   /** Takes `end` (open) over: it is unusable in this thread from now on, as one sent to a worker is. */
   constructor(end: Connection, poolName: string) {
-    this.#end = end[kShare](`the workers of pool ${poolName}`, () => this.#newLink());
+    this.#destination = `the workers of pool ${poolName}`;
+    this.#original = end;
+    this.#end = end[kShare](this.#destination, (channel) => this.#newLink(channel));
+  }
+
+  /** Runs a pool worker's start: the initargs it sends get a link each. */
+  starting(start: () => void): void {
+    this.#starting = true;
+    try {
+      start();
+    } finally {
+      this.#starting = false;
+    }
+  }
+
+  /**
+   * The pool could not start (a `new Pool` that throws): the end goes back to its caller, usable as before, if
+   * no worker got an end of it; otherwise it ends as after the pool's end.
+   */
+  cancel(): void {
+    if (this.#made === 0) this.#original[kUnshare](this.#end);
+    else this.poolEnded();
   }
 
   /** The pool's workers have all exited for good: once what they sent is sent on, the shared end closes. */
@@ -38,8 +77,11 @@ export class SharedEnd {
     this.#closeIfDone();
   }
 
-  #newLink(): Connection {
-    const link = relayedEnd(this.#end.readable, this.#end.writable);
+  #newLink(channel: string | undefined): Connection {
+    if (!this.#starting || this.#poolEnded)
+      throw new ClosedError(`connection was sent to ${this.#destination} and cannot be used here`);
+    const link = relayedEnd(this.#end.readable, this.#end.writable, channel);
+    this.#made++;
     const { port } = link;
     this.#links.add(link);
     port.on('message', (data: unknown) => this.#fromWorker(link, data));
@@ -61,8 +103,9 @@ export class SharedEnd {
   #fromWorker(link: RelayLink, data: unknown): void {
     const asked = demandOf(data);
     if (asked === undefined) {
+      const { data: message, transfer } = forwardOf(data);
       try {
-        this.#end.send(unwrapMessage(data));
+        this.#end[kForward](message, transfer);
       } catch {}
       return;
     }

@@ -14,6 +14,7 @@ import {
   EOFError,
   Pipe,
   Pool,
+  Process,
   ProcessError,
   Queue,
   TimeoutError,
@@ -1140,6 +1141,46 @@ contract('a shared end in initargs receives too: each message goes to one waitin
   assert.is(await counted, 3);
   p.close();
   await deadline(p.join(), 20_000, 'join()');
+});
+
+contract(
+  "what workers send through a shared end is not rebuilt in the pool's thread; the end goes nowhere else",
+  async () => {
+    // A class registered only in worker threads reached the reader as a plain object: the relay rebuilt each
+    // message in this thread, which does not know it (nor, say, mpthreads/redis's handles), and sent that on.
+    const [reader, writer] = Pipe<unknown>(false);
+    const [back, backChild] = Pipe<string[]>();
+    const readerProcess = new Process({ target: 'readTagged', module, args: [reader, backChild, 3] });
+    readerProcess.start();
+    const p = pool({ initializer: 'keepReportEnd', initargs: [{ end: writer }] });
+    await p.map(tasks.sendTagged, [1, 2, 3]);
+    assert.equal((await back.recv({ timeout: 20_000 })).sort(), ['T1', 'T2', 'T3']);
+    // The end went to the pool's workers: as one sent to a Process, it cannot be sent anywhere else (a message
+    // sent through it went nowhere, and an end given to a task that never ran kept EOF from ever coming).
+    const [other] = Pipe();
+    throws(() => other.send(writer as never), ClosedError, 'sent through another pipe');
+    await rejects(p.apply(tasks.identity, [writer]), ClosedError, 'in the args of a task');
+    p.close();
+    await deadline(p.join(), 20_000, 'join()');
+    await deadline(readerProcess.join(), 20_000, 'the reader');
+    other.close();
+    back.close();
+  },
+);
+
+contract('a new Pool that throws leaves a Connection in its initargs usable', async () => {
+  const [reader, writer] = Pipe<number>(false);
+  throws(
+    () => new Pool({ module, processes: 1, initargs: [writer], resourceLimits: { maxOldGenerationSizeMb: -1 } }),
+    RangeError,
+    'bad resourceLimits',
+  );
+  throws(() => new Pool({ module: new URL('./no-such-module.ts', module), initargs: [writer] }), ProcessError);
+  assert.is(writer.closed, false);
+  writer.send(5);
+  assert.is(await reader.recv({ timeout: 5_000 }), 5);
+  writer.close();
+  reader.close();
 });
 
 contract('bad input is a typed error at the call; submitting to a closed pool throws ClosedError', async () => {
