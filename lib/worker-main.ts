@@ -80,10 +80,12 @@ export async function load(boot: BootData): Promise<{ module: Record<string, unk
     module = (await import(boot.compiled ?? boot.module)) as Record<string, unknown>;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
+    // A top level that starts a process without `if (isMainThread)`: the parent's error says so by its code too.
+    const unguarded = error instanceof ProcessError && error.code === ErrorCode.StartWhileImporting;
     return fail(
       new ProcessError(
         `cannot load module ${boot.module} for target "${boot.target}": ${reason}`,
-        ErrorCode.ModuleLoad,
+        unguarded ? ErrorCode.StartWhileImporting : ErrorCode.ModuleLoad,
         { cause: error },
       ),
     );

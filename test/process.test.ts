@@ -648,8 +648,14 @@ lifetime(
     assert.is(signal, null, stderr);
     assert.is(code, 0, stderr);
     assert.not.match(stderr, /runaway/, 'a worker of a worker ran the top level');
-    const out = JSON.parse(stdout) as { exitCodes: number[]; errors: string[]; threadsStarted: number };
+    const out = JSON.parse(stdout) as {
+      exitCodes: number[];
+      errors: string[];
+      codes: string[];
+      threadsStarted: number;
+    };
     assert.equal(out.exitCodes, [1, 1], 'each worker failed to load its module');
+    assert.equal(out.codes, ['ERR_START_WHILE_IMPORTING', 'ERR_START_WHILE_IMPORTING'], 'the code says why');
     for (const message of out.errors) {
       assert.match(
         message,

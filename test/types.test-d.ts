@@ -8,6 +8,7 @@ import {
   Process,
   Queue,
   RawArray,
+  registerClass,
   SharedArray,
   Value,
   type Connection,
@@ -120,3 +121,18 @@ export function sharedMemory(): void {
   Value('x', 1);
   void [big, n, h, plain, wrong];
 }
+
+// registerClass(): deserialize() takes what serialize() returns, inferred (the README's line, which needed a
+// cast while deserialize() took unknown).
+class Secret {
+  readonly #value: string;
+  constructor(value: string) {
+    this.#value = value;
+  }
+  reveal(): string {
+    return this.#value;
+  }
+}
+registerClass(Secret, { serialize: (s) => s.reveal(), deserialize: (v) => new Secret(v) });
+// @ts-expect-error deserialize() must take what serialize() returns
+registerClass(Secret, { serialize: (s) => s.reveal(), deserialize: (v: number) => new Secret(String(v)) });

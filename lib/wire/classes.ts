@@ -47,14 +47,15 @@ const registry: Registry = ((globalThis as Record<symbol, unknown>)[kRegistry] ?
  */
 const registerKeys = ['name', 'serialize', 'deserialize'] as const;
 
-export function registerClass<C extends abstract new (...args: any[]) => object>(
+export function registerClass<C extends abstract new (...args: any[]) => object, D = unknown>(
   Class: C,
-  options?: ClassOptions<InstanceType<C>>,
+  // D: what serialize() returns, which deserialize() takes (inferred from serialize, so neither needs a cast).
+  options?: ClassOptions<InstanceType<C>, D>,
 ): C {
   if (typeof Class !== 'function' || typeof Class.prototype !== 'object' || Class.prototype === null) {
     throw new TypeError(`registerClass() takes a class, got ${describe(Class)}`);
   }
-  const o: ClassOptions<InstanceType<C>> = checkOptions(options, 'registerClass() options', registerKeys);
+  const o: ClassOptions<InstanceType<C>, D> = checkOptions(options, 'registerClass() options', registerKeys);
   const name = o.name ?? Class.name;
   if (typeof name !== 'string' || name === '')
     throw new TypeError(
