@@ -31,6 +31,7 @@ import {
   kSyncGetting,
   newHolderCells,
   newLeaseRing,
+  counted,
   size,
   taskDone,
   unfinished,
@@ -54,8 +55,6 @@ export interface HolderRecord extends WireHandle {
 
 /** Longest sleep (ms) of a getSync() that sees an item counted but not pushed to it, between two looks. */
 const kGetSyncPoll = 16;
-/** A taskDone() with fewer tasks unfinished than this posts what its thread put first (taskDone()). */
-const kPostPutsBelow = 64;
 
 /** How long a thread's exit waits for the hub to have numbered what each of its holders sent. */
 const kExitSyncMs = 5_000;
@@ -209,11 +208,11 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   taskDone(): boolean {
-    // Near the end of the work, what this thread put before is posted first, so that a join() that ends with
-    // these taskDone()s finds it on the queues (a getNowait() right after it). Not earlier: a consumer loop would
-    // post an item at a time instead of a batch per turn of its event loop (4x slower), and an earlier taskDone()
-    // is followed by a turn of the loop (the next get()) long before the last one comes.
-    if (unfinished(this.queueCells) <= kPostPutsBelow) postAllPuts();
+    // At the tail of the work (every task put has been taken: join() may resolve once those taken are done),
+    // what this thread put before is posted first, so that a join() ended by this taskDone() finds it on the
+    // queues (a getNowait() right after it). Not while tasks wait to be taken: a consumer loop would post an
+    // item at a time instead of a batch per turn of its event loop (2-4x slower), and its next get() posts them.
+    if (counted(this.queueCells) === 0) postAllPuts();
     const done = taskDone(this.queueCells, this.holderCells);
     if (this.closed && this.#openLeases() === 0) this.#closePort();
     return done;

@@ -18,9 +18,10 @@
 //     between its two counting steps; one that died there leaves the queue `unsettled` until settle() (argued in
 //     protocol.ts) has put it right.
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
-//   A getNowait()'s request (a Want with `now`) is answered after every message already on the queue's holders'
-//     ports: each port delivers in order, but the hub serves the ports in no set order, so a batch flushed by
-//     one thread before it told another to getNowait() could otherwise come after that request.
+//   A getNowait()'s request (a Want with `now`) is answered after the batches already on the queue's other
+//     holders' ports, up to the items each had counted then (takeWaiting): each port delivers in order, but the
+//     hub serves the ports in no set order, so a batch flushed by one thread before it told another to
+//     getNowait() could otherwise come after that request.
 import { parentPort, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
@@ -229,15 +230,22 @@ class HubQueue {
     return e !== undefined && e.base <= index ? e : undefined;
   }
 
-  /** Drops what every holder is done with: claimed items nobody is fetching and (JoinableQueue) nobody leases. */
-  /** Handles what the other holders' ports hold now (see the invariants), until none holds anything. */
+  /**
+   * Handles what the other holders' ports hold (see the invariants): each once, and those a message handled
+   * meanwhile attached.
+   */
   takeWaiting(asking: Holder): void {
-    for (let took = true; took; ) {
-      took = false;
-      for (const holder of [...this.holders]) if (holder !== asking && holder.takeWaiting()) took = true;
+    const seen = new Set<Holder>([asking]);
+    for (let fresh = [...this.holders]; fresh.length > 0; fresh = [...this.holders].filter((h) => !seen.has(h))) {
+      for (const holder of fresh) {
+        if (seen.has(holder)) continue;
+        seen.add(holder);
+        holder.takeWaiting();
+      }
     }
   }
 
+  /** Drops what every holder is done with: claimed items nobody is fetching and (JoinableQueue) nobody leases. */
   trim(): void {
     let low = this.abs(Atomics.load(this.cells, kClaimed));
     for (const holder of this.holders) {
@@ -430,20 +438,23 @@ class Holder {
     Atomics.notify(this.cells, kReply);
   }
 
-  /** Handles what waits on this holder's port now, in order. False if nothing did. */
-  takeWaiting(): boolean {
-    if (this.taking) return false;
+  /**
+   * Handles what waits on this holder's port, in order, up to the items it had counted when asked (kPutCount):
+   * what it posts after that is not waited for, so a busy producer cannot keep a getNowait() waiting.
+   */
+  takeWaiting(): void {
+    if (this.taking) return;
     this.taking = true;
-    let took = false;
+    const counted = Atomics.load(this.cells, kPutCount);
     try {
-      for (let entry = receiveMessageOnPort(this.port); entry !== undefined; entry = receiveMessageOnPort(this.port)) {
-        took = true;
+      while (((counted - this.received) | 0) > 0) {
+        const entry = receiveMessageOnPort(this.port);
+        if (entry === undefined) break; // the rest is still in its thread's buffer
         this.onMessage(entry.message as HolderMessage);
       }
     } finally {
       this.taking = false;
     }
-    return took;
   }
 
   /** The holder's port closed (close(), exit, terminate, collected): settle what it left behind. */
