@@ -81,6 +81,8 @@ const kBlocked = (side: number) => 6 + side;
 const kSyncCells = 8;
 /** A relayed end's cell: the messages it asked for that the relay has not taken yet (see the invariants). */
 const kAsked = kSyncCells;
+/** kAsked of an end whose worker is being stopped: far below anything its requests can bring it back to. */
+const kRetired = -(2 ** 30);
 /** How often (ms) a blocking receive looks whether the other end's thread died: a death notifies no one. */
 const kDeathCheck = 50;
 
@@ -649,7 +651,14 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       this.#port.postMessage({ [DEMAND]: want - this.#asked });
       this.#asked = want;
     }
-    while (want < this.#asked && this.#takeBack());
+    let takenBack = 0;
+    while (want < this.#asked && this.#takeBack()) takenBack++;
+    this.#toldTakenBack(takenBack);
+  }
+
+  /** Tells the relay of requests taken back, so that it stops reading for them (and forgets them). */
+  #toldTakenBack(n: number): void {
+    if (n > 0) this.#port?.postMessage({ [DEMAND]: -n });
   }
 
   /** Takes back one request the relay has not taken yet: false if it took them all. */
@@ -672,12 +681,18 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       this.#waiters.length +
       (this.#pollers.length > 0 ? 1 : 0) -
       (list === this.#waiters || this.#pollers.length === 1 ? 1 : 0);
+    let takenBack = 0;
     while (want < this.#asked) {
-      if (this.#takeBack()) continue;
+      if (this.#takeBack()) {
+        takenBack++;
+        continue;
+      }
+      this.#toldTakenBack(takenBack);
       const i = list.indexOf(waiter);
       if (i > 0) list.unshift(...list.splice(i, 1));
       return true;
     }
+    this.#toldTakenBack(takenBack);
     return false;
   }
 
@@ -815,6 +830,8 @@ export interface RelayLink {
   asking(): boolean;
   /** Takes one of the end's requests for a message, before delivering one: false if none is left. */
   take(): boolean;
+  /** Its worker is being stopped: no request of it is taken any more (a message taken for it would be lost). */
+  retire(): void;
   /** Delivers `value` for a request take() took; one that cannot be sent is dropped, the request given back (false). */
   deliver(value: unknown): boolean;
   /** Closes the relay's side: the end sees EOF once it received everything delivered before. */
@@ -837,6 +854,9 @@ export function relayedEnd(readable: boolean, writable: boolean, channel: string
       for (let n = Atomics.load(sync, kAsked); n > 0; n = Atomics.load(sync, kAsked))
         if (Atomics.compareExchange(sync, kAsked, n, n - 1) === n) return true;
       return false;
+    },
+    retire() {
+      Atomics.store(sync, kAsked, kRetired);
     },
     deliver(value) {
       try {

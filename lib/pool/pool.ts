@@ -1044,8 +1044,18 @@ function iteratorOf(iterable: unknown): Iterator<unknown> | AsyncIterator<unknow
   throw new TypeError(`iterable must be an iterable or an async iterable, got ${describe(iterable)}`);
 }
 
-/** Runs a worker's `start` with every shared end in initargs handing out a link of its own. */
-function startSharing(shared: readonly SharedEnd[], start: () => void, i = 0): void {
-  if (i === shared.length) start();
-  else shared[i]!.starting(() => startSharing(shared, start, i + 1));
+/**
+ * Runs a worker's `start` with every shared end in initargs handing out a link of its own; returns what to call
+ * when that worker is stopped or exits.
+ */
+function startSharing(shared: readonly SharedEnd[], start: () => void): () => void {
+  const retires: (() => void)[] = [];
+  const next = (i: number): void => {
+    if (i === shared.length) start();
+    else retires.push(shared[i]!.starting(() => next(i + 1)));
+  };
+  next(0);
+  return () => {
+    for (const retire of retires) retire();
+  };
 }

@@ -103,6 +103,8 @@ interface Slot {
   stopping: boolean;
   /** Stopped by the pool (a timeout, an abort, a cancel): a task of another call it was running did not fail. */
   killed: boolean;
+  /** Called before it is stopped and when it exits (see SchedulerOptions.starting). */
+  retire?: () => void;
 }
 
 /** Chunks a worker holds at once behind a short chunk: one running, one waiting, so that it never waits for the next. */
@@ -117,8 +119,11 @@ const kFirstChunk = 1;
 const kStartFailures = 3;
 
 export interface SchedulerOptions {
-  /** Runs each worker's start (shared ends in initargs hand out an end of theirs only then). */
-  starting?: (start: () => void) => void;
+  /**
+   * Runs each worker's start (shared ends in initargs hand out an end of theirs only then); returns what to
+   * call before the worker is stopped, and when it exits.
+   */
+  starting?: (start: () => void) => () => void;
   module: string;
   processes: number;
   initializer: string | null;
@@ -159,7 +164,10 @@ export class Scheduler {
     try {
       for (let i = 0; i < options.processes; i++) this.#startWorker(true);
     } catch (error) {
-      for (const slot of this.#slots) slot.process.terminate();
+      for (const slot of this.#slots) {
+        slot.retire?.();
+        slot.process.terminate();
+      }
       throw error;
     }
   }
@@ -228,6 +236,7 @@ export class Scheduler {
     this.#chunks.clear();
     for (const slot of this.#slots) {
       slot.chunks = [];
+      slot.retire?.();
       slot.process.terminate();
     }
     if (this.#slots.size === 0) this.#allExited.resolve();
@@ -277,7 +286,7 @@ export class Scheduler {
     configureProcess(worker, poolRuntime, [port2], (code, stopped) => this.#onExit(slot, code, stopped));
     try {
       if (o.starting === undefined) worker.start();
-      else o.starting(() => worker.start());
+      else slot.retire = o.starting(() => worker.start());
     } catch (error) {
       port1.close();
       if (initial) throw error;
@@ -364,6 +373,7 @@ export class Scheduler {
 
   /** A worker exited (its tasks done and stopped, or it died): settle or requeue what it had, replace it. */
   #onExit(slot: Slot, code: number, stopped: boolean): void {
+    slot.retire?.();
     this.#slots.delete(slot);
     // What it posted before it exited and this thread has not read yet (results, its initializer's failure)
     // is on the port now: read it before the port closes, as its exit may come first.
@@ -448,6 +458,7 @@ export class Scheduler {
     for (const slot of this.#slots) {
       for (const chunk of slot.chunks) this.#failChunk(chunk, error);
       slot.chunks = [];
+      slot.retire?.();
       slot.process.terminate();
     }
     this.#chunks.clear();
@@ -460,6 +471,7 @@ export class Scheduler {
   #stop(slot: Slot): void {
     slot.stopping = true;
     slot.killed = true;
+    slot.retire?.();
     slot.process.terminate();
   }
 

@@ -37,6 +37,8 @@ export class SharedEnd {
   #asks: RelayLink[] = [];
   readonly #held: unknown[] = [];
   #pumping = false;
+  /** The read of the shared end under way, aborted once nobody asks. */
+  #reading: AbortController | undefined;
   #eof = false;
   #poolEnded = false;
   #starting = false;
@@ -53,13 +55,35 @@ export class SharedEnd {
   }
 
   /** Runs a pool worker's start: the initargs it sends get a link each. */
-  starting(start: () => void): void {
+  /**
+   * Runs a pool worker's start: the initargs it sends get a link each. Returns what to call when the pool stops
+   * that worker or sees it exit: its links take no more messages (one taken for a thread being terminated would
+   * be lost with it).
+   */
+  starting(start: () => void): () => void {
+    const made = this.#links.size;
+    const before = new Set(this.#links);
     this.#starting = true;
     try {
       start();
     } finally {
       this.#starting = false;
     }
+    const mine = this.#links.size === made ? [] : [...this.#links].filter((link) => !before.has(link));
+    return () => {
+      for (const link of mine) this.#retire(link);
+    };
+  }
+
+  #retire(link: RelayLink): void {
+    link.retire();
+    this.#asks = this.#asks.filter((l) => l !== link);
+    this.#stopReadingIfUnasked();
+  }
+
+  /** Nobody asks any more: the read of the shared end stops (a read waiting keeps the program alive). */
+  #stopReadingIfUnasked(): void {
+    if (this.#reading !== undefined && !this.#asks.some((link) => link.asking())) this.#reading.abort();
   }
 
   /**
@@ -90,6 +114,7 @@ export class SharedEnd {
     port.on('close', () => {
       this.#links.delete(link);
       this.#asks = this.#asks.filter((l) => l !== link);
+      this.#stopReadingIfUnasked();
       link.close();
       this.#closeIfDone();
     });
@@ -109,6 +134,16 @@ export class SharedEnd {
       } catch {}
       return;
     }
+    if (asked < 0) {
+      // Requests the worker took back (its receive gave up): forget as many of its entries, newest first.
+      for (let n = -asked, i = this.#asks.length - 1; n > 0 && i >= 0; i--)
+        if (this.#asks[i] === link) {
+          this.#asks.splice(i, 1);
+          n--;
+        }
+      this.#stopReadingIfUnasked();
+      return;
+    }
     for (let i = 0; i < asked; i++) this.#asks.push(link);
     while (this.#held.length > 0 && this.#deliver(this.#held[0])) this.#held.shift();
     void this.#pump();
@@ -121,16 +156,19 @@ export class SharedEnd {
     try {
       while (this.#asks.some((link) => link.asking())) {
         let message: unknown;
+        const reading = (this.#reading = new AbortController());
         try {
-          message = await this.#end.recv();
+          message = await this.#end.recv({ signal: reading.signal });
         } catch (error) {
           if (error instanceof EOFError) {
             this.#eof = true;
             for (const link of this.#links) link.close();
             return;
           }
-          if (this.#end.closed) return;
+          if (this.#end.closed || reading.signal.aborted) return; // nobody asks: the message stays in the pipe
           continue; // a message this thread could not rebuild: dropped (see #fromWorker)
+        } finally {
+          this.#reading = undefined;
         }
         if (!this.#deliver(message)) this.#held.push(message);
       }
