@@ -78,7 +78,9 @@ const kSent = (side: number) => side;
 const kGone = (side: number) => 2 + side;
 const kHolder = (side: number) => 4 + side;
 const kBlocked = (side: number) => 6 + side;
-const kSyncCells = 8;
+/** 1 while this side's end is shared by a pool's workers (kShare): the other end sends to it in FORWARD form. */
+const kSharedEnd = (side: number) => 8 + side;
+const kSyncCells = 10;
 /** A relayed end's cell: the messages it asked for that the relay has not taken yet (see the invariants). */
 const kAsked = kSyncCells;
 /** kAsked of an end whose worker is being stopped: far below anything its requests can bring it back to. */
@@ -122,6 +124,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   /** An end relayed by a pool's shared end: messages come only when asked for (see the invariants). */
   readonly #relayed: boolean;
   #asked = 0;
+  /** A shared end's relay side (kShare): messages are taken as they came, for the relay to post on untouched. */
+  #raw = false;
 
   /** @internal Use `Pipe()`. */
   constructor(
@@ -169,7 +173,9 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const transfer = checkTransferList(checkOptions(options, 'options', ['transfer']).transfer);
     const port = this.#checkOpen();
     this.#checkWritable();
-    postCopy(port, obj, transfer, this.#relayed, (handles) => {
+    // To a relay (a relayed end's, or a shared end's, whose relay hands it to a worker): in FORWARD form.
+    const forward = this.#relayed || Atomics.load(this.#sync, kSharedEnd(1 - this.#side)) === 1;
+    postCopy(port, obj, transfer, forward, (handles) => {
       for (const handle of handles) {
         if (
           handle instanceof Connection &&
@@ -490,7 +496,12 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const wire = this[kMarshal]([]);
     this[kCommit](destination);
     this.#makeShared = makeEnd;
-    return reviveRecord(wire) as Connection;
+    const inner = reviveRecord(wire) as Connection;
+    // What it received already was rebuilt here; what comes from now on is taken as it came.
+    inner.#inbox = inner.#inbox.map((m) => (m instanceof Undeliverable ? m : new Rebuilt(m)));
+    inner.#raw = true;
+    Atomics.store(this.#sync, kSharedEnd(this.#side), 1);
+    return inner;
   }
 
   /**
@@ -511,9 +522,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#inbox = inner.#inbox;
     inner.#inbox = [];
     this.#peerGone = inner.#peerGone;
+    this.#inbox = this.#inbox.map((m) => (m instanceof Rebuilt ? m.value : m));
     this.#makeShared = undefined;
     this.#movedTo = undefined;
     Atomics.store(this.#sync, kHolder(this.#side), me);
+    Atomics.store(this.#sync, kSharedEnd(this.#side), 0);
   }
 
   /**
@@ -547,7 +560,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       const entry = receiveMessageOnPort(this.#port);
       if (entry === undefined) return NONE;
       this.#received();
-      return unwrap(entry.message);
+      return this.#raw ? entry.message : unwrap(entry.message);
     } catch (error) {
       return new Undeliverable(error);
     }
@@ -574,7 +587,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#received();
     let message: unknown;
     try {
-      message = unwrap(data);
+      message = this.#raw ? data : unwrap(data);
     } catch (error) {
       this.#onMessageError(error);
       return;
@@ -780,6 +793,11 @@ function unwrap(message: unknown): unknown {
   return message;
 }
 
+/** A message a shared end's relay side received before it was shared, rebuilt already (kShare). */
+class Rebuilt {
+  constructor(readonly value: unknown) {}
+}
+
 /** Stands in the inbox for a message that arrived but could not be deserialized in this thread. */
 class Undeliverable {
   constructor(readonly error: unknown) {}
@@ -860,7 +878,17 @@ export function relayedEnd(readable: boolean, writable: boolean, channel: string
     },
     deliver(value) {
       try {
-        postCopy(port1, value, undefined, false);
+        if (value instanceof Rebuilt) postCopy(port1, value.value, undefined, false);
+        else {
+          const { data, transfer } = forwardOf(value);
+          try {
+            port1.postMessage(data, transfer as TransferListItem[]);
+          } catch {
+            // Sent before the end was shared, not in FORWARD form: the ports it carries are not listed, so it
+            // is rebuilt here and sent as a copy.
+            postCopy(port1, unwrap(value), undefined, false);
+          }
+        }
       } catch {
         Atomics.add(sync, kAsked, 1);
         return false;

@@ -6,6 +6,7 @@
 // Synchronisation is by handshake (a Pipe message from the task), never by sleeping; durations are checked
 // only against generous upper bounds.
 import { fileURLToPath } from 'node:url';
+import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import {
   activeChildren,
@@ -1179,6 +1180,29 @@ contract("a shared end's receive stopped with its task leaves the next message f
     assert.is(await p.apply(tasks.recvShared, []), i, `message ${i}, to the next receive`);
   }
   mine.close();
+});
+
+contract("what the other end sends to the workers is not rebuilt in the pool's thread either", async () => {
+  // It was received here and sent again: a class registered only in the sending worker and the pool's came as
+  // a plain object, and a MessagePort it moved made the message vanish (DataCloneError, dropped).
+  const [mine, theirs] = Pipe<unknown>();
+  const p = pool({ initializer: 'keepReportEnd', initargs: [{ end: theirs }] });
+  const sender = new Process({ target: 'sendTaggedThrough', module, args: [mine, 2] });
+  sender.start();
+  assert.equal((await p.map(tasks.recvSharedShout, [0, 1], { chunksize: 1 })).sort(), ['P1', 'P2']);
+  await deadline(sender.join(), 20_000, 'the sender');
+  p.close();
+  await deadline(p.join(), 20_000, 'join()');
+
+  const [here, there] = Pipe<unknown>();
+  const q = pool({ processes: 1, initializer: 'keepReportEnd', initargs: [{ end: there }] });
+  const { port1, port2 } = new MessageChannel();
+  const hello = new Promise((resolve) => port2.once('message', resolve));
+  here.send({ port: port1 }, { transfer: [port1] });
+  assert.is(await q.apply(tasks.helloOnSharedPort, []), 'sent');
+  assert.is(await deadline(hello, 20_000, 'hi on the port'), 'hi');
+  port2.close();
+  here.close();
 });
 
 contract('a new Pool that throws leaves a Connection in its initargs usable', async () => {
