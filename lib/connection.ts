@@ -536,7 +536,9 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   [kForward](data: unknown, transfer: readonly unknown[]): void {
     const port = this.#checkOpen();
     this.#checkWritable();
-    port.postMessage(data, transfer as TransferListItem[]);
+    // The other end shared too (by this pool or another): its relay needs the list of what moves as well.
+    const forward = Atomics.load(this.#sync, kSharedEnd(1 - this.#side)) === 1;
+    port.postMessage(forward ? { [FORWARD]: data, transfer } : data, transfer as TransferListItem[]);
     this.#sent();
   }
 
@@ -739,6 +741,8 @@ const ENVELOPE = '\u0000mpthreads.message';
 const DEMAND = '\u0000mpthreads.demand';
 /** The key of a message a relayed end sent: the message as it would be posted, and what it moves (its relay posts it on). */
 const FORWARD = '\u0000mpthreads.forward';
+/** The key of what a relay posts instead of a message it could not pass on (its error, as text). */
+const UNDELIVERABLE = '\u0000mpthreads.undeliverable';
 
 /**
  * Posts a copy of `obj` to `port`, made now, as send() does: a copy that holds handles or registered instances
@@ -772,7 +776,10 @@ function postCopy(
       cloned.revive ||
       (typeof value === 'object' &&
         value !== null &&
-        (Object.hasOwn(value, ENVELOPE) || Object.hasOwn(value, DEMAND) || Object.hasOwn(value, FORWARD)));
+        (Object.hasOwn(value, ENVELOPE) ||
+          Object.hasOwn(value, DEMAND) ||
+          Object.hasOwn(value, FORWARD) ||
+          Object.hasOwn(value, UNDELIVERABLE)));
     const message = wrap ? { [ENVELOPE]: value, revive: cloned.revive } : value;
     const moved = cloned.transfer as TransferListItem[];
     // A relayed end's relay posts the message on as it came: it needs the list of what moves with it.
@@ -786,6 +793,15 @@ function postCopy(
 
 /** The value a message carries: most travel as they are; one in an envelope is unwrapped (and revived). */
 function unwrap(message: unknown): unknown {
+  if (typeof message !== 'object' || message === null) return message;
+  // In FORWARD form: sent while this end was shared (kShare), received after kUnshare gave it back.
+  if (Object.hasOwn(message, FORWARD)) message = (message as Record<string, unknown>)[FORWARD];
+  // A message its relay could not pass on to this end: the receive it was for fails.
+  if (typeof message === 'object' && message !== null && Object.hasOwn(message, UNDELIVERABLE)) {
+    throw new ProcessError(
+      `a message for this end could not be passed on by its pool's relay: ${(message as Record<string, string>)[UNDELIVERABLE]}`,
+    );
+  }
   if (typeof message === 'object' && message !== null && Object.hasOwn(message, ENVELOPE)) {
     const { [ENVELOPE]: value, revive: needed } = message as Record<string, unknown>;
     return needed === true ? revive(value, reviveRecord) : value;
@@ -850,8 +866,8 @@ export interface RelayLink {
   take(): boolean;
   /** Its worker is being stopped: no request of it is taken any more (a message taken for it would be lost). */
   retire(): void;
-  /** Delivers `value` for a request take() took; one that cannot be sent is dropped, the request given back (false). */
-  deliver(value: unknown): boolean;
+  /** Delivers `value` for a request take() took; one that cannot be sent fails the receive it was for instead. */
+  deliver(value: unknown): void;
   /** Closes the relay's side: the end sees EOF once it received everything delivered before. */
   close(): void;
 }
@@ -877,25 +893,28 @@ export function relayedEnd(readable: boolean, writable: boolean, channel: string
       Atomics.store(sync, kAsked, kRetired);
     },
     deliver(value) {
+      // The worker shared its own end again (a pool of its own): that relay needs the list of what moves too.
+      const forward = Atomics.load(sync, kSharedEnd(1)) === 1;
       try {
-        if (value instanceof Rebuilt) postCopy(port1, value.value, undefined, false);
+        if (value instanceof Rebuilt) postCopy(port1, value.value, undefined, forward);
         else {
           const { data, transfer } = forwardOf(value);
           try {
-            port1.postMessage(data, transfer as TransferListItem[]);
+            port1.postMessage(forward ? { [FORWARD]: data, transfer } : data, transfer as TransferListItem[]);
           } catch {
             // Sent before the end was shared, not in FORWARD form: the ports it carries are not listed, so it
             // is rebuilt here and sent as a copy.
-            postCopy(port1, unwrap(value), undefined, false);
+            postCopy(port1, unwrap(value), undefined, forward);
           }
         }
-      } catch {
-        Atomics.add(sync, kAsked, 1);
-        return false;
+      } catch (error) {
+        // Its request was taken (a receive whose time ran out waits for this message): it fails that receive.
+        port1.postMessage({
+          [UNDELIVERABLE]: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+        });
       }
       Atomics.add(sync, kSent(1), 1);
       if (Atomics.load(sync, kBlocked(1)) > 0) Atomics.notify(sync, kSent(1));
-      return true;
     },
     close() {
       port1.close();

@@ -182,8 +182,7 @@ export class SharedEnd {
     while (this.#asks.length > 0) {
       const link = this.#asks.shift()!;
       if (!link.take()) continue;
-      if (link.deliver(message)) return true;
-      this.#asks.unshift(link); // it could not be sent (dropped): the request stands
+      link.deliver(message);
       return true;
     }
     return false;

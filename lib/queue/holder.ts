@@ -55,6 +55,8 @@ export interface HolderRecord extends WireHandle {
 
 /** Longest sleep (ms) of a getSync() that sees an item counted but not pushed to it, between two looks. */
 const kGetSyncPoll = 16;
+/** A taskDone() with at most this many tasks unfinished is at the tail of the work (see taskDone()). */
+const kTailTasks = 8;
 
 /** How long a thread's exit waits for the hub to have numbered what each of its holders sent. */
 const kExitSyncMs = 5_000;
@@ -208,11 +210,13 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   taskDone(): boolean {
-    // At the tail of the work (every task put has been taken: join() may resolve once those taken are done),
-    // what this thread put before is posted first, so that a join() ended by this taskDone() finds it on the
-    // queues (a getNowait() right after it). Not while tasks wait to be taken: a consumer loop would post an
-    // item at a time instead of a batch per turn of its event loop (2-4x slower), and its next get() posts them.
-    if (counted(this.queueCells) === 0) postAllPuts();
+    // At the tail of the work (every task put has been taken, or few are unfinished: join() may resolve once
+    // those are done), what this thread put before is posted first, so that a join() these taskDone()s end
+    // finds it on the queues (a getNowait() right after it), though this thread stays busy after its last
+    // taskDone() while others finish. Not while many tasks wait: a consumer loop would post an item at a time
+    // instead of a batch per turn of its event loop (2-4x slower).
+    const q = this.queueCells;
+    if (counted(q) === 0 || unfinished(q) <= kTailTasks) postAllPuts();
     const done = taskDone(this.queueCells, this.holderCells);
     if (this.closed && this.#openLeases() === 0) this.#closePort();
     return done;

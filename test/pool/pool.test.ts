@@ -1205,6 +1205,16 @@ contract("what the other end sends to the workers is not rebuilt in the pool's t
   here.close();
 });
 
+contract('both ends of one pipe shared by the workers: a MessagePort goes from one worker to another', async () => {
+  // The relay of end a posted what a worker sent without the list of what it moves, and end b's relay, which
+  // passes messages on as they came, could not post the port on: the message was dropped.
+  const [a, b] = Pipe<unknown>();
+  const p = pool({ initializer: 'keepBothEnds', initargs: [{ a, b }] });
+  const [answer, sent] = await Promise.all([p.apply(tasks.portThroughA, []), p.apply(tasks.hiFromB, [])]);
+  assert.is(sent, 'sent');
+  assert.is(answer, 'hi');
+});
+
 contract('a new Pool that throws leaves a Connection in its initargs usable', async () => {
   const [reader, writer] = Pipe<number>(false);
   throws(
@@ -1218,6 +1228,22 @@ contract('a new Pool that throws leaves a Connection in its initargs usable', as
   assert.is(await reader.recv({ timeout: 5_000 }), 5);
   writer.close();
   reader.close();
+
+  // A worker sends to the end while new Pools that throw take it and give it back, again and again: what it
+  // sent while the end was shared (in the form its relay takes) arrives as it was sent (it came wrapped).
+  const [end, sender] = Pipe<{ i: number }>(false);
+  const feeder = new Process({ target: 'sendRecords', module, args: [sender, 20_000] });
+  feeder.start();
+  assert.ok(await end.poll(20_000), 'the first record');
+  while (feeder.exitCode === null) {
+    try {
+      new Pool({ module, processes: 1, initargs: [end], resourceLimits: { maxOldGenerationSizeMb: -1 } });
+    } catch {}
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  let plain = 0;
+  for await (const record of end) if (Object.keys(record).join() === 'i' && record.i === plain) plain++;
+  assert.is(plain, 20_000, 'every record as it was sent, in order');
 });
 
 contract('bad input is a typed error at the call; submitting to a closed pool throws ClosedError', async () => {
