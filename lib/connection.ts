@@ -20,11 +20,16 @@
 //     dead) whose port is empty has nothing more to deliver: EOF.
 //   A relayed end (one of the ends a pool's workers get for a shared end, pool/shared-end.ts) gets messages
 //     only when it asks. A shared cell (kAsked) counts the messages asked for and not yet taken by the relay;
-//     the end adds to it (and posts {[DEMAND]: n} so the relay looks) and takes back by compare-and-swap; the
+//     the end adds to it (and posts {[DEMAND]: n} so the relay looks) and takes back by compare-and-swap (and
+//     posts {[DEMAND]: -n}, so the relay forgets them and stops reading when nobody asks); the
 //     relay takes one by compare-and-swap before it delivers. #asked is what this end asked for and has not
 //     received: the cell's count plus the messages on their way. A receive that gives up takes its request
 //     back; if the relay took it first, its message is on its way and the receive waits for it instead, so a
-//     message delivered to an end is always received there by the receive it was for.
+//     message delivered to an end is always received there by the receive it was for (or, if the relay cannot
+//     post it, that receive fails).
+//   While an end is shared (kShare, until kUnshare), its relay side takes messages as they came (#raw) and the
+//     other end sends in FORWARD form, with the list of what each message moves (kSharedEnd cell), so that the
+//     relay posts them on untouched; receivers strip that form (unwrap).
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {

@@ -10,15 +10,19 @@
 //   `#asks` lists links in the order they asked for messages, an entry per message asked for; an entry whose
 //     request was taken back is skipped (link.take() says false). A message taken off the shared end goes to
 //     the first request still there, or waits in `#held` (oldest first) until one comes.
-//   The shared end is read only while some link asks (`#pumping`), so what nobody asked for stays in it.
+//   The shared end is read only while some link asks (`#pumping`; a read under way is aborted once none does, so
+//     that it keeps nothing alive), and what nobody asked for stays in it.
+//   A link of a worker the pool stops, or that exited, is retired first (its requests can no longer be taken):
+//     a message taken for a thread being terminated would be lost with it.
 //   The shared end closes (the other end sees EOF) once the pool has ended and every link is drained, so a
 //     receiver reading to EOF gets everything every worker sent. At EOF on the shared end, every link closes:
 //     its worker sees EOF once it received what was delivered to it.
 //   Links are unref'd: a pool that is never closed does not keep the program alive through them.
 //   Only a pool worker's start gets a link (`#starting`): anywhere else the end was sent away, as after a send
 //     to a Process, so a message sent through it never goes nowhere and the pool's end brings EOF in time.
-//   What a worker sends is posted on as it came, never rebuilt here: its handles and registered classes are
-//     for its receiver to know, not this thread.
+//   Messages are posted on as they came, both ways, never rebuilt here: their handles and registered classes
+//     are for their receiver to know, not this thread. The pipe's other end sends to the shared end in FORWARD
+//     form (with the list of what each message moves) for as long as it is shared (connection.ts, kShare).
 import {
   type Connection,
   demandOf,
@@ -41,7 +45,8 @@ export class SharedEnd {
   #reading: AbortController | undefined;
   #eof = false;
   #poolEnded = false;
-  #starting = false;
+  /** The links made by the worker start under way (starting()), or undefined outside one. */
+  #starting: RelayLink[] | undefined;
   /** How many links were ever made (the pool's end can go back to its caller only while none was). */
   #made = 0;
   readonly #destination: string;
@@ -54,22 +59,18 @@ export class SharedEnd {
     this.#end = end[kShare](this.#destination, (channel) => this.#newLink(channel));
   }
 
-  /** Runs a pool worker's start: the initargs it sends get a link each. */
   /**
    * Runs a pool worker's start: the initargs it sends get a link each. Returns what to call when the pool stops
-   * that worker or sees it exit: its links take no more messages (one taken for a thread being terminated would
-   * be lost with it).
+   * that worker or sees it exit (see the invariants).
    */
   starting(start: () => void): () => void {
-    const made = this.#links.size;
-    const before = new Set(this.#links);
-    this.#starting = true;
+    const mine: RelayLink[] = [];
+    this.#starting = mine;
     try {
       start();
     } finally {
-      this.#starting = false;
+      this.#starting = undefined;
     }
-    const mine = this.#links.size === made ? [] : [...this.#links].filter((link) => !before.has(link));
     return () => {
       for (const link of mine) this.#retire(link);
     };
@@ -102,12 +103,13 @@ export class SharedEnd {
   }
 
   #newLink(channel: string | undefined): Connection {
-    if (!this.#starting || this.#poolEnded)
+    if (this.#starting === undefined || this.#poolEnded)
       throw new ClosedError(`connection was sent to ${this.#destination} and cannot be used here`);
     const link = relayedEnd(this.#end.readable, this.#end.writable, channel);
     this.#made++;
     const { port } = link;
     this.#links.add(link);
+    this.#starting.push(link);
     port.on('message', (data: unknown) => this.#fromWorker(link, data));
     // A message this thread cannot rebuild has no caller left to tell (the worker's send() returned).
     port.on('messageerror', () => {});
