@@ -88,15 +88,7 @@ export function flushOnExit(target: Flusher): () => void {
   r.flushers.add(ref);
   if (!r.listening && !isMainThread) {
     r.listening = true;
-    process.on('exit', () => {
-      for (const flusher of r.flushers) {
-        try {
-          flusher.deref()?.flushOnExit();
-        } catch {
-          // A port already closed: nothing to hand over.
-        }
-      }
-    });
+    process.on('exit', flushAll);
   }
   return () => r.flushers.delete(ref);
 }
@@ -122,13 +114,7 @@ export async function runTaskEndHooks(): Promise<void> {
  * the handover otherwise waits for a turn of the event loop that a blocked thread does not take.
  */
 export function flushAll(): void {
-  for (const flusher of registry().flushers) {
-    try {
-      flusher.deref()?.flushOnExit();
-    } catch {
-      // A port already closed: nothing to hand over.
-    }
-  }
+  eachFlusher((flusher) => flusher.flushOnExit());
 }
 
 /**
@@ -136,9 +122,16 @@ export function flushAll(): void {
  * the task done (its join() resolved) finds what this one put before it, as a getNowait() asks the hub for it.
  */
 export function postAllPuts(): void {
-  for (const flusher of registry().flushers) {
+  eachFlusher((flusher) => flusher.flushPuts());
+}
+
+/** Runs `act` on every queue of this thread still reachable. */
+function eachFlusher(act: (flusher: Flusher) => void): void {
+  for (const ref of registry().flushers) {
+    const flusher = ref.deref();
+    if (flusher === undefined) continue;
     try {
-      flusher.deref()?.flushPuts();
+      act(flusher);
     } catch {
       // A port already closed: nothing to hand over.
     }
