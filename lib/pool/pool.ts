@@ -165,9 +165,6 @@ export class Pool {
     const initializer = o.initializer === undefined ? null : functionName(o.initializer, 'options.initializer');
     const name = (o.name as string | undefined) ?? 'PoolWorker';
     const shared = [...ends].map((end) => new SharedEnd(end, name));
-    const ended = () => {
-      for (const end of shared) end.poolEnded();
-    };
     try {
       this.#scheduler = new Scheduler({
         ...(shared.length === 0 ? {} : { starting: (start: () => void) => startSharing(shared, start) }),
@@ -183,7 +180,10 @@ export class Pool {
       for (const end of shared) end.cancel();
       throw error;
     }
-    if (shared.length > 0) void this.#scheduler.allExited.then(ended);
+    if (shared.length > 0)
+      void this.#scheduler.allExited.then(() => {
+        for (const end of shared) end.poolEnded();
+      });
   }
 
   /** How many workers the pool keeps. */
