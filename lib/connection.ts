@@ -90,6 +90,25 @@ const kSyncCells = 10;
 const kAsked = kSyncCells;
 /** kAsked of an end whose worker is being stopped: far below anything its requests can bring it back to. */
 const kRetired = -(2 ** 30);
+/** Counts a message posted to the end on `side`, and wakes it if it blocks in a receive. */
+function countSent(sync: Int32Array, side: number): void {
+  Atomics.add(sync, kSent(side), 1);
+  if (Atomics.load(sync, kBlocked(side)) > 0) Atomics.notify(sync, kSent(side));
+}
+
+/** Marks the end on `side` closed, and wakes the other end if it blocks in a receive: it sees EOF. */
+function markGone(sync: Int32Array, side: number): void {
+  Atomics.store(sync, kGone(side), 1);
+  Atomics.notify(sync, kSent(1 - side));
+}
+
+/** Takes one of a relayed end's requests (kAsked) by compare-and-swap, by the end or its relay: false if none. */
+function takeRequest(sync: Int32Array): boolean {
+  for (let n = Atomics.load(sync, kAsked); n > 0; n = Atomics.load(sync, kAsked))
+    if (Atomics.compareExchange(sync, kAsked, n, n - 1) === n) return true;
+  return false;
+}
+
 /** How often (ms) a blocking receive looks whether the other end's thread died: a death notifies no one. */
 const kDeathCheck = 50;
 
@@ -200,9 +219,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 
   /** Counts a message posted to the other end, and wakes it if it blocks in a receive. */
   #sent(): void {
-    const other = 1 - this.#side;
-    Atomics.add(this.#sync, kSent(other), 1);
-    if (Atomics.load(this.#sync, kBlocked(other)) > 0) Atomics.notify(this.#sync, kSent(other));
+    countSent(this.#sync, 1 - this.#side);
   }
 
   /** Resolves with the next message; rejects with `EOFError` once the other end is gone and all is received. */
@@ -405,8 +422,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     port.off('messageerror', this.#onMessageError);
     this.#unlisten(port);
     port.close();
-    Atomics.store(this.#sync, kGone(this.#side), 1);
-    Atomics.notify(this.#sync, kSent(1 - this.#side));
+    markGone(this.#sync, this.#side);
     this.#rejectAll(new ClosedError('connection is closed'));
   }
 
@@ -683,13 +699,9 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 
   /** Takes back one request the relay has not taken yet: false if it took them all. */
   #takeBack(): boolean {
-    for (let n = Atomics.load(this.#sync, kAsked); n > 0; n = Atomics.load(this.#sync, kAsked)) {
-      if (Atomics.compareExchange(this.#sync, kAsked, n, n - 1) === n) {
-        this.#asked--;
-        return true;
-      }
-    }
-    return false;
+    if (!takeRequest(this.#sync)) return false;
+    this.#asked--;
+    return true;
   }
 
   /**
@@ -889,11 +901,7 @@ export function relayedEnd(readable: boolean, writable: boolean, channel: string
     end: new Connection(port2, readable, writable, [], false, channel, sync, 1, true),
     port: port1,
     asking: () => Atomics.load(sync, kAsked) > 0,
-    take() {
-      for (let n = Atomics.load(sync, kAsked); n > 0; n = Atomics.load(sync, kAsked))
-        if (Atomics.compareExchange(sync, kAsked, n, n - 1) === n) return true;
-      return false;
-    },
+    take: () => takeRequest(sync),
     retire() {
       Atomics.store(sync, kAsked, kRetired);
     },
@@ -918,13 +926,11 @@ export function relayedEnd(readable: boolean, writable: boolean, channel: string
           [UNDELIVERABLE]: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
         });
       }
-      Atomics.add(sync, kSent(1), 1);
-      if (Atomics.load(sync, kBlocked(1)) > 0) Atomics.notify(sync, kSent(1));
+      countSent(sync, 1);
     },
     close() {
       port1.close();
-      Atomics.store(sync, kGone(0), 1);
-      Atomics.notify(sync, kSent(1));
+      markGone(sync, 0);
     },
   };
 }
