@@ -14,7 +14,7 @@
 //   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
 //   The blocking forms (recvSync, pollSync, recvBytesSync) cannot see 'close', so the two ends of a Pipe also
 //     share a few cells (#sync): per end, how many messages were posted to it, whether it was closed, which
-//     thread holds it (0 while it travels), and whether a blocking receive waits on it. send() posts, then
+//     thread holds it (while it travels, 0 or the thread it goes to, if known), and whether a blocking receive waits on it. send() posts, then
 //     counts (and wakes a blocked receiver); close() marks its end, then wakes the other. A message is in the
 //     receiver's port once postMessage returned, so an end marked closed (or held by a thread on record as
 //     dead) whose port is empty has nothing more to deliver: EOF.
@@ -478,15 +478,17 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     };
   }
 
-  [kCommit](destination: string): void {
+  [kCommit](destination: string, thread?: number): void {
     if (this.#makeShared !== undefined) {
-      this.#sharedOut.shift()?.[kCommit](destination);
+      this.#sharedOut.shift()?.[kCommit](destination, thread);
       return;
     }
-    if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination);
+    if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination, thread);
     this.#inboxOut = undefined;
     this.#movedTo = destination;
-    Atomics.store(this.#sync, kHolder(this.#side), 0); // travelling: the receiver's thread sets it
+    // Travelling: the receiver's thread sets it. When that thread is known (a Process's args, which it takes at
+    // boot) it is on record at once, so a blocking receive of the other end sees EOF if it dies first.
+    Atomics.store(this.#sync, kHolder(this.#side), thread === undefined ? 0 : thread + 1);
     const port = this.#port;
     this.#port = null;
     if (port !== null) {

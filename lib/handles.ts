@@ -22,8 +22,11 @@ export const kAbort: unique symbol = Symbol.for('mpthreads.abort');
 export interface Handle {
   /** Describes the handle for the wire; `transfer` collects the ports to move. */
   [kMarshal](transfer: unknown[]): WireHandle;
-  /** The post carrying the record succeeded; `destination` describes where it went. */
-  [kCommit](destination: string): void;
+  /**
+   * The post carrying the record succeeded; `destination` describes where it went, and `thread` is the
+   * threadId of the thread that will take it, when that is known (a Process's args).
+   */
+  [kCommit](destination: string, thread?: number): void;
   /** The post carrying the record failed: undo what kMarshal did. */
   [kAbort](): void;
 }
@@ -69,8 +72,8 @@ export interface Captured {
 }
 
 /** Tells every handle of a captured value that the post carrying it succeeded. */
-export function commit(captured: { handles: Handle[] }, destination: string): void {
-  for (const handle of captured.handles) handle[kCommit](destination);
+export function commit(captured: { handles: Handle[] }, destination: string, thread?: number): void {
+  for (const handle of captured.handles) handle[kCommit](destination, thread);
 }
 
 /** The post of a captured value failed: every handle in it stays where it was. */

@@ -226,7 +226,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     }
     hub.started(worker.threadId);
     compiled?.deliver(worker);
-    commit(args, `process "${this.#name}"`);
+    commit(args, `process "${this.#name}"`, worker.threadId);
     this.#worker = worker;
     this.#pid = worker.threadId;
     running.add(this);

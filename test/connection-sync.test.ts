@@ -58,6 +58,18 @@ for (const then of ['return', 'spin'] as const) {
   });
 }
 
+t("EOF when the other end's worker is terminated before it took its args", async () => {
+  // The end never reached the worker's code, so no thread ever held it there: the parent put the worker on
+  // record as the end's holder when it sent it, and the worker's death ends the blocking receives.
+  const [a, b] = Pipe<unknown>();
+  const p = startTask(tasks, 'sendThen', [b, [], 'return']);
+  p.terminate();
+  await p.join();
+  assert.is(a.pollSync(30_000), true, 'pollSync sees EOF');
+  throws(() => a.recvSync({ timeout: 30_000 }), EOFError);
+  a.close();
+});
+
 t("EOF while blocked: the other end's worker returns after the receive began waiting", async () => {
   const [a, b] = Pipe<unknown>();
   const p = startTask(tasks, 'returnOnSignal', [b]);
