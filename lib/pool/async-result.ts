@@ -3,6 +3,9 @@
 import { ErrorCode, ProcessError, TimeoutError } from '../errors.ts';
 import { checkTimeout } from '../options.ts';
 
+/** Where a call stands. */
+export type Outcome = 'pending' | 'fulfilled' | 'rejected';
+
 /** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
 const kMaxTimer = 0x7fffffff;
 
@@ -12,19 +15,15 @@ const kMaxTimer = 0x7fffffff;
  */
 export class AsyncResult<R> implements PromiseLike<R> {
   readonly #promise: Promise<R>;
-  #state: 'pending' | 'fulfilled' | 'rejected' = 'pending';
+  /** The call's outcome, known synchronously: ready() is true the moment the call settles, even inside it. */
+  readonly #outcome: () => Outcome;
 
   /** @internal The pool makes these. */
-  constructor(promise: Promise<R>) {
+  constructor(promise: Promise<R>, outcome: () => Outcome) {
     this.#promise = promise;
-    promise.then(
-      () => {
-        this.#state = 'fulfilled';
-      },
-      () => {
-        this.#state = 'rejected';
-      },
-    );
+    this.#outcome = outcome;
+    // A failure nobody asks for is not an unhandled rejection, as an ignored AsyncResult is silent in Python.
+    promise.catch(() => {});
   }
 
   // biome-ignore lint/suspicious/noThenProperty: the spec makes an AsyncResult PromiseLike, so that `await` works
@@ -46,7 +45,7 @@ export class AsyncResult<R> implements PromiseLike<R> {
     } catch (error) {
       return Promise.reject(error);
     }
-    if (ms === Infinity || ms > kMaxTimer || this.#state !== 'pending') return this.#promise;
+    if (ms === Infinity || ms > kMaxTimer || this.#outcome() !== 'pending') return this.#promise;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new TimeoutError(`the result was not ready within ${ms} ms`)), ms);
@@ -65,13 +64,14 @@ export class AsyncResult<R> implements PromiseLike<R> {
 
   /** True once the call has settled, one way or the other. */
   ready(): boolean {
-    return this.#state !== 'pending';
+    return this.#outcome() !== 'pending';
   }
 
   /** True if the call succeeded; throws a ProcessError while it is not ready (Python raises ValueError). */
   successful(): boolean {
-    if (this.#state === 'pending') throw new ProcessError('the result is not ready yet', ErrorCode.NotReady);
-    return this.#state === 'fulfilled';
+    const outcome = this.#outcome();
+    if (outcome === 'pending') throw new ProcessError('the result is not ready yet', ErrorCode.NotReady);
+    return outcome === 'fulfilled';
   }
 
   /** @internal */

@@ -26,7 +26,7 @@ import { isThenable } from '../thenable.ts';
 import { sliceItems } from '../wire/batch.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying, type Batch } from '../wire/format.ts';
-import { AsyncResult } from './async-result.ts';
+import { AsyncResult, type Outcome } from './async-result.ts';
 import { Scheduler, type Call, type Job } from './scheduler.ts';
 import { SharedEnd } from './shared-end.ts';
 
@@ -211,7 +211,7 @@ export class Pool {
     options?: ApplyAsyncOptions<Awaited<ReturnType<F>>>,
   ): AsyncResult<Awaited<ReturnType<F>>> {
     const call = this.#apply(fn, args, options, applyAsyncKeys);
-    return new AsyncResult(call.promise as Promise<Awaited<ReturnType<F>>>);
+    return new AsyncResult(call.promise as Promise<Awaited<ReturnType<F>>>, () => call.outcome);
   }
 
   /** Runs `fn` on each item of `iterable`; resolves with the results in input order. */
@@ -242,7 +242,8 @@ export class Pool {
     iterable: Iterable<A>,
     options?: MapAsyncOptions<Awaited<R>>,
   ): AsyncResult<Awaited<R>[]> {
-    return new AsyncResult(this.#map(fn, iterable, false, options, mapAsyncKeys).promise as Promise<Awaited<R>[]>);
+    const call = this.#map(fn, iterable, false, options, mapAsyncKeys);
+    return new AsyncResult(call.promise as Promise<Awaited<R>[]>, () => call.outcome);
   }
 
   /** `starmap` that returns an AsyncResult at once. */
@@ -251,9 +252,8 @@ export class Pool {
     iterable: Iterable<Readonly<Parameters<F>>>,
     options?: MapAsyncOptions<Awaited<ReturnType<F>>>,
   ): AsyncResult<Awaited<ReturnType<F>>[]> {
-    return new AsyncResult(
-      this.#map(fn, iterable, true, options, mapAsyncKeys).promise as Promise<Awaited<ReturnType<F>>[]>,
-    );
+    const call = this.#map(fn, iterable, true, options, mapAsyncKeys);
+    return new AsyncResult(call.promise as Promise<Awaited<ReturnType<F>>[]>, () => call.outcome);
   }
 
   /**
@@ -577,6 +577,7 @@ class ApplyCall implements Call {
   #resolve!: (value: unknown) => void;
   #reject!: (error: unknown) => void;
   #done = false;
+  outcome: Outcome = 'pending';
   onSettled: (() => void) | undefined;
 
   constructor(
@@ -596,6 +597,7 @@ class ApplyCall implements Call {
   settle(_index: number, ok: boolean, value: unknown): void {
     if (this.#done) return;
     this.#done = true;
+    this.outcome = ok ? 'fulfilled' : 'rejected';
     this.onSettled?.();
     if (ok) {
       this.#resolve(value);
@@ -618,6 +620,7 @@ class MapCall implements Call {
   #count = 0;
   #failure: { index: number; error: unknown } | undefined;
   #done = false;
+  outcome: Outcome = 'pending';
   #resolve!: (value: unknown[]) => void;
   #reject!: (error: unknown) => void;
   onSettled: (() => void) | undefined;
@@ -676,6 +679,7 @@ class MapCall implements Call {
   #finish(ok: boolean, value: unknown): void {
     if (this.#done) return;
     this.#done = true;
+    this.outcome = ok ? 'fulfilled' : 'rejected';
     this.onSettled?.();
     if (ok) {
       this.#resolve(value as unknown[]);
@@ -1015,16 +1019,13 @@ function checkCallback(value: unknown, name: string): ((value: any) => void) | u
   return value as (value: unknown) => void;
 }
 
-/** A callback runs in this thread; what it throws must not be lost, nor turn into the call's own outcome. */
+/**
+ * A callback runs in this thread, never inside the call that made it (a call can settle at once: an empty map,
+ * an aborted signal); what it throws must not be lost, nor turn into the call's own outcome.
+ */
 function runCallback(callback: ((value: any) => void) | undefined, value: unknown): void {
   if (callback === undefined) return;
-  try {
-    callback(value);
-  } catch (error) {
-    queueMicrotask(() => {
-      throw error;
-    });
-  }
+  queueMicrotask(() => callback(value));
 }
 
 function moduleHref(module: unknown): string {

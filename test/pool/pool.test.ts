@@ -502,6 +502,25 @@ cpython('test_empty_iterable', async () => {
   assert.equal(await p.map(tasks.sqr, []), []);
   assert.equal(await p.starmap(tasks.mul, []), []);
   assert.equal(await p.mapAsync(tasks.sqr, []).get(), []);
+  // Settled at the call (as Python's map_async([]) is ready at once), and its callback runs after the call
+  // returned, never inside it (a callback reading the result it belongs to threw a ReferenceError).
+  const order: string[] = [];
+  const empty: AsyncResult<number[]> = p.mapAsync(tasks.sqr, [], {
+    callback: () => order.push(`callback, ready ${empty.ready()}`),
+  });
+  order.push('returned');
+  assert.ok(empty.ready() && empty.successful(), 'ready at once');
+  const aborted = new AbortController();
+  aborted.abort(new Error('no'));
+  const refused = p.applyAsync(tasks.sqr, [1], {
+    signal: aborted.signal,
+    errorCallback: () => order.push(`errorCallback, ready ${refused.ready()}`),
+  });
+  order.push('returned');
+  assert.ok(refused.ready() && !refused.successful(), 'an aborted signal: ready at once');
+  await refused.wait();
+  await empty;
+  assert.equal(order, ['returned', 'returned', 'callback, ready true', 'errorCallback, ready true']);
   for await (const _ of p.imap(tasks.sqr, [])) assert.unreachable('imap of nothing');
   for await (const _ of p.imapUnordered(tasks.sqr, [])) assert.unreachable('imapUnordered of nothing');
 });
