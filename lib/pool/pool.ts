@@ -25,7 +25,7 @@ import {
 import { isThenable } from '../thenable.ts';
 import { sliceItems } from '../wire/batch.ts';
 import { Encoder } from '../wire/encode.ts';
-import { Carrying, type Batch } from '../wire/format.ts';
+import { batchSize, Carrying, type Batch } from '../wire/format.ts';
 import { AsyncResult, type Outcome } from './async-result.ts';
 import { Scheduler, type Call, type Job } from './scheduler.ts';
 import { SharedEnd } from './shared-end.ts';
@@ -98,6 +98,12 @@ const mapAsyncKeys = [...mapKeys, 'callback', 'errorCallback'] as const;
 const imapKeys = ['chunksize'] as const;
 /** How many tasks of an imap may be submitted and not yet consumed: the bound on its memory. */
 const kImapWindow = 4096;
+/** ... and the bytes their inputs and results may take (measured so far, per task), so big items keep fewer. */
+const kImapBytes = 32 * 2 ** 20;
+/** A slow input is submitted, and the thread let run, this often (ms): its first tasks start as it is read. */
+const kReadSlice = 4;
+/** An imap's window until its first result came back: the size of its results is not known before. */
+const kFirstWindow = 64;
 /** An open batch of applies is handed over at this many items even if the thread does not yield. */
 const kOpenItems = 8192;
 
@@ -559,9 +565,11 @@ export class Pool {
         const { batch, lones } = this.#captureItems(items, false);
         this.#flushOpen();
         this.#submitMap(name, false, batch, call, chunksize, lones, base);
+        return lones.reduce((sum, { lone }) => sum + batchSize(lone.batch), batchSize(batch));
       },
       (call) => this.#scheduler.cancel(call),
       (call) => this.#imaps.delete(call),
+      2 * this.#scheduler.processes,
     );
     this.#imaps.add(call);
     call.start();
@@ -698,7 +706,15 @@ class MapCall implements Call {
 class ImapCall implements Call, AsyncIterableIterator<unknown> {
   readonly #ordered: boolean;
   readonly #source: Iterator<unknown> | AsyncIterator<unknown>;
-  readonly #submit: (items: unknown[], base: number, call: Call) => void;
+  /** Submits `items` as tasks base, base + 1, ...; returns the bytes they were captured into. */
+  readonly #submit: (items: unknown[], base: number, call: Call) => number;
+  /** The fewest tasks the window keeps, however big they are: enough to keep every worker busy. */
+  readonly #minWindow: number;
+  /** Bytes of the inputs submitted and of the results received so far, and how many of each. */
+  #inBytes = 0;
+  #inputs = 0;
+  #outBytes = 0;
+  #outputs = 0;
   readonly #cancel: (call: Call) => void;
   readonly #inputEnded: (call: ImapCall) => void;
   /** Outcomes by index (ordered), or in arrival order (unordered). */
@@ -735,10 +751,12 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   constructor(
     ordered: boolean,
     source: Iterator<unknown> | AsyncIterator<unknown>,
-    submit: (items: unknown[], base: number, call: Call) => void,
+    submit: (items: unknown[], base: number, call: Call) => number,
     cancel: (call: Call) => void,
     inputEnded: (call: ImapCall) => void,
+    minWindow: number,
   ) {
+    this.#minWindow = minWindow;
     this.#ordered = ordered;
     this.#source = source;
     this.#submit = submit;
@@ -770,6 +788,22 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
 
   get live(): boolean {
     return !this.#done || (this.#runsOn && this.#answered < this.#submitted);
+  }
+
+  resultBytes(bytes: number, n: number): void {
+    this.#outBytes += bytes;
+    this.#outputs += n;
+  }
+
+  /**
+   * How many tasks may be submitted and not consumed: kImapWindow, fewer when they are big, and no more than a
+   * first batch until a result came back (a small input may make a big result).
+   */
+  #window(): number {
+    if (this.#outputs === 0) return Math.max(this.#minWindow, kFirstWindow);
+    const perTask = (this.#inputs === 0 ? 0 : this.#inBytes / this.#inputs) + this.#outBytes / this.#outputs;
+    if (perTask * kImapWindow <= kImapBytes) return kImapWindow;
+    return Math.max(this.#minWindow, Math.floor(kImapBytes / perTask));
   }
 
   settle(index: number, ok: boolean, value: unknown): void {
@@ -887,11 +921,14 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
 
   async #pull(): Promise<void> {
     // Refill once half the window is free, not after every result: a few big jobs, not many of one task.
-    if (this.#ended || (!this.#draining && this.#submitted - this.#consumed > kImapWindow / 2)) return;
+    if (this.#ended || (!this.#draining && this.#submitted - this.#consumed > this.#window() / 2)) return;
     let pulled = 0;
-    while (!this.#ended && (this.#draining || this.#submitted - this.#consumed < kImapWindow)) {
-      const room = this.#draining ? kImapWindow : kImapWindow - (this.#submitted - this.#consumed);
+    while (!this.#ended && (this.#draining || this.#submitted - this.#consumed < this.#window())) {
+      const window = this.#window();
+      const room = this.#draining ? window : window - (this.#submitted - this.#consumed);
       const items: unknown[] = [];
+      const sliceStart = performance.now();
+      let slow = false;
       try {
         while (items.length < room && !this.#ended) {
           let step: unknown = this.#pendingStep;
@@ -915,6 +952,12 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
             break;
           }
           items.push(result.value);
+          // A slow synchronous input: what it gave so far goes to the workers now, and the thread runs (results
+          // are taken) before more is read, as Python's task handler, a thread, submits each item as it reads.
+          if (performance.now() - sliceStart >= kReadSlice) {
+            slow = true;
+            break;
+          }
         }
       } catch (error) {
         this.#sourceError = { error };
@@ -923,14 +966,16 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
         const base = this.#submitted;
         this.#submitted += items.length;
         try {
-          this.#submit(items, base, this); // all or nothing
+          this.#inBytes += this.#submit(items, base, this); // all or nothing
+          this.#inputs += items.length;
         } catch {
           // An item that cannot be copied or handed over: the items before it are submitted (one at a time, to
           // find it), so that their results are yielded; then its error is thrown.
           this.#submitted = base;
           for (const item of items) {
             try {
-              this.#submit([item], this.#submitted, this);
+              this.#inBytes += this.#submit([item], this.#submitted, this);
+              this.#inputs++;
               this.#submitted++;
             } catch (error) {
               this.#sourceError = { error };
@@ -941,6 +986,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
       }
       pulled += items.length;
       if (this.#draining && pulled >= kImapWindow) break; // a window at a time: drain() lets the thread run
+      if (slow && !this.#ended) await new Promise((resolve) => setImmediate(resolve));
     }
     // The consumer waits for a result or for this (results wake it themselves; waking it for nothing would spin).
     if (this.#ended) {

@@ -31,7 +31,7 @@ import { configureProcess, Process } from '../process.ts';
 import { poolRuntime } from '../runtime.ts';
 import { sliceItems } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
-import type { Batch } from '../wire/format.ts';
+import { batchSize, type Batch } from '../wire/format.ts';
 import {
   kProgressCells,
   kProgressChunk,
@@ -49,6 +49,8 @@ export interface Call {
   settle(index: number, ok: boolean, value: unknown): void;
   /** Settles tasks [start, start + values.length): each with its value, or with its error in `errors`. */
   settleRun?(start: number, values: unknown[], errors: Map<number, unknown> | null): void;
+  /** Told the size of each run of results that comes for it, before they are settled (an imap's window). */
+  resultBytes?(bytes: number, n: number): void;
   /** False once the call no longer wants its tasks run (aborted, stopped early, all answered): its queued ones are dropped. */
   readonly live: boolean;
 }
@@ -347,6 +349,7 @@ export class Scheduler {
     const start = chunk.from + chunk.answered;
     chunk.answered += n;
     const calls = chunk.job.calls;
+    if (!Array.isArray(calls)) calls.resultBytes?.(batchSize(message.batch), n);
     if (!Array.isArray(calls) && calls.settleRun !== undefined) calls.settleRun(chunk.job.base + start, values, errors);
     else {
       for (let i = 0; i < n; i++) {

@@ -869,6 +869,55 @@ contract(
 );
 
 contract(
+  'imap over a slow synchronous input: its first tasks run while it is read, not after a window of it',
+  async () => {
+    // 1 ms of work per item: before, imap() read 4,096 items (4 s and more) before it returned and sent any.
+    const p = pool();
+    let pulled = 0;
+    function* slow() {
+      for (let i = 0; ; i++) {
+        const until = performance.now() + 1;
+        while (performance.now() < until);
+        pulled++;
+        yield i;
+      }
+    }
+    const it = p.imap(tasks.addOne, slow());
+    const readAtCall = pulled;
+    assert.equal(await it.next(), { done: false, value: 1 });
+    const readAtFirst = pulled;
+    await it.return?.();
+    assert.ok(readAtCall < 100, `imap() read ${readAtCall} items before it returned`);
+    assert.ok(readAtFirst <= 100, `${readAtFirst} items read before the first result (64 until a result is back)`);
+  },
+);
+
+contract(
+  'imap keeps fewer tasks in its window when their inputs or results are big: memory stays bounded',
+  async () => {
+    // 256 KiB a task: a window of 4,096 held 1 GiB (4.5 GB of RSS with 1 MiB items in review); the bytes bound
+    // (32 MiB) leaves 128.
+    const p = pool();
+    let pulled = 0;
+    function* numbers() {
+      for (let i = 0; ; i++, pulled++) yield i;
+    }
+    function* buffers() {
+      for (let i = 0; ; i++, pulled++) yield new Uint8Array(256 * 1024).fill(i & 255);
+    }
+    const results = p.imap(tasks.bigResult, numbers());
+    for (let i = 0; i < 3; i++) assert.is(((await results.next()).value as Uint8Array).length, 256 * 1024);
+    await results.return?.();
+    assert.ok(pulled < 400, `big results: ${pulled} items read for 3 consumed`);
+    pulled = 0;
+    const inputs = p.imap(tasks.lengthOf, buffers());
+    for (let i = 0; i < 3; i++) assert.is((await inputs.next()).value, 256 * 1024);
+    await inputs.return?.();
+    assert.ok(pulled < 400, `big inputs: ${pulled} items read for 3 consumed`);
+  },
+);
+
+contract(
   'failures among many results: a map rejects with the first in input order, whether its task threw in the worker or its result cannot be rebuilt here; each apply gets its own outcome',
   async () => {
     const p = pool();
