@@ -136,6 +136,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #movedTo: string | undefined;
   /** The inbox as it was captured for the wire by kMarshal, until the post carrying it commits or aborts. */
   #inboxOut: Captured | undefined;
+  /** Marshalled for a message not yet posted (a pool task waiting for a worker): it cannot go in another. */
+  #sending = false;
   /** Set once this end was shared (kShare): each time it is sent, it sends a new end this makes instead. */
   #makeShared: ((channel: string | undefined) => Connection) | undefined;
   /** The ends kMarshal made with #makeShared, until the post carrying each commits or aborts. */
@@ -448,6 +450,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       return end[kMarshal](transfer);
     }
     this.#checkOpen();
+    if (this.#sending) {
+      throw new ClosedError(
+        'connection is already on its way in another message (a pool task not yet started) and cannot be sent twice',
+      );
+    }
     if (this.#waiters.length > 0 || this.#pollers.length > 0) {
       throw new ProcessError(
         'cannot send a connection while a recv() or poll() is waiting on it',
@@ -464,6 +471,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
     const port = this.#peerGone ? null : this.#port;
     if (port !== null) transfer.push(port);
+    this.#sending = true;
     return {
       [WIRE_TAG]: 'Connection',
       port,
@@ -485,6 +493,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
     if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination, thread);
     this.#inboxOut = undefined;
+    this.#sending = false;
     this.#movedTo = destination;
     // Travelling: the receiver's thread sets it. When that thread is known (a Process's args, which it takes at
     // boot) it is on record at once, so a blocking receive of the other end sees EOF if it dies first.
@@ -508,6 +517,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
     if (this.#inboxOut !== undefined) abort(this.#inboxOut);
     this.#inboxOut = undefined;
+    this.#sending = false;
   }
 
   /**

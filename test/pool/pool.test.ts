@@ -869,6 +869,25 @@ contract(
 );
 
 contract(
+  'one pipe end in two items of a map is a ClosedError at the call: no task runs, and the end stays usable',
+  async () => {
+    // Before, the first task ran and took the end, and the map then failed with a DataCloneError (found by review).
+    const p = pool();
+    const [a, b] = Pipe<number>();
+    const error = await rejects(p.map(tasks.sendOne, [b, b]), ClosedError, 'the same end twice');
+    assert.match(error.message, /cannot be sent twice/);
+    const [c, d] = Pipe<number>();
+    await rejects(p.starmap(tasks.sendOne, [[d], [d]]), ClosedError, 'the same end twice, starmap');
+    assert.is(await a.poll(), false, 'no task ran');
+    b.send(5);
+    assert.is(await a.recv({ timeout: 10_000 }), 5, 'the end is usable here');
+    assert.equal(await p.map(tasks.sendOne, [d]), ['sent'], 'and can go to a task');
+    assert.is(await c.recv({ timeout: 30_000 }), 1);
+    for (const end of [a, b, c]) end.close();
+  },
+);
+
+contract(
   'imap over a slow synchronous input: its first tasks run while it is read, not after a window of it',
   async () => {
     // 1 ms of work per item: before, imap() read 4,096 items (4 s and more) before it returned and sent any.
