@@ -3,6 +3,7 @@
 // a hint (a notify meant for an earlier wait can end a later one early, esbuild#590), so both re-check in a
 // loop. The order that makes them lose no wake-up: read the cell, then attempt, then wait for the cell to
 // differ from what was read; a writer changes the cell before it notifies, so the wait returns at once.
+import { onAbort } from './abort.ts';
 const kForever = 2 ** 30;
 
 /**
@@ -40,13 +41,12 @@ export async function waitUntil(
   if (attempt()) return true;
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
   const keepAlive = keepingAlive ? setInterval(() => {}, kForever) : undefined;
-  let onAbort: (() => void) | undefined;
+  let unlisten: (() => void) | undefined;
   const aborted =
     signal === undefined
       ? undefined
       : new Promise<never>((_, reject) => {
-          onAbort = () => reject(signal.reason);
-          signal.addEventListener('abort', onAbort, { once: true });
+          unlisten = onAbort(signal, () => reject(signal.reason));
         });
   aborted?.catch(() => {});
   try {
@@ -66,7 +66,7 @@ export async function waitUntil(
     }
   } finally {
     clearInterval(keepAlive);
-    if (onAbort !== undefined) signal!.removeEventListener('abort', onAbort);
+    unlisten?.();
   }
 }
 

@@ -1,5 +1,6 @@
 // One way to wait: a promise settled by the first of (the event, the timeout, the abort), with every
 // listener and timer removed when it settles, so a finished wait never keeps the program alive.
+import { onAbort } from './abort.ts';
 
 /** setTimeout overflows above 2^31-1 ms and fires at once; longer waits are treated as forever. */
 const kMaxTimer = 0x7fffffff;
@@ -35,13 +36,14 @@ export function wait<T>(
   return new Promise<T>((resolve, reject) => {
     let timer: NodeJS.Timeout | undefined;
     let disarm: (() => void) | undefined;
-    const onAbort = () => {
+    let unlisten: (() => void) | undefined;
+    const aborted = () => {
       if (!waiter.committed && !waiter.decided?.(() => signal!.reason)) waiter.reject(signal!.reason);
     };
     const finish = () => {
       waiter.settled = true;
       if (timer !== undefined) clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      unlisten?.();
       disarm?.();
     };
     const waiter: Waiter<T> & { settled: boolean } = {
@@ -75,6 +77,6 @@ export function wait<T>(
       if (timeoutFrom === undefined) startTimer();
       else timeoutFrom.then(startTimer, startTimer);
     }
-    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal !== undefined) unlisten = onAbort(signal, aborted);
   });
 }

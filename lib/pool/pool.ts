@@ -10,6 +10,7 @@
 //     scheduler when the thread yields: 200,000 applies in a loop travel in a few chunks, not 200,000 messages.
 //     Anything else submitted first flushes #open, so tasks are queued in the order they were submitted.
 //   #state goes running -> closed (close) or terminated (terminate), never back.
+import { onAbort } from '../abort.ts';
 import { availableParallelism } from 'node:os';
 import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
@@ -393,13 +394,11 @@ export class Pool {
     const lone = captureItem(taskArgs, transfer);
     this.#submitAlone(name, lone, call, timeout);
     if (signal !== undefined) {
-      const onAbort = () => {
+      call.onSettled = onAbort(signal, () => {
         if (!call.live) return;
         call.settle(0, false, signal.reason);
         this.#scheduler.cancel(call);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      call.onSettled = () => signal.removeEventListener('abort', onAbort);
+      });
     }
     return call;
   }
@@ -496,13 +495,11 @@ export class Pool {
     this.#flushOpen();
     this.#submitMap(name, star, batch, call, chunksize, lones);
     if (signal !== undefined) {
-      const onAbort = () => {
+      call.onSettled = onAbort(signal, () => {
         if (!call.live) return;
         call.abort(signal.reason);
         this.#scheduler.cancel(call);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      call.onSettled = () => signal.removeEventListener('abort', onAbort);
+      });
     }
     return call;
   }

@@ -16,6 +16,7 @@
 //     head, in the same synchronous step that resolves it. Their items were captured at the call.
 //   #encoder holds only items whose slots are reserved; #flushScheduled is set exactly while it holds some and
 //     the feeder has not run.
+import { onAbort } from '../abort.ts';
 import { ErrorCode, Full, ProcessError } from '../errors.ts';
 import {
   abort,
@@ -93,8 +94,8 @@ interface BlockedPut {
   resolve: () => void;
   reject: (error: unknown) => void;
   timer: NodeJS.Timeout | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+  /** Stops listening for the put's signal. */
+  unlisten: (() => void) | undefined;
 }
 
 const resolved = Promise.resolve();
@@ -174,8 +175,7 @@ export class PutSide {
         resolve,
         reject,
         timer: undefined,
-        signal,
-        onAbort: undefined,
+        unlisten: undefined,
       };
       if (timeout !== Infinity && timeout <= kMaxTimer) {
         blocked.timer = setTimeout(
@@ -185,8 +185,7 @@ export class PutSide {
       }
       if (signal !== undefined) {
         const aborting = signal;
-        blocked.onAbort = () => this.#leaveLine(blocked, aborting.reason);
-        aborting.addEventListener('abort', blocked.onAbort, { once: true });
+        blocked.unlisten = onAbort(aborting, () => this.#leaveLine(blocked, aborting.reason));
       }
       this.#blocked.push(blocked);
       if (!this.#draining) void this.#drainBlocked();
@@ -482,6 +481,6 @@ export class PutSide {
 
   #settle(blocked: BlockedPut): void {
     if (blocked.timer !== undefined) clearTimeout(blocked.timer);
-    if (blocked.onAbort !== undefined) blocked.signal!.removeEventListener('abort', blocked.onAbort);
+    blocked.unlisten?.();
   }
 }

@@ -29,6 +29,7 @@
 //   An acknowledgement (TAKE, DONE) that fails for want of the server is sent again until the server is taken
 //   for lost: a Queue item left pending would be claimed as an orphan and delivered twice.
 //   Whatever waits (a get, a join, a buffered put) holds the link, so the process stays alive for it.
+import { onAbort } from '../abort.ts';
 import { ClosedError, ConnectionError, Empty, ErrorCode, ProcessError, TimeoutError } from '../errors.ts';
 import { wait, type Waiter } from '../wait.ts';
 import { decodeItemBytes } from './codec.ts';
@@ -943,15 +944,15 @@ export class StreamQueue {
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(done, ms);
+    const unlisten = signal === undefined ? undefined : onAbort(signal, abort);
     function done() {
-      signal?.removeEventListener('abort', abort);
+      unlisten?.();
       resolve();
     }
     function abort() {
       clearTimeout(timer);
       reject(signal!.reason);
     }
-    signal?.addEventListener('abort', abort, { once: true });
   });
 }
 
