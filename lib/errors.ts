@@ -190,6 +190,8 @@ export interface SerializedError {
   dom?: true;
   /** An AggregateError's `errors` (an own property, not enumerable), each serialized when it is an error. */
   errors?: ({ error: SerializedError } | { value: unknown })[];
+  /** What was thrown when it was not an Error (`throw 'x'`), as it was: a pool task's call rejects with it. */
+  thrown?: { value: unknown };
 }
 
 /**
@@ -197,7 +199,11 @@ export interface SerializedError {
  * an error, property values), for a channel that cannot copy everything.
  */
 export function serializeError(error: unknown, withValues = true, depth = 0): SerializedError {
-  if (!(error instanceof Error)) return { name: 'Error', message: `non-error thrown: ${describe(error)}` };
+  if (!(error instanceof Error)) {
+    const out: SerializedError = { name: 'Error', message: `non-error thrown: ${describe(error)}` };
+    if (withValues) out.thrown = { value: error };
+    return out;
+  }
   // `class MyError extends Error {}` keeps name 'Error'; report the class, as Python's traceback does.
   const ctor = (error as { constructor?: { name?: unknown } }).constructor;
   const className = typeof ctor?.name === 'string' && ctor.name !== '' ? ctor.name : error.name;
@@ -238,6 +244,11 @@ export function serializeError(error: unknown, withValues = true, depth = 0): Se
 const byPrototype: Record<string, object> = { BufferTooShort: BufferTooShort.prototype };
 
 /** Rebuilds an error from the wire: its class if this thread knows it by name, else an Error with its name. */
+/** What a task threw, rebuilt: the value itself when it was not an Error (and could be copied), else an Error. */
+export function deserializeThrown(wire: SerializedError): unknown {
+  return wire.thrown !== undefined ? wire.thrown.value : deserializeError(wire);
+}
+
 export function deserializeError(wire: SerializedError): Error {
   const registered =
     registeredErrorClass(wire.name) ?? (Object.hasOwn(byPrototype, wire.name) ? byPrototype[wire.name] : undefined);

@@ -8,51 +8,54 @@ import { suite } from './_support/harness.ts';
 
 const t = suite('AbortSignal shared by many calls');
 
-t('30 gets, puts, recvs, acquires, joins and pool tasks on one signal: all reject with its reason, no warning', async () => {
-  const warnings: string[] = [];
-  const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
-  process.on('warning', onWarning);
-  const pool = new Pool({ module: new URL('./fixtures/pool-tasks.ts', import.meta.url), processes: 1 });
-  const empty = new Queue<number>();
-  const full = new Queue<number>({ maxsize: 1 });
-  const unfinished = new JoinableQueue<number>();
-  const [a, b] = Pipe<number>();
-  const lock = new Lock();
-  try {
-    full.putNowait(0);
-    unfinished.putNowait(0);
-    lock.acquireSync();
-    const controller = new AbortController();
-    const { signal } = controller;
-    const calls: Promise<unknown>[] = [];
-    for (let i = 0; i < 30; i++) {
-      calls.push(
-        empty.get({ signal }),
-        full.put(i, { signal }),
-        a.recv({ signal }),
-        lock.acquire({ signal }),
-        unfinished.join({ signal }),
-        pool.apply(tasks.never, [i], { signal }),
-        pool.map(tasks.never, [i], { signal }),
+t(
+  '30 gets, puts, recvs, acquires, joins and pool tasks on one signal: all reject with its reason, no warning',
+  async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    const pool = new Pool({ module: new URL('./fixtures/pool-tasks.ts', import.meta.url), processes: 1 });
+    const empty = new Queue<number>();
+    const full = new Queue<number>({ maxsize: 1 });
+    const unfinished = new JoinableQueue<number>();
+    const [a, b] = Pipe<number>();
+    const lock = new Lock();
+    try {
+      full.putNowait(0);
+      unfinished.putNowait(0);
+      lock.acquireSync();
+      const controller = new AbortController();
+      const { signal } = controller;
+      const calls: Promise<unknown>[] = [];
+      for (let i = 0; i < 30; i++) {
+        calls.push(
+          empty.get({ signal }),
+          full.put(i, { signal }),
+          a.recv({ signal }),
+          lock.acquire({ signal }),
+          unfinished.join({ signal }),
+          pool.apply(tasks.never, [i], { signal }),
+          pool.map(tasks.never, [i], { signal }),
+        );
+      }
+      const reason = new Error('stop');
+      controller.abort(reason);
+      const outcomes = await Promise.allSettled(calls);
+      assert.is(outcomes.filter((o) => o.status === 'rejected' && o.reason === reason).length, calls.length);
+      await new Promise((resolve) => setImmediate(resolve)); // a warning is emitted on the next tick
+      assert.equal(
+        warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')),
+        [],
       );
+    } finally {
+      process.off('warning', onWarning);
+      lock.release();
+      for (const q of [empty, full, unfinished]) q.close();
+      a.close();
+      b.close();
+      await pool.terminate();
     }
-    const reason = new Error('stop');
-    controller.abort(reason);
-    const outcomes = await Promise.allSettled(calls);
-    assert.is(outcomes.filter((o) => o.status === 'rejected' && o.reason === reason).length, calls.length);
-    await new Promise((resolve) => setImmediate(resolve)); // a warning is emitted on the next tick
-    assert.equal(
-      warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')),
-      [],
-    );
-  } finally {
-    process.off('warning', onWarning);
-    lock.release();
-    for (const q of [empty, full, unfinished]) q.close();
-    a.close();
-    b.close();
-    await pool.terminate();
-  }
-});
+  },
+);
 
 t.run();

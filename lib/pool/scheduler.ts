@@ -25,7 +25,15 @@
 //   While any task is queued or in flight the workers' ports are ref'd: the program waits for its work; an idle
 //     pool keeps nothing alive (its workers are daemons).
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
-import { bug, deserializeError, ErrorCode, ProcessError, TimeoutError, WorkerLostError } from '../errors.ts';
+import {
+  bug,
+  deserializeError,
+  deserializeThrown,
+  ErrorCode,
+  ProcessError,
+  TimeoutError,
+  WorkerLostError,
+} from '../errors.ts';
 import { abort, commit, type Captured } from '../handles.ts';
 import { configureProcess, Process } from '../process.ts';
 import { poolRuntime } from '../runtime.ts';
@@ -335,7 +343,7 @@ export class Scheduler {
     }
     // Decoded first, then settled as one run: a map's thousands of results cost one call, not one each.
     let errors: Map<number, unknown> | null = null;
-    for (const [i, failure] of message.failures ?? []) (errors ??= new Map()).set(i, deserializeError(failure));
+    for (const [i, failure] of message.failures ?? []) (errors ??= new Map()).set(i, deserializeThrown(failure));
     const values = new Array<unknown>(n);
     const reader = new BatchReader(message.batch);
     for (let i = 0; i < n; i++) {

@@ -554,6 +554,16 @@ cpython(
     assert.is(many.errors.length, 2);
     assert.ok(many.errors[0] instanceof RangeError && many.errors[0].message === 'first', 'an error in it, rebuilt');
     assert.is(many.errors[1], 'second');
+    // What is thrown that is not an Error rejects the call as it was (it arrived as an Error saying so: review).
+    for (const value of ['x', 42, { a: [1] }, null]) {
+      const thrown = await p.apply(tasks.throwValue, [value]).then(
+        () => assert.unreachable('resolved'),
+        (reason: unknown) => reason,
+      );
+      assert.equal(thrown, value, `throw ${JSON.stringify(value)}`);
+    }
+    const uncloneable = await rejects(p.apply(tasks.throwValue, [1, true]), Error, 'a thrown function');
+    assert.match(uncloneable.message, /non-error thrown/);
   },
 );
 
