@@ -17,6 +17,7 @@ import { BatchReader } from '../wire/decode.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
 import { exported, fail, load } from '../worker-main.ts';
+import { runTaskEndHooks } from '../context.ts';
 import {
   kProgressChunk,
   kProgressIndex,
@@ -64,8 +65,13 @@ async function poolMain(boot: BootData): Promise<void> {
     if (running) return;
     running = true;
     while (chunks.length > 0) await runChunk(chunks.shift()!, lookup, progress, send);
+    if (stopping) {
+      // As a Process's worker does when its target returns: what cannot be handed over in the 'exit' event (a
+      // queue on a server sends over a socket) goes first. Still `running`: a second pump must not exit too.
+      await runTaskEndHooks();
+      process.exit(0);
+    }
     running = false;
-    if (stopping) process.exit(0);
   };
   port.on('message', (message: ToWorker) => {
     if (message.op === PoolOp.Run) chunks.push(message);

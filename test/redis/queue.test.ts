@@ -1024,6 +1024,30 @@ whenRedis(() => {
     assert.is(await to.get({ timeout: 30_000 }), 'via pool');
   });
 
+  t('a pool worker that leaves (maxtasksperchild, close) sends what its tasks put first', async () => {
+    // The worker exited at once: the puts that resolved buffered never reached the server (4 of 8, 3 of 3 in
+    // review), where a Process's worker sends them when its target returns.
+    const a = await open();
+    const q = a.Queue<{ p: number; i: number }>(name('pool-exit'));
+    const pool = new Pool({
+      module: new URL('../fixtures/conformance-tasks.ts', import.meta.url),
+      processes: 1,
+      maxtasksperchild: 1,
+    });
+    try {
+      for (let p = 0; p < 4; p++) await pool.apply('produce', [q, p, 2]);
+    } finally {
+      pool.close();
+      await pool.join();
+    }
+    const got: string[] = [];
+    for (let n = 0; n < 8; n++) {
+      const { p, i } = await q.get({ timeout: 10_000 });
+      got.push(`${p}.${i}`);
+    }
+    assert.equal(got.sort(), ['0.0', '0.1', '1.0', '1.1', '2.0', '2.1', '3.0', '3.1']);
+  });
+
   t('read-ahead a consumer did not use goes back in place: another consumer gets it next, in order', async () => {
     const a = await open();
     const b = await open();
