@@ -446,7 +446,7 @@ export class PutBuffer {
     this.#closed = true;
     buffering.delete(this);
     // Nothing more will land: a flush() or a taskDone() waiting for these puts (putsLanded()) must not wait on.
-    for (const f of this.#flushWaiters.splice(0)) f.reject(new ClosedError());
+    for (const f of this.#flushWaiters.splice(0)) f.reject(new ClosedError('queue is closed'));
     clearTimeout(this.#retryTimer);
   }
 }

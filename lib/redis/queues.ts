@@ -141,6 +141,8 @@ export class RedisQueue<T = unknown> implements Handle {
   /** Resolves with the oldest item; `Empty` after `timeout`, the signal's reason on abort. */
   async get(options?: WaitOptions): Promise<T> {
     const { timeout, signal } = checkWaitOptions(options);
+    // As a local queue's: an aborted signal rejects at once, even when an item is there (and timeout 0).
+    if (signal?.aborted) throw signal.reason;
     const state = await this.#ready();
     return (await state.get(this.#owner, timeout, signal)) as T;
   }
@@ -211,7 +213,7 @@ export class RedisQueue<T = unknown> implements Handle {
 
   /** The state, if this handle is open; throws ClosedError. */
   #open(): StreamQueue {
-    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
     return this.#b.state;
   }
 
@@ -223,14 +225,14 @@ export class RedisQueue<T = unknown> implements Handle {
   }
 
   async #ready(): Promise<StreamQueue> {
-    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
     try {
       await this.#b.ready();
     } catch (error) {
-      if (this.#owner.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+      if (this.#owner.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
       throw error;
     }
-    if (this.#owner.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+    if (this.#owner.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
     return this.#b.state;
   }
 
@@ -239,7 +241,7 @@ export class RedisQueue<T = unknown> implements Handle {
   }
 
   [kMarshal](): WireHandle {
-    if (this.#owner.closed) throw new ClosedError(`queue "${this.name}" is closed`);
+    if (this.#owner.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
     const record: RedisQueueRecord = {
       [WIRE_TAG]: kRedisQueueTag,
       url: this.#b.source.url,

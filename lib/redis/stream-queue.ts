@@ -283,7 +283,7 @@ export class StreamQueue {
   // ---- get ----------------------------------------------------------------------------------------------
 
   get(owner: Owner, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
-    // As a local queue's: a get that may not wait is one look, as getNowait() (the abort was seen by the caller).
+    // As a local queue's: a get that may not wait is one look, as getNowait() (the caller saw the signal unaborted).
     if (timeout === 0 && this.#waiters.length === 0) return this.getNowait(owner);
     if (this.#waiters.length === 0 && this.#ready.length > 0 && !this.#mustFetch && !this.recovering) {
       try {
@@ -867,7 +867,7 @@ export class StreamQueue {
       await this.#sendDone();
       for (;;) {
         // Its handle closed (another handle of the queue may keep it open here): it ends as the others' calls do.
-        if (this.#closed || owner.closed) throw new ClosedError();
+        if (this.#closed || owner.closed) throw new ClosedError('queue is closed');
         const n = await this.#linkNow!.call<number>(['XLEN', this.key]);
         if (n === 0 && this.#puts.length === 0) return;
         if (Date.now() >= deadline)
@@ -884,7 +884,7 @@ export class StreamQueue {
 
   /** A handle closed: its waits reject, its leases go back; the last one out gives back the read-ahead. */
   async detach(owner: Owner): Promise<void> {
-    const closed = new ClosedError();
+    const closed = new ClosedError('queue is closed');
     for (const w of this.#waiters.filter((w) => w.owner === owner)) w.waiter.reject(closed);
     this.#puts.rejectOwner(owner, closed);
     this.#owners.delete(owner);

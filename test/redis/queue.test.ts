@@ -1263,8 +1263,29 @@ whenRedis(() => {
     await deadline(q.joinThread(), 10_000, 'joinThread() after close()');
     const b = await open();
     assert.is(await b.Queue<number>(q.name).qsize(), 3, 'the items are on the server');
-    await rejects(q.put(3), ClosedError, 'put after close');
+    const error = await rejects(q.put(3), ClosedError, 'put after close');
+    assert.match(error.message, /queue is closed/, "the SPEC's words, as a local queue's");
     await other.close();
+  });
+
+  t('get() with an aborted signal rejects with its reason, even with timeout 0 and an item there', async () => {
+    // It took the item (found by review): timeout 0 went to getNowait() without looking at the signal.
+    const a = await open();
+    const q = a.Queue<number>(name('aborted-get'));
+    await q.put(1);
+    await q.flush();
+    const controller = new AbortController();
+    const reason = new Error('stop');
+    controller.abort(reason);
+    for (const timeout of [0, 1_000]) {
+      const got = await q.get({ timeout, signal: controller.signal }).then(
+        () => assert.unreachable('resolved'),
+        (error: unknown) => error,
+      );
+      assert.is(got, reason, `timeout ${timeout}`);
+    }
+    assert.is(await q.qsize(), 1, 'the item is still there');
+    assert.is(await q.get({ timeout: 5_000 }), 1);
   });
 
   t('after close() of the context, every call rejects with ClosedError', async () => {
@@ -1272,7 +1293,8 @@ whenRedis(() => {
     const q = a.Queue<number>(name('closed'));
     const waiting = q.get();
     await a.close();
-    await rejects(waiting, ClosedError, 'a get waiting at close');
+    const closedWhileWaiting = await rejects(waiting, ClosedError, 'a get waiting at close');
+    assert.match(closedWhileWaiting.message, /closed/);
     await rejects(q.put(1), ClosedError, 'put after close');
     await rejects(q.qsize(), ClosedError, 'qsize after close');
     assert.throws(
