@@ -130,8 +130,11 @@ export class BlockingReader {
           if (this.#link.lostFor() >= kLostAfter || !(error instanceof ConnectionError)) {
             const lost =
               error instanceof ConnectionError ? error : new ConnectionError(this.#link.shown, String(error));
-            for (const q of queues) q.lost(lost);
+            // Every queue waiting on this read, and those that began to want one while it was stuck (they
+            // asked it to end, and it could not): their gets would otherwise wait for a read nobody makes.
+            const waiting = new Set([...queues, ...this.#wanting]);
             this.#wanting.clear();
+            for (const q of waiting) q.lost(lost);
             return;
           }
           // The read may have run, and its answer gone with the connection: each queue finds what it took in

@@ -18,7 +18,7 @@ import {
 import { Pool } from '../../lib/index.ts';
 import { deadline, rejects, startTask, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
-import { startRedis, whenRedis } from '../_support/redis-server.ts';
+import { sendRaw, startRedis, whenRedis } from '../_support/redis-server.ts';
 import { DONE, FETCH, HAND_BACK } from '../../lib/redis/scripts.ts';
 
 /**
@@ -461,6 +461,41 @@ whenRedis(() => {
       await server.stop();
     }
   });
+
+  t(
+    'a get that starts waiting while the blocking read of another queue is stuck on a stopped server rejects too',
+    async () => {
+      // B's get asked the stuck read to end (an unblock the stopped server never answers); when the read was given
+      // up, only the queues in it were failed, and B's get waited for good, even once the server was back and B
+      // had an item (5 of 5 in review).
+      const server = await startRedis();
+      const context = await connect(server.url);
+      try {
+        const a = context.Queue<number>(name('stuck-read-a'));
+        const b = context.Queue<number>(name('stuck-read-b'));
+        await b.put(1);
+        assert.is(await b.get({ timeout: 5_000 }), 1);
+        assert.is(await b.qsize(), 0);
+        const onA = a.get();
+        // A's get fetches, finds nothing, then waits in the blocking read: until the server lists it. Then a
+        // little more (not a synchronization: B's get found its way to the reader only after some ms of it in 2
+        // of 2 tries without this pause, and was failed by its own fetch instead).
+        while (!(await sendRaw(server.port, 'CLIENT LIST')).includes('cmd=xreadgroup'));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        process.kill(server.pid, 'SIGSTOP');
+        const onB = b.get();
+        for (const [what, get] of [
+          ['a', onA],
+          ['b', onB],
+        ] as const)
+          await rejects(deadline(get, 20_000, `${what}'s get`), ConnectionError, `${what}'s get`);
+      } finally {
+        process.kill(server.pid, 'SIGCONT');
+        await context.close();
+        await server.stop();
+      }
+    },
+  );
 
   t(
     'a server that stops answering but keeps the connection: calls reject within 10 s; all works once it is back',
