@@ -136,6 +136,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #movedTo: string | undefined;
   /** The inbox as it was captured for the wire by kMarshal, until the post carrying it commits or aborts. */
   #inboxOut: Captured | undefined;
+  /** The waiters of #waiters that are recvBytes() calls. */
+  readonly #bytesWaiters = new WeakSet<Waiter<unknown>>();
   /** Marshalled for a message not yet posted (a pool task waiting for a worker): it cannot go in another. */
   #sending = false;
   /** Set once this end was shared (kShare): each time it is sent, it sends a new end this makes instead. */
@@ -226,6 +228,14 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
 
   /** Resolves with the next message; rejects with `EOFError` once the other end is gone and all is received. */
   recv(options?: WaitOptions): Promise<T> {
+    return this.#receive(options, false) as Promise<T>;
+  }
+
+  /**
+   * The next message; with `bytesOnly` (recvBytes), one that is not bytes is left for the next receive and
+   * fails this one, decided when the message is taken, so that no later receive can take the one after it first.
+   */
+  #receive(options: WaitOptions | undefined, bytesOnly: boolean): Promise<unknown> {
     let timeout: number, signal: AbortSignal | undefined;
     try {
       ({ timeout, signal } = checkWaitOptions(options));
@@ -240,11 +250,18 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       const message = this.#takeNow();
       if (message instanceof Undeliverable) return Promise.reject(message.error);
       if (message === END) return Promise.reject(new EOFError());
-      if (message !== NONE) return Promise.resolve(message as T);
+      if (message !== NONE) {
+        if (bytesOnly && !isBytes(message)) {
+          this.#inbox.unshift(message);
+          return Promise.reject(notBytes(message));
+        }
+        return Promise.resolve(message);
+      }
     }
     return wait<unknown>(
       (waiter) => {
         this.#waiters.push(waiter);
+        if (bytesOnly) this.#bytesWaiters.add(waiter);
         this.#listen();
         this.#ask();
         if (this.#relayed) waiter.decided = () => this.#onItsWay(this.#waiters, waiter);
@@ -253,7 +270,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       timeout,
       signal,
       () => new TimeoutError(`recv() timed out after ${timeout} ms`),
-    ) as Promise<T>;
+    );
   }
 
   /** Resolves true when a `recv()` would settle without waiting (a message is there, or EOF). */
@@ -602,18 +619,15 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   }
 
   async #recvBytes(): Promise<Uint8Array> {
-    return this.#asBytes(await this.recv());
+    return bytesOf((await this.#receive(undefined, true)) as ArrayBuffer | ArrayBufferView);
   }
 
   /** A received message as bytes; anything else goes back to the front of the inbox, and throws. */
+  /** A message a blocking receive took, as bytes; one that is not goes back for the next receive. */
   #asBytes(message: unknown): Uint8Array {
-    if (message instanceof ArrayBuffer) return new Uint8Array(message);
-    if (ArrayBuffer.isView(message)) return new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
+    if (isBytes(message)) return bytesOf(message);
     this.#inbox.unshift(message);
-    throw new ProcessError(
-      `the next message is not bytes but ${describe(message)}; receive it with recv()`,
-      ErrorCode.NotBytes,
-    );
+    throw notBytes(message);
   }
 
   // Nothing thrown here may escape (it would crash the thread): a message that cannot be rebuilt rejects the
@@ -627,7 +641,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       this.#onMessageError(error);
       return;
     }
-    const waiter = this.#waiters.shift();
+    let waiter = this.#waiters.shift();
+    while (waiter !== undefined && !isBytes(message) && this.#bytesWaiters.has(waiter)) {
+      waiter.reject(notBytes(message)); // a recvBytes(): the message stays for the next receive
+      waiter = this.#waiters.shift();
+    }
     if (waiter !== undefined) {
       waiter.resolve(message);
     } else {
@@ -844,6 +862,23 @@ class Rebuilt {
 }
 
 /** Stands in the inbox for a message that arrived but could not be deserialized in this thread. */
+function isBytes(message: unknown): message is ArrayBuffer | ArrayBufferView {
+  return message instanceof ArrayBuffer || ArrayBuffer.isView(message);
+}
+
+function bytesOf(message: ArrayBuffer | ArrayBufferView): Uint8Array {
+  return message instanceof ArrayBuffer
+    ? new Uint8Array(message)
+    : new Uint8Array(message.buffer, message.byteOffset, message.byteLength);
+}
+
+function notBytes(message: unknown): ProcessError {
+  return new ProcessError(
+    `the next message is not bytes but ${describe(message)}; receive it with recv()`,
+    ErrorCode.NotBytes,
+  );
+}
+
 class Undeliverable {
   constructor(readonly error: unknown) {}
 }

@@ -195,6 +195,17 @@ cpython('recvBytes(maxLength) and recvBytesInto(offset): limits, bad arguments, 
   const notBytes = await rejects(b.recvBytes(), ProcessError, 'recvBytes() of an object');
   assert.match(notBytes.message, /recv\(\)/);
   assert.equal(await b.recv(), { not: 'bytes' });
+  // ... also for a recv() made at once after it: it gets that message, not the one after (it did: review).
+  for (const when of ['sent before', 'sent after'] as const) {
+    if (when === 'sent before') a.send('first');
+    const refused = b.recvBytes();
+    const next = b.recv();
+    if (when === 'sent after') a.send('first');
+    a.send('second');
+    await rejects(refused, ProcessError, `recvBytes(), ${when}`);
+    assert.is(await next, 'first', when);
+    assert.is(await b.recv(), 'second', when);
+  }
 
   // recvBytesInto at an offset with exactly enough room.
   a.sendBytes(bytes('xy'));
