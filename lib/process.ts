@@ -84,6 +84,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   #daemon: boolean;
   #worker: Worker | undefined;
   #pid: number | undefined;
+  /** How many join() calls wait: while any does, a daemon's worker keeps the program alive. */
+  #joining = 0;
   #exitCode: number | null = null;
   #error: Error | undefined;
   #signal: number | undefined;
@@ -267,9 +269,11 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     const worker = this.#worker;
     const exited = this.#exited!;
     if (this.#exitCode !== null) return exited;
-    if (this.#daemon) worker.ref();
+    // Every join waiting keeps a daemon's worker referenced: the last one to end lets it go (the first one did,
+    // under the joins still waiting, and the program exited before they resolved).
+    if (this.#daemon && this.#joining++ === 0) worker.ref();
     const done = () => {
-      if (this.#daemon && this.#exitCode === null) worker.unref();
+      if (this.#daemon && --this.#joining === 0 && this.#exitCode === null) worker.unref();
     };
     if (ms === Infinity) return exited.finally(done);
     let timer: NodeJS.Timeout | undefined;

@@ -635,6 +635,13 @@ if (isMainThread) {
   60_000,
 );
 
+lifetime('two joins of a daemon at once: the longer one keeps the program alive after the shorter ended', async () => {
+  const fixture = fileURLToPath(new URL('./fixtures/daemon-joins.ts', import.meta.url));
+  const { code, stdout, stderr } = await run(process.execPath, ['--import', 'tsx', fixture], { cwd: root, ms: 30_000 });
+  assert.is(code, 0, `exit code ${code} (13: the second join never resolved)\n${stderr}`);
+  assert.equal(JSON.parse(stdout), { exitCode: 0 });
+});
+
 lifetime(
   'a module that starts processes at its top level without `if (isMainThread)` ends by itself, naming the guard',
   async () => {
