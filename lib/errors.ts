@@ -231,8 +231,15 @@ export function serializeError(error: unknown, withValues = true, depth = 0): Se
   let any = false;
   for (const key of Object.keys(error)) {
     if (key === 'cause') continue;
-    const value = (error as unknown as Record<string, unknown>)[key];
-    if (!withValues && typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') continue;
+    let value: unknown;
+    try {
+      value = (error as unknown as Record<string, unknown>)[key];
+      // Without values: only those that can be copied, each on its own (one that cannot must not drop the rest).
+      if (!withValues && value !== null && typeof value === 'object') value = structuredClone(value);
+      else if (!withValues && (typeof value === 'function' || typeof value === 'symbol')) continue;
+    } catch {
+      continue; // a getter that throws, or a value that cannot be copied: left out
+    }
     props[key] = value;
     any = true;
   }

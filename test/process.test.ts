@@ -259,6 +259,27 @@ cpython(
 );
 
 cpython(
+  'an error whose properties cannot all be copied (a getter that throws, a function) keeps the rest',
+  async () => {
+    // The getter threw again while the error was described without values: the parent got 'cannot start target'
+    // with the message lost; and one function dropped every object-valued property (found by review).
+    const { result: ps } = await captureStderr(async () => {
+      const ps = [start('throwAwkward', ['getter']), start('throwAwkward', ['function'])];
+      await Promise.all(ps.map((p) => p.join()));
+      return ps;
+    });
+    const [getter, fn] = ps.map((p) => p.error as Error & Record<string, unknown>);
+    assert.is(getter!.message, 'awkward getter');
+    assert.is(getter!.code, 'E_AWKWARD');
+    assert.not.ok('bad' in getter!, 'the getter that throws is left out');
+    assert.is(fn!.message, 'awkward function');
+    assert.equal(fn!.details, { a: 1 });
+    assert.is(fn!.code, 'E_AWKWARD');
+    assert.not.ok('fn' in fn!, 'the function is left out');
+  },
+);
+
+cpython(
   'a target whose promise can never settle (its thread left with nothing to wait for): exitCode 1 and an ERR_DEADLOCK error, not a silent exit code 13',
   async () => {
     const { result: p, stderr } = await captureStderr(async () => {
