@@ -74,6 +74,12 @@ const kLinger = 20;
 const kGiveUpWait = 1_000;
 /** How long a failed acknowledgement waits before it is sent again (ms): the link may be reconnecting. */
 const kAckAgainAfter = 100;
+/**
+ * Leases are renewed at least this often (ms), whatever the visibilityTimeout: a holder opened before another
+ * opener lowered the queue's (1 s, say) learns it at its next renewal, before its leases look expired.
+ */
+const kRenewAtMost = 500;
+
 /** How long join() waits between two looks at the server, at most (ms). */
 const kMaxPoll = 25;
 
@@ -760,8 +766,12 @@ export class StreamQueue {
     this.#renewTimer.unref();
   }
 
+  /**
+   * A quarter of the shortest visibilityTimeout this holder knows, and at most kRenewAtMost: a queue opened
+   * later with a shorter one lowers the server's, which this holder learns only from a renewal's answer.
+   */
   #renewEvery(): number {
-    return Math.max(Math.floor(this.#minVisibility / 4), 5);
+    return Math.max(Math.min(Math.floor(this.#minVisibility / 4), kRenewAtMost), 5);
   }
 
   /** The server stayed away: the waiting gets fail. */

@@ -1083,6 +1083,22 @@ whenRedis(() => {
     assert.equal(got.sort(), ['0.0', '0.1', '1.0', '1.1', '2.0', '2.1', '3.0', '3.1']);
   });
 
+  t('a live holder opened before a shorter visibilityTimeout was set keeps its lease', async () => {
+    // The holder learnt the shorter one only at its next renewal, a quarter of its own 30 s later: a consumer
+    // opened afterwards was given the item after 1.25 s, the holder alive (3 of 3 in review).
+    const holderContext = await open();
+    const holder = holderContext.JoinableQueue<string>(name('vt-late'));
+    await holder.qsize(); // opened with the default 30 s
+    const producer = (await open()).JoinableQueue<string>(holder.name, { visibilityTimeout: 2_000 });
+    await producer.put('task A');
+    await producer.flush();
+    assert.is(await holder.get({ timeout: 10_000 }), 'task A');
+    const late = (await open()).JoinableQueue<string>(holder.name);
+    await rejects(late.get({ timeout: 5_000 }), Empty, 'the item stays with its live holder past 2 s');
+    await holder.taskDone();
+    await deadline(producer.join(), 10_000, 'join()');
+  });
+
   t('read-ahead a consumer did not use goes back in place: another consumer gets it next, in order', async () => {
     const a = await open();
     const b = await open();
