@@ -951,7 +951,8 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
           items.push(result.value);
           // A slow synchronous input: what it gave so far goes to the workers now, and the thread runs (results
           // are taken) before more is read, as Python's task handler, a thread, submits each item as it reads.
-          if (performance.now() - sliceStart >= kReadSlice) {
+          // (The clock is read for each of the first 16 items and every 16th after: it costs a fast input ~10%.)
+          if ((items.length < 16 || (items.length & 15) === 0) && performance.now() - sliceStart >= kReadSlice) {
             slow = true;
             break;
           }
