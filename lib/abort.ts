@@ -7,8 +7,21 @@
 
 const listening = new WeakMap<AbortSignal, Set<() => void>>();
 
-/** Calls `listener` once when `signal` aborts; returns how to stop listening. */
+/**
+ * Calls `listener` once when `signal` aborts (on a microtask if it already has: a wait that armed itself after
+ * an abort it did not see, such as a poll loop between two commands, must not miss it); returns how to stop
+ * listening.
+ */
 export function onAbort(signal: AbortSignal, listener: () => void): () => void {
+  if (signal.aborted) {
+    let live = true;
+    queueMicrotask(() => {
+      if (live) listener();
+    });
+    return () => {
+      live = false;
+    };
+  }
   let listeners = listening.get(signal);
   if (listeners === undefined) {
     const fresh = new Set<() => void>();

@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { JoinableQueue, Lock, Pipe, Pool, Queue } from '../lib/index.ts';
 import * as tasks from './fixtures/pool-tasks.ts';
 import { suite } from './_support/harness.ts';
+import { onAbort } from '../lib/abort.ts';
 
 const t = suite('AbortSignal shared by many calls');
 
@@ -57,5 +58,25 @@ t(
     }
   },
 );
+
+t('onAbort: once per abort, not after unlisten, and on a microtask for a signal already aborted', async () => {
+  const controller = new AbortController();
+  const calls: string[] = [];
+  const stopA = onAbort(controller.signal, () => calls.push('a'));
+  const stopB = onAbort(controller.signal, () => calls.push('b'));
+  stopB();
+  controller.abort();
+  controller.abort();
+  stopA();
+  assert.equal(calls, ['a'], 'a once; b stopped listening before');
+  // Armed after the abort (a Redis join()'s poll between two commands did, and waited out its timeout).
+  const late: string[] = [];
+  onAbort(controller.signal, () => late.push('late'));
+  const cancelled = onAbort(controller.signal, () => late.push('cancelled'));
+  cancelled();
+  assert.equal(late, [], 'not inside the call');
+  await Promise.resolve();
+  assert.equal(late, ['late']);
+});
 
 t.run();
