@@ -2,10 +2,17 @@
 // shared by many calls (one AbortController for a batch of gets, applies or acquires) would otherwise pass
 // Node's limit of 10 listeners per EventTarget and print a MaxListenersExceededWarning about a leak that is not one.
 //
-// Invariant: a signal is in `listening` exactly while its one 'abort' listener is on it and it has not aborted;
-// its set holds the calls waiting on it now (each removes itself when it settles).
+// Invariant: a signal is in `listening` exactly while its one 'abort' listener is on it, and then its entry
+// holds the calls waiting on it now. The last call to stop listening removes the listener too: Node keeps a
+// signal that has abort listeners alive (AbortSignal.any(), AbortSignal.timeout()), so one left on would keep
+// every per-call signal for good.
 
-const listening = new WeakMap<AbortSignal, Set<() => void>>();
+interface Listening {
+  readonly calls: Set<() => void>;
+  readonly listener: () => void;
+}
+
+const listening = new WeakMap<AbortSignal, Listening>();
 
 /**
  * Calls `listener` once when `signal` aborts (on a microtask if it already has: a wait that armed itself after
@@ -22,24 +29,28 @@ export function onAbort(signal: AbortSignal, listener: () => void): () => void {
       live = false;
     };
   }
-  let listeners = listening.get(signal);
-  if (listeners === undefined) {
-    const fresh = new Set<() => void>();
-    listeners = fresh;
-    listening.set(signal, fresh);
-    signal.addEventListener(
-      'abort',
-      () => {
+  let entry = listening.get(signal);
+  if (entry === undefined) {
+    const calls = new Set<() => void>();
+    const fresh: Listening = {
+      calls,
+      listener: () => {
         listening.delete(signal);
-        for (const call of [...fresh]) call();
-        fresh.clear();
+        for (const call of [...calls]) call();
+        calls.clear();
       },
-      { once: true },
-    );
+    };
+    entry = fresh;
+    listening.set(signal, fresh);
+    signal.addEventListener('abort', fresh.listener, { once: true });
   }
-  const set = listeners;
-  set.add(listener);
+  const { calls } = entry;
+  // Each registration its own function: the same listener may wait twice on one signal.
+  const call = () => listener();
+  calls.add(call);
   return () => {
-    set.delete(listener);
+    if (!calls.delete(call) || calls.size > 0 || listening.get(signal) !== entry) return;
+    listening.delete(signal);
+    signal.removeEventListener('abort', entry.listener);
   };
 }
