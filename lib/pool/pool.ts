@@ -604,13 +604,7 @@ class ApplyCall implements Call {
     this.#done = true;
     this.outcome = ok ? 'fulfilled' : 'rejected';
     this.onSettled?.();
-    if (ok) {
-      this.#resolve(value);
-      runCallback(this.callback, value);
-    } else {
-      this.#reject(value);
-      runCallback(this.errorCallback, value);
-    }
+    settleWithCallback(ok, value, this.#resolve, this.#reject, ok ? this.callback : this.errorCallback);
   }
 }
 
@@ -686,13 +680,13 @@ class MapCall implements Call {
     this.#done = true;
     this.outcome = ok ? 'fulfilled' : 'rejected';
     this.onSettled?.();
-    if (ok) {
-      this.#resolve(value as unknown[]);
-      runCallback(this.callback, value);
-    } else {
-      this.#reject(value);
-      runCallback(this.errorCallback, value);
-    }
+    settleWithCallback(
+      ok,
+      value,
+      this.#resolve as (value: unknown) => void,
+      this.#reject,
+      ok ? this.callback : this.errorCallback,
+    );
   }
 }
 
@@ -1064,12 +1058,30 @@ function checkCallback(value: unknown, name: string): ((value: any) => void) | u
 }
 
 /**
- * A callback runs in this thread, never inside the call that made it (a call can settle at once: an empty map,
- * an aborted signal); what it throws must not be lost, nor turn into the call's own outcome.
+ * Settles a call's promise, its callback first, as Python's AsyncResult calls it before it is ready to get():
+ * code awaiting the result finds the callback done. Never inside the call that made it (a call can settle at
+ * once: an empty map, an aborted signal). What the callback throws must not be lost, nor turn into the call's
+ * own outcome: it is thrown on its own once the call settled.
  */
-function runCallback(callback: ((value: any) => void) | undefined, value: unknown): void {
-  if (callback === undefined) return;
-  queueMicrotask(() => callback(value));
+function settleWithCallback(
+  ok: boolean,
+  value: unknown,
+  resolve: (value: unknown) => void,
+  reject: (error: unknown) => void,
+  callback: ((value: any) => void) | undefined,
+): void {
+  const settle = () => (ok ? resolve(value) : reject(value));
+  if (callback === undefined) {
+    settle();
+    return;
+  }
+  queueMicrotask(() => {
+    try {
+      callback(value);
+    } finally {
+      settle();
+    }
+  });
 }
 
 function moduleHref(module: unknown): string {

@@ -212,6 +212,14 @@ export class Scheduler {
    * stopped when it gets to it (#chunkDone), not before: that would stop the other call's task.
    */
   cancel(call: Call): void {
+    // Its queued jobs go now, not once they reach the head of the queue: what their arguments carry is given
+    // back at once (a pipe end is usable, and sendable, here again).
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const job = this.#queue[i]!;
+      if (jobLive(job)) continue;
+      this.#queue.splice(i, 1);
+      giveBack(job);
+    }
     for (const slot of this.#slots) {
       for (const chunk of slot.chunks) if (chunkHas(chunk, call) && !chunkLive(chunk)) chunk.cancelled = true;
       this.#stopIfCancelled(slot, chunkRunningOn(slot));

@@ -12,6 +12,7 @@ import {
   activeChildren,
   AsyncResult,
   ClosedError,
+  type Connection,
   EOFError,
   Pipe,
   Pool,
@@ -90,6 +91,10 @@ cpython('test_map_async, test_starmap_async, and their callbacks', async () => {
     range(10).map((x) => x * x),
   );
   assert.equal(results, [range(10).map((x) => x * x)], 'the callback ran once, with the results');
+  // As Python's: the callback has run when get() gives the result (it ran a turn later: review).
+  const seen: unknown[] = [];
+  assert.is(await p.applyAsync(tasks.sqr, [3], { callback: (v) => seen.push(v) }).get(), 9);
+  assert.equal(seen, [9], 'the callback ran before get() resolved');
   assert.ok(r.ready() && r.successful());
   const errors: unknown[] = [];
   const failing = p.starmapAsync(
@@ -896,6 +901,29 @@ contract(
     for (const end of [a, b, c]) end.close();
   },
 );
+
+contract('a queued call that is aborted gives its pipe end back at once, though work is queued ahead', async () => {
+  // The end stayed "on its way" until the queue ahead drained (found by review, 4 of 4).
+  const p = pool({ processes: 1 });
+  const gate = new Int32Array(new SharedArrayBuffer(4));
+  const busy = p.apply(tasks.waitForGate, [gate]).catch((e: unknown) => e); // handled if an assert fails
+  const queued = p.apply(tasks.sqr, [2]).catch((e: unknown) => e);
+  const [a, b] = Pipe<number>();
+  const controller = new AbortController();
+  const aborted = p.apply(tasks.sendOne, [b], { signal: controller.signal });
+  controller.abort(new Error('no'));
+  await rejects(aborted, Error, 'the aborted call');
+  const [c, d] = Pipe<Connection<number>>();
+  c.send(b); // threw ClosedError: "already on its way in another message"
+  const back = await d.recv({ timeout: 10_000 });
+  back.send(7);
+  assert.is(await a.recv({ timeout: 10_000 }), 7);
+  Atomics.store(gate, 0, 1);
+  Atomics.notify(gate, 0);
+  assert.is(await busy, 'opened');
+  assert.is(await queued, 4);
+  for (const end of [a, back, c, d]) end.close();
+});
 
 contract(
   'imap over a slow synchronous input: its first tasks run while it is read, not after a window of it',
