@@ -581,7 +581,7 @@ class ApplyCall implements Call {
   readonly promise: Promise<unknown>;
   #resolve!: (value: unknown) => void;
   #reject!: (error: unknown) => void;
-  #done = false;
+  /** Where the call stands: its promise settles with it, the callback first (settleWithCallback). */
   outcome: Outcome = 'pending';
   onSettled: (() => void) | undefined;
 
@@ -596,12 +596,11 @@ class ApplyCall implements Call {
   }
 
   get live(): boolean {
-    return !this.#done;
+    return this.outcome === 'pending';
   }
 
   settle(_index: number, ok: boolean, value: unknown): void {
-    if (this.#done) return;
-    this.#done = true;
+    if (this.outcome !== 'pending') return;
     this.outcome = ok ? 'fulfilled' : 'rejected';
     this.onSettled?.();
     settleWithCallback(ok, value, this.#resolve, this.#reject, ok ? this.callback : this.errorCallback);
@@ -618,7 +617,7 @@ class MapCall implements Call {
   readonly #settled: Uint8Array;
   #count = 0;
   #failure: { index: number; error: unknown } | undefined;
-  #done = false;
+  /** Where the call stands: its promise settles with it, the callback first (settleWithCallback). */
   outcome: Outcome = 'pending';
   #resolve!: (value: unknown[]) => void;
   #reject!: (error: unknown) => void;
@@ -639,17 +638,17 @@ class MapCall implements Call {
   }
 
   get live(): boolean {
-    return !this.#done;
+    return this.outcome === 'pending';
   }
 
   settle(index: number, ok: boolean, value: unknown): void {
-    if (this.#done) return;
+    if (this.outcome !== 'pending') return;
     this.#record(index, ok, value);
     this.#advance();
   }
 
   settleRun(start: number, values: unknown[], errors: Map<number, unknown> | null): void {
-    if (this.#done) return;
+    if (this.outcome !== 'pending') return;
     for (let i = 0; i < values.length; i++) {
       if (errors?.has(i)) this.#record(start + i, false, errors.get(i));
       else this.#record(start + i, true, values[i]);
@@ -676,8 +675,7 @@ class MapCall implements Call {
   }
 
   #finish(ok: boolean, value: unknown): void {
-    if (this.#done) return;
-    this.#done = true;
+    if (this.outcome !== 'pending') return;
     this.outcome = ok ? 'fulfilled' : 'rejected';
     this.onSettled?.();
     settleWithCallback(
