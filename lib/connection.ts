@@ -893,8 +893,7 @@ const deadPort = (() => {
 })();
 
 function toBytes(buf: unknown, name: string): Uint8Array {
-  if (buf instanceof ArrayBuffer) return new Uint8Array(buf);
-  if (ArrayBuffer.isView(buf)) return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  if (isBytes(buf)) return bytesOf(buf);
   throw new TypeError(`${name} must be an ArrayBuffer or an ArrayBufferView, got ${describe(buf)}`);
 }
 

@@ -24,9 +24,9 @@ import {
   type TransferItem,
 } from '../options.ts';
 import { isThenable } from '../thenable.ts';
-import { sliceItems } from '../wire/batch.ts';
+import { batchByteLength, sliceItems } from '../wire/batch.ts';
 import { Encoder } from '../wire/encode.ts';
-import { batchSize, Carrying, type Batch } from '../wire/format.ts';
+import { Carrying, type Batch } from '../wire/format.ts';
 import { AsyncResult, type Outcome } from './async-result.ts';
 import { Scheduler, type Call, type Job } from './scheduler.ts';
 import { SharedEnd } from './shared-end.ts';
@@ -562,7 +562,7 @@ export class Pool {
         const { batch, lones } = this.#captureItems(items, false);
         this.#flushOpen();
         this.#submitMap(name, false, batch, call, chunksize, lones, base);
-        return lones.reduce((sum, { lone }) => sum + batchSize(lone.batch), batchSize(batch));
+        return lones.reduce((sum, { lone }) => sum + batchByteLength(lone.batch), batchByteLength(batch));
       },
       (call) => this.#scheduler.cancel(call),
       (call) => this.#imaps.delete(call),

@@ -37,9 +37,9 @@ import {
 import { abort, commit, type Captured } from '../handles.ts';
 import { configureProcess, Process } from '../process.ts';
 import { poolRuntime } from '../runtime.ts';
-import { sliceItems } from '../wire/batch.ts';
+import { batchByteLength, sliceItems } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
-import { batchSize, type Batch } from '../wire/format.ts';
+import type { Batch } from '../wire/format.ts';
 import {
   kProgressCells,
   kProgressChunk,
@@ -365,7 +365,7 @@ export class Scheduler {
     const start = chunk.from + chunk.answered;
     chunk.answered += n;
     const calls = chunk.job.calls;
-    if (!Array.isArray(calls)) calls.resultBytes?.(batchSize(message.batch), n);
+    if (!Array.isArray(calls)) calls.resultBytes?.(batchByteLength(message.batch), n);
     if (!Array.isArray(calls) && calls.settleRun !== undefined) calls.settleRun(chunk.job.base + start, values, errors);
     else {
       for (let i = 0; i < n; i++) {

@@ -167,17 +167,3 @@ export const Carrying = {
   Moved: 3,
 } as const;
 export type Carrying = (typeof Carrying)[keyof typeof Carrying];
-
-/**
- * About how many bytes a batch holds: its bytes, and the buffers and typed arrays it carries beside them (other
- * carried objects count for nothing: their size is not known cheaply).
- */
-export function batchSize(batch: Batch): number {
-  let size = batch.bytes.byteLength;
-  for (const carried of batch.carry ?? []) {
-    for (const value of carried ?? []) {
-      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) size += value.byteLength;
-    }
-  }
-  return size;
-}
