@@ -4,6 +4,7 @@
 //   cells[kOwner] is 0 when the lock is free, else the holder's `me` (threads.ts). It leaves 0 only by a CAS
 //   from 0 (an acquire) or from a holder recorded dead (a takeover: the next acquire gets the lock); only the
 //   holder stores 0 (release).
+//   Of this thread's async acquires of this object, only the one with the turn waits on the cell (turns.ts).
 //   cells[kDepth] (RLock) is how many times the holder has acquired it; only the holder writes it.
 //   cells[kWaiters] counts threads inside a wait. release() stores 0 and then reads it, a waiter adds itself
 //   and then reads the owner (sequentially consistent atomics): either the releaser sees the waiter and
@@ -15,6 +16,7 @@ import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
 import { isDead, me, threadOf } from './threads.ts';
+import { Turns } from './turns.ts';
 
 const kOwner = 0;
 const kWaiters = 1;
@@ -40,6 +42,8 @@ export interface AcquireOptions {
 abstract class Mutex extends Primitive {
   readonly #cells: Int32Array;
   readonly #recursive: boolean;
+  /** This thread's async waits on the lock, one at a time on its cell (turns.ts). */
+  readonly #turns = new Turns();
 
   constructor(recursive: boolean) {
     super();
@@ -107,11 +111,15 @@ abstract class Mutex extends Primitive {
   async #acquire(timeout: number, signal: AbortSignal | undefined, attempt = this.#attempt): Promise<boolean> {
     if (signal?.aborted) throw signal.reason;
     if (attempt()) return true;
+    const deadline = performance.now() + timeout;
+    if (!(await this.#turns.take(deadline, signal))) return false;
     Atomics.add(this.#cells, kWaiters, 1);
     try {
-      return await waitUntil(this.#cells, kOwner, attempt, { timeout, slice: kDeathCheck }, signal);
+      const left = Math.max(0, deadline - performance.now());
+      return await waitUntil(this.#cells, kOwner, attempt, { timeout: left, slice: kDeathCheck }, signal);
     } finally {
       Atomics.sub(this.#cells, kWaiters, 1);
+      this.#turns.pass();
     }
   }
 

@@ -6,11 +6,13 @@
 //   positive value, release adds one (a BoundedSemaphore by a CAS that refuses to pass cells[kBound]).
 //   cells[kWaiters] counts threads inside a wait; release adds and then reads it, a waiter adds itself and
 //   then reads the value (see lock.ts): no wake-up is lost. Release wakes every waiter (lock.ts says why).
+//   Of this thread's async acquires of this object, only the one with the turn waits on the cell (turns.ts).
 //   A semaphore has no owner: a permit taken by a thread that dies is not given back.
 import { ErrorCode, ProcessError } from '../errors.ts';
 import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import type { AcquireOptions } from './lock.ts';
+import { Turns } from './turns.ts';
 import { checkCount, kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
 
 const kValue = 0;
@@ -25,6 +27,8 @@ const kUnbounded = -1;
  */
 export class Semaphore extends Primitive {
   readonly #cells: Int32Array;
+  /** This thread's async acquires, one at a time on the cell (turns.ts). */
+  readonly #turns = new Turns();
 
   constructor(value = 1) {
     super();
@@ -60,11 +64,15 @@ export class Semaphore extends Primitive {
     const signal = checkSignal(o.signal);
     if (signal?.aborted) throw signal.reason;
     if (this.#attempt()) return true;
+    const deadline = performance.now() + timeout;
+    if (!(await this.#turns.take(deadline, signal))) return false;
     Atomics.add(this.#cells, kWaiters, 1);
     try {
-      return await waitUntil(this.#cells, kValue, this.#attempt, { timeout }, signal);
+      const left = Math.max(0, deadline - performance.now());
+      return await waitUntil(this.#cells, kValue, this.#attempt, { timeout: left }, signal);
     } finally {
       Atomics.sub(this.#cells, kWaiters, 1);
+      this.#turns.pass();
     }
   }
 

@@ -8,6 +8,7 @@ import {
   Lock,
   Pipe,
   Pool,
+  type Process,
   ProcessError,
   Queue,
   RawValue,
@@ -233,6 +234,84 @@ contract(
     }
   },
   60_000,
+);
+
+contract(
+  'async acquires in one thread take turns: in order, and one that times out or is aborted leaves its place',
+  async () => {
+    for (const kind of ['Lock', 'Semaphore', 'RLock'] as const) {
+      const lock = kind === 'Lock' ? new Lock() : kind === 'Semaphore' ? new Semaphore(1) : new RLock();
+      // A failed assertion must not leave an acquire waiting: that would keep the test program alive.
+      const cleanup = new AbortController();
+      const { signal } = cleanup;
+      // Held, so that this thread's acquires must wait: by this thread (a Lock or Semaphore does not let its
+      // holder's thread in again), or by a worker that is then terminated (an RLock would).
+      let holder: Process | undefined;
+      try {
+        if (kind === 'RLock') {
+          const [conn, child] = Pipe<string>();
+          holder = startTask(tasks, 'holdLock', [lock, child, 'spin']);
+          assert.is(await conn.recv({ timeout: 30_000 }), 'held');
+        } else assert.is(lock.acquireSync(), true);
+        const order: string[] = [];
+        const controller = new AbortController();
+        const first = lock.acquire({ signal }).then((ok) => order.push(`first ${ok}`));
+        const timedOut = lock.acquire({ timeout: 50, signal });
+        const aborted = lock.acquire({ signal: AbortSignal.any([signal, controller.signal]) }).catch((e: unknown) => e);
+        const third = lock.acquire({ signal }).then((ok) => order.push(`third ${ok}`));
+        first.catch(() => {});
+        third.catch(() => {});
+        assert.is(await timedOut, false, `${kind}: a waiter in line times out`);
+        controller.abort(new Error('stop'));
+        assert.is(((await aborted) as Error).message, 'stop', `${kind}: an aborted waiter in line rejects`);
+        assert.equal(order, [], kind);
+        if (holder === undefined) lock.release();
+        else holder.terminate();
+        await Promise.race([first, third]);
+        assert.equal(order, ['first true'], `${kind}: the oldest waiter gets it first`);
+        lock.release();
+        await third;
+        assert.equal(order, ['first true', 'third true'], kind);
+        lock.release();
+      } finally {
+        cleanup.abort();
+        holder?.terminate();
+        await holder?.join();
+      }
+    }
+  },
+);
+
+contract(
+  'many async acquires of one lock in one thread each wait on its cell a few times, not once per release',
+  async () => {
+    const lock = new Lock();
+    const cleanup = new AbortController();
+    const waitAsync = Atomics.waitAsync;
+    let waits = 0;
+    Atomics.waitAsync = ((...args: Parameters<typeof waitAsync>) => {
+      waits++;
+      return waitAsync(...args);
+    }) as typeof waitAsync;
+    try {
+      const n = 300;
+      let holding = 0;
+      await Promise.all(
+        Array.from({ length: n }, async () => {
+          await lock.acquire({ signal: cleanup.signal });
+          assert.is(++holding, 1, 'one holder at a time');
+          await new Promise((resolve) => setImmediate(resolve));
+          holding--;
+          lock.release();
+        }),
+      );
+      // Woken all together, they waited about n * n / 2 times (45,150 here; 6.1 s for n = 1,000).
+      assert.ok(waits <= 3 * n, `${waits} waits for ${n} acquires`);
+    } finally {
+      Atomics.waitAsync = waitAsync;
+      cleanup.abort();
+    }
+  },
 );
 
 contract('locks and semaphores sent through a pipe and a queue are the same lock', async () => {
