@@ -147,6 +147,10 @@ export async function main(boot: BootData): Promise<void> {
   } finally {
     process.off('beforeExit', onBeforeExit);
   }
+  // Node reports a promise rejected and left unhandled once the current task's microtasks have run; exiting
+  // inside them would end the thread as if nothing had failed. One macrotask lets it report the rejection first
+  // (as an uncaught error: exit code 1, and `error`), as the main thread would crash on it.
+  await new Promise((resolve) => setImmediate(resolve));
   await runTaskEndHooks();
   await joinChildren();
   process.exit(failed ? 1 : 0);

@@ -14,6 +14,7 @@ import {
   Pipe,
   Process,
   ProcessError,
+  Queue,
   activeChildren,
   currentProcess,
   isMainThread,
@@ -212,8 +213,9 @@ cpython('test_sys_exit: process.exit(n) in the worker gives exitCode n', async (
 cpython(
   'a target that throws or rejects: exitCode 1, error rebuilt with class name, message and stack, printed to stderr',
   async () => {
+    const queue = new Queue<string>();
     const {
-      result: [typeError, custom, rejected, uncaught],
+      result: [typeError, custom, rejected, uncaught, unhandled],
       stderr,
     } = await captureStderr(async () => {
       const ps = [
@@ -221,6 +223,7 @@ cpython(
         start('throwCustom', ['custom trouble'], { name: 'custom-thrower' }),
         start('rejectLater', ['async trouble'], { name: 'rejecter' }),
         start('throwFromCallback', ['uncaught trouble'], { name: 'uncaught' }),
+        start('withUnhandledRejection', [queue, 'unhandled trouble'], { name: 'unhandled' }),
       ];
       await Promise.all(ps.map((p) => p.join()));
       return ps;
@@ -251,9 +254,16 @@ cpython(
     assert.is(uncaught!.error!.name, 'SyntaxError');
     assert.match(uncaught!.error!.message, /uncaught trouble/);
 
-    for (const name of ['thrower', 'custom-thrower', 'rejecter', 'uncaught'])
+    // left unhandled as the target returned: Node reports it after the target's microtasks, and the thread
+    // used to exit first, with exit code 0
+    assert.is(unhandled!.exitCode, 1);
+    assert.instance(unhandled!.error, TypeError);
+    assert.is(unhandled!.error!.message, 'unhandled trouble');
+    assert.is(await queue.get({ timeout: 10_000 }), 'put before', 'what it put is delivered');
+
+    for (const name of ['thrower', 'custom-thrower', 'rejecter', 'uncaught', 'unhandled'])
       assert.ok(stderr.includes(name), `stderr names ${name}:\n${stderr}`);
-    for (const message of ['bad value', 'custom trouble', 'async trouble', 'uncaught trouble'])
+    for (const message of ['bad value', 'custom trouble', 'async trouble', 'uncaught trouble', 'unhandled trouble'])
       assert.ok(stderr.includes(message), `stderr shows ${message}`);
   },
 );
