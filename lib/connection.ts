@@ -12,6 +12,9 @@
 //   'close' from the port means the peer is gone *and* every message it sent was dispatched (Node emits it
 //     only once the port's queue is empty), so #peerGone with an empty #inbox is EOF.
 //   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
+//   While #sending (marshalled into a message not yet posted: a pool task waiting for a worker, a queue item
+//     not yet handed over), the end is as good as sent here: no waiter, every use throws ClosedError, close()
+//     waits to see whether it comes back (kAbort) or goes (kCommit).
 //   The blocking forms (recvSync, pollSync, recvBytesSync) cannot see 'close', so the two ends of a Pipe also
 //     share a few cells (#sync): per end, how many messages were posted to it, whether it was closed, which
 //     thread holds it (while it travels, 0 or the thread it goes to, if known), and whether a blocking receive waits on it. send() posts, then
@@ -138,8 +141,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #inboxOut: Captured | undefined;
   /** The waiters of #waiters that are recvBytes() calls. */
   readonly #bytesWaiters = new WeakSet<Waiter<unknown>>();
-  /** Marshalled for a message not yet posted (a pool task waiting for a worker): it cannot go in another. */
+  /** Marshalled for a message not yet posted (a pool task waiting for a worker): unusable here meanwhile. */
   #sending = false;
+  /** close() was called while #sending: done if the end comes back (kAbort). */
+  #closeIfBack = false;
   /** Set once this end was shared (kShare): each time it is sent, it sends a new end this makes instead. */
   #makeShared: ((channel: string | undefined) => Connection) | undefined;
   /** The ends kMarshal made with #makeShared, until the post carrying each commits or aborts. */
@@ -182,9 +187,9 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     port?.on('messageerror', this.#onMessageError);
   }
 
-  /** True after `close()`, or once this end was sent to another thread. */
+  /** True after `close()`, or once this end was sent to another thread (or is on its way there). */
   get closed(): boolean {
-    return this.#closed || this.#movedTo !== undefined;
+    return this.#closed || this.#movedTo !== undefined || this.#sending;
   }
   get readable(): boolean {
     return this.#readable;
@@ -434,6 +439,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   /** Closes this end; the other end sees EOF once it has received everything sent before. Idempotent. */
   close(): void {
     if (this.#closed || this.#movedTo !== undefined) return;
+    if (this.#sending) {
+      // On its way (a pool task not yet started): closed if it comes back (the call is cancelled first).
+      this.#closeIfBack = true;
+      return;
+    }
     this.#closed = true;
     const port = this.#port!;
     this.#port = null;
@@ -467,11 +477,6 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
       return end[kMarshal](transfer);
     }
     this.#checkOpen();
-    if (this.#sending) {
-      throw new ClosedError(
-        'connection is already on its way in another message (a pool task not yet started) and cannot be sent twice',
-      );
-    }
     if (this.#waiters.length > 0 || this.#pollers.length > 0) {
       throw new ProcessError(
         'cannot send a connection while a recv() or poll() is waiting on it',
@@ -511,6 +516,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (this.#inboxOut !== undefined) commit(this.#inboxOut, destination, thread);
     this.#inboxOut = undefined;
     this.#sending = false;
+    this.#closeIfBack = false;
     this.#movedTo = destination;
     // Travelling: the receiver's thread sets it. When that thread is known (a Process's args, which it takes at
     // boot) it is on record at once, so a blocking receive of the other end sees EOF if it dies first.
@@ -535,6 +541,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (this.#inboxOut !== undefined) abort(this.#inboxOut);
     this.#inboxOut = undefined;
     this.#sending = false;
+    if (this.#closeIfBack) this.close();
   }
 
   /**
@@ -767,6 +774,11 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     if (this.#movedTo !== undefined)
       throw new ClosedError(`connection was sent to ${this.#movedTo} and cannot be used here`);
     if (this.#closed) throw new ClosedError('connection is closed');
+    if (this.#sending) {
+      throw new ClosedError(
+        'connection is on its way to another thread (in a pool task not yet started, or a queue item not yet handed over) and cannot be used here',
+      );
+    }
     return this.#port ?? deadPort;
   }
 

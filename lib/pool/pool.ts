@@ -14,7 +14,7 @@ import { onAbort } from '../abort.ts';
 import { availableParallelism } from 'node:os';
 import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
-import { abort, captureItem, isHandle, marshalHandles, type Handle } from '../handles.ts';
+import { abort, captureItem, captureToWait, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import {
   checkNonNegativeInteger,
   checkOptions,
@@ -391,7 +391,9 @@ export class Pool {
       return call;
     }
     this.#flushOpen();
-    const lone = captureItem(taskArgs, transfer);
+    // Its transfer list is moved now, as a put() that must wait moves it: the caller's buffers are detached at
+    // the call, not when a worker is free.
+    const lone = captureToWait(taskArgs, transfer);
     this.#submitAlone(name, lone, call, timeout);
     if (signal !== undefined) {
       call.onSettled = onAbort(signal, () => {

@@ -285,7 +285,9 @@ export class PutSide {
       );
     }
     const cells = holder.queueCells;
-    const handed = transfer === undefined ? this.#handOff(item) : undefined;
+    // Captured before any wait, as put() does: an item that cannot be copied fails at the call, not once a slot
+    // frees up (or as Full), and the transfer list is moved now.
+    const handed = transfer === undefined ? this.#handOff(item) : captureToWait(item, transfer);
     if (handed === true) return;
     Atomics.add(cells, kRoomWaiters, 1);
     let reserved: boolean;

@@ -890,7 +890,7 @@ contract(
     const p = pool();
     const [a, b] = Pipe<number>();
     const error = await rejects(p.map(tasks.sendOne, [b, b]), ClosedError, 'the same end twice');
-    assert.match(error.message, /cannot be sent twice/);
+    assert.match(error.message, /on its way to another thread/);
     const [c, d] = Pipe<number>();
     await rejects(p.starmap(tasks.sendOne, [[d], [d]]), ClosedError, 'the same end twice, starmap');
     assert.is(await a.poll(), false, 'no task ran');
@@ -924,6 +924,34 @@ contract('a queued call that is aborted gives its pipe end back at once, though 
   assert.is(await queued, 4);
   for (const end of [a, back, c, d]) end.close();
 });
+
+contract(
+  'a queued call takes its pipe end and its transfer list at the call, as a Process takes its args',
+  async () => {
+    // Both stayed with the caller until a worker was free: the end could be read (stealing the task's message)
+    // and closed (the task then failed with an untyped DataCloneError), and a write to the buffer reached the
+    // task (found by review).
+    const p = pool({ processes: 1 });
+    const gate = new Int32Array(new SharedArrayBuffer(4));
+    const busy = p.apply(tasks.waitForGate, [gate]).catch((e: unknown) => e); // handled if an assert fails
+    const [a, b] = Pipe<number>();
+    const sent = p.apply(tasks.sendOne, [b]).catch((e: unknown) => e);
+    assert.is(b.closed, true, 'the end reads as sent');
+    throws(() => b.send(1), ClosedError, 'send() on the end on its way');
+    await rejects(b.recv(), ClosedError, 'recv() on the end on its way');
+    b.close(); // a no-op, as on an end sent to a Process
+    const bytes = new Uint8Array([1, 2, 3]);
+    const summed = p.apply(tasks.byteSum, [bytes.buffer], { transfer: [bytes.buffer] }).catch((e: unknown) => e);
+    assert.is(bytes.buffer.byteLength, 0, 'the transferred buffer is detached at the call');
+    Atomics.store(gate, 0, 1);
+    Atomics.notify(gate, 0);
+    assert.is(await busy, 'opened');
+    assert.is(await sent, 'sent');
+    assert.is(await a.recv({ timeout: 10_000 }), 1);
+    assert.is(await summed, 6);
+    a.close();
+  },
+);
 
 contract(
   'imap over a slow synchronous input: its first tasks run while it is read, not after a window of it',

@@ -36,6 +36,23 @@ t('getSync throws Empty after its timeout; putSync on a full queue throws Full a
   throws(() => q.getSync({ signal: new AbortController().signal } as never), TypeError);
 });
 
+t('putSync with a transfer list fails at the call on an item that cannot be copied, full queue or not', () => {
+  // With a transfer list it was captured only once a slot was free: Full after the timeout, or a DataCloneError
+  // after waiting for a consumer (found by review). put() and putNowait() fail at the call.
+  const q = open(new Queue<unknown>({ maxsize: 1 }));
+  q.putSync(0);
+  const buffer = new ArrayBuffer(8);
+  // Without a timeout it waited for good (no consumer here); with one, Full.
+  const error = throws(() => q.putSync({ f() {} }, { timeout: 5_000, transfer: [buffer] }), DOMException);
+  assert.is(error.name, 'DataCloneError');
+  assert.is(buffer.byteLength, 8, 'nothing moved');
+  assert.is(q.qsize(), 1, 'the size is unchanged');
+  assert.is(q.getSync({ timeout: 0 }), 0);
+  q.putSync(new Uint8Array(buffer), { transfer: [buffer] });
+  assert.is(buffer.byteLength, 0, 'moved at the call');
+  assert.equal(q.getSync({ timeout: 10_000 }), new Uint8Array(8));
+});
+
 t('getSync({ timeout: 0 }) takes an item this handle put with a transfer, as getNowait() does', () => {
   // Such an item goes through the hub and comes back: one look without waiting for it gave Empty, while
   // get({ timeout: 0 }) and getNowait() returned it (found by a SPEC audit).
