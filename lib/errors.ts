@@ -109,8 +109,8 @@ export class TimeoutError extends ProcessError {
  * with this, and the pool replaces the worker (Python's Pool would wait forever here).
  */
 export class WorkerLostError extends ProcessError {
-  constructor(message = 'the worker running this task died') {
-    super(message, ErrorCode.WorkerLostError);
+  constructor(message = 'the worker running this task died', options?: ErrorOptions) {
+    super(message, ErrorCode.WorkerLostError, options);
   }
 }
 

@@ -63,6 +63,9 @@ const typescriptModule = /\.[cm]?tsx?$/;
 
 const running = new Set<Process>();
 
+/** @internal Names a Process without a `name` `${prefix}-N` instead of `Process-N` (a Pool's workers, as Python's). */
+export const kNamePrefix: unique symbol = Symbol('mpthreads.process.namePrefix');
+
 /**
  * Runs `target(...args)` in a new worker thread.
  *
@@ -127,7 +130,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     if (o.resourceLimits !== undefined) checkResourceLimits(o.resourceLimits);
     this.#resourceLimits = o.resourceLimits as ResourceLimits | undefined;
     this.#identity = nextChildIdentity();
-    this.#name = (o.name as string | undefined) ?? `Process-${this.#identity.join(':')}`;
+    const prefix = (options as { [kNamePrefix]?: string })[kNamePrefix] ?? 'Process';
+    this.#name = (o.name as string | undefined) ?? `${prefix}-${this.#identity.join(':')}`;
     this.#daemon = (o.daemon as boolean | undefined) ?? false;
   }
 

@@ -480,7 +480,7 @@ export class Pool {
     const errorCallback = checkCallback(o.errorCallback, 'options.errorCallback');
     if (
       iterable === null ||
-      typeof iterable !== 'object' ||
+      (typeof iterable !== 'object' && typeof iterable !== 'string') ||
       typeof (iterable as Iterable<unknown>)[Symbol.iterator] !== 'function'
     ) {
       throw new TypeError(`iterable must be an iterable (an array, a generator, ...), got ${describe(iterable)}`);
@@ -1046,9 +1046,10 @@ function functionName(fn: unknown, what: string): string {
 }
 
 function positiveInteger(value: unknown, name: string): number {
-  const n = checkNonNegativeInteger(value, name);
-  if (n === 0) throw new RangeError(`${name} must be a positive integer, got 0`);
-  return n;
+  if (typeof value !== 'number') throw new TypeError(`${name} must be a positive integer, got ${describe(value)}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new RangeError(`${name} must be a positive integer, got ${describe(value)}`);
+  return value;
 }
 
 function checkCallback(value: unknown, name: string): ((value: any) => void) | undefined {
@@ -1092,6 +1093,7 @@ function moduleHref(module: unknown): string {
 }
 
 function iteratorOf(iterable: unknown): Iterator<unknown> | AsyncIterator<unknown> {
+  if (typeof iterable === 'string') return iterable[Symbol.iterator]();
   if (iterable !== null && typeof iterable === 'object') {
     const asyncIterator = (iterable as AsyncIterable<unknown>)[Symbol.asyncIterator];
     if (typeof asyncIterator === 'function') return asyncIterator.call(iterable);

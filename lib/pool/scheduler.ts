@@ -35,7 +35,7 @@ import {
   WorkerLostError,
 } from '../errors.ts';
 import { abort, commit, type Captured } from '../handles.ts';
-import { configureProcess, Process } from '../process.ts';
+import { configureProcess, kNamePrefix, Process } from '../process.ts';
 import { poolRuntime } from '../runtime.ts';
 import { batchByteLength, sliceItems } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
@@ -152,7 +152,6 @@ export class Scheduler {
   /** Milliseconds per task, by function (a moving average). */
   readonly #cost = new Map<string, number>();
   #nextChunkId = 1;
-  #workerCount = 0;
   /** Workers that exited before they were ready since one last was. */
   #startFailures = 0;
   #state: 'running' | 'closing' | 'terminated' = 'running';
@@ -283,13 +282,14 @@ export class Scheduler {
     const { port1, port2 } = new MessageChannel();
     const progress = new Int32Array(new SharedArrayBuffer(kProgressCells * Int32Array.BYTES_PER_ELEMENT));
     const args: PoolWorkerArgs = [port2, progress, o.initializer, [...o.initargs]];
+    // Named `${o.name}-N` from the thread's process count, as Python names its pool workers (unique across pools).
     const worker = new Process({
       target: '(pool worker)',
       module: o.module,
-      name: `${o.name}-${++this.#workerCount}`,
       daemon: true,
       args,
       ...(o.resourceLimits === undefined ? {} : { resourceLimits: o.resourceLimits }),
+      ...{ [kNamePrefix]: o.name },
     });
     const slot: Slot = {
       process: worker,
@@ -403,8 +403,13 @@ export class Scheduler {
       Atomics.load(slot.progress, kProgressRunning) === 1 ? Atomics.load(slot.progress, kProgressChunk) : -1;
     const runningIndex = Atomics.load(slot.progress, kProgressIndex);
     const requeue: Job[] = [];
+    // What killed it, when the platform said (out of heap, an uncaught error), as the error's cause.
+    const cause = slot.process.error;
     const died = (why: string) =>
-      new WorkerLostError(`worker ${slot.process.name} (pid ${slot.process.pid}) died (exit code ${code}) ${why}`);
+      new WorkerLostError(
+        `worker ${slot.process.name} (pid ${slot.process.pid}) died (exit code ${code}) ${why}`,
+        cause === undefined ? undefined : { cause },
+      );
     for (const chunk of slot.chunks) {
       if (chunk.timer !== undefined) clearTimeout(chunk.timer);
       this.#chunks.delete(chunk.id);

@@ -670,8 +670,12 @@ contract(
     assert.is(exited.code, 'WorkerLostError');
     assert.match(exited.message, /PoolWorker-\d+ \(pid \d+\) died \(exit code 7\)/);
     // The worker's death is reported on stderr, as a Process's is (the contract): captured and checked here.
-    const { stderr } = await captureStderr(() => rejects(p.apply(tasks.die, ['oom']), WorkerLostError, 'out of heap'));
+    const { result: oom, stderr } = await captureStderr(() =>
+      rejects(p.apply(tasks.die, ['oom']), WorkerLostError, 'out of heap'),
+    );
     assert.match(stderr, /Process PoolWorker-\d+ \(pid \d+\):\n.*ERR_WORKER_OUT_OF_MEMORY/);
+    // What killed it is the error's cause (it was on stderr only).
+    assert.is((oom.cause as { code?: unknown } | undefined)?.code, 'ERR_WORKER_OUT_OF_MEMORY');
     const [conn, child] = Pipe<string>();
     const spinning = p.apply(tasks.announceThenSpin, [child]);
     const name = await conn.recv({ timeout: 30_000 });
@@ -1045,6 +1049,12 @@ contract(
   async () => {
     const p = pool({ initializer: tasks.init, initargs: [{ ready: true }], name: 'Crunch' });
     assert.match(await p.apply(tasks.whoAmI), /^Crunch-\d+$/);
+    // Numbered as this thread's processes are, as Python's are: two pools' workers do not share a name.
+    const [a, b] = [pool({ processes: 1 }), pool({ processes: 1 })];
+    const names = [await a.apply(tasks.whoAmI), await b.apply(tasks.whoAmI)];
+    assert.match(names[0], /^PoolWorker-\d+$/);
+    assert.match(names[1], /^PoolWorker-\d+$/);
+    assert.is.not(names[0], names[1]);
     assert.equal(await p.apply(tasks.initValue), { ready: true });
     const broken = pool({ initializer: 'failInit' });
     // Each worker whose initializer threw exits with its traceback on stderr (a Process's contract): captured,
@@ -1401,6 +1411,9 @@ contract('a new Pool that throws leaves a Connection in its initargs usable', as
 
 contract('bad input is a typed error at the call; submitting to a closed pool throws ClosedError', async () => {
   throws(() => new Pool({ module, processes: 0 }), RangeError);
+  // Each message says what is wanted: 0 is refused too ("non-negative" said otherwise).
+  for (const bad of [0, -1, 1.5])
+    assert.match(throws(() => new Pool({ module, processes: bad }), RangeError).message, /must be a positive integer/);
   throws(() => new Pool({ module, procesess: 2 } as never), TypeError);
   throws(() => new Pool({} as never), TypeError);
   // A Connection in initargs is shared (the tests above), if it is open.
@@ -1413,6 +1426,11 @@ contract('bad input is a typed error at the call; submitting to a closed pool th
   const p = pool();
   await rejects(p.apply(tasks.sqr, 5 as never), TypeError, 'args not an array');
   await rejects(p.map(tasks.sqr, 5 as never), TypeError, 'map of a number');
+  // A string is an iterable of its characters, as Python's map takes it.
+  assert.equal(await p.map(tasks.upper, 'ab'), ['A', 'B']);
+  const upper: string[] = [];
+  for await (const c of p.imap(tasks.upper, 'ab')) upper.push(c);
+  assert.equal(upper, ['A', 'B']);
   await rejects(p.apply(tasks.sqr, [1], { timeout: -1 }), RangeError);
   await rejects(p.apply(tasks.sqr.bind(null), [1]), TypeError, 'a bound function');
   await rejects(
