@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { BlockList } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import { ClosedError, Empty, Full, JoinableQueue, Pipe, ProcessError, Queue, SimpleQueue } from '../lib/index.ts';
 import { captureStderr, deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
@@ -270,6 +270,22 @@ contract('MPMC: 4 producers x 4 consumers, each item delivered exactly once', as
   q.close();
   results.close();
 });
+
+contract(
+  'an item whose moved port was closed from the other side while it waited still arrives, and the hub goes on',
+  async () => {
+    // Node refuses to move a closed port: the hub's post threw, the hub died, and every queue of the program
+    // stopped delivering (a get with a timeout waited for good; found by review).
+    const q = open(new Queue<{ reply: MessagePort } | string>());
+    const p = start('putPortThenCloseIt', [q]);
+    await joinedOk(p);
+    const item = await q.get({ timeout: 10_000 });
+    assert.ok(typeof item === 'object' && item.reply instanceof MessagePort, 'the item, with a port');
+    const port = (item as { reply: MessagePort }).reply;
+    await deadline(new Promise((resolve) => port.once('close', resolve)), 10_000, "the port's close");
+    assert.is(await q.get({ timeout: 10_000 }), 'after');
+  },
+);
 
 contract('a put made after join() of the producers comes after all their items, as in Python', async () => {
   // An exiting thread waits until the hub has numbered what it sent: the hub reads its holders' ports in no

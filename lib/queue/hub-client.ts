@@ -11,6 +11,7 @@ import { isMainThread, MessageChannel, type MessagePort } from 'node:worker_thre
 import { currentProcess } from '../context.ts';
 import { PROTOCOL_TAG, type BootData } from '../protocol.ts';
 import { execArgvWithoutTsx } from '../compile.ts';
+import { inspect } from 'node:util';
 import { bootstrapUrl, hubRuntime, startWorker } from '../runtime.ts';
 import { beforeBlocking } from '../shared-wait.ts';
 import { deadThreads, recordDeath } from '../sync/threads.ts';
@@ -52,7 +53,7 @@ function startHub(): MessagePort {
   worker.unref();
   worker.on('error', (error) => {
     process.stderr.write(
-      `mpthreads: the queue hub failed; queues stop delivering (a bug in mpthreads):\n${error.stack}\n`,
+      `mpthreads: the queue hub failed; queues stop delivering (a bug in mpthreads):\n${error?.stack ?? inspect(error)}\n`,
     );
   });
   port1.unref();
