@@ -43,7 +43,7 @@ interface Compiled {
 /** How to start a worker for a compiled TypeScript task module. */
 export interface WorkerStart {
   /** BootData fields: the compiled URLs, or `pending` while esbuild runs. */
-  boot: Pick<BootData, 'tsx'> & Partial<Pick<BootData, 'runtime' | 'compiled' | 'pending' | 'blocked'>>;
+  boot: Pick<BootData, 'tsx'> & Partial<Pick<BootData, 'runtime' | 'compiled' | 'pending' | 'blocked' | 'heartbeat'>>;
   /** This thread's execArgv without the flags that load tsx (a worker that needs no loader), if it has any. */
   execArgv: string[] | undefined;
   /** Tells a worker started `pending` the rest of its BootData once esbuild is done. */
@@ -103,8 +103,14 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
   });
   const blocked = new Int32Array(new SharedArrayBuffer(4));
   awaitingCompile.add(blocked);
+  beat();
   return {
-    boot: { tsx: false, pending: true, blocked: blocked.buffer as SharedArrayBuffer },
+    boot: {
+      tsx: false,
+      pending: true,
+      blocked: blocked.buffer as SharedArrayBuffer,
+      heartbeat: heartbeat.buffer as SharedArrayBuffer,
+    },
     execArgv,
     deliver(worker) {
       void done.then((result) => {
@@ -133,6 +139,26 @@ beforeBlocking(() => {
   }
   awaitingCompile.clear();
 });
+
+/**
+ * Moves on every kBeatMs while some worker waits for its compiled module and this thread's event loop turns. A
+ * thread busy in synchronous code (a CPU loop right after start()) delivers nothing, and does not block in a
+ * ...Sync call either (beforeBlocking above): the waiting workers see the count stand still, and register tsx
+ * themselves rather than wait for as long as that lasts (bootstrap.mjs).
+ */
+const heartbeat = new Int32Array(new SharedArrayBuffer(4));
+const kBeatMs = 20;
+let beating: NodeJS.Timeout | undefined;
+
+function beat(): void {
+  beating ??= setInterval(() => {
+    Atomics.add(heartbeat, 0, 1);
+    if (awaitingCompile.size === 0) {
+      clearInterval(beating);
+      beating = undefined;
+    }
+  }, kBeatMs).unref();
+}
 
 /** Entries (with their content hashes) esbuild failed on in this thread: not tried again until they change. */
 const failed = new Set<string>();

@@ -31,6 +31,11 @@ export interface BootData {
    * module; the worker then registers tsx itself rather than wait for a message that cannot come.
    */
   blocked?: SharedArrayBuffer;
+  /**
+   * With `pending`: a count the parent's event loop moves on while it turns. When it stands still, the parent is
+   * busy in synchronous code and cannot deliver the compiled module either: the worker registers tsx itself.
+   */
+  heartbeat?: SharedArrayBuffer;
   /** Name of the export to call. */
   target: string;
   /** The args, captured as one value (handles.ts: capture); decoded once the task module is loaded. */

@@ -298,4 +298,37 @@ programs(
   150_000,
 );
 
+programs(
+  'a parent busy in synchronous code right after start() does not hold up a child whose module is being compiled',
+  async () => {
+    // The compiled module is handed over by the parent's event loop: a parent spinning on shared memory for its
+    // child (as Python's would, while its child runs) waited for good on a module not yet compiled (found by
+    // review: 3 of 3 runs). The child now sees the parent's loop stand still and registers tsx itself.
+    const p = await project({
+      'main.ts': `
+import { Process, Value, isMainThread } from ${JSON.stringify(lib)};
+export function setFlag(flag: { value: number }) { flag.value = 1; }
+if (isMainThread) {
+  const flag = Value('i', 0);
+  const child = new Process({ target: setFlag, module: import.meta.url, args: [flag] });
+  child.start();
+  const t0 = Date.now();
+  while (flag.value === 0 && Date.now() - t0 < 30_000); // busy, never yielding
+  const ran = flag.value === 1;
+  await child.join();
+  console.log(JSON.stringify({ ran, exitCode: child.exitCode }));
+}
+`,
+    });
+    try {
+      const result = await run(process.execPath, ['--import', 'tsx', p.path('main.ts')], { cwd: root, ms: 90_000 });
+      assert.is(result.code, 0, result.stderr);
+      assert.equal(JSON.parse(result.stdout), { ran: true, exitCode: 0 }, 'the child ran while its parent spun');
+    } finally {
+      await p.remove();
+    }
+  },
+  120_000,
+);
+
 programs.run();

@@ -23,12 +23,40 @@ async function registerTsx() {
   api.register();
 }
 
+/**
+ * Resolves `{ pending: false, tsx: true }` once the parent's heartbeat (compile.ts) has stood still for
+ * kStalledMs: the parent is busy in synchronous code and cannot deliver the compiled module meanwhile.
+ * @param {SharedArrayBuffer | undefined} buffer
+ */
+function parentStalled(buffer) {
+  const kLookMs = 50;
+  const kStalledMs = 500;
+  /** @type {NodeJS.Timeout | undefined} */
+  let timer;
+  /** @type {Promise<object>} */
+  const promise = new Promise((resolve) => {
+    if (buffer === undefined) return;
+    const beats = new Int32Array(buffer);
+    let last = Atomics.load(beats, 0);
+    let since = performance.now();
+    timer = setInterval(() => {
+      const now = Atomics.load(beats, 0);
+      if (now !== last) {
+        last = now;
+        since = performance.now();
+      } else if (performance.now() - since >= kStalledMs) resolve({ pending: false, tsx: true });
+    }, kLookMs);
+  });
+  return { promise, stop: () => clearInterval(timer) };
+}
+
 /** The entry points the runtime registered when it loaded (lib/entries.ts). */
 const kEntries = Symbol.for('mpthreads.entries');
 
 try {
   // A TypeScript task module still being compiled in the parent: its URL, or `tsx: true`, comes by message;
-  // unless the parent blocks its thread first (a ...Sync call), which stops the delivery: then tsx it is.
+  // unless the parent blocks its thread first (a ...Sync call), or stays busy in synchronous code, which stop
+  // the delivery: then tsx it is.
   if (boot.pending) {
     const compiled = nextMessage(parentPort, Kind.Compiled);
     const wait = boot.blocked ? Atomics.waitAsync(new Int32Array(boot.blocked), 0, 0) : undefined;
@@ -37,7 +65,13 @@ try {
       wait === undefined
         ? new Promise(() => {})
         : Promise.resolve(wait.value).then(() => ({ pending: false, tsx: true }));
-    boot = { ...boot, .../** @type {object} */ (await Promise.race([compiled.then((m) => m.fields), blocked])) };
+    const stalled = parentStalled(boot.heartbeat);
+    try {
+      const fields = await Promise.race([compiled.then((m) => m.fields), blocked, stalled.promise]);
+      boot = { ...boot, .../** @type {object} */ (fields) };
+    } finally {
+      stalled.stop();
+    }
   }
   if (boot.tsx) await registerTsx();
   await import(boot.runtime);
