@@ -75,6 +75,14 @@ export async function load(boot: BootData): Promise<{ module: Record<string, unk
   process.on('exit', () => recordDeath(threadId));
   if (boot.hub !== undefined) setHubPort(boot.hub);
   let module: Record<string, unknown>;
+  const unwatch = watchForStall(() =>
+    fail(
+      new ProcessError(
+        `cannot load module ${boot.module} for target "${boot.target}": its top level awaits a promise that can never settle (the thread has nothing left to wait for: no timer, open port or I/O)`,
+        ErrorCode.ModuleLoad,
+      ),
+    ),
+  );
   try {
     setImporting(boot.module);
     module = (await import(boot.compiled ?? boot.module)) as Record<string, unknown>;
@@ -90,6 +98,7 @@ export async function load(boot: BootData): Promise<{ module: Record<string, unk
       ),
     );
   } finally {
+    unwatch();
     setImporting(undefined);
   }
   try {
@@ -119,33 +128,41 @@ export function exported(
   );
 }
 
+/**
+ * Calls `onStall` if the thread is left with nothing that could settle what it awaits (no timer, port or I/O):
+ * Node would end it with exit code 13 and no word. Decided a step after 'beforeExit', once every listener ran:
+ * one of the task's own may schedule more work (a flush on the way out). Returns what stops the watch.
+ */
+function watchForStall(onStall: () => void): () => void {
+  const stalled = () => {
+    if (process.getActiveResourcesInfo().some((kind) => kind !== 'Immediate')) return; // 'beforeExit' comes again
+    onStall();
+  };
+  const onBeforeExit = () => setImmediate(stalled);
+  process.on('beforeExit', onBeforeExit);
+  return () => process.off('beforeExit', onBeforeExit);
+}
+
 export async function main(boot: BootData): Promise<void> {
   const { module, args } = await load(boot);
   const target = exported(module, boot.target, boot.module);
   if (target instanceof ProcessError) return fail(target);
   let failed = false;
-  // The thread has nothing left that could settle the target's promise (no timer, port or I/O): Node would end
-  // it with exit code 13 and no word. Say so, as a failure of the target. Decided a step after 'beforeExit',
-  // once every listener ran: one of the target's own may schedule more work (a flush on the way out).
-  const stalled = () => {
-    if (process.getActiveResourcesInfo().some((kind) => kind !== 'Immediate')) return; // 'beforeExit' comes again
-    report(
+  const unwatch = watchForStall(() =>
+    fail(
       new ProcessError(
         `target "${boot.target}" of ${boot.module} returned a promise that can never settle: the thread has nothing left to wait for (no timer, open port or I/O)`,
         ErrorCode.Deadlock,
       ),
-    );
-    process.exit(1);
-  };
-  const onBeforeExit = () => setImmediate(stalled);
-  process.on('beforeExit', onBeforeExit);
+    ),
+  );
   try {
     await target(...args);
   } catch (error) {
     failed = true;
     report(error);
   } finally {
-    process.off('beforeExit', onBeforeExit);
+    unwatch();
   }
   // Node reports a promise rejected and left unhandled once the current task's microtasks have run; exiting
   // inside them would end the thread as if nothing had failed. One macrotask lets it report the rejection first

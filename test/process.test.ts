@@ -523,7 +523,7 @@ failures('a module that does not exist: start() throws naming both, and nothing 
 });
 
 failures(
-  'a module that throws while loading: exitCode 1, error names the target, the module and the cause',
+  'a module that throws while loading, or never finishes: exitCode 1, error names the target, the module and the cause',
   async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mpthreads-broken-'));
     try {
@@ -540,6 +540,18 @@ failures(
       assert.match(p.error!.message, /task/);
       assert.match(p.error!.message, /broken\.mjs/);
       assert.match(p.error!.message, /broken at import/);
+
+      // A top-level await that can never settle: the thread ended with exit code 13 and no error (review).
+      const stuck = join(dir, 'stuck.mjs');
+      await writeFile(stuck, 'await new Promise(() => {});\nexport function task() {}\n');
+      const { result: q } = await captureStderr(async () => {
+        const q = track(new Process({ target: 'task', module: stuck }));
+        q.start();
+        await q.join();
+        return q;
+      });
+      assert.is(q.exitCode, 1);
+      assert.match(q.error?.message ?? '', /stuck\.mjs.*never settle/);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
