@@ -110,7 +110,10 @@ abstract class Mutex extends Primitive {
 
   async #acquire(timeout: number, signal: AbortSignal | undefined, attempt = this.#attempt): Promise<boolean> {
     if (signal?.aborted) throw signal.reason;
-    if (attempt()) return true;
+    // While others of this thread wait, a new acquire goes behind them (it would take the lock a release freed
+    // for the oldest): unless it only tries (timeout 0), or this thread holds the RLock it asks for again.
+    const mine = this.#recursive && attempt === this.#attempt && Atomics.load(this.#cells, kOwner) === me;
+    if ((this.#turns.idle || timeout === 0 || mine) && attempt()) return true;
     const deadline = performance.now() + timeout;
     if (!(await this.#turns.take(deadline, signal))) return false;
     Atomics.add(this.#cells, kWaiters, 1);

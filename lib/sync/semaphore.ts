@@ -63,7 +63,8 @@ export class Semaphore extends Primitive {
     const timeout = checkTimeout(o.timeout);
     const signal = checkSignal(o.signal);
     if (signal?.aborted) throw signal.reason;
-    if (this.#attempt()) return true;
+    // While others of this thread wait, a new acquire goes behind them, unless it only tries (timeout 0).
+    if ((this.#turns.idle || timeout === 0) && this.#attempt()) return true;
     const deadline = performance.now() + timeout;
     if (!(await this.#turns.take(deadline, signal))) return false;
     Atomics.add(this.#cells, kWaiters, 1);

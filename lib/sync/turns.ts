@@ -18,6 +18,11 @@ export class Turns {
   #taken = false;
   readonly #line = new Set<Grant>();
 
+  /** No caller has the turn: nobody of this thread waits, so a new one may try the cell before it joins. */
+  get idle(): boolean {
+    return !this.#taken;
+  }
+
   /**
    * Resolves true when the caller has the turn, false when `deadline` (a `performance.now()` time) passes first;
    * rejects with the signal's reason on abort. A caller that got the turn must pass() it on.

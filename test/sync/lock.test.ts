@@ -267,11 +267,17 @@ contract(
         assert.equal(order, [], kind);
         if (holder === undefined) {
           lock.release();
-          await Promise.race([first, third]);
+          // Made after the release, before the oldest waiter woke: it goes behind the waiters (it took the lock).
+          const late = lock.acquire({ signal }).then((ok) => order.push(`late ${ok}`));
+          late.catch(() => {});
+          await Promise.race([first, third, late]);
           assert.equal(order, ['first true'], `${kind}: the oldest waiter gets it first`);
           lock.release();
-          await third;
+          await Promise.race([third, late]);
           assert.equal(order, ['first true', 'third true'], kind);
+          lock.release();
+          await late;
+          assert.equal(order, ['first true', 'third true', 'late true'], `${kind}: a new acquire waits its turn`);
         } else {
           // Taken over from the dead worker. An RLock is held per thread, so both of this thread's waiters hold
           // it once the first has it (README), and their order is not told apart.
