@@ -17,6 +17,7 @@ import {
   checkCount,
   kKind,
   kState,
+  checkReachable,
   nestedState,
   newCells,
   Primitive,
@@ -161,7 +162,11 @@ export class Barrier extends Primitive {
 
   /** As wait(), blocking the thread. */
   waitSync(timeout?: number): number {
-    const round = this.#round(timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout'));
+    const ms = timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout');
+    // Unless this arrival completes the round (the others waiting asynchronously in this thread).
+    if (ms === Infinity && Atomics.load(this.#cells, kCount) + 1 < this.#parties)
+      checkReachable(this.#cells, 'Barrier', 'waitSync()');
+    const round = this.#round(ms);
     let input: boolean | undefined;
     let failure: { error: unknown } | undefined;
     for (;;) {

@@ -17,6 +17,7 @@ import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { isDead, me, threadOf } from './threads.ts';
 import { kIsMine, kReleaseAll, kRestore, kRestoreSync, Lock, type AcquireOptions, type RLock } from './lock.ts';
 import {
+  checkReachable,
   kKind,
   kState,
   nestedState,
@@ -166,6 +167,10 @@ export class Condition extends Primitive {
   /** As wait(), blocking the thread. */
   waitSync(timeout?: number): boolean {
     const ms = checkTimeout(timeout, 'timeout');
+    if (ms === Infinity) {
+      this.#checkHeld('waitSync()');
+      checkReachable(this.#cells, 'Condition', 'waitSync()');
+    }
     const { slot, depth } = this.#enter();
     const state = at(slot, kSlotState);
     try {

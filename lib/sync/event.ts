@@ -6,7 +6,7 @@
 //   clear() follows at once still releases everyone waiting then, as threading.Event's does.
 import { checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
-import { kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
+import { checkReachable, kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
 
 const kFlag = 0;
 const kSets = 1;
@@ -75,7 +75,9 @@ export class Event extends Primitive {
   /** As wait(), blocking the thread. */
   waitSync(timeout?: number): boolean {
     const ms = checkTimeout(timeout, 'timeout');
-    return blockUntil(this.#cells, kSets, this.#setSince(Atomics.load(this.#cells, kSets)), { timeout: ms });
+    const set = this.#setSince(Atomics.load(this.#cells, kSets));
+    if (ms === Infinity && !set()) checkReachable(this.#cells, 'Event', 'waitSync()');
+    return blockUntil(this.#cells, kSets, set, { timeout: ms });
   }
 }
 

@@ -2,7 +2,7 @@
 // SharedArrayBuffer, so sending one to another thread sends the buffer (shared, never copied) in a wire record,
 // and the receiver wraps the same memory in an object of the same class. Nothing is owned by a thread, so
 // there is nothing to hand over or undo when a message carrying one is posted or fails to post.
-import { bug, describe } from '../errors.ts';
+import { bug, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { kAbort, kCommit, kMarshal, registerHandle, WIRE_TAG, type Handle, type WireHandle } from '../handles.ts';
 import { adoptDeadThreads, deadThreads } from './threads.ts';
 
@@ -45,10 +45,36 @@ export abstract class Primitive implements Handle {
       state: this[kState](),
       threads: deadThreads(),
     };
+    markReachable(record.state);
     return record;
   }
   [kCommit](): void {}
   [kAbort](): void {}
+}
+
+/**
+ * The shared buffers of primitives another thread may hold: sent from this thread (its own and its nested
+ * primitives' cells), or received. A blocking wait for ever on cells no other thread can reach would wait for
+ * itself: such waits throw ERR_DEADLOCK instead, as a queue's do.
+ */
+const reachable = new WeakSet<SharedArrayBuffer>();
+
+/** Marks every shared buffer in a primitive's state (nested states included) as reachable from other threads. */
+export function markReachable(state: unknown): void {
+  if (state instanceof SharedArrayBuffer) reachable.add(state);
+  else if (typeof state === 'object' && state !== null) for (const value of Object.values(state)) markReachable(value);
+}
+
+/**
+ * Throws ERR_DEADLOCK for a blocking wait for ever (`what`, on a primitive of `kind`) on `cells` that no other
+ * thread can reach: nothing could end it.
+ */
+export function checkReachable(cells: Int32Array, kind: string, what: string): void {
+  if (reachable.has(cells.buffer as SharedArrayBuffer)) return;
+  throw new ProcessError(
+    `${what} on a${/^[AEIOU]/.test(kind) ? 'n' : ''} ${kind} that no other thread holds would block forever: pass it to a Process first, or give a timeout`,
+    ErrorCode.Deadlock,
+  );
 }
 
 const makers = new Map<string, () => object>();
@@ -65,6 +91,7 @@ export function registerPrimitive(kind: string, make: () => object): void {
 
 /** Runs `make` (a constructor call) so that it adopts `state` rather than making new state. */
 function adoptState<T>(state: Record<string, unknown>, make: () => T): T {
+  markReachable(state);
   adopting = state;
   try {
     return make();

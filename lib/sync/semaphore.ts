@@ -13,7 +13,16 @@ import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import type { AcquireOptions } from './lock.ts';
 import { Turns } from './turns.ts';
-import { checkCount, kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
+import {
+  checkCount,
+  checkReachable,
+  kKind,
+  kState,
+  newCells,
+  Primitive,
+  registerPrimitive,
+  takeAdopted,
+} from './primitive.ts';
 
 const kValue = 0;
 const kWaiters = 1;
@@ -82,6 +91,7 @@ export class Semaphore extends Primitive {
     const o = checkOptions(options, 'options', ['timeout']);
     const timeout = checkTimeout(o.timeout);
     if (this.#attempt()) return true;
+    if (timeout === Infinity) checkReachable(this.#cells, this[kKind], 'acquireSync()');
     Atomics.add(this.#cells, kWaiters, 1);
     try {
       return blockUntil(this.#cells, kValue, this.#attempt, { timeout });

@@ -17,6 +17,7 @@ import {
   checkCount,
   kKind,
   kState,
+  markReachable,
   nestedState,
   Primitive,
   registerPrimitive,
@@ -307,6 +308,7 @@ function subclassOf(typecode: Typecode) {
         },
         threads: deadThreads(),
       };
+      markReachable(record.state);
       return record;
     }
     [kCommit]() {}

@@ -4,7 +4,10 @@
 import { fileURLToPath } from 'node:url';
 import * as assert from 'uvu/assert';
 import {
+  Barrier,
   BoundedSemaphore,
+  Condition,
+  Event,
   Lock,
   Pipe,
   Pool,
@@ -192,6 +195,36 @@ contract('acquireSync of a Lock this thread holds throws ERR_DEADLOCK instead of
   assert.is(lock.acquireSync({ timeout: 10 }), false, 'with a timeout it waits and fails');
   lock.release();
 });
+
+contract(
+  'a blocking wait for ever on a primitive no other thread holds throws ERR_DEADLOCK; shared, it waits',
+  async () => {
+    // They blocked the thread for good (found by review); a queue's blocking calls already said so.
+    const semaphore = new Semaphore(0);
+    const event = new Event();
+    const condition = new Condition();
+    const barrier = new Barrier(2);
+    const deadlock = (what: string, call: () => unknown) =>
+      assert.is(throws(call, ProcessError, what).code, 'ERR_DEADLOCK', what);
+    deadlock('Semaphore(0).acquireSync()', () => semaphore.acquireSync());
+    deadlock('Event.waitSync()', () => event.waitSync());
+    condition.acquireSync();
+    deadlock('Condition.waitSync()', () => condition.waitSync());
+    deadlock('Condition.waitForSync()', () => condition.waitForSync(() => false));
+    condition.release();
+    deadlock('Barrier(2).waitSync()', () => barrier.waitSync());
+    assert.is(barrier.nWaiting, 0, 'the barrier was not entered');
+    assert.is(barrier.broken, false);
+    assert.is(semaphore.acquireSync({ timeout: 10 }), false, 'with a timeout it waits and fails');
+    assert.is(event.waitSync(10), false);
+    // Once another thread holds them, the same calls wait for it.
+    const p = startTask(tasks, 'releaseAndSet', [semaphore, event]);
+    assert.is(semaphore.acquireSync(), true);
+    assert.is(event.waitSync(), true);
+    await p.join();
+    assert.is(p.exitCode, 0);
+  },
+);
 
 contract('acquire takes a signal; bad options are typed errors at the call', async () => {
   const lock = new Lock();
