@@ -12,7 +12,7 @@
 //   plain typed arrays, not shared ones.
 import { describe } from '../errors.ts';
 import { isHandle, kAbort, kCommit, kMarshal, WIRE_TAG } from '../handles.ts';
-import { Lock, RLock } from './lock.ts';
+import { Lock, RLock, type AcquireOptions } from './lock.ts';
 import {
   checkCount,
   kKind,
@@ -197,6 +197,26 @@ class SynchronizedNumber<T extends Typecode = Typecode> extends Primitive {
     return this.#lock;
   }
 
+  /** Takes the value's lock, as Python's `v.acquire()`: getLock().acquire(). */
+  acquire(options?: AcquireOptions): Promise<boolean> {
+    return this.#lock.acquire(options);
+  }
+
+  /** As acquire(), blocking: getLock().acquireSync(). */
+  acquireSync(options?: Omit<AcquireOptions, 'signal'>): boolean {
+    return this.#lock.acquireSync(options);
+  }
+
+  /** Releases the value's lock: getLock().release(). */
+  release(): void {
+    this.#lock.release();
+  }
+
+  /** Releases the lock: `counter.acquireSync(); using _ = counter;` holds it to the end of the block. */
+  [Symbol.dispose](): void {
+    this.#lock.release();
+  }
+
   /** The memory itself: a typed array of one element, for Atomics or unlocked access (Python's `get_obj()`). */
   getObj(): TypedArrayOf<T> {
     return this.#raw.cell();
@@ -257,6 +277,14 @@ const kTypecode: unique symbol = Symbol('mpthreads.sharedArray.typecode');
 export type SharedArray<T extends Typecode = Typecode> = TypedArrayOf<T> & {
   /** The lock that guards the array (an RLock unless another was given). */
   getLock(): Lock | RLock;
+  /** Takes the array's lock, as Python's `a.acquire()`: getLock().acquire(). */
+  acquire(options?: AcquireOptions): Promise<boolean>;
+  /** As acquire(), blocking: getLock().acquireSync(). */
+  acquireSync(options?: Omit<AcquireOptions, 'signal'>): boolean;
+  /** Releases the array's lock: getLock().release(). */
+  release(): void;
+  /** Releases the lock: `a.acquireSync(); using _ = a;` holds it to the end of the block. */
+  [Symbol.dispose](): void;
   /** The memory itself, as a plain typed array (Python's `get_obj()`). */
   getObj(): TypedArrayOf<T>;
   readonly typecode: T;
@@ -294,6 +322,18 @@ function subclassOf(typecode: Typecode) {
     }
     getLock(): Lock | RLock {
       return this[kLock]!;
+    }
+    acquire(options?: AcquireOptions): Promise<boolean> {
+      return this[kLock]!.acquire(options);
+    }
+    acquireSync(options?: Omit<AcquireOptions, 'signal'>): boolean {
+      return this[kLock]!.acquireSync(options);
+    }
+    release(): void {
+      this[kLock]!.release();
+    }
+    [Symbol.dispose](): void {
+      this[kLock]!.release();
     }
     getObj(): ArrayBufferView {
       return new Base(this.buffer as SharedArrayBuffer);

@@ -49,6 +49,23 @@ t('test_getobj_getlock: the default lock, a given lock, lock false makes a RawVa
   assert.ok(val1 instanceof Value);
 });
 
+t("a Value and a SharedArray take their lock themselves, as Python's synchronized wrappers do", async () => {
+  // Python: counter.acquire(); counter.release(); with counter: ... (review: only getLock() was there).
+  for (const shared of [Value('i', 0), SharedArray('i', 3)]) {
+    const lock = shared.getLock();
+    assert.is(shared.acquireSync(), true);
+    assert.is(lock.locked(), true);
+    shared.release();
+    assert.is(lock.locked(), false);
+    assert.is(await shared.acquire({ timeout: 1_000 }), true);
+    {
+      using _ = shared;
+      assert.is(lock.locked(), true);
+    }
+    assert.is(lock.locked(), false, 'released at the end of the block');
+  }
+});
+
 for (const raw of [false, true]) {
   t(`test_${raw ? 'rawarray' : 'array'}: indexing, slices, and a worker's running sums read here`, async () => {
     const seq = [680, 626, 934, 821, 150, 233, 548, 982, 714, 831];
