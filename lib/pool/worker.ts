@@ -37,8 +37,15 @@ const kMaxStride = 64;
 /** What the pool passes in the worker's args. */
 export type PoolWorkerArgs = [port: MessagePort, progress: Int32Array, initializer: string | null, initargs: unknown[]];
 
+/**
+ * Sends the results of the running chunk's finished tasks: set while a chunk runs, called if the thread exits
+ * in the middle of it (a task's process.exit(), an uncaught error). Unsent, they would run again elsewhere.
+ */
+let sendFinished: (() => void) | undefined;
+
 async function poolMain(boot: BootData): Promise<void> {
   const { module, args } = await load(boot);
+  process.on('exit', () => sendFinished?.());
   const [port, progress, initializer, initargs] = args as PoolWorkerArgs;
   const send = (message: FromWorker, transfer?: readonly unknown[]) => port.postMessage(message, transfer as never[]);
   if (initializer !== null) {
@@ -129,8 +136,11 @@ async function runChunk(
     if (awaiting >= 0 && encoder.count > 0 && performance.now() - partStart >= kPartMs) flush(awaiting, false);
   };
   Atomics.store(progress, kProgressChunk, chunk.id);
+  let current = 0;
+  sendFinished = () => flush(current, false);
   try {
     for (let i = 0; i < n; i++) {
+      current = i;
       Atomics.store(progress, kProgressIndex, i);
       Atomics.store(progress, kProgressRunning, 1);
       let value: unknown;
@@ -205,6 +215,7 @@ async function runChunk(
     }
   } finally {
     clearInterval(ticker);
+    sendFinished = undefined;
   }
   if (n === 0) flush(0, true);
 }

@@ -930,6 +930,25 @@ contract('a queued call that is aborted gives its pipe end back at once, though 
 });
 
 contract(
+  'the tasks a worker finished before a task of the same batch called process.exit() do not run again',
+  async () => {
+    // Their results were sent every 4 ms: those not yet sent were run again by another worker (found by review:
+    // 10 applies, the 6th exiting, ran the first 5 twice).
+    const p = pool({ processes: 1 });
+    const runs = new Int32Array(new SharedArrayBuffer(4 * 10));
+    const settled = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) => p.apply(tasks.countRunOrExit, [runs, i, 5])),
+    );
+    assert.equal(
+      settled.map((s) => s.status),
+      settled.map((_, i) => (i === 5 ? 'rejected' : 'fulfilled')),
+    );
+    assert.instance((settled[5] as PromiseRejectedResult).reason, WorkerLostError);
+    assert.equal([...runs], Array(10).fill(1), 'each task ran once');
+  },
+);
+
+contract(
   'a queued call takes its pipe end and its transfer list at the call, as a Process takes its args',
   async () => {
     // Both stayed with the caller until a worker was free: the end could be read (stealing the task's message)
