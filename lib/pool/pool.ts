@@ -566,7 +566,7 @@ export class Pool {
         this.#submitMap(name, false, batch, call, chunksize, lones, base);
         return lones.reduce((sum, { lone }) => sum + batchByteLength(lone.batch), batchByteLength(batch));
       },
-      (call) => this.#scheduler.cancel(call),
+      (call) => this.#scheduler.cancel(call, false),
       (call) => this.#imaps.delete(call),
       2 * this.#scheduler.processes,
     );
@@ -988,8 +988,9 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   }
 
   /**
-   * Reads the input no further and closes it. `cancel` (break, return(), throw()): the tasks submitted and not
-   * run are dropped, and a worker running one is stopped. Otherwise (a task failed) they still run.
+   * Reads the input no further and closes it. `cancel` (break, return(), throw()): the tasks not yet sent to a
+   * worker are dropped, and those sent run to their end, their results dropped (Python lets the tasks an imap
+   * submitted run). Otherwise (a task failed) they all still run.
    */
   async #close(cancel = true): Promise<void> {
     if (this.#done) return;

@@ -96,6 +96,8 @@ interface Chunk {
   stopped: boolean;
   /** Its call no longer wants it (cancel()): its results are dropped, and its worker stopped once it runs it. */
   cancelled: boolean;
+  /** Cancelled by a call that lets what was sent run to its end (an imap its consumer left): not stopped. */
+  runsOn: boolean;
   timer: NodeJS.Timeout | undefined;
   /** When it was sent (performance.now()). */
   sentAt: number;
@@ -208,9 +210,10 @@ export class Scheduler {
   /**
    * A call no longer wants its tasks: those queued are dropped, and its chunks in flight are `cancelled`. A
    * worker running one is stopped (and replaced); one with a cancelled chunk waiting behind another call's is
-   * stopped when it gets to it (#chunkDone), not before: that would stop the other call's task.
+   * stopped when it gets to it (#chunkDone), not before: that would stop the other call's task. With `stop`
+   * false (a consumer that left an imap, as Python lets the tasks it submitted run), what was sent runs on.
    */
-  cancel(call: Call): void {
+  cancel(call: Call, stop = true): void {
     // Its queued jobs go now, not once they reach the head of the queue: what their arguments carry is given
     // back at once (a pipe end is usable, and sendable, here again).
     for (let i = this.#queue.length - 1; i >= 0; i--) {
@@ -220,7 +223,11 @@ export class Scheduler {
       giveBack(job);
     }
     for (const slot of this.#slots) {
-      for (const chunk of slot.chunks) if (chunkHas(chunk, call) && !chunkLive(chunk)) chunk.cancelled = true;
+      for (const chunk of slot.chunks) {
+        if (!chunkHas(chunk, call) || chunkLive(chunk)) continue;
+        chunk.cancelled = true;
+        chunk.runsOn ||= !stop;
+      }
       this.#stopIfCancelled(slot, chunkRunningOn(slot));
     }
     this.#pump();
@@ -231,7 +238,7 @@ export class Scheduler {
    * to stop once its work is done (maxtasksperchild): the cancelled task may never end.
    */
   #stopIfCancelled(slot: Slot, chunk: Chunk | undefined): void {
-    if (chunk === undefined || !chunk.cancelled || slot.killed || !this.#slots.has(slot)) return;
+    if (chunk === undefined || !chunk.cancelled || chunk.runsOn || slot.killed || !this.#slots.has(slot)) return;
     if (ranWhole(slot, chunk)) return; // its last results are on their way: nothing to stop
     chunk.stopped = true;
     this.#stop(slot);
@@ -582,6 +589,7 @@ export class Scheduler {
       answered: 0,
       stopped: false,
       cancelled: false,
+      runsOn: false,
       timer: undefined,
       sentAt: performance.now(),
     };

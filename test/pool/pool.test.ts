@@ -810,6 +810,37 @@ contract(
   },
 );
 
+contract(
+  'breaking out of an imap lets its tasks already running finish: no worker is stopped or replaced',
+  async () => {
+    // They were stopped with their workers, which were replaced and ran the initializer again (found by review;
+    // Python lets the tasks an imap submitted run).
+    const starts = new Int32Array(new SharedArrayBuffer(4));
+    const p = pool({ processes: 2, initializer: tasks.countStart, initargs: [starts] });
+    const cells = new Int32Array(new SharedArrayBuffer(12));
+    for await (const x of p.imap(
+      tasks.gatedAfterFirst,
+      range(8).map((i) => [cells, i] as [Int32Array, number]),
+    )) {
+      assert.is(x, 0);
+      // Left once a task of it runs (the others are queued: imap submits ahead).
+      await eventually(() => Atomics.load(cells, 0) >= 1, 10_000, 'a gated task running');
+      break;
+    }
+    Atomics.store(cells, 1, 1);
+    Atomics.notify(cells, 1);
+    await eventually(
+      () => Atomics.load(cells, 2) === Atomics.load(cells, 0),
+      10_000,
+      `every started task finishing (${Atomics.load(cells, 0)} started)`,
+    );
+    assert.is(await deadline(p.apply(tasks.sqr, [3]), 10_000, 'an apply after'), 9);
+    p.close();
+    await deadline(p.join(), 10_000, 'join()');
+    assert.is(Atomics.load(starts, 0), 2, 'the two workers only: none was replaced');
+  },
+);
+
 contract('close(), then breaking out of an imap, starts no worker: join() resolves once the two exit', async () => {
   // The imap's chunks not running were queued again when their workers stopped, as tasks nobody wanted, and a
   // closing pool started a worker for them, which found nothing to do (2 extra starts in a review's probe).
