@@ -8,18 +8,20 @@
 // Invariants:
 //   At most one spare per thread; it is unref'd until claimed, so it never keeps the program alive.
 //   A claimed spare has received exactly one BootData message; a spare that died is forgotten.
+//   A spare is claimed only while process.env is what it was when the spare started: a worker gets a copy of
+//     the environment when it is made, and a child sees its parent's environment as it is at start().
 import type { TransferListItem, Worker } from 'node:worker_threads';
 import { Kind, PROTOCOL_TAG, type BootData, type BootMessage } from './protocol.ts';
 import { startWorker } from './runtime.ts';
 
-let spare: { worker: Worker; runtime: string } | undefined;
+let spare: { worker: Worker; runtime: string; env: string } | undefined;
 let scheduled = false;
 
 function startSpare(bootstrapUrl: URL, runtime: string): void {
   const standby = { standby: true, runtime, tsx: true };
   const worker = startWorker(bootstrapUrl, { workerData: { [PROTOCOL_TAG]: standby }, name: 'mpthreads spare' });
   worker.unref();
-  const entry = { worker, runtime };
+  const entry = { worker, runtime, env: JSON.stringify(process.env) };
   worker.once('exit', () => {
     if (spare === entry) spare = undefined;
   });
@@ -46,6 +48,12 @@ export function prepareSpare(bootstrapUrl: URL, runtime: string): void {
 export function claimSpare(boot: BootData, transfer: TransferListItem[]): Worker | undefined {
   const entry = spare;
   if (entry === undefined || entry.runtime !== boot.runtime) return undefined;
+  if (entry.env !== JSON.stringify(process.env)) {
+    // Its environment is out of date: this start goes cold, and the next gets a spare made from now on.
+    spare = undefined;
+    void entry.worker.terminate();
+    return undefined;
+  }
   const message: BootMessage = { [PROTOCOL_TAG]: Kind.Boot, boot };
   entry.worker.postMessage(message, transfer);
   spare = undefined;

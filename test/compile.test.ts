@@ -331,4 +331,42 @@ if (isMainThread) {
   120_000,
 );
 
+programs(
+  'a child started from the spare worker (tsx in the worker) sees the environment as it is at start()',
+  async () => {
+    // The spare is made ahead of time, and a worker copies process.env when it is made: children saw the
+    // value from before the last change (one, one, two; found by review).
+    const p = await project({
+      'main.ts': `
+import { Pipe, Process, isMainThread, type Connection } from ${JSON.stringify(lib)};
+export function report(conn: Connection<string>) { conn.send(process.env.MY_SETTING ?? '(unset)'); }
+if (isMainThread) {
+  const seen: string[] = [];
+  for (const value of ['one', 'two', 'three']) {
+    process.env.MY_SETTING = value;
+    const [r, w] = Pipe<string>();
+    const child = new Process({ target: report, module: import.meta.url, args: [w] });
+    child.start();
+    seen.push(await r.recv());
+    await child.join();
+  }
+  console.log(JSON.stringify(seen));
+}
+`,
+    });
+    try {
+      const result = await run(process.execPath, ['--import', 'tsx', p.path('main.ts')], {
+        cwd: root,
+        ms: 90_000,
+        env: { MPTHREADS_COMPILE: '0' },
+      });
+      assert.is(result.code, 0, result.stderr);
+      assert.equal(JSON.parse(result.stdout), ['one', 'two', 'three']);
+    } finally {
+      await p.remove();
+    }
+  },
+  120_000,
+);
+
 programs.run();
