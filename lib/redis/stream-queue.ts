@@ -552,6 +552,10 @@ export class StreamQueue {
 
   async #fetchNow(count: number): Promise<number> {
     await this.opened;
+    // A blocking read of this queue still out (a get that gave up left it) may bring entries older than this
+    // fetch's: they land first (the read is ended and waited for), or a newer entry would be delivered before
+    // them, against per-producer order (found by review: 1842 1843 1845 1844).
+    if (this.#inRead) await (await this.#reader()).forget(this);
     let claimIdle = '';
     const handBacks = this.#handBacks;
     if (this.#orphansDue()) {
