@@ -12,7 +12,18 @@ import { BlockList } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, MessagePort, receiveMessageOnPort } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
-import { ClosedError, Empty, Full, JoinableQueue, Pipe, ProcessError, Queue, SimpleQueue } from '../lib/index.ts';
+import {
+  ClosedError,
+  type Connection,
+  Empty,
+  EOFError,
+  Full,
+  JoinableQueue,
+  Pipe,
+  ProcessError,
+  Queue,
+  SimpleQueue,
+} from '../lib/index.ts';
 import { captureStderr, deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
 import { run } from './_support/run-program.ts';
@@ -284,6 +295,12 @@ contract(
     const port = (item as { reply: MessagePort }).reply;
     await deadline(new Promise((resolve) => port.once('close', resolve)), 10_000, "the port's close");
     assert.is(await q.get({ timeout: 10_000 }), 'after');
+    // A pipe end, whose port sits in its wire record: the hub's first repair missed it, and Node crashed the
+    // process (a closed port posted without being moved; found by review).
+    const ends = open(new Queue<Connection<string>>());
+    await joinedOk(start('putEndThenCloseOther', [ends]));
+    const end = await ends.get({ timeout: 10_000 });
+    await rejects(end.recv({ timeout: 10_000 }), EOFError, 'the end, at EOF');
   },
 );
 

@@ -22,11 +22,12 @@
 //     holders' ports, up to the items each had counted then (takeWaiting): each port delivers in order, but the
 //     hub serves the ports in no set order, so a batch flushed by one thread before it told another to
 //     getNowait() could otherwise come after that request.
-import { MessageChannel, MessagePort, parentPort, receiveMessageOnPort } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
 import { adoptDeadThreads, recordDeath } from '../sync/threads.ts';
 import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
+import { replaceClosedPorts } from '../wire/ports.ts';
 import type { Batch } from '../wire/format.ts';
 import {
   abandon,
@@ -572,32 +573,3 @@ export function hubQueues(): ReadonlySet<HubQueue> {
   return queues;
 }
 export type { HubQueue };
-
-/**
- * Puts, in `transfer` and in the batch's carried objects, a fresh port in the place of each port that can no
- * longer be moved (closed), moving the others to new objects on the way. Returns the other ends of the fresh
- * ports, to close once they are posted (closed before, their ports could not be moved either).
- */
-function replaceClosedPorts(batch: Batch, transfer: unknown[]): MessagePort[] {
-  const closing: MessagePort[] = [];
-  const replaced = new Map<unknown, MessagePort>();
-  for (let i = 0; i < transfer.length; i++) {
-    const port = transfer[i];
-    if (!(port instanceof MessagePort)) continue;
-    let replacement: MessagePort;
-    try {
-      replacement = structuredClone(port, { transfer: [port] });
-    } catch {
-      const channel = new MessageChannel();
-      replacement = channel.port1;
-      closing.push(channel.port2);
-    }
-    replaced.set(port, replacement);
-    transfer[i] = replacement;
-  }
-  for (const carry of batch.carry ?? []) {
-    if (carry === undefined) continue;
-    for (let i = 0; i < carry.length; i++) carry[i] = replaced.get(carry[i]) ?? carry[i];
-  }
-  return closing;
-}

@@ -1004,6 +1004,17 @@ contract(
     assert.is(await a.recv({ timeout: 10_000 }), 1);
     assert.is(await summed, 6);
     a.close();
+    // The other end closed, nothing sent, while the task was queued: it gets EOF. The closed port made the
+    // dispatch fail with an untyped DataCloneError (found by review; a message waiting keeps a port open).
+    const gate2 = new Int32Array(new SharedArrayBuffer(4));
+    const busy2 = p.apply(tasks.waitForGate, [gate2]).catch((e: unknown) => e);
+    const [c, d] = Pipe<string>();
+    const received = p.apply(tasks.receiveUntilEnd, [d]).catch((e: unknown) => e);
+    c.close();
+    Atomics.store(gate2, 0, 1);
+    Atomics.notify(gate2, 0);
+    assert.is(await busy2, 'opened');
+    assert.equal(await received, ['EOFError']);
   },
 );
 
