@@ -163,8 +163,9 @@ export class Barrier extends Primitive {
   /** As wait(), blocking the thread. */
   waitSync(timeout?: number): number {
     const ms = timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout');
-    // Unless this arrival completes the round (the others waiting asynchronously in this thread).
-    if (ms === Infinity && Atomics.load(this.#cells, kCount) + 1 < this.#parties)
+    // Unless this arrival completes the round (the others waiting asynchronously in this thread), or the
+    // barrier is broken (the round throws BrokenBarrierError at once, as wait() rejects with it).
+    if (ms === Infinity && !this.broken && Atomics.load(this.#cells, kCount) + 1 < this.#parties)
       checkReachable(this.#cells, 'Barrier', 'waitSync()');
     const round = this.#round(ms);
     let input: boolean | undefined;

@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import {
   Barrier,
   BoundedSemaphore,
+  BrokenBarrierError,
   Condition,
   Event,
   Lock,
@@ -215,6 +216,9 @@ contract(
     deadlock('Barrier(2).waitSync()', () => barrier.waitSync());
     assert.is(barrier.nWaiting, 0, 'the barrier was not entered');
     assert.is(barrier.broken, false);
+    // A broken one throws what wait() rejects with, shared or not.
+    barrier.abort();
+    throws(() => barrier.waitSync(), BrokenBarrierError, 'waitSync() of a broken barrier');
     assert.is(semaphore.acquireSync({ timeout: 10 }), false, 'with a timeout it waits and fails');
     assert.is(event.waitSync(10), false);
     // Once another thread holds them, the same calls wait for it.
