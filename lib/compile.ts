@@ -70,6 +70,8 @@ interface Esbuild {
 interface Compiler {
   path: string;
   tag: string;
+  /** Found beside tsx, so a worker can register tsx itself; false for an esbuild of its own. */
+  besideTsx: boolean;
 }
 
 const typescript = /\.(?:c|m)?tsx?$/;
@@ -109,7 +111,8 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
       tsx: false,
       pending: true,
       blocked: blocked.buffer as SharedArrayBuffer,
-      heartbeat: heartbeat.buffer as SharedArrayBuffer,
+      // Without tsx beside it, a worker cannot load the module itself: it waits for the parent, however busy.
+      ...(compiler.besideTsx ? { heartbeat: heartbeat.buffer as SharedArrayBuffer } : {}),
     },
     execArgv,
     deliver(worker) {
@@ -229,14 +232,14 @@ function findCompiler(module: string): Compiler | undefined {
   );
   const alone = places.map((at) => () => createRequire(at).resolve('esbuild'));
   compilerFound = null;
-  for (const find of [...besideTsx, ...alone]) {
+  for (const [i, find] of [...besideTsx, ...alone].entries()) {
     try {
       const path = find();
       const version = (
         JSON.parse(readFileSync(join(dirname(path), '..', 'package.json'), 'utf8')) as { version: string }
       ).version;
       const tag = `esbuild ${version}, node ${process.versions.node}, conditions [${conditions().join(',')}], mpthreads compile 2`;
-      compilerFound = { path, tag };
+      compilerFound = { path, tag, besideTsx: i < besideTsx.length };
       break;
     } catch {
       // not there: try the next place
