@@ -213,7 +213,7 @@ export class RedisQueue<T = unknown> implements Handle {
 
   /** The state, if this handle is open; throws ClosedError. */
   #open(): StreamQueue {
-    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
+    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError('queue is closed');
     return this.#b.state;
   }
 
@@ -225,14 +225,14 @@ export class RedisQueue<T = unknown> implements Handle {
   }
 
   async #ready(): Promise<StreamQueue> {
-    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
+    if (this.#owner.closed || this.#b.source.closed) throw new ClosedError('queue is closed');
     try {
       await this.#b.ready();
     } catch (error) {
-      if (this.#owner.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
+      if (this.#owner.closed) throw new ClosedError('queue is closed');
       throw error;
     }
-    if (this.#owner.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
+    if (this.#owner.closed) throw new ClosedError('queue is closed');
     return this.#b.state;
   }
 
@@ -241,7 +241,7 @@ export class RedisQueue<T = unknown> implements Handle {
   }
 
   [kMarshal](): WireHandle {
-    if (this.#owner.closed) throw new ClosedError(`queue is closed ("${this.name}")`);
+    if (this.#owner.closed) throw new ClosedError('queue is closed');
     const record: RedisQueueRecord = {
       [WIRE_TAG]: kRedisQueueTag,
       url: this.#b.source.url,

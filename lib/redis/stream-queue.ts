@@ -799,7 +799,8 @@ export class StreamQueue {
   async taskDone(owner: Owner): Promise<void> {
     if (owner.leases.length - owner.acking <= 0) {
       throw new ProcessError(
-        'taskDone() called too many times: more than this handle got items (on a server, a taskDone() marks the oldest item its own handle got)',
+        // The local queue's words (SPEC); on a server it means more than this handle got items (README).
+        'taskDone() called too many times',
         ErrorCode.TaskDoneTooMany,
       );
     }

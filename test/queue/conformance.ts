@@ -148,8 +148,9 @@ export function queueConformance(engine: Engine): void {
     await other.close();
     await rejects(blockedPut, ClosedError, 'a put waiting for a slot');
     await rejects(blockedGet, ClosedError, 'a get waiting for an item');
-    await rejects(q.put(3), ClosedError, 'put after close');
-    await rejects(q.get(), ClosedError, 'get after close');
+    // The SPEC's words, on every engine (a Redis queue's named the queue too).
+    assert.is((await rejects(q.put(3), ClosedError, 'put after close')).message, 'queue is closed');
+    assert.is((await rejects(q.get(), ClosedError, 'get after close')).message, 'queue is closed');
     await q.close();
   });
 
@@ -211,7 +212,7 @@ export function queueConformance(engine: Engine): void {
       assert.unreachable('taskDone() with nothing unfinished');
     } catch (error) {
       assert.ok(error instanceof ProcessError && error.code === 'ERR_TASK_DONE_TOO_MANY', String(error));
-      assert.match((error as Error).message, 'taskDone() called too many times');
+      assert.is((error as Error).message, 'taskDone() called too many times', "the SPEC's words, on every engine");
     }
     await tasks.put(1);
     await rejects(tasks.join({ timeout: 20 }), TimeoutError, 'join() with a task unfinished');
