@@ -304,6 +304,34 @@ contract(
   },
 );
 
+contract(
+  'a put that waits for room takes the pipe end it carries at the call; one that gives up gives it back',
+  async () => {
+    // The end stayed usable while the put waited: recv() took the consumer's message, and a close() made the put
+    // fail later (found by review).
+    const q = open(new Queue<unknown>({ maxsize: 1 }));
+    await q.put('filler');
+    const [a, b] = Pipe<string>();
+    const timedOut = q.put(b, { timeout: 10 });
+    timedOut.catch(() => {}); // awaited below; handled if an assertion fails first
+    assert.is(b.closed, true, 'on its way while the put waits');
+    throws(() => b.send('x'), ClosedError, 'send() on the end on its way');
+    await rejects(timedOut, Full, 'the put that gave up');
+    assert.is(b.closed, false, 'given back');
+    const waiting = q.put(b);
+    waiting.catch(() => {});
+    assert.is(b.closed, true);
+    b.close(); // a no-op while it is on its way: the put still delivers it
+    assert.is(await q.get({ timeout: 10_000 }), 'filler');
+    await waiting;
+    const end = (await q.get({ timeout: 10_000 })) as Connection<string>;
+    end.send('through');
+    assert.is(await a.recv({ timeout: 10_000 }), 'through');
+    a.close();
+    end.close();
+  },
+);
+
 contract('a put made after join() of the producers comes after all their items, as in Python', async () => {
   // An exiting thread waits until the hub has numbered what it sent: the hub reads its holders' ports in no
   // set order, and busy (getNowait asks it synchronously), it took a sentinel put after the join before the

@@ -26,6 +26,7 @@ import {
   commit,
   isHandle,
   marshalHandles,
+  type Captured,
   type Handle,
   type ItemSink,
 } from '../handles.ts';
@@ -91,6 +92,8 @@ export interface PutHolder {
 /** A put waiting for a slot in a full bounded queue, its item already captured. */
 interface BlockedPut {
   item: LoneItem;
+  /** The handles the item carries, marshalled at the call (a pipe end is on its way from then on). */
+  captured: Captured | undefined;
   resolve: () => void;
   reject: (error: unknown) => void;
   timer: NodeJS.Timeout | undefined;
@@ -170,8 +173,19 @@ export class PutSide {
   /** A put whose item is captured waits for a slot, behind the puts already waiting. */
   #waitInLine(lone: LoneItem, timeout: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      // Taken at the call, as its value is: a pipe end in it is unusable here while the put waits (and given
+      // back if the put gives up), as one in a Process's args or a queued Pool call is.
+      let captured: Captured | undefined;
+      try {
+        if (lone.handles.length > 0)
+          captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+      } catch (error) {
+        reject(error);
+        return;
+      }
       const blocked: BlockedPut = {
         item: lone,
+        captured,
         resolve,
         reject,
         timer: undefined,
@@ -332,10 +346,7 @@ export class PutSide {
   /** The holder closed: waiting puts reject with `error`; what is buffered is flushed first. */
   close(error: unknown): void {
     this.flush();
-    for (const blocked of this.#blocked.splice(0)) {
-      this.#settle(blocked);
-      blocked.reject(error);
-    }
+    for (const blocked of this.#blocked.splice(0)) this.#giveUp(blocked, error);
     wakeRoom(this.#holder.queueCells); // ends the drain loop's wait
   }
 
@@ -384,10 +395,10 @@ export class PutSide {
   }
 
   /** Adds an item captured earlier (a put that waited for its slot, or one put from inside another's capture). */
-  #addCaptured(lone: LoneItem): void {
+  #addCaptured(lone: LoneItem, captured?: Captured): void {
     const holder = this.#holder;
     try {
-      if (lone.carrying >= Carrying.Cloned) this.#postAlone(lone);
+      if (lone.carrying >= Carrying.Cloned) this.#postAlone(lone, captured);
       else (this.#encoder ??= new Encoder({ isHandle })).append(lone.batch);
     } catch (error) {
       unreserve(holder.queueCells, holder.holderCells, holder.joinable, holder.maxsize);
@@ -409,8 +420,10 @@ export class PutSide {
   };
 
   /** Posts an item on its own, after what this holder put before it. Throws what the platform throws. */
-  #postAlone(lone: LoneItem): void {
-    const captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots);
+  #postAlone(
+    lone: LoneItem,
+    captured = marshalHandles(lone.batch, lone.transfer, lone.handles as Handle[], lone.handleSlots),
+  ): void {
     try {
       this.flush();
       const moves = lone.carrying === Carrying.Moved ? captured.transfer.slice(1) : undefined; // not the bytes
@@ -441,7 +454,7 @@ export class PutSide {
           this.#blocked.shift();
           this.#settle(head);
           try {
-            this.#addCaptured(head.item);
+            this.#addCaptured(head.item, head.captured);
             head.resolve();
           } catch (error) {
             head.reject(error);
@@ -475,8 +488,7 @@ export class PutSide {
     const i = this.#blocked.indexOf(blocked);
     if (i === -1) return;
     this.#blocked.splice(i, 1);
-    this.#settle(blocked);
-    blocked.reject(error);
+    this.#giveUp(blocked, error);
     if (i === 0) wakeRoom(this.#holder.queueCells); // the drain loop waits for the head
     this.#holder.updateRef();
   }
@@ -484,5 +496,12 @@ export class PutSide {
   #settle(blocked: BlockedPut): void {
     if (blocked.timer !== undefined) clearTimeout(blocked.timer);
     blocked.unlisten?.();
+  }
+
+  /** A waiting put that will not be made: what it carries comes back (a pipe end is usable here again). */
+  #giveUp(blocked: BlockedPut, error: unknown): void {
+    this.#settle(blocked);
+    if (blocked.captured !== undefined) abort(blocked.captured);
+    blocked.reject(error);
   }
 }
