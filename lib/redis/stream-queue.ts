@@ -744,6 +744,9 @@ export class StreamQueue {
   }
 
   /** JoinableQueue: renews this consumer's leases (delivered or read ahead) while it lives. */
+  /** A renewal is out (renewals go one at a time). */
+  #renewing = false;
+
   #armRenewal(): void {
     if (this.kind !== 'joinable' || this.#renewTimer !== undefined) return;
     const renew = () => {
@@ -757,12 +760,23 @@ export class StreamQueue {
         this.#renewTimer = undefined;
         return;
       }
-      this.#linkNow!.script<string>(RENEW, [this.key, metaKey(this.name)], [this.#consumer, ...held]).then(
-        (minvt) => {
-          if (minvt !== '') this.#minVisibility = Math.min(this.#minVisibility, Number(minvt));
-        },
-        () => {},
-      );
+      // One at a time, and none while the server is away: each call holds the link (keeps the program alive,
+      // restarts reconnecting) for as long as it waits, and renewals every 500 ms to a lost server held it for
+      // good, so a program whose work was done never exited (found by review). What the server leased, it keeps
+      // until visibilityTimeout; other calls find out when it is back, and renewals go on then.
+      const link = this.#linkNow!;
+      if (!this.#renewing && link.lostFor() === 0) {
+        this.#renewing = true;
+        link.script<string>(RENEW, [this.key, metaKey(this.name)], [this.#consumer, ...held]).then(
+          (minvt) => {
+            this.#renewing = false;
+            if (minvt !== '') this.#minVisibility = Math.min(this.#minVisibility, Number(minvt));
+          },
+          () => {
+            this.#renewing = false;
+          },
+        );
+      }
       this.#renewTimer = setTimeout(renew, this.#renewEvery());
       this.#renewTimer.unref();
     };

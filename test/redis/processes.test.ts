@@ -227,6 +227,14 @@ whenRedis(() => {
       assert.is(await deadline(c.exited, 30_000, `the exit (${mode})`), 0);
       await fx.server.restart();
     }
+    // With a JoinableQueue lease: its renewals kept the program alive for good (found by review).
+    const c = run('lease-lost', fx.server.url, name('forget-lease'));
+    assert.equal(await c.next(), { ready: true });
+    await fx.server.kill9();
+    c.process.stdin!.write('go\n');
+    assert.ok('done' in ((await c.next()) as object), 'taskDone() settled');
+    assert.is(await deadline(c.exited, 30_000, 'the exit (lease)'), 0);
+    await fx.server.restart();
   });
 
   t('the README example: a producer process and two worker processes (examples/redis/)', async () => {
