@@ -66,6 +66,9 @@ interface GetWaiter {
 const kMaxReadAhead = { plain: 256, joinable: 64 };
 /** How long delivered Queue entries wait to be acknowledged and deleted together (ms). */
 const kTakeAfter = 2;
+/** While the server is away, a lease is renewed at most this often (ms): see #armRenewal(). */
+const kRenewWhileLost = 5_000;
+
 /** A Queue entry read by a consumer that has been silent this long (killed) is claimed by another (ms). */
 const kOrphanAfter = 60_000;
 /** Read-ahead that no get took for this long goes back to the server (ms). */
@@ -746,6 +749,8 @@ export class StreamQueue {
   /** JoinableQueue: renews this consumer's leases (delivered or read ahead) while it lives. */
   /** A renewal is out (renewals go one at a time). */
   #renewing = false;
+  /** When the last renewal was sent (Date.now()). */
+  #lastRenewal = 0;
 
   #armRenewal(): void {
     if (this.kind !== 'joinable' || this.#renewTimer !== undefined) return;
@@ -760,13 +765,15 @@ export class StreamQueue {
         this.#renewTimer = undefined;
         return;
       }
-      // One at a time, and none while the server is away: each call holds the link (keeps the program alive,
-      // restarts reconnecting) for as long as it waits, and renewals every 500 ms to a lost server held it for
-      // good, so a program whose work was done never exited (found by review). What the server leased, it keeps
-      // until visibilityTimeout; other calls find out when it is back, and renewals go on then.
+      // One at a time, and only every kRenewWhileLost while the server is away: each call holds the link
+      // (keeps the program alive, restarts reconnecting) for as long as it waits, and renewals every 500 ms to
+      // a lost server held it for good, so a program whose work was done never exited (found by review). Tried
+      // now and then, a server that comes back within visibilityTimeout still sees the lease renewed.
       const link = this.#linkNow!;
-      if (!this.#renewing && link.lostFor() === 0) {
+      const now = Date.now();
+      if (!this.#renewing && (link.lostFor() === 0 || now - this.#lastRenewal >= kRenewWhileLost)) {
         this.#renewing = true;
+        this.#lastRenewal = now;
         link.script<string>(RENEW, [this.key, metaKey(this.name)], [this.#consumer, ...held]).then(
           (minvt) => {
             this.#renewing = false;
