@@ -323,6 +323,10 @@ export class StreamQueue {
     if (this.#waiters.length > 0) throw new Empty();
     if (this.#ready.length === 0 || this.#mustFetch || this.recovering) {
       this.#puts.sendNow();
+      // A blocking read of this queue still out (a get that gave up left it) may bring entries older than this
+      // fetch's: they land first (the read is ended and waited for), or a newer entry would be delivered before
+      // them, against per-producer order (found by review: 1842 1843 1845 1844).
+      if (this.#inRead) await (await this.#reader()).forget(this);
       await this.#fetch(1);
       if (this.#ready.length === 0 || this.#waiters.length > 0) throw new Empty();
     }
@@ -456,7 +460,9 @@ export class StreamQueue {
     if (this.#filling || this.#closed) return;
     this.#serve();
     if (this.#waiters.length === 0) return;
-    if (!this.#claimDue()) {
+    // With a read of this queue out, a fetch could overtake what it brings (per-producer order): the gets wait on
+    // that read, and the fetch comes once it has landed (readEnded). Unless a recovery is due, which ends it.
+    if (!this.#claimDue() || (this.#inRead && !this.recovering)) {
       this.#wait();
       return;
     }
@@ -517,7 +523,8 @@ export class StreamQueue {
 
   /** A fast consumer's read-ahead runs low: fetch the next batch while it delivers this one. */
   #refill(): void {
-    if (this.#filling || this.#closed || this.#readAhead < 4 || this.#ready.length >= this.#readAhead) return;
+    if (this.#filling || this.#closed || this.#inRead || this.#readAhead < 4 || this.#ready.length >= this.#readAhead)
+      return;
     this.#filling = true;
     this.#fetch(this.#readAhead).then(
       () => {
@@ -555,10 +562,6 @@ export class StreamQueue {
 
   async #fetchNow(count: number): Promise<number> {
     await this.opened;
-    // A blocking read of this queue still out (a get that gave up left it) may bring entries older than this
-    // fetch's: they land first (the read is ended and waited for), or a newer entry would be delivered before
-    // them, against per-producer order (found by review: 1842 1843 1845 1844).
-    if (this.#inRead) await (await this.#reader()).forget(this);
     let claimIdle = '';
     const handBacks = this.#handBacks;
     if (this.#orphansDue()) {
