@@ -16,7 +16,6 @@ import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { abort, captureItem, captureToWait, isHandle, marshalHandles, type Handle } from '../handles.ts';
 import {
-  checkNonNegativeInteger,
   checkOptions,
   checkSignal,
   checkTimeout,

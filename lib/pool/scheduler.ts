@@ -36,7 +36,7 @@ import {
 } from '../errors.ts';
 import { abort, commit, type Captured } from '../handles.ts';
 import { configureProcess, kNamePrefix, Process } from '../process.ts';
-import { replaceClosedPorts } from '../wire/ports.ts';
+import { postRepairingPorts } from '../wire/ports.ts';
 import { poolRuntime } from '../runtime.ts';
 import { batchByteLength, sliceItems } from '../wire/batch.ts';
 import { BatchReader } from '../wire/decode.ts';
@@ -599,16 +599,9 @@ export class Scheduler {
     const transfer = job.captured === undefined ? [] : job.captured.transfer.filter((t) => t !== job.batch.bytes);
     const message: ToWorker = { op: PoolOp.Run, id: chunk.id, fn: job.fn, star: job.star, batch };
     try {
-      try {
-        slot.port.postMessage(message, transfer as never[]);
-      } catch (error) {
-        // A pipe end's port closed from its other side while the task was queued: sent in its place, a port
-        // whose other side is closed (the task's end reads EOF after what was sent before; wire/ports.ts).
-        const closing = replaceClosedPorts(batch, transfer);
-        if (closing.length === 0) throw error;
-        slot.port.postMessage(message, transfer as never[]);
-        for (const port of closing) port.close();
-      }
+      // A pipe end's port closed from its other side while the task was queued goes as a port whose other
+      // side is closed (the task's end reads EOF after what was sent before; wire/ports.ts).
+      postRepairingPorts(slot.port, message, batch, transfer);
     } catch (error) {
       // Only a batch with carried host objects can fail here (the platform refuses one): those tasks fail.
       for (let i = from; i < from + size; i++) settleTask(job, i, false, error);

@@ -27,7 +27,7 @@ import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
 import { adoptDeadThreads, recordDeath } from '../sync/threads.ts';
 import { batchByteLength, carriedBuffers, sliceItem } from '../wire/batch.ts';
-import { replaceClosedPorts } from '../wire/ports.ts';
+import { postRepairingPorts } from '../wire/ports.ts';
 import type { Batch } from '../wire/format.ts';
 import {
   abandon,
@@ -430,17 +430,9 @@ class Holder {
     const transfer = entry.transfer ?? (moveBytes ? [batch.bytes, ...carriedBuffers(batch)] : []);
     if (transfer.length > 0) entry.gone = true;
     const message: HubMessage = { op: Op.Items, base: index | 0, batch, n: 1, fetched: true };
-    try {
-      this.port.postMessage(message, transfer as never[]);
-    } catch (error) {
-      // A port the item moves was closed from its other side while the item waited here, and Node refuses to
-      // move a closed port. The item still goes, with a port whose other side is closed in that one's place,
-      // as it would have arrived had it been taken before the close.
-      const closing = replaceClosedPorts(batch, transfer);
-      if (closing.length === 0) throw error;
-      this.port.postMessage(message, transfer as never[]);
-      for (const port of closing) port.close();
-    }
+    // A port the item moves may have been closed from its other side while the item waited here: the item
+    // still goes, as it would have arrived had it been taken before the close (wire/ports.ts).
+    postRepairingPorts(this.port, message, batch, transfer);
   }
 
   /** Wakes a holder blocked in getNowait(): everything it asked for is posted. */

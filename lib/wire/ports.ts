@@ -7,12 +7,28 @@ import { MessageChannel, MessagePort } from 'node:worker_threads';
 import type { Batch } from './format.ts';
 
 /**
+ * `port.postMessage(message, transfer)`, or, when a port in `transfer` was closed from its other side, the same
+ * message with a fresh port in each closed one's place (`batch` is the one the message carries). Throws what
+ * the post throws otherwise.
+ */
+export function postRepairingPorts(port: MessagePort, message: unknown, batch: Batch, transfer: unknown[]): void {
+  try {
+    port.postMessage(message, transfer as never[]);
+  } catch (error) {
+    const closing = replaceClosedPorts(batch, transfer);
+    if (closing.length === 0) throw error;
+    port.postMessage(message, transfer as never[]);
+    for (const other of closing) other.close();
+  }
+}
+
+/**
  * Puts a fresh port in the place of each port of `transfer` that can no longer be moved, there and wherever
  * the batch's carried objects hold it (a Connection's wire record holds its port); the others are moved to new
  * objects on the way, and put in their place too. Returns the other ends of the fresh ports, to close once
  * the message is posted (closed before, their ports could not be moved either): none when no port was closed.
  */
-export function replaceClosedPorts(batch: Batch, transfer: unknown[]): MessagePort[] {
+function replaceClosedPorts(batch: Batch, transfer: unknown[]): MessagePort[] {
   const closing: MessagePort[] = [];
   const replaced = new Map<MessagePort, MessagePort>();
   for (let i = 0; i < transfer.length; i++) {
