@@ -15,13 +15,7 @@ import { availableParallelism } from 'node:os';
 import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { abort, captureItem, captureToWait, isHandle, marshalHandles, type Handle } from '../handles.ts';
-import {
-  checkOptions,
-  checkSignal,
-  checkTimeout,
-  checkTransferList,
-  type TransferItem,
-} from '../options.ts';
+import { checkOptions, checkSignal, checkTimeout, checkTransferList, type TransferItem } from '../options.ts';
 import { isThenable } from '../thenable.ts';
 import { batchByteLength, sliceItems } from '../wire/batch.ts';
 import { Encoder } from '../wire/encode.ts';
