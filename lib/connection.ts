@@ -141,7 +141,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #inboxOut: Captured | undefined;
   /** The waiters of #waiters that are recvBytes() calls. */
   readonly #bytesWaiters = new WeakSet<Waiter<unknown>>();
-  /** Marshalled for a message not yet posted (a pool task waiting for a worker): unusable here meanwhile. */
+  /** Marshalled for a message not yet posted (a queued pool task, a waiting put): unusable here meanwhile. */
   #sending = false;
   /** close() was called while #sending: done if the end comes back (kAbort). */
   #closeIfBack = false;
@@ -440,7 +440,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   close(): void {
     if (this.#closed || this.#movedTo !== undefined) return;
     if (this.#sending) {
-      // On its way (a pool task not yet started): closed if it comes back (the call is cancelled first).
+      // On its way (a pool task not yet started, a waiting put): closed if it comes back (the call gives up).
       this.#closeIfBack = true;
       return;
     }
