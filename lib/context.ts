@@ -29,6 +29,8 @@ interface Registry {
   importing: string | undefined;
   /** What must finish before a worker's task is over (queues on a server send what they buffer). */
   taskEnd: Set<() => Promise<void>>;
+  /** Told the thread id of each worker this thread started, once it has exited (however it ended). */
+  childExit?: Set<(threadId: number) => void>;
 }
 
 interface Flusher {
@@ -102,6 +104,28 @@ export function onTaskEnd(hook: () => Promise<void>): () => void {
   const hooks = registry().taskEnd;
   hooks.add(hook);
   return () => hooks.delete(hook);
+}
+
+/**
+ * @internal `hook` is told the thread id of every worker this thread started, once that worker has exited,
+ * however it ended (terminate() too): for what only a living thread can put right for a dead one (a queue on a
+ * server gives back what the dead thread had read). Returns how to unregister.
+ */
+export function onChildExit(hook: (threadId: number) => void): () => void {
+  const hooks = (registry().childExit ??= new Set());
+  hooks.add(hook);
+  return () => hooks.delete(hook);
+}
+
+/** @internal A worker this thread started has exited: runs the onChildExit hooks. */
+export function childExited(threadId: number): void {
+  for (const hook of registry().childExit ?? []) {
+    try {
+      hook(threadId);
+    } catch {
+      // Each hook reports its own failures; one must not keep the others from running.
+    }
+  }
 }
 
 /** @internal Runs the onTaskEnd hooks (their failures are theirs to report). */

@@ -11,7 +11,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
 import { compileForWorker } from './compile.ts';
-import { currentProcess, importingModule, nextChildIdentity } from './context.ts';
+import { childExited, currentProcess, importingModule, nextChildIdentity } from './context.ts';
 import { bug, ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
 import { checkOptions, checkTimeout } from './options.ts';
@@ -246,6 +246,7 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
         recordDeath(this.#pid!);
         this.#exitCode = this.#signal ?? code;
         running.delete(this);
+        childExited(this.#pid!);
         resolve();
         this.#onExit?.(this.#exitCode, this.#signal !== undefined);
       });

@@ -3,14 +3,17 @@
 // one StreamQueue per queue opened, shared by that queue's handles in this thread.
 //
 // Invariants:
-//   One consumer name per context, unique across processes and machines (host, pid, thread, random).
+//   One consumer name per context, unique across processes and machines (host, pid, thread, random). What a
+//     consumer of a thread that died (terminated, process.exit()) held is given back by the thread that started
+//     it, from every context of that thread (reclaimDead), once the worker's 'exit' came.
 //   A handle that arrives from another thread is opened through this thread's context for its URL, made on
 //   first need and shared (contextFor); those contexts are flushed and closed when a worker's task ends.
 //   After close(), every call of the context and of its handles rejects with ClosedError.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
-import { isMainThread, onTaskEnd } from '../context.ts';
+import { isMainThread, onChildExit, onTaskEnd } from '../context.ts';
+import { isDead } from '../sync/threads.ts';
 import { ClosedError } from '../errors.ts';
 import { checkOptions } from '../options.ts';
 import { kLostAfter, Link } from './link.ts';
@@ -28,6 +31,16 @@ import {
 } from './queues.ts';
 import { BlockingReader } from './reader.ts';
 import { StreamQueue } from './stream-queue.ts';
+
+/** Every consumer name of this process starts so, then its thread's id (see RedisContext.#consumer). */
+const processConsumers = `${hostname()}:${process.pid}:`;
+
+/** Whether `consumer` is another thread's of this process, one that has died (or whose parent has). */
+function isDeadConsumer(consumer: string): boolean {
+  if (!consumer.startsWith(processConsumers)) return false;
+  const thread = Number.parseInt(consumer.slice(processConsumers.length), 10);
+  return thread !== threadId && isDead(thread);
+}
 
 let making: { url: string; link: Promise<Link> } | undefined;
 function newContext(url: string, link: Promise<Link>): RedisContext {
@@ -47,7 +60,7 @@ export class RedisContext {
   /** The server's URL as given (messages show it without the password). */
   readonly url: string;
   readonly #link: Promise<Link>;
-  readonly #consumer = `${hostname()}:${process.pid}:${threadId}:${randomBytes(4).toString('hex')}`;
+  readonly #consumer = `${processConsumers}${threadId}:${randomBytes(4).toString('hex')}`;
   #reader: Promise<BlockingReader> | undefined;
   readonly #queues = new Map<string, StreamQueue>();
   readonly #handles = new Set<{ close(): Promise<void> }>();
@@ -141,6 +154,14 @@ export class RedisContext {
   }
 
   /**
+   * @internal Gives back what the dead threads of this process held in the queues opened here (see
+   * StreamQueue.reclaimFrom). Errors are dropped: the orphan claim is still there to find it later.
+   */
+  reclaimDead(): void {
+    for (const q of this.#queues.values()) q.reclaimFrom(isDeadConsumer).catch(() => {});
+  }
+
+  /**
    * @internal Sends what every queue opened here owes the server (puts, acknowledgements, read-ahead). Not
    * once the server has been gone kLostAfter ms: nothing can be sent, and 'beforeExit', which comes again
    * after each try, would keep a program that forgot close() alive for good.
@@ -179,6 +200,10 @@ let listening = false;
 function track(context: RedisContext): void {
   if (!listening) {
     listening = true;
+    // A worker this thread started is gone: what it read from queues open here goes back at once.
+    onChildExit(() => {
+      for (const c of live) c.reclaimDead();
+    });
     if (isMainThread) process.on('beforeExit', settleLive);
     else
       onTaskEnd(async () => {

@@ -22,7 +22,8 @@
 //   The thread's one read asks no more of any stream than the fewest entries a bounded queue in it wants
 //   (reader.ts), so a bounded queue read beside another gets no more than its gets take.
 //   What a consumer killed outright held is claimed by another after kOrphanAfter ms (a JoinableQueue's:
-//   after its visibilityTimeout).
+//   after its visibilityTimeout); a dead worker thread's, in the queues its starting thread has open, is given
+//   back by that thread at once (reclaimFrom), and fetches here wait for that.
 //   A read or fetch whose answer was lost with its connection may have taken entries this thread never saw:
 //   until a recovery (RECOVER, which knows every id this thread holds) has given those back in place, nothing
 //   is delivered, read or fetched here, so they are not left for the orphan claim while newer items pass.
@@ -36,7 +37,20 @@ import { decodeItemBytes } from './codec.ts';
 import { kLostAfter, type Link, willAnswerLate } from './link.ts';
 import { PutBuffer, putsLanded } from './put-buffer.ts';
 import type { BlockingReader } from './reader.ts';
-import { DONE, FETCH, HAND_BACK, metaKey, OPEN, RECOVER, RENEW, RETIRE, SIZE, streamKey, TAKE } from './scripts.ts';
+import {
+  DONE,
+  FETCH,
+  HAND_BACK,
+  kGroup,
+  metaKey,
+  OPEN,
+  RECOVER,
+  RENEW,
+  RETIRE,
+  SIZE,
+  streamKey,
+  TAKE,
+} from './scripts.ts';
 
 export type StreamKind = 'plain' | 'joinable';
 
@@ -141,6 +155,8 @@ export class StreamQueue {
   #unknownHeld = false;
   /** The recovery under way (#recover). */
   #recovery: Promise<void> | undefined;
+  /** Dead consumers' entries being given back (reclaimFrom): a fetch waits for it, so it claims them first. */
+  #reclaiming: Promise<void> | undefined;
   /** The shortest visibilityTimeout any opener gave (the server keeps it): leases are renewed within it. */
   #minVisibility: number;
   #renewTimer: NodeJS.Timeout | undefined;
@@ -545,7 +561,8 @@ export class StreamQueue {
    * got all it asked for reads further ahead next time.
    */
   #fetch(count: number): Promise<number> {
-    const fetched = this.recovering ? this.#recover().then(() => this.#fetchNow(count)) : this.#fetchNow(count);
+    const start = () => (this.recovering ? this.#recover().then(() => this.#fetchNow(count)) : this.#fetchNow(count));
+    const fetched = this.#reclaiming === undefined ? start() : this.#reclaiming.then(start, start);
     // The first reaction to the fetch, before its caller's: what it brought was served (arrived()), so the gets
     // that gave up meanwhile and got nothing settle now.
     const done = () => {
@@ -948,6 +965,44 @@ export class StreamQueue {
     await this.#giveBack([...leases, ...this.#ready.splice(0)]);
     const keys = this.#puts.idle ? [this.key, this.#puts.producerKey] : [this.key];
     await this.#linkNow.script(RETIRE, keys, [this.#consumer]).catch(() => {});
+  }
+
+  /**
+   * Gives back, in place, what the consumers `isDead` names hold in this queue (read ahead, leased): a thread
+   * that is terminated or calls process.exit() cannot give it back itself, and the orphan claim would find it
+   * only kOrphanAfter ms (a lease: visibilityTimeout) later, while qsize() left it out. A consumer left holding
+   * nothing is removed from the group (RETIRE checks that atomically).
+   */
+  reclaimFrom(isDead: (consumer: string) => boolean): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    const run: Promise<void> = this.#reclaimNow(isDead).finally(() => {
+      if (this.#reclaiming === run) this.#reclaiming = undefined;
+    });
+    this.#reclaiming = run;
+    return run;
+  }
+
+  async #reclaimNow(isDead: (consumer: string) => boolean): Promise<void> {
+    await this.#reclaiming?.catch(() => {});
+    const link = await this.#link;
+    await this.opened;
+    if (link.lostFor() > 0) return;
+    // XINFO CONSUMERS: one [name, n, 'pending', n, 'idle', ms, ...] list per consumer of the group.
+    const consumers = await link.call<unknown[][]>(['XINFO', 'CONSUMERS', this.key, kGroup]);
+    let n = 0;
+    for (const fields of consumers) {
+      const name = String(fields[fields.indexOf('name') + 1]);
+      if (!isDead(name)) continue;
+      const pending = Number(fields[fields.indexOf('pending') + 1]);
+      if (pending > 0) n += await link.script<number>(RECOVER, [this.key, metaKey(this.name)], [name]);
+      else await link.script(RETIRE, [this.key], [name]);
+    }
+    if (n > 0) {
+      // As after a hand-back: the next fetch claims them first, before anything in `ready` is delivered.
+      this.#handBacks++;
+      this.#mustFetch = true;
+      this.#readAhead = 1;
+    }
   }
 
   /**

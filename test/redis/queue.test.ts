@@ -13,9 +13,10 @@ import {
   ErrorCode,
   Full,
   ProcessError,
+  RedisJoinableQueue,
   TimeoutError,
 } from '../../lib/redis/index.ts';
-import { Pool } from '../../lib/index.ts';
+import { Pipe, Pool } from '../../lib/index.ts';
 import { deadline, rejects, startTask, suite } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { sendRaw, startRedis, whenRedis } from '../_support/redis-server.ts';
@@ -1307,6 +1308,60 @@ whenRedis(() => {
       Array.from({ length: 20 }, (_, i) => i),
     );
   });
+
+  t(
+    'a consumer worker that is terminated or calls process.exit(): what it read ahead or leased comes back at once',
+    async () => {
+      // A thread that dies cannot give back its read-ahead (a live one does 20 ms after its last get) or the
+      // leases of the tasks it left unfinished. The orphan claim found them 60 s later (a lease: visibilityTimeout
+      // later), and qsize() left them out meanwhile; now the thread that started the worker gives them back on its
+      // 'exit'. Every get below waits 5 s at most. Items the worker got whose acknowledgement had not gone out
+      // come back too (README: "What can be lost or repeated"), before the rest.
+      const tasks = new URL('../fixtures/redis-tasks.ts', import.meta.url);
+      for (const [kind, how] of [
+        ['Queue', 'block'],
+        ['Queue', 'exit'],
+        ['JoinableQueue', 'block'],
+      ] as const) {
+        const context = await open();
+        const q =
+          kind === 'Queue'
+            ? context.Queue<number>(name(`dead-${kind}-${how}`))
+            : context.JoinableQueue<number>(name(`dead-${kind}-${how}`));
+        for (let i = 0; i < 200; i++) void q.put(i);
+        await q.flush();
+        const [told, tell] = Pipe<number>(false);
+        const w = startTask(tasks, 'getThenDie', [fx.server.url, q.name, kind, 20, how, tell]);
+        assert.is(await told.recv({ timeout: 20_000 }), 20);
+        if (how === 'block') w.terminate();
+        await w.join();
+        assert.is(w.exitCode, how === 'block' ? -15 : 3);
+        const got: number[] = [];
+        const first = kind === 'Queue' ? 20 : 0; // a JoinableQueue's 20 leases come back whole
+        for (let missing = 200 - first; missing > 0; ) {
+          const item = await q.get({ timeout: 5_000 });
+          if (item >= first && !got.includes(item)) missing--;
+          got.push(item);
+        }
+        const seen = `${kind}, ${how}: got ${got.join(' ')}`;
+        assert.equal(
+          got.filter((i) => i >= first),
+          Array.from({ length: 200 - first }, (_, i) => first + i),
+          `every item the worker did not finish, once, in put order (${seen})`,
+        );
+        assert.ok(
+          got.every((item, i) => item >= first || (i < 20 && got.indexOf(item) === i)),
+          `an item the worker got comes back at most once, first (${seen})`,
+        );
+        assert.is(await q.qsize(), 0);
+        if (q instanceof RedisJoinableQueue) {
+          for (const _ of got) await q.taskDone();
+          await q.join();
+        }
+        told.close();
+      }
+    },
+  );
 
   t('a server restarted without persistence: the queues are made again, and a get waiting meanwhile gets', async () => {
     // The server lost the streams' consumer group: the waiting gets failed with "NOGROUP", and every later get
