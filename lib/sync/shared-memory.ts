@@ -52,7 +52,8 @@ export type TypedArrayOf<T extends Typecode> = InstanceType<(typeof arrays)[T]>;
 /** What a typecode's numbers are in JavaScript: `bigint` for `q`/`Q`, else `number`. */
 export type ElementOf<T extends Typecode> = T extends 'q' | 'Q' ? bigint : number;
 /** What a typecode's numbers may be given as: `q`/`Q` take safe integers too. */
-export type InputOf<T extends Typecode> = T extends 'q' | 'Q' ? bigint | number : number;
+/** What a Value or an array's initial values take: a bool too, as ctypes (True is 1). */
+export type InputOf<T extends Typecode> = T extends 'q' | 'Q' ? bigint | number | boolean : number | boolean;
 
 /** A typed array of `typecode`'s type over `buffer`. */
 function view<T extends Typecode>(typecode: T, buffer: SharedArrayBuffer): TypedArrayOf<T> {
@@ -68,6 +69,8 @@ function checkTypecode(typecode: unknown): Typecode {
 
 function checkElement(typecode: Typecode, value: unknown, name: string): number | bigint {
   const big = typecode === 'q' || typecode === 'Q';
+  // As ctypes: a bool is an int (Python's own tests do Value('i', False)).
+  if (typeof value === 'boolean') return big ? BigInt(+value) : +value;
   if (big && typeof value === 'number' && Number.isSafeInteger(value)) return BigInt(value);
   if (big ? typeof value !== 'bigint' : typeof value !== 'number') {
     throw new TypeError(
@@ -133,7 +136,7 @@ class RawNumber<T extends Typecode = Typecode> extends Primitive {
   get value(): ElementOf<T> {
     return this.#cell[0] as ElementOf<T>;
   }
-  set value(value: ElementOf<T>) {
+  set value(value: InputOf<T>) {
     this.#cell[0] = checkElement(this.#typecode, value, 'value') as never;
   }
 
@@ -183,7 +186,7 @@ class SynchronizedNumber<T extends Typecode = Typecode> extends Primitive {
       this.#lock.release();
     }
   }
-  set value(value: ElementOf<T>) {
+  set value(value: InputOf<T>) {
     this.#lock.acquireSync();
     try {
       this.#raw.value = value;

@@ -140,6 +140,14 @@ t('typecodes: ranges of each type, bigint for q and Q, bad typecodes and values 
     q.value = 'x' as never;
   }, TypeError);
   assert.match(e.message, /bigint/);
+  // A bool is an int, as in ctypes (CPython's own tests do Value('i', False), then .value = True).
+  const success = Value('i', false);
+  assert.is(success.value, 0);
+  success.value = true;
+  assert.is(success.value, 1);
+  assert.is(Value('d', true).value, 1);
+  assert.is(Value('Q', true).value, 1n);
+  assert.equal([...SharedArray('i', [true, 3, false])], [1, 3, 0]);
 });
 
 t('values and arrays through a pipe and a queue share their memory and their lock', async () => {
