@@ -43,7 +43,10 @@ export type ProcessOptions<T extends ProcessTarget | string = ProcessTarget | st
   module: string | URL;
   /** @default `Process-N` */
   name?: string;
-  /** A daemon process does not keep the program alive. @default false */
+  /**
+   * A daemon process does not keep the program alive. @default the creating process's flag, as in Python
+   * (`currentProcess().daemon`: false in the main thread)
+   */
   daemon?: boolean;
   /** Heap limits for the worker (see Node's `Worker` `resourceLimits`). */
   resourceLimits?: ResourceLimits;
@@ -132,7 +135,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     this.#identity = nextChildIdentity();
     const prefix = (options as { [kNamePrefix]?: string })[kNamePrefix] ?? 'Process';
     this.#name = (o.name as string | undefined) ?? `${prefix}-${this.#identity.join(':')}`;
-    this.#daemon = (o.daemon as boolean | undefined) ?? false;
+    // As Python's: inherited from the creating process (a daemon's children do not keep it running).
+    this.#daemon = (o.daemon as boolean | undefined) ?? currentProcess().daemon;
   }
 
   get name(): string {

@@ -94,6 +94,18 @@ cpython('test_process: args, name, pid, daemon, isAlive, activeChildren, exitCod
   assert.is(isMainThread, true);
 });
 
+cpython('test_daemon_argument: a Process made in a daemon takes its daemon flag by default', async () => {
+  // Python: "The initial value is inherited from the creating process." Here it was false whatever the
+  // creating process was, so a daemon's children kept it running until they finished.
+  for (const daemon of [true, false]) {
+    const [r, w] = Pipe<boolean>(false);
+    const p = make('sendChildDaemonFlag', [w], { daemon });
+    p.start();
+    assert.is(await r.recv({ timeout: 20_000 }), daemon, `made in a ${daemon ? 'daemon' : 'non-daemon'}`);
+    await p.join();
+  }
+});
+
 cpython('default names are Process-N, counting up; options are validated at construction', () => {
   const p1 = new Process({ target: 'reportSelf', module: tasks });
   const p2 = new Process({ target: 'reportSelf', module: tasks });
