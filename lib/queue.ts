@@ -150,7 +150,10 @@ export class Queue<T = unknown> implements Handle {
     return n < 0 ? 0 : maxsize > 0 && n > maxsize ? maxsize : n;
   }
 
+  /** True if the queue has no item (approximately, across threads). After this handle's close(), ClosedError. */
   empty(): boolean {
+    // As Python's, whose empty() polls the pipe that close() closed (qsize() and full() still answer there).
+    if (this.#b.closed) throw new ClosedError('queue is closed');
     return this.qsize() === 0;
   }
 

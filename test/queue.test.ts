@@ -194,7 +194,7 @@ cpython('test_closed_queue_put_get_exceptions: ClosedError after close()', async
   for (const q of [open(new Queue<string>()), open(new JoinableQueue<string>()), open(new SimpleQueue<string>())]) {
     const kind = q.constructor.name;
     q.close();
-    assert.is(q.empty(), true, `${kind}: empty() still answers after close (test_closed_queue_empty_exceptions)`);
+    throws(() => q.empty(), ClosedError, `${kind}: empty() after close (test_closed_queue_empty_exceptions)`);
     const put = await rejects(q.put('foo'), ClosedError, `${kind}.put after close`);
     assert.match(put.message, /is closed/);
     assert.is(put.code, 'ClosedError');

@@ -39,7 +39,7 @@ t('test_close: closing twice is fine; put/get after close throw ClosedError', as
   queue.close();
   assert.match((await rejects(queue.put(1), ClosedError, 'put after close')).message, 'is closed');
   assert.match((await rejects(queue.get(), ClosedError, 'get after close')).message, 'is closed');
-  assert.is(queue.empty(), true);
+  throws(() => queue.empty(), ClosedError, 'empty after close, as in Python (TestSimpleQueue.test_empty_exceptions)');
 });
 
 t("unbounded and FIFO, with exactly Python's methods; an option is a TypeError, not silently ignored", async () => {

@@ -151,6 +151,19 @@ export function queueConformance(engine: Engine): void {
     // The SPEC's words, on every engine (a Redis queue's named the queue too).
     assert.is((await rejects(q.put(3), ClosedError, 'put after close')).message, 'queue is closed');
     assert.is((await rejects(q.get(), ClosedError, 'get after close')).message, 'queue is closed');
+    // As Python's empty() after close() (CPython's test_closed_queue_empty_exceptions), on every kind.
+    const simple = engine.SimpleQueue<number>();
+    const joinable = engine.JoinableQueue<number>();
+    await simple.put(1);
+    await joinable.put(1);
+    await simple.close();
+    await joinable.close();
+    for (const [what, closed] of [
+      ['Queue', q],
+      ['JoinableQueue', joinable],
+      ['SimpleQueue', simple],
+    ] as const)
+      await rejects((async () => closed.empty())(), ClosedError, `${what}: empty() after close`);
     await q.close();
   });
 
