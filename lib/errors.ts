@@ -91,8 +91,12 @@ export class ClosedError extends ProcessError {
 /** A bytes message did not fit; `data` holds the whole message. */
 export class BufferTooShort extends ProcessError {
   readonly data: Uint8Array;
-  constructor(data: Uint8Array, room: number) {
-    super(`message of ${data.byteLength} bytes does not fit in ${room} bytes`, ErrorCode.BufferTooShort);
+  /** `room`: the bytes there were (the message says so when given). Both optional, as the other errors' are. */
+  constructor(data: Uint8Array = new Uint8Array(0), room?: number) {
+    super(
+      `message of ${data.byteLength} bytes does not fit in ${room === undefined ? 'the buffer' : `${room} bytes`}`,
+      ErrorCode.BufferTooShort,
+    );
     this.data = data;
   }
 }

@@ -74,6 +74,9 @@ cpython('test_connection: objects, bytes, recvBytesInto, BufferTooShort, poll, 1
     room.every((b) => b === 0x20),
     'the buffer is left untouched',
   );
+  // Made by hand, as every other error can be (Python's BufferTooShort() takes any arguments).
+  assert.equal(new BufferTooShort().data, new Uint8Array(0));
+  assert.is(new BufferTooShort().code, 'BufferTooShort');
 
   // poll: false while nothing is there (immediately and after a wait), true once a message is on its way.
   assert.is(await conn.poll(), false);
