@@ -22,6 +22,9 @@
 //     are copied, not moved, so that it can be sent again if that worker dies before running it; one whose
 //     arguments move things (transferred buffers, ports, handles) goes only to a ready worker, as what it
 //     moved cannot be sent twice.
+//   Dispatch runs on this thread's event loop, and at a call and just before the thread blocks
+//     (beforeBlocking: queued tasks then go behind busy workers, kDepth deep at most, as nothing else would send
+//     them while it is blocked).
 //   While any task is queued or in flight the workers' ports are ref'd: the program waits for its work; an idle
 //     pool keeps nothing alive (its workers are daemons).
 import { MessageChannel, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
@@ -36,6 +39,7 @@ import {
 } from '../errors.ts';
 import { abort, commit, type Captured } from '../handles.ts';
 import { configureProcess, kNamePrefix, Process } from '../process.ts';
+import { beforeBlocking } from '../shared-wait.ts';
 import { postRepairingPorts } from '../wire/ports.ts';
 import { poolRuntime } from '../runtime.ts';
 import { batchByteLength, sliceItems } from '../wire/batch.ts';
@@ -171,6 +175,7 @@ export class Scheduler {
       resolve = r;
     });
     this.#allExited = { promise, resolve };
+    schedulers.add(new WeakRef(this));
     // The first workers start now, so that the first task does not wait for them; a failure to start one
     // (no such module, no isMainThread guard) is the constructor's.
     try {
@@ -205,7 +210,51 @@ export class Scheduler {
       return;
     }
     this.#queue.push(job);
+    // A worker this thread thinks busy may have finished while the thread was blocked (a ...Sync wait) and its
+    // results wait unread on its port: read them now, so that a call after a blocking wait still goes out at
+    // once (README: a Pool schedules on its creator's event loop).
+    if (this.#freeSlot(job) === undefined) this.#readPosted();
     this.#pump();
+  }
+
+  /**
+   * This thread is about to block (a ...Sync wait), and nothing is dispatched until its event loop turns again:
+   * what the workers posted is read now, and tasks still queued go behind a busy worker (within kDepth) rather
+   * than wait for the thread, so that a blocking wait for what a queued task does ends. A task that needs an
+   * idle worker (a timeout, a signal, arguments that move things) still waits.
+   */
+  beforeBlocking(): void {
+    if (this.#state === 'terminated' || this.#broken !== undefined) return;
+    this.#readPosted();
+    this.#pump();
+    while (this.#queue.length > 0) {
+      const job = this.#queue[0]!;
+      if (job.next >= job.batch.n || !jobLive(job)) {
+        this.#queue.shift();
+        giveBack(job);
+        continue;
+      }
+      if (job.alone || movesThings(job)) break;
+      let best: Slot | undefined;
+      for (const slot of this.#slots) {
+        if (slot.stopping || this.#quota(slot) <= 0 || slot.chunks.length >= kDepth) continue;
+        if (slot.chunks.length > 0 && slot.chunks[0]!.job.alone) continue;
+        if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;
+      }
+      if (best === undefined) break;
+      this.#dispatch(best, job);
+    }
+    this.#updateRef();
+  }
+
+  /** Takes in what the workers posted and this thread has not read yet, without waiting for the event loop. */
+  #readPosted(): void {
+    for (const slot of [...this.#slots]) {
+      for (let m = receiveMessageOnPort(slot.port); m !== undefined; m = receiveMessageOnPort(slot.port)) {
+        this.#onMessage(slot, m.message as FromWorker);
+        if (!this.#slots.has(slot)) break;
+      }
+    }
   }
 
   /**
@@ -715,6 +764,16 @@ function chunkRunningOn(slot: Slot): Chunk | undefined {
 }
 
 /** `slot`'s worker has run the last task of `chunk` (its progress says so). */
+/** Every scheduler of this thread, for beforeBlocking(). */
+const schedulers = new Set<WeakRef<Scheduler>>();
+beforeBlocking(() => {
+  for (const ref of schedulers) {
+    const scheduler = ref.deref();
+    if (scheduler === undefined) schedulers.delete(ref);
+    else scheduler.beforeBlocking();
+  }
+});
+
 function ranWhole(slot: Slot, chunk: Chunk): boolean {
   const p = slot.progress;
   return (

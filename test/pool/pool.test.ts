@@ -1279,6 +1279,37 @@ contract(
   },
 );
 
+contract(
+  'blocking waits in a row: each call made before one runs, though its worker was busy or not yet known free',
+  async () => {
+    // The pool schedules on this thread's event loop, which a blocking wait stops. A second apply after a
+    // getSync found its worker still busy (the result of the first task not read yet, or the task not quite
+    // returned), queued it, and the getSync waited for good (found by review). Now results posted meanwhile are
+    // read at the call and before blocking, and a task still queued then goes behind the busy worker.
+    const p = pool({ processes: 1 });
+    await p.apply(tasks.sqr, [1]); // the worker is ready
+    const q = new Queue<number>();
+    try {
+      const calls: Promise<number>[] = [];
+      for (let i = 0; i < 5; i++) {
+        calls.push(p.apply(tasks.putOnQueue, [q, i]));
+        calls.at(-1)!.catch(() => {});
+        assert.is(q.getSync({ timeout: 15_000 }), i, `round ${i}`);
+      }
+      // Queued behind a task that runs for a while: sent when this thread blocks.
+      const long = p.apply(tasks.spin, [200]);
+      long.catch(() => {});
+      calls.push(p.apply(tasks.putOnQueue, [q, 7]));
+      calls.at(-1)!.catch(() => {});
+      assert.is(q.getSync({ timeout: 15_000 }), 7, 'a call queued behind a running task');
+      assert.equal(await Promise.all(calls), [1, 2, 3, 4, 5, 8]);
+      assert.type(await long, 'number');
+    } finally {
+      q.close();
+    }
+  },
+);
+
 contract('a closing pool does not start workers while its last task runs on another', async () => {
   // One long task on one worker, the other idle, then close(): the idle worker is told to stop. Its exit
   // started a replacement, which found nothing to do and stopped in turn, in a loop (16 workers for one 2 s task).
