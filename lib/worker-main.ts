@@ -133,7 +133,7 @@ export function exported(
  * Node would end it with exit code 13 and no word. Decided a step after 'beforeExit', once every listener ran:
  * one of the task's own may schedule more work (a flush on the way out). Returns what stops the watch.
  */
-function watchForStall(onStall: () => void): () => void {
+export function watchForStall(onStall: () => void): () => void {
   const stalled = () => {
     if (process.getActiveResourcesInfo().some((kind) => kind !== 'Immediate')) return; // 'beforeExit' comes again
     onStall();

@@ -7,16 +7,18 @@
 //   `progress` names the task running (chunk id, index, running = 1) from just before it starts until its
 //     result is in hand; the pool reads it if this thread dies.
 //   Every task of a chunk is answered exactly once, as a result or a failure, in index order.
+//   The pool's port keeps the worker alive, except while an async task is awaited: then it is unref'd, so that
+//     a task whose promise nothing can settle is seen (the loop runs dry) and fails with ERR_DEADLOCK.
 import type { MessagePort } from 'node:worker_threads';
 import { registerEntry } from '../entries.ts';
-import { ProcessError, serializeError, type SerializedError } from '../errors.ts';
+import { ErrorCode, ProcessError, serializeError, type SerializedError } from '../errors.ts';
 import { isHandle, marshalHandles, commit, abort, type Handle } from '../handles.ts';
 import type { BootData } from '../protocol.ts';
 import { isThenable } from '../thenable.ts';
 import { BatchReader } from '../wire/decode.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
-import { exported, fail, load } from '../worker-main.ts';
+import { exported, fail, load, watchForStall } from '../worker-main.ts';
 import { runTaskEndHooks } from '../context.ts';
 import {
   kProgressChunk,
@@ -71,7 +73,7 @@ async function poolMain(boot: BootData): Promise<void> {
   const pump = async () => {
     if (running) return;
     running = true;
-    while (chunks.length > 0) await runChunk(chunks.shift()!, lookup, progress, send);
+    while (chunks.length > 0) await runChunk(chunks.shift()!, lookup, progress, send, port);
     if (stopping) {
       // As a Process's worker does when its target returns: what cannot be handed over in the 'exit' event (a
       // queue on a server sends over a socket) goes first. Still `running`: a second pump must not exit too.
@@ -99,6 +101,7 @@ async function runChunk(
   lookup: (name: string) => ((...args: unknown[]) => unknown) | ProcessError,
   progress: Int32Array,
   send: (message: FromWorker, transfer?: readonly unknown[]) => void,
+  port: MessagePort,
 ): Promise<void> {
   const fn = lookup(chunk.fn);
   const reader = new BatchReader(chunk.batch);
@@ -151,10 +154,10 @@ async function runChunk(
         const args = reader.item(i);
         value = chunk.star ? fn(...(args as unknown[])) : fn(args);
         if (isThenable(value)) {
-          ticker ??= setInterval(onTick, kPartMs);
+          ticker ??= setInterval(onTick, kPartMs).unref();
           awaiting = i;
           try {
-            value = await value;
+            value = await settleOrStall(value, port, chunk.fn);
           } finally {
             awaiting = -1;
           }
@@ -218,6 +221,32 @@ async function runChunk(
     sendFinished = undefined;
   }
   if (n === 0) flush(0, true);
+}
+
+/**
+ * What `value` settles to, or a ProcessError (ERR_DEADLOCK) once this thread has nothing left to wait for: the
+ * task's promise can never settle, as a Process target's (worker-main.ts). The pool's port, which keeps the
+ * worker alive between tasks, is unref'd meanwhile so that such a thread can be seen; it still hears the pool.
+ */
+async function settleOrStall(value: PromiseLike<unknown>, port: MessagePort, fn: string): Promise<unknown> {
+  let unwatch!: () => void;
+  const stalled = new Promise<never>((_, reject) => {
+    unwatch = watchForStall(() =>
+      reject(
+        new ProcessError(
+          `task "${fn}" returned a promise that can never settle: its worker has nothing left to wait for (no timer, open port or I/O)`,
+          ErrorCode.Deadlock,
+        ),
+      ),
+    );
+  });
+  port.unref();
+  try {
+    return await Promise.race([value, stalled]);
+  } finally {
+    unwatch();
+    port.ref();
+  }
 }
 
 /** Sends a part; a failure whose cause or properties cannot be copied is sent without them. */

@@ -1280,6 +1280,19 @@ contract(
 );
 
 contract(
+  'a task whose promise can never settle fails with ERR_DEADLOCK, as a Process target does; the worker goes on',
+  async () => {
+    // It kept its worker, and a program awaiting it, for good: nothing was left in the worker that could settle it.
+    const p = pool({ processes: 1 });
+    const e = await rejects(deadline(p.apply(tasks.stuck, [0]), 20_000, 'the stuck task'), ProcessError);
+    assert.is(e.code, 'ERR_DEADLOCK');
+    assert.match(e.message, /task "stuck" returned a promise that can never settle/);
+    assert.equal(await deadline(p.map(tasks.sqrLater, [1, 2, 3]), 20_000, 'async tasks after it'), [1, 4, 9]);
+    assert.is(await deadline(p.apply(tasks.sqr, [4]), 20_000, 'a task after'), 16);
+  },
+);
+
+contract(
   'blocking waits in a row: each call made before one runs, though its worker was busy or not yet known free',
   async () => {
     // The pool schedules on this thread's event loop, which a blocking wait stops. A second apply after a
