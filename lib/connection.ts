@@ -33,6 +33,7 @@
 //   While an end is shared (kShare, until kUnshare), its relay side takes messages as they came (#raw) and the
 //     other end sends in FORWARD form, with the list of what each message moves (kSharedEnd cell), so that the
 //     relay posts them on untouched; receivers strip that form (unwrap).
+import { postBufferedPuts } from './context.ts';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { BufferTooShort, ClosedError, EOFError, ProcessError, TimeoutError, describe, ErrorCode } from './errors.ts';
 import {
@@ -206,6 +207,8 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const transfer = checkTransferList(checkOptions(options, 'options', ['transfer']).transfer);
     const port = this.#checkOpen();
     this.#checkWritable();
+    // What this thread put before is numbered before what the receiver puts once it has this message.
+    postBufferedPuts();
     // To a relay (a relayed end's, or a shared end's, whose relay hands it to a worker): in FORWARD form.
     const forward = this.#relayed || Atomics.load(this.#sync, kSharedEnd(1 - this.#side)) === 1;
     postCopy(port, obj, transfer, forward, (handles) => {
@@ -328,6 +331,7 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     const port = this.#checkOpen();
     this.#checkWritable();
     const copy = bytes.slice(offset, offset + length);
+    postBufferedPuts();
     port.postMessage(copy, [copy.buffer]);
     this.#sent();
   }

@@ -31,6 +31,14 @@ interface Registry {
   taskEnd: Set<() => Promise<void>>;
   /** Told the thread id of each worker this thread started, once it has exited (however it ended). */
   childExit?: Set<(threadId: number) => void>;
+  /** Queues of this thread with puts not posted yet, in the order of their oldest such put (postBufferedPuts). */
+  buffered?: Set<BufferedPuts>;
+}
+
+/** @internal A queue holder's put side, as postBufferedPuts() sees it. */
+export interface BufferedPuts {
+  /** Posts what is buffered now, without waiting for anything. */
+  flushPuts(): void;
 }
 
 interface Flusher {
@@ -147,6 +155,36 @@ export function flushAll(): void {
  */
 export function postAllPuts(): void {
   eachFlusher((flusher) => flusher.flushPuts());
+}
+
+/** @internal `flusher` holds puts not posted yet (a Set keeps the order of the first call). */
+export function markBuffered(flusher: BufferedPuts): void {
+  (registry().buffered ??= new Set()).add(flusher);
+}
+
+/** @internal `flusher` posted what it held. */
+export function unmarkBuffered(flusher: BufferedPuts): void {
+  registry().buffered?.delete(flusher);
+}
+
+/**
+ * @internal Posts what the queues of this thread buffer, oldest put first, up to (not including) `until`: before
+ * this thread lets another learn something (a lock released, an event set, a message sent, an item in the
+ * hand-off ring), so that the puts it made before are posted first, and the hub numbers them before any put
+ * the other thread makes next (queue/hub.ts: intake).
+ */
+export function postBufferedPuts(until?: BufferedPuts): void {
+  const buffered = registry().buffered;
+  if (buffered === undefined || buffered.size === 0) return;
+  for (const flusher of [...buffered]) {
+    if (flusher === until) return;
+    try {
+      flusher.flushPuts();
+    } catch {
+      // A port already closed: nothing to hand over.
+    }
+    buffered.delete(flusher);
+  }
 }
 
 /** Runs `act` on every queue of this thread still reachable. */

@@ -11,7 +11,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
 import { compileForWorker } from './compile.ts';
-import { childExited, currentProcess, importingModule, nextChildIdentity } from './context.ts';
+import { childExited, currentProcess, importingModule, nextChildIdentity, postBufferedPuts } from './context.ts';
 import { bug, ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
 import { checkOptions, checkTimeout } from './options.ts';
@@ -216,6 +216,8 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     const hub = childHubPort();
     boot.hub = hub.port;
     const transfer = [...args.transfer, hub.port] as TransferListItem[];
+    // What this thread put before is numbered before anything the new process puts (context.ts).
+    postBufferedPuts();
     try {
       worker =
         (useSpare ? claimSpare(boot, transfer) : undefined) ??

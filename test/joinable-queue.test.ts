@@ -143,8 +143,10 @@ t('a producer that dies with items it never handed over does not leave join() wa
   const q = open(new JoinableQueue<number>());
   const [conn, childConn] = Pipe<string>();
   // 20 items flushed, then 3 more that stay in the spinning worker's buffer until it is terminated.
-  const p = start('flushThenSpin', [q, childConn, 20, 3]);
+  const counted = new Int32Array(new SharedArrayBuffer(4));
+  const p = start('flushThenSpin', [q, childConn, 20, 3, counted]);
   assert.is(await conn.recv(), 'flushed');
+  await Atomics.waitAsync(counted, 0, 0, 20_000).value; // the extra items are put (and never posted)
   p.terminate();
   await p.join();
   for (let i = 0; i < 20; i++) {

@@ -39,6 +39,7 @@ import {
 } from '../errors.ts';
 import { abort, commit, type Captured } from '../handles.ts';
 import { configureProcess, kNamePrefix, Process } from '../process.ts';
+import { postBufferedPuts } from '../context.ts';
 import { beforeBlocking } from '../shared-wait.ts';
 import { postRepairingPorts } from '../wire/ports.ts';
 import { poolRuntime } from '../runtime.ts';
@@ -650,6 +651,7 @@ export class Scheduler {
     try {
       // A pipe end's port closed from its other side while the task was queued goes as a port whose other
       // side is closed (the task's end reads EOF after what was sent before; wire/ports.ts).
+      postBufferedPuts(); // what this thread put before is numbered before what the task puts (context.ts)
       postRepairingPorts(slot.port, message, batch, transfer);
     } catch (error) {
       // Only a batch with carried host objects can fail here (the platform refuses one): those tasks fail.

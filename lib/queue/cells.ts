@@ -20,6 +20,12 @@
  * item again. The queue's size is kReserved - kClaimed. On its own 64-byte cache line: producers write it.
  */
 export const kReserved = 0;
+/**
+ * Put messages posted to the hub, ever, by every holder: each takes the next number as it posts (holder.ts), so
+ * that the hub numbers the puts waiting on several holders' ports in the order they were posted (hub.ts:
+ * intake). Producers write it, as kReserved (same cache line).
+ */
+export const kPostSeq = 1;
 /** The next index to claim: how many items gets have taken, ever. Consumers write it (its own cache line). */
 export const kClaimed = 16;
 /** JoinableQueue: tasks done, ever (taskDone() calls, and the hub's adjustments). Unfinished = kReserved - kDone. */

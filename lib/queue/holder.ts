@@ -25,6 +25,7 @@ import {
   kJoinWake,
   kLeaseHead,
   kLeaseTail,
+  kPostSeq,
   kReply,
   unwatchRing,
   watchRing,
@@ -294,6 +295,9 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   // --- for the sides ----------------------------------------------------------------------------------
 
   post(message: HolderMessage, transfer?: readonly unknown[]): void {
+    // Numbered just before it leaves: a put posted before another thread's (which it happened before, through
+    // a lock, an event, a message) has the lower number, and the hub numbers its items first.
+    if (message.op === Op.Put) message.seq = Atomics.add(this.queueCells, kPostSeq, 1);
     this.port.postMessage(message, transfer as never[] | undefined);
   }
 

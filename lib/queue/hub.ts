@@ -1,6 +1,6 @@
 // The hub: one worker thread per process that keeps the items of every queue, so that delivery between
 // threads goes on while any of them is busy, and a queue outlives the thread that made it. It numbers items in
-// arrival order and pushes batches, undecoded, to the holders whose window covers them; holders claim indexes
+// the order their batches were posted (intake()) and pushes batches, undecoded, to the holders whose window covers them; holders claim indexes
 // among themselves through shared memory. See protocol.ts for the design and cells.ts for the shared cells.
 //
 // Invariants (per queue):
@@ -12,6 +12,10 @@
 //     hub got there, and nothing at or past `until`; `until` covers at least what the holder asked for and
 //     slides to `width` past kClaimed. Deferred entries are sent only on Fetch; an entry that moved its things to
 //     a holder is `gone`.
+//   A holder's inbox holds what intake() took off its port and has not handled: each port's messages are
+//     handled in order, puts in `seq` order (a put waits at most kGapMs for a missing earlier one). Between two
+//     port events the inboxes are empty unless a gap is pending (gapTimer set); a departing holder's inbox is
+//     handled as it departs.
 //   `received` counts the items a holder's port delivered; cells[kPutCount] - received is what a departed
 //     holder counted but never sent, and is taken off the queue's count.
 //   kReserved = (sum of every holder's kPutCount, departed ones included) - `adjusted`, except while a holder is
@@ -19,9 +23,9 @@
 //     protocol.ts) has put it right.
 //   `available` is an absolute count (a double); the shared cells hold it modulo 2^32 (see abs()).
 //   A getNowait()'s request (a Want with `now`) is answered after the batches already on the queue's other
-//     holders' ports, up to the items each had counted then (takeWaiting): each port delivers in order, but the
-//     hub serves the ports in no set order, so a batch flushed by one thread before it told another to
-//     getNowait() could otherwise come after that request.
+//     holders' ports (takeWaiting): each port delivers in order, but the hub serves the ports in no set order,
+//     so a batch flushed by one thread before it told another to getNowait() could otherwise come after that
+//     request.
 import { parentPort, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug } from '../errors.ts';
 import type { BootData } from '../protocol.ts';
@@ -85,6 +89,19 @@ const kDepartureWakeMs = 200;
 /** Departures that keep coming put the wake-up off no longer than this after it was first asked for (ms). */
 const kLongestWakeDelayMs = 1_000;
 
+/** How long puts are held back for one numbered before them that has not come (see intake()). */
+const kGapMs = 50;
+
+/** A getNowait()'s request: handled once no put waits (intake()). */
+function isNowWant(message: HolderMessage): boolean {
+  return message.op === Op.Want && message.now === true;
+}
+
+/** A put's `seq`; one without (from an older copy of the library) goes as the next expected. */
+function seqOf(message: HolderMessage, next: number): number {
+  return message.op === Op.Put && message.seq !== undefined ? message.seq : next;
+}
+
 class HubQueue {
   readonly cells: Int32Array;
   readonly joinable: boolean;
@@ -103,6 +120,13 @@ class HubQueue {
   unsettled = false;
   settleTimer: NodeJS.Timeout | undefined;
   settleDelay = 1;
+  /** intake() is handling the holders' messages. */
+  merging = false;
+  /** The `seq` the next put is expected to have (intake()). */
+  nextSeq = 0;
+  /** Since when intake() has held puts back for a missing one (performance.now()), and its retry. */
+  gapSince: number | undefined;
+  gapTimer: NodeJS.Timeout | undefined;
   /** When a holder last departed (performance.now()), and the wake-up that waits for it (wakeLater()). */
   lastDeparture = Number.NEGATIVE_INFINITY;
   wakeTimer: NodeJS.Timeout | undefined;
@@ -205,6 +229,74 @@ class HubQueue {
     return this.available + ((cell - (this.available | 0)) | 0);
   }
 
+  /**
+   * Handles what waits on the holders' ports, numbering the puts in the order they were posted (`seq`). Each
+   * port delivers in order, but the hub serves the ports in no set order (one port's messages kept coming
+   * first while another's waited, a review saw), so a put that another thread made after this one, having
+   * learnt of it (a lock, an event, a message), could be numbered first. Puts are handled in `seq` order, each
+   * message once those before it on its port are; the ports are read in turn, not at one instant, so a put
+   * whose `seq` is past the next one expected waits for that one (a gap): its thread posts it right after
+   * numbering it, so the ports are read again, and then again every millisecond, and after kGapMs the missing
+   * one is taken for lost (its thread died in between). A getNowait()'s request (a Want with `now`) waits
+   * until no put is left, as takeWaiting() would have it handle them first.
+   */
+  intake(): void {
+    if (this.merging) return;
+    this.merging = true;
+    try {
+      for (let pass = 0; ; pass++) {
+        for (const holder of this.holders) holder.takeAll();
+        const waitingFor = this.handleInboxes();
+        if (waitingFor === undefined) {
+          this.gapSince = undefined;
+          return;
+        }
+        if (pass < 2) continue;
+        const now = performance.now();
+        this.gapSince ??= now;
+        if (now - this.gapSince >= kGapMs) {
+          this.nextSeq = waitingFor; // what was numbered before it never came
+          this.gapSince = undefined;
+          continue;
+        }
+        this.gapTimer ??= setTimeout(() => {
+          this.gapTimer = undefined;
+          this.intake();
+        }, 1);
+        return;
+      }
+    } finally {
+      this.merging = false;
+    }
+  }
+
+  /**
+   * Handles the messages taken into the holders' inboxes, in order (see intake()). Returns undefined once every
+   * inbox is empty, or the lowest `seq` held back while an earlier one is missing.
+   */
+  handleInboxes(): number | undefined {
+    for (;;) {
+      let first: Holder | undefined;
+      let firstSeq = 0;
+      let asking: Holder | undefined;
+      for (const holder of [...this.holders]) {
+        const inbox = holder.inbox;
+        while (inbox.length > 0 && inbox[0]!.op !== Op.Put && !isNowWant(inbox[0]!)) holder.onMessage(inbox.shift()!);
+        const head = inbox[0];
+        if (head === undefined) continue;
+        if (head.op !== Op.Put) asking ??= holder;
+        else if (first === undefined || ((seqOf(head, this.nextSeq) - firstSeq) | 0) < 0) {
+          first = holder;
+          firstSeq = seqOf(head, this.nextSeq);
+        }
+      }
+      if (first !== undefined && ((firstSeq - this.nextSeq) | 0) <= 0) first.onMessage(first.inbox.shift()!);
+      else if (first !== undefined) return firstSeq;
+      else if (asking !== undefined) asking.onMessage(asking.inbox.shift()!);
+      else return undefined;
+    }
+  }
+
   sequence(batch: Batch, transfer: unknown[] | undefined): void {
     const deferred = transfer !== undefined || (batch.n === 1 && batchByteLength(batch) >= kMoveBytes);
     this.log.push({ base: this.available, batch, deferred, transfer });
@@ -232,17 +324,20 @@ class HubQueue {
   }
 
   /**
-   * Handles what the other holders' ports hold (see the invariants): each once, and those a message handled
-   * meanwhile attached.
+   * Handles what the holders' ports hold (see the invariants), in the order it was posted, and what the ports
+   * of holders attached meanwhile hold: a getNowait() is answered after all of it. A missing put is not waited
+   * for here (the asking thread blocks until this answers).
    */
-  takeWaiting(asking: Holder): void {
-    const seen = new Set<Holder>([asking]);
-    for (let fresh = [...this.holders]; fresh.length > 0; fresh = [...this.holders].filter((h) => !seen.has(h))) {
+  takeWaiting(): void {
+    const seen = new Set<Holder>();
+    for (;;) {
+      const fresh = [...this.holders].filter((h) => !seen.has(h));
+      if (fresh.length === 0) return;
       for (const holder of fresh) {
-        if (seen.has(holder)) continue;
         seen.add(holder);
-        holder.takeWaiting();
+        holder.takeAll();
       }
+      for (let held = this.handleInboxes(); held !== undefined; held = this.handleInboxes()) this.nextSeq = held;
     }
   }
 
@@ -301,8 +396,8 @@ class HubQueue {
 
 class Holder {
   readonly port: MessagePort;
-  /** takeWaiting() is taking this holder's messages off its port. */
-  taking = false;
+  /** Messages taken off the port (intake) and not handled yet, in port order; empty between two events. */
+  readonly inbox: HolderMessage[] = [];
   readonly cells: Int32Array;
   ring: Int32Array | null;
   readonly queue: HubQueue;
@@ -318,7 +413,18 @@ class Holder {
     this.cells = wire.cells;
     this.ring = wire.ring;
     queue.holders.add(this);
-    this.port.on('message', (message: HolderMessage) => this.onMessage(message));
+    this.port.on('message', (message: HolderMessage) => {
+      // A put while the queue has other holders (the puts on their ports may have been posted first), or a
+      // message behind others held back: in order (intake()).
+      if (
+        this.inbox.length > 0 ||
+        queue.gapTimer !== undefined ||
+        (message.op === Op.Put && message.seq !== undefined && queue.holders.size > 1)
+      ) {
+        this.inbox.push(message);
+        queue.intake();
+      } else this.onMessage(message);
+    });
     this.port.on('close', () => this.depart());
   }
 
@@ -371,11 +477,15 @@ class Holder {
     const queue = this.queue;
     switch (message.op) {
       case Op.Put:
+        // The next expected `seq` follows the latest put handled (one handled late, by takeWaiting(), or after a
+        // gap was given up on, moves nothing back).
+        if (message.seq !== undefined && ((message.seq - queue.nextSeq) | 0) >= 0)
+          queue.nextSeq = (message.seq + 1) | 0;
         this.received += message.batch.n;
         queue.sequence(message.batch, message.transfer);
         return;
       case Op.Want: {
-        if (message.now === true) queue.takeWaiting(this);
+        if (message.now === true) queue.takeWaiting();
         // Nothing below kClaimed is worth sending: it is taken. And the window slides past it: others may have
         // claimed the whole window while this request travelled, and then nothing in it would ever be pushed
         // to wake the holder.
@@ -441,29 +551,19 @@ class Holder {
     Atomics.notify(this.cells, kReply);
   }
 
-  /**
-   * Handles what waits on this holder's port, in order, up to the items it had counted when asked (kPutCount):
-   * what it posts after that is not waited for, so a busy producer cannot keep a getNowait() waiting.
-   */
-  takeWaiting(): void {
-    if (this.taking) return;
-    this.taking = true;
-    const counted = Atomics.load(this.cells, kPutCount);
-    try {
-      while (((counted - this.received) | 0) > 0) {
-        const entry = receiveMessageOnPort(this.port);
-        if (entry === undefined) break; // the rest is still in its thread's buffer
-        this.onMessage(entry.message as HolderMessage);
-      }
-    } finally {
-      this.taking = false;
-    }
+  /** Takes what waits on the port into the inbox (intake()). */
+  takeAll(): void {
+    for (let entry = receiveMessageOnPort(this.port); entry !== undefined; entry = receiveMessageOnPort(this.port))
+      this.inbox.push(entry.message as HolderMessage);
   }
 
   /** The holder's port closed (close(), exit, terminate, collected): settle what it left behind. */
   depart(): void {
     const queue = this.queue;
-    if (!queue.holders.delete(this)) return;
+    if (!queue.holders.has(this)) return;
+    // What intake() took off its port and held back (a gap) is handled now: its port closed.
+    for (let message = this.inbox.shift(); message !== undefined; message = this.inbox.shift()) this.onMessage(message);
+    queue.holders.delete(this);
     const puts = Atomics.load(this.cells, kPutCount);
     queue.departedPuts = (queue.departedPuts + puts) | 0;
     const lost = (puts - this.received) | 0;

@@ -6,8 +6,8 @@
 // queue made in any thread outlives that thread: it lives as long as some thread holds it. Each *holder* (a
 // Queue object in some thread) has its own MessageChannel to the hub, because a port has one owner.
 //
-// The design in one paragraph. The hub gives every item it receives the next *index* (0, 1, 2, ... in arrival
-// order) and pushes the batches, still encoded, to the holders that asked to see that range (their *window*).
+// The design in one paragraph. The hub gives every item it receives the next *index* (0, 1, 2, ... in the order
+// the batches were posted: PutMessage.seq, hub.ts intake) and pushes the batches, still encoded, to the holders that asked to see that range (their *window*).
 // A get takes an item by claiming the next index with one compare-and-swap on kClaimed, and only when its
 // holder already has that item: each index goes to exactly one get, and every get sees indexes in increasing
 // order, so each producer's items come out in put order, whoever takes them. Items that move things (ports,
@@ -131,6 +131,8 @@ export interface PutMessage {
   op: typeof Op.Put;
   batch: Batch;
   transfer?: unknown[];
+  /** Its place among the queue's puts in the order they were posted (cells.ts: kPostSeq), modulo 2^32. */
+  seq?: number;
 }
 /** `now`: a synchronous caller (getNowait) waits for kReply, bumped once everything asked for is posted. */
 export interface WantMessage {

@@ -17,6 +17,7 @@
 //   #encoder holds only items whose slots are reserved; #flushScheduled is set exactly while it holds some and
 //     the feeder has not run.
 import { onAbort } from '../abort.ts';
+import { markBuffered, postBufferedPuts, unmarkBuffered } from '../context.ts';
 import { ErrorCode, Full, ProcessError } from '../errors.ts';
 import {
   abort,
@@ -84,6 +85,8 @@ export interface PutHolder {
   /** Puts may hand items straight to a waiting get (cells.ts, "The hand-off"). */
   readonly handsOff: boolean;
   post(message: HolderMessage, transfer?: readonly unknown[]): void;
+  /** Posts what this holder buffers (context.ts: postBufferedPuts). */
+  flushPuts(): void;
   /** Something to wait for started or ended: the holder decides whether its port keeps the program alive. */
   updateRef(): void;
   checkOpen(): void;
@@ -234,7 +237,10 @@ export class PutSide {
    */
   #handOff(item: unknown): true | LoneItem | undefined {
     this.#ringFull = false;
-    return this.#mayHandOff() ? captureOrSink(item, this.#ringSink) : undefined;
+    if (!this.#mayHandOff()) return undefined;
+    // A get may take it at once: what this thread put into other queues before goes first.
+    postBufferedPuts();
+    return captureOrSink(item, this.#ringSink);
   }
 
   /** Takes a captured item's bytes from the encoder straight into the ring. */
@@ -338,7 +344,10 @@ export class PutSide {
     }
     const encoder = this.#encoder;
     if (encoder === undefined || encoder.count === 0) return;
+    // This thread's puts into other queues made before these go first (context.ts: postBufferedPuts).
+    postBufferedPuts(this.#holder);
     const { batch, transfer } = encoder.finish();
+    unmarkBuffered(this.#holder);
     this.#holder.post({ op: Op.Put, batch }, transfer);
     this.posted = true;
   }
@@ -411,7 +420,10 @@ export class PutSide {
     const encoder = this.#encoder;
     if (encoder === undefined || encoder.count === 0) return;
     if (encoder.count >= kBatchItems || encoder.byteLength >= kBatchBytes) this.flush();
-    else this.#flushScheduled ??= setImmediate(this.#onFlushTimer);
+    else if (this.#flushScheduled === undefined) {
+      this.#flushScheduled = setImmediate(this.#onFlushTimer);
+      markBuffered(this.#holder);
+    }
   }
 
   #onFlushTimer = (): void => {

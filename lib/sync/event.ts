@@ -4,6 +4,7 @@
 //   cells[kFlag] is 1 while the event is set, 0 while clear. set() stores 1, bumps cells[kSets] and then wakes
 //   every waiter; a wait ends (true) once it sees the flag set or kSets moved since it began, so a set() that a
 //   clear() follows at once still releases everyone waiting then, as threading.Event's does.
+import { postBufferedPuts } from '../context.ts';
 import { checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
 import { checkReachable, kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
@@ -46,6 +47,7 @@ export class Event extends Primitive {
 
   /** Sets the flag and wakes every waiter. */
   set(): void {
+    postBufferedPuts(); // what this thread put before is numbered before what a waiter puts once woken
     Atomics.store(this.#cells, kFlag, 1);
     Atomics.add(this.#cells, kSets, 1);
     Atomics.notify(this.#cells, kSets);

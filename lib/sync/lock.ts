@@ -11,6 +11,7 @@
 //   notifies, or the waiter sees the lock free. Release wakes every waiter, not one: an async waiter that
 //   gave up (abort) cannot withdraw its Atomics.waitAsync and would swallow a single wake-up.
 //   Ownership is per thread: two async functions of one thread share it, as two calls of one Python thread do.
+import { postBufferedPuts } from '../context.ts';
 import { ErrorCode, ProcessError } from '../errors.ts';
 import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
@@ -151,6 +152,7 @@ abstract class Mutex extends Primitive {
   }
 
   #free(): void {
+    postBufferedPuts(); // what this thread put under the lock is numbered before what the next holder puts
     Atomics.store(this.#cells, kOwner, 0);
     if (Atomics.load(this.#cells, kWaiters) > 0) Atomics.notify(this.#cells, kOwner);
   }

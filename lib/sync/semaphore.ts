@@ -8,6 +8,7 @@
 //   then reads the value (see lock.ts): no wake-up is lost. Release wakes every waiter (lock.ts says why).
 //   Of this thread's async acquires of this object, only the one with the turn waits on the cell (turns.ts).
 //   A semaphore has no owner: a permit taken by a thread that dies is not given back.
+import { postBufferedPuts } from '../context.ts';
 import { ErrorCode, ProcessError } from '../errors.ts';
 import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
@@ -105,6 +106,7 @@ export class Semaphore extends Primitive {
    * its initial value.
    */
   release(): void {
+    postBufferedPuts(); // what this thread put before is numbered before what the next holder puts
     const cells = this.#cells;
     const bound = Atomics.load(cells, kBound);
     for (;;) {

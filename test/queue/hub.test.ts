@@ -569,4 +569,49 @@ t('JoinableQueue: batches kept alive only by an old lease are cut down to the le
   assert.is(Atomics.load(first.cells, kPutCount), 400);
 });
 
+/** As put(), with the batch's post number (PutMessage.seq), which a holder takes from kPostSeq as it posts. */
+function putNumbered(q: Int32Array, h: FakeHolder, items: unknown[], seq: number): void {
+  const encoder = new Encoder();
+  for (const item of items) {
+    assert.ok(reserve(q, h.cells, 0));
+    encoder.put(item);
+  }
+  post(h, { op: Op.Put, batch: encoder.finish().batch, seq });
+}
+
+t('puts waiting on several ports are numbered in the order they were posted (seq), not port by port', async () => {
+  // The hub served its ports in no set order, so a put posted after another thread's could be numbered first.
+  const { q, first } = createQueue(false);
+  const a = attach(first, false);
+  const b = attach(first, false);
+  await settled(first); // both attached
+  // Posted to the ports in this order, numbered the other way (as two threads racing to their posts would).
+  putNumbered(q, b, ['b: second', 'b: second too'], 1);
+  putNumbered(q, a, ['a: first'], 0);
+  putNumbered(q, b, ['b: fourth'], 3);
+  putNumbered(q, a, ['a: third'], 2);
+  assert.equal(
+    (await pushed(q, first)).map((x) => x.value),
+    ['a: first', 'b: second', 'b: second too', 'a: third', 'b: fourth'],
+  );
+});
+
+t(
+  'a put whose earlier-numbered one never comes is held back for a moment only (its thread died in between)',
+  async () => {
+    const { q, first } = createQueue(false);
+    const a = attach(first, false);
+    await settled(first);
+    putNumbered(q, a, ['zero'], 0);
+    // Number 1 was taken by a thread that died before posting it: 2 waits for it, then goes.
+    putNumbered(q, a, ['two'], 2);
+    putNumbered(q, first, ['three'], 3);
+    // pushed() syncs with a getNowait()'s request, which waits for the held puts.
+    assert.equal(
+      (await pushed(q, first)).map((x) => x.value),
+      ['zero', 'two', 'three'],
+    );
+  },
+);
+
 t.run();
