@@ -179,11 +179,12 @@ export function postBufferedPuts(until?: BufferedPuts): void {
   for (const flusher of [...buffered]) {
     if (flusher === until) return;
     try {
-      flusher.flushPuts();
+      flusher.flushPuts(); // unmarks it once posted
     } catch {
-      // A port already closed: nothing to hand over.
+      buffered.delete(flusher); // a port already closed: nothing to hand over
     }
-    buffered.delete(flusher);
+    // One in the middle of encoding an item (a getter's code came here) cannot post yet: the later ones wait too.
+    if (buffered.has(flusher)) return;
   }
 }
 

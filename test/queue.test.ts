@@ -17,6 +17,7 @@ import {
   type Connection,
   Empty,
   EOFError,
+  Event,
   Full,
   JoinableQueue,
   Pipe,
@@ -1010,6 +1011,48 @@ contract(
         `${kind}: at ${wrong}, got ${got.slice(wrong, wrong + 4)}, expected ${expected.slice(wrong, wrong + 4)}`,
       );
     }
+  },
+);
+
+contract(
+  'the order holds when a getter of an item being put sets an Event, and after a put the platform refused',
+  async () => {
+    // (1) A getter runs while its item is encoded: an Event.set() there found the queue in the middle of the put,
+    // could not post it, and forgot it was holding puts, so the next set() did not post them first: the child's
+    // put, made after that set(), came out first (found by review). (2) A put whose post the platform refused
+    // (a port twice in its transfer list) had taken a number: the hub held every later put back for it.
+    const q = open(new JoinableQueue<unknown>());
+    const ready = new Event();
+    const go = new Event();
+    const flag = new Int32Array(new SharedArrayBuffer(4));
+    const p = start('putAfterEvent', [q, ready, go, flag]);
+    assert.ok(await ready.wait(20_000));
+    const { port1 } = new MessageChannel();
+    await rejects(q.put({ port1 }, { transfer: [port1, port1] }), DOMException, 'a port twice in the transfer list');
+    port1.close();
+    const other = new Event();
+    await q.put('A');
+    const item = {};
+    Object.defineProperty(item, 'x', {
+      enumerable: true,
+      get: () => {
+        other.set();
+        return 1;
+      },
+    });
+    await q.put(item);
+    go.set(); // posts A and the item first: the child puts C after this
+    // No turn of the event loop (it would post them anyway) and no blocking call (it posts them too) until the
+    // child's C is in: a raw flag.
+    for (const end = performance.now() + 20_000; Atomics.load(flag, 0) === 0 && performance.now() < end; );
+    const got: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      const v = await q.get({ timeout: 20_000 });
+      got.push(typeof v === 'string' ? v : 'item');
+      q.taskDone();
+    }
+    assert.equal(got, ['A', 'item', 'C']);
+    await p.join();
   },
 );
 

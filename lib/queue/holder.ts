@@ -297,8 +297,18 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   post(message: HolderMessage, transfer?: readonly unknown[]): void {
     // Numbered just before it leaves: a put posted before another thread's (which it happened before, through
     // a lock, an event, a message) has the lower number, and the hub numbers its items first.
-    if (message.op === Op.Put) message.seq = Atomics.add(this.queueCells, kPostSeq, 1);
-    this.port.postMessage(message, transfer as never[] | undefined);
+    if (message.op !== Op.Put) {
+      this.port.postMessage(message, transfer as never[] | undefined);
+      return;
+    }
+    message.seq = Atomics.add(this.queueCells, kPostSeq, 1);
+    try {
+      this.port.postMessage(message, transfer as never[] | undefined);
+    } catch (error) {
+      // Refused (what it moves cannot move): the hub must not hold later puts back waiting for this number.
+      this.port.postMessage({ op: Op.Skip, seq: message.seq });
+      throw error;
+    }
   }
 
   checkOpen(): void {

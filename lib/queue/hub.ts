@@ -97,9 +97,14 @@ function isNowWant(message: HolderMessage): boolean {
   return message.op === Op.Want && message.now === true;
 }
 
-/** A put's `seq`; one without (from an older copy of the library) goes as the next expected. */
+/** A message that holds a place in the queue's post order: a put, or a put that failed to post (Skip). */
+function isNumbered(message: HolderMessage): boolean {
+  return message.op === Op.Put || message.op === Op.Skip;
+}
+
+/** A numbered message's `seq`; a put without one (from an older copy of the library) goes as the next expected. */
 function seqOf(message: HolderMessage, next: number): number {
-  return message.op === Op.Put && message.seq !== undefined ? message.seq : next;
+  return (message.op === Op.Put || message.op === Op.Skip) && message.seq !== undefined ? message.seq : next;
 }
 
 class HubQueue {
@@ -254,7 +259,9 @@ class HubQueue {
         if (pass < 2) continue;
         const now = performance.now();
         this.gapSince ??= now;
-        if (now - this.gapSince >= kGapMs) {
+        // A getNowait() waiting behind the gap blocks its thread: it is not kept waiting for a missing put.
+        const asked = [...this.holders].some((holder) => holder.inbox.some(isNowWant));
+        if (asked || now - this.gapSince >= kGapMs) {
           this.nextSeq = waitingFor; // what was numbered before it never came
           this.gapSince = undefined;
           continue;
@@ -281,10 +288,10 @@ class HubQueue {
       let asking: Holder | undefined;
       for (const holder of [...this.holders]) {
         const inbox = holder.inbox;
-        while (inbox.length > 0 && inbox[0]!.op !== Op.Put && !isNowWant(inbox[0]!)) holder.onMessage(inbox.shift()!);
+        while (inbox.length > 0 && !isNumbered(inbox[0]!) && !isNowWant(inbox[0]!)) holder.onMessage(inbox.shift()!);
         const head = inbox[0];
         if (head === undefined) continue;
-        if (head.op !== Op.Put) asking ??= holder;
+        if (!isNumbered(head)) asking ??= holder;
         else if (first === undefined || ((seqOf(head, this.nextSeq) - firstSeq) | 0) < 0) {
           first = holder;
           firstSeq = seqOf(head, this.nextSeq);
@@ -295,6 +302,14 @@ class HubQueue {
       else if (asking !== undefined) asking.onMessage(asking.inbox.shift()!);
       else return undefined;
     }
+  }
+
+  /**
+   * The numbered message `seq` is handled: the next expected follows it (one handled late, by takeWaiting(), or
+   * after a gap was given up on, moves nothing back).
+   */
+  handled(seq: number): void {
+    if (((seq - this.nextSeq) | 0) >= 0) this.nextSeq = (seq + 1) | 0;
   }
 
   sequence(batch: Batch, transfer: unknown[] | undefined): void {
@@ -416,11 +431,7 @@ class Holder {
     this.port.on('message', (message: HolderMessage) => {
       // A put while the queue has other holders (the puts on their ports may have been posted first), or a
       // message behind others held back: in order (intake()).
-      if (
-        this.inbox.length > 0 ||
-        queue.gapTimer !== undefined ||
-        (message.op === Op.Put && message.seq !== undefined && queue.holders.size > 1)
-      ) {
+      if (this.inbox.length > 0 || queue.gapTimer !== undefined || (isNumbered(message) && queue.holders.size > 1)) {
         this.inbox.push(message);
         queue.intake();
       } else this.onMessage(message);
@@ -476,11 +487,11 @@ class Holder {
   onMessage(message: HolderMessage): void {
     const queue = this.queue;
     switch (message.op) {
+      case Op.Skip:
+        queue.handled(message.seq);
+        return;
       case Op.Put:
-        // The next expected `seq` follows the latest put handled (one handled late, by takeWaiting(), or after a
-        // gap was given up on, moves nothing back).
-        if (message.seq !== undefined && ((message.seq - queue.nextSeq) | 0) >= 0)
-          queue.nextSeq = (message.seq + 1) | 0;
+        if (message.seq !== undefined) queue.handled(message.seq);
         this.received += message.batch.n;
         queue.sequence(message.batch, message.transfer);
         return;

@@ -119,6 +119,7 @@ export const Op = {
   Leases: 'leases', // my lease ring is full: read my leases from this new one
   Close: 'close', // this holder will send nothing more; its port closes next
   Sync: 'sync', // bump my kReply: you have everything I sent before this (a thread about to exit waits for it)
+  Skip: 'skip', // the put numbered `seq` failed to post (the platform refused what it moves): do not wait for it
   // hub -> holder
   Items: 'items', // items with indexes [base, base + n); `deferred`: only a placeholder, Fetch it when claimed
   // a thread -> the hub, on the thread's own port to it
@@ -164,8 +165,13 @@ export interface CloseMessage {
 export interface SyncMessage {
   op: typeof Op.Sync;
 }
+export interface SkipMessage {
+  op: typeof Op.Skip;
+  seq: number;
+}
 export type HolderMessage =
   | PutMessage
+  | SkipMessage
   | WantMessage
   | FetchMessage
   | ReleaseMessage

@@ -343,7 +343,10 @@ export class PutSide {
       this.#flushScheduled = undefined;
     }
     const encoder = this.#encoder;
-    if (encoder === undefined || encoder.count === 0) return;
+    if (encoder === undefined || encoder.count === 0) {
+      unmarkBuffered(this.#holder);
+      return;
+    }
     // This thread's puts into other queues made before these go first (context.ts: postBufferedPuts).
     postBufferedPuts(this.#holder);
     const { batch, transfer } = encoder.finish();

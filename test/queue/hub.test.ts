@@ -614,4 +614,23 @@ t(
   },
 );
 
+t('a put that failed to post (Skip) holds nothing back: no gap is waited for', async () => {
+  // Its number was taken before the platform refused it; without a word the hub held every later put back
+  // for it for kGapMs (found by review).
+  const { q, first } = createQueue(false);
+  const a = attach(first, false);
+  await settled(first);
+  putNumbered(q, a, ['zero'], 0);
+  post(a, { op: Op.Skip, seq: 1 });
+  putNumbered(q, first, ['two'], 2);
+  await settled(a);
+  const hub = queueOf(q)!;
+  assert.is(hub.gapTimer, undefined, 'no gap pending');
+  assert.is(hub.nextSeq, 3);
+  assert.equal(
+    (await pushed(q, first)).map((x) => x.value),
+    ['zero', 'two'],
+  );
+});
+
 t.run();
