@@ -3,7 +3,8 @@
 // one StreamQueue per queue opened, shared by that queue's handles in this thread.
 //
 // Invariants:
-//   One consumer name per context, unique across processes and machines (host, pid, thread, random). What a
+//   One consumer name per context, unique across processes and machines (host, pid, the process's nonce,
+//     thread, random). What a
 //     consumer of a thread that died (terminated, process.exit()) held is given back by the thread that started
 //     it, from every context of that thread (reclaimDead), once the worker's 'exit' came.
 //   A handle that arrives from another thread is opened through this thread's context for its URL, made on
@@ -13,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import { isMainThread, onChildExit, onTaskEnd } from '../context.ts';
-import { isDead } from '../sync/threads.ts';
+import { isDead, processNonce } from '../sync/threads.ts';
 import { ClosedError } from '../errors.ts';
 import { checkOptions } from '../options.ts';
 import { kLostAfter, Link } from './link.ts';
@@ -32,13 +33,21 @@ import {
 import { BlockingReader } from './reader.ts';
 import { StreamQueue } from './stream-queue.ts';
 
-/** Every consumer name of this process starts so, then its thread's id (see RedisContext.#consumer). */
-const processConsumers = `${hostname()}:${process.pid}:`;
+/**
+ * Every consumer name of this process starts so, then its thread's id (see RedisContext.#consumer). The nonce
+ * tells it from another process with the same host name and pid (two containers, each node as pid 1).
+ */
+let processConsumers: string | undefined;
+function consumerPrefix(): string {
+  processConsumers ??= `${hostname()}:${process.pid}:${processNonce().toString(36)}:`;
+  return processConsumers;
+}
 
 /** Whether `consumer` is another thread's of this process, one that has died (or whose parent has). */
 function isDeadConsumer(consumer: string): boolean {
-  if (!consumer.startsWith(processConsumers)) return false;
-  const thread = Number.parseInt(consumer.slice(processConsumers.length), 10);
+  const prefix = consumerPrefix();
+  if (!consumer.startsWith(prefix)) return false;
+  const thread = Number.parseInt(consumer.slice(prefix.length), 10);
   return thread !== threadId && isDead(thread);
 }
 
@@ -60,7 +69,7 @@ export class RedisContext {
   /** The server's URL as given (messages show it without the password). */
   readonly url: string;
   readonly #link: Promise<Link>;
-  readonly #consumer = `${processConsumers}${threadId}:${randomBytes(4).toString('hex')}`;
+  readonly #consumer = `${consumerPrefix()}${threadId}:${randomBytes(4).toString('hex')}`;
   #reader: Promise<BlockingReader> | undefined;
   readonly #queues = new Map<string, StreamQueue>();
   readonly #handles = new Set<{ close(): Promise<void> }>();

@@ -11,7 +11,7 @@
 // Invariants:
 //   One table per Node process, shared by every thread the library starts (it travels in BootData) and
 //   adopted from the first primitive a thread receives when it has none (a Worker the user started).
-//   Three regions of kSlots cells, indexed by id & kMask: kDead, kIds, kParents.
+//   Three regions of kSlots cells, indexed by id & kMask: kDead, kIds, kParents; then one cell, kNonce.
 //   kDead[slot] === id exactly when thread `id` died and no later thread of the same slot died since;
 //   a thread never recorded is alive, unless an ancestor is. The slot is written once per death, by whichever
 //   side sees it first. kIds[slot] === id when kParents[slot] is the parent of thread `id` (written at its
@@ -25,11 +25,27 @@ const kMask = kSlots - 1;
 const kTable = Symbol.for('mpthreads.deadThreads');
 type GlobalWithTable = typeof globalThis & { [kTable]?: Int32Array };
 
+/** The cell after the three regions: a random number, the same for every thread that shares the table. */
+const kNonce = 3 * kSlots;
+
 /** This process's table of dead threads, made on first use (the main thread, or a thread the user started). */
 export function deadThreads(): SharedArrayBuffer {
   const g = globalThis as GlobalWithTable;
-  g[kTable] ??= new Int32Array(new SharedArrayBuffer(3 * kSlots * 4));
+  if (g[kTable] === undefined) {
+    const table = new Int32Array(new SharedArrayBuffer((kNonce + 1) * 4));
+    table[kNonce] = (Math.random() * 0x7fffffff) | 1;
+    g[kTable] = table;
+  }
   return g[kTable].buffer as SharedArrayBuffer;
+}
+
+/**
+ * A number that tells this process's threads (those that share the table) from another process's with the same
+ * pid: two containers on one host both run node as pid 1. Made with the table if this thread has none yet.
+ */
+export function processNonce(): number {
+  const table = new Int32Array(deadThreads());
+  return table.length > kNonce ? Atomics.load(table, kNonce) : 0;
 }
 
 /** A worker adopts its parent's table (BootData) or, failing that, the one a primitive it received carries. */

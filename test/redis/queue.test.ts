@@ -2,6 +2,7 @@
 // the server, leases and redelivery, bounded memory, connection counts, the client's 5 s command timeout, and
 // what an unreachable server does. Against a real redis-server on a loopback port; a second plain client
 // (`inspect`) looks at the server's state directly.
+import { hostname } from 'node:os';
 import { type AddressInfo, createServer, connect as connectSocket, type Socket } from 'node:net';
 import { createClient } from 'redis';
 import * as assert from 'uvu/assert';
@@ -1360,6 +1361,59 @@ whenRedis(() => {
         }
         told.close();
       }
+    },
+  );
+
+  t(
+    "what a dead worker's thread held is given back only from this process's consumers, not another's with the same pid",
+    async () => {
+      // Consumers were matched by host, pid and thread id alone: a process elsewhere with the same host name and pid
+      // (two containers, each node as pid 1) lost the entries its live thread of the same id held (found by review).
+      const q = (await open()).Queue<number>(name('same-pid'));
+      for (let i = 0; i < 3; i++) await q.put(i);
+      await q.flush();
+      const [told, tell] = Pipe<number>(false);
+      const w = startTask(new URL('../fixtures/redis-tasks.ts', import.meta.url), 'getThenDie', [
+        fx.server.url,
+        q.name,
+        'Queue',
+        0,
+        'block',
+        tell,
+      ]);
+      assert.is(await told.recv({ timeout: 20_000 }), 0);
+      // Two other processes' live consumers for a thread numbered w.pid: one named as the library named them
+      // before (host:pid:thread:random), one as now with another process's nonce (host:pid:nonce:thread:random).
+      const others = [
+        `${hostname()}:${process.pid}:${w.pid}:deadbeef`,
+        `${hostname()}:${process.pid}:zz:${w.pid}:beef`,
+      ];
+      const stream = `mpthreads:{${q.name}}`;
+      for (const [consumer, n] of [
+        [others[0]!, '2'],
+        [others[1]!, '1'],
+      ] as const)
+        await inspect.sendCommand(['XREADGROUP', 'GROUP', 'mpthreads', consumer, 'COUNT', n, 'STREAMS', stream, '>']);
+      w.terminate();
+      await w.join();
+      // This handle's fetch waits for the dead worker's consumers to be given back: none of the others' is.
+      await rejects(q.getNowait(), Empty, 'nothing given back');
+      for (const [consumer, n] of [
+        [others[0]!, 2],
+        [others[1]!, 1],
+      ] as const) {
+        const pending = (await inspect.sendCommand([
+          'XPENDING',
+          stream,
+          'mpthreads',
+          '-',
+          '+',
+          '10',
+          consumer,
+        ])) as unknown[];
+        assert.is(pending.length, n, `${consumer} still holds its own`);
+      }
+      told.close();
     },
   );
 
