@@ -1,7 +1,7 @@
 // Argument checks shared by every public call: bad input is a TypeError/RangeError naming the argument and
 // the value received, thrown at the call.
 import type { FileHandle } from 'node:fs/promises';
-import type { MessagePort } from 'node:worker_threads';
+import { MessagePort } from 'node:worker_threads';
 import { describe } from './errors.ts';
 
 /**
@@ -82,5 +82,24 @@ export function checkTransferList(value: unknown, name = 'options.transfer'): Tr
   if (value === undefined) return undefined;
   if (!Array.isArray(value))
     throw new TypeError(`${name} must be an array of ArrayBuffers or MessagePorts, got ${describe(value)}`);
+  for (let i = 0; i < value.length; i++) {
+    const item: unknown = value[i];
+    if (!isTransferable(item)) {
+      const hint = ArrayBuffer.isView(item) ? ' (list its .buffer, the ArrayBuffer it views)' : '';
+      throw new TypeError(
+        `${name}[${i}] must be an ArrayBuffer, a MessagePort, a FileHandle or a web stream, got ${describe(item)}${hint}`,
+      );
+    }
+  }
   return value as TransferItem[];
+}
+
+/** What the platform can move (Node's transferable kinds); anything else it refuses with an untyped error. */
+function isTransferable(item: unknown): boolean {
+  if (typeof item !== 'object' || item === null) return false;
+  if (item instanceof ArrayBuffer || item instanceof MessagePort) return true;
+  if (item instanceof ReadableStream || item instanceof WritableStream || item instanceof TransformStream) return true;
+  // A FileHandle (node:fs/promises): not importable here without loading the fs module; told by its shape.
+  const name = (item as { constructor?: { name?: unknown } }).constructor?.name;
+  return name === 'FileHandle';
 }

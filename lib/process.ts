@@ -158,8 +158,9 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     this.#daemon = value;
   }
 
-  /** The worker's `threadId`: `undefined` before `start()`, kept after exit. */
+  /** The worker's `threadId`: `undefined` before `start()`, kept after exit; after `close()`, ProcessError (as Python's). */
   get pid(): number | undefined {
+    this.#checkNotClosed(); // as Python's
     return this.#pid;
   }
 

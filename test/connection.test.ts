@@ -633,6 +633,16 @@ misuse('negative or NaN timeouts are RangeError, non-numbers TypeError, naming t
   await rejects(a.recv({ signal: 'abort' as unknown as AbortSignal }), TypeError, 'recv({ signal: string })');
   await rejects(a.recv('soon' as never), TypeError, "recv('soon')");
   throws(() => a.send(1, { transfer: 'x' as never }), TypeError, "send(1, { transfer: 'x' })");
+  // What the list holds is checked too: the platform's own error named neither the option nor the value.
+  for (const [bad, shown] of [
+    [5, /options\.transfer\[0\] must be .* got 5/],
+    [new Uint8Array(4), /options\.transfer\[0\] .*Uint8Array.*\.buffer/],
+    [{}, /options\.transfer\[0\] must be/],
+  ] as const)
+    assert.match(
+      throws(() => a.send(1, { transfer: [bad as never] }), TypeError, `transfer [${String(bad)}]`).message,
+      shown,
+    );
   throws(() => Pipe('yes' as unknown as boolean), TypeError, "Pipe('yes')");
   assert.is(await a.poll(), false, 'nothing was consumed or closed');
   b.send(1);

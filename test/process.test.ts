@@ -383,6 +383,7 @@ cpython(
     // As Python's is_alive() and exitcode (they returned false and the code).
     assert.is(throws(() => p.isAlive(), ProcessError, 'isAlive() after close()').code, 'ERR_PROCESS_CLOSED');
     assert.is(throws(() => p.exitCode, ProcessError, 'exitCode after close()').code, 'ERR_PROCESS_CLOSED');
+    assert.is(throws(() => p.pid, ProcessError, 'pid after close() (Python: ValueError)').code, 'ERR_PROCESS_CLOSED');
     p.close(); // again: nothing to do, as in Python
     throws(() => p.start(), ProcessError, 'start() after close()');
     p.close(); // closing twice is fine

@@ -617,6 +617,10 @@ contract('bad arguments are TypeError/RangeError naming the option and the value
   await rejects(q.put(1, { signal: {} as never }), TypeError, 'put signal {}');
   await rejects(q.get({ signal: 'abort' as never }), TypeError, 'get signal "abort"');
   await rejects(q.put(1, { transfer: 'x' as never }), TypeError, 'put transfer "x"');
+  assert.match(
+    (await rejects(q.put(1, { transfer: [5 as never] }), TypeError, 'put transfer [5]')).message,
+    /options\.transfer\[0\] must be .* got 5/,
+  );
   assert.ok(isDataCloneError(throws(() => q.putNowait((() => 1) as never), DOMException, 'putNowait(function)')));
   assert.is(q.qsize(), 0, 'no bad call added anything');
 
