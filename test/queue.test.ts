@@ -28,7 +28,7 @@ import {
 } from '../lib/index.ts';
 import { captureStderr, deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
-import { run } from './_support/run-program.ts';
+import { run, runTsProgram } from './_support/run-program.ts';
 
 const tasks = new URL('./fixtures/queue-tasks.ts', import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -1057,6 +1057,39 @@ contract(
     }
     assert.equal(got, ['A', 'item', 'C']);
     await p.join();
+  },
+);
+
+contract(
+  'a get() on an empty queue no other thread holds fails with ERR_DEADLOCK once nothing is left to put',
+  async () => {
+    // It kept the program alive for good (the review's probe: killed after 20 s); a blocking getSync() there
+    // throws ERR_DEADLOCK at the call. A get that this thread's own timer, or a put through the hub, ends still
+    // gets its item.
+    const ran = await runTsProgram(
+      (lib) => `
+      import { Process, Queue, isMainThread } from ${lib};
+      export async function lonely() { await new Queue<number>().get(); }
+      if (isMainThread) {
+        const q = new Queue<string>();
+        setTimeout(() => q.put('small'), 20);
+        console.log(await q.get());
+        setTimeout(() => q.put('big'.repeat(1_000)), 20); // past the hand-off ring's slot: through the hub
+        console.log((await q.get()).length);
+        const p = new Process({ target: lonely, module: import.meta.url });
+        p.start();
+        await p.join();
+        console.log(p.exitCode, (p.error as { code?: string }).code);
+        try {
+          await new Queue<number>().get();
+        } catch (error) {
+          console.log((error as { code?: string }).code);
+        }
+      }
+    `,
+    );
+    assert.is(ran.code, 0, ran.stderr);
+    assert.equal(ran.stdout.trim().split('\n'), ['small', '3000', '1 ERR_DEADLOCK', 'ERR_DEADLOCK']);
   },
 );
 

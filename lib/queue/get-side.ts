@@ -130,6 +130,18 @@ export class GetSide {
     return this.#waiters.length > 0 || this.#fetching !== undefined;
   }
 
+  /** A get claimed an item the hub sends it alone: its answer is on its way. */
+  get fetching(): boolean {
+    return this.#fetching !== undefined;
+  }
+
+  /** The waiting gets (not one fetching its item) reject with `error`: nothing could ever end them. */
+  failWaiting(error: unknown): void {
+    for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
+    this.#stopWaiting();
+    this.#holder.updateRef();
+  }
+
   get(options: WaitOptions | undefined): Promise<unknown> {
     if (options === undefined && this.#waiters.length === 0 && this.#fetching === undefined) {
       try {

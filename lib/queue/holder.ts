@@ -4,8 +4,10 @@
 //
 // Invariants:
 //   The port has the get side's 'message' listener for the holder's lifetime, but is ref'd only while a get, a
-//     blocked put or a join waits, so an idle queue never keeps the program alive. While something waits the
-//     holder is also strongly held (`waiting`), so that it cannot be collected under a pending call.
+//     blocked put or a join waits, so an idle queue never keeps the program alive; not for gets on an empty
+//     queue that no other thread holds (only this thread's own code could put): those fail with ERR_DEADLOCK
+//     once the thread's event loop runs dry ('beforeExit'). While something waits the holder is also strongly
+//     held (`waiting`), so that it cannot be collected under a pending call.
 //   The listener reaches the holder through a WeakRef, and the holder is registered with `dropped`: a holder
 //     no code can reach any more (its facade dropped, no flush pending, nothing waiting) is collected and its
 //     port closed (the hub sees a departure), so a queue dropped without close() costs nothing for good.
@@ -64,6 +66,16 @@ const kExitSyncMs = 5_000;
 
 /** Holders something waits on: kept alive while it does. */
 const waiting = new Set<Holder>();
+
+/** Once per thread: when its event loop runs dry, the gets that only its own code could end fail (ERR_DEADLOCK). */
+let listeningForDryLoop = false;
+function failLonelyGetsAtExit(): void {
+  if (listeningForDryLoop) return;
+  listeningForDryLoop = true;
+  process.on('beforeExit', () => {
+    for (const holder of [...waiting]) holder.failLonelyGets();
+  });
+}
 /** Closes the port of a facade that was collected without close(). */
 const dropped = new FinalizationRegistry<MessagePort>((port) => port.close());
 
@@ -121,11 +133,14 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   // --- QueueBackend -----------------------------------------------------------------------------------
 
   put(item: unknown, options: PutOptions | undefined): Promise<void> {
-    return this.puts.put(item, options);
+    const put = this.puts.put(item, options);
+    if (!this.shared && this.gets.waiting) this.updateRef(); // an item for a get of this thread: keep alive for it
+    return put;
   }
 
   putNowait(item: unknown): void {
     this.puts.putNowait(item);
+    if (!this.shared && this.gets.waiting) this.updateRef();
   }
 
   get(options: WaitOptions | undefined): Promise<unknown> {
@@ -341,16 +356,34 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     }
   }
 
-  /** The port keeps the program alive exactly while something waits on this holder. */
+  /**
+   * The port keeps the program alive exactly while something waits on this holder that something else can end:
+   * not a get on an empty queue no other thread holds (only this thread's own code could put; see lonely()).
+   */
   updateRef(): void {
     if (this.closed) return;
-    if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) {
-      this.port.ref();
-      waiting.add(this);
-    } else {
-      this.port.unref();
-      waiting.delete(this);
-    }
+    const gets = this.gets.waiting && !this.#lonely();
+    if (gets || this.puts.waiting || this.#joins.size > 0) this.port.ref();
+    else this.port.unref();
+    if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) waiting.add(this);
+    else waiting.delete(this);
+    if (this.gets.waiting && !gets) failLonelyGetsAtExit();
+  }
+
+  /** Gets wait on an empty queue that no other thread holds, and none fetches an item already claimed. */
+  #lonely(): boolean {
+    return !this.shared && !this.gets.fetching && size(this.queueCells) <= 0;
+  }
+
+  /** The thread has nothing left to do (its event loop ran dry): gets that only it could end fail now. */
+  failLonelyGets(): void {
+    if (this.closed || !this.gets.waiting || !this.#lonely()) return;
+    this.gets.failWaiting(
+      new ProcessError(
+        'get() on an empty queue that no other thread holds would wait forever: this thread has nothing left that could put (pass the queue to a Process first, or give a timeout)',
+        ErrorCode.Deadlock,
+      ),
+    );
   }
 
   /**
