@@ -1,6 +1,7 @@
 // Argument checks shared by every public call: bad input is a TypeError/RangeError naming the argument and
 // the value received, thrown at the call.
 import type { FileHandle } from 'node:fs/promises';
+import { types } from 'node:util';
 import { MessagePort } from 'node:worker_threads';
 import { describe } from './errors.ts';
 
@@ -97,9 +98,17 @@ export function checkTransferList(value: unknown, name = 'options.transfer'): Tr
 /** What the platform can move (Node's transferable kinds); anything else it refuses with an untyped error. */
 function isTransferable(item: unknown): boolean {
   if (typeof item !== 'object' || item === null) return false;
-  if (item instanceof ArrayBuffer || item instanceof MessagePort) return true;
-  if (item instanceof ReadableStream || item instanceof WritableStream || item instanceof TransformStream) return true;
-  // A FileHandle (node:fs/promises): not importable here without loading the fs module; told by its shape.
+  // isArrayBuffer: one from another realm (a vm context) too; it excludes a SharedArrayBuffer, which cannot move.
+  if (types.isArrayBuffer(item) || item instanceof MessagePort) return true;
+  // The others by their class's name: from another realm, or a FileHandle (node:fs/promises, not loaded here).
   const name = (item as { constructor?: { name?: unknown } }).constructor?.name;
-  return name === 'FileHandle';
+  return typeof name === 'string' && kTransferableClasses.has(name);
 }
+
+const kTransferableClasses = new Set([
+  'MessagePort',
+  'ReadableStream',
+  'WritableStream',
+  'TransformStream',
+  'FileHandle',
+]);

@@ -4,6 +4,7 @@
 //
 // Synchronisation is by handshake only: a test that needs a worker to have reached a point waits for a message
 // from it. No assertion depends on how long anything takes.
+import { runInNewContext } from 'node:vm';
 import * as assert from 'uvu/assert';
 import {
   BufferTooShort,
@@ -643,6 +644,11 @@ misuse('negative or NaN timeouts are RangeError, non-numbers TypeError, naming t
       throws(() => a.send(1, { transfer: [bad as never] }), TypeError, `transfer [${String(bad)}]`).message,
       shown,
     );
+  // An ArrayBuffer from another realm (a vm context) moves as the platform moves it: not refused by the check.
+  const foreign = runInNewContext('new ArrayBuffer(8)') as ArrayBuffer;
+  b.send(foreign as never, { transfer: [foreign] });
+  assert.is(foreign.byteLength, 0, 'moved');
+  assert.is(((await a.recv()) as unknown as ArrayBuffer).byteLength, 8);
   throws(() => Pipe('yes' as unknown as boolean), TypeError, "Pipe('yes')");
   assert.is(await a.poll(), false, 'nothing was consumed or closed');
   b.send(1);

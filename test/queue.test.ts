@@ -1066,30 +1066,69 @@ contract(
     // It kept the program alive for good (the review's probe: killed after 20 s); a blocking getSync() there
     // throws ERR_DEADLOCK at the call. A get that this thread's own timer, or a put through the hub, ends still
     // gets its item.
+    // Then what a review of that change found: a get whose queue is shared after it began, a putSync() from a
+    // timer (through the hub), and gets bounded by a timeout or a signal while the hub starts, all ended early.
     const ran = await runTsProgram(
       (lib) => `
-      import { Process, Queue, isMainThread } from ${lib};
+      import { JoinableQueue, Pipe, Process, Queue, isMainThread, type Connection } from ${lib};
       export async function lonely() { await new Queue<number>().get(); }
+      export async function shareAfterGet(conn: Connection<unknown>) {
+        const q = new Queue<number>();
+        const got = q.get();
+        conn.send(q); // shared after the get began: the parent puts
+        conn.send(await got);
+      }
+      export async function putLater(q: Queue<number>) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await q.put(7);
+      }
+      const code = (error: unknown) => (error as { code?: string }).code;
       if (isMainThread) {
+        const bounded = new Queue<number>(); // in a fresh program: the hub is still starting
+        console.log(await bounded.get({ timeout: 100 }).catch(code));
+        console.log(await bounded.get({ signal: AbortSignal.timeout(100) }).catch((e) => e.name)); // its reason
         const q = new Queue<string>();
         setTimeout(() => q.put('small'), 20);
         console.log(await q.get());
         setTimeout(() => q.put('big'.repeat(1_000)), 20); // past the hand-off ring's slot: through the hub
         console.log((await q.get()).length);
+        setTimeout(() => q.putSync('big'.repeat(1_000)), 20);
+        console.log((await q.get()).length);
+        const jq = new JoinableQueue<number>(); // never through the ring
+        setTimeout(() => jq.putSync(1), 20);
+        console.log(await jq.get());
+        const [here, there] = Pipe<unknown>();
+        const child = new Process({ target: shareAfterGet, module: import.meta.url, args: [there] });
+        child.start();
+        const shared = (await here.recv()) as Queue<number>;
+        await shared.put(42);
+        console.log(await here.recv());
+        const later = new Queue<number>();
+        const got = later.get();
+        const daemon = new Process({ target: putLater, module: import.meta.url, args: [later], daemon: true });
+        daemon.start(); // shared after the get began, with a daemon that keeps nothing alive
+        console.log(await got);
         const p = new Process({ target: lonely, module: import.meta.url });
         p.start();
         await p.join();
-        console.log(p.exitCode, (p.error as { code?: string }).code);
-        try {
-          await new Queue<number>().get();
-        } catch (error) {
-          console.log((error as { code?: string }).code);
-        }
+        console.log(p.exitCode, code(p.error));
+        console.log(await new Queue<number>().get().catch(code));
       }
     `,
     );
     assert.is(ran.code, 0, ran.stderr);
-    assert.equal(ran.stdout.trim().split('\n'), ['small', '3000', '1 ERR_DEADLOCK', 'ERR_DEADLOCK']);
+    assert.equal(ran.stdout.trim().split('\n'), [
+      'Empty',
+      'TimeoutError',
+      'small',
+      '3000',
+      '3000',
+      '1',
+      '42',
+      '7',
+      '1 ERR_DEADLOCK',
+      'ERR_DEADLOCK',
+    ]);
   },
 );
 

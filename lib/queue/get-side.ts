@@ -135,6 +135,16 @@ export class GetSide {
     return this.#fetching !== undefined;
   }
 
+  /** Gets waiting with neither a timeout nor a signal: nothing but an item ends them. */
+  readonly #unbounded = new WeakSet<Waiter<unknown>>();
+
+  /** Every get that waits waits for good (no timeout, no signal), and none is fetching its item. */
+  get waitingForGood(): boolean {
+    return (
+      this.#fetching === undefined && this.#waiters.length > 0 && this.#waiters.every((w) => this.#unbounded.has(w))
+    );
+  }
+
   /** The waiting gets (not one fetching its item) reject with `error`: nothing could ever end them. */
   failWaiting(error: unknown): void {
     for (const waiter of this.#waiters.splice(0)) waiter.reject(error);
@@ -172,6 +182,7 @@ export class GetSide {
       (waiter) => {
         // A timeout or abort that finds an item in the hand-off ring loses the race: the get takes it.
         if (this.#holder.handsOff) waiter.decided = () => this.#takeHandedOffFor(waiter);
+        if (timeout === Infinity && signal === undefined) this.#unbounded.add(waiter);
         this.#waiters.push(waiter);
         this.serve();
         return () => {

@@ -157,6 +157,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
       throw this.#wouldDeadlock('putSync() on a full queue');
     }
     this.puts.putSync(item, timeout, transfer);
+    if (!this.shared && this.gets.waiting) this.updateRef();
   }
 
   #wouldDeadlock(what: string): ProcessError {
@@ -276,6 +277,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   handOver(transfer: unknown[]): { record: HolderRecord; commit(): void; abort(): void } {
     this.checkOpen();
     this.shared = true;
+    this.updateRef(); // a get that waited as the only holder's now waits for the receiver too
     this.puts.flush(); // what we put before the handover comes before what the receiver puts
     const { port1, port2 } = new MessageChannel();
     const holderCells = newHolderCells(this.queueCells);
@@ -370,14 +372,24 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (this.gets.waiting && !gets) failLonelyGetsAtExit();
   }
 
-  /** Gets wait on an empty queue that no other thread holds, and none fetches an item already claimed. */
+  /**
+   * Gets wait for good (no timeout, no signal: a bounded one's timer may not run yet while the hub starts) on
+   * an empty queue that no other thread holds, and none fetches an item already claimed.
+   */
   #lonely(): boolean {
-    return !this.shared && !this.gets.fetching && size(this.queueCells) <= 0;
+    return !this.shared && size(this.queueCells) <= 0 && this.gets.waitingForGood;
   }
 
-  /** The thread has nothing left to do (its event loop ran dry): gets that only it could end fail now. */
+  /**
+   * The thread has nothing left to do (its event loop ran dry): gets that only it could end fail now. One that
+   * is no longer lonely (the queue was shared since, or an item came) keeps the thread alive for it again.
+   */
   failLonelyGets(): void {
-    if (this.closed || !this.gets.waiting || !this.#lonely()) return;
+    if (this.closed || !this.gets.waiting) return;
+    if (!this.#lonely()) {
+      this.updateRef();
+      return;
+    }
     this.gets.failWaiting(
       new ProcessError(
         'get() on an empty queue that no other thread holds would wait forever: this thread has nothing left that could put (pass the queue to a Process first, or give a timeout)',

@@ -39,7 +39,8 @@ import { StreamQueue } from './stream-queue.ts';
  */
 let processConsumers: string | undefined;
 function consumerPrefix(): string {
-  processConsumers ??= `${hostname()}:${process.pid}:${processNonce().toString(36)}:`;
+  // The nonce starts with a letter: a copy of the library from before it read a number there as a thread id.
+  processConsumers ??= `${hostname()}:${process.pid}:n${processNonce().toString(36)}:`;
   return processConsumers;
 }
 
