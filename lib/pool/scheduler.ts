@@ -228,24 +228,22 @@ export class Scheduler {
     if (this.#state === 'terminated' || this.#broken !== undefined) return;
     this.#readPosted();
     this.#pump();
-    while (this.#queue.length > 0) {
-      const job = this.#queue[0]!;
-      if (job.next >= job.batch.n || !jobLive(job)) {
-        this.#queue.shift();
-        giveBack(job);
-        continue;
-      }
-      if (job.alone || movesThings(job)) break;
-      let best: Slot | undefined;
-      for (const slot of this.#slots) {
-        if (slot.stopping || this.#quota(slot) <= 0 || slot.chunks.length >= kDepth) continue;
-        if (slot.chunks.length > 0 && slot.chunks[0]!.job.alone) continue;
-        if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;
-      }
-      if (best === undefined) break;
-      this.#dispatch(best, job);
+    this.#pump((job) => this.#slotBehind(job));
+  }
+
+  /**
+   * A worker that `job` may go behind though it is busy (beforeBlocking()): the least loaded, kDepth deep at
+   * most, not one running a task alone. None for a job that needs an idle or a ready worker.
+   */
+  #slotBehind(job: Job): Slot | undefined {
+    if (job.alone || movesThings(job)) return undefined;
+    let best: Slot | undefined;
+    for (const slot of this.#slots) {
+      if (slot.stopping || this.#quota(slot) <= 0 || slot.chunks.length >= kDepth) continue;
+      if (slot.chunks.length > 0 && slot.chunks[0]!.job.alone) continue;
+      if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;
     }
-    this.#updateRef();
+    return best;
   }
 
   /** Takes in what the workers posted and this thread has not read yet, without waiting for the event loop. */
@@ -559,7 +557,8 @@ export class Scheduler {
 
   // --- dispatch -----------------------------------------------------------------------------------------
 
-  #pump(): void {
+  /** Dispatches the queued jobs, in order, each to the worker `choose` names, until it names none. */
+  #pump(choose: (job: Job) => Slot | undefined = (job) => this.#freeSlot(job)): void {
     while (this.#queue.length > 0) {
       const job = this.#queue[0]!;
       if (job.next >= job.batch.n || !jobLive(job)) {
@@ -567,7 +566,7 @@ export class Scheduler {
         giveBack(job);
         continue;
       }
-      const slot = this.#freeSlot(job);
+      const slot = choose(job);
       if (slot === undefined) break;
       this.#dispatch(slot, job);
     }
