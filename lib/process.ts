@@ -158,7 +158,10 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     this.#daemon = value;
   }
 
-  /** The worker's `threadId`: `undefined` before `start()`, kept after exit; after `close()`, ProcessError (as Python's). */
+  /**
+   * The worker's `threadId`: `undefined` before `start()`, kept after exit; after `close()`, a ProcessError
+   * (ERR_PROCESS_CLOSED), as Python's.
+   */
   get pid(): number | undefined {
     this.#checkNotClosed(); // as Python's
     return this.#pid;

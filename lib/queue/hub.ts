@@ -1,7 +1,8 @@
 // The hub: one worker thread per process that keeps the items of every queue, so that delivery between
 // threads goes on while any of them is busy, and a queue outlives the thread that made it. It numbers items in
-// the order their batches were posted (intake()) and pushes batches, undecoded, to the holders whose window covers them; holders claim indexes
-// among themselves through shared memory. See protocol.ts for the design and cells.ts for the shared cells.
+// the order their batches were posted (intake()) and pushes batches, undecoded, to the holders whose window
+// covers them; holders claim indexes among themselves through shared memory. See protocol.ts for the design and
+// cells.ts for the shared cells.
 //
 // Invariants (per queue):
 //   `log` holds, in index order, every item with an index in [first retained, available) that someone may still

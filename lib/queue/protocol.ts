@@ -7,7 +7,8 @@
 // Queue object in some thread) has its own MessageChannel to the hub, because a port has one owner.
 //
 // The design in one paragraph. The hub gives every item it receives the next *index* (0, 1, 2, ... in the order
-// the batches were posted: PutMessage.seq, hub.ts intake) and pushes the batches, still encoded, to the holders that asked to see that range (their *window*).
+// the batches were posted: PutMessage.seq, hub.ts intake) and pushes the batches, still encoded, to the holders
+// that asked to see that range (their *window*).
 // A get takes an item by claiming the next index with one compare-and-swap on kClaimed, and only when its
 // holder already has that item: each index goes to exactly one get, and every get sees indexes in increasing
 // order, so each producer's items come out in put order, whoever takes them. Items that move things (ports,
