@@ -1,7 +1,8 @@
 // Who this thread is: the Process it runs for (name, pid, daemon) and its parent. Kept on globalThis under
 // a registered symbol so that every copy of this library loaded in a thread (say, lib/*.ts and a built
 // dist/ both imported by a task module) sees the same answer and the same exit hooks.
-import { isMainThread, threadId } from 'node:worker_threads';
+import { isMainThread, parentPort, threadId } from 'node:worker_threads';
+import { Kind, PROTOCOL_TAG } from '../workers/messages.mjs';
 
 /** What `currentProcess()` and `parentProcess()` describe. */
 export interface ProcessInfo {
@@ -31,6 +32,8 @@ interface Registry {
   taskEnd: Set<() => Promise<void>>;
   /** Told the thread id of each worker this thread started, once it has exited (however it ended). */
   childExit?: Set<(threadId: number) => void>;
+  /** Told, by topic, what a worker this thread started noted as it exited (noteToParent). */
+  childNotes?: Map<string, (threadId: number, data: unknown) => void>;
   /** Queues of this thread with puts not posted yet, in the order of their oldest such put (postBufferedPuts). */
   buffered?: Set<BufferedPuts>;
 }
@@ -123,6 +126,31 @@ export function onChildExit(hook: (threadId: number) => void): () => void {
   const hooks = (registry().childExit ??= new Set());
   hooks.add(hook);
   return () => hooks.delete(hook);
+}
+
+/**
+ * @internal In a worker the library started, from its 'exit' event: posts `data` to the thread that started it,
+ * which hands it to its onChildNote(topic) hook before that worker's 'exit' (Node delivers what a worker posted
+ * first). For what only the parent can still send (a queue on a server: acknowledgements a socket cannot carry
+ * any more). Nothing in the main thread or in a Worker the user started (its parent is not a Process).
+ */
+export function noteToParent(topic: string, data: unknown): void {
+  if (isMainThread || parentPort === null || registry().context.parent === null) return;
+  parentPort.postMessage({ [PROTOCOL_TAG]: Kind.Note, topic, data });
+}
+
+/** @internal `hook` is told what a worker this thread started noted under `topic` as it exited. */
+export function onChildNote(topic: string, hook: (threadId: number, data: unknown) => void): void {
+  (registry().childNotes ??= new Map()).set(topic, hook);
+}
+
+/** @internal A worker this thread started noted `data` under `topic`. */
+export function childNote(threadId: number, topic: string, data: unknown): void {
+  try {
+    registry().childNotes?.get(topic)?.(threadId, data);
+  } catch {
+    // The hook reports its own failures: a worker's note must not crash this thread.
+  }
 }
 
 /** @internal A worker this thread started has exited: runs the onChildExit hooks. */

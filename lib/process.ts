@@ -11,7 +11,14 @@ import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { ResourceLimits, TransferListItem, Worker } from 'node:worker_threads';
 import { compileForWorker } from './compile.ts';
-import { childExited, currentProcess, importingModule, nextChildIdentity, postBufferedPuts } from './context.ts';
+import {
+  childExited,
+  childNote,
+  currentProcess,
+  importingModule,
+  nextChildIdentity,
+  postBufferedPuts,
+} from './context.ts';
 import { bug, ProcessError, deserializeError, describe, ErrorCode } from './errors.ts';
 import { abort, capture, commit } from './handles.ts';
 import { checkOptions, checkTimeout } from './options.ts';
@@ -341,6 +348,9 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
     switch (message[PROTOCOL_TAG]) {
       case Kind.Error:
         this.#onError(deserializeError(message.error));
+        return;
+      case Kind.Note:
+        childNote(this.#pid!, message.topic, message.data);
         return;
       default: {
         // Thrown here it would crash this thread: a worker's message must not do that, even a wrong one.

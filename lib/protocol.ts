@@ -66,7 +66,13 @@ export interface ErrorMessage {
   [PROTOCOL_TAG]: typeof Kind.Error;
   error: SerializedError;
 }
-export type WorkerMessage = ErrorMessage;
+/** Worker -> parent, from its 'exit' event: something for the parent to settle (context.ts: noteToParent). */
+export interface NoteMessage {
+  [PROTOCOL_TAG]: typeof Kind.Note;
+  topic: string;
+  data: unknown;
+}
+export type WorkerMessage = ErrorMessage | NoteMessage;
 
 /** True for our messages on a worker's parentPort (the user's own carry no PROTOCOL_TAG). */
 export function isProtocolMessage(value: unknown): value is WorkerMessage {

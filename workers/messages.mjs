@@ -15,6 +15,8 @@ export const Kind = Object.freeze({
   // worker -> parent
   /** The target threw, or the module could not be loaded; the worker then exits with code 1. */
   Error: 'error',
+  /** What the worker leaves its parent to settle as it exits (`topic`, `data`: lib/context.ts noteToParent). */
+  Note: 'note',
 });
 
 /**

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
-import { isMainThread, onChildExit, onTaskEnd } from '../context.ts';
+import { isMainThread, noteToParent, onChildExit, onChildNote, onTaskEnd } from '../context.ts';
 import { isDead, processNonce } from '../sync/threads.ts';
 import { ClosedError } from '../errors.ts';
 import { checkOptions } from '../options.ts';
@@ -31,7 +31,7 @@ import {
   setRedisQueueReviver,
 } from './queues.ts';
 import { BlockingReader } from './reader.ts';
-import { StreamQueue } from './stream-queue.ts';
+import { StreamQueue, type UnackedEntries } from './stream-queue.ts';
 
 /**
  * Every consumer name of this process starts so, then its thread's id (see RedisContext.#consumer). The nonce
@@ -167,8 +167,19 @@ export class RedisContext {
    * @internal Gives back what the dead threads of this process held in the queues opened here (see
    * StreamQueue.reclaimFrom). Errors are dropped: the orphan claim is still there to find it later.
    */
-  reclaimDead(): void {
-    for (const q of this.#queues.values()) q.reclaimFrom(isDeadConsumer).catch(() => {});
+  reclaimDead(acks: readonly (UnackedEntries & { url: string })[] = []): void {
+    const mine = acks.filter((a) => a.url === this.url);
+    for (const q of this.#queues.values()) q.reclaimFrom(isDeadConsumer, mine).catch(() => {});
+  }
+
+  /** @internal What this context's queues delivered and have not had acknowledged (see noteUnacknowledged()). */
+  unacknowledged(): (UnackedEntries & { url: string })[] {
+    const out: (UnackedEntries & { url: string })[] = [];
+    for (const q of this.#queues.values()) {
+      const entries = q.unacknowledged();
+      if (entries !== undefined) out.push({ ...entries, url: this.url });
+    }
+    return out;
   }
 
   /**
@@ -210,10 +221,15 @@ let listening = false;
 function track(context: RedisContext): void {
   if (!listening) {
     listening = true;
-    // A worker this thread started is gone: what it read from queues open here goes back at once.
-    onChildExit(() => {
-      for (const c of live) c.reclaimDead();
+    // A worker this thread started is gone: what it read from queues open here goes back at once, but for what
+    // it had delivered (or finished) without the acknowledgement going out, which it noted as it exited.
+    onChildNote(kUnackedNote, (thread, data) => unackedOf.set(thread, data as (UnackedEntries & { url: string })[]));
+    onChildExit((thread) => {
+      const acks = unackedOf.get(thread) ?? [];
+      unackedOf.delete(thread);
+      for (const c of live) c.reclaimDead(acks);
     });
+    if (!isMainThread) process.on('exit', noteUnacknowledged);
     if (isMainThread) process.on('beforeExit', settleLive);
     else
       onTaskEnd(async () => {
@@ -222,6 +238,17 @@ function track(context: RedisContext): void {
       });
   }
   live.add(context);
+}
+
+/** The note a worker leaves its parent as it exits: what it delivered and had not had acknowledged. */
+const kUnackedNote = 'redis-unacknowledged';
+/** Notes of workers this thread started that exited, until their 'exit' (which comes right after). */
+const unackedOf = new Map<number, (UnackedEntries & { url: string })[]>();
+
+/** From 'exit' (process.exit(), an uncaught error; not terminate()): a socket cannot be written any more. */
+function noteUnacknowledged(): void {
+  const entries = [...live].flatMap((c) => c.unacknowledged());
+  if (entries.length > 0) noteToParent(kUnackedNote, entries);
 }
 
 let settling = false;

@@ -54,6 +54,13 @@ import {
 
 export type StreamKind = 'plain' | 'joinable';
 
+/** Entries a consumer delivered (or finished) and had not had acknowledged when its thread exited. */
+export interface UnackedEntries {
+  stream: string;
+  consumer: string;
+  ids: string[];
+}
+
 /** An entry as read: its id, and the item's bytes. */
 export interface Entry {
   id: string;
@@ -301,6 +308,8 @@ export class StreamQueue {
    */
   async size(): Promise<number> {
     await this.flush();
+    // A dead worker's entries being given back (reclaimFrom) count once they are: as soon as its join() resolved.
+    await this.#reclaiming?.catch(() => {});
     const unread = await this.#linkNow!.script<number>(SIZE, [this.key, metaKey(this.name)], []);
     return unread + this.#ready.length + this.#handingBack;
   }
@@ -973,20 +982,27 @@ export class StreamQueue {
    * only kOrphanAfter ms (a lease: visibilityTimeout) later, while qsize() left it out. A consumer left holding
    * nothing is removed from the group (RETIRE checks that atomically).
    */
-  reclaimFrom(isDead: (consumer: string) => boolean): Promise<void> {
+  reclaimFrom(isDead: (consumer: string) => boolean, acks: readonly UnackedEntries[] = []): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    const run: Promise<void> = this.#reclaimNow(isDead).finally(() => {
+    const run: Promise<void> = this.#reclaimNow(isDead, acks).finally(() => {
       if (this.#reclaiming === run) this.#reclaiming = undefined;
     });
     this.#reclaiming = run;
     return run;
   }
 
-  async #reclaimNow(isDead: (consumer: string) => boolean): Promise<void> {
+  async #reclaimNow(isDead: (consumer: string) => boolean, acks: readonly UnackedEntries[]): Promise<void> {
     await this.#reclaiming?.catch(() => {});
     const link = await this.#link;
     await this.opened;
     if (link.lostFor() > 0) return;
+    // First what the dead thread had delivered and not yet acknowledged (noted as it exited): those went to a get
+    // of it (a Queue item: exactly once) or are done (a task), and must not be given back with the rest.
+    for (const { stream, consumer, ids } of acks) {
+      if (stream !== this.key || ids.length === 0) continue;
+      if (this.kind === 'plain') await link.script(TAKE, [this.key, metaKey(this.name)], ids);
+      else await link.script(DONE, [this.key, metaKey(this.name)], [consumer, ...ids]);
+    }
     // XINFO CONSUMERS: one [name, n, 'pending', n, 'idle', ms, ...] list per consumer of the group.
     const consumers = await link.call<unknown[][]>(['XINFO', 'CONSUMERS', this.key, kGroup]);
     let n = 0;
@@ -1003,6 +1019,16 @@ export class StreamQueue {
       this.#mustFetch = true;
       this.#readAhead = 1;
     }
+  }
+
+  /**
+   * What this thread delivered and has not had acknowledged yet (a Queue item's TAKE, a task's DONE, batched or
+   * in flight): for its parent to send when it exits (context.ts), as a socket cannot be written from 'exit'.
+   */
+  unacknowledged(): UnackedEntries | undefined {
+    const ids = this.kind === 'plain' ? [...this.#taken] : [...this.#done];
+    for (const sent of this.#acksOut) ids.push(...sent);
+    return ids.length === 0 ? undefined : { stream: this.key, consumer: this.#consumer, ids };
   }
 
   /**
