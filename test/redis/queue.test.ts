@@ -960,6 +960,32 @@ whenRedis(() => {
     }
   });
 
+  t('join() with the server gone rejects within 10 s, though a taskDone() and a put wait to be sent', async () => {
+    // Each of its steps waited for the server in turn (the acknowledgement sent again until the server was taken
+    // for lost, then the count): 10.9 s (found by the SPEC review of this section: "once a server is lost, calls
+    // reject the same way within 10 s").
+    const server = await startRedis();
+    const context = await connect(server.url);
+    try {
+      const tasks = context.JoinableQueue<number>(name('join-lost'));
+      await tasks.put(1);
+      await tasks.put(2);
+      assert.is(await tasks.get({ timeout: 5_000 }), 1);
+      await server.kill9();
+      void context
+        .Queue<number>(name('join-lost-other'))
+        .put(1)
+        .catch(() => {});
+      await tasks.taskDone().catch(() => {});
+      const started = Date.now();
+      await rejects(deadline(tasks.join(), 30_000, 'join()'), ConnectionError, 'join() with the server gone');
+      assert.ok(Date.now() - started < 10_000, `join() rejected after ${Date.now() - started} ms`);
+    } finally {
+      await context.close();
+      await server.stop();
+    }
+  });
+
   t('buffers of any size round-trip, as through a local queue (64 KiB and more were refused)', async () => {
     // A local queue carries a buffer of 64 KiB or more beside the item's bytes; the Redis codec refused what
     // was carried, so a 1 MiB Buffer or an image's Float32Array could not be put (found by a SPEC audit).
