@@ -134,13 +134,13 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
 
   put(item: unknown, options: PutOptions | undefined): Promise<void> {
     const put = this.puts.put(item, options);
-    if (!this.shared && this.gets.waiting) this.updateRef(); // an item for a get of this thread: keep alive for it
+    this.#keepAliveForOwnItem();
     return put;
   }
 
   putNowait(item: unknown): void {
     this.puts.putNowait(item);
-    if (!this.shared && this.gets.waiting) this.updateRef();
+    this.#keepAliveForOwnItem();
   }
 
   get(options: WaitOptions | undefined): Promise<unknown> {
@@ -157,7 +157,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
       throw this.#wouldDeadlock('putSync() on a full queue');
     }
     this.puts.putSync(item, timeout, transfer);
-    if (!this.shared && this.gets.waiting) this.updateRef();
+    this.#keepAliveForOwnItem();
   }
 
   #wouldDeadlock(what: string): ProcessError {
@@ -370,6 +370,11 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) waiting.add(this);
     else waiting.delete(this);
     if (this.gets.waiting && !gets) failLonelyGetsAtExit();
+  }
+
+  /** This thread put an item while a get of its lonely queue waits: the port keeps the program alive for it. */
+  #keepAliveForOwnItem(): void {
+    if (!this.shared && this.gets.waiting) this.updateRef();
   }
 
   /**
