@@ -6,9 +6,13 @@
 //   cells[kPhase] is kFilling while threads arrive, kDraining while the last round's threads leave,
 //   kResetting while reset() waits for them to leave, kBroken once broken, and kActionDue when the last
 //   arrival is not the creating thread and waits for the creator to run the action (a function cannot
-//   travel between threads, so the action runs in the creating thread, inside its own wait of the round).
+//   travel between threads, so the action runs in the creating thread: inside its own wait of the round, or,
+//   when it has none, from its event loop, told by a message on its actions channel).
 //   cells[kCount] is how many threads are inside wait(); the last one out of a draining or resetting barrier
 //   sets it filling again.
+//   cells[kHasAction] is 1 while the creating thread can run the action: 0 once its barrier was collected.
+import { BroadcastChannel } from 'node:worker_threads';
+import { inspect } from 'node:util';
 import { BrokenBarrierError, describe } from '../errors.ts';
 import { checkOptions, checkTimeout } from '../options.ts';
 import { Condition, kHoldsLock } from './condition.ts';
@@ -26,7 +30,7 @@ import {
   takeAdopted,
   type NestedState,
 } from './primitive.ts';
-import { me } from './threads.ts';
+import { isDead, me, threadOf } from './threads.ts';
 
 const kPhase = 0;
 const kCount = 1;
@@ -41,11 +45,84 @@ const kMaxParties = 256;
 
 const barrierKeys = ['action', 'timeout'] as const;
 
+const creatorGone = 'the barrier broke: the thread that created it, which runs its action, has exited';
+
+/** An action, with what running it from the event loop needs (not the barrier: that must stay collectable). */
+interface ActionEntry {
+  action: () => void;
+  cells: Int32Array;
+  condition: Condition;
+}
+
 // The actions of the barriers this thread created, by serial: a barrier that travels and comes back is a new
-// object, and must still find its action here. An entry leaves when the barrier that made it is collected.
-const actions = new Map<number, () => void>();
-const forget = new FinalizationRegistry<number>((serial) => actions.delete(serial));
-let serials = 0;
+// object, and must still find its action here. An entry leaves when the barrier that made it is collected;
+// from then on its rounds run without it (kHasAction 0) rather than wait for it. Kept on globalThis, as every
+// copy of the library in a thread must number and find them alike, and listen once.
+const kActions = Symbol.for('mpthreads.barrierActions');
+interface ThreadActions {
+  serials: number;
+  entries: Map<number, ActionEntry>;
+  /** This thread's actions channel, once it created a barrier with an action. */
+  listening: BroadcastChannel | undefined;
+}
+const actions: ThreadActions = ((globalThis as typeof globalThis & { [kActions]?: ThreadActions })[kActions] ??= {
+  serials: 0,
+  entries: new Map(),
+  listening: undefined,
+});
+const forget = new FinalizationRegistry<{ serial: number; cells: Int32Array }>(({ serial, cells }) => {
+  actions.entries.delete(serial);
+  Atomics.store(cells, kHasAction, 0);
+});
+
+/** How often (ms) a last arrival waiting for the action looks whether the creating thread died or let it go. */
+const kCreatorCheck = 50;
+
+// Each thread that created a barrier with an action listens on a channel of its own, named after it: the last
+// arrival of a round that thread is not waiting in asks it there to run the action.
+const channelName = (thread: number) => `mpthreads.barrier-actions.${thread}`;
+const askers = new Map<number, BroadcastChannel>();
+
+function listenForActions(): void {
+  if (actions.listening !== undefined) return;
+  const channel = new BroadcastChannel(channelName(threadOf(me)));
+  channel.unref(); // a wait for the action keeps the program alive itself
+  channel.onmessage = (event) => {
+    const entry = actions.entries.get((event as MessageEvent).data as number);
+    if (entry !== undefined) void runDueAction(entry);
+  };
+  actions.listening = channel;
+}
+
+/** In the creating thread, from its event loop: runs the action of a round that waits for it, if it still does. */
+async function runDueAction({ action, cells, condition }: ActionEntry): Promise<void> {
+  await condition.acquire();
+  try {
+    if (Atomics.load(cells, kPhase) !== kActionDue) return; // run inside a wait of this thread, or broken
+    try {
+      action();
+      Atomics.store(cells, kPhase, kDraining);
+    } catch (error) {
+      // No wait of this thread to throw it from: the parties get BrokenBarrierError, and this is said here.
+      Atomics.store(cells, kPhase, kBroken);
+      process.stderr.write(`mpthreads: a Barrier's action threw; the barrier is broken:\n${inspect(error)}\n`);
+    }
+    condition.notifyAll();
+  } finally {
+    condition.release();
+  }
+}
+
+/** Asks thread `creator` to run the action of its barrier `serial` (a no-op if it runs it in a wait). */
+function askForAction(creator: number, serial: number): void {
+  let channel = askers.get(creator);
+  if (channel === undefined) {
+    channel = new BroadcastChannel(channelName(creator));
+    channel.unref();
+    askers.set(creator, channel);
+  }
+  channel.postMessage(serial);
+}
 
 const kFilling = 0;
 const kDraining = 1;
@@ -102,10 +179,11 @@ export class Barrier extends Primitive {
     this.#cells[kCreator] = me;
     this.#cells[kHasAction] = o.action === undefined ? 0 : 1;
     if (o.action !== undefined) {
-      const serial = ++serials;
+      const serial = ++actions.serials;
       this.#cells[kSerial] = serial;
-      actions.set(serial, o.action);
-      forget.register(this, serial);
+      actions.entries.set(serial, { action: o.action, cells: this.#cells, condition: this.#condition });
+      forget.register(this, { serial, cells: this.#cells });
+      listenForActions();
     }
   }
 
@@ -132,7 +210,7 @@ export class Barrier extends Primitive {
   /** The action, in the thread that created the barrier; undefined elsewhere. */
   get #action(): (() => void) | undefined {
     if (Atomics.load(this.#cells, kCreator) !== me) return undefined;
-    return actions.get(Atomics.load(this.#cells, kSerial));
+    return actions.entries.get(Atomics.load(this.#cells, kSerial))?.action;
   }
 
   /** This thread can run the action: it created the barrier with one. */
@@ -210,13 +288,40 @@ export class Barrier extends Primitive {
     }
   }
 
-  /** The last arrival: the action runs (here, or in the creating thread), then everyone is released. */
+  /**
+   * The last arrival: the action runs (here, or in the creating thread: in its wait of the round, or from its
+   * event loop if it has none), then everyone is released.
+   */
   *#complete(timeout: number): Generator<Step, void, boolean> {
     if (Atomics.load(this.#cells, kHasAction) === 1 && !this.#runsAction) {
+      const creator = threadOf(Atomics.load(this.#cells, kCreator));
+      if (isDead(creator)) {
+        this.#break();
+        throw new BrokenBarrierError(creatorGone);
+      }
       this.#phase = kActionDue;
       this.#condition.notifyAll();
-      const done = yield { kind: 'wait', until: () => this.#phase !== kActionDue, timeout };
-      if (!done) this.#break();
+      askForAction(creator, Atomics.load(this.#cells, kSerial));
+      // A death or a collected action notifies no one: look again every kCreatorCheck ms.
+      const end = performance.now() + timeout;
+      for (;;) {
+        const left = end - performance.now();
+        const slice = Math.max(0, Math.min(kCreatorCheck, left));
+        if (yield { kind: 'wait', until: () => this.#phase !== kActionDue, timeout: slice }) break;
+        if (Atomics.load(this.#cells, kHasAction) === 0) {
+          this.#phase = kDraining; // the creating thread let its barrier go: no action to wait for
+          this.#condition.notifyAll();
+          return;
+        }
+        if (isDead(creator)) {
+          this.#break();
+          throw new BrokenBarrierError(creatorGone);
+        }
+        if (left <= kCreatorCheck) {
+          this.#break();
+          break;
+        }
+      }
       if (this.#phase < 0) throw new BrokenBarrierError();
       return;
     }

@@ -4,7 +4,7 @@
 import * as assert from 'uvu/assert';
 import { Barrier, BrokenBarrierError, Lock, Pipe, Queue, RawArray } from '../../lib/index.ts';
 import * as sync from '../fixtures/sync-tasks.ts';
-import { openQueues, rejects, startTask, suite, throws } from '../_support/harness.ts';
+import { captureStderr, deadline, openQueues, rejects, startTask, suite, throws } from '../_support/harness.ts';
 
 const tasks = new URL('../fixtures/sync-tasks.ts', import.meta.url);
 const N = 5;
@@ -89,6 +89,75 @@ t('a barrier that travels and comes back to its creating thread still runs its a
   assert.is(ran, 1);
   await p.join();
 });
+
+t('the creating thread need not be a party: it runs the action from its event loop', async () => {
+  // Python runs the action in the last party to arrive; here it ran only in a wait of the creating thread,
+  // so with two workers as the parties every round waited for ever (or until its timeout).
+  const results = counter();
+  const barrier = new Barrier(2, { action: () => Atomics.add(results, 0, 1), timeout: 20_000 });
+  const ps = [true, false].map((blocking) => startTask(tasks, 'waitThenCount', [barrier, results, blocking]));
+  await Promise.all(ps.map((p) => deadline(p.join(), 30_000, 'the parties')));
+  assert.equal(
+    ps.map((p) => p.exitCode),
+    [0, 0],
+    'both parties passed, the action run once before',
+  );
+  assert.is(Atomics.load(results, 0), 1);
+});
+
+t('an action run from the event loop that throws breaks the barrier, and says so on stderr', async () => {
+  const barrier = new Barrier(2, {
+    action: () => {
+      throw new RangeError('action failed');
+    },
+    timeout: 20_000,
+  });
+  const pipes = [Pipe<string>(), Pipe<string>()];
+  const { result, stderr } = await captureStderr(async () => {
+    const ps = pipes.map(([, child]) => startTask(tasks, 'waitReport', [barrier, child]));
+    const reports = await Promise.all(pipes.map(([conn]) => conn.recv({ timeout: 30_000 })));
+    await Promise.all(ps.map((p) => p.join()));
+    return reports;
+  });
+  assert.equal(result, ['broken', 'broken']);
+  assert.match(stderr, /a Barrier's action threw; the barrier is broken/);
+  assert.match(stderr, /action failed/);
+});
+
+t(
+  'the creating thread exited, or dies while the action is due: the wait throws BrokenBarrierError, no hang',
+  async () => {
+    for (const block of [false, true]) {
+      const [conn, child] = Pipe<unknown>();
+      const p = startTask(tasks, 'sendBarrierWithAction', [child, block]);
+      const barrier = (await conn.recv({ timeout: 30_000 })) as Barrier;
+      if (block) {
+        // The creator is blocked, so cannot run the action, and is then terminated.
+        const waiting = barrier.wait();
+        await p.terminate();
+        const error = await rejects(deadline(waiting, 10_000, 'the wait'), BrokenBarrierError, 'a wait');
+        assert.match(error.message, /created it, which runs its action, has exited/);
+      } else {
+        await p.join();
+        const error = await rejects(deadline(barrier.wait(), 10_000, 'the wait'), BrokenBarrierError, 'a wait');
+        assert.match(error.message, /created it, which runs its action, has exited/);
+      }
+    }
+  },
+);
+
+t(
+  'a barrier whose creating thread let it go runs its rounds without the action instead of waiting for it',
+  async () => {
+    const [conn, child] = Pipe<unknown>();
+    const p = startTask(tasks, 'sendBarrierThenDropIt', [child]);
+    const barrier = (await conn.recv({ timeout: 30_000 })) as Barrier;
+    assert.is(await conn.recv({ timeout: 30_000 }), 'collected');
+    assert.is(await deadline(barrier.wait(), 10_000, 'the wait'), 0);
+    conn.send('done');
+    await p.join();
+  },
+);
 
 t("abort() and reset() right after this thread's own wait() began take effect instead of throwing", async () => {
   const barrier = new Barrier(2, { timeout: 30_000 });
