@@ -683,6 +683,15 @@ class MapCall implements Call {
   }
 }
 
+/** A run of results, a part of a chunk's: task `start + i`'s value is `values[i]`, or its error `errors.get(i)`. */
+interface ResultRun {
+  start: number;
+  values: unknown[];
+  errors: Map<number, unknown> | null;
+  /** The next of them to yield. */
+  at: number;
+}
+
 /**
  * An imap's call, and its async iterator: pulls the input into windows of tasks, yields results in order (or
  * as they come), and keeps at most kImapWindow tasks submitted and not yet consumed.
@@ -701,9 +710,14 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   #outputs = 0;
   readonly #cancel: (call: Call) => void;
   readonly #inputEnded: (call: ImapCall) => void;
-  /** Outcomes by index (ordered), or in arrival order (unordered). */
-  readonly #outcomes = new Map<number, { ok: boolean; value: unknown }>();
-  readonly #arrived: { ok: boolean; value: unknown }[] = [];
+  /**
+   * Results not yet yielded, as they came (a run is a part of a chunk's results): by their first task
+   * (ordered), or in arrival order (unordered). Kept as runs, not one entry per task: a window holds thousands.
+   */
+  readonly #runs = new Map<number, ResultRun>();
+  readonly #arrived: ResultRun[] = [];
+  /** The run being yielded. */
+  #yielding: ResultRun | undefined;
   #submitted = 0;
   #consumed = 0;
   #exhausted = false;
@@ -791,10 +805,15 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   }
 
   settle(index: number, ok: boolean, value: unknown): void {
-    this.#answered++;
-    if (this.#done) return;
-    if (this.#ordered) this.#outcomes.set(index, { ok, value });
-    else this.#arrived.push({ ok, value });
+    this.settleRun(index, [ok ? value : undefined], ok ? null : new Map([[0, value]]));
+  }
+
+  settleRun(start: number, values: unknown[], errors: Map<number, unknown> | null): void {
+    this.#answered += values.length;
+    if (this.#done || values.length === 0) return;
+    const run: ResultRun = { start, values, errors, at: 0 };
+    if (this.#ordered) this.#runs.set(start, run);
+    else this.#arrived.push(run);
     this.#wake();
   }
 
@@ -803,6 +822,15 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   }
 
   next(): Promise<IteratorResult<unknown>> {
+    // A result is here and no call is under way: no async steps (they were most of an imap's cost per task).
+    if (!this.#busy && !this.#done) {
+      const outcome = this.#take(true);
+      if (outcome !== undefined) {
+        this.#consumed++;
+        this.#fillIfRoom();
+        return Promise.resolve({ done: false, value: outcome.value });
+      }
+    }
     return this.#inTurn(this.#nextStep);
   }
 
@@ -859,7 +887,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
       const outcome = this.#take();
       if (outcome !== undefined) {
         this.#consumed++;
-        void this.#fill();
+        this.#fillIfRoom();
         if (!outcome.ok) {
           await this.#close(false);
           throw outcome.value;
@@ -877,22 +905,45 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
       const woken = new Promise<void>((resolve) => {
         this.#waiting = resolve;
       });
-      void this.#fill();
+      this.#fillIfRoom();
       await woken;
     }
   }
 
-  #take(): { ok: boolean; value: unknown } | undefined {
-    if (!this.#ordered) return this.#arrived.shift();
-    const outcome = this.#outcomes.get(this.#consumed);
-    if (outcome !== undefined) this.#outcomes.delete(this.#consumed);
-    return outcome;
+  /** The next result to yield, taken; with `onlyOk`, only if it is a value (a failure is left in place). */
+  #take(onlyOk = false): { ok: boolean; value: unknown } | undefined {
+    let run = this.#yielding;
+    if (run === undefined || run.at === run.values.length) {
+      // Ordered: the next run starts at the task to yield next (runs cover the tasks without overlap).
+      run = this.#ordered ? this.#runs.get(this.#consumed) : this.#arrived[0];
+      if (run === undefined) return undefined;
+      if (this.#ordered) this.#runs.delete(this.#consumed);
+      else this.#arrived.shift();
+      this.#yielding = run;
+    }
+    const i = run.at;
+    if (run.errors?.has(i)) {
+      if (onlyOk) return undefined;
+      run.at++;
+      return { ok: false, value: run.errors.get(i) };
+    }
+    run.at++;
+    const value = run.values[i];
+    run.values[i] = undefined; // yielded: the run no longer keeps it alive
+    return { ok: true, value };
   }
 
   #wake(): void {
     const waiting = this.#waiting;
     this.#waiting = undefined;
     waiting?.();
+  }
+
+  /** #fill(), unless it would find nothing to do (a pull is under way, or the window more than half full). */
+  #fillIfRoom(): void {
+    if (this.#pulling !== undefined || this.#ended) return;
+    if (!this.#draining && this.#submitted - this.#consumed > this.#window() / 2) return;
+    void this.#fill();
   }
 
   /** Pulls the input until the window is full (or the input ends) and submits what it pulled. */

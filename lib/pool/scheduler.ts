@@ -131,6 +131,8 @@ const kDepth = 2;
 const kShortChunkMs = 20;
 /** Aim for chunks of about this much work, once the function's cost is known. */
 const kChunkMs = 4;
+/** A job's last tasks are shared among the workers down to chunks of about this much work, no finer. */
+const kTailMs = 1;
 /** The first chunk of a function whose cost is not known yet: its tasks may be long. */
 const kFirstChunk = 1;
 /** Workers that exit before they are ready, in a row, before the pool gives up (its initializer exits). */
@@ -623,9 +625,13 @@ export class Scheduler {
     if (job.alone) size = 1;
     else {
       const cost = this.#cost.get(job.fn);
-      size = cost === undefined ? kFirstChunk : Math.ceil(kChunkMs / Math.max(cost, 1e-6));
-      // Leave work for every worker, and never under the call's chunksize.
-      size = Math.min(size, Math.ceil(remaining / this.#options.processes));
+      const perTask = Math.max(cost ?? kChunkMs, 1e-6);
+      size = cost === undefined ? kFirstChunk : Math.ceil(kChunkMs / perTask);
+      // Leave work for every worker, but not in chunks of less than kTailMs of work: finer would not even the
+      // workers out, only send more messages (an imap submits its input a window at a time, and its windows'
+      // tails were cut down to single tasks: 5,900 messages for 1,000,000 tiny tasks instead of 65 for a map).
+      // Never under the call's chunksize.
+      size = Math.min(size, Math.max(Math.ceil(remaining / this.#options.processes), Math.ceil(kTailMs / perTask)));
       size = Math.max(size, job.minChunk, 1);
     }
     size = Math.min(size, remaining, this.#quota(slot));

@@ -318,6 +318,35 @@ cpython('next() called several times at once on an imap: each gets a result, in 
 });
 
 cpython(
+  'a task failing inside a chunk: imap and imapUnordered yield the results before it, then reject with its error, then are done',
+  async () => {
+    // The results of a chunk are kept as one run (pool.ts ResultRun), the failure at its place in it.
+    const p = pool();
+    const input = [...Array<number>(500).fill(1), 2, ...Array<number>(499).fill(1)];
+    for (const ordered of [true, false]) {
+      const options = { chunksize: input.length }; // one chunk, so one worker, its results in order
+      const it = ordered ? p.imap(tasks.failOnTwo, input, options) : p.imapUnordered(tasks.failOnTwo, input, options);
+      const got: unknown[] = [];
+      const consume = (async () => {
+        for (;;) {
+          const step = await it.next();
+          if (step.done === true) return;
+          got.push(step.value);
+        }
+      })();
+      const error = await rejects(
+        deadline(consume, 20_000, 'the imap'),
+        tasks.SayWhenError,
+        ordered ? 'imap' : 'imapUnordered',
+      );
+      assert.is(error.message, 'failed on 2');
+      assert.equal(got, Array(500).fill(1), ordered ? 'imap' : 'imapUnordered');
+      assert.equal(await it.next(), { done: true, value: undefined });
+    }
+  },
+);
+
+cpython(
   'return() and throw() on an imap settle after the next() calls made before them, which get their results, as an async generator does',
   async () => {
     // return() jumped the line: the calls before it got done, with their results computed or not.
