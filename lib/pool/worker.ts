@@ -19,7 +19,7 @@ import { BatchReader } from '../wire/decode.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
 import { exported, fail, load, watchForStall } from '../worker-main.ts';
-import { runTaskEndHooks } from '../context.ts';
+import { postBufferedPuts, runTaskEndHooks } from '../context.ts';
 import {
   kProgressChunk,
   kProgressIndex,
@@ -49,7 +49,11 @@ async function poolMain(boot: BootData): Promise<void> {
   const { module, args } = await load(boot);
   process.on('exit', () => sendFinished?.());
   const [port, progress, initializer, initargs] = args as PoolWorkerArgs;
-  const send = (message: FromWorker, transfer?: readonly unknown[]) => port.postMessage(message, transfer as never[]);
+  const send = (message: FromWorker, transfer?: readonly unknown[]) => {
+    // What the tasks put before is numbered before anything the caller puts once it has this (context.ts).
+    postBufferedPuts();
+    port.postMessage(message, transfer as never[]);
+  };
   if (initializer !== null) {
     try {
       const init = exported(module, initializer, boot.module);

@@ -14,11 +14,13 @@ import {
   ClosedError,
   type Connection,
   EOFError,
+  JoinableQueue,
   Pipe,
   Pool,
   Process,
   ProcessError,
   Queue,
+  SimpleQueue,
   TimeoutError,
   WorkerLostError,
 } from '../../lib/index.ts';
@@ -1115,6 +1117,38 @@ contract(
       else if (i === 200) assert.ok(o.status === 'rejected' && o.reason instanceof RangeError, `apply ${i}`);
       else assert.ok(o.status === 'fulfilled' && (o.value as tasks.Fragile).x === i, `apply ${i}`);
     });
+  },
+);
+
+contract(
+  'what tasks put comes before what the caller puts once their call resolved: a sentinel after a map stops no consumer early',
+  async () => {
+    // A task's results went out before its buffered puts, so the caller's sentinel could be numbered first.
+    const p = pool();
+    for (const Kind of [Queue, JoinableQueue, SimpleQueue]) {
+      for (let round = 0; round < 10; round++) {
+        const q = new Kind<number | null>();
+        try {
+          await p.starmap(tasks.putFive, [
+            [q, 0],
+            [q, 100],
+            [q, 200],
+            [q, 300],
+          ]);
+          await q.put(null);
+          const got: number[] = [];
+          for (
+            let x = await deadline(q.get(), 10_000, 'a get');
+            x !== null;
+            x = await deadline(q.get(), 10_000, 'a get')
+          )
+            got.push(x);
+          assert.is(got.length, 20, `${Kind.name}, round ${round}: items before the sentinel`);
+        } finally {
+          q.close();
+        }
+      }
+    }
   },
 );
 
