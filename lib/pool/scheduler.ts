@@ -581,15 +581,16 @@ export class Scheduler {
   }
 
   /**
-   * A worker that can take a chunk of `job` now: room in its depth, not stopping; for an alone job, an idle
-   * one; for a job that moves things, a ready one.
+   * A worker that can take a chunk of `job` now: ready (started, its initializer run), room in its depth, not
+   * stopping; for an alone job, an idle one. Not one still starting: its initializer may take long, or never
+   * end, while another worker is free (Python's workers pull tasks once initialized); a task queued here goes
+   * out at the next worker's Ready. (Only beforeBlocking() puts tasks behind starting workers.)
    */
   #freeSlot(job: Job): Slot | undefined {
     const { alone } = job;
-    const ready = movesThings(job);
     let best: Slot | undefined;
     for (const slot of this.#slots) {
-      if (slot.stopping || this.#quota(slot) <= 0 || (ready && !slot.ready)) continue;
+      if (slot.stopping || this.#quota(slot) <= 0 || !slot.ready) continue;
       if (slot.chunks.length > 0 && (alone || slot.chunks[0]!.job.alone)) continue;
       if (!this.#roomBehind(slot)) continue;
       if (best === undefined || slot.chunks.length < best.chunks.length) best = slot;

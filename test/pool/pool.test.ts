@@ -887,6 +887,20 @@ contract('close(), then breaking out of an imap, starts no worker: join() resolv
   assert.ok(started >= 1 && started <= 2, `workers started: ${started}`);
 });
 
+contract('a task never waits for a worker still in its initializer while another is ready', async () => {
+  // Tasks went to workers still starting: one whose initializer blocked held its tasks (for good, here) while
+  // the other worker sat idle. Python's workers pull tasks once initialized.
+  const gate = new Int32Array(new SharedArrayBuffer(8));
+  const p = pool({ processes: 2, initializer: tasks.blockAllButFirstInit, initargs: [gate] });
+  try {
+    const names = await deadline(p.map(tasks.whoAmI, range(6), { chunksize: 1 }), 20_000, 'the map');
+    assert.is(new Set(names).size, 1, `all on the worker that is ready: ${names}`);
+  } finally {
+    Atomics.store(gate, 1, 1);
+    Atomics.notify(gate, 1);
+  }
+});
+
 contract("a task's timeout does not count its worker's start or initializer: only its own run", async () => {
   // The worker's initializer spins for 600 ms; the task itself takes 50 ms, within its 300 ms.
   const p = pool({ processes: 1, initializer: tasks.spin, initargs: [600] });
