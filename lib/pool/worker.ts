@@ -58,7 +58,7 @@ async function poolMain(boot: BootData): Promise<void> {
     try {
       const init = exported(module, initializer, boot.module);
       if (init instanceof ProcessError) throw init;
-      await init(...initargs);
+      await settleOrStall(init(...initargs), port, `initializer "${initializer}"`);
     } catch (error) {
       send({ op: PoolOp.InitFailed, error: serializeError(error, false) });
       return fail(error);
@@ -161,7 +161,7 @@ async function runChunk(
           ticker ??= setInterval(onTick, kPartMs).unref();
           awaiting = i;
           try {
-            value = await settleOrStall(value, port, chunk.fn);
+            value = await settleOrStall(value, port, `task "${chunk.fn}"`);
           } finally {
             awaiting = -1;
           }
@@ -232,13 +232,14 @@ async function runChunk(
  * task's promise can never settle, as a Process target's (worker-main.ts). The pool's port, which keeps the
  * worker alive between tasks, is unref'd meanwhile so that such a thread can be seen; it still hears the pool.
  */
-async function settleOrStall(value: PromiseLike<unknown>, port: MessagePort, fn: string): Promise<unknown> {
+async function settleOrStall(value: unknown, port: MessagePort, what: string): Promise<unknown> {
+  if (!isThenable(value)) return value;
   let unwatch!: () => void;
   const stalled = new Promise<never>((_, reject) => {
     unwatch = watchForStall(() =>
       reject(
         new ProcessError(
-          `task "${fn}" returned a promise that can never settle: its worker has nothing left to wait for (no timer, open port or I/O)`,
+          `${what} returned a promise that can never settle: its worker has nothing left to wait for (no timer, open port or I/O)`,
           ErrorCode.Deadlock,
         ),
       ),

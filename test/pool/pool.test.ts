@@ -1234,6 +1234,20 @@ contract(
   },
 );
 
+contract('an initializer whose promise can never settle fails the calls with ERR_DEADLOCK as its cause', async () => {
+  // It failed them as "3 in a row, the last with exit code 13 (does the initializer call process.exit()?)".
+  const { result: error } = await captureStderr(async () => {
+    const p = pool({ processes: 1, initializer: 'neverInit' });
+    const failed = await rejects(deadline(p.apply(tasks.sqr, [2]), 20_000, 'the call'), ProcessError, 'the call');
+    p.close();
+    await deadline(p.join(), 20_000, 'join() of the broken pool');
+    return failed;
+  });
+  assert.is(error.code, 'ERR_POOL_INITIALIZER');
+  assert.match(error.message, /initializer "neverInit" returned a promise that can never settle/);
+  assert.is((error.cause as ProcessError).code, 'ERR_DEADLOCK');
+});
+
 contract('an initializer failure read only as its worker exits fails the calls too, never a hang', async () => {
   // The worker's exit was handled before its failure message (a busy thread handles a worker's exit first):
   // the message, read then, broke the pool, and the exiting worker's task was queued again after the break had
@@ -1242,7 +1256,9 @@ contract('an initializer failure read only as its worker exits fails the calls t
   const cell = new Int32Array(new SharedArrayBuffer(4));
   const { result: error } = await captureStderr(async () => {
     const p = pool({ processes: 1, initializer: 'signalThenFailInit', initargs: [cell] });
-    const call = p.apply(tasks.sqr, [2]); // on the starting worker's list at once (it moves nothing)
+    // Queued until a worker is ready (it was on the starting worker's list at once when this test was written:
+    // then the race below re-queued it after the break).
+    const call = p.apply(tasks.sqr, [2]);
     Atomics.wait(cell, 0, 0, 30_000); // the initializer is about to throw
     // Nothing sets the cell again: a bounded block, for the worker to post its failure and exit meanwhile. (On a
     // machine slower than that, the message comes first, and the test passes without showing anything.)
