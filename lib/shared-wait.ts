@@ -4,6 +4,7 @@
 // loop. The order that makes them lose no wake-up: read the cell, then attempt, then wait for the cell to
 // differ from what was read; a writer changes the cell before it notifies, so the wait returns at once.
 import { onAbort } from './abort.ts';
+import { watchForStall } from './stall.ts';
 const kForever = 2 ** 30;
 
 /**
@@ -22,6 +23,12 @@ interface Bounds {
   slice?: number;
   /** waitUntil: false when the caller keeps the program alive itself (a ref'd port), so no timer is needed. */
   keepAlive?: boolean;
+  /**
+   * waitUntil, with no timeout or signal: the error that ends the wait once this thread has nothing left to do,
+   * when only this thread could end it (a primitive no other thread holds); undefined when another thread may
+   * end it. A wait no other thread could end keeps the program alive no longer, and fails when it runs dry.
+   */
+  lonely?: () => Error | undefined;
 }
 
 /**
@@ -33,14 +40,30 @@ export async function waitUntil(
   cells: Int32Array,
   index: number,
   attempt: () => boolean,
-  { timeout, slice = Infinity, keepAlive: keepingAlive = true }: Bounds,
+  { timeout, slice = Infinity, keepAlive: keepingAlive = true, lonely }: Bounds,
   signal: AbortSignal | undefined,
 ): Promise<boolean> {
   // An aborted signal rejects first, even when the attempt would succeed now (as Queue.get and recv() do).
   if (signal?.aborted) throw signal.reason;
   if (attempt()) return true;
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
-  const keepAlive = keepingAlive ? setInterval(() => {}, kForever) : undefined;
+  const alone = keepingAlive && timeout === Infinity && signal === undefined && lonely?.() !== undefined;
+  let keepAlive = keepingAlive && !alone ? setInterval(() => {}, kForever) : undefined;
+  let unwatch: (() => void) | undefined;
+  let stallError: Error | undefined;
+  const stalled = !alone
+    ? undefined
+    : new Promise<never>((_, reject) => {
+        unwatch = watchForStall(() => {
+          stallError = lonely?.();
+          if (stallError !== undefined) return reject(stallError);
+          // Another thread holds it now: it may end the wait, which keeps the program alive from here on.
+          unwatch?.();
+          unwatch = undefined;
+          keepAlive = setInterval(() => {}, kForever);
+        });
+      });
+  stalled?.catch(() => {});
   let unlisten: (() => void) | undefined;
   const aborted =
     signal === undefined
@@ -62,11 +85,21 @@ export async function waitUntil(
         value,
         remaining === Infinity ? undefined : Math.min(remaining, kForever),
       );
-      if (result.async) await (aborted === undefined ? result.value : Promise.race([result.value, aborted]));
+      if (!result.async) continue;
+      try {
+        await (aborted === undefined && stalled === undefined
+          ? result.value
+          : Promise.race([result.value, ...(aborted ? [aborted] : []), ...(stalled ? [stalled] : [])]));
+      } catch (error) {
+        // Ended a beforeExit listener's way, say: what it did counts.
+        if (error === stallError && attempt()) return true;
+        throw error;
+      }
     }
   } finally {
     clearInterval(keepAlive);
     unlisten?.();
+    unwatch?.();
   }
 }
 

@@ -5,6 +5,7 @@
 import { parentPort, threadId } from 'node:worker_threads';
 import { runTaskEndHooks, setImporting, setThreadContext } from './context.ts';
 import { registerEntry } from './entries.ts';
+import { watchForStall } from './stall.ts';
 import { ProcessError, describe, serializeError, ErrorCode } from './errors.ts';
 import './index.ts'; // registers every handle kind: handles may arrive later inside messages too
 import './redis/context.ts'; // and a queue on a server (its client is loaded only if one arrives)
@@ -75,13 +76,15 @@ export async function load(boot: BootData): Promise<{ module: Record<string, unk
   process.on('exit', () => recordDeath(threadId));
   if (boot.hub !== undefined) setHubPort(boot.hub);
   let module: Record<string, unknown>;
-  const unwatch = watchForStall(() =>
-    fail(
-      new ProcessError(
-        `cannot load module ${boot.module} for target "${boot.target}": its top level awaits a promise that can never settle (the thread has nothing left to wait for: no timer, open port or I/O)`,
-        ErrorCode.ModuleLoad,
+  const unwatch = watchForStall(
+    () =>
+      fail(
+        new ProcessError(
+          `cannot load module ${boot.module} for target "${boot.target}": its top level awaits a promise that can never settle (the thread has nothing left to wait for: no timer, open port or I/O)`,
+          ErrorCode.ModuleLoad,
+        ),
       ),
-    ),
+    true,
   );
   try {
     setImporting(boot.module);
@@ -128,33 +131,20 @@ export function exported(
   );
 }
 
-/**
- * Calls `onStall` if the thread is left with nothing that could settle what it awaits (no timer, port or I/O):
- * Node would end it with exit code 13 and no word. Decided a step after 'beforeExit', once every listener ran:
- * one of the task's own may schedule more work (a flush on the way out). Returns what stops the watch.
- */
-export function watchForStall(onStall: () => void): () => void {
-  const stalled = () => {
-    if (process.getActiveResourcesInfo().some((kind) => kind !== 'Immediate')) return; // 'beforeExit' comes again
-    onStall();
-  };
-  const onBeforeExit = () => setImmediate(stalled);
-  process.on('beforeExit', onBeforeExit);
-  return () => process.off('beforeExit', onBeforeExit);
-}
-
 export async function main(boot: BootData): Promise<void> {
   const { module, args } = await load(boot);
   const target = exported(module, boot.target, boot.module);
   if (target instanceof ProcessError) return fail(target);
   let failed = false;
-  const unwatch = watchForStall(() =>
-    fail(
-      new ProcessError(
-        `target "${boot.target}" of ${boot.module} returned a promise that can never settle: the thread has nothing left to wait for (no timer, open port or I/O)`,
-        ErrorCode.Deadlock,
+  const unwatch = watchForStall(
+    () =>
+      fail(
+        new ProcessError(
+          `target "${boot.target}" of ${boot.module} returned a promise that can never settle: the thread has nothing left to wait for (no timer, open port or I/O)`,
+          ErrorCode.Deadlock,
+        ),
       ),
-    ),
+    true,
   );
   try {
     await target(...args);

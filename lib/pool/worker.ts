@@ -18,7 +18,8 @@ import { isThenable } from '../thenable.ts';
 import { BatchReader } from '../wire/decode.ts';
 import { Encoder } from '../wire/encode.ts';
 import { Carrying } from '../wire/format.ts';
-import { exported, fail, load, watchForStall } from '../worker-main.ts';
+import { watchForStall } from '../stall.ts';
+import { exported, fail, load } from '../worker-main.ts';
 import { postBufferedPuts, runTaskEndHooks } from '../context.ts';
 import {
   kProgressChunk,
@@ -236,13 +237,15 @@ async function settleOrStall(value: unknown, port: MessagePort, what: string): P
   if (!isThenable(value)) return value;
   let unwatch!: () => void;
   const stalled = new Promise<never>((_, reject) => {
-    unwatch = watchForStall(() =>
-      reject(
-        new ProcessError(
-          `${what} returned a promise that can never settle: its worker has nothing left to wait for (no timer, open port or I/O)`,
-          ErrorCode.Deadlock,
+    unwatch = watchForStall(
+      () =>
+        reject(
+          new ProcessError(
+            `${what} returned a promise that can never settle: its worker has nothing left to wait for (no timer, open port or I/O)`,
+            ErrorCode.Deadlock,
+          ),
         ),
-      ),
+      true,
     );
   });
   port.unref();

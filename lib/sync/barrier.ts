@@ -13,7 +13,7 @@
 //   cells[kHasAction] is 1 while the creating thread can run the action: 0 once its barrier was collected.
 import { BroadcastChannel } from 'node:worker_threads';
 import { inspect } from 'node:util';
-import { BrokenBarrierError, describe } from '../errors.ts';
+import { BrokenBarrierError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { checkOptions, checkTimeout } from '../options.ts';
 import { Condition, kHoldsLock } from './condition.ts';
 import { Lock } from './lock.ts';
@@ -220,7 +220,17 @@ export class Barrier extends Primitive {
 
   /** Waits until all parties have called wait(); resolves with this call's arrival index. */
   async wait(timeout?: number): Promise<number> {
-    const round = this.#round(timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout'));
+    try {
+      return await this.#wait(timeout === undefined ? this.#timeout : checkTimeout(timeout, 'timeout'));
+    } catch (error) {
+      // Its Condition's wait found that no other thread holds it: say so of the barrier.
+      if (!(error instanceof ProcessError) || error.code !== ErrorCode.Deadlock) throw error;
+      throw new ProcessError(error.message.replace('wait() on a Condition', 'wait() on a Barrier'), ErrorCode.Deadlock);
+    }
+  }
+
+  async #wait(timeout: number): Promise<number> {
+    const round = this.#round(timeout);
     let input: boolean | undefined;
     let failure: { error: unknown } | undefined;
     for (;;) {

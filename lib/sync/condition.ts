@@ -18,6 +18,7 @@ import { isDead, me, threadOf } from './threads.ts';
 import { kIsMine, kReleaseAll, kRestore, kRestoreSync, Lock, type AcquireOptions, type RLock } from './lock.ts';
 import {
   checkReachable,
+  lonelyWait,
   kKind,
   kState,
   nestedState,
@@ -155,7 +156,7 @@ export class Condition extends Primitive {
         this.#cells,
         state,
         () => Atomics.load(this.#cells, state) === kNotified,
-        { timeout: ms },
+        { timeout: ms, lonely: lonelyWait(this.#cells, 'Condition', 'wait()') },
         undefined,
       );
     } finally {

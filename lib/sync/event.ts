@@ -7,7 +7,16 @@
 import { postBufferedPuts } from '../context.ts';
 import { checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
-import { checkReachable, kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
+import {
+  checkReachable,
+  lonelyWait,
+  kKind,
+  kState,
+  newCells,
+  Primitive,
+  registerPrimitive,
+  takeAdopted,
+} from './primitive.ts';
 
 const kFlag = 0;
 const kSets = 1;
@@ -66,7 +75,7 @@ export class Event extends Primitive {
         this.#cells,
         kSets,
         this.#setSince(Atomics.load(this.#cells, kSets)),
-        { timeout: ms },
+        { timeout: ms, lonely: lonelyWait(this.#cells, 'Event', 'wait()') },
         undefined,
       );
     } catch (error) {

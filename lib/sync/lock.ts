@@ -15,7 +15,7 @@ import { postBufferedPuts } from '../context.ts';
 import { ErrorCode, ProcessError } from '../errors.ts';
 import { checkOptions, checkSignal, checkTimeout } from '../options.ts';
 import { blockUntil, waitUntil } from '../shared-wait.ts';
-import { kKind, kState, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
+import { kKind, kState, lonelyWait, newCells, Primitive, registerPrimitive, takeAdopted } from './primitive.ts';
 import { isDead, me, threadOf } from './threads.ts';
 import { Turns } from './turns.ts';
 
@@ -120,7 +120,14 @@ abstract class Mutex extends Primitive {
     Atomics.add(this.#cells, kWaiters, 1);
     try {
       const left = Math.max(0, deadline - performance.now());
-      return await waitUntil(this.#cells, kOwner, attempt, { timeout: left, slice: kDeathCheck }, signal);
+      const lonely = () =>
+        !this.#recursive && Atomics.load(this.#cells, kOwner) === me
+          ? new ProcessError(
+              `acquire() on a ${this[kKind]} this thread holds can never end: this thread has nothing left to do that could release it`,
+              ErrorCode.Deadlock,
+            )
+          : lonelyWait(this.#cells, this[kKind], 'acquire()')();
+      return await waitUntil(this.#cells, kOwner, attempt, { timeout: left, slice: kDeathCheck, lonely }, signal);
     } finally {
       Atomics.sub(this.#cells, kWaiters, 1);
       this.#turns.pass();

@@ -77,6 +77,20 @@ export function checkReachable(cells: Int32Array, kind: string, what: string): v
   );
 }
 
+/**
+ * For waitUntil's `lonely`: while no other thread can reach `cells`, the ERR_DEADLOCK that ends `what` (a wait
+ * without a timeout, on a primitive of `kind`) once this thread has nothing left to do.
+ */
+export function lonelyWait(cells: Int32Array, kind: string, what: string): () => ProcessError | undefined {
+  return () =>
+    reachable.has(cells.buffer as SharedArrayBuffer)
+      ? undefined
+      : new ProcessError(
+          `${what} on a${/^[AEIOU]/.test(kind) ? 'n' : ''} ${kind} that no other thread holds can never end: this thread has nothing left to do that could (pass it to a Process first, or give a timeout)`,
+          ErrorCode.Deadlock,
+        );
+}
+
 const makers = new Map<string, () => object>();
 
 /** Says how a primitive class is rebuilt from its record: `make()` calls its constructor, which adopts. */

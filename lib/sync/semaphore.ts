@@ -17,6 +17,7 @@ import { Turns } from './turns.ts';
 import {
   checkCount,
   checkReachable,
+  lonelyWait,
   kKind,
   kState,
   newCells,
@@ -80,7 +81,8 @@ export class Semaphore extends Primitive {
     Atomics.add(this.#cells, kWaiters, 1);
     try {
       const left = Math.max(0, deadline - performance.now());
-      return await waitUntil(this.#cells, kValue, this.#attempt, { timeout: left }, signal);
+      const lonely = lonelyWait(this.#cells, this[kKind], 'acquire()');
+      return await waitUntil(this.#cells, kValue, this.#attempt, { timeout: left, lonely }, signal);
     } finally {
       Atomics.sub(this.#cells, kWaiters, 1);
       this.#turns.pass();
