@@ -17,6 +17,7 @@ import {
 } from '../lib/index.ts';
 import { deadline, openQueues, rejects, suite, throws } from './_support/harness.ts';
 import { joinedOk, start } from './_support/queue-workers.ts';
+import { runTsProgram } from './_support/run-program.ts';
 
 /** True if `promise` has settled once the event loop has turned (timers, I/O and immediates run). */
 async function settledSoon(promise: Promise<unknown>): Promise<boolean> {
@@ -349,6 +350,56 @@ t(
 
 t('an option a JoinableQueue does not take is a TypeError naming it', () => {
   assert.match(throws(() => new JoinableQueue({ maxSize: 3 } as never), TypeError).message, /unknown option "maxSize"/);
+});
+
+t('a join() only this thread could end fails with ERR_DEADLOCK once it runs dry; others end as before', async () => {
+  // It kept the program alive for good (the lifetime review's probe: killed after 25 s), where joinSync()
+  // throws ERR_DEADLOCK at the call and a lonely get() fails so.
+  const ran = await runTsProgram(
+    (lib) => `
+    import { JoinableQueue, Process, isMainThread } from ${lib};
+    const code = (error: unknown) => (error as { code?: string }).code;
+    export async function consume(q: JoinableQueue<number>): Promise<void> {
+      await q.get();
+      q.taskDone();
+    }
+    export async function joinAlone(): Promise<void> {
+      const q = new JoinableQueue<number>();
+      await q.put(1);
+      console.log('worker', await q.join().catch(code));
+    }
+    if (isMainThread) {
+      const lonely = new JoinableQueue<number>();
+      await lonely.put(1);
+      console.log('main', await lonely.join().catch(code));
+      const timed = new JoinableQueue<number>();
+      await timed.put(1);
+      setTimeout(async () => {
+        await timed.get();
+        timed.taskDone();
+      }, 20);
+      console.log('timer', await timed.join());
+      const shared = new JoinableQueue<number>();
+      await shared.put(1);
+      const joined = shared.join();
+      const daemon = new Process({ target: consume, module: import.meta.url, args: [shared], daemon: true });
+      daemon.start(); // shared after the join began, with a daemon that keeps nothing alive
+      console.log('shared', await joined);
+      const p = new Process({ target: joinAlone, module: import.meta.url });
+      p.start();
+      await p.join();
+      console.log('exit', p.exitCode);
+    }
+  `,
+  );
+  assert.is(ran.code, 0, ran.stderr);
+  assert.equal(ran.stdout.trim().split('\n'), [
+    'main ERR_DEADLOCK',
+    'timer undefined',
+    'shared undefined',
+    'worker ERR_DEADLOCK',
+    'exit 0',
+  ]);
 });
 
 t.run();

@@ -16,7 +16,7 @@ import { postAllPuts } from '../context.ts';
 import { ClosedError, Empty, ErrorCode, ProcessError } from '../errors.ts';
 import { WIRE_TAG, type WireHandle } from '../handles.ts';
 import type { WaitOptions } from '../options.ts';
-import { blockUntil, waitForCell } from '../shared-wait.ts';
+import { blockUntil, waitForCell, waitUntil } from '../shared-wait.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
 import {
   diff,
@@ -104,6 +104,8 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   joinCancelled = false;
   /** join() calls waiting on this holder; close() rejects them. */
   readonly #joins = new Set<AbortController>();
+  /** Those of them with no timeout and no signal: only this thread's taskDone() may end them while not shared. */
+  readonly #joinsForGood = new Set<AbortController>();
 
   constructor(
     kind: QueueKind,
@@ -259,13 +261,16 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     }
     const closing = new AbortController();
     this.#joins.add(closing);
+    if (timeout === Infinity && signal === undefined) this.#joinsForGood.add(closing);
     this.updateRef();
     try {
       // The unfinished count spans two cells, so wait on kJoinWake, bumped whenever it may have reached 0.
       const both = signal === undefined ? closing.signal : AbortSignal.any([signal, closing.signal]);
-      return await waitForCell(cells, kJoinWake, () => unfinished(cells) <= 0, timeout, both);
+      // The port keeps the program alive meanwhile (updateRef), unless only this thread could end the wait.
+      return await waitUntil(cells, kJoinWake, () => unfinished(cells) <= 0, { timeout, keepAlive: false }, both);
     } finally {
       this.#joins.delete(closing);
+      this.#joinsForGood.delete(closing);
       this.updateRef();
     }
   }
@@ -365,11 +370,17 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   updateRef(): void {
     if (this.closed) return;
     const gets = this.gets.waiting && !this.#lonely();
-    if (gets || this.puts.waiting || this.#joins.size > 0) this.port.ref();
+    const joins = this.#joins.size > 0 && !this.#lonelyJoins();
+    if (gets || this.puts.waiting || joins) this.port.ref();
     else this.port.unref();
     if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) waiting.add(this);
     else waiting.delete(this);
-    if (this.gets.waiting && !gets) failLonelyGetsAtExit();
+    if ((this.gets.waiting && !gets) || (this.#joins.size > 0 && !joins)) failLonelyGetsAtExit();
+  }
+
+  /** Every join() waits for good on a queue no other thread holds: only this thread's taskDone() could end them. */
+  #lonelyJoins(): boolean {
+    return !this.shared && this.#joins.size > 0 && this.#joinsForGood.size === this.#joins.size;
   }
 
   /** This thread put an item while a get of its lonely queue waits: the port keeps the program alive for it. */
@@ -390,7 +401,15 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
    * is no longer lonely (the queue was shared since, or an item came) keeps the thread alive for it again.
    */
   failLonelyGets(): void {
-    if (this.closed || !this.gets.waiting) return;
+    if (this.closed) return;
+    if (this.#lonelyJoins() && unfinished(this.queueCells) > 0) {
+      const error = new ProcessError(
+        'join() on a queue with unfinished tasks that no other thread holds would wait forever: this thread has nothing left that could call taskDone() (pass the queue to a Process first, or give a timeout)',
+        ErrorCode.Deadlock,
+      );
+      for (const join of this.#joinsForGood) join.abort(error);
+    } else if (this.#joins.size > 0) this.updateRef();
+    if (!this.gets.waiting) return;
     if (!this.#lonely()) {
       this.updateRef();
       return;
