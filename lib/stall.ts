@@ -11,11 +11,13 @@
 /** Each watch, and whether it is a last resort (a whole task's). */
 const watches = new Map<() => void, boolean>();
 
-/** How many resources of each kind the thread has (listed ones need not keep it alive: a piped stdout does not). */
+/**
+ * How many resources of each kind the thread has (listed ones need not keep it alive: a piped stdout does not).
+ * The immediate running this count is not among them; one a listener queued after it is.
+ */
 function resources(): Map<string, number> {
   const counts = new Map<string, number>();
-  for (const kind of process.getActiveResourcesInfo())
-    if (kind !== 'Immediate') counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  for (const kind of process.getActiveResourcesInfo()) counts.set(kind, (counts.get(kind) ?? 0) + 1);
   return counts;
 }
 

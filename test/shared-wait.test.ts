@@ -46,6 +46,9 @@ t(
       const atExit = new Event();
       process.once('beforeExit', () => atExit.set());
       console.log('beforeExit', await atExit.wait());
+      const atExitLater = new Event();
+      process.once('beforeExit', () => setImmediate(() => atExitLater.set()));
+      console.log('beforeExit immediate', await atExitLater.wait());
       const shared = new Event();
       const waiting = shared.wait();
       const daemon = new Process({ target: setLater, module: import.meta.url, args: [shared], daemon: true });
@@ -64,6 +67,7 @@ t(
       `main ${deadlocks}`,
       'timer true',
       'beforeExit true',
+      'beforeExit immediate true',
       'shared true',
       `worker ${deadlocks}`,
       'exit 0',
