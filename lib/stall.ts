@@ -6,10 +6,12 @@
 //   One 'beforeExit' listener per copy of this module while any watch is on, none once all are off (its
 //   setImmediate would keep a dry loop turning for ever); never one per watch (past ten Node warns). A watch is
 //   called at most once per dry loop, a step after 'beforeExit', once every listener ran (one of them may
-//   schedule more work: a flush on the way out).
+//   schedule more work: a flush on the way out), and only for a dry loop that came after it began.
 
-/** Each watch, and whether it is a last resort (a whole task's). */
-const watches = new Map<() => void, boolean>();
+/** Each watch: whether it is a last resort (a whole task's), and the dry loop it began after. */
+const watches = new Map<() => void, { last: boolean; since: number }>();
+/** Dry loops ('beforeExit') seen. A check is for the watches that began before its loop ran dry. */
+let dryLoops = 0;
 
 /**
  * How many resources of each kind the thread has (listed ones need not keep it alive: a piped stdout does not).
@@ -25,12 +27,15 @@ function onBeforeExit(): void {
   if (watches.size === 0) return;
   // The loop is dry now; the listeners may start something: a resource more than now, then.
   const dry = resources();
+  const loop = ++dryLoops;
   setImmediate(() => {
     for (const [kind, n] of resources()) if (n > (dry.get(kind) ?? 0)) return; // 'beforeExit' comes again
-    // The waits first: a task whose wait fails may handle that and go on. Its own watch, only if none was on.
-    const waits = [...watches].filter(([, last]) => !last).map(([watch]) => watch);
-    const due = waits.length > 0 ? waits : [...watches.keys()];
-    for (const onStall of due) if (watches.has(onStall)) onStall();
+    // The waits first: a task whose wait fails may handle that and go on. Its own watch, only if none is on.
+    // Not a wait that began since the loop ran dry (a listener's work ended the waits it was for, and the code
+    // went on to wait again): the next dry loop tells about it.
+    const waiting = [...watches.values()].some(({ last }) => !last);
+    const due = [...watches].filter(([, { last, since }]) => since < loop && (!waiting || !last));
+    for (const [onStall] of due) if (watches.has(onStall)) onStall();
   });
 }
 
@@ -43,7 +48,7 @@ export function watchForStall(onStall: () => void, lastResort = false): () => vo
   // First of the listeners: its count of resources must come before any other starts something.
   if (watches.size === 0) process.prependListener('beforeExit', onBeforeExit);
   const watch = () => onStall();
-  watches.set(watch, lastResort);
+  watches.set(watch, { last: lastResort, since: dryLoops });
   return () => {
     if (watches.delete(watch) && watches.size === 0) process.off('beforeExit', onBeforeExit);
   };
