@@ -165,8 +165,13 @@ export class Pool {
     const initializer = o.initializer === undefined ? null : functionName(o.initializer, 'options.initializer');
     const name = (o.name as string | undefined) ?? 'PoolWorker';
     const shared = [...ends].map((end) => new SharedEnd(end, name));
+    const self = new WeakRef(this); // the scheduler must not keep the pool alive
     try {
       this.#scheduler = new Scheduler({
+        submitPending: () => {
+          const pool = self.deref();
+          if (pool !== undefined) pool.#flushOpen();
+        },
         ...(shared.length === 0 ? {} : { starting: (start: () => void) => startSharing(shared, start) }),
         module,
         processes,

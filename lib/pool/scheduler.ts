@@ -144,6 +144,8 @@ export interface SchedulerOptions {
    * call before the worker is stopped, and when it exits.
    */
   starting?: (start: () => void) => () => void;
+  /** Submits what the caller holds back for a moment (a batch of applies): called before this thread blocks. */
+  submitPending?: () => void;
   module: string;
   processes: number;
   initializer: string | null;
@@ -228,6 +230,7 @@ export class Scheduler {
    */
   beforeBlocking(): void {
     if (this.#state === 'terminated' || this.#broken !== undefined) return;
+    this.#options.submitPending?.();
     this.#readPosted();
     this.#pump();
     this.#pump((job) => this.#slotBehind(job));

@@ -14,6 +14,7 @@ import {
   ClosedError,
   type Connection,
   EOFError,
+  Event,
   JoinableQueue,
   Pipe,
   Pool,
@@ -1415,6 +1416,17 @@ contract(
     }
   },
 );
+
+contract('an applyAsync with plain arguments made just before a blocking wait runs during it', async () => {
+  // Such calls travel together until the thread yields (the open batch): the blocking wait came first, so the
+  // task ran only after it (waitSync false after its whole timeout, found by the diff review). Calls carrying
+  // a handle were sent at once, so the README's own example worked.
+  const event = new Event();
+  const p = pool({ initializer: tasks.saveEvent, initargs: [event] });
+  const call = p.applyAsync(tasks.setSavedEvent);
+  assert.is(event.waitSync(15_000), true, 'set by the task during the wait');
+  assert.is(await call, 1);
+});
 
 contract('a closing pool does not start workers while its last task runs on another', async () => {
   // One long task on one worker, the other idle, then close(): the idle worker is told to stop. Its exit
