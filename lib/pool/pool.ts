@@ -102,6 +102,12 @@ const kFirstWindow = 64;
 const kOpenItems = 8192;
 
 /**
+ * A pool dropped without close(): its workers are closed, as Python's Pool is terminated when collected. The
+ * tasks it still holds keep it reachable (their calls, an imap), so only an idle pool is ever collected.
+ */
+const dropped = new FinalizationRegistry<Scheduler>((scheduler) => scheduler.close());
+
+/**
  * A pool of worker threads running exported functions, Python's `multiprocessing.Pool`.
  *
  * @example
@@ -185,6 +191,7 @@ export class Pool {
       for (const end of shared) end.cancel();
       throw error;
     }
+    dropped.register(this, this.#scheduler);
     if (shared.length > 0)
       void this.#scheduler.allExited.then(() => {
         for (const end of shared) end.poolEnded();

@@ -6,6 +6,8 @@
 // Synchronisation is by handshake (a Pipe message from the task), never by sleeping; durations are checked
 // only against generous upper bounds.
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { MessageChannel } from 'node:worker_threads';
 import * as assert from 'uvu/assert';
 import {
@@ -1426,6 +1428,30 @@ contract('an applyAsync with plain arguments made just before a blocking wait ru
   const call = p.applyAsync(tasks.setSavedEvent);
   assert.is(event.waitSync(15_000), true, 'set by the task during the wait');
   assert.is(await call, 1);
+});
+
+contract('a pool dropped without close() has its workers closed once it is collected', async () => {
+  // Each kept its workers for the rest of the program: 200 dropped pools, 200 more threads and 2 GB (found by
+  // the lifetime review). Python's Pool is terminated when collected.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const poolWorkers = () => activeChildren().filter((c) => c.name.startsWith('DroppedPool')).length;
+  await (async () => {
+    for (let i = 0; i < 6; i++) {
+      const dropped = new Pool({ module, processes: 1, name: 'DroppedPool' });
+      assert.is(await dropped.apply(tasks.sqr, [i]), i * i);
+    }
+  })();
+  assert.is(poolWorkers(), 6);
+  await eventually(
+    () => {
+      gc();
+      return poolWorkers() <= 1; // the last may still be held by the call's frame
+    },
+    20_000,
+    "the dropped pools' workers exiting",
+    50,
+  );
 });
 
 contract('a closing pool does not start workers while its last task runs on another', async () => {
