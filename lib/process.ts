@@ -6,6 +6,7 @@
 //     ended (-15/-9) rather than Node's generic 1.
 //   Handles in args are told they moved (commit) only after the Worker constructor accepted the args.
 //   A running Process is in this thread's `running` set; it leaves on 'exit'.
+import { inspect } from 'node:util';
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -376,6 +377,20 @@ export class Process<T extends ProcessTarget | string = ProcessTarget | string> 
   /** @internal */
   get [Symbol.toStringTag](): string {
     return `Process ${this.#name}`;
+  }
+
+  /** What console.log shows: Python's repr, `<Process name='Process-1' pid=3 stopped exitcode=0>`. */
+  [inspect.custom](): string {
+    const parts = [`name=${inspect(this.#name)}`];
+    if (this.#closed) parts.push('closed');
+    else if (this.#worker === undefined) parts.push('initial');
+    else {
+      parts.push(`pid=${this.#pid}`);
+      if (this.#exitCode === null) parts.push('started');
+      else parts.push('stopped', `exitcode=${this.#exitCode}`);
+    }
+    if (this.#daemon) parts.push('daemon');
+    return `<Process ${parts.join(' ')}>`;
   }
 }
 

@@ -7,6 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { inspect } from 'node:util';
 import * as assert from 'uvu/assert';
 import {
   BufferTooShort,
@@ -351,6 +352,16 @@ cpython(
   },
   60_000,
 );
+
+cpython("console.log shows a Process as Python's repr does: name, pid, state, exit code", async () => {
+  const p = track(new Process({ target: 'exitWith', module: tasks, args: [3], name: 'shown' }));
+  assert.is(inspect(p), "<Process name='shown' initial>");
+  p.start();
+  await p.join();
+  assert.is(inspect(p), `<Process name='shown' pid=${p.pid} stopped exitcode=3>`);
+  p.close();
+  assert.is(inspect([p]), "[ <Process name='shown' closed> ]");
+});
 
 cpython(
   'test_close: close() throws while running; afterwards the object refuses use; start() twice throws',

@@ -12,6 +12,7 @@
 //   #state goes running -> closed (close) or terminated (terminate), never back.
 import { onAbort } from '../abort.ts';
 import { availableParallelism } from 'node:os';
+import { inspect } from 'node:util';
 import { Connection } from '../connection.ts';
 import { ClosedError, describe, ErrorCode, ProcessError } from '../errors.ts';
 import { abort, captureItem, captureToWait, isHandle, marshalHandles, type Handle } from '../handles.ts';
@@ -201,6 +202,11 @@ export class Pool {
   /** How many workers the pool keeps. */
   get processes(): number {
     return this.#scheduler.processes;
+  }
+
+  /** What console.log shows: Python's repr, `<Pool state=running processes=4>`. */
+  [inspect.custom](): string {
+    return `<Pool state=${this.#state} processes=${this.processes}>`;
   }
 
   /** Runs `fn(...args)` in a worker and resolves with what it returns (or what its promise resolves to). */

@@ -6,6 +6,7 @@
 // Synchronisation is by handshake (a Pipe message from the task), never by sleeping; durations are checked
 // only against generous upper bounds.
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { MessageChannel } from 'node:worker_threads';
@@ -1452,6 +1453,13 @@ contract('a pool dropped without close() has its workers closed once it is colle
     "the dropped pools' workers exiting",
     50,
   );
+});
+
+contract("console.log shows a pool as Python's repr does: its state and size", async () => {
+  const p = pool({ processes: 2 });
+  assert.is(inspect(p), '<Pool state=running processes=2>');
+  p.close();
+  assert.is(inspect(p), '<Pool state=closed processes=2>');
 });
 
 contract('a closing pool does not start workers while its last task runs on another', async () => {
