@@ -103,8 +103,8 @@ const kFirstWindow = 64;
 const kOpenItems = 8192;
 
 /**
- * A pool dropped without close(): its workers are closed, as Python's Pool is terminated when collected. The
- * tasks it still holds keep it reachable (their calls, an imap), so only an idle pool is ever collected.
+ * A pool dropped without close(): its workers are closed, as Python's Pool is terminated when collected. Its
+ * pending calls do not keep it reachable (an imap does): close() lets their tasks finish and their callbacks run.
  */
 const dropped = new FinalizationRegistry<Scheduler>((scheduler) => scheduler.close());
 
@@ -126,6 +126,8 @@ export class Pool {
   #mapEncoderBusy = false;
   /** Applies captured since the thread last yielded, for one function. */
   #open: { fn: string; encoder: Encoder; calls: ApplyCall[] } | undefined;
+  /** An item is being captured into #open (its getters run now). */
+  #filling = false;
   #openScheduled = false;
   /** imaps whose input is not read to its end: close() reads the rest of it, as Python's imap submits it all. */
   readonly #imaps = new Set<ImapCall>();
@@ -177,7 +179,7 @@ export class Pool {
       this.#scheduler = new Scheduler({
         submitPending: () => {
           const pool = self.deref();
-          if (pool !== undefined) pool.#flushOpen();
+          if (pool !== undefined && !pool.#filling) pool.#flushOpen();
         },
         ...(shared.length === 0 ? {} : { starting: (start: () => void) => startSharing(shared, start) }),
         module,
@@ -383,7 +385,15 @@ export class Pool {
         open = undefined;
       }
       open ??= this.#open = { fn: name, encoder: new Encoder({ isHandle }), calls: [] };
-      const carrying = open.encoder.put(taskArgs);
+      // A getter of the arguments may block (a waitSync): the pre-blocking hook must not hand over this batch
+      // while it is being filled (submitPending).
+      this.#filling = true;
+      let carrying: Carrying;
+      try {
+        carrying = open.encoder.put(taskArgs);
+      } finally {
+        this.#filling = false;
+      }
       if (carrying >= Carrying.Cloned) {
         const lone = open.encoder.takeLast(undefined);
         this.#flushOpen();

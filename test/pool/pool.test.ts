@@ -1462,6 +1462,21 @@ contract("console.log shows a pool as Python's repr does: its state and size", a
   assert.is(inspect(p), '<Pool state=closed processes=2>');
 });
 
+contract('an apply whose argument blocks while it is captured still runs, in its place among the others', async () => {
+  // The wait ran the pre-blocking hook, which handed over the batch being filled: the call was added to it
+  // afterwards and never sent (found by the last review, in e7122d4's change).
+  const p = pool({ processes: 1 });
+  const event = new Event();
+  const blocking = {
+    get x() {
+      event.waitSync(5);
+      return 'x';
+    },
+  };
+  const calls = [p.apply(tasks.identity, [1]), p.apply(tasks.identity, [blocking]), p.apply(tasks.identity, [3])];
+  assert.equal(await deadline(Promise.all(calls), 20_000, 'the three calls'), [1, { x: 'x' }, 3]);
+});
+
 contract('a closing pool does not start workers while its last task runs on another', async () => {
   // One long task on one worker, the other idle, then close(): the idle worker is told to stop. Its exit
   // started a replacement, which found nothing to do and stopped in turn, in a loop (16 workers for one 2 s task).
