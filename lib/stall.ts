@@ -23,19 +23,30 @@ function resources(): Map<string, number> {
   return counts;
 }
 
+/** The thread has more of some resource than it had when its loop ran dry (`dry`). */
+function grew(dry: Map<string, number>): boolean {
+  for (const [kind, n] of resources()) if (n > (dry.get(kind) ?? 0)) return true;
+  return false;
+}
+
 function onBeforeExit(): void {
   if (watches.size === 0) return;
   // The loop is dry now; the listeners may start something: a resource more than now, then.
   const dry = resources();
   const loop = ++dryLoops;
   setImmediate(() => {
-    for (const [kind, n] of resources()) if (n > (dry.get(kind) ?? 0)) return; // 'beforeExit' comes again
+    if (grew(dry)) return; // 'beforeExit' comes again
     // The waits first: a task whose wait fails may handle that and go on. Its own watch, only if none is on.
     // Not a wait that began since the loop ran dry (a listener's work ended the waits it was for, and the code
     // went on to wait again): the next dry loop tells about it.
     const waiting = [...watches.values()].some(({ last }) => !last);
     const due = [...watches].filter(([, { last, since }]) => since < loop && (!waiting || !last));
-    for (const [onStall] of due) if (watches.has(onStall)) onStall();
+    for (const [onStall] of due) {
+      if (!watches.has(onStall)) continue;
+      // One before may have found its wait shared now and kept the thread alive for it: not dry any more.
+      if (onStall !== due[0]?.[0] && grew(dry)) return;
+      onStall();
+    }
   });
 }
 

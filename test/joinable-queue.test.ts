@@ -357,11 +357,15 @@ t('a join() only this thread could end fails with ERR_DEADLOCK once it runs dry;
   // throws ERR_DEADLOCK at the call and a lonely get() fails so.
   const ran = await runTsProgram(
     (lib) => `
-    import { JoinableQueue, Process, isMainThread } from ${lib};
+    import { Event, JoinableQueue, Process, isMainThread } from ${lib};
     const code = (error: unknown) => (error as { code?: string }).code;
     export async function consume(q: JoinableQueue<number>): Promise<void> {
       await q.get();
       q.taskDone();
+    }
+    export async function setLater(event: Event): Promise<void> {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      event.set();
     }
     export async function joinAlone(): Promise<void> {
       const q = new JoinableQueue<number>();
@@ -385,6 +389,19 @@ t('a join() only this thread could end fails with ERR_DEADLOCK once it runs dry;
       const daemon = new Process({ target: consume, module: import.meta.url, args: [shared], daemon: true });
       daemon.start(); // shared after the join began, with a daemon that keeps nothing alive
       console.log('shared', await joined);
+      // Its taskDone() waits on an Event that a worker started after it sets: the join must wait too.
+      const afterEvent = new JoinableQueue<number>();
+      await afterEvent.put(1);
+      await afterEvent.get();
+      const event = new Event();
+      void event.wait().then(() => afterEvent.taskDone());
+      new Process({ target: setLater, module: import.meta.url, args: [event], daemon: true }).start();
+      console.log('after an event', await afterEvent.join());
+      const atExit = new JoinableQueue<number>();
+      await atExit.put(1);
+      await atExit.get();
+      process.once('beforeExit', () => atExit.taskDone());
+      console.log('beforeExit', await atExit.join());
       const p = new Process({ target: joinAlone, module: import.meta.url });
       p.start();
       await p.join();
@@ -397,6 +414,8 @@ t('a join() only this thread could end fails with ERR_DEADLOCK once it runs dry;
     'main ERR_DEADLOCK',
     'timer undefined',
     'shared undefined',
+    'after an event undefined',
+    'beforeExit undefined',
     'worker ERR_DEADLOCK',
     'exit 0',
   ]);

@@ -17,6 +17,7 @@ import { ClosedError, Empty, ErrorCode, ProcessError } from '../errors.ts';
 import { WIRE_TAG, type WireHandle } from '../handles.ts';
 import type { WaitOptions } from '../options.ts';
 import { blockUntil, waitForCell, waitUntil } from '../shared-wait.ts';
+import { watchForStall } from '../stall.ts';
 import type { QueueBackend, QueueKind } from './backend.ts';
 import {
   diff,
@@ -67,14 +68,23 @@ const kExitSyncMs = 5_000;
 /** Holders something waits on: kept alive while it does. */
 const waiting = new Set<Holder>();
 
-/** Once per thread: when its event loop runs dry, the gets that only its own code could end fail (ERR_DEADLOCK). */
-let listeningForDryLoop = false;
-function failLonelyGetsAtExit(): void {
-  if (listeningForDryLoop) return;
-  listeningForDryLoop = true;
-  process.on('beforeExit', () => {
-    for (const holder of [...waiting]) holder.failLonelyGets();
-  });
+/**
+ * Holders with a get or join that only this thread's own code could end. While there are any, one stall watch
+ * (stall.ts, as the primitives' lonely waits use) fails them once the thread's event loop runs dry.
+ */
+const lonelyHolders = new Set<Holder>();
+let unwatchLonely: (() => void) | undefined;
+function watchLonely(holder: Holder, lonely: boolean): void {
+  if (lonely) lonelyHolders.add(holder);
+  else lonelyHolders.delete(holder);
+  if (lonelyHolders.size > 0) {
+    unwatchLonely ??= watchForStall(() => {
+      for (const each of [...lonelyHolders]) each.failLonelyGets();
+    });
+  } else if (unwatchLonely !== undefined) {
+    unwatchLonely();
+    unwatchLonely = undefined;
+  }
 }
 /** Closes the port of a facade that was collected without close(). */
 const dropped = new FinalizationRegistry<MessagePort>((port) => port.close());
@@ -375,7 +385,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     else this.port.unref();
     if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) waiting.add(this);
     else waiting.delete(this);
-    if ((this.gets.waiting && !gets) || (this.#joins.size > 0 && !joins)) failLonelyGetsAtExit();
+    watchLonely(this, (this.gets.waiting && !gets) || (this.#joins.size > 0 && !joins));
   }
 
   /** Every join() waits for good on a queue no other thread holds: only this thread's taskDone() could end them. */
@@ -431,6 +441,7 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (this.closed) return;
     this.puts.close(error); // flushes first
     this.closed = true;
+    watchLonely(this, false);
     this.gets.close(error);
     for (const join of this.#joins) join.abort(error);
     waiting.delete(this);
