@@ -1078,6 +1078,10 @@ contract(
         conn.send(q); // shared after the get began: the parent puts
         conn.send(await got);
       }
+      export async function getOne(q: Queue<number>) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await q.get();
+      }
       export async function putLater(q: Queue<number>) {
         await new Promise((resolve) => setTimeout(resolve, 50));
         await q.put(7);
@@ -1113,6 +1117,16 @@ contract(
         await p.join();
         console.log(p.exitCode, code(p.error));
         console.log(await new Queue<number>().get().catch(code));
+        const full = new Queue<number>({ maxsize: 1 }); // a put waits for a slot only this thread could free
+        await full.put(1);
+        console.log(await full.put(2).catch(code));
+        setTimeout(() => full.get(), 20); // ... and this thread frees it
+        console.log(await full.put(3));
+        const fullShared = new Queue<number>({ maxsize: 1 });
+        await fullShared.put(1);
+        const putting = fullShared.put(2);
+        new Process({ target: getOne, module: import.meta.url, args: [fullShared], daemon: true }).start();
+        console.log(await putting);
       }
     `,
     );
@@ -1128,6 +1142,9 @@ contract(
       '7',
       '1 ERR_DEADLOCK',
       'ERR_DEADLOCK',
+      'ERR_DEADLOCK',
+      'undefined',
+      'undefined',
     ]);
   },
 );

@@ -79,7 +79,7 @@ function watchLonely(holder: Holder, lonely: boolean): void {
   else lonelyHolders.delete(holder);
   if (lonelyHolders.size > 0) {
     unwatchLonely ??= watchForStall(() => {
-      for (const each of [...lonelyHolders]) each.failLonelyGets();
+      for (const each of [...lonelyHolders]) each.failLonelyWaits();
     });
   } else if (unwatchLonely !== undefined) {
     unwatchLonely();
@@ -381,11 +381,17 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
     if (this.closed) return;
     const gets = this.gets.waiting && !this.#lonely();
     const joins = this.#joins.size > 0 && !this.#lonelyJoins();
-    if (gets || this.puts.waiting || joins) this.port.ref();
+    const puts = this.puts.waiting && !this.#lonelyPuts();
+    if (gets || puts || joins) this.port.ref();
     else this.port.unref();
     if (this.gets.waiting || this.puts.waiting || this.#joins.size > 0) waiting.add(this);
     else waiting.delete(this);
-    watchLonely(this, (this.gets.waiting && !gets) || (this.#joins.size > 0 && !joins));
+    watchLonely(this, (this.gets.waiting && !gets) || (this.puts.waiting && !puts) || (this.#joins.size > 0 && !joins));
+  }
+
+  /** Every put waits for good for a slot of a full queue no other thread holds: only this thread's get could free one. */
+  #lonelyPuts(): boolean {
+    return !this.shared && this.puts.waitingForGood && size(this.queueCells) >= this.maxsize;
   }
 
   /** Every join() waits for good on a queue no other thread holds: only this thread's taskDone() could end them. */
@@ -407,10 +413,11 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
   }
 
   /**
-   * The thread has nothing left to do (its event loop ran dry): gets that only it could end fail now. One that
-   * is no longer lonely (the queue was shared since, or an item came) keeps the thread alive for it again.
+   * The thread has nothing left to do (its event loop ran dry): gets, puts and joins that only it could end
+   * fail now. One that is no longer lonely (the queue was shared since, an item or a slot came, the tasks were
+   * done) keeps the thread alive for it again.
    */
-  failLonelyGets(): void {
+  failLonelyWaits(): void {
     if (this.closed) return;
     if (this.#lonelyJoins() && unfinished(this.queueCells) > 0) {
       const error = new ProcessError(
@@ -419,6 +426,14 @@ export class Holder implements QueueBackend, PutHolder, GetHolder {
       );
       for (const join of this.#joinsForGood) join.abort(error);
     } else if (this.#joins.size > 0) this.updateRef();
+    if (this.#lonelyPuts()) {
+      this.puts.failWaiting(
+        new ProcessError(
+          'put() on a full queue that no other thread holds would wait forever: this thread has nothing left that could get (pass the queue to a Process first, or give a timeout)',
+          ErrorCode.Deadlock,
+        ),
+      );
+    } else if (this.puts.waiting) this.updateRef();
     if (!this.gets.waiting) return;
     if (!this.#lonely()) {
       this.updateRef();

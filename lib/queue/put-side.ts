@@ -99,6 +99,8 @@ interface BlockedPut {
   captured: Captured | undefined;
   resolve: () => void;
   reject: (error: unknown) => void;
+  /** No timeout and no signal: nothing but a slot ends it. */
+  forGood: boolean;
   timer: NodeJS.Timeout | undefined;
   /** Stops listening for the put's signal. */
   unlisten: (() => void) | undefined;
@@ -135,6 +137,18 @@ export class PutSide {
   /** Puts wait for a slot: the holder's port must keep the program alive. */
   get waiting(): boolean {
     return this.#blocked.length > 0 || this.#draining;
+  }
+
+  /** Every put that waits for a slot waits for good (no timeout, no signal). */
+  get waitingForGood(): boolean {
+    return this.#blocked.length > 0 && this.#blocked.every((blocked) => blocked.forGood);
+  }
+
+  /** The puts waiting for a slot reject with `error`: nothing could ever free one. */
+  failWaiting(error: unknown): void {
+    for (const blocked of this.#blocked.splice(0)) this.#giveUp(blocked, error);
+    wakeRoom(this.#holder.queueCells); // ends the drain loop's wait
+    this.#holder.updateRef();
   }
 
   put(item: unknown, options: PutOptions | undefined): Promise<void> {
@@ -191,6 +205,7 @@ export class PutSide {
         captured,
         resolve,
         reject,
+        forGood: timeout === Infinity && signal === undefined,
         timer: undefined,
         unlisten: undefined,
       };
