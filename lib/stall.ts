@@ -44,7 +44,7 @@ function onBeforeExit(): void {
     for (const [onStall] of due) {
       if (!watches.has(onStall)) continue;
       // One before may have found its wait shared now and kept the thread alive for it: not dry any more.
-      if (onStall !== due[0]?.[0] && grew(dry)) return;
+      if (grew(dry)) return;
       onStall();
     }
   });
