@@ -8,6 +8,9 @@
 // once the threads are up and one item went round, and each heap at the end. One mode per process, so run them
 // alternately:
 //   npm run build && for i in 1 2; do for m in mp raw raw+thread raw-await+thread; do node bench/pipeline-rss.mjs $m; done; done
+// With `--ts` (under tsx: `npx tsx bench/pipeline-rss.mjs mp --ts`), the stage is TypeScript
+// (bench/tasks/pipeline-stage.ts): mpthreads compiles it in the parent; the raw Worker registers tsx itself.
+// Without it, under tsx, the raw stage is this JavaScript file (its worker inherits tsx's flags, as Node does).
 import { MessageChannel, Worker, isMainThread, workerData } from 'node:worker_threads';
 // biome-ignore lint/suspicious/noTsIgnore: dist/ exists only after `npm run build` (an expect-error would fail once it does).
 // @ts-ignore -- dist/ exists only after `npm run build`.
@@ -60,11 +63,21 @@ if (!isMainThread && workerData?.idle) {
   } else input.on('message', (/** @type {unknown} */ m) => output.postMessage(m));
 } else if (isMainThread) {
   const modeArg = process.argv[2] ?? '';
+  const ts = process.argv.includes('--ts');
+  const stageModule = ts ? new URL('./tasks/pipeline-stage.ts', import.meta.url) : new URL(import.meta.url);
+  /** A raw stage Worker: this file, or the TypeScript stage through a worker that registers tsx. */
+  const rawStage = (/** @type {import('node:worker_threads').WorkerOptions} */ options) =>
+    ts
+      ? new Worker(new URL('./tasks/tsx-worker.mjs', import.meta.url), {
+          ...options,
+          workerData: { ...options.workerData, module: stageModule.href },
+        })
+      : new Worker(stageModule, options);
   const idleThread = modeArg.endsWith('+thread');
   const mode = idleThread ? modeArg.slice(0, -'+thread'.length) : modeArg;
-  const n = Number(process.argv[3] ?? 200_000);
+  const n = Number(process.argv.slice(3).find((a) => a !== '--ts') ?? 200_000);
   if (mode !== 'mp' && mode !== 'raw' && mode !== 'raw-await')
-    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await[+thread] [items]');
+    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await[+thread] [items] [--ts]');
   const rss0 = process.memoryUsage().rss;
   const idle = new MessageChannel();
   if (idleThread) {
@@ -81,7 +94,7 @@ if (!isMainThread && workerData?.idle) {
   if (mode === 'mp') {
     const a = new Queue({ maxsize: 10 });
     const b = new Queue({ maxsize: 10 });
-    const p = new Process({ target: stage, module: import.meta.url, args: [a, b, n + 1] });
+    const p = new Process({ target: 'stage', module: stageModule, args: [a, b, n + 1] });
     p.start();
     await a.put(item(-1));
     await b.get();
@@ -96,7 +109,8 @@ if (!isMainThread && workerData?.idle) {
   } else if (mode === 'raw-await') {
     const into = new MessageChannel();
     const back = new MessageChannel();
-    const w = new Worker(new URL(import.meta.url), {
+    if (ts) throw new TypeError('raw-await has no --ts form');
+    const w = rawStage({
       workerData: { raw: true, awaits: true, n: n + 1, input: into.port2, output: back.port1 },
       transferList: [into.port2, back.port1],
     });
@@ -129,7 +143,7 @@ if (!isMainThread && workerData?.idle) {
   } else {
     const into = new MessageChannel();
     const back = new MessageChannel();
-    const w = new Worker(new URL(import.meta.url), {
+    const w = rawStage({
       workerData: { raw: true, input: into.port2, output: back.port1 },
       transferList: [into.port2, back.port1],
     });
@@ -165,7 +179,7 @@ if (!isMainThread && workerData?.idle) {
   const seconds = +((performance.now() - t0) / 1000).toFixed(2);
   console.log(
     JSON.stringify({
-      mode: modeArg,
+      mode: `${modeArg}${ts ? ' --ts' : ''}`,
       items: n,
       peakRiseMiB: mib(peak - rss0),
       riseOnceStartedMiB: mib(started - rss0),
