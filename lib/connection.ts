@@ -12,6 +12,9 @@
 //   'close' from the port means the peer is gone *and* every message it sent was dispatched (Node emits it
 //     only once the port's queue is empty), so #peerGone with an empty #inbox is EOF.
 //   Once #closed or #movedTo is set, #port is null and every waiter has been rejected.
+//   #owned.port is #port. The port's 'close' and 'messageerror' listeners reach the end through a WeakRef, so an
+//     end dropped without close() (and with no receive waiting) can be collected; `dropped` then closes its
+//     port, and the other end sees EOF, as Python's Connection closes when it is deleted.
 //   While #sending (marshalled into a message not yet posted: a pool task waiting for a worker, a queue item
 //     not yet handed over), the end is as good as sent here: no waiter, every use throws ClosedError, close()
 //     waits to see whether it comes back (kAbort) or goes (kCommit).
@@ -113,6 +116,21 @@ function takeRequest(sync: Int32Array): boolean {
   return false;
 }
 
+/** What `dropped` needs of an end: its port while it has one, and its cells. Holds nothing of the end itself. */
+interface Owned {
+  port: MessagePort | null;
+  readonly sync: Int32Array;
+  readonly side: number;
+}
+
+const dropped = new FinalizationRegistry<Owned>((owned) => {
+  const port = owned.port;
+  if (port === null) return;
+  owned.port = null;
+  port.close();
+  markGone(owned.sync, owned.side);
+});
+
 /** How often (ms) a blocking receive looks whether the other end's thread died: a death notifies no one. */
 const kDeathCheck = 50;
 
@@ -129,6 +147,10 @@ interface PollWaiter extends Waiter<boolean> {}
  */
 export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
   #port: MessagePort | null;
+  readonly #owned: Owned;
+  /** The port's listeners: they reach this end through a WeakRef (see the invariants). */
+  readonly #portClose: () => void;
+  readonly #portError: (error: unknown) => void;
   readonly #readable: boolean;
   readonly #writable: boolean;
   #inbox: unknown[];
@@ -180,12 +202,31 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     this.#relayed = relayed;
     Atomics.store(sync, kHolder(side), me);
     this.#port = port;
+    this.#owned = { port, sync, side };
+    const self = new WeakRef(this);
+    this.#portClose = () => {
+      const end = self.deref();
+      if (end !== undefined) end.#onClose();
+    };
+    this.#portError = (error) => {
+      const end = self.deref();
+      if (end !== undefined) end.#onMessageError(error);
+    };
     this.#readable = readable;
     this.#writable = writable;
     this.#inbox = inbox;
     this.#peerGone = peerGone || port === null;
-    port?.on('close', this.#onClose);
-    port?.on('messageerror', this.#onMessageError);
+    if (port !== null) {
+      port.on('close', this.#portClose);
+      port.on('messageerror', this.#portError);
+      dropped.register(this, this.#owned);
+    }
+  }
+
+  /** Sets #port, and what `dropped` would close. */
+  #setPort(port: MessagePort | null): void {
+    this.#port = port;
+    this.#owned.port = port;
   }
 
   /** True after `close()`, or once this end was sent to another thread (or is on its way there). */
@@ -450,9 +491,9 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     }
     this.#closed = true;
     const port = this.#port!;
-    this.#port = null;
-    port.off('close', this.#onClose);
-    port.off('messageerror', this.#onMessageError);
+    this.#setPort(null);
+    port.off('close', this.#portClose);
+    port.off('messageerror', this.#portError);
     this.#unlisten(port);
     port.close();
     markGone(this.#sync, this.#side);
@@ -526,10 +567,10 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
     // boot) it is on record at once, so a blocking receive of the other end sees EOF if it dies first.
     Atomics.store(this.#sync, kHolder(this.#side), thread === undefined ? 0 : thread + 1);
     const port = this.#port;
-    this.#port = null;
+    this.#setPort(null);
     if (port !== null) {
-      port.off('close', this.#onClose);
-      port.off('messageerror', this.#onMessageError);
+      port.off('close', this.#portClose);
+      port.off('messageerror', this.#portError);
       if (this.#peerGone) port.close();
     }
     this.#inbox = [];
@@ -571,15 +612,16 @@ export class Connection<T = unknown> implements Handle, AsyncIterable<T> {
    */
   [kUnshare](inner: Connection): void {
     const port = inner.#port;
-    inner.#port = null;
+    inner.#setPort(null);
     inner.#movedTo = 'the end it was shared from';
     if (port !== null) {
-      port.off('close', inner.#onClose);
-      port.off('messageerror', inner.#onMessageError);
-      port.on('close', this.#onClose);
-      port.on('messageerror', this.#onMessageError);
+      port.off('close', inner.#portClose);
+      port.off('messageerror', inner.#portError);
+      port.on('close', this.#portClose);
+      port.on('messageerror', this.#portError);
+      dropped.register(this, this.#owned);
     }
-    this.#port = port;
+    this.#setPort(port);
     this.#inbox = inner.#inbox;
     inner.#inbox = [];
     this.#peerGone = inner.#peerGone;

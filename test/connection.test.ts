@@ -4,6 +4,7 @@
 //
 // Synchronisation is by handshake only: a test that needs a worker to have reached a point waits for a message
 // from it. No assertion depends on how long anything takes.
+import { fileURLToPath } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import * as assert from 'uvu/assert';
 import {
@@ -17,6 +18,7 @@ import {
   TimeoutError,
 } from '../lib/index.ts';
 import { rejects, startTask, suite, throws } from './_support/harness.ts';
+import { run } from './_support/run-program.ts';
 
 const tasks = new URL('./fixtures/connection-tasks.ts', import.meta.url);
 const encoder = new TextEncoder();
@@ -588,6 +590,56 @@ eof('use after close is a ClosedError for every operation', async () => {
   await rejects(a.recvBytesInto(new Uint8Array(1)), ClosedError, 'recvBytesInto');
   await rejects(b.recv(), EOFError, 'the other end');
 });
+
+// Found: an end dropped without close() was never collected (its port's listeners held it, about 6.4 KB a
+// pair for good), and its peer never saw EOF. Python closes a Connection when it is deleted; here, when it is
+// collected.
+eof(
+  'an end dropped without close() is collected: the other end then sees EOF, and dropped pairs leave memory flat',
+  async () => {
+    const program = `
+    import { Pipe } from ${JSON.stringify(new URL('../lib/index.ts', import.meta.url).href)};
+    const settle = async () => { for (let i = 0; i < 4; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 20)); } };
+    const memory = () => { const m = process.memoryUsage(); return m.heapUsed + m.external; };
+    const outcome = async (receive) => { try { return await receive(); } catch (e) { return e.code; } };
+    let [a, b] = Pipe();
+    a.send('sent before');
+    a = undefined;
+    await settle();
+    const eof = [await outcome(() => b.recv()), await outcome(() => b.recv({ timeout: 10_000 }))];
+    let [c, d] = Pipe();
+    c.send('sent before');
+    c = undefined;
+    await settle();
+    const eofSync = [await outcome(() => d.recvSync()), await outcome(() => d.recvSync({ timeout: 10_000 }))];
+    const round = async () => {
+      for (let i = 0; i < 1000; i++) {
+        const [x, y] = Pipe();
+        x.send({ i, text: 'x'.repeat(100) });
+        await y.recv();
+      }
+    };
+    await round();
+    await settle();
+    const before = memory();
+    for (let r = 0; r < 4; r++) await round();
+    await settle();
+    console.log(JSON.stringify({ eof, eofSync, perPair: (memory() - before) / 4000 }));`;
+    const ran = await run(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', program], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      ms: 60_000,
+    });
+    assert.is(ran.code, 0, ran.stderr);
+    const { eof, eofSync, perPair } = JSON.parse(ran.stdout.trim()) as {
+      eof: unknown[];
+      eofSync: unknown[];
+      perPair: number;
+    };
+    assert.equal(eof, ['sent before', 'EOFError'], 'recv()');
+    assert.equal(eofSync, ['sent before', 'EOFError'], 'recvSync()');
+    assert.ok(perPair < 1024, `each dropped pair kept ${perPair.toFixed(0)} B`);
+  },
+);
 
 eof.run();
 
