@@ -11,10 +11,14 @@
 // With `--ts` (under tsx: `npx tsx bench/pipeline-rss.mjs mp --ts`), the stage is TypeScript
 // (bench/tasks/pipeline-stage.ts): mpthreads compiles it in the parent; the raw Worker registers tsx itself.
 // Without it, under tsx, the raw stage is this JavaScript file (its worker inherits tsx's flags, as Node does).
+// `--src` (with `--ts`) takes the library from its TypeScript sources instead of the built package.
 import { MessageChannel, Worker, isMainThread, workerData } from 'node:worker_threads';
-// biome-ignore lint/suspicious/noTsIgnore: dist/ exists only after `npm run build` (an expect-error would fail once it does).
-// @ts-ignore -- dist/ exists only after `npm run build`.
-import { Process, Queue } from '../dist/lib/mpthreads.js';
+
+// The built package (dist/ exists only after `npm run build`), or with `--src` (and `--ts`, under tsx) the
+// TypeScript sources, as this repository's tests use them.
+const fromSources = isMainThread && process.argv.includes('--src');
+const library = fromSources ? '../lib/index.ts' : '../dist/lib/mpthreads.js';
+const { Process, Queue } = await import(library);
 
 /** @param {number} i */
 const item = (i) => ({ i, text: 'payload '.repeat(12), n: i * 2 });
@@ -64,6 +68,7 @@ if (!isMainThread && workerData?.idle) {
 } else if (isMainThread) {
   const modeArg = process.argv[2] ?? '';
   const ts = process.argv.includes('--ts');
+  if (fromSources && !ts) throw new TypeError('--src needs --ts: a JavaScript stage would load the built package');
   const stageModule = ts ? new URL('./tasks/pipeline-stage.ts', import.meta.url) : new URL(import.meta.url);
   /** A raw stage Worker: this file, or the TypeScript stage through a worker that registers tsx. */
   const rawStage = (/** @type {import('node:worker_threads').WorkerOptions} */ options) =>
@@ -75,9 +80,9 @@ if (!isMainThread && workerData?.idle) {
       : new Worker(stageModule, options);
   const idleThread = modeArg.endsWith('+thread');
   const mode = idleThread ? modeArg.slice(0, -'+thread'.length) : modeArg;
-  const n = Number(process.argv.slice(3).find((a) => a !== '--ts') ?? 200_000);
+  const n = Number(process.argv.slice(3).find((a) => !a.startsWith('--')) ?? 200_000);
   if (mode !== 'mp' && mode !== 'raw' && mode !== 'raw-await')
-    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await[+thread] [items] [--ts]');
+    throw new TypeError('usage: node bench/pipeline-rss.mjs mp|raw|raw-await[+thread] [items] [--ts [--src]]');
   const rss0 = process.memoryUsage().rss;
   const idle = new MessageChannel();
   if (idleThread) {
@@ -179,7 +184,7 @@ if (!isMainThread && workerData?.idle) {
   const seconds = +((performance.now() - t0) / 1000).toFixed(2);
   console.log(
     JSON.stringify({
-      mode: `${modeArg}${ts ? ' --ts' : ''}`,
+      mode: `${modeArg}${ts ? ' --ts' : ''}${fromSources ? ' --src' : ''}`,
       items: n,
       peakRiseMiB: mib(peak - rss0),
       riseOnceStartedMiB: mib(started - rss0),
