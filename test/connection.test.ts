@@ -335,6 +335,87 @@ order('concurrent recv() calls settle in call order', async () => {
   assert.equal(await Promise.all([first, second]), [4, 5]);
 });
 
+// Found (issue 10, item 6): send() read getters twice, kept a key a getter deleted, picked up keys getters added,
+// and gave a TypeError for a revoked Proxy. wire.test holds the queue's encoder to the same; this is send()'s copy.
+order(
+  'send() reads each property once, as structuredClone does (getters, deletions, truncations, additions)',
+  async () => {
+    const [a, b] = Pipe<unknown>();
+    let reads = 0;
+    a.send({
+      get counted() {
+        reads++;
+        return reads;
+      },
+      beside: [new Date(0), new Map([[1, 2]]), new Uint8Array(2)],
+    });
+    assert.is(((await b.recv()) as { counted: number }).counted, 1);
+    assert.is(reads, 1, 'the getter is read once');
+
+    let calls = 0;
+    a.send({
+      get once() {
+        if (calls++ > 0) throw new Error('read twice');
+        return 'ok';
+      },
+    });
+    assert.equal(await b.recv(), { once: 'ok' }, 'a getter that throws on its second read');
+
+    // Each case made afresh for structuredClone and for send(): the getters change the object they belong to.
+    const deleting = (): Record<string, unknown> => {
+      const object: Record<string, unknown> = {
+        get a() {
+          delete object.b;
+          return 1;
+        },
+        b: 2,
+      };
+      return object;
+    };
+    const adding = (): Record<string, unknown> => {
+      const object: Record<string, unknown> = {
+        get a() {
+          object.z = 9;
+          return 1;
+        },
+      };
+      return object;
+    };
+    const truncating = (): unknown[] => {
+      const list: unknown[] = [1, 2, 3];
+      Object.defineProperty(list, 0, {
+        get() {
+          list.length = 1;
+          return 'first';
+        },
+        enumerable: true,
+        configurable: true,
+      });
+      return list;
+    };
+    for (const [what, make, expected] of [
+      ['a key a getter deletes', deleting, { a: 1 }],
+      ['a key a getter adds', adding, { a: 1 }],
+      ['an array a getter truncates', truncating, ['first', , ,]],
+    ] as const) {
+      assert.equal(structuredClone(make()), expected, `${what}: structuredClone`);
+      a.send(make());
+      const got = await b.recv();
+      assert.equal(got, expected, what);
+      assert.equal(Object.keys(got as object), Object.keys(expected), `${what}: the keys`);
+    }
+
+    const { proxy, revoke } = Proxy.revocable({}, {});
+    revoke();
+    const error = throws(() => a.send(proxy), DOMException, 'a revoked Proxy');
+    assert.is(error.name, 'DataCloneError');
+    a.send('still usable');
+    assert.is(await b.recv(), 'still usable');
+    a.close();
+    b.close();
+  },
+);
+
 order('send() copies at the call: later mutation does not change what arrives', async () => {
   const [a, b] = Pipe<unknown>();
   const obj = { list: [1, 2], nested: { n: 1 } };
