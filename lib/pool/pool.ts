@@ -93,12 +93,18 @@ const mapAsyncKeys = [...mapKeys, 'callback', 'errorCallback'] as const;
 const imapKeys = ['chunksize'] as const;
 /** How many tasks of an imap may be submitted and not yet consumed: the bound on its memory. */
 const kImapWindow = 4096;
+/**
+ * ... and, within that, the work it keeps ahead of the consumer, in ms at the rate tasks are answered: enough to
+ * keep the workers busy while a result goes to the consumer and more input comes back (tiny tasks reach the
+ * bound at once; tasks of 30 ms keep the fewest, two per worker).
+ */
+const kAheadMs = 20;
+/** The answer rate is measured again once this long passed (ms), or once a window's worth was answered. */
+const kRateMs = 10;
 /** ... and the bytes their inputs and results may take (measured so far, per task), so big items keep fewer. */
 const kImapBytes = 32 * 2 ** 20;
 /** A slow input is submitted, and the thread let run, this often (ms): its first tasks start as it is read. */
 const kReadSlice = 4;
-/** An imap's window until its first result came back: the size of its results is not known before. */
-const kFirstWindow = 64;
 /** An open batch of applies is handed over at this many items even if the thread does not yield. */
 const kOpenItems = 8192;
 
@@ -589,7 +595,8 @@ export class Pool {
       },
       (call) => this.#scheduler.cancel(call, false),
       (call) => this.#imaps.delete(call),
-      2 * this.#scheduler.processes,
+      // Two tasks per worker, or a chunk of the size asked for per worker (at most the bound).
+      Math.min(kImapWindow, this.#scheduler.processes * Math.max(2, chunksize)),
     );
     this.#imaps.add(call);
     call.start();
@@ -722,7 +729,8 @@ interface ResultRun {
 
 /**
  * An imap's call, and its async iterator: pulls the input into windows of tasks, yields results in order (or
- * as they come), and keeps at most kImapWindow tasks submitted and not yet consumed.
+ * as they come), and keeps submitted and not yet consumed the tasks of kAheadMs at the rate they are answered
+ * (#window(): never fewer than #minWindow, never more than kImapWindow or about kImapBytes).
  */
 class ImapCall implements Call, AsyncIterableIterator<unknown> {
   readonly #ordered: boolean;
@@ -736,6 +744,10 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   #inputs = 0;
   #outBytes = 0;
   #outputs = 0;
+  /** Tasks answered per ms, measured since #rateSince (0: not measured yet), and #answered then. */
+  #rate = 0;
+  #rateSince = 0;
+  #rateBase = 0;
   readonly #cancel: (call: Call) => void;
   readonly #inputEnded: (call: ImapCall) => void;
   /**
@@ -822,14 +834,32 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   }
 
   /**
-   * How many tasks may be submitted and not consumed: kImapWindow, fewer when they are big, and no more than a
-   * first batch until a result came back (a small input may make a big result).
+   * How many tasks may be submitted and not consumed: the work of kAheadMs at the rate they are answered (the
+   * fewest, two per worker, until that rate is known), at most kImapWindow, and fewer when they are big.
    */
   #window(): number {
-    if (this.#outputs === 0) return Math.max(this.#minWindow, kFirstWindow);
-    const perTask = (this.#inputs === 0 ? 0 : this.#inBytes / this.#inputs) + this.#outBytes / this.#outputs;
-    if (perTask * kImapWindow <= kImapBytes) return kImapWindow;
-    return Math.max(this.#minWindow, Math.floor(kImapBytes / perTask));
+    let window = Math.min(kImapWindow, Math.ceil(this.#rate * kAheadMs));
+    if (this.#outputs > 0) {
+      const perTask = (this.#inputs === 0 ? 0 : this.#inBytes / this.#inputs) + this.#outBytes / this.#outputs;
+      if (perTask * window > kImapBytes) window = Math.floor(kImapBytes / perTask);
+    }
+    return Math.max(this.#minWindow, window);
+  }
+
+  /**
+   * Measures the answer rate again, once kRateMs passed or a window's worth of tasks was answered (tiny tasks
+   * grow the window in a few round trips). The window grows at most fourfold a time: results that arrive
+   * together after a pause of this thread are not a rate.
+   */
+  #measure(): void {
+    const now = performance.now();
+    const elapsed = now - this.#rateSince;
+    const answered = this.#answered - this.#rateBase;
+    const window = this.#window();
+    if (elapsed < kRateMs && answered < window) return;
+    this.#rate = Math.min(answered / Math.max(elapsed, 0.01), (4 * window) / kAheadMs);
+    this.#rateSince = now;
+    this.#rateBase = this.#answered;
   }
 
   settle(index: number, ok: boolean, value: unknown): void {
@@ -838,6 +868,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
 
   settleRun(start: number, values: unknown[], errors: Map<number, unknown> | null): void {
     this.#answered += values.length;
+    this.#measure();
     if (this.#done || values.length === 0) return;
     const run: ResultRun = { start, values, errors, at: 0 };
     if (this.#ordered) this.#runs.set(start, run);
@@ -987,8 +1018,8 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     if (this.#ended || (!this.#draining && this.#submitted - this.#consumed > this.#window() / 2)) return;
     let pulled = 0;
     while (!this.#ended && (this.#draining || this.#submitted - this.#consumed < this.#window())) {
-      const window = this.#window();
-      const room = this.#draining ? window : window - (this.#submitted - this.#consumed);
+      // Closed: the rest of the input goes, a bound's worth at a time (drain() lets the thread run between).
+      const room = this.#draining ? kImapWindow : this.#window() - (this.#submitted - this.#consumed);
       const items: unknown[] = [];
       const sliceStart = performance.now();
       let slow = false;
@@ -1027,6 +1058,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
         this.#sourceError = { error };
       }
       if (items.length > 0 && !this.#done) {
+        if (this.#submitted === 0) this.#rateSince = performance.now();
         const base = this.#submitted;
         this.#submitted += items.length;
         try {

@@ -967,6 +967,47 @@ contract(
   },
 );
 
+// Found by review: imap read 4,097 items of an endless input before its first result, whatever the tasks' pace
+// (tasks of 30 ms on two workers, where a few keep both busy). The window now holds the work of 20 ms at the rate
+// tasks are answered (tiny tasks still reach 4,096 at once); the assertions leave room for a busy machine.
+contract(
+  'imap reads its input only as far as keeps the workers busy: a few tasks ahead of slow tasks or of a slow consumer',
+  async () => {
+    const p = pool();
+    let pulled = 0;
+    function* slowTasks() {
+      for (;;) {
+        pulled++;
+        yield 30;
+      }
+    }
+    let seen = 0;
+    let aheadAtFirst = -1;
+    for await (const ms of p.imap(tasks.sleepFor, slowTasks())) {
+      assert.is(ms, 30);
+      if (aheadAtFirst < 0) aheadAtFirst = pulled - 1;
+      if (++seen === 20) break;
+    }
+    assert.ok(aheadAtFirst <= 256, `tasks of 30 ms: ${aheadAtFirst} read ahead at the first result (was 4,096)`);
+    assert.ok(pulled - seen <= 256, `tasks of 30 ms: ${pulled - seen} read ahead after ${seen} results`);
+
+    pulled = 0;
+    seen = 0;
+    function* tiny() {
+      for (let i = 0; ; i++) {
+        pulled++;
+        yield i;
+      }
+    }
+    for await (const y of p.imap(tasks.addOne, tiny())) {
+      assert.is(y, seen + 1);
+      await new Promise((resolve) => setTimeout(resolve, 5)); // a consumer slower than the tasks
+      if (++seen === 40) break;
+    }
+    assert.ok(pulled - seen <= 256, `a slow consumer: ${pulled - seen} read ahead after ${seen} results (was 4,096)`);
+  },
+);
+
 contract(
   'one pipe end in two items of a map is a ClosedError at the call: no task runs, and the end stays usable',
   async () => {
