@@ -10,6 +10,7 @@
 //   A SharedArray is a typed array (indexing is V8's own, unlocked: one element is one memory access);
 //   getLock() guards what spans several accesses. Its methods that make new arrays (map, slice, ...) make
 //   plain typed arrays, not shared ones.
+import { inspect } from 'node:util';
 import { describe } from '../errors.ts';
 import { isHandle, kAbort, kCommit, kMarshal, WIRE_TAG } from '../handles.ts';
 import { Lock, RLock, type AcquireOptions } from './lock.ts';
@@ -144,6 +145,11 @@ class RawNumber<T extends Typecode = Typecode> extends Primitive {
   cell(): TypedArrayOf<T> {
     return this.#cell;
   }
+
+  /** `<RawValue typecode='i' value=3>`, as Python shows `c_int(3)`. */
+  [inspect.custom](): string {
+    return `<RawValue typecode=${inspect(this.#typecode)} value=${inspect(this.value)}>`;
+  }
 }
 registerPrimitive('RawValue', () => new RawNumber('b'));
 
@@ -193,6 +199,14 @@ class SynchronizedNumber<T extends Typecode = Typecode> extends Primitive {
     } finally {
       this.#lock.release();
     }
+  }
+
+  /**
+   * `<Value typecode='i' value=3>`. Read without the lock, as Python's repr of a Synchronized reads it: showing a
+   * value must not wait for another thread.
+   */
+  [inspect.custom](): string {
+    return `<Value typecode=${inspect(this.#raw.typecode)} value=${inspect(this.#raw.value)}>`;
   }
 
   /** The lock that guards the value (an RLock unless another was given). */
@@ -310,12 +324,13 @@ function subclassOf(typecode: Typecode) {
   if (Subclass !== undefined) return Subclass;
   const Base = arrays[typecode] as unknown as new (buffer: SharedArrayBuffer) => ArrayBufferView;
   class SharedArrayOf extends Base {
-    [kLock]: Lock | RLock | undefined;
-    [kTypecode]: Typecode;
+    declare [kLock]: Lock | RLock | undefined;
+    declare [kTypecode]: Typecode;
     constructor(buffer: SharedArrayBuffer, lock: Lock | RLock | undefined) {
       super(buffer);
-      this[kLock] = lock;
-      this[kTypecode] = typecode;
+      // Not enumerable: console.log() shows the elements, as it does a typed array's.
+      Object.defineProperty(this, kLock, { value: lock });
+      Object.defineProperty(this, kTypecode, { value: typecode });
     }
     static get [Symbol.species]() {
       return Base;

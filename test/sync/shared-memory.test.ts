@@ -1,5 +1,6 @@
 // Value, RawValue, SharedArray, RawArray: CPython's _TestValue and _TestArray ported (a worker writes, this
 // thread reads the same memory), then typecodes, bad input, and the memory shared through pipes and queues.
+import { inspect } from 'node:util';
 import * as assert from 'uvu/assert';
 import { Lock, Pipe, Queue, RawArray, RawValue, RLock, SharedArray, Value } from '../../lib/index.ts';
 import { openQueues, startTask, suite, throws } from '../_support/harness.ts';
@@ -176,5 +177,26 @@ t('values and arrays through a pipe and a queue share their memory and their loc
   a.close();
   b.close();
 });
+
+// Found by review: console.log(Value('i', 3)) showed `SynchronizedNumber {}`, hiding the value (Python shows
+// `<Synchronized wrapper for c_int(3)>`), and a SharedArray showed its internal symbols beside its elements.
+t(
+  'console.log shows a Value and a RawValue with typecode and value, read without the lock; a SharedArray its elements',
+  () => {
+    assert.is(inspect(Value('i', 3)), "<Value typecode='i' value=3>");
+    assert.is(inspect(Value('q', 5n)), "<Value typecode='q' value=5n>");
+    assert.is(inspect(RawValue('d', 0.5)), "<RawValue typecode='d' value=0.5>");
+    const lock = new Lock();
+    const guarded = Value('i', 7, { lock });
+    lock.acquireSync();
+    try {
+      // Reading .value here would wait for the lock this thread holds (ERR_DEADLOCK); showing it does not.
+      assert.is(inspect(guarded), "<Value typecode='i' value=7>");
+    } finally {
+      lock.release();
+    }
+    assert.is(inspect(SharedArray('i', [1, 2])), 'SharedArray<i>(2) [Int32Array] [ 1, 2 ]');
+  },
+);
 
 t.run();
