@@ -101,6 +101,8 @@ const kImapWindow = 4096;
 const kAheadMs = 20;
 /** The answer rate is measured again once this long passed (ms), or once a window's worth was answered. */
 const kRateMs = 10;
+/** An imap's bound until its first result came back: the size of its results is not known before. */
+const kFirstWindow = 64;
 /** ... and the bytes their inputs and results may take (measured so far, per task), so big items keep fewer. */
 const kImapBytes = 32 * 2 ** 20;
 /** A slow input is submitted, and the thread let run, this often (ms): its first tasks start as it is read. */
@@ -595,8 +597,8 @@ export class Pool {
       },
       (call) => this.#scheduler.cancel(call, false),
       (call) => this.#imaps.delete(call),
-      // Two tasks per worker, or a chunk of the size asked for per worker (at most the bound).
-      Math.min(kImapWindow, this.#scheduler.processes * Math.max(2, chunksize)),
+      2 * this.#scheduler.processes,
+      Math.min(kImapWindow, this.#scheduler.processes * chunksize), // a chunk per worker, if the bound allows
     );
     this.#imaps.add(call);
     call.start();
@@ -729,16 +731,23 @@ interface ResultRun {
 
 /**
  * An imap's call, and its async iterator: pulls the input into windows of tasks, yields results in order (or
- * as they come), and keeps submitted and not yet consumed the tasks of kAheadMs at the rate they are answered
- * (#window(): never fewer than #minWindow, never more than kImapWindow or about kImapBytes).
+ * as they come). #room() says how many more tasks it may submit:
+ *   - tasks not yet answered: the work of kAheadMs at the rate tasks are answered (#window(): two per worker
+ *     at least, or a chunk per worker), so the workers stay busy and slow tasks are not read far ahead;
+ *   - tasks not yet consumed (answered ones waiting for the consumer included): #window() too while the
+ *     consumer is away (a slow consumer is not read far ahead), but #bound() (kImapWindow, fewer when tasks
+ *     are big: about kImapBytes) while it waits for a result (ordered: a slow task at the head holds back
+ *     the results after it, and the workers go on meanwhile).
  */
 class ImapCall implements Call, AsyncIterableIterator<unknown> {
   readonly #ordered: boolean;
   readonly #source: Iterator<unknown> | AsyncIterator<unknown>;
   /** Submits `items` as tasks base, base + 1, ...; returns the bytes they were captured into. */
   readonly #submit: (items: unknown[], base: number, call: Call) => number;
-  /** The fewest tasks the window keeps, however big they are: enough to keep every worker busy. */
-  readonly #minWindow: number;
+  /** The fewest tasks the window keeps, however big they are: two per worker. */
+  readonly #minTasks: number;
+  /** ... and with a chunksize, a chunk per worker (unless the tasks are too big for it). */
+  readonly #chunkTasks: number;
   /** Bytes of the inputs submitted and of the results received so far, and how many of each. */
   #inBytes = 0;
   #inputs = 0;
@@ -792,9 +801,11 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     submit: (items: unknown[], base: number, call: Call) => number,
     cancel: (call: Call) => void,
     inputEnded: (call: ImapCall) => void,
-    minWindow: number,
+    minTasks: number,
+    chunkTasks: number,
   ) {
-    this.#minWindow = minWindow;
+    this.#minTasks = minTasks;
+    this.#chunkTasks = chunkTasks;
     this.#ordered = ordered;
     this.#source = source;
     this.#submit = submit;
@@ -834,16 +845,34 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
   }
 
   /**
-   * How many tasks may be submitted and not consumed: the work of kAheadMs at the rate they are answered (the
-   * fewest, two per worker, until that rate is known), at most kImapWindow, and fewer when they are big.
+   * The most tasks submitted and not consumed: kImapWindow, fewer when they are big (about kImapBytes of their
+   * inputs and results), never fewer than #minTasks; kFirstWindow until a result tells how big results are.
    */
+  #bound(): number {
+    if (this.#outputs === 0) return Math.max(this.#minTasks, kFirstWindow);
+    const perTask = (this.#inputs === 0 ? 0 : this.#inBytes / this.#inputs) + this.#outBytes / this.#outputs;
+    const bound = perTask * kImapWindow <= kImapBytes ? kImapWindow : Math.floor(kImapBytes / perTask);
+    return Math.max(this.#minTasks, bound);
+  }
+
+  /** The tasks of kAheadMs at the rate they are answered: at least a chunk (or two tasks) per worker. */
   #window(): number {
-    let window = Math.min(kImapWindow, Math.ceil(this.#rate * kAheadMs));
-    if (this.#outputs > 0) {
-      const perTask = (this.#inputs === 0 ? 0 : this.#inBytes / this.#inputs) + this.#outBytes / this.#outputs;
-      if (perTask * window > kImapBytes) window = Math.floor(kImapBytes / perTask);
-    }
-    return Math.max(this.#minWindow, window);
+    const bound = this.#bound();
+    const floor = Math.max(this.#minTasks, Math.min(this.#chunkTasks, bound));
+    return Math.max(floor, Math.min(bound, Math.ceil(this.#rate * kAheadMs)));
+  }
+
+  /** How many more tasks may be submitted now (see the class's comment). */
+  #room(): number {
+    if (this.#draining) return kImapWindow; // closed: the rest of the input goes, a bound's worth at a time
+    const window = this.#window();
+    const held = this.#waiting === undefined ? window : this.#bound();
+    return Math.min(window - (this.#submitted - this.#answered), held - (this.#submitted - this.#consumed));
+  }
+
+  /** Worth a pull: half a window free (a few big jobs, not many of one task), or the input ending. */
+  #roomy(): boolean {
+    return this.#draining || this.#room() >= Math.max(1, this.#window() / 2);
   }
 
   /**
@@ -998,10 +1027,10 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     waiting?.();
   }
 
-  /** #fill(), unless it would find nothing to do (a pull is under way, or the window more than half full). */
+  /** #fill(), unless it would find nothing to do (a pull is under way, or not half a window free). */
   #fillIfRoom(): void {
     if (this.#pulling !== undefined || this.#ended) return;
-    if (!this.#draining && this.#submitted - this.#consumed > this.#window() / 2) return;
+    if (!this.#roomy()) return;
     void this.#fill();
   }
 
@@ -1015,11 +1044,9 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
 
   async #pull(): Promise<void> {
     // Refill once half the window is free, not after every result: a few big jobs, not many of one task.
-    if (this.#ended || (!this.#draining && this.#submitted - this.#consumed > this.#window() / 2)) return;
+    if (this.#ended || !this.#roomy()) return;
     let pulled = 0;
-    while (!this.#ended && (this.#draining || this.#submitted - this.#consumed < this.#window())) {
-      // Closed: the rest of the input goes, a bound's worth at a time (drain() lets the thread run between).
-      const room = this.#draining ? kImapWindow : this.#window() - (this.#submitted - this.#consumed);
+    for (let room = this.#room(); !this.#ended && room > 0; room = this.#room()) {
       const items: unknown[] = [];
       const sliceStart = performance.now();
       let slow = false;

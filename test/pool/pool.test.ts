@@ -1008,6 +1008,28 @@ contract(
   },
 );
 
+// Found by review of fad9f0f: while a slow task held the head of an ordered imap, the results after it filled
+// the window and the other workers sat idle (2,000 tasks, every 100th of 100 ms: 1.6 s instead of 0.7).
+contract('while a slow task holds the head of an imap, the other workers go on with the tasks after it', async () => {
+  const p = pool();
+  const counter = new Int32Array(new SharedArrayBuffer(4)); // shared with every task, not copied
+  const release = new Event();
+  const items = [{ release, counter }, ...range(199).map(() => ({ counter }))];
+  const results = p.imap(tasks.headOrCount, items);
+  const first = results.next(); // waits for the head, which waits for `release`
+  first.catch(() => {}); // (if the wait below fails, the pool's cleanup rejects it: not unhandled)
+  // Before, the other worker stopped after two or three tasks: this did not happen within the deadline.
+  await eventually(() => Atomics.load(counter, 0) >= 150, 20_000, '150 of the 199 tasks after the head running');
+  release.set();
+  assert.equal(await first, { done: false, value: 'head' });
+  let n = 0;
+  for await (const y of results) {
+    assert.is(y, 'counted');
+    n++;
+  }
+  assert.is(n, 199);
+});
+
 contract(
   'one pipe end in two items of a map is a ClosedError at the call: no task runs, and the end stays usable',
   async () => {
@@ -1154,6 +1176,21 @@ contract(
     for (let i = 0; i < 3; i++) assert.is((await inputs.next()).value, 256 * 1024);
     await inputs.return?.();
     assert.ok(pulled < 400, `big inputs: ${pulled} items read for 3 consumed`);
+    // A chunksize asks for a chunk per worker ahead, but not past the bytes bound (review of fad9f0f: 1,024
+    // items were read ahead for chunks of 512 whatever their size). 128 KiB items: the bound is 256 of them.
+    pulled = 0;
+    const one = new Uint8Array(128 * 1024); // the same buffer each time (copied at submission): a fast input
+    function* sameBuffer() {
+      for (; ; pulled++) yield one;
+    }
+    let consumed = 0;
+    let ahead = 0;
+    for await (const length of p.imap(tasks.lengthOf, sameBuffer(), { chunksize: 512 })) {
+      assert.is(length, 128 * 1024);
+      ahead = Math.max(ahead, pulled - ++consumed);
+      if (consumed === 1100) break;
+    }
+    assert.ok(ahead < 700, `128 KiB inputs in chunks of 512: up to ${ahead} items read ahead of the consumer`);
   },
 );
 
