@@ -141,7 +141,7 @@ beforeBlocking(() => {
     Atomics.notify(blocked, 0);
   }
   awaitingCompile.clear();
-});
+}, true); // last: the other hooks may start workers (a hub, a pool's) that wait for a compiled module
 
 /**
  * Moves on every kBeatMs while some worker waits for its compiled module and this thread's event loop turns. A

@@ -103,10 +103,21 @@ export async function waitUntil(
   }
 }
 
-/** What must happen before this thread blocks: work its event loop owes to others (compile.ts). */
+/**
+ * What must happen before this thread blocks: work its event loop owes to others. `last` hooks run after the
+ * others, which may start workers (a queue's hub, a pool's): compile.ts's tells workers still waiting for their
+ * compiled module not to wait for this thread, and those must be among them.
+ */
 const blockingHooks: (() => void)[] = [];
-export function beforeBlocking(hook: () => void): void {
-  blockingHooks.push(hook);
+const lastHooks: (() => void)[] = [];
+export function beforeBlocking(hook: () => void, last = false): void {
+  (last ? lastHooks : blockingHooks).push(hook);
+}
+
+/** Runs the hooks of beforeBlocking(): this thread is about to block (Atomics.wait). */
+export function runBlockingHooks(): void {
+  for (const hook of blockingHooks) hook();
+  for (const hook of lastHooks) hook();
 }
 
 /** As waitUntil, blocking the thread (a bounded spin, then Atomics.wait); true unless `timeout` passed. */
@@ -121,7 +132,7 @@ export function blockUntil(
     if (timeout === 0) return false;
   }
   const deadline = timeout === Infinity ? Infinity : performance.now() + timeout;
-  for (const hook of blockingHooks) hook();
+  runBlockingHooks();
   for (;;) {
     const value = Atomics.load(cells, index);
     if (attempt()) return true;

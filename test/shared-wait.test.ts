@@ -4,6 +4,7 @@
 import * as assert from 'uvu/assert';
 import { runTsProgram } from './_support/run-program.ts';
 import { suite } from './_support/harness.ts';
+import { beforeBlocking, runBlockingHooks } from '../lib/shared-wait.ts';
 
 const t = suite('shared-wait: a wait only this thread could end', 120_000);
 
@@ -74,5 +75,17 @@ t(
     ]);
   },
 );
+
+// Found by review of d2bd5e1: the hook that tells workers still waiting for a compiled module not to wait
+// (compile.ts) ran before the hook that starts a queue's hub (hub-client.ts), so a hub started by a blocking
+// call waited 500 ms for a delivery that could not come. Hooks registered as last now run after all others.
+t('before a thread blocks, the hooks registered as last run after every other one, whenever registered', () => {
+  const order: string[] = [];
+  beforeBlocking(() => order.push('last'), true);
+  beforeBlocking(() => order.push('first'));
+  beforeBlocking(() => order.push('second'));
+  runBlockingHooks();
+  assert.equal(order, ['first', 'second', 'last']);
+});
 
 t.run();

@@ -20,6 +20,7 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug, describe, Empty } from '../errors.ts';
 import { checkWaitOptions, type WaitOptions } from '../options.ts';
 import { wait, type Waiter } from '../wait.ts';
+import { runBlockingHooks } from '../shared-wait.ts';
 import { batchByteLength } from '../wire/batch.ts';
 import { BatchReader, decodeLone } from '../wire/decode.ts';
 import type { Batch } from '../wire/format.ts';
@@ -561,6 +562,8 @@ export class GetSide {
       this.#asked = true;
       this.#windowTo = message.until;
     }
+    // As any blocking call: what this thread owes others first (a hub still waiting for its compiled code).
+    runBlockingHooks();
     if (Atomics.wait(cells, kReply, before, kNowaitReplyMs) === 'timed-out') return;
     this.#drain();
   }
