@@ -56,6 +56,10 @@ function why(module: Record<string, unknown>, name: string): string {
       return `: its export "${name}" was not initialized when the module finished loading`;
     }
   }
+  // `new Process({ target: () => ... })`: JavaScript names such a function after its property.
+  if (name === 'target') {
+    return ': a function written in place (`target: () => ...`) is named "target" after its property, and no worker can run it; export it from the module and pass it (or its name)';
+  }
   if (functions.length === 0) return ': it exports no function';
   const list = functions
     .slice(0, 10)

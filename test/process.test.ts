@@ -486,14 +486,16 @@ failures(
   'a target that cannot be found says how to fix it: exported under another name, not a function, missing',
   async () => {
     const {
-      result: [renamed, notFunction, missing],
+      result: [renamed, notFunction, missing, inline],
     } = await captureStderr(async () => {
-      const ps = [make(aliasedTask), make('notAFunction'), make('noSuchTask')];
+      // An arrow written in place is named "target" by JavaScript: not anonymous, so not refused at construction.
+      const inPlace = track(new Process({ target: () => 1, module: tasks }));
+      const ps = [make(aliasedTask), make('notAFunction'), make('noSuchTask'), inPlace];
       for (const p of ps) p.start();
       await Promise.all(ps.map((p) => p.join()));
       return ps;
     });
-    for (const p of [renamed, notFunction, missing]) {
+    for (const p of [renamed, notFunction, missing, inline]) {
       assert.is(p!.exitCode, 1);
       assert.instance(p!.error, ProcessError);
       assert.is((p!.error as ProcessError).code, 'ERR_TARGET_NOT_FOUND');
@@ -502,6 +504,9 @@ failures(
     assert.match(renamed!.error!.message, /exported as 'aliasedTask'; pass target: 'aliasedTask'/);
     assert.match(notFunction!.error!.message, /its export "notAFunction" is 42 \(number\)/);
     assert.match(missing!.error!.message, /the functions it exports are .*reportSelf/);
+    // Found by review: it said only that "target" is not exported, which a user cannot connect to the arrow.
+    assert.match(inline!.error!.message, /a function written in place \(`target: \(\) => \.\.\.`\) is named "target"/);
+    assert.match(inline!.error!.message, /export it from the module/);
   },
 );
 
