@@ -135,13 +135,15 @@ export function compileForWorker(runtime: string, module: string): WorkerStart |
  * waits for it. So before this thread blocks, each of them is told to register tsx itself instead.
  */
 const awaitingCompile = new Set<Int32Array>();
-beforeBlocking(() => {
+/** Tells every worker waiting for its compiled module from this thread to register tsx itself instead. */
+export function releaseAwaitingCompile(): void {
   for (const blocked of awaitingCompile) {
     Atomics.store(blocked, 0, 1);
     Atomics.notify(blocked, 0);
   }
   awaitingCompile.clear();
-}, true); // last: the other hooks may start workers (a hub, a pool's) that wait for a compiled module
+}
+beforeBlocking(releaseAwaitingCompile, true); // last: the other hooks may start workers (a hub, a pool's)
 
 /**
  * Moves on every kBeatMs while some worker waits for its compiled module and this thread's event loop turns. A
@@ -253,6 +255,16 @@ function findCompiler(module: string): Compiler | undefined {
  * theirs), else a directory of this user's own in the system's temporary directory.
  */
 function cacheDir(module: string): string | undefined {
+  // A directory of the user's choice (a read-only node_modules, a fresh cache for a test).
+  const chosen = process.env.MPTHREADS_CACHE;
+  if (chosen !== undefined && chosen !== '') {
+    try {
+      mkdirSync(chosen, { recursive: true });
+      return chosen;
+    } catch {
+      return undefined;
+    }
+  }
   for (let dir = dirname(module); ; dir = dirname(dir)) {
     if (existsSync(join(dir, 'node_modules'))) {
       const cache = join(dir, 'node_modules', '.cache', 'mpthreads');

@@ -343,6 +343,37 @@ programs(
   150_000,
 );
 
+// Found by CI at 8a3fb48: with no compile cache, a getNowait() right after a putNowait() in a fresh program
+// threw Empty. It ran every blocking hook before waiting for the hub's answer, and one of them (flushAll's Sync)
+// also bumps the reply count the wait watches: the wait ended before the answer. It now only tells a hub still
+// waiting for its compiled code not to wait for this thread.
+programs(
+  'with no compile cache, a getNowait() right after a putNowait() in a fresh program gets the item',
+  async () => {
+    const cache = await mkdtemp(join(tmpdir(), 'mpthreads-cache-'));
+    const program = `
+      import { JoinableQueue, Queue } from ${JSON.stringify(lib)};
+      const got = [];
+      for (const q of [new JoinableQueue(), new Queue()]) {
+        q.putNowait(1);
+        try { got.push(q.getNowait()); } catch (error) { got.push(error.name); }
+      }
+      console.log(JSON.stringify(got));`;
+    try {
+      const result = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', program], {
+        cwd: root,
+        ms: 60_000,
+        env: { MPTHREADS_CACHE: cache },
+      });
+      assert.is(result.code, 0, result.stderr);
+      assert.equal(JSON.parse(result.stdout), [1, 1]);
+    } finally {
+      await rm(cache, { recursive: true, force: true });
+    }
+  },
+  90_000,
+);
+
 programs(
   'a parent busy in synchronous code right after start() does not hold up a child whose module is being compiled',
   async () => {

@@ -20,7 +20,7 @@ import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { bug, describe, Empty } from '../errors.ts';
 import { checkWaitOptions, type WaitOptions } from '../options.ts';
 import { wait, type Waiter } from '../wait.ts';
-import { runBlockingHooks } from '../shared-wait.ts';
+import { releaseAwaitingCompile } from '../compile.ts';
 import { batchByteLength } from '../wire/batch.ts';
 import { BatchReader, decodeLone } from '../wire/decode.ts';
 import type { Batch } from '../wire/format.ts';
@@ -555,6 +555,9 @@ export class GetSide {
 
   /** Posts a request and blocks this thread until the hub answers it (bounded), then takes what it sent. */
   #askNow(message: WantMessage | HolderMessage): void {
+    // A hub still waiting for its compiled code from this thread would wait for this block to end: not the other
+    // blocking hooks, though (flushAll's Sync would bump kReply too, ending the wait below before the answer).
+    releaseAwaitingCompile();
     const cells = this.#holder.holderCells;
     const before = Atomics.load(cells, kReply);
     this.#holder.post(message);
@@ -562,8 +565,6 @@ export class GetSide {
       this.#asked = true;
       this.#windowTo = message.until;
     }
-    // As any blocking call: what this thread owes others first (a hub still waiting for its compiled code).
-    runBlockingHooks();
     if (Atomics.wait(cells, kReply, before, kNowaitReplyMs) === 'timed-out') return;
     this.#drain();
   }
