@@ -15,7 +15,7 @@ import { hostname } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import { isMainThread, noteToParent, onChildExit, onChildNote, onTaskEnd } from '../context.ts';
 import { isDead, processNonce } from '../sync/threads.ts';
-import { ClosedError } from '../errors.ts';
+import { ClosedError, ErrorCode, ProcessError } from '../errors.ts';
 import { checkOptions } from '../options.ts';
 import { kLostAfter, Link } from './link.ts';
 import {
@@ -132,6 +132,17 @@ export class RedisContext {
     const joinable = kind === 'JoinableQueue';
     const key = `${joinable ? 'joinable' : 'plain'}:${name as string}`;
     let state = this.#queues.get(key);
+    // What this context learned from the server already is said at the call, as Python raises at the open: the
+    // same name open with another maxsize, or as the other kind. Otherwise the handle's first call says it.
+    const mismatch = state?.mismatchKnown(maxsize);
+    if (mismatch !== undefined) throw mismatch;
+    const other = this.#queues.get(`${joinable ? 'plain' : 'joinable'}:${name as string}`);
+    if (other?.isOpen === true) {
+      throw new ProcessError(
+        `queue "${name as string}" is a ${joinable ? 'Queue' : 'JoinableQueue'} here already; open it as one`,
+        ErrorCode.QueueMismatch,
+      );
+    }
     if (state === undefined) {
       state = new StreamQueue(
         this.#link,

@@ -127,6 +127,8 @@ export class StreamQueue {
   #linkNow: Link | undefined;
   /** Whether `maxsize` is the queue's (the server said, or the opener did). */
   #known: boolean;
+  /** The server answered the open (set once; a later open, after a lost server, finds the same). */
+  #answered = false;
   #closed = false;
   readonly #owners = new Set<Owner>();
 
@@ -245,6 +247,7 @@ export class StreamQueue {
       );
     this.maxsize = Number(stored);
     this.#known = true;
+    this.#answered = true;
     if (minvt !== '') this.#minVisibility = Math.min(this.#minVisibility, Number(minvt));
     // A server restarted without persistence has lost the queue: it is made again as this thread knows it.
     let regrouping: Promise<void> | undefined;
@@ -264,6 +267,16 @@ export class StreamQueue {
     await this.opened;
     const mismatch = this.#mismatch(maxsize);
     if (mismatch !== undefined) throw mismatch;
+  }
+
+  /** The server answered this queue's open: its kind and maxsize are the server's. */
+  get isOpen(): boolean {
+    return this.#answered;
+  }
+
+  /** What #mismatch() says, if the server answered this queue's open; undefined otherwise. */
+  mismatchKnown(maxsize: number | undefined): ProcessError | undefined {
+    return this.#answered ? this.#mismatch(maxsize) : undefined;
   }
 
   /** Once open: why a handle that asked for `maxsize` (undefined: any) cannot use this queue, if it cannot. */

@@ -18,7 +18,7 @@ import {
   TimeoutError,
 } from '../../lib/redis/index.ts';
 import { Pipe, Pool } from '../../lib/index.ts';
-import { deadline, rejects, startTask, suite } from '../_support/harness.ts';
+import { deadline, rejects, startTask, suite, throws } from '../_support/harness.ts';
 import { redisFixture } from '../_support/redis-fixture.ts';
 import { sendRaw, startRedis, whenRedis } from '../_support/redis-server.ts';
 import { DONE, FETCH, HAND_BACK } from '../../lib/redis/scripts.ts';
@@ -310,20 +310,31 @@ whenRedis(() => {
     await same.put(2);
     assert.is(same.maxsize, 2, 'an opener that does not say takes the queue’s maxsize');
     await rejects(same.putNowait(3), Full, 'the bound holds for every opener');
-    const other = b.Queue<number>(q.name, { maxsize: 5 });
+    // A context that has the server's answer for the name says so at the open (found by review: a handle was
+    // returned, and only its calls rejected).
+    const known = throws(() => b.Queue<number>(q.name, { maxsize: 5 }), ProcessError, 'another maxsize, known');
+    assert.is(known.code, ErrorCode.QueueMismatch);
+    assert.match(known.message, /maxsize 2/);
+    const knownKind = throws(() => b.JoinableQueue<number>(q.name), ProcessError, 'another kind, known');
+    assert.is(knownKind.code, ErrorCode.QueueMismatch);
+    // A context that has not opened it learns it from the server: that handle's calls reject.
+    const c = await open();
+    const other = c.Queue<number>(q.name, { maxsize: 5 });
     const error = await rejects(other.put(99), ProcessError, 'another maxsize');
     assert.is(error.code, ErrorCode.QueueMismatch);
     assert.match(error.message, /maxsize 2/);
     // The rejected put's item never reaches the queue (it was sent with the queue's maxsize once room came),
     // and the handles that match still flush.
-    const unbounded = b.Queue<number>(q.name, { maxsize: 0 });
+    const d = await open();
+    const unbounded = d.Queue<number>(q.name, { maxsize: 0 });
     await rejects(unbounded.put(98), ProcessError, 'maxsize 0 under a bounded queue');
     await same.flush();
     assert.is(await q.get({ timeout: 5_000 }), 1);
     assert.is(await q.get({ timeout: 5_000 }), 2);
     assert.is(await q.qsize(), 0, 'neither rejected put landed');
     await rejects(q.get({ timeout: 200 }), Empty, 'nothing after them');
-    const joinable = b.JoinableQueue<number>(q.name);
+    const e = await open();
+    const joinable = e.JoinableQueue<number>(q.name);
     assert.is(
       (await rejects(joinable.get({ timeout: 10 }), ProcessError, 'another kind')).code,
       ErrorCode.QueueMismatch,
