@@ -65,7 +65,9 @@ end
 `;
 
 /**
- * KEYS: stream, meta. ARGV: consumer, count, orphan idle ms ('' for none). Up to `count` entries for this
+ * KEYS: stream, meta. ARGV: consumer, count, orphan idle ms ('' for none), '1' when that idle is a lease's
+ * visibilityTimeout (a JoinableQueue's: the queue's minvt, if shorter, is used instead, so that a consumer opened
+ * before a shorter one was asked for claims expired leases as soon as the others do). Up to `count` entries for this
  * consumer, oldest first: entries given back (in place, so order holds), then, when none is left, entries idle
  * at least `orphan idle` ms in any consumer's pending list (a JoinableQueue's expired leases; what a consumer
  * killed outright had read ahead), then new ones. XAUTOCLAIM looks at no more than ten entries per one it may
@@ -88,7 +90,12 @@ if back > 0 then
     redis.call('HSET', KEYS[2], 'back', 0)
   end
 end
-if #claimed < count and back <= 0 and ARGV[3] ~= '' then claim(KEYS[1], count - #claimed, ARGV[3], claimed) end
+local idle = ARGV[3]
+if idle ~= '' and ARGV[4] == '1' then
+  local minvt = tonumber(redis.call('HGET', KEYS[2], 'minvt') or '')
+  if minvt and minvt < tonumber(idle) then idle = tostring(minvt) end
+end
+if #claimed < count and back <= 0 and idle ~= '' then claim(KEYS[1], count - #claimed, idle, claimed) end
 local fresh = {}
 if #claimed < count then
   local r = redis.call('XREADGROUP', 'GROUP', '${kGroup}', ARGV[1], 'COUNT', count - #claimed, 'STREAMS', KEYS[1], '>')

@@ -613,7 +613,7 @@ export class StreamQueue {
       reply = await this.#linkNow!.script<[StreamEntryReply[], StreamEntryReply[], number]>(
         FETCH,
         [this.key, metaKey(this.name)],
-        [this.#consumer, String(count), claimIdle],
+        [this.#consumer, String(count), claimIdle, this.kind === 'plain' ? '' : '1'],
         true,
         // Given up on for want of an answer, and run after all: what it claimed goes back at once.
         (ok, reply) => {

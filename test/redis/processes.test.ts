@@ -107,6 +107,29 @@ whenRedis(() => {
     await tasks.join({ timeout: 10_000 });
   });
 
+  // Found by review: a handle opened with the default (30 s) before a consumer asked for 1 s claimed that
+  // consumer's expired lease only after 30 s: it learned the shorter value only from renewals of its own leases.
+  t(
+    'a killed consumer that asked for a shorter visibilityTimeout: its item comes back after it, to any handle',
+    async () => {
+      const q = name('lease-shorter');
+      const redis = await open();
+      const tasks = redis.JoinableQueue<string>(q); // the default visibilityTimeout, 30 s
+      await tasks.put('the task');
+      await tasks.flush();
+      const consumer = run('lease', fx.server.url, q, '1000');
+      assert.equal(await consumer.next(), { got: 'the task' });
+      consumer.process.kill('SIGKILL');
+      assert.is(await consumer.exited, 'SIGKILL');
+      const started = Date.now();
+      assert.is(await tasks.get({ timeout: 20_000 }), 'the task');
+      const waited = Date.now() - started;
+      assert.ok(waited < 10_000, `redelivered after ${waited} ms`);
+      await tasks.taskDone();
+      await tasks.join({ timeout: 10_000 });
+    },
+  );
+
   t('a consumer process that ends without close() gives back what it read ahead', async () => {
     const q = name('no-close');
     const redis = await open();
