@@ -73,6 +73,14 @@ function failureReason(error: unknown): string {
   return kind;
 }
 
+/** A server's refusal that trying again will not change: wrong credentials, or no such database. */
+function refusedForGood(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : String(error);
+  return /^(WRONGPASS|NOAUTH|NOPERM)\b|^ERR (AUTH|invalid password|DB index is out of range|invalid DB index)/i.test(
+    message,
+  );
+}
+
 /** The URL as messages show it: without its password. */
 export function displayUrl(url: string): string {
   try {
@@ -143,6 +151,17 @@ export class Link {
     made = link;
     link.#watch(link.#client);
     await link.#connect(link.#client);
+    // A server that wants a password lets a client without one connect, and refuses its first command: ask one
+    // now, so that connect() says so rather than every later call.
+    link.hold(); // the client is ref'd only while something waits on it
+    try {
+      await link.#client.ping();
+    } catch (error) {
+      link.#client.destroy?.();
+      throw new ConnectionError(link.shown, failureReason(error), { cause: error });
+    } finally {
+      link.release();
+    }
     link.#client.unref();
     return link;
   }
@@ -193,8 +212,21 @@ export class Link {
   async #connect(client: Client, within = kConnectDeadline): Promise<void> {
     const started = Date.now();
     let timer: NodeJS.Timeout | undefined;
+    // What the last try failed with, for the message; a refusal that trying again cannot change (a password,
+    // a database number) fails the connect at once.
+    let lastError: unknown;
+    let onError: ((error: unknown) => void) | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new ConnectionError(this.shown, `no connection after ${within} ms`)), within);
+      const fail = () => {
+        const why = lastError === undefined ? '' : ` (the last try: ${failureReason(lastError)})`;
+        reject(new ConnectionError(this.shown, `no connection after ${within} ms${why}`, { cause: lastError }));
+      };
+      timer = setTimeout(fail, within);
+      onError = (error) => {
+        lastError = error;
+        if (refusedForGood(error)) reject(new ConnectionError(this.shown, failureReason(error), { cause: error }));
+      };
+      client.on('error', onError);
     });
     const connecting = client.connect();
     // Held while it connects, so that a failed try is tried again until `within` (#newClient). After
@@ -209,6 +241,7 @@ export class Link {
       throw new ConnectionError(this.shown, failureReason(error), { cause: error });
     } finally {
       clearTimeout(timer);
+      if (onError !== undefined) client.off('error', onError);
       this.release();
     }
   }

@@ -1560,5 +1560,29 @@ whenRedis(() => {
     await rejects(connect('http://127.0.0.1:1'), TypeError, 'a URL that is not redis://');
   });
 
+  // Found by review: a wrong password or database number gave "no connection after 3000 ms", the server's
+  // reason hidden, after trying again for the whole deadline.
+  t('a refused connect (wrong password, none, a database that does not exist) says what the server said', async () => {
+    const guarded = await startRedis();
+    try {
+      assert.match(await sendRaw(guarded.port, 'CONFIG SET requirepass secret'), /OK/);
+      const host = `127.0.0.1:${guarded.port}`;
+      for (const [url, reason] of [
+        [`redis://:wrong@${host}`, /WRONGPASS/],
+        [`redis://${host}`, /NOAUTH/],
+        [`redis://:secret@${host}/99`, /DB index/i],
+      ] as const) {
+        const error = await rejects(connect(url), ConnectionError, url);
+        assert.match(error.message, reason);
+        assert.match(error.message, host);
+        assert.not.match(error.message, /no connection after/);
+      }
+      const ok = await connect(`redis://:secret@${host}`);
+      await ok.close();
+    } finally {
+      await guarded.stop();
+    }
+  });
+
   t.run();
 });
