@@ -126,17 +126,24 @@ export class RedisContext {
   }
 
   /** @internal Opens a handle of `kind` (for a handle that arrived from another thread too). */
-  open<Q extends { close(): Promise<void> }>(kind: RedisQueueKind, name: unknown, options: unknown, make: () => Q): Q {
+  open<Q extends { close(): Promise<void> }>(
+    kind: RedisQueueKind,
+    name: unknown,
+    options: unknown,
+    make: () => Q,
+    revived = false,
+  ): Q {
     const { maxsize, visibilityTimeout, explicitVisibility } = checkQueueArgs(kind, name, options);
     if (this.#closed || this.#closing !== undefined) throw new ClosedError('the context is closed');
     const joinable = kind === 'JoinableQueue';
     const key = `${joinable ? 'joinable' : 'plain'}:${name as string}`;
     let state = this.#queues.get(key);
     // What this context learned from the server already is said at the call, as Python raises at the open: the
-    // same name open with another maxsize, or as the other kind. Otherwise the handle's first call says it.
-    const mismatch = state?.mismatchKnown(maxsize);
+    // same name open with another maxsize, or as the other kind. Otherwise the handle's first call says it, as
+    // it does for a handle rebuilt from a message or Process args (whose decoding must not fail for it).
+    const mismatch = revived ? undefined : state?.mismatchKnown(maxsize);
     if (mismatch !== undefined) throw mismatch;
-    const other = this.#queues.get(`${joinable ? 'plain' : 'joinable'}:${name as string}`);
+    const other = revived ? undefined : this.#queues.get(`${joinable ? 'plain' : 'joinable'}:${name as string}`);
     if (other?.isOpen === true) {
       throw new ProcessError(
         `queue "${name as string}" is a ${joinable ? 'Queue' : 'JoinableQueue'} here already; open it as one`,
@@ -296,5 +303,5 @@ setRedisQueueReviver((record: RedisQueueRecord) => {
       : record.kind === 'JoinableQueue'
         ? () => new RedisJoinableQueue()
         : () => new RedisSimpleQueue();
-  return context.open(record.kind, record.name, record.kind === 'SimpleQueue' ? undefined : options, make);
+  return context.open(record.kind, record.name, record.kind === 'SimpleQueue' ? undefined : options, make, true);
 });

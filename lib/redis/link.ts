@@ -76,10 +76,11 @@ function failureReason(error: unknown): string {
 /** A server's refusal that trying again will not change: wrong credentials, or no such database. */
 function refusedForGood(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
-  return /^(WRONGPASS|NOAUTH|NOPERM)\b|^ERR (AUTH|invalid password|DB index is out of range|invalid DB index)/i.test(
-    message,
-  );
+  return /^(WRONGPASS|NOAUTH)\b|^ERR (AUTH|invalid password|DB index is out of range|invalid DB index)/i.test(message);
 }
+
+/** How long connect() waits for the answer to its PING (which only looks for a refused password). */
+const kPingMs = 1_000;
 
 /** The URL as messages show it: without its password. */
 export function displayUrl(url: string): string {
@@ -153,13 +154,25 @@ export class Link {
     await link.#connect(link.#client);
     // A server that wants a password lets a client without one connect, and refuses its first command: ask one
     // now, so that connect() says so rather than every later call.
+    // Only a refusal of the credentials counts: any other answer (LOADING, BUSY, NOPERM for an ACL user without
+    // PING) means connected, and so does no answer within kPingMs (a CLIENT PAUSE): the calls say the rest.
     link.hold(); // the client is ref'd only while something waits on it
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await link.#client.ping();
-    } catch (error) {
-      link.#client.destroy?.();
-      throw new ConnectionError(link.shown, failureReason(error), { cause: error });
+      const answered = link.#client.ping().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const late = new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), kPingMs);
+      });
+      const error = await Promise.race([answered, late]);
+      if (error !== undefined && /^(WRONGPASS|NOAUTH)\b/.test(error instanceof Error ? error.message : String(error))) {
+        link.#client.destroy?.();
+        throw new ConnectionError(link.shown, failureReason(error), { cause: error });
+      }
     } finally {
+      clearTimeout(timer);
       link.release();
     }
     link.#client.unref();
