@@ -94,9 +94,9 @@ const imapKeys = ['chunksize'] as const;
 /** How many tasks of an imap may be submitted and not yet consumed: the bound on its memory. */
 const kImapWindow = 4096;
 /**
- * ... and, within that, the work it keeps ahead of the consumer, in ms at the rate tasks are answered: enough to
- * keep the workers busy while a result goes to the consumer and more input comes back (tiny tasks reach the
- * bound at once; tasks of 30 ms keep the fewest, two per worker).
+ * ... and, within that, the work it keeps running, in ms at the rate tasks are answered: enough to keep the
+ * workers busy while a result goes to the consumer and more input comes back (tiny tasks reach the bound at
+ * once; tasks of 30 ms keep the fewest, two per worker).
  */
 const kAheadMs = 20;
 /** The answer rate is measured again once this long passed (ms), or once a window's worth was answered. */
@@ -870,7 +870,7 @@ class ImapCall implements Call, AsyncIterableIterator<unknown> {
     return Math.min(window - (this.#submitted - this.#answered), held - (this.#submitted - this.#consumed));
   }
 
-  /** Worth a pull: half a window free (a few big jobs, not many of one task), or the input ending. */
+  /** Worth a pull: half a window free (a few big jobs, not many of one task), or the pool closed (draining). */
   #roomy(): boolean {
     return this.#draining || this.#room() >= Math.max(1, this.#window() / 2);
   }
