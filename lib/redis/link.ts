@@ -73,10 +73,17 @@ function failureReason(error: unknown): string {
   return kind;
 }
 
+/** A server's refusal of the credentials. */
+function refusedCredentials(error: unknown): boolean {
+  return /^(WRONGPASS|NOAUTH)\b/.test(error instanceof Error ? error.message : String(error));
+}
+
 /** A server's refusal that trying again will not change: wrong credentials, or no such database. */
 function refusedForGood(error: unknown): boolean {
   const message = error instanceof Error ? error.message : String(error);
-  return /^(WRONGPASS|NOAUTH)\b|^ERR (AUTH|invalid password|DB index is out of range|invalid DB index)/i.test(message);
+  return (
+    refusedCredentials(error) || /^ERR (AUTH|invalid password|DB index is out of range|invalid DB index)/i.test(message)
+  );
 }
 
 /** How long connect() waits for the answer to its PING (which only looks for a refused password). */
@@ -153,9 +160,9 @@ export class Link {
     link.#watch(link.#client);
     await link.#connect(link.#client);
     // A server that wants a password lets a client without one connect, and refuses its first command: ask one
-    // now, so that connect() says so rather than every later call.
-    // Only a refusal of the credentials counts: any other answer (LOADING, BUSY, NOPERM for an ACL user without
-    // PING) means connected, and so does no answer within kPingMs (a CLIENT PAUSE): the calls say the rest.
+    // now, so that connect() says so rather than every later call. Only a refusal of the credentials counts:
+    // any other answer (LOADING, BUSY, NOPERM for an ACL user without PING), or none within kPingMs (a CLIENT
+    // PAUSE), means connected, and the calls say the rest.
     link.hold(); // the client is ref'd only while something waits on it
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -167,7 +174,7 @@ export class Link {
         timer = setTimeout(() => resolve(undefined), kPingMs);
       });
       const error = await Promise.race([answered, late]);
-      if (error !== undefined && /^(WRONGPASS|NOAUTH)\b/.test(error instanceof Error ? error.message : String(error))) {
+      if (error !== undefined && refusedCredentials(error)) {
         link.#client.destroy?.();
         throw new ConnectionError(link.shown, failureReason(error), { cause: error });
       }
